@@ -26,3 +26,17 @@ pub use error::Skip;
 pub use link::LinkType;
 pub use summary::{Fragment, IpSummary, parse_frame};
 pub use transport::{IpProtocol, TcpFlags};
+
+/// A captured frame as a source hands it over: borrowed bytes plus what the
+/// capture says about them.
+#[derive(Debug, Clone, Copy)]
+pub struct Frame<'a> {
+    /// Capture time, nanoseconds since the Unix epoch.
+    pub timestamp_ns: u64,
+    /// How to read the first bytes.
+    pub link: LinkType,
+    /// The captured bytes (possibly cut by a snap length).
+    pub data: &'a [u8],
+    /// The frame's length on the wire.
+    pub wire_len: u32,
+}

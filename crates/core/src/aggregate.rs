@@ -1,0 +1,600 @@
+//! Windowed aggregation: flow deltas in, closed capture windows of records out.
+//!
+//! Guarantees (SPEC §2):
+//! - windows are aligned to multiples of the window length since the epoch
+//!   and close, in order, once `now` passes their end plus a grace period;
+//!   every window from the first to the last one seen is closed, empty ones
+//!   included (they yield NODATA records);
+//! - one record per (flow log, port, window, direction, 5-tuple, action);
+//!   the policy is asked once per new flow per window;
+//! - per (flow log, port, window) at most `max_records` OK records are kept,
+//!   in first-seen order; packets of kept records keep counting; everything
+//!   else is summed into one SKIPDATA record; a flow log with no OK record
+//!   gets one NODATA record;
+//! - memory is bounded by the caps: a flow that no flow log keeps is stored
+//!   only while the port has fewer than `max_records` such flows;
+//! - no allocation per packet once the tables have grown: flows live in
+//!   fixed-size chunks in first-seen order, indexed by a `hashbrown` table of
+//!   `u32`, and closed windows' tables are cleared and reused.
+
+use std::hash::BuildHasher;
+use std::net::IpAddr;
+
+use hashbrown::HashTable;
+
+use crate::flow::{Action, Direction, FiveTuple, FlowDelta, TrafficType};
+use crate::policy::{FlowQuery, Policy};
+use crate::record::{FlowFields, FlowRecord, RecordBody, TcpFlag};
+use crate::time::{Timestamp, WindowLength};
+use crate::topology::{Topology, filter_bit};
+use vpcflow_wire::IpProtocol;
+
+/// Flows per storage chunk: large enough to amortise, small enough that the
+/// unused tail of the last chunk is negligible per flow.
+const CHUNK: usize = 4096;
+
+/// Aggregation settings.
+#[derive(Debug, Clone, Copy)]
+pub struct AggregatorConfig {
+    /// Capture window length.
+    pub window: WindowLength,
+    /// OK records kept per flow log, port and window.
+    pub max_records: u32,
+    /// How long after its end a window stays open for late packets, in ns.
+    pub grace_ns: u64,
+}
+
+/// A window whose records are final.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClosedWindow {
+    /// Start, Unix seconds.
+    pub start: u64,
+    /// End, Unix seconds.
+    pub end: u64,
+    /// Records, ordered by interface-id, then flow log, then first packet.
+    pub records: Vec<FlowRecord>,
+}
+
+/// Packet counts the aggregator refused.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AggregatorStats {
+    /// Packets older than the last closed window.
+    pub late_packets: u64,
+    /// Flows evaluated by the policy.
+    pub policy_evaluations: u64,
+}
+
+trait Addr: Copy + Eq + std::hash::Hash {
+    fn to_ip(self) -> IpAddr;
+}
+impl Addr for [u8; 4] {
+    fn to_ip(self) -> IpAddr {
+        IpAddr::from(self)
+    }
+}
+impl Addr for [u8; 16] {
+    fn to_ip(self) -> IpAddr {
+        IpAddr::from(self)
+    }
+}
+
+/// One flow of one window. Flat, so rustc packs it: 40 bytes for IPv4.
+#[derive(Debug, Clone, Copy)]
+struct Entry<A> {
+    src: A,
+    dst: A,
+    port: u32,
+    src_port: u16,
+    dst_port: u16,
+    protocol: u8,
+    direction: Direction,
+    action: Action,
+    /// Filter bits of the flow logs that keep this flow.
+    kept: u8,
+    flags_any: u8,
+    flags_all: u8,
+    packets: u64,
+    bytes: u64,
+}
+
+type Key<A> = (A, A, u32, u16, u16, u8, Direction);
+
+impl<A: Addr> Entry<A> {
+    fn key(&self) -> Key<A> {
+        (
+            self.src,
+            self.dst,
+            self.port,
+            self.src_port,
+            self.dst_port,
+            self.protocol,
+            self.direction,
+        )
+    }
+}
+
+#[derive(Debug)]
+struct FlowTable<A> {
+    index: HashTable<u32>,
+    chunks: Vec<Vec<Entry<A>>>,
+    len: usize,
+}
+
+impl<A: Addr> FlowTable<A> {
+    fn new() -> Self {
+        FlowTable {
+            index: HashTable::new(),
+            chunks: Vec::new(),
+            len: 0,
+        }
+    }
+
+    fn get(chunks: &[Vec<Entry<A>>], i: u32) -> &Entry<A> {
+        let i = i as usize;
+        &chunks[i / CHUNK][i % CHUNK]
+    }
+
+    fn push(&mut self, e: Entry<A>) -> u32 {
+        let c = self.len / CHUNK;
+        if c == self.chunks.len() {
+            self.chunks.push(Vec::with_capacity(CHUNK));
+        }
+        self.chunks[c].push(e);
+        self.len += 1;
+        (self.len - 1) as u32
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Entry<A>> {
+        self.chunks.iter().flatten()
+    }
+
+    fn clear(&mut self) {
+        self.index.clear();
+        for c in &mut self.chunks {
+            c.clear();
+        }
+        self.len = 0;
+    }
+
+    fn memory_bytes(&self) -> usize {
+        self.index.capacity() * (std::mem::size_of::<u32>() + 1)
+            + self.chunks.len() * CHUNK * std::mem::size_of::<Entry<A>>()
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct PortWindow {
+    kept: [u32; 3],
+    skipped_packets: [u64; 3],
+    skipped_bytes: [u64; 3],
+    /// Flows stored only to remember their verdict.
+    unkept: u32,
+}
+
+impl PortWindow {
+    fn skip(&mut self, bits: u8, d: &FlowDelta) {
+        for t in 0..3 {
+            if bits & (1 << t) != 0 {
+                self.skipped_packets[t] += d.packets;
+                self.skipped_bytes[t] += d.bytes;
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Window {
+    start: u64,
+    v4: FlowTable<[u8; 4]>,
+    v6: FlowTable<[u8; 16]>,
+    /// For each IPv6 flow: how many IPv4 flows were stored before it.
+    v6_order: Vec<u32>,
+    ports: Vec<PortWindow>,
+}
+
+impl Window {
+    fn new(start: u64) -> Window {
+        Window {
+            start,
+            v4: FlowTable::new(),
+            v6: FlowTable::new(),
+            v6_order: Vec::new(),
+            ports: Vec::new(),
+        }
+    }
+    fn reset(&mut self, start: u64) {
+        self.start = start;
+        self.v4.clear();
+        self.v6.clear();
+        self.v6_order.clear();
+        self.ports.clear();
+    }
+}
+
+/// Filter bits of the flow logs that would keep a record with `action`.
+fn relevant(mask: u8, action: Action) -> u8 {
+    let own = match action {
+        Action::Accept => filter_bit(TrafficType::Accept),
+        Action::Reject => filter_bit(TrafficType::Reject),
+    };
+    mask & (filter_bit(TrafficType::All) | own)
+}
+
+/// Folds flow deltas into capture windows.
+#[derive(Debug)]
+pub struct Aggregator {
+    config: AggregatorConfig,
+    /// Open windows, ascending by start.
+    open: Vec<Window>,
+    spare: Vec<Window>,
+    /// Start of the next window to close; all before it are closed.
+    next_close: Option<u64>,
+    closed_any: bool,
+    last_start: Option<u64>,
+    hasher: foldhash::fast::RandomState,
+    buckets: Vec<(Vec<u32>, Vec<u32>)>,
+    port_order: Vec<u32>,
+    stats: AggregatorStats,
+}
+
+impl Aggregator {
+    /// An aggregator with no windows open.
+    pub fn new(config: AggregatorConfig) -> Aggregator {
+        Aggregator {
+            config,
+            open: Vec::new(),
+            spare: Vec::new(),
+            next_close: None,
+            closed_any: false,
+            last_start: None,
+            hasher: foldhash::fast::RandomState::default(),
+            buckets: Vec::new(),
+            port_order: Vec::new(),
+            stats: AggregatorStats::default(),
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &AggregatorConfig {
+        &self.config
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> AggregatorStats {
+        self.stats
+    }
+
+    /// Flows currently held in open windows.
+    pub fn active_flows(&self) -> usize {
+        self.open.iter().map(|w| w.v4.len + w.v6.len).sum()
+    }
+
+    /// Bytes held by flow tables (open and spare), by capacity.
+    pub fn memory_bytes(&self) -> usize {
+        self.open
+            .iter()
+            .chain(&self.spare)
+            .map(|w| {
+                w.v4.memory_bytes()
+                    + w.v6.memory_bytes()
+                    + w.v6_order.capacity() * 4
+                    + w.ports.capacity() * std::mem::size_of::<PortWindow>()
+            })
+            .sum()
+    }
+
+    fn window_index(&mut self, start: u64) -> usize {
+        if let Some(i) = self.open.iter().rposition(|w| w.start == start) {
+            return i;
+        }
+        let mut w = self.spare.pop().unwrap_or_else(|| Window::new(start));
+        w.reset(start);
+        let at = self.open.partition_point(|o| o.start < start);
+        self.open.insert(at, w);
+        at
+    }
+
+    /// Adds a delta. Returns `false` (and counts it) when its window is
+    /// already closed.
+    pub fn observe<P: Policy>(
+        &mut self,
+        topology: &Topology,
+        policy: &mut P,
+        d: &FlowDelta,
+    ) -> bool {
+        let start = self.config.window.start_of(d.first);
+        match self.next_close {
+            Some(nc) if start < nc => {
+                if self.closed_any {
+                    self.stats.late_packets += d.packets;
+                    return false;
+                }
+                self.next_close = Some(start);
+            }
+            None => self.next_close = Some(start),
+            _ => {}
+        }
+        self.last_start = Some(self.last_start.map_or(start, |l| l.max(start)));
+        let wi = match self.open.last() {
+            Some(w) if w.start == start => self.open.len() - 1,
+            _ => self.window_index(start),
+        };
+        let cap = self.config.max_records;
+        let w = &mut self.open[wi];
+        let p = d.port as usize;
+        if w.ports.len() <= p {
+            w.ports.resize(topology.ports.len().max(p + 1), PortWindow::default());
+        }
+        let port = &topology.ports[p];
+        let pw = &mut w.ports[p];
+        let stats = &mut self.stats;
+        let mut decide = || {
+            stats.policy_evaluations += 1;
+            policy
+                .decide(
+                    d.first,
+                    &FlowQuery {
+                        port,
+                        port_index: d.port,
+                        direction: d.direction,
+                        tuple: d.tuple,
+                        tcp_flags: d.flags_any,
+                    },
+                )
+                .action
+        };
+        match (d.tuple.src, d.tuple.dst) {
+            (IpAddr::V4(s), IpAddr::V4(t)) => {
+                observe_in(&mut w.v4, &self.hasher, pw, cap, port.filters, s.octets(), t.octets(), d, &mut decide);
+            }
+            (s, t) => {
+                let v6 = |a: IpAddr| match a {
+                    IpAddr::V4(v) => v.to_ipv6_mapped().octets(),
+                    IpAddr::V6(v) => v.octets(),
+                };
+                let before = w.v4.len as u32;
+                if observe_in(&mut w.v6, &self.hasher, pw, cap, port.filters, v6(s), v6(t), d, &mut decide) {
+                    w.v6_order.push(before);
+                }
+            }
+        }
+        true
+    }
+
+    /// Closes every window that ended at least the grace period before `now`.
+    pub fn close_until(&mut self, topology: &Topology, now: Timestamp, out: &mut Vec<ClosedWindow>) {
+        let Some(next) = self.next_close else { return };
+        let len = self.config.window.secs();
+        let horizon = now.0.saturating_sub(self.config.grace_ns) / 1_000_000_000;
+        if next + len > horizon {
+            return;
+        }
+        let last = horizon - len;
+        let last = last - last % len;
+        self.close_through(topology, last, out);
+    }
+
+    /// Closes every window up to the last one that saw traffic (end of input).
+    pub fn finish(&mut self, topology: &Topology, out: &mut Vec<ClosedWindow>) {
+        if let Some(last) = self.last_start {
+            self.close_through(topology, last, out);
+        }
+    }
+
+    fn close_through(&mut self, topology: &Topology, last: u64, out: &mut Vec<ClosedWindow>) {
+        let Some(mut s) = self.next_close else { return };
+        let len = self.config.window.secs();
+        while s <= last {
+            let w = match self.open.first() {
+                Some(w) if w.start == s => Some(self.open.remove(0)),
+                _ => None,
+            };
+            out.push(self.emit(topology, s, w.as_ref()));
+            if let Some(mut w) = w {
+                w.reset(0);
+                self.spare.push(w);
+            }
+            s += len;
+        }
+        self.closed_any = true;
+        self.next_close = Some(s);
+    }
+
+    fn emit(&mut self, topology: &Topology, start: u64, w: Option<&Window>) -> ClosedWindow {
+        let end = start + self.config.window.secs();
+        let mut records = Vec::new();
+        let n = topology.ports.len();
+        if self.port_order.len() != n {
+            self.port_order = (0..n as u32).collect();
+            self.port_order
+                .sort_by(|&a, &b| topology.ports[a as usize].id.cmp(&topology.ports[b as usize].id));
+        }
+        if self.buckets.len() < n {
+            self.buckets.resize_with(n, Default::default);
+        }
+        for b in &mut self.buckets {
+            b.0.clear();
+            b.1.clear();
+        }
+        if let Some(w) = w {
+            for (i, e) in w.v4.iter().enumerate() {
+                self.buckets[e.port as usize].0.push(i as u32);
+            }
+            for (i, e) in w.v6.iter().enumerate() {
+                self.buckets[e.port as usize].1.push(i as u32);
+            }
+        }
+        for &p in &self.port_order {
+            let port = &topology.ports[p as usize];
+            if port.first_window.is_some_and(|f| start < f) {
+                continue;
+            }
+            let pw = w.and_then(|w| w.ports.get(p as usize));
+            let (b4, b6) = &self.buckets[p as usize];
+            for &fl in &port.flow_logs {
+                let t = topology.flow_logs[fl as usize].traffic_type;
+                let bit = filter_bit(t);
+                let before = records.len();
+                let mut push = |e: (FiveTuple, u64, u64, Action, Direction, u8, u8)| {
+                    let (tuple, packets, bytes, action, direction, any, all) = e;
+                    records.push(FlowRecord {
+                        flow_log: fl,
+                        port: p,
+                        start,
+                        end,
+                        body: RecordBody::Flow(FlowFields {
+                            tuple,
+                            packets,
+                            bytes,
+                            action,
+                            direction,
+                            tcp_flag: (tuple.protocol == IpProtocol::TCP)
+                                .then(|| TcpFlag::from_flags(any, all)),
+                        }),
+                    });
+                };
+                if let Some(w) = w {
+                    let (mut i, mut j) = (0, 0);
+                    while i < b4.len() || j < b6.len() {
+                        let take_v6 = j < b6.len()
+                            && (i >= b4.len() || w.v6_order[b6[j] as usize] <= b4[i]);
+                        if take_v6 {
+                            let e = FlowTable::get(&w.v6.chunks, b6[j]);
+                            j += 1;
+                            if e.kept & bit != 0 {
+                                push(fields(e));
+                            }
+                        } else {
+                            let e = FlowTable::get(&w.v4.chunks, b4[i]);
+                            i += 1;
+                            if e.kept & bit != 0 {
+                                push(fields(e));
+                            }
+                        }
+                    }
+                }
+                let rec = |body| FlowRecord {
+                    flow_log: fl,
+                    port: p,
+                    start,
+                    end,
+                    body,
+                };
+                if records.len() == before {
+                    records.push(rec(RecordBody::NoData));
+                }
+                if let Some(pw) = pw
+                    && pw.skipped_packets[t.index()] > 0
+                {
+                    records.push(rec(RecordBody::SkipData {
+                        packets: pw.skipped_packets[t.index()],
+                        bytes: pw.skipped_bytes[t.index()],
+                    }));
+                }
+            }
+        }
+        ClosedWindow {
+            start,
+            end,
+            records,
+        }
+    }
+}
+
+fn fields<A: Addr>(e: &Entry<A>) -> (FiveTuple, u64, u64, Action, Direction, u8, u8) {
+    (
+        FiveTuple {
+            src: e.src.to_ip(),
+            dst: e.dst.to_ip(),
+            src_port: e.src_port,
+            dst_port: e.dst_port,
+            protocol: IpProtocol(e.protocol),
+        },
+        e.packets,
+        e.bytes,
+        e.action,
+        e.direction,
+        e.flags_any,
+        e.flags_all,
+    )
+}
+
+/// Adds `d` to its flow in `table`; returns whether a new entry was stored.
+#[allow(clippy::too_many_arguments)]
+fn observe_in<A: Addr>(
+    table: &mut FlowTable<A>,
+    hasher: &foldhash::fast::RandomState,
+    pw: &mut PortWindow,
+    cap: u32,
+    mask: u8,
+    src: A,
+    dst: A,
+    d: &FlowDelta,
+    decide: &mut impl FnMut() -> Action,
+) -> bool {
+    let key: Key<A> = (
+        src,
+        dst,
+        d.port,
+        d.tuple.src_port,
+        d.tuple.dst_port,
+        d.tuple.protocol.0,
+        d.direction,
+    );
+    let hash = hasher.hash_one(key);
+    let FlowTable { index, chunks, .. } = table;
+    if let Some(&i) = index.find(hash, |&i| FlowTable::get(chunks, i).key() == key) {
+        let i = i as usize;
+        let e = &mut chunks[i / CHUNK][i % CHUNK];
+        e.packets += d.packets;
+        e.bytes += d.bytes;
+        e.flags_any |= d.flags_any;
+        e.flags_all &= d.flags_all;
+        let missed = relevant(mask, e.action) & !e.kept;
+        if missed != 0 {
+            pw.skip(missed, d);
+        }
+        return false;
+    }
+    let action = decide();
+    let bits = relevant(mask, action);
+    let mut kept = 0u8;
+    for t in 0..3 {
+        let bit = 1u8 << t;
+        if bits & bit != 0 {
+            if pw.kept[t] < cap {
+                pw.kept[t] += 1;
+                kept |= bit;
+            } else {
+                pw.skip(bit, d);
+            }
+        }
+    }
+    if kept == 0 {
+        if pw.unkept >= cap {
+            return false;
+        }
+        pw.unkept += 1;
+    }
+    let i = table.push(Entry {
+        src,
+        dst,
+        port: d.port,
+        src_port: d.tuple.src_port,
+        dst_port: d.tuple.dst_port,
+        protocol: d.tuple.protocol.0,
+        direction: d.direction,
+        action,
+        kept,
+        flags_any: d.flags_any,
+        flags_all: d.flags_all,
+        packets: d.packets,
+        bytes: d.bytes,
+    });
+    let FlowTable { index, chunks, .. } = table;
+    index.insert_unique(hash, i, |&j| hasher.hash_one(FlowTable::get(chunks, j).key()));
+    true
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,395 @@
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::policy::Decision;
+use crate::topology::{FlowLogInfo, PortInfo};
+
+/// Rejects flows to `reject_port`; counts how often it was asked.
+struct ScriptedPolicy {
+    reject_port: u16,
+    asked: u32,
+}
+
+impl Policy for ScriptedPolicy {
+    fn decide(&mut self, _now: Timestamp, flow: &FlowQuery<'_>) -> Decision {
+        self.asked += 1;
+        let action = if flow.tuple.dst_port == self.reject_port {
+            Action::Reject
+        } else {
+            Action::Accept
+        };
+        Decision { action }
+    }
+}
+
+fn topology(ports: usize, filters: &[TrafficType]) -> Topology {
+    let mut t = Topology {
+        region: "ab-cdef-3".into(),
+        flow_logs: filters
+            .iter()
+            .enumerate()
+            .map(|(i, f)| FlowLogInfo {
+                id: format!("fl{i}"),
+                traffic_type: *f,
+                log_group_id: "lg".into(),
+                log_topic_id: "lt".into(),
+            })
+            .collect(),
+        ..Default::default()
+    };
+    for p in 0..ports {
+        t.push_port(PortInfo {
+            id: format!("port-{p}"),
+            project_id: "proj".into(),
+            vpc_id: "vpc".into(),
+            subnet_id: "subnet".into(),
+            az_id: "az".into(),
+            ips: vec![],
+            inventory_index: None,
+            flow_logs: (0..filters.len() as u32).collect(),
+            filters: 0,
+            first_window: None,
+        });
+    }
+    t
+}
+
+fn delta(port: u32, src: &str, dst_port: u16, t_secs: u64, bytes: u64) -> FlowDelta {
+    FlowDelta {
+        port,
+        direction: Direction::Egress,
+        tuple: FiveTuple {
+            src: src.parse().unwrap(),
+            dst: "192.168.3.25".parse().unwrap(),
+            src_port: 40000,
+            dst_port,
+            protocol: IpProtocol::UDP,
+        },
+        packets: 1,
+        bytes,
+        flags_any: 0,
+        flags_all: 0,
+        first: Timestamp::from_secs(t_secs),
+    }
+}
+
+fn config(cap: u32) -> AggregatorConfig {
+    AggregatorConfig {
+        window: WindowLength::DEFAULT,
+        max_records: cap,
+        grace_ns: 0,
+    }
+}
+
+fn run(
+    topo: &Topology,
+    policy: &mut ScriptedPolicy,
+    cap: u32,
+    deltas: &[FlowDelta],
+) -> (Vec<ClosedWindow>, Aggregator) {
+    let mut agg = Aggregator::new(config(cap));
+    let mut out = Vec::new();
+    for d in deltas {
+        agg.observe(topo, policy, d);
+        agg.close_until(topo, d.first, &mut out);
+    }
+    agg.finish(topo, &mut out);
+    (out, agg)
+}
+
+#[test]
+fn cap_of_three_with_five_flows_gives_three_ok_and_one_skipdata() {
+    let topo = topology(1, &[TrafficType::All]);
+    let mut policy = ScriptedPolicy { reject_port: 0, asked: 0 };
+    let mut deltas = Vec::new();
+    for port in [1000, 1001, 1002, 1003, 1004] {
+        deltas.push(delta(0, "192.168.0.154", port, 1_548_752_136, 100));
+    }
+    // More packets of a kept flow and of a discarded one.
+    deltas.push(delta(0, "192.168.0.154", 1000, 1_548_752_137, 50));
+    deltas.push(delta(0, "192.168.0.154", 1004, 1_548_752_138, 70));
+    let (out, _) = run(&topo, &mut policy, 3, &deltas);
+    assert_eq!(out.len(), 1);
+    let recs = &out[0].records;
+    assert_eq!(recs.len(), 4);
+    let ok: Vec<_> = recs
+        .iter()
+        .filter_map(|r| match r.body {
+            RecordBody::Flow(f) => Some((f.tuple.dst_port, f.packets, f.bytes)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ok, vec![(1000, 2, 150), (1001, 1, 100), (1002, 1, 100)]);
+    assert_eq!(
+        recs[3].body,
+        RecordBody::SkipData {
+            packets: 3,
+            bytes: 270
+        }
+    );
+    assert_eq!((out[0].start, out[0].end), (1_548_751_800, 1_548_752_400));
+}
+
+#[test]
+fn accepted_filter_with_only_rejected_traffic_is_nodata() {
+    // The seed's example, with a reject-filter flow log on the same port.
+    let topo = topology(1, &[TrafficType::Accept, TrafficType::Reject]);
+    let mut policy = ScriptedPolicy { reject_port: 23, asked: 0 };
+    let deltas = [
+        delta(0, "192.168.0.154", 23, 1000, 60),
+        delta(0, "192.168.0.154", 23, 1001, 60),
+    ];
+    let (out, _) = run(&topo, &mut policy, 10, &deltas);
+    let recs = &out[0].records;
+    assert_eq!(recs.len(), 2);
+    assert_eq!((recs[0].flow_log, recs[0].body), (0, RecordBody::NoData));
+    assert_eq!(recs[1].flow_log, 1);
+    match recs[1].body {
+        RecordBody::Flow(f) => {
+            assert_eq!(f.action, Action::Reject);
+            assert_eq!((f.packets, f.bytes), (2, 120));
+        }
+        other => panic!("expected a REJECT record, got {other:?}"),
+    }
+    assert_eq!(policy.asked, 1, "one evaluation per new flow per window");
+}
+
+#[test]
+fn every_window_between_first_and_last_is_closed_with_nodata() {
+    let topo = topology(2, &[TrafficType::All]);
+    let mut policy = ScriptedPolicy { reject_port: 0, asked: 0 };
+    let deltas = [
+        delta(0, "10.0.0.1", 53, 600, 10),
+        delta(0, "10.0.0.1", 53, 2400, 10),
+    ];
+    let (out, _) = run(&topo, &mut policy, 10, &deltas);
+    let starts: Vec<u64> = out.iter().map(|w| w.start).collect();
+    assert_eq!(starts, vec![600, 1200, 1800, 2400]);
+    // Port 0 has traffic in the first and last; port 1 never.
+    assert!(matches!(out[0].records[0].body, RecordBody::Flow(_)));
+    assert_eq!(out[0].records[1].body, RecordBody::NoData);
+    assert_eq!(out[1].records.len(), 2);
+    assert!(out[1].records.iter().all(|r| r.body == RecordBody::NoData));
+    // The policy is asked again in a new window.
+    assert_eq!(policy.asked, 2);
+}
+
+#[test]
+fn packets_for_a_closed_window_are_counted_as_late() {
+    let topo = topology(1, &[TrafficType::All]);
+    let mut policy = ScriptedPolicy { reject_port: 0, asked: 0 };
+    let mut agg = Aggregator::new(config(10));
+    let mut out = Vec::new();
+    assert!(agg.observe(&topo, &mut policy, &delta(0, "10.0.0.1", 53, 1000, 1)));
+    agg.close_until(&topo, Timestamp::from_secs(1300), &mut out);
+    assert_eq!(out.len(), 1);
+    assert!(!agg.observe(&topo, &mut policy, &delta(0, "10.0.0.1", 53, 1100, 1)));
+    assert_eq!(agg.stats().late_packets, 1);
+    // Before anything closed, an earlier packet just opens an earlier window.
+    let mut agg = Aggregator::new(config(10));
+    assert!(agg.observe(&topo, &mut policy, &delta(0, "10.0.0.1", 53, 1300, 1)));
+    assert!(agg.observe(&topo, &mut policy, &delta(0, "10.0.0.1", 53, 1000, 1)));
+    let mut out = Vec::new();
+    agg.finish(&topo, &mut out);
+    assert_eq!(out.iter().map(|w| w.start).collect::<Vec<_>>(), vec![600, 1200]);
+}
+
+#[test]
+fn ipv4_and_ipv6_records_keep_first_seen_order() {
+    let topo = topology(1, &[TrafficType::All]);
+    let mut policy = ScriptedPolicy { reject_port: 0, asked: 0 };
+    let deltas = [
+        delta(0, "2001:db8::1", 1, 10, 1),
+        delta(0, "10.0.0.1", 2, 11, 1),
+        delta(0, "2001:db8::2", 3, 12, 1),
+        delta(0, "2001:db8::3", 4, 13, 1),
+        delta(0, "10.0.0.2", 5, 14, 1),
+    ];
+    let (out, _) = run(&topo, &mut policy, 10, &deltas);
+    let order: Vec<u16> = out[0]
+        .records
+        .iter()
+        .filter_map(|r| match r.body {
+            RecordBody::Flow(f) => Some(f.tuple.dst_port),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(order, vec![1, 2, 3, 4, 5]);
+}
+
+#[test]
+fn memory_stays_bounded_under_a_flood_of_unkept_flows() {
+    // An accept-only flow log sees a flood of rejected flows: none is kept,
+    // and at most `cap` are remembered.
+    let topo = topology(1, &[TrafficType::Accept]);
+    let mut policy = ScriptedPolicy { reject_port: 9, asked: 0 };
+    let mut agg = Aggregator::new(config(100));
+    for i in 0..10_000u32 {
+        let mut d = delta(0, "10.0.0.1", 9, 100, 1);
+        d.tuple.src_port = (i % 60_000) as u16;
+        d.tuple.src = IpAddr::from((0x0a00_0000u32 + i).to_be_bytes());
+        agg.observe(&topo, &mut policy, &d);
+    }
+    assert_eq!(agg.active_flows(), 100);
+    let mut out = Vec::new();
+    agg.finish(&topo, &mut out);
+    assert_eq!(out[0].records.len(), 1);
+    assert_eq!(out[0].records[0].body, RecordBody::NoData);
+}
+
+#[test]
+fn tcp_flag_is_derived_per_record() {
+    use vpcflow_wire::TcpFlags as F;
+    let topo = topology(1, &[TrafficType::All]);
+    let mut policy = ScriptedPolicy { reject_port: 0, asked: 0 };
+    let mut syn = delta(0, "10.0.0.1", 22, 100, 60);
+    syn.tuple.protocol = IpProtocol::TCP;
+    syn.flags_any = F::SYN;
+    syn.flags_all = F::SYN;
+    let mut ack = syn;
+    ack.tuple.dst_port = 23;
+    let mut ack2 = ack;
+    ack2.flags_any = F::ACK;
+    ack2.flags_all = F::ACK;
+    let (out, _) = run(&topo, &mut policy, 10, &[syn, ack, ack2]);
+    let flags: Vec<_> = out[0]
+        .records
+        .iter()
+        .filter_map(|r| match r.body {
+            RecordBody::Flow(f) => f.tcp_flag,
+            _ => None,
+        })
+        .collect();
+    assert_eq!(flags, vec![TcpFlag::SynSent, TcpFlag::Established]);
+}
+
+/// The naive model: every flow in a `BTreeMap`, kept-ness decided at the end
+/// by first-seen rank among the flows a filter admits.
+fn naive(
+    topo: &Topology,
+    reject_port: u16,
+    cap: u32,
+    deltas: &[FlowDelta],
+) -> Vec<(u64, u32, u32, RecordBody)> {
+    type K = (u32, IpAddr, IpAddr, u16, u16, u8, Direction);
+    let len = WindowLength::DEFAULT;
+    let mut windows: BTreeMap<u64, (BTreeMap<K, usize>, Vec<(K, u64, u64)>)> = BTreeMap::new();
+    for d in deltas {
+        let w = windows.entry(len.start_of(d.first)).or_default();
+        let k = (
+            d.port,
+            d.tuple.src,
+            d.tuple.dst,
+            d.tuple.src_port,
+            d.tuple.dst_port,
+            d.tuple.protocol.0,
+            d.direction,
+        );
+        let i = *w.0.entry(k).or_insert_with(|| {
+            w.1.push((k, 0, 0));
+            w.1.len() - 1
+        });
+        w.1[i].1 += d.packets;
+        w.1[i].2 += d.bytes;
+    }
+    let (first, last) = match (windows.keys().next(), windows.keys().last()) {
+        (Some(f), Some(l)) => (*f, *l),
+        _ => return vec![],
+    };
+    let mut order: Vec<u32> = (0..topo.ports.len() as u32).collect();
+    order.sort_by(|a, b| topo.ports[*a as usize].id.cmp(&topo.ports[*b as usize].id));
+    let mut out = Vec::new();
+    let mut start = first;
+    while start <= last {
+        let empty = Default::default();
+        let flows = &windows.get(&start).unwrap_or(&empty).1;
+        for &p in &order {
+            for &fl in &topo.ports[p as usize].flow_logs {
+                let t = topo.flow_logs[fl as usize].traffic_type;
+                let mut kept = 0;
+                let (mut sp, mut sb) = (0, 0);
+                for (k, packets, bytes) in flows.iter().filter(|f| f.0.0 == p) {
+                    let action = if k.4 == reject_port { Action::Reject } else { Action::Accept };
+                    if !t.admits(action) {
+                        continue;
+                    }
+                    if kept < cap {
+                        kept += 1;
+                        out.push((
+                            start,
+                            p,
+                            fl,
+                            RecordBody::Flow(FlowFields {
+                                tuple: FiveTuple {
+                                    src: k.1,
+                                    dst: k.2,
+                                    src_port: k.3,
+                                    dst_port: k.4,
+                                    protocol: IpProtocol(k.5),
+                                },
+                                packets: *packets,
+                                bytes: *bytes,
+                                action,
+                                direction: k.6,
+                                tcp_flag: None,
+                            }),
+                        ));
+                    } else {
+                        sp += packets;
+                        sb += bytes;
+                    }
+                }
+                if kept == 0 {
+                    out.push((start, p, fl, RecordBody::NoData));
+                }
+                if sp > 0 {
+                    out.push((start, p, fl, RecordBody::SkipData { packets: sp, bytes: sb }));
+                }
+            }
+        }
+        start += len.secs();
+    }
+    out
+}
+
+fn arb_delta() -> impl Strategy<Value = (u32, u8, u16, u16, bool, u64, u64)> {
+    (0u32..3, 0u8..6, 0u16..4, 0u16..5, any::<bool>(), 0u64..2000, 1u64..1500)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+    #[test]
+    fn aggregator_matches_the_naive_model(
+        raw in proptest::collection::vec(arb_delta(), 0..300),
+        cap in 1u32..6,
+        filters in proptest::sample::subsequence(vec![TrafficType::All, TrafficType::Accept, TrafficType::Reject], 1..=3),
+    ) {
+        let topo = topology(3, &filters);
+        let mut t = 0u64;
+        let deltas: Vec<FlowDelta> = raw.iter().map(|&(port, host, sport, dport, egress, dt, bytes)| {
+            t += dt;
+            let (src, dst): (IpAddr, IpAddr) = if host % 2 == 0 {
+                (IpAddr::from([10, 0, 0, host]), "10.9.9.9".parse().unwrap())
+            } else {
+                (format!("2001:db8::{host}").parse().unwrap(), "2001:db8::99".parse().unwrap())
+            };
+            FlowDelta {
+                port,
+                direction: if egress { Direction::Egress } else { Direction::Ingress },
+                tuple: FiveTuple { src, dst, src_port: sport, dst_port: dport, protocol: IpProtocol::UDP },
+                packets: 1,
+                bytes,
+                flags_any: 0,
+                flags_all: 0,
+                first: Timestamp::from_secs(t),
+            }
+        }).collect();
+        let mut policy = ScriptedPolicy { reject_port: 3, asked: 0 };
+        let (out, _) = run(&topo, &mut policy, cap, &deltas);
+        let got: Vec<_> = out.iter().flat_map(|w| w.records.iter().map(|r| (r.start, r.port, r.flow_log, r.body))).collect();
+        prop_assert_eq!(got, naive(&topo, 3, cap, &deltas));
+    }
+}

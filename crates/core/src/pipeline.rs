@@ -1,0 +1,226 @@
+//! The pipeline: frames in, closed windows of records out.
+//!
+//! `frame -> wire::parse_frame -> fragments -> attribute -> aggregate`. The
+//! caller passes every frame to [`Pipeline::observe`], drains
+//! [`Pipeline::closed`] when it likes, and calls [`Pipeline::finish`] at the
+//! end of input. Windows close on the frames' own timestamps (or, for a live
+//! source, on the clock the caller passes to [`Pipeline::tick`]).
+
+use vpcflow_wire::{Frame, IpProtocol, Skip, parse_frame};
+
+use crate::aggregate::{Aggregator, AggregatorConfig, ClosedWindow};
+use crate::attribute::Attributor;
+use crate::flow::{FiveTuple, FlowDelta};
+use crate::fragments::FragmentTracker;
+use crate::policy::Policy;
+use crate::record::LogStatus;
+use crate::time::Timestamp;
+use crate::topology::Topology;
+
+/// Why a packet did not reach any record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkipReason {
+    /// The frame could not be decoded.
+    Wire(Skip),
+    /// Neither address is a monitored port.
+    NoMonitoredPort,
+    /// Its capture window had already been closed (timestamps out of order).
+    LateForWindow,
+}
+
+impl SkipReason {
+    /// Stable name for statistics.
+    pub fn name(self) -> &'static str {
+        match self {
+            SkipReason::Wire(s) => s.name(),
+            SkipReason::NoMonitoredPort => "no-monitored-port",
+            SkipReason::LateForWindow => "late-for-window",
+        }
+    }
+}
+
+/// What the pipeline has seen.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PipelineStats {
+    /// Frames observed.
+    pub packets: u64,
+    /// Packets counted in at least one record of a monitored port.
+    pub attributed: u64,
+    /// Frames that could not be decoded, by [`Skip::index`].
+    pub skipped_wire: [u64; Skip::ALL.len()],
+    /// Packets between addresses that are no monitored port.
+    pub no_monitored_port: u64,
+    /// Packets whose window had closed.
+    pub late_for_window: u64,
+    /// Packets recorded with ports 0 because the capture cut the transport header.
+    pub transport_truncated: u64,
+    /// Later fragments whose first fragment was not seen (ports 0).
+    pub unmatched_fragments: u64,
+    /// Records emitted, by [`LogStatus`].
+    pub records: [u64; 3],
+    /// Windows closed.
+    pub windows: u64,
+}
+
+impl PipelineStats {
+    /// Skipped packets by reason, non-zero ones only.
+    pub fn skipped(&self) -> Vec<(SkipReason, u64)> {
+        let mut v: Vec<(SkipReason, u64)> = Skip::ALL
+            .iter()
+            .map(|s| (SkipReason::Wire(*s), self.skipped_wire[s.index()]))
+            .collect();
+        v.push((SkipReason::NoMonitoredPort, self.no_monitored_port));
+        v.push((SkipReason::LateForWindow, self.late_for_window));
+        v.retain(|(_, n)| *n > 0);
+        v
+    }
+}
+
+/// Frames in, closed windows out.
+#[derive(Debug)]
+pub struct Pipeline<P> {
+    topology: Topology,
+    attributor: Attributor,
+    fragments: FragmentTracker,
+    aggregator: Aggregator,
+    policy: P,
+    closed: Vec<ClosedWindow>,
+    stats: PipelineStats,
+}
+
+/// First fragments remembered at once.
+const FRAGMENT_CAPACITY: usize = 65_536;
+
+impl<P: Policy> Pipeline<P> {
+    /// A pipeline over `topology`, attributing with `attributor`.
+    pub fn new(
+        topology: Topology,
+        attributor: Attributor,
+        config: AggregatorConfig,
+        policy: P,
+    ) -> Pipeline<P> {
+        Pipeline {
+            topology,
+            attributor,
+            fragments: FragmentTracker::new(FRAGMENT_CAPACITY),
+            aggregator: Aggregator::new(config),
+            policy,
+            closed: Vec::new(),
+            stats: PipelineStats::default(),
+        }
+    }
+
+    /// The ports and flow logs (grows in `--ports-from` mode).
+    pub fn topology(&self) -> &Topology {
+        &self.topology
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> &PipelineStats {
+        &self.stats
+    }
+
+    /// The aggregator (for memory and flow counts).
+    pub fn aggregator(&self) -> &Aggregator {
+        &self.aggregator
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> &P {
+        &self.policy
+    }
+
+    /// Closed windows not yet taken; drain it.
+    pub fn closed(&mut self) -> &mut Vec<ClosedWindow> {
+        &mut self.closed
+    }
+
+    /// Processes one frame.
+    pub fn observe(&mut self, frame: &Frame<'_>) {
+        self.stats.packets += 1;
+        let now = Timestamp(frame.timestamp_ns);
+        let mut s = match parse_frame(frame.link, frame.data, frame.wire_len) {
+            Ok(s) => s,
+            Err(skip) => {
+                self.stats.skipped_wire[skip.index()] += 1;
+                return;
+            }
+        };
+        if s.transport_truncated {
+            self.stats.transport_truncated += 1;
+        }
+        if s.fragment.is_some() {
+            self.fragments.resolve(now, &mut s);
+            self.stats.unmatched_fragments = self.fragments.unmatched;
+        }
+        let window = self.aggregator.config().window;
+        let targets = self
+            .attributor
+            .attribute(&s.src, &s.dst, now, window, &mut self.topology);
+        if targets.iter().all(Option::is_none) {
+            self.stats.no_monitored_port += 1;
+        } else {
+            let flags = if s.protocol == IpProtocol::TCP {
+                s.tcp_flags.0
+            } else {
+                0
+            };
+            let tuple = FiveTuple {
+                src: s.src,
+                dst: s.dst,
+                src_port: s.src_port,
+                dst_port: s.dst_port,
+                protocol: s.protocol,
+            };
+            let mut counted = false;
+            for (port, direction) in targets.into_iter().flatten() {
+                let d = FlowDelta {
+                    port,
+                    direction,
+                    tuple,
+                    packets: 1,
+                    bytes: u64::from(s.ip_bytes),
+                    flags_any: flags,
+                    flags_all: flags,
+                    first: now,
+                };
+                counted |= self.aggregator.observe(&self.topology, &mut self.policy, &d);
+            }
+            if counted {
+                self.stats.attributed += 1;
+            } else {
+                self.stats.late_for_window += 1;
+            }
+        }
+        self.tick(now);
+    }
+
+    /// Closes the windows that `now` has left behind.
+    pub fn tick(&mut self, now: Timestamp) {
+        let before = self.closed.len();
+        self.aggregator
+            .close_until(&self.topology, now, &mut self.closed);
+        self.count(before);
+    }
+
+    /// End of input: closes every window up to the last one with traffic.
+    pub fn finish(&mut self) {
+        let before = self.closed.len();
+        self.aggregator.finish(&self.topology, &mut self.closed);
+        self.count(before);
+    }
+
+    fn count(&mut self, from: usize) {
+        for w in &self.closed[from..] {
+            self.stats.windows += 1;
+            for r in &w.records {
+                self.stats.records[r.status() as usize] += 1;
+            }
+        }
+    }
+}
+
+/// Records by status, named.
+pub fn status_counts(stats: &PipelineStats) -> [(LogStatus, u64); 3] {
+    LogStatus::ALL.map(|s| (s, stats.records[s as usize]))
+}
