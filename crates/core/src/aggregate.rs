@@ -294,6 +294,26 @@ impl Aggregator {
         at
     }
 
+    /// Extends the span of windows to report to the one holding `t`, even
+    /// if no monitored port has traffic in it (so NODATA covers every window
+    /// the input spans). Returns that window's start, or `None` if it has
+    /// already been closed.
+    pub fn note_time(&mut self, t: Timestamp) -> Option<u64> {
+        let start = self.config.window.start_of(t);
+        match self.next_close {
+            Some(nc) if start < nc => {
+                if self.closed_any {
+                    return None;
+                }
+                self.next_close = Some(start);
+            }
+            None => self.next_close = Some(start),
+            _ => {}
+        }
+        self.last_start = Some(self.last_start.map_or(start, |l| l.max(start)));
+        Some(start)
+    }
+
     /// Adds a delta. Returns `false` (and counts it) when its window is
     /// already closed.
     pub fn observe<P: Policy>(
@@ -302,19 +322,10 @@ impl Aggregator {
         policy: &mut P,
         d: &FlowDelta,
     ) -> bool {
-        let start = self.config.window.start_of(d.first);
-        match self.next_close {
-            Some(nc) if start < nc => {
-                if self.closed_any {
-                    self.stats.late_packets += d.packets;
-                    return false;
-                }
-                self.next_close = Some(start);
-            }
-            None => self.next_close = Some(start),
-            _ => {}
-        }
-        self.last_start = Some(self.last_start.map_or(start, |l| l.max(start)));
+        let Some(start) = self.note_time(d.first) else {
+            self.stats.late_packets += d.packets;
+            return false;
+        };
         let wi = match self.open.last() {
             Some(w) if w.start == start => self.open.len() - 1,
             _ => self.window_index(start),

@@ -139,6 +139,8 @@ impl<P: Policy> Pipeline<P> {
     pub fn observe(&mut self, frame: &Frame<'_>) {
         self.stats.packets += 1;
         let now = Timestamp(frame.timestamp_ns);
+        // Every frame, decodable or not, extends the span of reported windows.
+        self.aggregator.note_time(now);
         let mut s = match parse_frame(frame.link, frame.data, frame.wire_len) {
             Ok(s) => s,
             Err(skip) => {
