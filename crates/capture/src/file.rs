@@ -12,6 +12,10 @@ use pcap_parser::traits::PcapReaderIterator;
 use pcap_parser::{PcapBlockOwned, PcapError, create_reader};
 use vpcflow_wire::{Frame, LinkType};
 
+/// The link type proper; the upper bits of the pcap field carry FCS
+/// information (libpcap's `LT_LINKTYPE`).
+const LINKTYPE_MASK: u32 = 0x03ff_ffff;
+
 /// Read buffer: must hold the largest block (a 64 KiB packet plus headers).
 const BUFFER: usize = 1 << 20;
 
@@ -249,7 +253,10 @@ impl CaptureFile {
         let (offset, frame) = match self.reader.next() {
             Ok((offset, PcapBlockOwned::Legacy(b))) => {
                 let (link, nanos) = self.legacy.unwrap_or((LinkType::Ethernet, false));
-                let frac = u64::from(b.ts_usec) * if nanos { 1 } else { 1000 };
+                // A fraction of a second of one second or more is invalid: keep
+                // the seconds rather than jump the packet into another window.
+                let (unit, limit) = if nanos { (1, 1_000_000_000) } else { (1000, 1_000_000) };
+                let frac = if b.ts_usec < limit { u64::from(b.ts_usec) * unit } else { 0 };
                 let ts = u64::from(b.ts_sec) * 1_000_000_000 + frac;
                 (offset, Frame {
                     timestamp_ns: ts,
@@ -296,7 +303,7 @@ impl CaptureFile {
             Ok((offset, block)) => match block {
                 PcapBlockOwned::LegacyHeader(h) => {
                     self.legacy = Some((
-                        LinkType::from_number(h.network.0 as u32),
+                        LinkType::from_number(h.network.0 as u32 & LINKTYPE_MASK),
                         h.is_nanosecond_precision(),
                     ));
                     Next::Skip(offset)
@@ -315,7 +322,7 @@ impl CaptureFile {
                         ));
                     };
                     self.interfaces.push(Interface {
-                        link: LinkType::from_number(idb.linktype.0 as u32),
+                        link: LinkType::from_number(idb.linktype.0 as u32 & LINKTYPE_MASK),
                         units,
                         offset_secs: idb.if_tsoffset,
                     });

@@ -27,6 +27,9 @@ pub struct UpperLayer {
     pub offset: usize,
     /// The fragment header, if one was present.
     pub fragment: Option<Fragment>,
+    /// The capture ended inside the extension headers: `protocol` is the
+    /// type of the header that was cut, and no ports can be read.
+    pub cut: bool,
 }
 
 /// Next Header values that are extension headers with the generic
@@ -36,7 +39,6 @@ fn is_generic_extension(nh: u8) -> bool {
 }
 
 const FRAGMENT: u8 = 44;
-const AUTH: u8 = 51;
 
 impl<T: AsRef<[u8]>> Ipv6Packet<T> {
     /// Checks that the fixed header was captured (version not checked).
@@ -73,29 +75,45 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
 
     /// Walks the extension headers within the first `packet_len` bytes.
     ///
-    /// Stops at a non-first fragment (its payload is not an upper-layer header).
+    /// Stops at a non-first fragment (its payload is not an upper-layer
+    /// header) and at AH, which is reported as protocol 51 just as IPv4 does.
+    /// A header that runs past `packet_len` is malformed; one that only runs
+    /// past the captured bytes ends the walk with `cut` set, its own type as
+    /// the protocol.
     pub fn upper_layer(&self, packet_len: usize) -> Result<UpperLayer, Skip> {
         let b = self.buffer.as_ref();
-        let limit = packet_len.min(b.len());
         let mut nh = self.next_header();
         let mut off = HEADER_LEN;
         let mut fragment = None;
+        let done = |protocol, offset, fragment, cut| {
+            Ok(UpperLayer {
+                protocol,
+                offset,
+                fragment,
+                cut,
+            })
+        };
         loop {
-            let len = if is_generic_extension(nh) {
-                match b.get(off + 1).filter(|_| off + 2 <= limit) {
-                    Some(l) => (usize::from(*l) + 1) * 8,
-                    None => return Err(Skip::BadExtensionHeader),
+            if is_generic_extension(nh) {
+                if off + 2 > packet_len {
+                    return Err(Skip::BadExtensionHeader);
                 }
-            } else if nh == AUTH {
-                match b.get(off + 1).filter(|_| off + 2 <= limit) {
-                    Some(l) => (usize::from(*l) + 2) * 4,
-                    None => return Err(Skip::BadExtensionHeader),
+                let Some(&[next, len]) = b.get(off..off + 2) else {
+                    return done(nh, off, fragment, true);
+                };
+                let len = (usize::from(len) + 1) * 8;
+                if off + len > packet_len {
+                    return Err(Skip::BadExtensionHeader);
                 }
+                nh = next;
+                off += len;
             } else if nh == FRAGMENT {
-                let h = b
-                    .get(off..off + 8)
-                    .filter(|_| off + 8 <= limit)
-                    .ok_or(Skip::BadExtensionHeader)?;
+                if off + 8 > packet_len {
+                    return Err(Skip::BadExtensionHeader);
+                }
+                let Some(h) = b.get(off..off + 8) else {
+                    return done(nh, off, fragment, true);
+                };
                 let off_field = u16::from_be_bytes([h[2], h[3]]);
                 let f = Fragment {
                     id: u32::from_be_bytes([h[4], h[5], h[6], h[7]]),
@@ -106,25 +124,11 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
                 nh = h[0];
                 off += 8;
                 if f.offset != 0 {
-                    return Ok(UpperLayer {
-                        protocol: nh,
-                        offset: off,
-                        fragment,
-                    });
+                    return done(nh, off, fragment, false);
                 }
-                continue;
             } else {
-                return Ok(UpperLayer {
-                    protocol: nh,
-                    offset: off,
-                    fragment,
-                });
-            };
-            if off + len > limit {
-                return Err(Skip::BadExtensionHeader);
+                return done(nh, off, fragment, false);
             }
-            nh = b[off];
-            off += len;
         }
     }
 }
@@ -175,6 +179,29 @@ mod tests {
                 more: true
             })
         );
+        assert!(!up.cut);
+    }
+
+    #[test]
+    fn a_header_cut_by_the_capture_ends_the_walk_without_error() {
+        let mut h = header(0, 16);
+        h.extend_from_slice(&[6, 0, 1, 4]); // half a hop-by-hop header captured
+        let p = Ipv6Packet::new_checked(&h[..]).unwrap();
+        let up = p.upper_layer(56).unwrap();
+        assert_eq!((up.protocol, up.cut), (6, false));
+        let short = &h[..41];
+        let p = Ipv6Packet::new_checked(short).unwrap();
+        let up = p.upper_layer(56).unwrap();
+        assert_eq!((up.protocol, up.offset, up.cut), (0, 40, true));
+    }
+
+    #[test]
+    fn ah_is_the_protocol_as_in_ipv4() {
+        let mut h = header(51, 24);
+        h.extend_from_slice(&[58, 4, 0, 0, 0, 0, 0, 1]);
+        h.extend_from_slice(&[0; 16]);
+        let p = Ipv6Packet::new_checked(&h[..]).unwrap();
+        assert_eq!(p.upper_layer(h.len()).unwrap().protocol, 51);
     }
 
     #[test]

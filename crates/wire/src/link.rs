@@ -25,6 +25,8 @@ pub enum LinkType {
     Ipv4,
     /// `LINKTYPE_IPV6` (229).
     Ipv6,
+    /// `LINKTYPE_NFLOG` (239): Linux netfilter log messages.
+    Nflog,
     /// `LINKTYPE_LINUX_SLL2` (276): Linux cooked capture v2.
     LinuxSll2,
     /// Any other link type, kept so it can be reported by number.
@@ -42,6 +44,7 @@ impl LinkType {
             113 => LinkType::LinuxSll,
             228 => LinkType::Ipv4,
             229 => LinkType::Ipv6,
+            239 => LinkType::Nflog,
             276 => LinkType::LinuxSll2,
             other => LinkType::Unknown(other),
         }
@@ -79,6 +82,8 @@ pub mod ethertype {
     pub const MPLS_MULTICAST: u16 = 0x8848;
     /// PPPoE session stage.
     pub const PPPOE_SESSION: u16 = 0x8864;
+    /// Cisco FabricPath: 2 bytes of FTag/TTL, then an inner Ethernet header.
+    pub const FABRIC_PATH: u16 = 0x8903;
 }
 
 #[inline]
@@ -124,10 +129,40 @@ pub fn network_layer(link: LinkType, frame: &[u8]) -> Result<(usize, IpVersionHi
                 _ => Err(Skip::NotIp),
             }
         }
+        LinkType::Nflog => nflog_payload(frame),
         LinkType::Raw => Ok((0, IpVersionHint::Either)),
         LinkType::Ipv4 => Ok((0, IpVersionHint::V4)),
         LinkType::Ipv6 => Ok((0, IpVersionHint::V6)),
         LinkType::Unknown(_) => Err(Skip::UnsupportedLinkType),
+    }
+}
+
+/// NFLOG: a 4-byte header (address family first), then TLVs whose length
+/// and type are in the logging host's byte order; type 9 carries the packet.
+fn nflog_payload(frame: &[u8]) -> Result<(usize, IpVersionHint), Skip> {
+    const PAYLOAD: u16 = 9;
+    let hint = match frame.first() {
+        Some(2) => IpVersionHint::V4,
+        Some(10) => IpVersionHint::V6,
+        Some(_) => return Err(Skip::NotIp),
+        None => return Err(Skip::TruncatedLinkHeader),
+    };
+    let mut off = 4;
+    loop {
+        let tlv = frame.get(off..off + 4).ok_or(Skip::TruncatedLinkHeader)?;
+        // TLV types are small numbers, so the byte holding zero tells the order.
+        let (len, ty) = if tlv[3] == 0 {
+            (u16::from_le_bytes([tlv[0], tlv[1]]), u16::from_le_bytes([tlv[2], tlv[3]]))
+        } else {
+            (u16::from_be_bytes([tlv[0], tlv[1]]), u16::from_be_bytes([tlv[2], tlv[3]]))
+        };
+        if ty == PAYLOAD {
+            return Ok((off + 4, hint));
+        }
+        if len < 4 {
+            return Err(Skip::TruncatedLinkHeader);
+        }
+        off += usize::from(len).div_ceil(4) * 4;
     }
 }
 
@@ -162,6 +197,10 @@ fn after_ethertype(
                     Some(_) => Err(Skip::NotIp),
                     None => Err(Skip::TruncatedLinkHeader),
                 };
+            }
+            ethertype::FABRIC_PATH => {
+                ty = be16(frame, offset + 14).ok_or(Skip::TruncatedLinkHeader)?;
+                offset += 16;
             }
             ethertype::PPPOE_SESSION => {
                 let ppp = be16(frame, offset + 6).ok_or(Skip::TruncatedLinkHeader)?;
@@ -279,6 +318,21 @@ mod tests {
         assert_eq!(
             network_layer(LinkType::Loop, &[0, 0, 0, 2]),
             Ok((4, IpVersionHint::V4))
+        );
+        let mut nflog = vec![2, 0, 0, 0];
+        nflog.extend_from_slice(&[8, 0, 1, 0, 0, 0, 0, 0]); // a TLV of type 1
+        nflog.extend_from_slice(&[24, 0, 9, 0, 0x45]); // the payload TLV
+        assert_eq!(
+            network_layer(LinkType::Nflog, &nflog),
+            Ok((16, IpVersionHint::V4))
+        );
+        let mut fp = vec![0u8; 12];
+        fp.extend_from_slice(&[0x89, 0x03, 0, 0]);
+        fp.extend_from_slice(&[0u8; 12]);
+        fp.extend_from_slice(&[0x08, 0x00, 0x45]);
+        assert_eq!(
+            network_layer(LinkType::Ethernet, &fp),
+            Ok((30, IpVersionHint::V4))
         );
         assert_eq!(
             network_layer(LinkType::Unknown(147), &[0; 40]),

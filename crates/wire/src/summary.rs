@@ -111,12 +111,13 @@ fn parse_ipv6(ip: &[u8], on_wire: usize) -> Result<IpSummary, Skip> {
     };
     let up = p.upper_layer(ip_bytes)?;
     let protocol = IpProtocol(up.protocol);
-    let t = if up.fragment.is_some_and(|f| f.offset != 0) {
+    let mut t = if up.fragment.is_some_and(|f| f.offset != 0) {
         Default::default()
     } else {
-        let end = ip_bytes.min(ip.len()).max(up.offset);
-        transport_fields(protocol, &ip[up.offset..end])
+        let end = ip_bytes.min(ip.len());
+        transport_fields(protocol, ip.get(up.offset..end).unwrap_or(&[]))
     };
+    t.truncated |= up.cut;
     Ok(IpSummary {
         src: p.src().into(),
         dst: p.dst().into(),
