@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 mod common;
-use common::{fixtures, ipv4_frame, shared_data, vpcflow, write_pcap};
+use common::{demo_frames, examples, ipv4_frame, shared_data, vpcflow, write_pcap};
 
 fn run(args: &[&str]) -> (i32, String, String) {
     let out = vpcflow().args(args).output().unwrap();
@@ -16,7 +16,7 @@ fn run(args: &[&str]) -> (i32, String, String) {
 }
 
 fn inventory() -> String {
-    fixtures().join("vpc.toml").display().to_string()
+    examples().join("vpc.toml").display().to_string()
 }
 
 #[test]
@@ -24,7 +24,7 @@ fn the_fixture_is_the_shared_example_byte_for_byte() {
     let shared = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/examples/vpc.toml");
     assert_eq!(
         std::fs::read(shared).unwrap(),
-        std::fs::read(fixtures().join("vpc.toml")).unwrap()
+        std::fs::read(examples().join("vpc.toml")).unwrap()
     );
 }
 
@@ -229,4 +229,31 @@ fn bad_input_gets_clear_errors() {
     let (code, _, err) = run(&["ingest", cap.to_str().unwrap()]);
     assert_eq!(code, 2);
     assert!(err.contains("--config FILE (an inventory) or --ports-from CIDR"), "{err}");
+}
+
+#[test]
+fn demo_capture_is_what_the_generator_makes() {
+    // examples/vpc-demo.pcap is the README's first command's input. Regenerate
+    // it with VPCFLOW_BLESS=1 after changing `demo_frames`.
+    let dir = tempfile::tempdir().unwrap();
+    let fresh = dir.path().join("demo.pcap");
+    write_pcap(&fresh, &demo_frames());
+    let committed = examples().join("vpc-demo.pcap");
+    if std::env::var_os("VPCFLOW_BLESS").is_some() {
+        std::fs::copy(&fresh, &committed).unwrap();
+    }
+    assert_eq!(std::fs::read(&fresh).unwrap(), std::fs::read(&committed).unwrap());
+}
+
+#[test]
+fn demo_records_golden() {
+    let demo = examples().join("vpc-demo.pcap");
+    let (code, out, err) = run(&["ingest", "--config", &inventory(), "--format", "v2", demo.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let golden = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/golden/demo-v2.txt");
+    if std::env::var_os("VPCFLOW_BLESS").is_some() {
+        std::fs::write(&golden, &out).unwrap();
+    }
+    assert_eq!(out, std::fs::read_to_string(golden).unwrap());
+    assert!(err.contains("read 23 packets"), "{err}");
 }

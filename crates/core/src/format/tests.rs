@@ -7,7 +7,7 @@ use vpcflow_wire::IpProtocol;
 fn topology() -> Topology {
     let inv = Inventory::from_toml(
         "vpc.toml",
-        include_str!("../../../../tests/fixtures/vpc.toml"),
+        include_str!("../../../../examples/vpc.toml"),
     )
     .unwrap();
     Topology::from_inventory(&inv)

@@ -1,6 +1,6 @@
 use super::*;
 
-const EXAMPLE: &str = include_str!("../../../../tests/fixtures/vpc.toml");
+const EXAMPLE: &str = include_str!("../../../../examples/vpc.toml");
 
 fn err(text: &str) -> String {
     Inventory::from_toml("bad.toml", text).unwrap_err().to_string()
