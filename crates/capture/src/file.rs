@@ -125,7 +125,11 @@ impl std::fmt::Debug for CaptureFile {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(" ")
+    bytes
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn is_capture_magic(b: &[u8]) -> bool {
@@ -154,7 +158,10 @@ impl CaptureFile {
     }
 
     /// Reads a capture from any byte stream; `name` labels errors.
-    pub fn from_reader(name: &str, read: impl Read + Send + 'static) -> Result<CaptureFile, CaptureError> {
+    pub fn from_reader(
+        name: &str,
+        read: impl Read + Send + 'static,
+    ) -> Result<CaptureFile, CaptureError> {
         let io_err = |source| CaptureError::Io {
             name: name.to_string(),
             source,
@@ -255,15 +262,26 @@ impl CaptureFile {
                 let (link, nanos) = self.legacy.unwrap_or((LinkType::Ethernet, false));
                 // A fraction of a second of one second or more is invalid: keep
                 // the seconds rather than jump the packet into another window.
-                let (unit, limit) = if nanos { (1, 1_000_000_000) } else { (1000, 1_000_000) };
-                let frac = if b.ts_usec < limit { u64::from(b.ts_usec) * unit } else { 0 };
+                let (unit, limit) = if nanos {
+                    (1, 1_000_000_000)
+                } else {
+                    (1000, 1_000_000)
+                };
+                let frac = if b.ts_usec < limit {
+                    u64::from(b.ts_usec) * unit
+                } else {
+                    0
+                };
                 let ts = u64::from(b.ts_sec) * 1_000_000_000 + frac;
-                (offset, Frame {
-                    timestamp_ns: ts,
-                    link,
-                    data: b.data,
-                    wire_len: b.origlen.max(b.caplen),
-                })
+                (
+                    offset,
+                    Frame {
+                        timestamp_ns: ts,
+                        link,
+                        data: b.data,
+                        wire_len: b.origlen.max(b.caplen),
+                    },
+                )
             }
             Ok((offset, PcapBlockOwned::NG(Block::EnhancedPacket(p)))) => {
                 let iface = self.interfaces[p.if_id as usize];
@@ -271,23 +289,29 @@ impl CaptureFile {
                 let ns = u128::from(raw) * 1_000_000_000 / u128::from(iface.units);
                 let ns = (ns as i128 + i128::from(iface.offset_secs) * 1_000_000_000).max(0);
                 let data = &p.data[..(p.caplen as usize).min(p.data.len())];
-                (offset, Frame {
-                    timestamp_ns: u64::try_from(ns).unwrap_or(u64::MAX),
-                    link: iface.link,
-                    data,
-                    wire_len: p.origlen.max(data.len() as u32),
-                })
+                (
+                    offset,
+                    Frame {
+                        timestamp_ns: u64::try_from(ns).unwrap_or(u64::MAX),
+                        link: iface.link,
+                        data,
+                        wire_len: p.origlen.max(data.len() as u32),
+                    },
+                )
             }
             Ok((offset, PcapBlockOwned::NG(Block::SimplePacket(p)))) => {
                 let link = self.interfaces[0].link;
                 let data = &p.data[..(p.origlen as usize).min(p.data.len())];
                 // A simple packet block has no timestamp: it shares the previous one.
-                (offset, Frame {
-                    timestamp_ns: self.last_ts,
-                    link,
-                    data,
-                    wire_len: p.origlen.max(data.len() as u32),
-                })
+                (
+                    offset,
+                    Frame {
+                        timestamp_ns: self.last_ts,
+                        link,
+                        data,
+                        wire_len: p.origlen.max(data.len() as u32),
+                    },
+                )
             }
             _ => unreachable_block(),
         };

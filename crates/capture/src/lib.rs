@@ -14,6 +14,8 @@
 
 mod file;
 mod merge;
+mod write;
 
 pub use file::{CaptureError, CaptureFile, Ending};
 pub use merge::MergedCaptures;
+pub use write::PcapWriter;

@@ -4,7 +4,8 @@
 //! aggregated together, or each file would close windows the next one still
 //! needs. Each file's current frame is copied into a reused buffer (no
 //! allocation per packet once the buffers have grown), and the earliest is
-//! handed out; ties go to the file named first.
+//! handed out; ties go to the file named first. A single file is read
+//! directly, without the copy.
 
 use vpcflow_wire::{Frame, LinkType};
 
@@ -69,6 +70,10 @@ impl MergedCaptures {
 
     /// The earliest frame among the files, or `None` when all have ended.
     pub fn next_frame(&mut self) -> Option<Frame<'_>> {
+        // One file needs no merging and no copy.
+        if self.files.len() == 1 {
+            return self.files[0].next_frame();
+        }
         if !self.started {
             self.started = true;
             for i in 0..self.files.len() {

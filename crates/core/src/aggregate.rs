@@ -62,6 +62,10 @@ pub struct AggregatorStats {
     pub late_packets: u64,
     /// Flows evaluated by the policy.
     pub policy_evaluations: u64,
+    /// Most flows held at once (measured when windows close).
+    pub peak_flows: usize,
+    /// Bytes held by the flow tables at that moment.
+    pub peak_memory_bytes: usize,
 }
 
 trait Addr: Copy + Eq + std::hash::Hash {
@@ -142,6 +146,11 @@ impl<A: Addr> FlowTable<A> {
         self.chunks[c].push(e);
         self.len += 1;
         (self.len - 1) as u32
+    }
+
+    fn reserve(&mut self, flows: usize, hasher: &foldhash::fast::RandomState) {
+        let FlowTable { index, chunks, .. } = self;
+        index.reserve(flows, |&j| hasher.hash_one(Self::get(chunks, j).key()));
     }
 
     fn iter(&self) -> impl Iterator<Item = &Entry<A>> {
@@ -235,6 +244,9 @@ pub struct Aggregator {
     buckets: Vec<(Vec<u32>, Vec<u32>)>,
     port_order: Vec<u32>,
     stats: AggregatorStats,
+    /// The window of the last timestamp seen, as [start ns, end ns) and start
+    /// seconds: most packets fall in it, and this spares a division.
+    cached: (u64, u64, u64),
 }
 
 impl Aggregator {
@@ -251,6 +263,7 @@ impl Aggregator {
             buckets: Vec::new(),
             port_order: Vec::new(),
             stats: AggregatorStats::default(),
+            cached: (1, 0, 0),
         }
     }
 
@@ -287,8 +300,14 @@ impl Aggregator {
         if let Some(i) = self.open.iter().rposition(|w| w.start == start) {
             return i;
         }
+        // A new window will likely see as many flows as the latest one: size it
+        // up front rather than rehash a million flows on the way there.
+        let hint4 = self.open.iter().map(|o| o.v4.len).max().unwrap_or(0);
+        let hint6 = self.open.iter().map(|o| o.v6.len).max().unwrap_or(0);
         let mut w = self.spare.pop().unwrap_or_else(|| Window::new(start));
         w.reset(start);
+        w.v4.reserve(hint4, &self.hasher);
+        w.v6.reserve(hint6, &self.hasher);
         let at = self.open.partition_point(|o| o.start < start);
         self.open.insert(at, w);
         at
@@ -299,7 +318,19 @@ impl Aggregator {
     /// the input spans). Returns that window's start, or `None` if it has
     /// already been closed.
     pub fn note_time(&mut self, t: Timestamp) -> Option<u64> {
-        let start = self.config.window.start_of(t);
+        let (lo, hi, cached) = self.cached;
+        let start = if lo <= t.0 && t.0 < hi {
+            cached
+        } else {
+            let s = self.config.window.start_of(t);
+            let len = self.config.window.secs();
+            self.cached = (
+                s * 1_000_000_000,
+                (s + len).saturating_mul(1_000_000_000),
+                s,
+            );
+            s
+        };
         match self.next_close {
             Some(nc) if start < nc => {
                 if self.closed_any {
@@ -334,7 +365,8 @@ impl Aggregator {
         let w = &mut self.open[wi];
         let p = d.port as usize;
         if w.ports.len() <= p {
-            w.ports.resize(topology.ports.len().max(p + 1), PortWindow::default());
+            w.ports
+                .resize(topology.ports.len().max(p + 1), PortWindow::default());
         }
         let port = &topology.ports[p];
         let pw = &mut w.ports[p];
@@ -356,7 +388,17 @@ impl Aggregator {
         };
         match (d.tuple.src, d.tuple.dst) {
             (IpAddr::V4(s), IpAddr::V4(t)) => {
-                observe_in(&mut w.v4, &self.hasher, pw, cap, port.filters, s.octets(), t.octets(), d, &mut decide);
+                observe_in(
+                    &mut w.v4,
+                    &self.hasher,
+                    pw,
+                    cap,
+                    port.filters,
+                    s.octets(),
+                    t.octets(),
+                    d,
+                    &mut decide,
+                );
             }
             (s, t) => {
                 let v6 = |a: IpAddr| match a {
@@ -364,7 +406,17 @@ impl Aggregator {
                     IpAddr::V6(v) => v.octets(),
                 };
                 let before = w.v4.len as u32;
-                if observe_in(&mut w.v6, &self.hasher, pw, cap, port.filters, v6(s), v6(t), d, &mut decide) {
+                if observe_in(
+                    &mut w.v6,
+                    &self.hasher,
+                    pw,
+                    cap,
+                    port.filters,
+                    v6(s),
+                    v6(t),
+                    d,
+                    &mut decide,
+                ) {
                     w.v6_order.push(before);
                 }
             }
@@ -373,13 +425,23 @@ impl Aggregator {
     }
 
     /// Closes every window that ended at least the grace period before `now`.
-    pub fn close_until(&mut self, topology: &Topology, now: Timestamp, out: &mut Vec<ClosedWindow>) {
+    pub fn close_until(
+        &mut self,
+        topology: &Topology,
+        now: Timestamp,
+        out: &mut Vec<ClosedWindow>,
+    ) {
         let Some(next) = self.next_close else { return };
         let len = self.config.window.secs();
-        let horizon = now.0.saturating_sub(self.config.grace_ns) / 1_000_000_000;
-        if next + len > horizon {
+        // Called for every packet: decide with a multiplication, not a division.
+        if (next + len)
+            .saturating_mul(1_000_000_000)
+            .saturating_add(self.config.grace_ns)
+            > now.0
+        {
             return;
         }
+        let horizon = now.0.saturating_sub(self.config.grace_ns) / 1_000_000_000;
         let last = horizon - len;
         let last = last - last % len;
         self.close_through(topology, last, out);
@@ -394,6 +456,11 @@ impl Aggregator {
 
     fn close_through(&mut self, topology: &Topology, last: u64, out: &mut Vec<ClosedWindow>) {
         let Some(mut s) = self.next_close else { return };
+        let flows = self.active_flows();
+        if flows > self.stats.peak_flows {
+            self.stats.peak_flows = flows;
+            self.stats.peak_memory_bytes = self.memory_bytes();
+        }
         let len = self.config.window.secs();
         while s <= last {
             let w = match self.open.first() {
@@ -417,8 +484,11 @@ impl Aggregator {
         let n = topology.ports.len();
         if self.port_order.len() != n {
             self.port_order = (0..n as u32).collect();
-            self.port_order
-                .sort_by(|&a, &b| topology.ports[a as usize].id.cmp(&topology.ports[b as usize].id));
+            self.port_order.sort_by(|&a, &b| {
+                topology.ports[a as usize]
+                    .id
+                    .cmp(&topology.ports[b as usize].id)
+            });
         }
         if self.buckets.len() < n {
             self.buckets.resize_with(n, Default::default);
@@ -467,8 +537,8 @@ impl Aggregator {
                 if let Some(w) = w {
                     let (mut i, mut j) = (0, 0);
                     while i < b4.len() || j < b6.len() {
-                        let take_v6 = j < b6.len()
-                            && (i >= b4.len() || w.v6_order[b6[j] as usize] <= b4[i]);
+                        let take_v6 =
+                            j < b6.len() && (i >= b4.len() || w.v6_order[b6[j] as usize] <= b4[i]);
                         if take_v6 {
                             let e = FlowTable::get(&w.v6.chunks, b6[j]);
                             j += 1;
@@ -603,7 +673,9 @@ fn observe_in<A: Addr>(
         bytes: d.bytes,
     });
     let FlowTable { index, chunks, .. } = table;
-    index.insert_unique(hash, i, |&j| hasher.hash_one(FlowTable::get(chunks, j).key()));
+    index.insert_unique(hash, i, |&j| {
+        hasher.hash_one(FlowTable::get(chunks, j).key())
+    });
     true
 }
 

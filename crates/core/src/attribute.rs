@@ -166,7 +166,10 @@ mod tests {
             "8.8.8.8".parse().unwrap(),
         );
         let r = a.attribute(&x, &y, Timestamp::from_secs(1000), w, &mut t);
-        assert_eq!(r, [Some((0, Direction::Egress)), Some((1, Direction::Ingress))]);
+        assert_eq!(
+            r,
+            [Some((0, Direction::Egress)), Some((1, Direction::Ingress))]
+        );
         let r = a.attribute(&y, &z, Timestamp::from_secs(2000), w, &mut t);
         assert_eq!(r, [Some((1, Direction::Egress)), None]);
         assert_eq!(t.ports.len(), 2);

@@ -160,45 +160,84 @@ pub fn write_record(
         serde_json::to_writer(&mut *out, &j).map_err(io::Error::other)?;
         return out.write_all(b"\n");
     }
-    let version = if format == Format::V1 { 1 } else { 2 };
-    write!(out, "{version} {} {} ", port.project_id, port.id)?;
+    let mut n = itoa::Buffer::new();
+    out.write_all(if format == Format::V1 { b"1 " } else { b"2 " })?;
+    out.write_all(port.project_id.as_bytes())?;
+    out.write_all(b" ")?;
+    out.write_all(port.id.as_bytes())?;
     match &r.body {
-        RecordBody::Flow(f) => write!(
-            out,
-            "{} {} {} {} {} {} {} {} {} {} OK",
-            f.tuple.src,
-            f.tuple.dst,
-            f.tuple.src_port,
-            f.tuple.dst_port,
-            f.tuple.protocol,
-            f.packets,
-            f.bytes,
-            r.start,
-            r.end,
-            f.action
-        )?,
-        RecordBody::NoData => write!(out, "- - - - - - - {} {} - NODATA", r.start, r.end)?,
-        RecordBody::SkipData { packets, bytes } => write!(
-            out,
-            "- - - - - {packets} {bytes} {} {} - SKIPDATA",
-            r.start, r.end
-        )?,
+        RecordBody::Flow(f) => {
+            out.write_all(b" ")?;
+            write_ip(out, f.tuple.src, &mut n)?;
+            out.write_all(b" ")?;
+            write_ip(out, f.tuple.dst, &mut n)?;
+            for v in [
+                u64::from(f.tuple.src_port),
+                u64::from(f.tuple.dst_port),
+                u64::from(f.tuple.protocol.0),
+                f.packets,
+                f.bytes,
+                r.start,
+                r.end,
+            ] {
+                out.write_all(b" ")?;
+                out.write_all(n.format(v).as_bytes())?;
+            }
+            out.write_all(b" ")?;
+            out.write_all(f.action.as_str().as_bytes())?;
+            out.write_all(b" OK")?;
+        }
+        RecordBody::NoData => {
+            out.write_all(b" - - - - - - - ")?;
+            out.write_all(n.format(r.start).as_bytes())?;
+            out.write_all(b" ")?;
+            out.write_all(n.format(r.end).as_bytes())?;
+            out.write_all(b" - NODATA")?;
+        }
+        RecordBody::SkipData { packets, bytes } => {
+            out.write_all(b" - - - - - ")?;
+            for v in [*packets, *bytes, r.start, r.end] {
+                out.write_all(n.format(v).as_bytes())?;
+                out.write_all(b" ")?;
+            }
+            out.write_all(b"- SKIPDATA")?;
+        }
     }
     if format == Format::V2 {
         let (direction, tcp_flag) = match &r.body {
-            RecordBody::Flow(f) => (
-                f.direction.as_str(),
-                f.tcp_flag.map_or("-", |t| t.as_str()),
-            ),
+            RecordBody::Flow(f) => (f.direction.as_str(), f.tcp_flag.map_or("-", |t| t.as_str())),
             _ => ("-", "-"),
         };
-        write!(
-            out,
-            " {direction} {tcp_flag} {} {} {} {}",
-            topology.region, port.az_id, port.vpc_id, port.subnet_id
-        )?;
+        for field in [
+            direction,
+            tcp_flag,
+            &topology.region,
+            &port.az_id,
+            &port.vpc_id,
+            &port.subnet_id,
+        ] {
+            out.write_all(b" ")?;
+            out.write_all(field.as_bytes())?;
+        }
     }
     out.write_all(b"\n")
+}
+
+/// Writes an address: IPv4 dotted quad without going through `fmt`, IPv6
+/// in its RFC 5952 form (std's `Display`).
+fn write_ip(out: &mut impl Write, a: std::net::IpAddr, n: &mut itoa::Buffer) -> io::Result<()> {
+    match a {
+        std::net::IpAddr::V4(v4) => {
+            let [a, b, c, d] = v4.octets();
+            out.write_all(n.format(a).as_bytes())?;
+            for o in [b, c, d] {
+                out.write_all(b".")?;
+                out.write_all(n.format(o).as_bytes())?;
+            }
+            Ok(())
+        }
+        v6 => write!(out, "{v6}"),
+    }
 }
 
 #[cfg(test)]

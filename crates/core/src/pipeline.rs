@@ -60,6 +60,8 @@ pub struct PipelineStats {
     pub records: [u64; 3],
     /// Windows closed.
     pub windows: u64,
+    /// Most flows the aggregator held at once, and the bytes its tables took then.
+    pub peak_flows: (usize, usize),
 }
 
 impl PipelineStats {
@@ -186,7 +188,9 @@ impl<P: Policy> Pipeline<P> {
                     flags_all: flags,
                     first: now,
                 };
-                counted |= self.aggregator.observe(&self.topology, &mut self.policy, &d);
+                counted |= self
+                    .aggregator
+                    .observe(&self.topology, &mut self.policy, &d);
             }
             if counted {
                 self.stats.attributed += 1;
@@ -213,6 +217,8 @@ impl<P: Policy> Pipeline<P> {
     }
 
     fn count(&mut self, from: usize) {
+        let a = self.aggregator.stats();
+        self.stats.peak_flows = (a.peak_flows, a.peak_memory_bytes);
         for w in &self.closed[from..] {
             self.stats.windows += 1;
             for r in &w.records {

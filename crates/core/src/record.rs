@@ -130,8 +130,17 @@ mod tests {
             TcpFlag::from_flags(F::SYN | F::ACK, F::SYN),
             TcpFlag::SynSent
         );
-        assert_eq!(TcpFlag::from_flags(F::SYN | F::ACK, 0), TcpFlag::Established);
-        assert_eq!(TcpFlag::from_flags(F::ACK | F::FIN, F::ACK), TcpFlag::TimeWait);
-        assert_eq!(TcpFlag::from_flags(F::SYN | F::RST, F::SYN), TcpFlag::TimeWait);
+        assert_eq!(
+            TcpFlag::from_flags(F::SYN | F::ACK, 0),
+            TcpFlag::Established
+        );
+        assert_eq!(
+            TcpFlag::from_flags(F::ACK | F::FIN, F::ACK),
+            TcpFlag::TimeWait
+        );
+        assert_eq!(
+            TcpFlag::from_flags(F::SYN | F::RST, F::SYN),
+            TcpFlag::TimeWait
+        );
     }
 }

@@ -61,7 +61,7 @@ mod tests {
         let w = WindowLength::DEFAULT;
         assert_eq!(w.start_of(Timestamp::from_secs(1548752136)), 1548751800);
         assert_eq!(w.start_of(Timestamp::from_secs(1548752400)), 1548752400);
-        assert_eq!(w.start_of(Timestamp(1548752399_999_999_999)), 1548751800);
+        assert_eq!(w.start_of(Timestamp(1_548_752_399_999_999_999)), 1548751800);
     }
 
     #[test]

@@ -15,7 +15,7 @@ use clap::{Args, ValueEnum};
 use ipnet::IpNet;
 use vpcflow_capture::{CaptureFile, Ending, MergedCaptures};
 use vpcflow_core::aggregate::AggregatorConfig;
-use vpcflow_core::attribute::{AutoPorts, Attributor};
+use vpcflow_core::attribute::{Attributor, AutoPorts};
 use vpcflow_core::format::{self, Format};
 use vpcflow_core::pipeline::status_counts;
 use vpcflow_core::{AcceptAll, Inventory, Pipeline, Topology, TrafficType, WindowLength};
@@ -110,7 +110,9 @@ impl Settings {
             });
             (topology, attributor, WindowLength::DEFAULT, 400_000)
         } else {
-            bail!("say which addresses are ports: --config FILE (an inventory) or --ports-from CIDR");
+            bail!(
+                "say which addresses are ports: --config FILE (an inventory) or --ports-from CIDR"
+            );
         };
         if let Some(t) = traffic_type {
             for fl in &mut topology.flow_logs {
@@ -158,9 +160,9 @@ impl Settings {
 pub fn run(args: IngestArgs) -> Result<ExitCode> {
     let settings = Settings::resolve(&args)?;
     let out: Box<dyn Write> = match &args.output {
-        Some(p) => Box::new(
-            File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
-        ),
+        Some(p) => {
+            Box::new(File::create(p).with_context(|| format!("cannot create {}", p.display()))?)
+        }
         None => Box::new(io::stdout().lock()),
     };
     match stream(settings, &args, BufWriter::with_capacity(1 << 16, out)) {
@@ -186,8 +188,10 @@ fn stream(settings: Settings, args: &IngestArgs, mut out: impl Write) -> Result<
     let bar = (io::stderr().is_terminal() && total_bytes > PROGRESS_BYTES).then(|| {
         let b = indicatif::ProgressBar::new(total_bytes);
         b.set_style(
-            indicatif::ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
         b
     });
@@ -204,7 +208,7 @@ fn stream(settings: Settings, args: &IngestArgs, mut out: impl Write) -> Result<
         if !pipeline.closed().is_empty() {
             write_closed(&mut pipeline, format, &mut out)?;
         }
-        if n % 65_536 == 0
+        if n.is_multiple_of(65_536)
             && let Some(b) = &bar
         {
             b.set_position(sources.files().iter().map(|f| f.progress().0).sum());
@@ -248,7 +252,26 @@ fn stream(settings: Settings, args: &IngestArgs, mut out: impl Write) -> Result<
         .iter()
         .map(|(s, n)| format!("{} {n}", s.as_str()))
         .collect();
-    writeln!(err, "  records: {} (windows: {})", counts.join(", "), stats.windows)?;
+    writeln!(
+        err,
+        "  records: {} (windows: {})",
+        counts.join(", "),
+        stats.windows
+    )?;
+    let (flows, bytes) = stats.peak_flows;
+    if flows > 0 {
+        // Tables grow in chunks of thousands of flows, so a per-flow figure
+        // only means something for large inputs.
+        let per_flow = if flows >= 10_000 {
+            format!(" ({:.1} bytes/flow)", bytes as f64 / flows as f64)
+        } else {
+            String::new()
+        };
+        writeln!(
+            err,
+            "  flow table: peak {flows} flows in open windows, {bytes} bytes{per_flow}"
+        )?;
+    }
     let mut code = ExitCode::SUCCESS;
     for f in sources.files() {
         match f.ending() {

@@ -1,6 +1,7 @@
 //! `vpcflow`: the binary. It only parses the command line and wires the
 //! crates together; every decision about packets and records lives in them.
 
+mod bench;
 mod ingest;
 
 use std::process::ExitCode;
@@ -19,12 +20,16 @@ struct Cli {
 enum Command {
     /// Turn packet captures into flow records.
     Ingest(ingest::IngestArgs),
+    /// Benchmark tooling (see bench/run.sh).
+    #[command(hide = true)]
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Ingest(args) => ingest::run(args),
+        Command::Bench(args) => bench::run(args).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

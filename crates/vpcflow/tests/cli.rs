@@ -21,7 +21,8 @@ fn inventory() -> String {
 
 #[test]
 fn the_fixture_is_the_shared_example_byte_for_byte() {
-    let shared = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/examples/vpc.toml");
+    let shared =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/examples/vpc.toml");
     assert_eq!(
         std::fs::read(shared).unwrap(),
         std::fs::read(examples().join("vpc.toml")).unwrap()
@@ -38,12 +39,22 @@ fn every_shared_capture_is_ingested_without_a_panic() {
             continue;
         }
         let s = p.display().to_string();
-        let (code, _, err) = run(&["ingest", "--ports-from", "0.0.0.0/0", "--ports-from", "::/0", &s]);
+        let (code, _, err) = run(&[
+            "ingest",
+            "--ports-from",
+            "0.0.0.0/0",
+            "--ports-from",
+            "::/0",
+            &s,
+        ]);
         // 0: fine; 1: a corrupt block after some packets; 2: not a capture at all.
         assert!((0..=2).contains(&code), "{s}: exit {code}\n{err}");
         if code == 2 {
             assert!(err.contains(&s), "{s}: error does not name the file: {err}");
-            assert!(!(s.ends_with(".pcap") || s.ends_with(".pcapng")), "{s}: {err}");
+            assert!(
+                !(s.ends_with(".pcap") || s.ends_with(".pcapng")),
+                "{s}: {err}"
+            );
         } else {
             assert!(err.contains("vpcflow: read "), "{s}: no statistics: {err}");
         }
@@ -57,13 +68,28 @@ fn example_capture(dir: &std::path::Path) -> String {
     let t0 = 1_548_752_136_000_000u64; // the seed's example time
     let frames = vec![
         // DNS from the web port to the db port: egress at one, ingress at the other.
-        (t0, ipv4_frame("192.168.0.154", "192.168.3.25", 17, 38929, 53, 0, 68)),
-        (t0 + 1000, ipv4_frame("192.168.3.25", "192.168.0.154", 17, 53, 38929, 0, 100)),
+        (
+            t0,
+            ipv4_frame("192.168.0.154", "192.168.3.25", 17, 38929, 53, 0, 68),
+        ),
+        (
+            t0 + 1000,
+            ipv4_frame("192.168.3.25", "192.168.0.154", 17, 53, 38929, 0, 100),
+        ),
         // SSH from the office into the web port: SYN, then more.
-        (t0 + 2000, ipv4_frame("203.0.113.7", "192.168.0.20", 6, 50000, 22, 0x02, 0)),
-        (t0 + 3000, ipv4_frame("203.0.113.7", "192.168.0.20", 6, 50000, 22, 0x10, 10)),
+        (
+            t0 + 2000,
+            ipv4_frame("203.0.113.7", "192.168.0.20", 6, 50000, 22, 0x02, 0),
+        ),
+        (
+            t0 + 3000,
+            ipv4_frame("203.0.113.7", "192.168.0.20", 6, 50000, 22, 0x10, 10),
+        ),
         // Traffic of no port of the inventory.
-        (t0 + 4000, ipv4_frame("10.1.1.1", "10.2.2.2", 17, 1, 2, 0, 10)),
+        (
+            t0 + 4000,
+            ipv4_frame("10.1.1.1", "10.2.2.2", 17, 1, 2, 0, 10),
+        ),
     ];
     let p = dir.join("example.pcap");
     write_pcap(&p, &frames);
@@ -74,7 +100,15 @@ fn example_capture(dir: &std::path::Path) -> String {
 fn example_inventory_gives_the_expected_v1_records() {
     let dir = tempfile::tempdir().unwrap();
     let cap = example_capture(dir.path());
-    let (code, out, err) = run(&["ingest", "--config", &inventory(), "--format", "v1", "--header", &cap]);
+    let (code, out, err) = run(&[
+        "ingest",
+        "--config",
+        &inventory(),
+        "--format",
+        "v1",
+        "--header",
+        &cap,
+    ]);
     assert_eq!(code, 0, "{err}");
     let p = "5f67944957444bd6bb4fe3b367de8f3d";
     let w = "1548751800 1548752400";
@@ -92,7 +126,10 @@ fn example_inventory_gives_the_expected_v1_records() {
     assert!(err.contains("read 5 packets"), "{err}");
     assert!(err.contains("attributed to monitored ports: 4"), "{err}");
     assert!(err.contains("no-monitored-port 1"), "{err}");
-    assert!(err.contains("records: OK 5, NODATA 1, SKIPDATA 0 (windows: 1)"), "{err}");
+    assert!(
+        err.contains("records: OK 5, NODATA 1, SKIPDATA 0 (windows: 1)"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -108,15 +145,28 @@ fn v2_and_json_carry_direction_tcp_flag_and_placement() {
     );
     let out_path = dir.path().join("records.jsonl");
     let (code, stdout, _) = run(&[
-        "ingest", "--config", &inventory(), "--format", "json", "-o", out_path.to_str().unwrap(), &cap,
+        "ingest",
+        "--config",
+        &inventory(),
+        "--format",
+        "json",
+        "-o",
+        out_path.to_str().unwrap(),
+        &cap,
     ]);
     assert_eq!(code, 0);
     assert!(stdout.is_empty());
     let text = std::fs::read_to_string(out_path).unwrap();
-    let recs: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let recs: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(recs.len(), 6);
     let nodata = recs.iter().find(|r| r["log-status"] == "NODATA").unwrap();
-    assert_eq!(nodata["flow-log-id"], "0c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f");
+    assert_eq!(
+        nodata["flow-log-id"],
+        "0c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f"
+    );
     assert_eq!(nodata["az-id"], "ab-cdef-3b");
     assert!(nodata["srcaddr"].is_null());
 }
@@ -125,31 +175,64 @@ fn v2_and_json_carry_direction_tcp_flag_and_placement() {
 fn cap_from_the_command_line_gives_skipdata_with_the_rest() {
     let dir = tempfile::tempdir().unwrap();
     let frames: Vec<(u64, Vec<u8>)> = (0..5)
-        .map(|i| (1_000_000_000_000_000 + i, ipv4_frame("10.0.0.1", "10.9.9.9", 17, 1000 + i as u16, 53, 0, 12)))
+        .map(|i| {
+            (
+                1_000_000_000_000_000 + i,
+                ipv4_frame("10.0.0.1", "10.9.9.9", 17, 1000 + i as u16, 53, 0, 12),
+            )
+        })
         .collect();
     let p = dir.path().join("five.pcap");
     write_pcap(&p, &frames);
     let (code, out, _) = run(&[
-        "ingest", "--ports-from", "10.0.0.1/32", "--max-records", "3", "--format", "v1", p.to_str().unwrap(),
+        "ingest",
+        "--ports-from",
+        "10.0.0.1/32",
+        "--max-records",
+        "3",
+        "--format",
+        "v1",
+        p.to_str().unwrap(),
     ]);
     assert_eq!(code, 0);
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 4, "{out}");
     assert!(lines[..3].iter().all(|l| l.ends_with("ACCEPT OK")));
-    assert_eq!(lines[3], "1 auto auto-10.0.0.1 - - - - - 2 80 999999600 1000000200 - SKIPDATA");
+    assert_eq!(
+        lines[3],
+        "1 auto auto-10.0.0.1 - - - - - 2 80 999999600 1000000200 - SKIPDATA"
+    );
 }
 
 #[test]
 fn window_option_changes_the_capture_window() {
     let dir = tempfile::tempdir().unwrap();
     let frames = vec![
-        (1_000_000_000_000_000u64, ipv4_frame("10.0.0.1", "10.9.9.9", 17, 1, 2, 0, 0)),
-        (1_000_000_130_000_000, ipv4_frame("10.0.0.1", "10.9.9.9", 17, 1, 2, 0, 0)),
+        (
+            1_000_000_000_000_000u64,
+            ipv4_frame("10.0.0.1", "10.9.9.9", 17, 1, 2, 0, 0),
+        ),
+        (
+            1_000_000_130_000_000,
+            ipv4_frame("10.0.0.1", "10.9.9.9", 17, 1, 2, 0, 0),
+        ),
     ];
     let p = dir.path().join("two.pcap");
     write_pcap(&p, &frames);
-    let (_, out, _) = run(&["ingest", "--ports-from", "10.0.0.1/32", "--window", "60", "--format", "v1", p.to_str().unwrap()]);
-    let windows: Vec<String> = out.lines().map(|l| l.split(' ').skip(10).take(3).collect::<Vec<_>>().join(" ")).collect();
+    let (_, out, _) = run(&[
+        "ingest",
+        "--ports-from",
+        "10.0.0.1/32",
+        "--window",
+        "60",
+        "--format",
+        "v1",
+        p.to_str().unwrap(),
+    ]);
+    let windows: Vec<String> = out
+        .lines()
+        .map(|l| l.split(' ').skip(10).take(3).collect::<Vec<_>>().join(" "))
+        .collect();
     assert_eq!(
         windows,
         vec![
@@ -158,9 +241,19 @@ fn window_option_changes_the_capture_window() {
             "1000000080 1000000140 ACCEPT"
         ]
     );
-    let (code, _, err) = run(&["ingest", "--ports-from", "10.0.0.1/32", "--window", "30", p.to_str().unwrap()]);
+    let (code, _, err) = run(&[
+        "ingest",
+        "--ports-from",
+        "10.0.0.1/32",
+        "--window",
+        "30",
+        p.to_str().unwrap(),
+    ]);
     assert_eq!(code, 2);
-    assert!(err.contains("--window 30: the capture window must be 60 to 600 seconds"), "{err}");
+    assert!(
+        err.contains("--window 30: the capture window must be 60 to 600 seconds"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -173,7 +266,11 @@ fn several_captures_are_one_timeline() {
     let mut i = 0;
     while let Some(f) = c.next_frame() {
         let v = (f.timestamp_ns / 1000, f.data.to_vec());
-        if i % 2 == 0 { even.push(v) } else { odd.push(v) }
+        if i % 2 == 0 {
+            even.push(v)
+        } else {
+            odd.push(v)
+        }
         i += 1;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -182,7 +279,8 @@ fn several_captures_are_one_timeline() {
     write_pcap(&b, &odd);
     let all = ["ingest", "--ports-from", "0.0.0.0/0", "--format", "v2"];
     let (_, whole, _) = run(&[&all[..], &[src.to_str().unwrap()]].concat());
-    let (code, merged, err) = run(&[&all[..], &[b.to_str().unwrap(), a.to_str().unwrap()]].concat());
+    let (code, merged, err) =
+        run(&[&all[..], &[b.to_str().unwrap(), a.to_str().unwrap()]].concat());
     assert_eq!(code, 0, "{err}");
     assert!(!whole.is_empty());
     assert_eq!(merged, whole);
@@ -192,17 +290,32 @@ fn several_captures_are_one_timeline() {
 fn truncated_capture_keeps_the_records_before_the_cut() {
     let dir = tempfile::tempdir().unwrap();
     let frames: Vec<(u64, Vec<u8>)> = (0..3)
-        .map(|i| (1_000_000_000 + i, ipv4_frame("10.0.0.1", "10.9.9.9", 17, 1000 + i as u16, 53, 0, 12)))
+        .map(|i| {
+            (
+                1_000_000_000 + i,
+                ipv4_frame("10.0.0.1", "10.9.9.9", 17, 1000 + i as u16, 53, 0, 12),
+            )
+        })
         .collect();
     let p = dir.path().join("cut.pcap");
     write_pcap(&p, &frames);
     let mut bytes = std::fs::read(&p).unwrap();
     bytes.truncate(bytes.len() - 20);
     std::fs::write(&p, bytes).unwrap();
-    let (code, out, err) = run(&["ingest", "--ports-from", "10.0.0.1/32", "--format", "v1", p.to_str().unwrap()]);
+    let (code, out, err) = run(&[
+        "ingest",
+        "--ports-from",
+        "10.0.0.1/32",
+        "--format",
+        "v1",
+        p.to_str().unwrap(),
+    ]);
     assert_eq!(code, 0);
     assert_eq!(out.lines().count(), 2, "{out}");
-    assert!(err.contains("ends in the middle of a packet; records cover the 2 packets before the cut"), "{err}");
+    assert!(
+        err.contains("ends in the middle of a packet; records cover the 2 packets before the cut"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -210,25 +323,48 @@ fn bad_input_gets_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     let junk = dir.path().join("junk.pcap");
     std::fs::write(&junk, "this is text").unwrap();
-    let (code, out, err) = run(&["ingest", "--ports-from", "10.0.0.0/8", junk.to_str().unwrap()]);
+    let (code, out, err) = run(&[
+        "ingest",
+        "--ports-from",
+        "10.0.0.0/8",
+        junk.to_str().unwrap(),
+    ]);
     assert_eq!(code, 2);
     assert!(out.is_empty());
-    assert!(err.contains("junk.pcap: not a pcap or pcapng capture (starts with 74 68 69 73)"), "{err}");
+    assert!(
+        err.contains("junk.pcap: not a pcap or pcapng capture (starts with 74 68 69 73)"),
+        "{err}"
+    );
 
     let (code, _, err) = run(&["ingest", "--ports-from", "10.0.0.0/8", "/nonexistent.pcap"]);
     assert_eq!(code, 2);
     assert!(err.contains("/nonexistent.pcap"), "{err}");
 
     let bad = dir.path().join("bad.toml");
-    std::fs::write(&bad, "[[vpc]]\nid = \"v\"\nproject = \"nobody\"\ncidr = \"10.0.0.0/8\"\n").unwrap();
+    std::fs::write(
+        &bad,
+        "[[vpc]]\nid = \"v\"\nproject = \"nobody\"\ncidr = \"10.0.0.0/8\"\n",
+    )
+    .unwrap();
     let cap = shared_data().join("zeek/traces/icmp_5-pings.pcap");
-    let (code, _, err) = run(&["ingest", "--config", bad.to_str().unwrap(), cap.to_str().unwrap()]);
+    let (code, _, err) = run(&[
+        "ingest",
+        "--config",
+        bad.to_str().unwrap(),
+        cap.to_str().unwrap(),
+    ]);
     assert_eq!(code, 2);
-    assert!(err.contains("bad.toml: vpc 'v': field `project`: no project with id 'nobody'"), "{err}");
+    assert!(
+        err.contains("bad.toml: vpc 'v': field `project`: no project with id 'nobody'"),
+        "{err}"
+    );
 
     let (code, _, err) = run(&["ingest", cap.to_str().unwrap()]);
     assert_eq!(code, 2);
-    assert!(err.contains("--config FILE (an inventory) or --ports-from CIDR"), "{err}");
+    assert!(
+        err.contains("--config FILE (an inventory) or --ports-from CIDR"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -242,13 +378,23 @@ fn demo_capture_is_what_the_generator_makes() {
     if std::env::var_os("VPCFLOW_BLESS").is_some() {
         std::fs::copy(&fresh, &committed).unwrap();
     }
-    assert_eq!(std::fs::read(&fresh).unwrap(), std::fs::read(&committed).unwrap());
+    assert_eq!(
+        std::fs::read(&fresh).unwrap(),
+        std::fs::read(&committed).unwrap()
+    );
 }
 
 #[test]
 fn demo_records_golden() {
     let demo = examples().join("vpc-demo.pcap");
-    let (code, out, err) = run(&["ingest", "--config", &inventory(), "--format", "v2", demo.to_str().unwrap()]);
+    let (code, out, err) = run(&[
+        "ingest",
+        "--config",
+        &inventory(),
+        "--format",
+        "v2",
+        demo.to_str().unwrap(),
+    ]);
     assert_eq!(code, 0, "{err}");
     let golden = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/golden/demo-v2.txt");
     if std::env::var_os("VPCFLOW_BLESS").is_some() {

@@ -51,7 +51,10 @@ const FIELDS: &[&str] = &[
 ];
 
 fn tshark_available() -> bool {
-    Command::new("tshark").arg("-v").output().is_ok_and(|o| o.status.success())
+    Command::new("tshark")
+        .arg("-v")
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 fn num(s: &str) -> Option<u64> {
@@ -71,7 +74,16 @@ fn tshark_flows(path: &Path) -> Option<Flows> {
         .args(["-o", "tcp.desegment_tcp_streams:FALSE"])
         .args(["-r"])
         .arg(path)
-        .args(["-T", "fields", "-E", "separator=/t", "-E", "occurrence=a", "-E", "aggregator=,"]);
+        .args([
+            "-T",
+            "fields",
+            "-E",
+            "separator=/t",
+            "-E",
+            "occurrence=a",
+            "-E",
+            "aggregator=,",
+        ]);
     for f in FIELDS {
         cmd.args(["-e", f]);
     }
@@ -81,20 +93,35 @@ fn tshark_flows(path: &Path) -> Option<Flows> {
         return None;
     }
     let mut flows = Flows::new();
+    type FragKey = (String, String, u8, u64);
     // (src, dst, proto, id) -> (sport, dport, time)
-    let mut first_frags: HashMap<(String, String, u8, u64), (u16, u16, f64)> = HashMap::new();
+    let mut first_frags: HashMap<FragKey, (u16, u16, f64)> = HashMap::new();
     for line in text.lines() {
         let cols: Vec<&str> = line.split('\t').collect();
         let col = |name: &str| -> Vec<&str> {
             let i = FIELDS.iter().position(|f| *f == name).unwrap();
-            cols.get(i).map_or(vec![], |c| if c.is_empty() { vec![] } else { c.split(',').collect() })
+            cols.get(i).map_or(vec![], |c| {
+                if c.is_empty() {
+                    vec![]
+                } else {
+                    c.split(',').collect()
+                }
+            })
         };
         let first = |name: &str| col(name).first().map(|s| s.to_string());
-        let Some(time) = first("frame.time_epoch") else { continue };
+        let Some(time) = first("frame.time_epoch") else {
+            continue;
+        };
         let secs: u64 = time.split('.').next().unwrap().parse().unwrap();
         let t: f64 = time.parse().unwrap();
-        let layers: Vec<&str> = first("frame.protocols").unwrap_or_default().leak().split(':').collect();
-        let Some(ip_at) = layers.iter().position(|l| *l == "ip" || *l == "ipv6") else { continue };
+        let layers: Vec<&str> = first("frame.protocols")
+            .unwrap_or_default()
+            .leak()
+            .split(':')
+            .collect();
+        let Some(ip_at) = layers.iter().position(|l| *l == "ip" || *l == "ipv6") else {
+            continue;
+        };
         // A length field claiming more than the frame carried is malformed:
         // SPEC §2 skips such packets (and names the reason), so the oracle does too.
         let expert = col("_ws.expert.message").join(",");
@@ -119,7 +146,14 @@ fn tshark_flows(path: &Path) -> Option<Flows> {
         let on_wire = first("frame.len").and_then(|v| num(&v)).unwrap_or(0) - link_len;
         let (src, dst, bytes, proto, frag, next_layer);
         if layers[ip_at] == "ip" {
-            let (Some(s), Some(d), Some(len), Some(p)) = (first("ip.src"), first("ip.dst"), first("ip.len"), first("ip.proto")) else { continue };
+            let (Some(s), Some(d), Some(len), Some(p)) = (
+                first("ip.src"),
+                first("ip.dst"),
+                first("ip.len"),
+                first("ip.proto"),
+            ) else {
+                continue;
+            };
             src = s;
             dst = d;
             bytes = match num(&len).unwrap() {
@@ -133,7 +167,11 @@ fn tshark_flows(path: &Path) -> Option<Flows> {
             frag = (off > 0 || mf).then_some((off, id));
             next_layer = layers.get(ip_at + 1).copied();
         } else {
-            let (Some(s), Some(d), Some(plen)) = (first("ipv6.src"), first("ipv6.dst"), first("ipv6.plen")) else { continue };
+            let (Some(s), Some(d), Some(plen)) =
+                (first("ipv6.src"), first("ipv6.dst"), first("ipv6.plen"))
+            else {
+                continue;
+            };
             src = s;
             dst = d;
             bytes = match num(&plen).unwrap() {
@@ -141,7 +179,12 @@ fn tshark_flows(path: &Path) -> Option<Flows> {
                 n => 40 + n,
             };
             // Walk the extension headers as frame.protocols lists them.
-            let ext = ["ipv6.hopopts", "ipv6.routing", "ipv6.fraghdr", "ipv6.dstopts"];
+            let ext = [
+                "ipv6.hopopts",
+                "ipv6.routing",
+                "ipv6.fraghdr",
+                "ipv6.dstopts",
+            ];
             let mut seen: HashMap<&str, usize> = HashMap::new();
             let mut p = num(&first("ipv6.nxt")?).unwrap() as u8;
             let mut i = ip_at + 1;
@@ -156,9 +199,13 @@ fn tshark_flows(path: &Path) -> Option<Flows> {
             }
             proto = p;
             next_layer = layers.get(i).copied();
-            let off = first("ipv6.fraghdr.offset").and_then(|v| num(&v)).unwrap_or(0);
+            let off = first("ipv6.fraghdr.offset")
+                .and_then(|v| num(&v))
+                .unwrap_or(0);
             let more = first("ipv6.fraghdr.more").is_some_and(|v| v == "1" || v == "True");
-            let id = first("ipv6.fraghdr.ident").and_then(|v| num(&v)).unwrap_or(0);
+            let id = first("ipv6.fraghdr.ident")
+                .and_then(|v| num(&v))
+                .unwrap_or(0);
             frag = (seen.contains_key("ipv6.fraghdr") && (off > 0 || more)).then_some((off, id));
         }
         let port_layer = match proto {
@@ -171,7 +218,10 @@ fn tshark_flows(path: &Path) -> Option<Flows> {
         let (mut sport, mut dport) = (0u16, 0u16);
         if let Some(pl) = port_layer
             && next_layer == Some(pl)
-            && let (Some(a), Some(b)) = (first(&format!("{pl}.srcport")), first(&format!("{pl}.dstport")))
+            && let (Some(a), Some(b)) = (
+                first(&format!("{pl}.srcport")),
+                first(&format!("{pl}.dstport")),
+            )
         {
             sport = a.parse().unwrap();
             dport = b.parse().unwrap();
@@ -180,14 +230,18 @@ fn tshark_flows(path: &Path) -> Option<Flows> {
             let k = (src.clone(), dst.clone(), proto, id);
             if off == 0 {
                 first_frags.insert(k, (sport, dport, t));
-            } else if let Some(&(a, b, t0)) = first_frags.get(&k).filter(|v| t - v.2 <= 30.0 && t >= v.2) {
+            } else if let Some(&(a, b, t0)) =
+                first_frags.get(&k).filter(|v| t - v.2 <= 30.0 && t >= v.2)
+            {
                 let _ = t0;
                 sport = a;
                 dport = b;
             }
         }
         let window = secs - secs % 600;
-        let e = flows.entry((window, src, dst, sport, dport, proto)).or_default();
+        let e = flows
+            .entry((window, src, dst, sport, dport, proto))
+            .or_default();
         e.0 += 1;
         e.1 += bytes;
     }
@@ -197,7 +251,15 @@ fn tshark_flows(path: &Path) -> Option<Flows> {
 /// Our egress records with every address a port.
 fn our_flows(path: &Path) -> Flows {
     let out = vpcflow()
-        .args(["ingest", "--ports-from", "0.0.0.0/0", "--ports-from", "::/0", "--format", "json"])
+        .args([
+            "ingest",
+            "--ports-from",
+            "0.0.0.0/0",
+            "--ports-from",
+            "::/0",
+            "--format",
+            "json",
+        ])
         .arg(path)
         .output()
         .unwrap();
@@ -231,7 +293,10 @@ fn our_flows(path: &Path) -> Flows {
 fn captures() -> Vec<PathBuf> {
     let mut v = Vec::new();
     for dir in ["zeek/traces", "tcpdump/pcaps", "suricata-verify"] {
-        for e in std::fs::read_dir(shared_data().join(dir)).unwrap().flatten() {
+        for e in std::fs::read_dir(shared_data().join(dir))
+            .unwrap()
+            .flatten()
+        {
             let p = e.path();
             let n = p.to_string_lossy().to_string();
             if n.ends_with(".pcap") || n.ends_with(".pcapng") || n.ends_with(".pcap.gz") {
@@ -297,7 +362,9 @@ fn packets_and_bytes_per_window_and_five_tuple_match_tshark() {
     let mut compared = 0;
     let mut failures = Vec::new();
     for path in captures() {
-        let Some(oracle) = tshark_flows(&path) else { continue };
+        let Some(oracle) = tshark_flows(&path) else {
+            continue;
+        };
         let ours = our_flows(&path);
         compared += 1;
         let name = path.file_name().unwrap().to_string_lossy().to_string();

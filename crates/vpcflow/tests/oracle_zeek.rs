@@ -15,21 +15,39 @@ use common::{shared_data, vpcflow};
 /// Baseline -> the trace it was made from.
 const PAIRS: &[(&str, &str)] = &[
     ("core.cisco-fabric-path__conn.log", "cisco-fabric-path.pcap"),
-    ("core.pcapng-pktsrc__conn.log", "pcapng-multi-interface.pcapng"),
+    (
+        "core.pcapng-pktsrc__conn.log",
+        "pcapng-multi-interface.pcapng",
+    ),
     ("core.pppoe__conn.log", "pppoe.pcap"),
     ("core.q-in-q__conn.log", "q-in-q.pcap"),
     ("core.vlan-mpls__conn.log", "mixed-vlan-mpls.pcap"),
     ("core.tcp.miss-end-data__conn.log", "tcp_miss_end_data.pcap"),
     ("core.tcp.missing-syn__conn.log", "tcp_missing-syn.pcap"),
-    ("core.conn-size-flip__conn.log.ctu", "tcp_ctu-64702-888.pcap"),
-    ("core.conn-size-flip__conn.log.one-sided", "tcp_one-sided-2745.pcap"),
+    (
+        "core.conn-size-flip__conn.log.ctu",
+        "tcp_ctu-64702-888.pcap",
+    ),
+    (
+        "core.conn-size-flip__conn.log.one-sided",
+        "tcp_one-sided-2745.pcap",
+    ),
     ("core.tunnels.vxlan__conn.log", "tunnels_vxlan.pcap"),
     ("core.tunnels.geneve__conn.log", "tunnels_geneve.pcap"),
     ("core.tunnels.teredo__conn.log", "tunnels_Teredo.pcap"),
     ("opt.basic__conn.log", "wikipedia.pcap"),
-    ("scripts.base.protocols.ftp.ftp-ipv4__conn.log", "ftp_ipv4.pcap"),
-    ("scripts.base.protocols.ftp.ftp-ipv6__conn.log", "ftp_ipv6.pcap"),
-    ("scripts.base.protocols.pop3.basic__conn.log", "pop3_pop3.pcap"),
+    (
+        "scripts.base.protocols.ftp.ftp-ipv4__conn.log",
+        "ftp_ipv4.pcap",
+    ),
+    (
+        "scripts.base.protocols.ftp.ftp-ipv6__conn.log",
+        "ftp_ipv6.pcap",
+    ),
+    (
+        "scripts.base.protocols.pop3.basic__conn.log",
+        "pop3_pop3.pcap",
+    ),
     ("scripts.base.protocols.ssh.basic__conn.log", "ssh_ssh.pcap"),
 ];
 
@@ -38,11 +56,23 @@ type Tuple = (String, String, u16, u16, u8);
 /// Our egress records, summed over windows, per unidirectional 5-tuple.
 fn ours(trace: &Path) -> HashMap<Tuple, (u64, u64)> {
     let out = vpcflow()
-        .args(["ingest", "--ports-from", "0.0.0.0/0", "--ports-from", "::/0", "--format", "json"])
+        .args([
+            "ingest",
+            "--ports-from",
+            "0.0.0.0/0",
+            "--ports-from",
+            "::/0",
+            "--format",
+            "json",
+        ])
         .arg(trace)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let mut m: HashMap<Tuple, (u64, u64)> = HashMap::new();
     for line in String::from_utf8(out.stdout).unwrap().lines() {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
@@ -151,5 +181,10 @@ fn zeek_conn_log_baselines_agree() {
         compared += here;
     }
     assert!(compared > 60, "only {compared} connections compared");
-    assert!(failures.is_empty(), "{} of {compared} connections differ:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {compared} connections differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

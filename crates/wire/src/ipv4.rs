@@ -80,12 +80,16 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     }
     /// Source address.
     pub fn src(&self) -> Ipv4Addr {
-        let b: [u8; 4] = self.buffer.as_ref()[field::SRC].try_into().unwrap_or([0; 4]);
+        let b: [u8; 4] = self.buffer.as_ref()[field::SRC]
+            .try_into()
+            .unwrap_or([0; 4]);
         Ipv4Addr::from(b)
     }
     /// Destination address.
     pub fn dst(&self) -> Ipv4Addr {
-        let b: [u8; 4] = self.buffer.as_ref()[field::DST].try_into().unwrap_or([0; 4]);
+        let b: [u8; 4] = self.buffer.as_ref()[field::DST]
+            .try_into()
+            .unwrap_or([0; 4]);
         Ipv4Addr::from(b)
     }
     /// The captured bytes after the header (may be cut by the snap length).
@@ -99,8 +103,7 @@ mod tests {
     use super::*;
 
     const HDR: [u8; 24] = [
-        0x46, 0, 0, 48, 0x12, 0x34, 0x20, 0x05, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2, 1, 1, 1,
-        1,
+        0x46, 0, 0, 48, 0x12, 0x34, 0x20, 0x05, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2, 1, 1, 1, 1,
     ];
 
     #[test]

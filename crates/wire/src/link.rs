@@ -121,7 +121,11 @@ pub fn network_layer(link: LinkType, frame: &[u8]) -> Result<(usize, IpVersionHi
             // record; the family values are small, so whichever order gives one is it.
             let be = u32::from_be_bytes(bytes);
             let le = u32::from_le_bytes(bytes);
-            let family = if link == LinkType::Loop || be < 256 { be } else { le };
+            let family = if link == LinkType::Loop || be < 256 {
+                be
+            } else {
+                le
+            };
             match family {
                 2 => Ok((4, IpVersionHint::V4)),
                 // AF_INET6 on BSD/Darwin (24, 28, 30) and Linux (10).
@@ -152,9 +156,15 @@ fn nflog_payload(frame: &[u8]) -> Result<(usize, IpVersionHint), Skip> {
         let tlv = frame.get(off..off + 4).ok_or(Skip::TruncatedLinkHeader)?;
         // TLV types are small numbers, so the byte holding zero tells the order.
         let (len, ty) = if tlv[3] == 0 {
-            (u16::from_le_bytes([tlv[0], tlv[1]]), u16::from_le_bytes([tlv[2], tlv[3]]))
+            (
+                u16::from_le_bytes([tlv[0], tlv[1]]),
+                u16::from_le_bytes([tlv[2], tlv[3]]),
+            )
         } else {
-            (u16::from_be_bytes([tlv[0], tlv[1]]), u16::from_be_bytes([tlv[2], tlv[3]]))
+            (
+                u16::from_be_bytes([tlv[0], tlv[1]]),
+                u16::from_be_bytes([tlv[2], tlv[3]]),
+            )
         };
         if ty == PAYLOAD {
             return Ok((off + 4, hint));

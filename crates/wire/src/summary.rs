@@ -2,11 +2,11 @@
 
 use std::net::IpAddr;
 
+use crate::Skip;
 use crate::ipv4::Ipv4Packet;
 use crate::ipv6::{self, Ipv6Packet};
 use crate::link::{self, IpVersionHint, LinkType};
 use crate::transport::{IpProtocol, TcpFlags, transport_fields};
-use crate::Skip;
 
 /// IP fragmentation fields of a fragment (IPv4 with MF or an offset, or
 /// IPv6 with a fragment header).
@@ -230,8 +230,12 @@ mod tests {
     #[test]
     fn raw_ipv6_tcp_syn() {
         let mut p = vec![0x60, 0, 0, 0, 0, 20, 6, 64];
-        p.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0x20]);
-        p.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0x01]);
+        p.extend_from_slice(&[
+            0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0x20,
+        ]);
+        p.extend_from_slice(&[
+            0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0x01,
+        ]);
         p.extend_from_slice(&[0xc0, 0x00, 0x00, 0x16, 0, 0, 0, 0, 0, 0, 0, 0, 0x50, 0x02]);
         p.extend_from_slice(&[0; 6]);
         let s = parse_frame(LinkType::Raw, &p, p.len() as u32).unwrap();

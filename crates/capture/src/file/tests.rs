@@ -3,8 +3,20 @@ use std::io::{Cursor, Write};
 use super::*;
 
 fn pcap(big_endian: bool, nanos: bool, link: u32, packets: &[(u32, u32, &[u8], u32)]) -> Vec<u8> {
-    let w32 = |v: u32| if big_endian { v.to_be_bytes() } else { v.to_le_bytes() };
-    let w16 = |v: u16| if big_endian { v.to_be_bytes() } else { v.to_le_bytes() };
+    let w32 = |v: u32| {
+        if big_endian {
+            v.to_be_bytes()
+        } else {
+            v.to_le_bytes()
+        }
+    };
+    let w16 = |v: u16| {
+        if big_endian {
+            v.to_be_bytes()
+        } else {
+            v.to_le_bytes()
+        }
+    };
     let mut f = Vec::new();
     f.extend_from_slice(&w32(if nanos { 0xa1b23c4d } else { 0xa1b2c3d4 }));
     f.extend_from_slice(&w16(2));
@@ -85,7 +97,10 @@ fn pcap_microseconds_little_endian_and_nanoseconds_big_endian() {
     let pkts: [(u32, u32, &[u8], u32); 2] = [(100, 5, b"abcd", 60), (101, 7, b"efgh", 4)];
     let mut c = open(pcap(false, false, 1, &pkts)).unwrap();
     let got = all(&mut c);
-    assert_eq!(got[0], (100_000_005_000, LinkType::Ethernet, b"abcd".to_vec(), 60));
+    assert_eq!(
+        got[0],
+        (100_000_005_000, LinkType::Ethernet, b"abcd".to_vec(), 60)
+    );
     assert_eq!(got[1].0, 101_000_007_000);
     assert_eq!(c.ending(), &Ending::Clean);
 
@@ -140,7 +155,12 @@ fn gzip_is_recognised_by_magic_not_name() {
 
 #[test]
 fn truncated_capture_yields_everything_before_the_cut() {
-    let mut f = pcap(false, false, 1, &[(1, 0, &[7; 40], 40), (2, 0, &[8; 40], 40)]);
+    let mut f = pcap(
+        false,
+        false,
+        1,
+        &[(1, 0, &[7; 40], 40), (2, 0, &[8; 40], 40)],
+    );
     f.truncate(f.len() - 10);
     let mut c = open(f).unwrap();
     let got = all(&mut c);
@@ -151,10 +171,15 @@ fn truncated_capture_yields_everything_before_the_cut() {
 #[test]
 fn not_a_capture_and_empty_are_named() {
     let e = open(b"hello world".to_vec()).unwrap_err().to_string();
-    assert_eq!(e, "mem.pcap: not a pcap or pcapng capture (starts with 68 65 6c 6c)");
+    assert_eq!(
+        e,
+        "mem.pcap: not a pcap or pcapng capture (starts with 68 65 6c 6c)"
+    );
     let e = open(Vec::new()).unwrap_err().to_string();
     assert_eq!(e, "mem.pcap: empty file, not a capture");
-    let e = CaptureFile::open(Path::new("/nonexistent/x.pcap")).unwrap_err().to_string();
+    let e = CaptureFile::open(Path::new("/nonexistent/x.pcap"))
+        .unwrap_err()
+        .to_string();
     assert!(e.starts_with("/nonexistent/x.pcap: "), "{e}");
 }
 
@@ -189,4 +214,3 @@ fn every_shared_capture_opens_or_fails_with_a_named_error() {
     assert!(files > 150, "found only {files} captures");
     assert!(frames > 80_000, "read only {frames} frames");
 }
-

@@ -103,7 +103,10 @@ fn run(
 #[test]
 fn cap_of_three_with_five_flows_gives_three_ok_and_one_skipdata() {
     let topo = topology(1, &[TrafficType::All]);
-    let mut policy = ScriptedPolicy { reject_port: 0, asked: 0 };
+    let mut policy = ScriptedPolicy {
+        reject_port: 0,
+        asked: 0,
+    };
     let mut deltas = Vec::new();
     for port in [1000, 1001, 1002, 1003, 1004] {
         deltas.push(delta(0, "192.168.0.154", port, 1_548_752_136, 100));
@@ -137,7 +140,10 @@ fn cap_of_three_with_five_flows_gives_three_ok_and_one_skipdata() {
 fn accepted_filter_with_only_rejected_traffic_is_nodata() {
     // The seed's example, with a reject-filter flow log on the same port.
     let topo = topology(1, &[TrafficType::Accept, TrafficType::Reject]);
-    let mut policy = ScriptedPolicy { reject_port: 23, asked: 0 };
+    let mut policy = ScriptedPolicy {
+        reject_port: 23,
+        asked: 0,
+    };
     let deltas = [
         delta(0, "192.168.0.154", 23, 1000, 60),
         delta(0, "192.168.0.154", 23, 1001, 60),
@@ -160,7 +166,10 @@ fn accepted_filter_with_only_rejected_traffic_is_nodata() {
 #[test]
 fn every_window_between_first_and_last_is_closed_with_nodata() {
     let topo = topology(2, &[TrafficType::All]);
-    let mut policy = ScriptedPolicy { reject_port: 0, asked: 0 };
+    let mut policy = ScriptedPolicy {
+        reject_port: 0,
+        asked: 0,
+    };
     let deltas = [
         delta(0, "10.0.0.1", 53, 600, 10),
         delta(0, "10.0.0.1", 53, 2400, 10),
@@ -180,7 +189,10 @@ fn every_window_between_first_and_last_is_closed_with_nodata() {
 #[test]
 fn packets_for_a_closed_window_are_counted_as_late() {
     let topo = topology(1, &[TrafficType::All]);
-    let mut policy = ScriptedPolicy { reject_port: 0, asked: 0 };
+    let mut policy = ScriptedPolicy {
+        reject_port: 0,
+        asked: 0,
+    };
     let mut agg = Aggregator::new(config(10));
     let mut out = Vec::new();
     assert!(agg.observe(&topo, &mut policy, &delta(0, "10.0.0.1", 53, 1000, 1)));
@@ -194,13 +206,19 @@ fn packets_for_a_closed_window_are_counted_as_late() {
     assert!(agg.observe(&topo, &mut policy, &delta(0, "10.0.0.1", 53, 1000, 1)));
     let mut out = Vec::new();
     agg.finish(&topo, &mut out);
-    assert_eq!(out.iter().map(|w| w.start).collect::<Vec<_>>(), vec![600, 1200]);
+    assert_eq!(
+        out.iter().map(|w| w.start).collect::<Vec<_>>(),
+        vec![600, 1200]
+    );
 }
 
 #[test]
 fn ipv4_and_ipv6_records_keep_first_seen_order() {
     let topo = topology(1, &[TrafficType::All]);
-    let mut policy = ScriptedPolicy { reject_port: 0, asked: 0 };
+    let mut policy = ScriptedPolicy {
+        reject_port: 0,
+        asked: 0,
+    };
     let deltas = [
         delta(0, "2001:db8::1", 1, 10, 1),
         delta(0, "10.0.0.1", 2, 11, 1),
@@ -225,7 +243,10 @@ fn memory_stays_bounded_under_a_flood_of_unkept_flows() {
     // An accept-only flow log sees a flood of rejected flows: none is kept,
     // and at most `cap` are remembered.
     let topo = topology(1, &[TrafficType::Accept]);
-    let mut policy = ScriptedPolicy { reject_port: 9, asked: 0 };
+    let mut policy = ScriptedPolicy {
+        reject_port: 9,
+        asked: 0,
+    };
     let mut agg = Aggregator::new(config(100));
     for i in 0..10_000u32 {
         let mut d = delta(0, "10.0.0.1", 9, 100, 1);
@@ -244,7 +265,10 @@ fn memory_stays_bounded_under_a_flood_of_unkept_flows() {
 fn tcp_flag_is_derived_per_record() {
     use vpcflow_wire::TcpFlags as F;
     let topo = topology(1, &[TrafficType::All]);
-    let mut policy = ScriptedPolicy { reject_port: 0, asked: 0 };
+    let mut policy = ScriptedPolicy {
+        reject_port: 0,
+        asked: 0,
+    };
     let mut syn = delta(0, "10.0.0.1", 22, 100, 60);
     syn.tuple.protocol = IpProtocol::TCP;
     syn.flags_any = F::SYN;
@@ -276,7 +300,8 @@ fn naive(
 ) -> Vec<(u64, u32, u32, RecordBody)> {
     type K = (u32, IpAddr, IpAddr, u16, u16, u8, Direction);
     let len = WindowLength::DEFAULT;
-    let mut windows: BTreeMap<u64, (BTreeMap<K, usize>, Vec<(K, u64, u64)>)> = BTreeMap::new();
+    type Window = (BTreeMap<K, usize>, Vec<(K, u64, u64)>);
+    let mut windows: BTreeMap<u64, Window> = BTreeMap::new();
     for d in deltas {
         let w = windows.entry(len.start_of(d.first)).or_default();
         let k = (
@@ -312,7 +337,11 @@ fn naive(
                 let mut kept = 0;
                 let (mut sp, mut sb) = (0, 0);
                 for (k, packets, bytes) in flows.iter().filter(|f| f.0.0 == p) {
-                    let action = if k.4 == reject_port { Action::Reject } else { Action::Accept };
+                    let action = if k.4 == reject_port {
+                        Action::Reject
+                    } else {
+                        Action::Accept
+                    };
                     if !t.admits(action) {
                         continue;
                     }
@@ -346,7 +375,15 @@ fn naive(
                     out.push((start, p, fl, RecordBody::NoData));
                 }
                 if sp > 0 {
-                    out.push((start, p, fl, RecordBody::SkipData { packets: sp, bytes: sb }));
+                    out.push((
+                        start,
+                        p,
+                        fl,
+                        RecordBody::SkipData {
+                            packets: sp,
+                            bytes: sb,
+                        },
+                    ));
                 }
             }
         }
@@ -356,7 +393,15 @@ fn naive(
 }
 
 fn arb_delta() -> impl Strategy<Value = (u32, u8, u16, u16, bool, u64, u64)> {
-    (0u32..3, 0u8..6, 0u16..4, 0u16..5, any::<bool>(), 0u64..2000, 1u64..1500)
+    (
+        0u32..3,
+        0u8..6,
+        0u16..4,
+        0u16..5,
+        any::<bool>(),
+        0u64..2000,
+        1u64..1500,
+    )
 }
 
 proptest! {

@@ -5,11 +5,8 @@ use crate::record::{FlowFields, FlowRecord, RecordBody, TcpFlag};
 use vpcflow_wire::IpProtocol;
 
 fn topology() -> Topology {
-    let inv = Inventory::from_toml(
-        "vpc.toml",
-        include_str!("../../../../examples/vpc.toml"),
-    )
-    .unwrap();
+    let inv =
+        Inventory::from_toml("vpc.toml", include_str!("../../../../examples/vpc.toml")).unwrap();
     Topology::from_inventory(&inv)
 }
 
@@ -97,7 +94,13 @@ fn v2_golden() {
         f.action = Action::Reject;
     }
     for body in [dns(), tcp, RecordBody::NoData] {
-        write_record(Format::V2, &t, &seed_record(body, 1548751800, 1548752400), &mut out).unwrap();
+        write_record(
+            Format::V2,
+            &t,
+            &seed_record(body, 1548751800, 1548752400),
+            &mut out,
+        )
+        .unwrap();
     }
     let expected = include_str!("../../../../tests/golden/v2.txt");
     assert_eq!(String::from_utf8(out).unwrap(), expected);
@@ -111,8 +114,21 @@ fn json_golden() {
     let t = topology();
     let mut out = Vec::new();
     write_header(Format::Json, &mut out).unwrap();
-    for body in [dns(), RecordBody::NoData, RecordBody::SkipData { packets: 2, bytes: 80 }] {
-        write_record(Format::Json, &t, &seed_record(body, 1548751800, 1548752400), &mut out).unwrap();
+    for body in [
+        dns(),
+        RecordBody::NoData,
+        RecordBody::SkipData {
+            packets: 2,
+            bytes: 80,
+        },
+    ] {
+        write_record(
+            Format::Json,
+            &t,
+            &seed_record(body, 1548751800, 1548752400),
+            &mut out,
+        )
+        .unwrap();
     }
     let got = String::from_utf8(out).unwrap();
     assert_eq!(got, include_str!("../../../../tests/golden/records.jsonl"));

@@ -247,7 +247,12 @@ struct Checker<'a> {
 }
 
 impl Checker<'_> {
-    fn err(&self, item: impl fmt::Display, field: &str, message: impl Into<String>) -> InventoryError {
+    fn err(
+        &self,
+        item: impl fmt::Display,
+        field: &str,
+        message: impl Into<String>,
+    ) -> InventoryError {
         InventoryError::Invalid {
             source_name: self.source.to_string(),
             item: item.to_string(),
@@ -338,7 +343,12 @@ impl Inventory {
             source_name: source_name.to_string(),
             message: e.to_string().trim_end().to_string(),
         })?;
-        build(&Checker { source: source_name }, file)
+        build(
+            &Checker {
+                source: source_name,
+            },
+            file,
+        )
     }
 
     /// Indices of the ports a flow log monitors, now.
@@ -364,7 +374,11 @@ fn build(c: &Checker<'_>, f: raw::File) -> Result<Inventory, InventoryError> {
     let window = match f.window_seconds {
         None => WindowLength::DEFAULT,
         Some(s) => WindowLength::configured(s).ok_or_else(|| {
-            c.err(top, "window_seconds", format!("{s} is outside 60..=600 seconds"))
+            c.err(
+                top,
+                "window_seconds",
+                format!("{s} is outside 60..=600 seconds"),
+            )
         })?,
     };
     let max_records_per_window = match f.max_records_per_window {
@@ -374,7 +388,11 @@ fn build(c: &Checker<'_>, f: raw::File) -> Result<Inventory, InventoryError> {
     };
     let region = f.region.unwrap_or_else(|| "-".to_string());
     if region != "-" && !valid_id(&region) {
-        return Err(c.err(top, "region", format!("`{region}` is not a valid region name")));
+        return Err(c.err(
+            top,
+            "region",
+            format!("`{region}` is not a valid region name"),
+        ));
     }
 
     let project_ix = c.index("project", f.project.iter().map(|p| &p.id))?;
@@ -437,7 +455,11 @@ fn build(c: &Checker<'_>, f: raw::File) -> Result<Inventory, InventoryError> {
         let cidr = c.prefix(&item, "cidr", &s.cidr)?;
         let vpc_cidr = vpcs[vpc].cidr;
         if !vpc_cidr.contains(&cidr) {
-            return Err(c.err(&item, "cidr", format!("{cidr} is not inside the vpc's {vpc_cidr}")));
+            return Err(c.err(
+                &item,
+                "cidr",
+                format!("{cidr} is not inside the vpc's {vpc_cidr}"),
+            ));
         }
         let ipv6_cidr = s
             .ipv6_cidr
@@ -502,15 +524,27 @@ fn build(c: &Checker<'_>, f: raw::File) -> Result<Inventory, InventoryError> {
                 IpAddr::V6(_) => sn.ipv6_cidr.is_none_or(|n| n.contains(&ip)),
             };
             if !inside {
-                return Err(c.err(&item, "ips", format!("{ip} is not inside subnet '{}'", sn.id)));
+                return Err(c.err(
+                    &item,
+                    "ips",
+                    format!("{ip} is not inside subnet '{}'", sn.id),
+                ));
             }
             if let Some(other) = owner_of_ip.insert(ip, &p.id) {
-                return Err(c.err(&item, "ips", format!("{ip} is already a fixed IP of port '{other}'")));
+                return Err(c.err(
+                    &item,
+                    "ips",
+                    format!("{ip} is already a fixed IP of port '{other}'"),
+                ));
             }
             ips.push(ip);
         }
         if p.security_groups.is_empty() {
-            return Err(c.err(&item, "security_groups", "a port needs at least one security group"));
+            return Err(c.err(
+                &item,
+                "security_groups",
+                "a port needs at least one security group",
+            ));
         }
         let mut groups = Vec::new();
         for g in &p.security_groups {
@@ -519,7 +553,11 @@ fn build(c: &Checker<'_>, f: raw::File) -> Result<Inventory, InventoryError> {
         if let Some(ifname) = &p.interface
             && (ifname.is_empty() || ifname.len() > 15 || ifname.contains(['/', ' ']))
         {
-            return Err(c.err(&item, "interface", format!("`{ifname}` is not a Linux interface name")));
+            return Err(c.err(
+                &item,
+                "interface",
+                format!("`{ifname}` is not a Linux interface name"),
+            ));
         }
         ports.push(Port {
             id: p.id.clone(),
@@ -567,21 +605,35 @@ fn build(c: &Checker<'_>, f: raw::File) -> Result<Inventory, InventoryError> {
         let project = c.resolve(&project_ix, &item, "project", "project", &l.project)?;
         let name_ok = !l.name.is_empty()
             && l.name.len() <= 64
-            && l.name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+            && l.name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
         if !name_ok {
             return Err(c.err(&item, "name", "1-64 letters, digits, `_`, `-` or `.`"));
         }
         if let Some(d) = &l.description
             && (d.chars().count() > 255 || d.contains(['<', '>']))
         {
-            return Err(c.err(&item, "description", "at most 255 characters, without `<` or `>`"));
+            return Err(c.err(
+                &item,
+                "description",
+                "at most 255 characters, without `<` or `>`",
+            ));
         }
         let resource = match l.resource_type.as_str() {
-            "port" => Resource::Port(c.resolve(&port_ix, &item, "resource_id", "port", &l.resource_id)?),
-            "network" | "subnet" => {
-                Resource::Subnet(c.resolve(&subnet_ix, &item, "resource_id", "subnet", &l.resource_id)?)
+            "port" => {
+                Resource::Port(c.resolve(&port_ix, &item, "resource_id", "port", &l.resource_id)?)
             }
-            "vpc" => Resource::Vpc(c.resolve(&vpc_ix, &item, "resource_id", "vpc", &l.resource_id)?),
+            "network" | "subnet" => Resource::Subnet(c.resolve(
+                &subnet_ix,
+                &item,
+                "resource_id",
+                "subnet",
+                &l.resource_id,
+            )?),
+            "vpc" => {
+                Resource::Vpc(c.resolve(&vpc_ix, &item, "resource_id", "vpc", &l.resource_id)?)
+            }
             other => {
                 return Err(c.err(
                     &item,
@@ -597,13 +649,28 @@ fn build(c: &Checker<'_>, f: raw::File) -> Result<Inventory, InventoryError> {
                 format!("`{}` is not one of all, accept, reject", l.traffic_type),
             )
         })?;
-        let log_group = c.resolve(&group_ix, &item, "log_group_id", "log_group", &l.log_group_id)?;
-        let log_topic = c.resolve(&topic_ix, &item, "log_topic_id", "log_topic", &l.log_topic_id)?;
+        let log_group = c.resolve(
+            &group_ix,
+            &item,
+            "log_group_id",
+            "log_group",
+            &l.log_group_id,
+        )?;
+        let log_topic = c.resolve(
+            &topic_ix,
+            &item,
+            "log_topic_id",
+            "log_topic",
+            &l.log_topic_id,
+        )?;
         if log_topics[log_topic].log_group != log_group {
             return Err(c.err(
                 &item,
                 "log_topic_id",
-                format!("log topic '{}' does not belong to log group '{}'", l.log_topic_id, l.log_group_id),
+                format!(
+                    "log topic '{}' does not belong to log group '{}'",
+                    l.log_topic_id, l.log_group_id
+                ),
             ));
         }
         if !seen.insert((resource, traffic_type, log_group, log_topic)) {
@@ -662,16 +729,29 @@ fn sg_rule(
     let direction = match r.direction.as_str() {
         "ingress" => RuleDirection::Ingress,
         "egress" => RuleDirection::Egress,
-        other => return Err(c.err(item, "direction", format!("`{other}` is not ingress or egress"))),
+        other => {
+            return Err(c.err(
+                item,
+                "direction",
+                format!("`{other}` is not ingress or egress"),
+            ));
+        }
     };
     let mut ethertype = match r.ethertype.as_deref() {
         None => None,
         Some("IPv4" | "ipv4") => Some(IpVersion::V4),
         Some("IPv6" | "ipv6") => Some(IpVersion::V6),
-        Some(other) => return Err(c.err(item, "ethertype", format!("`{other}` is not IPv4 or IPv6"))),
+        Some(other) => {
+            return Err(c.err(item, "ethertype", format!("`{other}` is not IPv4 or IPv6")));
+        }
     };
-    let protocol = protocol_of(r.protocol.as_ref())
-        .ok_or_else(|| c.err(item, "protocol", "not tcp, udp, icmp, icmpv6, a number 0-255, or empty"))?;
+    let protocol = protocol_of(r.protocol.as_ref()).ok_or_else(|| {
+        c.err(
+            item,
+            "protocol",
+            "not tcp, udp, icmp, icmpv6, a number 0-255, or empty",
+        )
+    })?;
     let ports = rules::PortSet::parse(r.multiport.as_deref().unwrap_or(""))
         .map_err(|m| c.err(item, "multiport", m))?;
     let remote = match (&r.remote_ip_prefix, &r.remote_group_id) {
@@ -679,19 +759,33 @@ fn sg_rule(
             let net = c.prefix(item, "remote_ip_prefix", p)?;
             match ethertype {
                 Some(v) if v != version_of(&net) => {
-                    return Err(c.err(item, "remote_ip_prefix", format!("{net} does not match the rule's ethertype")));
+                    return Err(c.err(
+                        item,
+                        "remote_ip_prefix",
+                        format!("{net} does not match the rule's ethertype"),
+                    ));
                 }
                 None => ethertype = Some(version_of(&net)),
                 _ => {}
             }
             Remote::Prefix(net)
         }
-        (None, Some(g)) => Remote::Group(c.resolve(sg_ix, item, "remote_group_id", "security_group", g)?),
+        (None, Some(g)) => {
+            Remote::Group(c.resolve(sg_ix, item, "remote_group_id", "security_group", g)?)
+        }
         (Some(_), Some(_)) => {
-            return Err(c.err(item, "remote_group_id", "give remote_ip_prefix or remote_group_id, not both"));
+            return Err(c.err(
+                item,
+                "remote_group_id",
+                "give remote_ip_prefix or remote_group_id, not both",
+            ));
         }
         (None, None) => {
-            return Err(c.err(item, "remote_ip_prefix", "a rule needs remote_ip_prefix or remote_group_id"));
+            return Err(c.err(
+                item,
+                "remote_ip_prefix",
+                "a rule needs remote_ip_prefix or remote_group_id",
+            ));
         }
     };
     let action = rule_action(r.action.as_deref())
@@ -727,9 +821,15 @@ fn acl_rules(
     let mut out: Vec<AclRule> = Vec::new();
     for (n, r) in raw_rules.iter().enumerate() {
         let item = format!("{acl_item} {field} #{}", n + 1);
-        let action = rule_action(Some(&r.action)).ok_or_else(|| c.err(&item, "action", "not allow or deny"))?;
-        let protocol = protocol_of(r.protocol.as_ref())
-            .ok_or_else(|| c.err(&item, "protocol", "not tcp, udp, icmp, icmpv6, a number 0-255, or empty"))?;
+        let action = rule_action(Some(&r.action))
+            .ok_or_else(|| c.err(&item, "action", "not allow or deny"))?;
+        let protocol = protocol_of(r.protocol.as_ref()).ok_or_else(|| {
+            c.err(
+                &item,
+                "protocol",
+                "not tcp, udp, icmp, icmpv6, a number 0-255, or empty",
+            )
+        })?;
         let ip_version = match r.ip_version {
             None => None,
             Some(4) => Some(IpVersion::V4),
@@ -746,35 +846,44 @@ fn acl_rules(
             .as_deref()
             .map(|s| c.prefix(&item, "destination_ip_address", s))
             .transpose()?;
-        for (net, f) in [(source, "source_ip_address"), (destination, "destination_ip_address")] {
+        for (net, f) in [
+            (source, "source_ip_address"),
+            (destination, "destination_ip_address"),
+        ] {
             if let (Some(net), Some(v)) = (net, ip_version)
                 && version_of(&net) != v
             {
                 return Err(c.err(&item, f, format!("{net} does not match ip_version")));
             }
         }
-        let port_range = |v: &Option<raw::PortValue>, f: &str| -> Result<Option<(u16, u16)>, InventoryError> {
-            match v {
-                None => Ok(None),
-                Some(raw::PortValue::Number(n)) => u16::try_from(*n)
-                    .map(|p| Some((p, p)))
-                    .map_err(|_| c.err(&item, f, format!("{n} is not a port (0-65535)"))),
-                Some(raw::PortValue::Text(s)) if s.trim().is_empty() => Ok(None),
-                Some(raw::PortValue::Text(s)) => parse_range(s.trim()).map(Some).map_err(|m| c.err(&item, f, m)),
-            }
-        };
+        let port_range =
+            |v: &Option<raw::PortValue>, f: &str| -> Result<Option<(u16, u16)>, InventoryError> {
+                match v {
+                    None => Ok(None),
+                    Some(raw::PortValue::Number(n)) => u16::try_from(*n)
+                        .map(|p| Some((p, p)))
+                        .map_err(|_| c.err(&item, f, format!("{n} is not a port (0-65535)"))),
+                    Some(raw::PortValue::Text(s)) if s.trim().is_empty() => Ok(None),
+                    Some(raw::PortValue::Text(s)) => parse_range(s.trim())
+                        .map(Some)
+                        .map_err(|m| c.err(&item, f, m)),
+                }
+            };
         let source_ports = port_range(&r.source_port, "source_port")?;
         let destination_ports = port_range(&r.destination_port, "destination_port")?;
-        let id = r
-            .id
-            .clone()
-            .or_else(|| r.name.clone())
-            .unwrap_or_else(|| format!("{dir}-{}", n + 1));
+        let id =
+            r.id.clone()
+                .or_else(|| r.name.clone())
+                .unwrap_or_else(|| format!("{dir}-{}", n + 1));
         if !valid_id(&id) {
             return Err(c.err(&item, "id", format!("`{id}` is not a valid rule id")));
         }
         if out.iter().any(|o| o.id == id) {
-            return Err(c.err(&item, "id", format!("another {field} of this ACL is also '{id}'")));
+            return Err(c.err(
+                &item,
+                "id",
+                format!("another {field} of this ACL is also '{id}'"),
+            ));
         }
         out.push(AclRule {
             id,

@@ -187,7 +187,10 @@ mod tests {
     #[test]
     fn protocols_by_name_and_number() {
         assert_eq!(ProtocolMatch::parse("TCP"), Some(ProtocolMatch::Number(6)));
-        assert_eq!(ProtocolMatch::parse("icmpv6"), Some(ProtocolMatch::Number(58)));
+        assert_eq!(
+            ProtocolMatch::parse("icmpv6"),
+            Some(ProtocolMatch::Number(58))
+        );
         assert_eq!(ProtocolMatch::parse("47"), Some(ProtocolMatch::Number(47)));
         assert_eq!(ProtocolMatch::parse(""), Some(ProtocolMatch::Any));
         assert_eq!(ProtocolMatch::parse("256"), None);

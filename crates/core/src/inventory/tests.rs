@@ -3,7 +3,9 @@ use super::*;
 const EXAMPLE: &str = include_str!("../../../../examples/vpc.toml");
 
 fn err(text: &str) -> String {
-    Inventory::from_toml("bad.toml", text).unwrap_err().to_string()
+    Inventory::from_toml("bad.toml", text)
+        .unwrap_err()
+        .to_string()
 }
 
 #[test]
@@ -15,14 +17,23 @@ fn the_shared_example_is_accepted_unchanged() {
     assert_eq!(inv.ports.len(), 3);
     assert_eq!(inv.security_groups[0].rules.len(), 4);
     assert_eq!(inv.network_acls[0].ingress[0].id, "no-telnet");
-    assert_eq!(inv.network_acls[0].ingress[0].destination_ports, Some((23, 23)));
+    assert_eq!(
+        inv.network_acls[0].ingress[0].destination_ports,
+        Some((23, 23))
+    );
     // The bare IP remote is a /32 and the rule without ethertype takes the prefix's.
     let deny = &inv.security_groups[0].rules[2];
-    assert_eq!(deny.remote, rules::Remote::Prefix("203.0.113.66/32".parse().unwrap()));
+    assert_eq!(
+        deny.remote,
+        rules::Remote::Prefix("203.0.113.66/32".parse().unwrap())
+    );
     assert_eq!(deny.ethertype, Some(IpVersion::V4));
     assert_eq!(deny.action, RuleAction::Deny);
     // sg-db's rules name sg-web as remote group.
-    assert_eq!(inv.security_groups[1].rules[0].remote, rules::Remote::Group(0));
+    assert_eq!(
+        inv.security_groups[1].rules[0].remote,
+        rules::Remote::Group(0)
+    );
     // The VPC flow log monitors all three ports; the port flow log one.
     assert_eq!(inv.ports_of(&inv.flow_logs[0]), vec![0, 1, 2]);
     assert_eq!(inv.ports_of(&inv.flow_logs[1]), vec![2]);
@@ -32,7 +43,9 @@ fn the_shared_example_is_accepted_unchanged() {
 
 #[test]
 fn unknown_field_is_named_with_file_and_line() {
-    let e = err("region = \"r\"\n[[vpc]]\nid = \"v\"\nproject = \"p\"\ncidr = \"10.0.0.0/8\"\ncolour = \"red\"\n");
+    let e = err(
+        "region = \"r\"\n[[vpc]]\nid = \"v\"\nproject = \"p\"\ncidr = \"10.0.0.0/8\"\ncolour = \"red\"\n",
+    );
     assert!(e.starts_with("bad.toml: "), "{e}");
     assert!(e.contains("colour"), "{e}");
     assert!(e.contains("line 6"), "{e}");
@@ -47,19 +60,26 @@ fn dangling_reference_names_item_and_field() {
     let e = err(&with(
         "[[port]]\nid = \"p9\"\nsubnet = \"nope\"\nips = [\"192.168.0.9\"]\nsecurity_groups = [\"6c5b4a39-8e7f-4d21-b0a9-c8d7e6f5a4b3\"]\n",
     ));
-    assert_eq!(e, "bad.toml: port 'p9': field `subnet`: no subnet with id 'nope'");
+    assert_eq!(
+        e,
+        "bad.toml: port 'p9': field `subnet`: no subnet with id 'nope'"
+    );
 }
 
 #[test]
 fn bad_cidr_is_named() {
-    let e = err("[[project]]\nid = \"p\"\n[[vpc]]\nid = \"v\"\nproject = \"p\"\ncidr = \"10.0.0.0/33\"\n");
+    let e = err(
+        "[[project]]\nid = \"p\"\n[[vpc]]\nid = \"v\"\nproject = \"p\"\ncidr = \"10.0.0.0/33\"\n",
+    );
     assert!(e.contains("vpc 'v': field `cidr`"), "{e}");
     assert!(e.contains("10.0.0.0/33"), "{e}");
 }
 
 #[test]
 fn duplicate_id_is_refused() {
-    let e = err(&with("[[project]]\nid = \"5f67944957444bd6bb4fe3b367de8f3d\"\n"));
+    let e = err(&with(
+        "[[project]]\nid = \"5f67944957444bd6bb4fe3b367de8f3d\"\n",
+    ));
     assert_eq!(
         e,
         "bad.toml: project '5f67944957444bd6bb4fe3b367de8f3d': field `id`: duplicate id: another item of the same kind has it"
@@ -89,7 +109,10 @@ fn port_ip_outside_its_subnet_is_refused() {
 fn duplicate_flow_log_and_quota() {
     let dup = "[[flow_log]]\nid = \"dup\"\nproject = \"5f67944957444bd6bb4fe3b367de8f3d\"\nname = \"again\"\nresource_type = \"vpc\"\nresource_id = \"80ee2ed7-605d-49b4-ac6b-6e581acd35a3\"\ntraffic_type = \"all\"\nlog_group_id = \"a1b2c3d4-0000-4000-8000-000000000001\"\nlog_topic_id = \"a1b2c3d4-0000-4000-8000-000000000002\"\n";
     let e = err(&with(dup));
-    assert!(e.contains("flow_log 'dup' (again)") && e.contains("duplicate flow log"), "{e}");
+    assert!(
+        e.contains("flow_log 'dup' (again)") && e.contains("duplicate flow log"),
+        "{e}"
+    );
 
     let mut extra = String::new();
     for i in 0..9 {
@@ -102,7 +125,10 @@ fn duplicate_flow_log_and_quota() {
     // 2 + 9 = 11 flow logs, but topic ...004 does not exist: add it first.
     let topic = "[[log_topic]]\nid = \"a1b2c3d4-0000-4000-8000-000000000004\"\nlog_group = \"a1b2c3d4-0000-4000-8000-000000000001\"\n";
     let e = err(&with(&format!("{topic}{extra}")));
-    assert!(e.contains("quota exceeded: at most 10 flow logs per project"), "{e}");
+    assert!(
+        e.contains("quota exceeded: at most 10 flow logs per project"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -110,7 +136,10 @@ fn rule_errors_name_the_rule() {
     let e = err(&with(
         "[[security_group]]\nid = \"sg3\"\nproject = \"5f67944957444bd6bb4fe3b367de8f3d\"\n[[security_group.rule]]\ndirection = \"ingress\"\nmultiport = \"22-\"\nremote_ip_prefix = \"0.0.0.0/0\"\n",
     ));
-    assert!(e.contains("security_group 'sg3' rule #1: field `multiport`"), "{e}");
+    assert!(
+        e.contains("security_group 'sg3' rule #1: field `multiport`"),
+        "{e}"
+    );
     let e = err(&with(
         "[[security_group]]\nid = \"sg3\"\nproject = \"5f67944957444bd6bb4fe3b367de8f3d\"\n[[security_group.rule]]\ndirection = \"ingress\"\npriority = 0\nremote_ip_prefix = \"0.0.0.0/0\"\n",
     ));
@@ -123,7 +152,9 @@ fn rule_errors_name_the_rule() {
 
 #[test]
 fn window_and_cap_bounds() {
-    assert!(err("window_seconds = 30\n").contains("field `window_seconds`: 30 is outside 60..=600"));
+    assert!(
+        err("window_seconds = 30\n").contains("field `window_seconds`: 30 is outside 60..=600")
+    );
     assert!(err("max_records_per_window = 0\n").contains("must be at least 1"));
     let ok = Inventory::from_toml("x", "window_seconds = 60\n").unwrap();
     assert_eq!(ok.window.secs(), 60);

@@ -29,9 +29,7 @@ pub fn vpcflow() -> Command {
 /// Writes a little-endian microsecond pcap of Ethernet frames.
 pub fn write_pcap(path: &std::path::Path, frames: &[(u64, Vec<u8>)]) {
     let mut f = Vec::new();
-    for v in [0xa1b2c3d4u32] {
-        f.extend_from_slice(&v.to_le_bytes());
-    }
+    f.extend_from_slice(&0xa1b2c3d4u32.to_le_bytes());
     f.extend_from_slice(&2u16.to_le_bytes());
     f.extend_from_slice(&4u16.to_le_bytes());
     f.extend_from_slice(&[0; 8]);
@@ -49,7 +47,15 @@ pub fn write_pcap(path: &std::path::Path, frames: &[(u64, Vec<u8>)]) {
 
 /// An Ethernet frame carrying IPv4 or IPv6 (by the addresses' family) and
 /// a TCP (6), UDP (17), ICMP (1) or ICMPv6 (58) header, then `payload` bytes.
-pub fn ip_frame(src: &str, dst: &str, proto: u8, sport: u16, dport: u16, tcp_flags: u8, payload: usize) -> Vec<u8> {
+pub fn ip_frame(
+    src: &str,
+    dst: &str,
+    proto: u8,
+    sport: u16,
+    dport: u16,
+    tcp_flags: u8,
+    payload: usize,
+) -> Vec<u8> {
     let src: std::net::IpAddr = src.parse().unwrap();
     let dst: std::net::IpAddr = dst.parse().unwrap();
     let mut l4 = Vec::new();
@@ -57,7 +63,9 @@ pub fn ip_frame(src: &str, dst: &str, proto: u8, sport: u16, dport: u16, tcp_fla
         6 => {
             l4.extend_from_slice(&sport.to_be_bytes());
             l4.extend_from_slice(&dport.to_be_bytes());
-            l4.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0x50, tcp_flags, 0xff, 0xff, 0, 0, 0, 0]);
+            l4.extend_from_slice(&[
+                0, 0, 0, 1, 0, 0, 0, 0, 0x50, tcp_flags, 0xff, 0xff, 0, 0, 0, 0,
+            ]);
         }
         17 => {
             l4.extend_from_slice(&sport.to_be_bytes());
@@ -94,7 +102,15 @@ pub fn ip_frame(src: &str, dst: &str, proto: u8, sport: u16, dport: u16, tcp_fla
 }
 
 /// An Ethernet + IPv4 frame (see [`ip_frame`]).
-pub fn ipv4_frame(src: &str, dst: &str, proto: u8, sport: u16, dport: u16, tcp_flags: u8, payload: usize) -> Vec<u8> {
+pub fn ipv4_frame(
+    src: &str,
+    dst: &str,
+    proto: u8,
+    sport: u16,
+    dport: u16,
+    tcp_flags: u8,
+    payload: usize,
+) -> Vec<u8> {
     ip_frame(src, dst, proto, sport, dport, tcp_flags, payload)
 }
 
@@ -127,7 +143,10 @@ pub fn demo_frames() -> Vec<(u64, Vec<u8>)> {
     at(300, ip_frame(db, web2, 6, 5432, 51000, FIN_ACK, 0));
     // PostgreSQL from the internet straight to the db port: never answered.
     at(5_000, ip_frame("198.51.100.9", db, 6, 40001, 5432, SYN, 0));
-    at(1_000_000, ip_frame("198.51.100.9", db, 6, 40001, 5432, SYN, 0));
+    at(
+        1_000_000,
+        ip_frame("198.51.100.9", db, 6, 40001, 5432, SYN, 0),
+    );
     // SSH from the office (allowed) and from its denied address.
     at(2_000, ip_frame("203.0.113.7", web1, 6, 50022, 22, SYN, 0));
     at(300, ip_frame(web1, "203.0.113.7", 6, 22, 50022, SYN_ACK, 0));
@@ -135,11 +154,20 @@ pub fn demo_frames() -> Vec<(u64, Vec<u8>)> {
     at(2_000, ip_frame("203.0.113.66", web1, 6, 50066, 22, SYN, 0));
     // Telnet to the web tier (denied by the ACL) and HTTPS from anywhere.
     at(2_000, ip_frame("198.51.100.23", web2, 6, 40023, 23, SYN, 0));
-    at(2_000, ip_frame("198.51.100.80", web2, 6, 40443, 443, SYN, 0));
-    at(300, ip_frame(web2, "198.51.100.80", 6, 443, 40443, SYN_ACK, 0));
+    at(
+        2_000,
+        ip_frame("198.51.100.80", web2, 6, 40443, 443, SYN, 0),
+    );
+    at(
+        300,
+        ip_frame(web2, "198.51.100.80", 6, 443, 40443, SYN_ACK, 0),
+    );
     at(300, ip_frame("198.51.100.80", web2, 6, 40443, 443, RST, 0));
     // IPv6 ping from the dual-stack web port.
-    at(2_000, ip_frame("2001:db8:0:1::20", "2001:db8:ffff::1", 58, 0, 0, 0, 56));
+    at(
+        2_000,
+        ip_frame("2001:db8:0:1::20", "2001:db8:ffff::1", 58, 0, 0, 0, 56),
+    );
     // ARP-like noise that is not IP, and traffic of no port.
     at(1_000, {
         let mut f = ip_frame("10.0.0.1", "10.0.0.2", 17, 1, 2, 0, 0);

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# The core pipeline's benchmark (issue 2): vpcflow against softflowd and
+# against its own read / read-and-parse baselines, on the same generated
+# capture, in the same run, each pinned to one core. Prints ratios.
+#
+#   bench/run.sh [PACKETS] [FLOWS_PER_WINDOW]     (defaults 5000000 500000)
+#
+# Tools are compared by CPU seconds on one core (bench/cpu_seconds.py).
+# Needs softflowd (Debian); scripts/setup.sh bench installs it. The capture
+# is built from ../shared/data's real traces into $TMPDIR and removed after.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+packets=${1:-5000000}
+flows=${2:-500000}
+./scripts/setup.sh bench
+cargo build --release -q -p vpcflow
+bin=target/release/vpcflow
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cap="$work/bench.pcap"
+data=../shared/data
+"$bin" bench make-capture --out "$cap" --packets "$packets" --flows "$flows" \
+    "$data"/zeek/traces/*.pcap* "$data"/suricata-verify/*.pcap
+
+# CPU seconds (user + system, on CPU 0) of the best of three runs.
+cpu() {
+    local best=999999 t
+    for _ in 1 2 3; do
+        t=$(bench/cpu_seconds.py "$@" 2>/dev/null)
+        if (( $(echo "$t < $best" | bc -l) )); then best=$t; fi
+    done
+    echo "$best"
+}
+pps() { echo "$packets / $1" | bc; }
+read_s=$(cpu "$bin" bench read "$cap")
+parse_s=$(cpu "$bin" bench parse "$cap")
+ingest_s=$(cpu "$bin" ingest --ports-from 0.0.0.0/0 --format v1 -o /dev/null "$cap")
+"$bin" ingest --ports-from 0.0.0.0/0 --format v1 -o /dev/null "$cap" 2>"$work/stats"
+# softflowd cuts the -r path to 15 characters (and then waits forever), and
+# refuses to start while a previous run's control socket exists: run it in
+# the capture's directory with a short relative name, after a clean-up.
+sf_s=$(cpu bash -c 'cd "$1" && rm -f sf.ctl sf.pid && exec softflowd -r bench.pcap -n 127.0.0.1:9995 -m 4000000 -d -c sf.ctl -p sf.pid' \
+    sf "$work")
+read_pps=$(pps "$read_s"); parse_pps=$(pps "$parse_s"); ingest_pps=$(pps "$ingest_s"); sf_pps=$(pps "$sf_s")
+
+echo
+echo "capture: $packets packets, >= $flows flows per 600 s window (two windows)"
+cat "$work/stats" | sed 's/^/  /'
+printf '%-42s %12s pps\n' "read frames (baseline)" "$read_pps"
+printf '%-42s %12s pps\n' "read + parse (baseline)" "$parse_pps"
+printf '%-42s %12s pps\n' "vpcflow ingest (every address a port)" "$ingest_pps"
+printf '%-42s %12s pps\n' "softflowd -r (same file)" "$sf_pps"
+echo "ratio vpcflow / softflowd:        $(echo "scale=2; $ingest_pps / $sf_pps" | bc)"
+echo "ratio vpcflow / read+parse:       $(echo "scale=3; $ingest_pps / $parse_pps" | bc)"
+echo "ratio read+parse / softflowd:     $(echo "scale=2; $parse_pps / $sf_pps" | bc)"

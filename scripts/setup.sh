@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs the Debian packages a task needs, and nothing when they are there.
+#
+#   scripts/setup.sh test    tshark (the tests' independent oracle)
+#   scripts/setup.sh bench   softflowd, bc (the benchmark's reference)
+#
+# Needs root (or sudo) only when something is missing.
+set -euo pipefail
+case "${1:-test}" in
+    test) want=(tshark:tshark) ;;
+    bench) want=(softflowd:softflowd bc:bc taskset:util-linux) ;;
+    *) echo "usage: $0 test|bench" >&2; exit 2 ;;
+esac
+missing=()
+for w in "${want[@]}"; do
+    command -v "${w%%:*}" >/dev/null 2>&1 || missing+=("${w#*:}")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+echo "setup: installing ${missing[*]}" >&2
+if [ "$(id -u)" -eq 0 ]; then sudo=(); elif command -v sudo >/dev/null; then sudo=(sudo); else
+    echo "setup: need root to install ${missing[*]} (apt-get install ${missing[*]})" >&2
+    exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+# wireshark-common asks whether non-root users may capture; say no, quietly.
+echo "wireshark-common wireshark-common/install-setuid boolean false" | "${sudo[@]}" debconf-set-selections 2>/dev/null || true
+"${sudo[@]}" apt-get update -qq
+"${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
