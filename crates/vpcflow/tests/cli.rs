@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 mod common;
-use common::{demo_frames, examples, ipv4_frame, shared_data, vpcflow, write_pcap};
+use common::{demo_frames, examples, ip_frame, shared_data, vpcflow, write_pcap};
 
 fn run(args: &[&str]) -> (i32, String, String) {
     let out = vpcflow().args(args).output().unwrap();
@@ -70,26 +70,23 @@ fn example_capture(dir: &std::path::Path) -> String {
         // DNS from the web port to the db port: egress at one, ingress at the other.
         (
             t0,
-            ipv4_frame("192.168.0.154", "192.168.3.25", 17, 38929, 53, 0, 68),
+            ip_frame("192.168.0.154", "192.168.3.25", 17, 38929, 53, 0, 68),
         ),
         (
             t0 + 1000,
-            ipv4_frame("192.168.3.25", "192.168.0.154", 17, 53, 38929, 0, 100),
+            ip_frame("192.168.3.25", "192.168.0.154", 17, 53, 38929, 0, 100),
         ),
         // SSH from the office into the web port: SYN, then more.
         (
             t0 + 2000,
-            ipv4_frame("203.0.113.7", "192.168.0.20", 6, 50000, 22, 0x02, 0),
+            ip_frame("203.0.113.7", "192.168.0.20", 6, 50000, 22, 0x02, 0),
         ),
         (
             t0 + 3000,
-            ipv4_frame("203.0.113.7", "192.168.0.20", 6, 50000, 22, 0x10, 10),
+            ip_frame("203.0.113.7", "192.168.0.20", 6, 50000, 22, 0x10, 10),
         ),
         // Traffic of no port of the inventory.
-        (
-            t0 + 4000,
-            ipv4_frame("10.1.1.1", "10.2.2.2", 17, 1, 2, 0, 10),
-        ),
+        (t0 + 4000, ip_frame("10.1.1.1", "10.2.2.2", 17, 1, 2, 0, 10)),
     ];
     let p = dir.join("example.pcap");
     write_pcap(&p, &frames);
@@ -178,7 +175,7 @@ fn cap_from_the_command_line_gives_skipdata_with_the_rest() {
         .map(|i| {
             (
                 1_000_000_000_000_000 + i,
-                ipv4_frame("10.0.0.1", "10.9.9.9", 17, 1000 + i as u16, 53, 0, 12),
+                ip_frame("10.0.0.1", "10.9.9.9", 17, 1000 + i as u16, 53, 0, 12),
             )
         })
         .collect();
@@ -210,11 +207,11 @@ fn window_option_changes_the_capture_window() {
     let frames = vec![
         (
             1_000_000_000_000_000u64,
-            ipv4_frame("10.0.0.1", "10.9.9.9", 17, 1, 2, 0, 0),
+            ip_frame("10.0.0.1", "10.9.9.9", 17, 1, 2, 0, 0),
         ),
         (
             1_000_000_130_000_000,
-            ipv4_frame("10.0.0.1", "10.9.9.9", 17, 1, 2, 0, 0),
+            ip_frame("10.0.0.1", "10.9.9.9", 17, 1, 2, 0, 0),
         ),
     ];
     let p = dir.path().join("two.pcap");
@@ -293,7 +290,7 @@ fn truncated_capture_keeps_the_records_before_the_cut() {
         .map(|i| {
             (
                 1_000_000_000 + i,
-                ipv4_frame("10.0.0.1", "10.9.9.9", 17, 1000 + i as u16, 53, 0, 12),
+                ip_frame("10.0.0.1", "10.9.9.9", 17, 1000 + i as u16, 53, 0, 12),
             )
         })
         .collect();

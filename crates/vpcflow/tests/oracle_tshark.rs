@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 mod common;
-use common::{shared_data, vpcflow};
+use common::{egress_records, shared_data};
 
 type Key = (u64, String, String, u16, u16, u8);
 type Flows = BTreeMap<Key, (u64, u64)>;
@@ -250,31 +250,8 @@ fn tshark_flows(path: &Path) -> Option<Flows> {
 
 /// Our egress records with every address a port.
 fn our_flows(path: &Path) -> Flows {
-    let out = vpcflow()
-        .args([
-            "ingest",
-            "--ports-from",
-            "0.0.0.0/0",
-            "--ports-from",
-            "::/0",
-            "--format",
-            "json",
-        ])
-        .arg(path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.code().is_some_and(|c| c <= 1),
-        "{}: {}",
-        path.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
     let mut flows = Flows::new();
-    for line in String::from_utf8(out.stdout).unwrap().lines() {
-        let v: serde_json::Value = serde_json::from_str(line).unwrap();
-        if v["log-status"] != "OK" || v["direction"] != "egress" {
-            continue;
-        }
+    for v in egress_records(path) {
         let key = (
             v["start"].as_u64().unwrap(),
             v["srcaddr"].as_str().unwrap().to_string(),

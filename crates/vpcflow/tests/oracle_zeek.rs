@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 mod common;
-use common::{shared_data, vpcflow};
+use common::{egress_records, shared_data};
 
 /// Baseline -> the trace it was made from.
 const PAIRS: &[(&str, &str)] = &[
@@ -55,30 +55,8 @@ type Tuple = (String, String, u16, u16, u8);
 
 /// Our egress records, summed over windows, per unidirectional 5-tuple.
 fn ours(trace: &Path) -> HashMap<Tuple, (u64, u64)> {
-    let out = vpcflow()
-        .args([
-            "ingest",
-            "--ports-from",
-            "0.0.0.0/0",
-            "--ports-from",
-            "::/0",
-            "--format",
-            "json",
-        ])
-        .arg(trace)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let mut m: HashMap<Tuple, (u64, u64)> = HashMap::new();
-    for line in String::from_utf8(out.stdout).unwrap().lines() {
-        let v: serde_json::Value = serde_json::from_str(line).unwrap();
-        if v["log-status"] != "OK" || v["direction"] != "egress" {
-            continue;
-        }
+    for v in egress_records(trace) {
         let k = (
             v["srcaddr"].as_str().unwrap().to_string(),
             v["dstaddr"].as_str().unwrap().to_string(),

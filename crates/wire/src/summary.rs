@@ -6,7 +6,7 @@ use crate::Skip;
 use crate::ipv4::Ipv4Packet;
 use crate::ipv6::{self, Ipv6Packet};
 use crate::link::{self, IpVersionHint, LinkType};
-use crate::transport::{IpProtocol, TcpFlags, transport_fields};
+use crate::transport::{IpProtocol, TcpFlags, TransportFields, transport_fields};
 
 /// IP fragmentation fields of a fragment (IPv4 with MF or an offset, or
 /// IPv6 with a fragment header).
@@ -45,6 +45,28 @@ pub struct IpSummary {
 }
 
 impl IpSummary {
+    fn new(
+        src: IpAddr,
+        dst: IpAddr,
+        protocol: IpProtocol,
+        ip_bytes: usize,
+        t: TransportFields,
+        fragment: Option<Fragment>,
+    ) -> IpSummary {
+        IpSummary {
+            src,
+            dst,
+            protocol,
+            // Bounded by a 16-bit length field or by the frame's u32 wire length.
+            ip_bytes: u32::try_from(ip_bytes).unwrap_or(u32::MAX),
+            src_port: t.src_port,
+            dst_port: t.dst_port,
+            tcp_flags: t.tcp_flags,
+            fragment,
+            transport_truncated: t.truncated,
+        }
+    }
+
     /// A fragment other than the first: its ports are not in this packet.
     pub fn is_later_fragment(&self) -> bool {
         self.fragment.is_some_and(|f| f.offset != 0)
@@ -89,17 +111,14 @@ fn parse_ipv4(ip: &[u8], on_wire: usize) -> Result<IpSummary, Skip> {
     } else {
         transport_fields(protocol, payload)
     };
-    Ok(IpSummary {
-        src: p.src().into(),
-        dst: p.dst().into(),
+    Ok(IpSummary::new(
+        p.src().into(),
+        p.dst().into(),
         protocol,
-        ip_bytes: ip_bytes as u32,
-        src_port: t.src_port,
-        dst_port: t.dst_port,
-        tcp_flags: t.tcp_flags,
+        ip_bytes,
+        t,
         fragment,
-        transport_truncated: t.truncated,
-    })
+    ))
 }
 
 fn parse_ipv6(ip: &[u8], on_wire: usize) -> Result<IpSummary, Skip> {
@@ -118,17 +137,14 @@ fn parse_ipv6(ip: &[u8], on_wire: usize) -> Result<IpSummary, Skip> {
         transport_fields(protocol, ip.get(up.offset..end).unwrap_or(&[]))
     };
     t.truncated |= up.cut;
-    Ok(IpSummary {
-        src: p.src().into(),
-        dst: p.dst().into(),
+    Ok(IpSummary::new(
+        p.src().into(),
+        p.dst().into(),
         protocol,
-        ip_bytes: ip_bytes as u32,
-        src_port: t.src_port,
-        dst_port: t.dst_port,
-        tcp_flags: t.tcp_flags,
-        fragment: up.fragment,
-        transport_truncated: t.truncated,
-    })
+        ip_bytes,
+        t,
+        up.fragment,
+    ))
 }
 
 #[cfg(test)]

@@ -26,23 +26,44 @@ pub fn vpcflow() -> Command {
     Command::new(env!("CARGO_BIN_EXE_vpcflow"))
 }
 
-/// Writes a little-endian microsecond pcap of Ethernet frames.
+/// Writes a pcap of Ethernet frames; timestamps in microseconds.
 pub fn write_pcap(path: &std::path::Path, frames: &[(u64, Vec<u8>)]) {
-    let mut f = Vec::new();
-    f.extend_from_slice(&0xa1b2c3d4u32.to_le_bytes());
-    f.extend_from_slice(&2u16.to_le_bytes());
-    f.extend_from_slice(&4u16.to_le_bytes());
-    f.extend_from_slice(&[0; 8]);
-    f.extend_from_slice(&65535u32.to_le_bytes());
-    f.extend_from_slice(&1u32.to_le_bytes());
+    let file = std::fs::File::create(path).unwrap();
+    let mut w = vpcflow_capture::PcapWriter::new(file, 1, 65535).unwrap();
     for (ts_us, data) in frames {
-        f.extend_from_slice(&((ts_us / 1_000_000) as u32).to_le_bytes());
-        f.extend_from_slice(&((ts_us % 1_000_000) as u32).to_le_bytes());
-        f.extend_from_slice(&(data.len() as u32).to_le_bytes());
-        f.extend_from_slice(&(data.len() as u32).to_le_bytes());
-        f.extend_from_slice(data);
+        w.write(ts_us * 1000, data, data.len() as u32).unwrap();
     }
-    std::fs::write(path, f).unwrap();
+    w.finish().unwrap();
+}
+
+/// `vpcflow ingest` with every address a port: the OK egress records of a
+/// capture as JSON values (one per unidirectional flow and window).
+pub fn egress_records(capture: &std::path::Path) -> Vec<serde_json::Value> {
+    let out = vpcflow()
+        .args([
+            "ingest",
+            "--ports-from",
+            "0.0.0.0/0",
+            "--ports-from",
+            "::/0",
+            "--format",
+            "json",
+        ])
+        .arg(capture)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.code().is_some_and(|c| c <= 1),
+        "{}: {}",
+        capture.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["log-status"] == "OK" && v["direction"] == "egress")
+        .collect()
 }
 
 /// An Ethernet frame carrying IPv4 or IPv6 (by the addresses' family) and
@@ -99,19 +120,6 @@ pub fn ip_frame(
         f.resize(60, 0);
     }
     f
-}
-
-/// An Ethernet + IPv4 frame (see [`ip_frame`]).
-pub fn ipv4_frame(
-    src: &str,
-    dst: &str,
-    proto: u8,
-    sport: u16,
-    dport: u16,
-    tcp_flags: u8,
-    payload: usize,
-) -> Vec<u8> {
-    ip_frame(src, dst, proto, sport, dport, tcp_flags, payload)
 }
 
 /// The demo capture of `examples/`: traffic of the example VPC that
