@@ -23,7 +23,7 @@ use std::net::IpAddr;
 use hashbrown::HashTable;
 
 use crate::flow::{Action, Direction, FiveTuple, FlowDelta, TrafficType};
-use crate::policy::{FlowQuery, Policy};
+use crate::policy::{Decision, FlowQuery, Policy, RuleRef};
 use crate::record::{FlowFields, FlowRecord, RecordBody, TcpFlag};
 use crate::time::{Timestamp, WindowLength};
 use crate::topology::{Topology, filter_bit};
@@ -53,6 +53,22 @@ pub struct ClosedWindow {
     pub end: u64,
     /// Records, ordered by interface-id, then flow log, then first packet.
     pub records: Vec<FlowRecord>,
+    /// What each rule decided in this window, over the flows the window
+    /// kept (both stages' rules of an accepted flow count it).
+    pub rule_hits: Vec<RuleHits>,
+}
+
+/// Traffic a rule decided in one window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RuleHits {
+    /// The rule.
+    pub rule: RuleRef,
+    /// Flows (per port and direction).
+    pub flows: u64,
+    /// Their packets.
+    pub packets: u64,
+    /// Their bytes.
+    pub bytes: u64,
 }
 
 /// Packet counts the aggregator refused.
@@ -82,7 +98,8 @@ impl Addr for [u8; 16] {
     }
 }
 
-/// One flow of one window. Flat, so rustc packs it: 40 bytes for IPv4.
+/// One flow of one window. Flat and packed (direction, action and the kept
+/// bits share a byte) so that an IPv4 flow takes 40 bytes.
 #[derive(Debug, Clone, Copy)]
 struct Entry<A> {
     src: A,
@@ -90,18 +107,24 @@ struct Entry<A> {
     port: u32,
     src_port: u16,
     dst_port: u16,
+    /// The deciding rule and the other stage's allowing rule.
+    rule: RuleRef,
+    also: RuleRef,
     protocol: u8,
-    direction: Direction,
-    action: Action,
-    /// Filter bits of the flow logs that keep this flow.
-    kept: u8,
+    /// Bit 0: egress; bit 1: REJECT; bits 2..5: filter bits of the flow
+    /// logs that keep this flow.
+    meta: u8,
     flags_any: u8,
     flags_all: u8,
     packets: u64,
     bytes: u64,
 }
 
-type Key<A> = (A, A, u32, u16, u16, u8, Direction);
+const META_EGRESS: u8 = 1;
+const META_REJECT: u8 = 2;
+const META_KEPT_SHIFT: u8 = 2;
+
+type Key<A> = (A, A, u32, u16, u16, u8, u8);
 
 impl<A: Addr> Entry<A> {
     fn key(&self) -> Key<A> {
@@ -112,8 +135,32 @@ impl<A: Addr> Entry<A> {
             self.src_port,
             self.dst_port,
             self.protocol,
-            self.direction,
+            self.meta & META_EGRESS,
         )
+    }
+    fn direction(&self) -> Direction {
+        if self.meta & META_EGRESS != 0 {
+            Direction::Egress
+        } else {
+            Direction::Ingress
+        }
+    }
+    fn action(&self) -> Action {
+        if self.meta & META_REJECT != 0 {
+            Action::Reject
+        } else {
+            Action::Accept
+        }
+    }
+    fn kept(&self) -> u8 {
+        self.meta >> META_KEPT_SHIFT
+    }
+}
+
+fn egress_bit(d: Direction) -> u8 {
+    match d {
+        Direction::Egress => META_EGRESS,
+        Direction::Ingress => 0,
     }
 }
 
@@ -384,7 +431,6 @@ impl Aggregator {
                         tcp_flags: d.flags_any,
                     },
                 )
-                .action
         };
         match (d.tuple.src, d.tuple.dst) {
             (IpAddr::V4(s), IpAddr::V4(t)) => {
@@ -481,6 +527,32 @@ impl Aggregator {
     fn emit(&mut self, topology: &Topology, start: u64, w: Option<&Window>) -> ClosedWindow {
         let end = start + self.config.window.secs();
         let mut records = Vec::new();
+        let mut hits: Vec<RuleHits> = Vec::new();
+        if let Some(w) = w {
+            let mut add = |rule: RuleRef, packets: u64, bytes: u64| {
+                if rule == RuleRef::NONE {
+                    return;
+                }
+                let i = usize::from(rule.0);
+                if hits.len() <= i {
+                    hits.resize(i + 1, RuleHits::default());
+                }
+                let h = &mut hits[i];
+                h.rule = rule;
+                h.flows += 1;
+                h.packets += packets;
+                h.bytes += bytes;
+            };
+            for e in w.v4.iter() {
+                add(e.rule, e.packets, e.bytes);
+                add(e.also, e.packets, e.bytes);
+            }
+            for e in w.v6.iter() {
+                add(e.rule, e.packets, e.bytes);
+                add(e.also, e.packets, e.bytes);
+            }
+        }
+        hits.retain(|h| h.flows > 0);
         let n = topology.ports.len();
         if self.port_order.len() != n {
             self.port_order = (0..n as u32).collect();
@@ -516,22 +588,13 @@ impl Aggregator {
                 let t = topology.flow_logs[fl as usize].traffic_type;
                 let bit = filter_bit(t);
                 let before = records.len();
-                let mut push = |e: (FiveTuple, u64, u64, Action, Direction, u8, u8)| {
-                    let (tuple, packets, bytes, action, direction, any, all) = e;
+                let mut push = |f: FlowFields| {
                     records.push(FlowRecord {
                         flow_log: fl,
                         port: p,
                         start,
                         end,
-                        body: RecordBody::Flow(FlowFields {
-                            tuple,
-                            packets,
-                            bytes,
-                            action,
-                            direction,
-                            tcp_flag: (tuple.protocol == IpProtocol::TCP)
-                                .then(|| TcpFlag::from_flags(any, all)),
-                        }),
+                        body: RecordBody::Flow(f),
                     });
                 };
                 if let Some(w) = w {
@@ -542,13 +605,13 @@ impl Aggregator {
                         if take_v6 {
                             let e = FlowTable::get(&w.v6.chunks, b6[j]);
                             j += 1;
-                            if e.kept & bit != 0 {
+                            if e.kept() & bit != 0 {
                                 push(fields(e));
                             }
                         } else {
                             let e = FlowTable::get(&w.v4.chunks, b4[i]);
                             i += 1;
-                            if e.kept & bit != 0 {
+                            if e.kept() & bit != 0 {
                                 push(fields(e));
                             }
                         }
@@ -578,26 +641,28 @@ impl Aggregator {
             start,
             end,
             records,
+            rule_hits: hits,
         }
     }
 }
 
-fn fields<A: Addr>(e: &Entry<A>) -> (FiveTuple, u64, u64, Action, Direction, u8, u8) {
-    (
-        FiveTuple {
+fn fields<A: Addr>(e: &Entry<A>) -> FlowFields {
+    let protocol = IpProtocol(e.protocol);
+    FlowFields {
+        tuple: FiveTuple {
             src: e.src.to_ip(),
             dst: e.dst.to_ip(),
             src_port: e.src_port,
             dst_port: e.dst_port,
-            protocol: IpProtocol(e.protocol),
+            protocol,
         },
-        e.packets,
-        e.bytes,
-        e.action,
-        e.direction,
-        e.flags_any,
-        e.flags_all,
-    )
+        packets: e.packets,
+        bytes: e.bytes,
+        action: e.action(),
+        direction: e.direction(),
+        tcp_flag: (protocol == IpProtocol::TCP).then(|| TcpFlag::from_flags(e.flags_any, e.flags_all)),
+        rule: e.rule,
+    }
 }
 
 /// Adds `d` to its flow in `table`; returns whether a new entry was stored.
@@ -611,7 +676,7 @@ fn observe_in<A: Addr>(
     src: A,
     dst: A,
     d: &FlowDelta,
-    decide: &mut impl FnMut() -> Action,
+    decide: &mut impl FnMut() -> Decision,
 ) -> bool {
     let key: Key<A> = (
         src,
@@ -620,7 +685,7 @@ fn observe_in<A: Addr>(
         d.tuple.src_port,
         d.tuple.dst_port,
         d.tuple.protocol.0,
-        d.direction,
+        egress_bit(d.direction),
     );
     let hash = hasher.hash_one(key);
     let FlowTable { index, chunks, .. } = table;
@@ -631,14 +696,14 @@ fn observe_in<A: Addr>(
         e.bytes += d.bytes;
         e.flags_any |= d.flags_any;
         e.flags_all &= d.flags_all;
-        let missed = relevant(mask, e.action) & !e.kept;
+        let missed = relevant(mask, e.action()) & !e.kept();
         if missed != 0 {
             pw.skip(missed, d);
         }
         return false;
     }
-    let action = decide();
-    let bits = relevant(mask, action);
+    let decision = decide();
+    let bits = relevant(mask, decision.action);
     let mut kept = 0u8;
     for t in 0..3 {
         let bit = 1u8 << t;
@@ -663,10 +728,12 @@ fn observe_in<A: Addr>(
         port: d.port,
         src_port: d.tuple.src_port,
         dst_port: d.tuple.dst_port,
+        rule: decision.rule,
+        also: decision.also,
         protocol: d.tuple.protocol.0,
-        direction: d.direction,
-        action,
-        kept,
+        meta: egress_bit(d.direction)
+            | if decision.action == Action::Reject { META_REJECT } else { 0 }
+            | kept << META_KEPT_SHIFT,
         flags_any: d.flags_any,
         flags_all: d.flags_all,
         packets: d.packets,

@@ -22,6 +22,7 @@ pub mod inventory;
 pub mod pipeline;
 pub mod policy;
 pub mod record;
+pub mod rules;
 pub mod time;
 pub mod topology;
 
@@ -29,7 +30,7 @@ pub use aggregate::{Aggregator, ClosedWindow};
 pub use flow::{Action, Direction, FlowDelta, TrafficType};
 pub use inventory::{Inventory, InventoryError};
 pub use pipeline::{Pipeline, PipelineStats, SkipReason};
-pub use policy::{AcceptAll, Decision, Policy};
+pub use policy::{AcceptAll, Decision, Policy, RuleRef};
 pub use record::{FlowRecord, LogStatus, RecordBody};
 pub use time::{Timestamp, WindowLength};
 pub use topology::Topology;

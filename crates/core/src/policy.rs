@@ -23,11 +23,37 @@ pub struct FlowQuery<'a> {
     pub tcp_flags: u8,
 }
 
+/// A rule of the topology's rule table ([`crate::Topology::rules`]), or
+/// [`RuleRef::NONE`]. 16 bits keep a flow entry at 40 bytes; a deployment
+/// may have up to 65,535 rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct RuleRef(pub u16);
+
+impl RuleRef {
+    /// No rule: the flow was not evaluated by security groups or ACLs.
+    pub const NONE: RuleRef = RuleRef(0);
+}
+
 /// What the policy decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Decision {
     /// ACCEPT or REJECT.
     pub action: Action,
+    /// The rule that decided: for REJECT the one that denied; for ACCEPT the
+    /// last check on the packet's way (the ACL on egress, the security group
+    /// on ingress), `stateful-return`, or none.
+    pub rule: RuleRef,
+    /// For ACCEPT, the other stage's allowing rule (counted in rule hits).
+    pub also: RuleRef,
+}
+
+impl Decision {
+    /// ACCEPT with no rule attribution.
+    pub const ACCEPT: Decision = Decision {
+        action: Action::Accept,
+        rule: RuleRef::NONE,
+        also: RuleRef::NONE,
+    };
 }
 
 /// Decides ACCEPT/REJECT for new flows.
@@ -43,9 +69,13 @@ pub struct AcceptAll;
 
 impl Policy for AcceptAll {
     fn decide(&mut self, _now: Timestamp, _flow: &FlowQuery<'_>) -> Decision {
-        Decision {
-            action: Action::Accept,
-        }
+        Decision::ACCEPT
+    }
+}
+
+impl<P: Policy + ?Sized> Policy for Box<P> {
+    fn decide(&mut self, now: Timestamp, flow: &FlowQuery<'_>) -> Decision {
+        (**self).decide(now, flow)
     }
 }
 

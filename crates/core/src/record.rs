@@ -1,6 +1,7 @@
 //! Flow records: what a closed capture window produces (SPEC §2).
 
 use crate::flow::{Action, Direction, FiveTuple};
+use crate::policy::RuleRef;
 
 /// The seed's `log-status`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -74,6 +75,8 @@ pub struct FlowFields {
     pub direction: Direction,
     /// TCP state; `None` for other protocols.
     pub tcp_flag: Option<TcpFlag>,
+    /// The rule that decided the action (extension field).
+    pub rule: RuleRef,
 }
 
 /// What a record says.

@@ -11,6 +11,7 @@ use std::net::IpAddr;
 
 use crate::flow::TrafficType;
 use crate::inventory::Inventory;
+use crate::rules::RuleTable;
 
 /// A flow log as the pipeline needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,6 +60,8 @@ pub struct Topology {
     pub ports: Vec<PortInfo>,
     /// Enabled flow logs.
     pub flow_logs: Vec<FlowLogInfo>,
+    /// Every security-group and ACL rule, numbered.
+    pub rules: RuleTable,
 }
 
 impl Topology {
@@ -66,6 +69,7 @@ impl Topology {
     pub fn from_inventory(inv: &Inventory) -> Topology {
         let mut t = Topology {
             region: inv.region.clone(),
+            rules: RuleTable::from_inventory(inv),
             ..Default::default()
         };
         let mut fl_index = vec![None; inv.flow_logs.len()];

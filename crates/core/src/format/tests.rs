@@ -40,6 +40,7 @@ fn dns() -> RecordBody {
         action: Action::Accept,
         direction: Direction::Egress,
         tcp_flag: None,
+        rule: crate::policy::RuleRef::NONE,
     })
 }
 

@@ -702,7 +702,7 @@ fn build(c: &Checker<'_>, f: raw::File) -> Result<Inventory, InventoryError> {
         });
     }
 
-    Ok(Inventory {
+    let inv = Inventory {
         region,
         window,
         max_records_per_window,
@@ -715,7 +715,16 @@ fn build(c: &Checker<'_>, f: raw::File) -> Result<Inventory, InventoryError> {
         log_groups,
         log_topics,
         flow_logs,
-    })
+    };
+    let rules = crate::rules::count(&inv);
+    if rules > crate::rules::MAX_RULES {
+        return Err(c.err(
+            top,
+            "security_group",
+            format!("{rules} rules in all; at most {} are supported", crate::rules::MAX_RULES),
+        ));
+    }
+    Ok(inv)
 }
 
 fn sg_rule(
