@@ -420,17 +420,16 @@ impl Aggregator {
         let stats = &mut self.stats;
         let mut decide = || {
             stats.policy_evaluations += 1;
-            policy
-                .decide(
-                    d.first,
-                    &FlowQuery {
-                        port,
-                        port_index: d.port,
-                        direction: d.direction,
-                        tuple: d.tuple,
-                        tcp_flags: d.flags_any,
-                    },
-                )
+            policy.decide(
+                d.first,
+                &FlowQuery {
+                    port,
+                    port_index: d.port,
+                    direction: d.direction,
+                    tuple: d.tuple,
+                    tcp_flags: d.flags_any,
+                },
+            )
         };
         match (d.tuple.src, d.tuple.dst) {
             (IpAddr::V4(s), IpAddr::V4(t)) => {
@@ -660,7 +659,8 @@ fn fields<A: Addr>(e: &Entry<A>) -> FlowFields {
         bytes: e.bytes,
         action: e.action(),
         direction: e.direction(),
-        tcp_flag: (protocol == IpProtocol::TCP).then(|| TcpFlag::from_flags(e.flags_any, e.flags_all)),
+        tcp_flag: (protocol == IpProtocol::TCP)
+            .then(|| TcpFlag::from_flags(e.flags_any, e.flags_all)),
         rule: e.rule,
     }
 }
@@ -732,7 +732,11 @@ fn observe_in<A: Addr>(
         also: decision.also,
         protocol: d.tuple.protocol.0,
         meta: egress_bit(d.direction)
-            | if decision.action == Action::Reject { META_REJECT } else { 0 }
+            | if decision.action == Action::Reject {
+                META_REJECT
+            } else {
+                0
+            }
             | kept << META_KEPT_SHIFT,
         flags_any: d.flags_any,
         flags_all: d.flags_all,

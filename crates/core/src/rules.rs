@@ -143,7 +143,14 @@ impl RuleTable {
 
     /// No security-group rule matched.
     pub fn sg_default_deny(&self, direction: RuleDirection) -> RuleRef {
-        RuleRef(self.globals + if direction == RuleDirection::Ingress { 0 } else { 1 })
+        RuleRef(
+            self.globals
+                + if direction == RuleDirection::Ingress {
+                    0
+                } else {
+                    1
+                },
+        )
     }
 
     /// Return traffic of an accepted connection.
@@ -154,25 +161,47 @@ impl RuleTable {
     /// Rule `index` of ACL `acl` in `direction`.
     pub fn acl_rule(&self, acl: usize, direction: RuleDirection, index: usize) -> RuleRef {
         let (i, e, _) = self.acl_base[acl];
-        RuleRef(if direction == RuleDirection::Ingress { i } else { e } + index as u16)
+        RuleRef(
+            if direction == RuleDirection::Ingress {
+                i
+            } else {
+                e
+            } + index as u16,
+        )
     }
 
     /// No rule of ACL `acl` matched.
     pub fn acl_default_deny(&self, acl: usize, direction: RuleDirection) -> RuleRef {
         let s = self.acl_base[acl].2;
-        RuleRef(s + if direction == RuleDirection::Ingress { 0 } else { 1 })
+        RuleRef(
+            s + if direction == RuleDirection::Ingress {
+                0
+            } else {
+                1
+            },
+        )
     }
 
     /// Traffic ACL `acl` always lets through (same subnet, 224.0.0.0/24, ...).
     pub fn acl_implicit_allow(&self, acl: usize, direction: RuleDirection) -> RuleRef {
         let s = self.acl_base[acl].2;
-        RuleRef(s + if direction == RuleDirection::Ingress { 2 } else { 3 })
+        RuleRef(
+            s + if direction == RuleDirection::Ingress {
+                2
+            } else {
+                3
+            },
+        )
     }
 }
 
 /// Total rules an inventory's table will hold.
 pub fn count(inv: &Inventory) -> usize {
-    4 + inv.security_groups.iter().map(|g| g.rules.len()).sum::<usize>()
+    4 + inv
+        .security_groups
+        .iter()
+        .map(|g| g.rules.len())
+        .sum::<usize>()
         + inv
             .network_acls
             .iter()
@@ -186,20 +215,36 @@ mod tests {
 
     #[test]
     fn the_example_numbers_every_rule_once() {
-        let inv = Inventory::from_toml("vpc.toml", include_str!("../../../examples/vpc.toml")).unwrap();
+        let inv =
+            Inventory::from_toml("vpc.toml", include_str!("../../../examples/vpc.toml")).unwrap();
         let t = RuleTable::from_inventory(&inv);
         assert_eq!(t.len(), count(&inv));
         let telnet = t.get(t.acl_rule(0, RuleDirection::Ingress, 0)).unwrap();
-        assert_eq!((telnet.stage, telnet.owner.as_str(), telnet.id.as_str()), (Stage::AclIngress, "0b9a7c3e-4f6d-4c7a-9a51-2d8f3e1c6b70", "no-telnet"));
+        assert_eq!(
+            (telnet.stage, telnet.owner.as_str(), telnet.id.as_str()),
+            (
+                Stage::AclIngress,
+                "0b9a7c3e-4f6d-4c7a-9a51-2d8f3e1c6b70",
+                "no-telnet"
+            )
+        );
         let ssh_deny = t.get(t.sg_rule(0, 2)).unwrap();
         assert_eq!(ssh_deny.id, "6c5b4a39-8e7f-4d21-b0a9-c8d7e6f5a4b3/3");
         assert_eq!(ssh_deny.stage, Stage::SgIngress);
         assert_eq!(t.get(t.stateful_return()).unwrap().id, "stateful-return");
-        assert_eq!(t.get(t.acl_implicit_allow(0, RuleDirection::Egress)).unwrap().stage, Stage::AclEgress);
+        assert_eq!(
+            t.get(t.acl_implicit_allow(0, RuleDirection::Egress))
+                .unwrap()
+                .stage,
+            Stage::AclEgress
+        );
         assert!(t.get(RuleRef::NONE).is_none());
         let mut seen = std::collections::HashSet::new();
         for (_, r) in t.iter() {
-            assert!(seen.insert((r.stage, r.owner.clone(), r.id.clone())), "{r:?} twice");
+            assert!(
+                seen.insert((r.stage, r.owner.clone(), r.id.clone())),
+                "{r:?} twice"
+            );
         }
     }
 }

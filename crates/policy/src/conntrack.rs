@@ -148,7 +148,14 @@ impl Conntrack {
     }
 
     /// Remembers a decided connection.
-    pub fn insert(&mut self, now: Timestamp, port: u32, t: &FiveTuple, tcp_flags: u8, decision: Decision) {
+    pub fn insert(
+        &mut self,
+        now: Timestamp,
+        port: u32,
+        t: &FiveTuple,
+        tcp_flags: u8,
+        decision: Decision,
+    ) {
         if self.map.len() >= self.capacity {
             self.make_room(now.0);
         }

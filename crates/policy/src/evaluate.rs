@@ -2,16 +2,20 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
+use vpcflow_core::RuleRef;
 use vpcflow_core::flow::FiveTuple;
 use vpcflow_core::inventory::rules::{
     AclRule, IpVersion, ProtocolMatch, Remote, RuleAction, RuleDirection, SecurityGroupRule,
 };
-use vpcflow_core::RuleRef;
 
 use crate::{PolicyEngine, dir_index};
 
 fn version(a: &IpAddr) -> IpVersion {
-    if a.is_ipv4() { IpVersion::V4 } else { IpVersion::V6 }
+    if a.is_ipv4() {
+        IpVersion::V4
+    } else {
+        IpVersion::V6
+    }
 }
 
 fn protocol_matches(p: ProtocolMatch, flow: &FiveTuple) -> bool {
@@ -21,11 +25,19 @@ fn protocol_matches(p: ProtocolMatch, flow: &FiveTuple) -> bool {
     }
 }
 
-fn sg_rule_matches(e: &PolicyEngine, r: &SecurityGroupRule, flow: &FiveTuple, remote: &IpAddr) -> bool {
+fn sg_rule_matches(
+    e: &PolicyEngine,
+    r: &SecurityGroupRule,
+    flow: &FiveTuple,
+    remote: &IpAddr,
+) -> bool {
     if r.ethertype.is_some_and(|v| v != version(remote)) || !protocol_matches(r.protocol, flow) {
         return false;
     }
-    if !r.ports.0.is_empty() && !(flow.protocol.has_ports() && r.ports.contains(flow.dst_port)) {
+    // A rule restricted to ports matches only protocols that have ports.
+    let ports_match =
+        r.ports.0.is_empty() || (flow.protocol.has_ports() && r.ports.contains(flow.dst_port));
+    if !ports_match {
         return false;
     }
     match &r.remote {

@@ -82,13 +82,17 @@ impl PolicyEngine {
             .iter()
             .map(|g| {
                 [RuleDirection::Ingress, RuleDirection::Egress].map(|d| {
-                    let mut v: Vec<usize> =
-                        (0..g.rules.len()).filter(|&i| g.rules[i].direction == d).collect();
+                    let mut v: Vec<usize> = (0..g.rules.len())
+                        .filter(|&i| g.rules[i].direction == d)
+                        .collect();
                     // Priority 1 first; deny before allow at equal priority;
                     // file order otherwise (the sort is stable).
                     v.sort_by_key(|&i| {
                         let r = &g.rules[i];
-                        (r.priority, r.action != vpcflow_core::inventory::rules::RuleAction::Deny)
+                        (
+                            r.priority,
+                            r.action != vpcflow_core::inventory::rules::RuleAction::Deny,
+                        )
                     });
                     v
                 })
@@ -166,30 +170,35 @@ impl Policy for PolicyEngine {
         let Some(port) = flow.port.inventory_index else {
             return Decision::ACCEPT;
         };
-        let decision = match self.conntrack.lookup(now, flow.port_index, &flow.tuple, flow.tcp_flags) {
-            Lookup::Same(d) => {
-                self.stats.tracked += 1;
-                d
-            }
-            Lookup::Return(d) if d.action == Action::Accept => {
-                self.stats.stateful_returns += 1;
-                Decision {
-                    action: Action::Accept,
-                    rule: self.rules.stateful_return(),
-                    also: RuleRef::NONE,
+        let decision =
+            match self
+                .conntrack
+                .lookup(now, flow.port_index, &flow.tuple, flow.tcp_flags)
+            {
+                Lookup::Same(d) => {
+                    self.stats.tracked += 1;
+                    d
                 }
-            }
-            Lookup::Return(d) => {
-                self.stats.tracked += 1;
-                d
-            }
-            Lookup::New => {
-                self.stats.evaluated += 1;
-                let d = self.evaluate(port, flow.direction, flow);
-                self.conntrack.insert(now, flow.port_index, &flow.tuple, flow.tcp_flags, d);
-                d
-            }
-        };
+                Lookup::Return(d) if d.action == Action::Accept => {
+                    self.stats.stateful_returns += 1;
+                    Decision {
+                        action: Action::Accept,
+                        rule: self.rules.stateful_return(),
+                        also: RuleRef::NONE,
+                    }
+                }
+                Lookup::Return(d) => {
+                    self.stats.tracked += 1;
+                    d
+                }
+                Lookup::New => {
+                    self.stats.evaluated += 1;
+                    let d = self.evaluate(port, flow.direction, flow);
+                    self.conntrack
+                        .insert(now, flow.port_index, &flow.tuple, flow.tcp_flags, d);
+                    d
+                }
+            };
         for r in [decision.rule, decision.also] {
             if let Some(slot) = self.last_decided.get_mut(usize::from(r.0))
                 && r != RuleRef::NONE

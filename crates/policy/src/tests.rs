@@ -223,14 +223,35 @@ struct Q<'a> {
     dport: u16,
 }
 
-fn q<'a>(port: &'a str, dir: Direction, src: &'a str, dst: &'a str, proto: u8, sport: u16, dport: u16) -> Q<'a> {
-    Q { port, dir, src, dst, proto, sport, dport }
+fn q<'a>(
+    port: &'a str,
+    dir: Direction,
+    src: &'a str,
+    dst: &'a str,
+    proto: u8,
+    sport: u16,
+    dport: u16,
+) -> Q<'a> {
+    Q {
+        port,
+        dir,
+        src,
+        dst,
+        proto,
+        sport,
+        dport,
+    }
 }
 
 impl Setup {
     /// Decides and returns (action, decided-by, policy-id, rule-id).
     fn ask(&mut self, at: u64, x: Q<'_>, flags: u8) -> (Action, String, String, String) {
-        let pi = self.topology.ports.iter().position(|p| p.id == x.port).unwrap();
+        let pi = self
+            .topology
+            .ports
+            .iter()
+            .position(|p| p.id == x.port)
+            .unwrap();
         let port = &self.topology.ports[pi];
         let tuple = FiveTuple {
             src: x.src.parse::<IpAddr>().unwrap(),
@@ -249,8 +270,17 @@ impl Setup {
                 tcp_flags: flags,
             },
         );
-        let r = self.topology.rules.get(d.rule).expect("every decision names a rule");
-        (d.action, r.stage.as_str().to_string(), r.owner.clone(), r.id.clone())
+        let r = self
+            .topology
+            .rules
+            .get(d.rule)
+            .expect("every decision names a rule");
+        (
+            d.action,
+            r.stage.as_str().to_string(),
+            r.owner.clone(),
+            r.id.clone(),
+        )
     }
 }
 
@@ -260,37 +290,228 @@ use Direction::{Egress as Out, Ingress as In};
 #[test]
 fn every_rule_feature_with_its_deciding_rule() {
     let cases: Vec<(&str, Q<'_>, Action, &str, &str, &str)> = vec![
-        ("priority 1 before 2", q("pa", In, "198.51.100.7", "10.0.1.10", 6, 5000, 22), R, "sg-ingress", "g1", "ssh-deny-p1"),
-        ("priority 2 when 1 does not match", q("pa", In, "192.0.2.1", "10.0.1.10", 6, 5000, 22), A, "sg-ingress", "g1", "ssh-allow-p2"),
-        ("deny before allow at equal priority", q("pa", In, "203.0.113.9", "10.0.1.10", 6, 5000, 443), R, "sg-ingress", "g1", "web-deny"),
-        ("list form of multiport", q("pa", In, "203.0.113.9", "10.0.1.10", 6, 5000, 80), A, "sg-ingress", "g1", "web-allow"),
-        ("range form, low end", q("pa", In, "192.0.2.1", "10.0.1.10", 17, 5000, 1), A, "sg-ingress", "g1", "low-range"),
-        ("range form, high end", q("pa", In, "192.0.2.1", "10.0.1.10", 17, 5000, 30), A, "sg-ingress", "g1", "low-range"),
-        ("range form, outside", q("pa", In, "192.0.2.1", "10.0.1.10", 17, 5000, 31), R, "sg-ingress", "-", "default-deny"),
-        ("icmp by name", q("pa", In, "192.0.2.1", "10.0.1.10", 1, 0, 0), A, "sg-ingress", "g1", "icmp-in"),
-        ("protocol by number as text", q("pa", In, "192.0.2.1", "10.0.1.10", 47, 0, 0), A, "sg-ingress", "g1", "gre-in"),
-        ("protocol by number, second group", q("pa", In, "192.0.2.1", "10.0.1.10", 132, 9, 9), A, "sg-ingress", "g2", "g2-sctp"),
-        ("first group decides before the second's deny", q("pa", In, "192.0.2.1", "10.0.1.10", 6, 1, 22), A, "sg-ingress", "g1", "ssh-allow-p2"),
-        ("ethertype IPv6 rule", q("pa", In, "2001:db8:9::1", "2001:db8:1::10", 6, 1, 8080), A, "sg-ingress", "g1", "v6-in"),
-        ("IPv4 prefix rules do not match IPv6", q("pa", In, "2001:db8:9::1", "2001:db8:1::10", 6, 1, 80), R, "sg-ingress", "-", "default-deny"),
-        ("ACL order: telnet denied first", q("pa", In, "192.0.2.1", "10.0.1.10", 6, 5000, 23), R, "acl-ingress", "acl-a", "no-telnet"),
-        ("ACL: disabled rule skipped", q("pa", In, "192.0.2.1", "10.0.1.10", 6, 5000, 80), A, "sg-ingress", "g1", "web-allow"),
-        ("ACL default deny", q("pa", Out, "10.0.1.10", "192.0.2.1", 6, 5000, 443), R, "acl-egress", "acl-a", "default-deny"),
-        ("egress: SG then ACL, ACL decides", q("pa", Out, "10.0.1.10", "10.0.2.20", 6, 5000, 5432), A, "acl-egress", "acl-a", "to-db"),
-        ("ACL source port", q("pa", Out, "10.0.1.10", "192.0.2.1", 6, 80, 5000), A, "acl-egress", "acl-a", "web-replies"),
-        ("same subnet always allowed", q("pa", Out, "10.0.1.10", "10.0.1.11", 6, 5000, 9999), A, "acl-egress", "acl-a", "implicit-allow"),
-        ("224.0.0.0/24 always allowed", q("pa", Out, "10.0.1.10", "224.0.0.251", 17, 5353, 5353), A, "acl-egress", "acl-a", "implicit-allow"),
-        ("metadata on port 80 always allowed", q("pa", Out, "10.0.1.10", "169.254.169.254", 6, 5000, 80), A, "acl-egress", "acl-a", "implicit-allow"),
-        ("metadata on other ports is not", q("pa", Out, "10.0.1.10", "169.254.169.254", 6, 5000, 81), R, "acl-egress", "acl-a", "default-deny"),
-        ("100.125.0.0/16 always allowed", q("pa", Out, "10.0.1.10", "100.125.3.4", 17, 5000, 123), A, "acl-egress", "acl-a", "implicit-allow"),
-        ("remote group member", q("pb", In, "10.0.1.10", "10.0.2.20", 6, 5000, 5432), A, "sg-ingress", "g3", "pg-from-g1"),
-        ("not a remote group member", q("pb", In, "10.0.1.11", "10.0.2.20", 6, 5000, 5432), R, "sg-ingress", "-", "default-deny"),
-        ("no egress rule: default deny", q("pb", Out, "10.0.2.20", "192.0.2.1", 17, 5000, 53), R, "sg-egress", "-", "default-deny"),
+        (
+            "priority 1 before 2",
+            q("pa", In, "198.51.100.7", "10.0.1.10", 6, 5000, 22),
+            R,
+            "sg-ingress",
+            "g1",
+            "ssh-deny-p1",
+        ),
+        (
+            "priority 2 when 1 does not match",
+            q("pa", In, "192.0.2.1", "10.0.1.10", 6, 5000, 22),
+            A,
+            "sg-ingress",
+            "g1",
+            "ssh-allow-p2",
+        ),
+        (
+            "deny before allow at equal priority",
+            q("pa", In, "203.0.113.9", "10.0.1.10", 6, 5000, 443),
+            R,
+            "sg-ingress",
+            "g1",
+            "web-deny",
+        ),
+        (
+            "list form of multiport",
+            q("pa", In, "203.0.113.9", "10.0.1.10", 6, 5000, 80),
+            A,
+            "sg-ingress",
+            "g1",
+            "web-allow",
+        ),
+        (
+            "range form, low end",
+            q("pa", In, "192.0.2.1", "10.0.1.10", 17, 5000, 1),
+            A,
+            "sg-ingress",
+            "g1",
+            "low-range",
+        ),
+        (
+            "range form, high end",
+            q("pa", In, "192.0.2.1", "10.0.1.10", 17, 5000, 30),
+            A,
+            "sg-ingress",
+            "g1",
+            "low-range",
+        ),
+        (
+            "range form, outside",
+            q("pa", In, "192.0.2.1", "10.0.1.10", 17, 5000, 31),
+            R,
+            "sg-ingress",
+            "-",
+            "default-deny",
+        ),
+        (
+            "icmp by name",
+            q("pa", In, "192.0.2.1", "10.0.1.10", 1, 0, 0),
+            A,
+            "sg-ingress",
+            "g1",
+            "icmp-in",
+        ),
+        (
+            "protocol by number as text",
+            q("pa", In, "192.0.2.1", "10.0.1.10", 47, 0, 0),
+            A,
+            "sg-ingress",
+            "g1",
+            "gre-in",
+        ),
+        (
+            "protocol by number, second group",
+            q("pa", In, "192.0.2.1", "10.0.1.10", 132, 9, 9),
+            A,
+            "sg-ingress",
+            "g2",
+            "g2-sctp",
+        ),
+        (
+            "first group decides before the second's deny",
+            q("pa", In, "192.0.2.1", "10.0.1.10", 6, 1, 22),
+            A,
+            "sg-ingress",
+            "g1",
+            "ssh-allow-p2",
+        ),
+        (
+            "ethertype IPv6 rule",
+            q("pa", In, "2001:db8:9::1", "2001:db8:1::10", 6, 1, 8080),
+            A,
+            "sg-ingress",
+            "g1",
+            "v6-in",
+        ),
+        (
+            "IPv4 prefix rules do not match IPv6",
+            q("pa", In, "2001:db8:9::1", "2001:db8:1::10", 6, 1, 80),
+            R,
+            "sg-ingress",
+            "-",
+            "default-deny",
+        ),
+        (
+            "ACL order: telnet denied first",
+            q("pa", In, "192.0.2.1", "10.0.1.10", 6, 5000, 23),
+            R,
+            "acl-ingress",
+            "acl-a",
+            "no-telnet",
+        ),
+        (
+            "ACL: disabled rule skipped",
+            q("pa", In, "192.0.2.1", "10.0.1.10", 6, 5000, 80),
+            A,
+            "sg-ingress",
+            "g1",
+            "web-allow",
+        ),
+        (
+            "ACL default deny",
+            q("pa", Out, "10.0.1.10", "192.0.2.1", 6, 5000, 443),
+            R,
+            "acl-egress",
+            "acl-a",
+            "default-deny",
+        ),
+        (
+            "egress: SG then ACL, ACL decides",
+            q("pa", Out, "10.0.1.10", "10.0.2.20", 6, 5000, 5432),
+            A,
+            "acl-egress",
+            "acl-a",
+            "to-db",
+        ),
+        (
+            "ACL source port",
+            q("pa", Out, "10.0.1.10", "192.0.2.1", 6, 80, 5000),
+            A,
+            "acl-egress",
+            "acl-a",
+            "web-replies",
+        ),
+        (
+            "same subnet always allowed",
+            q("pa", Out, "10.0.1.10", "10.0.1.11", 6, 5000, 9999),
+            A,
+            "acl-egress",
+            "acl-a",
+            "implicit-allow",
+        ),
+        (
+            "224.0.0.0/24 always allowed",
+            q("pa", Out, "10.0.1.10", "224.0.0.251", 17, 5353, 5353),
+            A,
+            "acl-egress",
+            "acl-a",
+            "implicit-allow",
+        ),
+        (
+            "metadata on port 80 always allowed",
+            q("pa", Out, "10.0.1.10", "169.254.169.254", 6, 5000, 80),
+            A,
+            "acl-egress",
+            "acl-a",
+            "implicit-allow",
+        ),
+        (
+            "metadata on other ports is not",
+            q("pa", Out, "10.0.1.10", "169.254.169.254", 6, 5000, 81),
+            R,
+            "acl-egress",
+            "acl-a",
+            "default-deny",
+        ),
+        (
+            "100.125.0.0/16 always allowed",
+            q("pa", Out, "10.0.1.10", "100.125.3.4", 17, 5000, 123),
+            A,
+            "acl-egress",
+            "acl-a",
+            "implicit-allow",
+        ),
+        (
+            "remote group member",
+            q("pb", In, "10.0.1.10", "10.0.2.20", 6, 5000, 5432),
+            A,
+            "sg-ingress",
+            "g3",
+            "pg-from-g1",
+        ),
+        (
+            "not a remote group member",
+            q("pb", In, "10.0.1.11", "10.0.2.20", 6, 5000, 5432),
+            R,
+            "sg-ingress",
+            "-",
+            "default-deny",
+        ),
+        (
+            "no egress rule: default deny",
+            q("pb", Out, "10.0.2.20", "192.0.2.1", 17, 5000, 53),
+            R,
+            "sg-egress",
+            "-",
+            "default-deny",
+        ),
     ];
     for (name, x, action, stage, owner, rule) in cases {
         let mut s = setup();
         let got = s.ask(1000, x, 0);
-        assert_eq!(got, (action, stage.to_string(), owner.to_string(), rule.to_string()), "{name}");
+        assert_eq!(
+            got,
+            (
+                action,
+                stage.to_string(),
+                owner.to_string(),
+                rule.to_string()
+            ),
+            "{name}"
+        );
     }
 }
 
@@ -298,12 +519,31 @@ fn every_rule_feature_with_its_deciding_rule() {
 fn tcp_return_traffic_across_subnets_and_an_acl_is_accepted() {
     let mut s = setup();
     // Request: pa (subnet a, ACL) -> pb (subnet b) on 5432.
-    assert_eq!(s.ask(100, q("pa", Out, "10.0.1.10", "10.0.2.20", 6, 40000, 5432), 0x02).0, A);
-    assert_eq!(s.ask(100, q("pb", In, "10.0.1.10", "10.0.2.20", 6, 40000, 5432), 0x02).0, A);
+    assert_eq!(
+        s.ask(
+            100,
+            q("pa", Out, "10.0.1.10", "10.0.2.20", 6, 40000, 5432),
+            0x02
+        )
+        .0,
+        A
+    );
+    assert_eq!(
+        s.ask(
+            100,
+            q("pb", In, "10.0.1.10", "10.0.2.20", 6, 40000, 5432),
+            0x02
+        )
+        .0,
+        A
+    );
     // Reply: pb has no egress rule and the ACL has no ingress rule for it,
     // yet both stateful checks let it through.
     let back = q("pb", Out, "10.0.2.20", "10.0.1.10", 6, 5432, 40000);
-    assert_eq!(s.ask(101, back, 0x12), (A, "conntrack".into(), "-".into(), "stateful-return".into()));
+    assert_eq!(
+        s.ask(101, back, 0x12),
+        (A, "conntrack".into(), "-".into(), "stateful-return".into())
+    );
     let back_in = q("pa", In, "10.0.2.20", "10.0.1.10", 6, 5432, 40000);
     assert_eq!(s.ask(101, back_in, 0x12).3, "stateful-return");
     // Without the request, the same reply is judged by the rules.
@@ -314,10 +554,34 @@ fn tcp_return_traffic_across_subnets_and_an_acl_is_accepted() {
 #[test]
 fn udp_request_and_response() {
     let mut s = setup();
-    assert_eq!(s.ask(100, q("pa", Out, "10.0.1.10", "10.0.2.20", 17, 40000, 53), 0).3, "dns-to-db");
-    assert_eq!(s.ask(100, q("pb", In, "10.0.1.10", "10.0.2.20", 17, 40000, 53), 0).3, "dns-from-g1");
-    assert_eq!(s.ask(110, q("pb", Out, "10.0.2.20", "10.0.1.10", 17, 53, 40000), 0).3, "stateful-return");
-    assert_eq!(s.ask(110, q("pa", In, "10.0.2.20", "10.0.1.10", 17, 53, 40000), 0).3, "stateful-return");
+    assert_eq!(
+        s.ask(
+            100,
+            q("pa", Out, "10.0.1.10", "10.0.2.20", 17, 40000, 53),
+            0
+        )
+        .3,
+        "dns-to-db"
+    );
+    assert_eq!(
+        s.ask(100, q("pb", In, "10.0.1.10", "10.0.2.20", 17, 40000, 53), 0)
+            .3,
+        "dns-from-g1"
+    );
+    assert_eq!(
+        s.ask(
+            110,
+            q("pb", Out, "10.0.2.20", "10.0.1.10", 17, 53, 40000),
+            0
+        )
+        .3,
+        "stateful-return"
+    );
+    assert_eq!(
+        s.ask(110, q("pa", In, "10.0.2.20", "10.0.1.10", 17, 53, 40000), 0)
+            .3,
+        "stateful-return"
+    );
 }
 
 #[test]
@@ -329,7 +593,11 @@ fn a_rejected_connection_stays_rejected_and_so_does_its_reply() {
     // Retransmissions and later windows: the same verdict and rule.
     assert_eq!(s.ask(700, syn, 0x02), first);
     // The reply to the rejected SYN is rejected by the rule that rejected it.
-    let reply = s.ask(701, q("pb", Out, "10.0.2.20", "192.0.2.1", 6, 22, 40000), 0x14);
+    let reply = s.ask(
+        701,
+        q("pb", Out, "10.0.2.20", "192.0.2.1", 6, 22, 40000),
+        0x14,
+    );
     assert_eq!(reply, first);
 }
 
@@ -337,28 +605,92 @@ fn a_rejected_connection_stays_rejected_and_so_does_its_reply() {
 fn connections_expire_after_their_timeouts() {
     // TCP: 600 s without activity.
     let mut s = setup();
-    s.ask(0, q("pb", In, "10.0.1.10", "10.0.2.20", 6, 40000, 5432), 0x02);
-    assert_eq!(s.ask(599, q("pb", Out, "10.0.2.20", "10.0.1.10", 6, 5432, 40000), 0x10).0, A);
-    assert_eq!(s.ask(1_200, q("pb", Out, "10.0.2.20", "10.0.1.10", 6, 5432, 40000), 0x10).0, R);
+    s.ask(
+        0,
+        q("pb", In, "10.0.1.10", "10.0.2.20", 6, 40000, 5432),
+        0x02,
+    );
+    assert_eq!(
+        s.ask(
+            599,
+            q("pb", Out, "10.0.2.20", "10.0.1.10", 6, 5432, 40000),
+            0x10
+        )
+        .0,
+        A
+    );
+    assert_eq!(
+        s.ask(
+            1_200,
+            q("pb", Out, "10.0.2.20", "10.0.1.10", 6, 5432, 40000),
+            0x10
+        )
+        .0,
+        R
+    );
     // TCP after FIN: 30 s.
     let mut s = setup();
-    s.ask(0, q("pb", In, "10.0.1.10", "10.0.2.20", 6, 40001, 5432), 0x11);
-    assert_eq!(s.ask(31, q("pb", Out, "10.0.2.20", "10.0.1.10", 6, 5432, 40001), 0x10).0, R);
+    s.ask(
+        0,
+        q("pb", In, "10.0.1.10", "10.0.2.20", 6, 40001, 5432),
+        0x11,
+    );
+    assert_eq!(
+        s.ask(
+            31,
+            q("pb", Out, "10.0.2.20", "10.0.1.10", 6, 5432, 40001),
+            0x10
+        )
+        .0,
+        R
+    );
     // UDP: 30 s unanswered ...
     let mut s = setup();
     s.ask(0, q("pb", In, "10.0.1.10", "10.0.2.20", 17, 40000, 53), 0);
-    assert_eq!(s.ask(31, q("pb", Out, "10.0.2.20", "10.0.1.10", 17, 53, 40000), 0).0, R);
+    assert_eq!(
+        s.ask(31, q("pb", Out, "10.0.2.20", "10.0.1.10", 17, 53, 40000), 0)
+            .0,
+        R
+    );
     // ... 180 s once answered.
     let mut s = setup();
     s.ask(0, q("pb", In, "10.0.1.10", "10.0.2.20", 17, 40000, 53), 0);
-    assert_eq!(s.ask(20, q("pb", Out, "10.0.2.20", "10.0.1.10", 17, 53, 40000), 0).0, A);
-    assert_eq!(s.ask(190, q("pb", Out, "10.0.2.20", "10.0.1.10", 17, 53, 40000), 0).0, A);
-    assert_eq!(s.ask(400, q("pb", Out, "10.0.2.20", "10.0.1.10", 17, 53, 40000), 0).0, R);
+    assert_eq!(
+        s.ask(20, q("pb", Out, "10.0.2.20", "10.0.1.10", 17, 53, 40000), 0)
+            .0,
+        A
+    );
+    assert_eq!(
+        s.ask(
+            190,
+            q("pb", Out, "10.0.2.20", "10.0.1.10", 17, 53, 40000),
+            0
+        )
+        .0,
+        A
+    );
+    assert_eq!(
+        s.ask(
+            400,
+            q("pb", Out, "10.0.2.20", "10.0.1.10", 17, 53, 40000),
+            0
+        )
+        .0,
+        R
+    );
     // ICMP: 30 s.
     let mut s = setup();
     s.ask(0, q("pa", In, "192.0.2.1", "10.0.1.10", 1, 0, 0), 0);
-    assert_eq!(s.ask(10, q("pa", Out, "10.0.1.10", "192.0.2.1", 1, 0, 0), 0).3, "stateful-return");
-    assert_eq!(s.ask(100, q("pa", Out, "10.0.1.10", "192.0.2.1", 1, 0, 0), 0).3, "default-deny");
+    assert_eq!(
+        s.ask(10, q("pa", Out, "10.0.1.10", "192.0.2.1", 1, 0, 0), 0)
+            .3,
+        "stateful-return"
+    );
+    assert_eq!(
+        s.ask(100, q("pa", Out, "10.0.1.10", "192.0.2.1", 1, 0, 0), 0)
+            .3,
+        "default-deny"
+    );
 }
 
 #[test]
@@ -366,12 +698,20 @@ fn the_table_stays_bounded_under_a_flood() {
     let mut s = setup_with(1_000);
     for i in 0..50_000u32 {
         let src = format!("192.0.{}.{}", (i >> 8) & 255, i & 255);
-        s.ask(u64::from(i / 1000), q("pa", In, &src, "10.0.1.10", 6, (i % 60_000) as u16, 80), 0x02);
+        s.ask(
+            u64::from(i / 1000),
+            q("pa", In, &src, "10.0.1.10", 6, (i % 60_000) as u16, 80),
+            0x02,
+        );
     }
     assert!(s.engine.conntrack().len() <= 1_000);
-    assert!(s.engine.conntrack().evicted > 40_000, "{}", s.engine.conntrack().evicted);
+    assert!(
+        s.engine.conntrack().evicted > 40_000,
+        "{}",
+        s.engine.conntrack().evicted
+    );
     // The newest connections are still tracked.
-    let last = q("pa", Out, "10.0.1.10", "192.0.195.79", 6, 80, (49_999 % 60_000) as u16);
+    let last = q("pa", Out, "10.0.1.10", "192.0.195.79", 6, 80, 49_999);
     assert_eq!(s.ask(50, last, 0x12).3, "stateful-return");
 }
 

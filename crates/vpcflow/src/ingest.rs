@@ -1,8 +1,8 @@
 //! `vpcflow ingest`: capture files in, flow records out.
 //!
-//! Flags are parsed (and only checked) by clap; [`Settings::resolve`] reads the
-//! inventory and opens the captures, so every error about input is reported
-//! before a single record is written; [`run`] then streams.
+//! Flags are parsed (and only checked) by clap; [`Settings::resolve`] reads
+//! the inventories and opens the captures, so every error about input is
+//! reported before a single record is written; [`run`] then streams.
 
 use std::fs::File;
 use std::io::{self, BufWriter, IsTerminal, Write};
@@ -14,21 +14,22 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use ipnet::IpNet;
 use vpcflow_capture::{CaptureFile, Ending, MergedCaptures};
-use vpcflow_core::aggregate::AggregatorConfig;
+use vpcflow_core::aggregate::{AggregatorConfig, ClosedWindow};
 use vpcflow_core::attribute::{Attributor, AutoPorts};
 use vpcflow_core::format::{self, Format};
-use vpcflow_core::pipeline::status_counts;
-use vpcflow_core::{AcceptAll, Inventory, Pipeline, Topology, TrafficType, WindowLength};
+use vpcflow_core::pipeline::{PipelineStats, status_counts};
+use vpcflow_core::policy::FlowQuery;
+use vpcflow_core::{
+    AcceptAll, Decision, Inventory, Pipeline, Policy, Timestamp, Topology, TrafficType,
+    WindowLength,
+};
+use vpcflow_policy::{DEFAULT_CONNECTIONS, PolicyEngine};
+
+use crate::compare::Comparison;
+use crate::rule_stats::RuleStats;
 
 /// Captures larger than this get a progress bar (when stderr is a terminal).
 const PROGRESS_BYTES: u64 = 64 << 20;
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum FormatArg {
-    V1,
-    V2,
-    Json,
-}
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum TrafficArg {
@@ -44,21 +45,25 @@ pub struct IngestArgs {
     #[arg(long, value_name = "FILE", conflicts_with = "ports_from")]
     config: Option<PathBuf>,
     /// Without an inventory: every address in CIDR seen in the captures becomes a port
-    /// (`auto-<address>`) under one flow log. Repeatable.
+    /// (`auto-<address>`) under one flow log, all traffic accepted. Repeatable.
     #[arg(long, value_name = "CIDR")]
     ports_from: Vec<IpNet>,
     /// Capture window length in seconds (60..=600; default: the inventory's, else 600).
     #[arg(long, value_name = "SECONDS")]
     window: Option<u32>,
-    /// Output format.
-    #[arg(long, value_enum, default_value = "v2")]
-    format: FormatArg,
+    /// Output format: v1, v2, json, or custom:FIELD,FIELD,... (seed fields and
+    /// decided-by, policy-id, rule-id, flow-log-id, log-group-id, log-topic-id).
+    #[arg(long, value_name = "FORMAT", default_value = "v2")]
+    format: String,
     /// Traffic filter of the automatic flow log; with --config, replaces every flow log's.
     #[arg(long, value_enum)]
     traffic_type: Option<TrafficArg>,
     /// Records kept per port, flow log and window (default: the inventory's, else 400000).
     #[arg(long, value_name = "N")]
     max_records: Option<u32>,
+    /// Connections the security groups and ACLs track at once.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_CONNECTIONS)]
+    max_connections: usize,
     /// Region printed in v2 records of automatic ports.
     #[arg(long, value_name = "NAME", default_value = "-")]
     region: String,
@@ -68,89 +73,162 @@ pub struct IngestArgs {
     /// Write records to FILE instead of standard output.
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     output: Option<PathBuf>,
+    /// Write, for every security-group and ACL rule, the flows, packets and bytes
+    /// it decided and when it last did (JSON lines), unmatched rules included.
+    #[arg(long, value_name = "FILE", requires = "config")]
+    rule_stats: Option<PathBuf>,
+    /// What-if: instead of records, report the flows whose action would change
+    /// under this inventory, grouped by the rule that changes them.
+    #[arg(long, value_name = "PROPOSED", requires = "config")]
+    compare: Option<PathBuf>,
     /// Capture files (pcap or pcapng, optionally gzip-compressed), read as one timeline.
     #[arg(required = true, value_name = "CAPTURE")]
     captures: Vec<PathBuf>,
 }
 
+/// The policy of a run: the inventory's security groups and ACLs, or none.
+pub enum Verdicts {
+    /// `--ports-from`: everything is accepted.
+    AcceptAll(AcceptAll),
+    /// `--config`: the inventory's rules.
+    Engine(Box<PolicyEngine>),
+}
+
+impl Policy for Verdicts {
+    fn decide(&mut self, now: Timestamp, flow: &FlowQuery<'_>) -> Decision {
+        match self {
+            Verdicts::AcceptAll(p) => p.decide(now, flow),
+            Verdicts::Engine(p) => p.decide(now, flow),
+        }
+    }
+}
+
+/// Reads and checks an inventory file.
+pub fn load_inventory(path: &PathBuf) -> Result<Inventory> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read inventory {}", path.display()))?;
+    Ok(Inventory::from_toml(&path.display().to_string(), &text)?)
+}
+
+/// A pipeline for an inventory, with its rules.
+pub fn inventory_pipeline(
+    inv: &Inventory,
+    config: AggregatorConfig,
+    traffic_type: Option<TrafficType>,
+    max_connections: usize,
+) -> Pipeline<Verdicts> {
+    let mut topology = Topology::from_inventory(inv);
+    if let Some(t) = traffic_type {
+        override_traffic_type(&mut topology, t);
+    }
+    let engine = PolicyEngine::new(inv, &topology, max_connections);
+    let attributor = Attributor::new(&topology);
+    Pipeline::new(
+        topology,
+        attributor,
+        config,
+        Verdicts::Engine(Box::new(engine)),
+    )
+}
+
+fn override_traffic_type(topology: &mut Topology, t: TrafficType) {
+    for fl in &mut topology.flow_logs {
+        fl.traffic_type = t;
+    }
+    // Recompute each port's filter mask.
+    for p in std::mem::take(&mut topology.ports) {
+        topology.push_port(p);
+    }
+}
+
 /// Everything `run` needs, checked.
 struct Settings {
-    topology: Topology,
-    attributor: Attributor,
-    config: AggregatorConfig,
+    pipeline: Pipeline<Verdicts>,
+    /// `--compare`: the proposed inventory's pipeline.
+    proposed: Option<Pipeline<Verdicts>>,
     format: Format,
     captures: Vec<CaptureFile>,
 }
 
 impl Settings {
     fn resolve(args: &IngestArgs) -> Result<Settings> {
+        let format =
+            Format::parse(&args.format).with_context(|| format!("--format {}", args.format))?;
         let traffic_type = args.traffic_type.map(|t| match t {
             TrafficArg::All => TrafficType::All,
             TrafficArg::Accept => TrafficType::Accept,
             TrafficArg::Reject => TrafficType::Reject,
         });
-        let (mut topology, attributor, window, cap) = if let Some(path) = &args.config {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read inventory {}", path.display()))?;
-            let inv = Inventory::from_toml(&path.display().to_string(), &text)?;
-            let topology = Topology::from_inventory(&inv);
-            if topology.ports.is_empty() {
-                eprintln!(
-                    "vpcflow: warning: {} has no port under an enabled flow log, so no records will be written",
-                    path.display()
-                );
-            }
-            let attributor = Attributor::new(&topology);
-            (topology, attributor, inv.window, inv.max_records_per_window)
-        } else if !args.ports_from.is_empty() {
-            let (attributor, topology) = Attributor::automatic(&AutoPorts {
-                cidrs: args.ports_from.clone(),
-                traffic_type: traffic_type.unwrap_or(TrafficType::All),
-                region: args.region.clone(),
-            });
-            (topology, attributor, WindowLength::DEFAULT, 400_000)
-        } else {
+        let inventory = args.config.as_ref().map(load_inventory).transpose()?;
+        if inventory.is_none() && args.ports_from.is_empty() {
             bail!(
                 "say which addresses are ports: --config FILE (an inventory) or --ports-from CIDR"
             );
-        };
-        if let Some(t) = traffic_type {
-            for fl in &mut topology.flow_logs {
-                fl.traffic_type = t;
-            }
-            let ports = std::mem::take(&mut topology.ports);
-            for p in ports {
-                topology.push_port(p);
-            }
         }
         let window = match args.window {
-            None => window,
             Some(s) => WindowLength::configured(s).with_context(|| {
                 format!("--window {s}: the capture window must be 60 to 600 seconds")
             })?,
+            None => inventory
+                .as_ref()
+                .map_or(WindowLength::DEFAULT, |i| i.window),
         };
         let max_records = match args.max_records {
-            None => cap,
             Some(0) => bail!("--max-records 0: at least one record per window must be kept"),
             Some(n) => n,
+            None => inventory
+                .as_ref()
+                .map_or(vpcflow_core::inventory::DEFAULT_MAX_RECORDS, |i| {
+                    i.max_records_per_window
+                }),
+        };
+        let config = AggregatorConfig {
+            window,
+            max_records,
+            grace_ns: 2_000_000_000,
+        };
+        let (pipeline, proposed) = match (&inventory, &args.compare) {
+            (Some(inv), None) => {
+                let p = inventory_pipeline(inv, config, traffic_type, args.max_connections);
+                if p.topology().ports.is_empty() {
+                    eprintln!(
+                        "vpcflow: warning: the inventory has no port under an enabled flow log, so no records will be written"
+                    );
+                }
+                (p, None)
+            }
+            (Some(inv), Some(proposed)) => {
+                // Every flow of both must be visible to compare them.
+                let all = Some(TrafficType::All);
+                let other = load_inventory(proposed)?;
+                (
+                    inventory_pipeline(inv, config, all, args.max_connections),
+                    Some(inventory_pipeline(
+                        &other,
+                        config,
+                        all,
+                        args.max_connections,
+                    )),
+                )
+            }
+            (None, _) => {
+                let (attributor, topology) = Attributor::automatic(&AutoPorts {
+                    cidrs: args.ports_from.clone(),
+                    traffic_type: traffic_type.unwrap_or(TrafficType::All),
+                    region: args.region.clone(),
+                });
+                let p = Pipeline::new(topology, attributor, config, Verdicts::AcceptAll(AcceptAll));
+                (p, None)
+            }
         };
         let mut captures = Vec::new();
         for path in &args.captures {
             captures.push(CaptureFile::open(path)?);
         }
         Ok(Settings {
-            topology,
-            attributor,
-            config: AggregatorConfig {
-                window,
-                max_records,
-                grace_ns: 2_000_000_000,
-            },
-            format: match args.format {
-                FormatArg::V1 => Format::V1,
-                FormatArg::V2 => Format::V2,
-                FormatArg::Json => Format::Json,
-            },
+            pipeline,
+            proposed,
+            format,
             captures,
         })
     }
@@ -176,11 +254,16 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
         .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
 }
 
+/// Where closed windows go.
+enum Sink {
+    Records(Format),
+    Compare(Box<Pipeline<Verdicts>>, Comparison),
+}
+
 fn stream(settings: Settings, args: &IngestArgs, mut out: impl Write) -> Result<ExitCode> {
     let Settings {
-        topology,
-        attributor,
-        config,
+        mut pipeline,
+        proposed,
         format,
         captures,
     } = settings;
@@ -196,17 +279,26 @@ fn stream(settings: Settings, args: &IngestArgs, mut out: impl Write) -> Result<
         b
     });
     let mut sources = MergedCaptures::new(captures);
-    let mut pipeline = Pipeline::new(topology, attributor, config, AcceptAll);
-    if args.header {
-        format::write_header(format, &mut out)?;
-    }
+    let mut rule_stats = RuleStats::default();
+    let mut sink = match proposed {
+        Some(p) => Sink::Compare(Box::new(p), Comparison::default()),
+        None => {
+            if args.header {
+                format::write_header(&format, &mut out)?;
+            }
+            Sink::Records(format)
+        }
+    };
     let started = Instant::now();
     let mut n: u64 = 0;
     while let Some(frame) = sources.next_frame() {
         pipeline.observe(&frame);
+        if let Sink::Compare(p, _) = &mut sink {
+            p.observe(&frame);
+        }
         n += 1;
         if !pipeline.closed().is_empty() {
-            write_closed(&mut pipeline, format, &mut out)?;
+            drain(&mut pipeline, &mut sink, &mut rule_stats, &mut out)?;
         }
         if n.is_multiple_of(65_536)
             && let Some(b) = &bar
@@ -215,20 +307,74 @@ fn stream(settings: Settings, args: &IngestArgs, mut out: impl Write) -> Result<
         }
     }
     pipeline.finish();
-    write_closed(&mut pipeline, format, &mut out)?;
+    if let Sink::Compare(p, _) = &mut sink {
+        p.finish();
+    }
+    drain(&mut pipeline, &mut sink, &mut rule_stats, &mut out)?;
+    if let Sink::Compare(proposed, comparison) = &sink {
+        comparison.report(pipeline.topology(), proposed.topology(), &mut out)?;
+    }
     out.flush()?;
     if let Some(b) = bar {
         b.finish_and_clear();
     }
     let elapsed = started.elapsed().as_secs_f64();
+    if let (Some(path), Verdicts::Engine(engine)) = (&args.rule_stats, pipeline.policy()) {
+        let mut f = BufWriter::new(
+            File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
+        );
+        rule_stats.write(pipeline.topology(), engine, &mut f)?;
+        f.flush()?;
+    }
+    report(
+        pipeline.stats(),
+        pipeline.policy(),
+        sources.files(),
+        elapsed,
+    )
+}
 
-    let stats = pipeline.stats();
+fn drain(
+    pipeline: &mut Pipeline<Verdicts>,
+    sink: &mut Sink,
+    rule_stats: &mut RuleStats,
+    out: &mut impl Write,
+) -> Result<()> {
+    let closed: Vec<ClosedWindow> = std::mem::take(pipeline.closed());
+    for w in &closed {
+        rule_stats.add(w);
+    }
+    match sink {
+        Sink::Records(format) => {
+            for w in &closed {
+                for r in &w.records {
+                    format::write_record(format, pipeline.topology(), r, out)?;
+                }
+            }
+        }
+        Sink::Compare(proposed, comparison) => {
+            // Both pipelines saw the same frames, so they close the same windows.
+            let theirs: Vec<ClosedWindow> = std::mem::take(proposed.closed());
+            for (a, b) in closed.iter().zip(&theirs) {
+                comparison.add(pipeline.topology(), a, proposed.topology(), b);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn report(
+    stats: &PipelineStats,
+    policy: &Verdicts,
+    files: &[CaptureFile],
+    elapsed: f64,
+) -> Result<ExitCode> {
     let mut err = io::stderr().lock();
     writeln!(
         err,
         "vpcflow: read {} packets from {} capture(s) in {:.3} s ({:.0} packets/s)",
         stats.packets,
-        sources.files().len(),
+        files.len(),
         elapsed,
         stats.packets as f64 / elapsed.max(1e-9)
     )?;
@@ -258,6 +404,17 @@ fn stream(settings: Settings, args: &IngestArgs, mut out: impl Write) -> Result<
         counts.join(", "),
         stats.windows
     )?;
+    if let Verdicts::Engine(e) = policy {
+        let s = e.stats();
+        writeln!(
+            err,
+            "  policy: {} flows evaluated, {} return traffic of accepted connections, {} of connections already decided; {} connections evicted",
+            s.evaluated,
+            s.stateful_returns,
+            s.tracked,
+            e.conntrack().evicted
+        )?;
+    }
     let (flows, bytes) = stats.peak_flows;
     if flows > 0 {
         // Tables grow in chunks of thousands of flows, so a per-flow figure
@@ -273,7 +430,7 @@ fn stream(settings: Settings, args: &IngestArgs, mut out: impl Write) -> Result<
         )?;
     }
     let mut code = ExitCode::SUCCESS;
-    for f in sources.files() {
+    for f in files {
         match f.ending() {
             Ending::Truncated => writeln!(
                 err,
@@ -294,18 +451,4 @@ fn stream(settings: Settings, args: &IngestArgs, mut out: impl Write) -> Result<
         }
     }
     Ok(code)
-}
-
-fn write_closed(
-    pipeline: &mut Pipeline<AcceptAll>,
-    format: Format,
-    out: &mut impl Write,
-) -> Result<()> {
-    let closed = std::mem::take(pipeline.closed());
-    for w in &closed {
-        for r in &w.records {
-            format::write_record(format, pipeline.topology(), r, out)?;
-        }
-    }
-    Ok(())
 }

@@ -2,7 +2,9 @@
 //! crates together; every decision about packets and records lives in them.
 
 mod bench;
+mod compare;
 mod ingest;
+mod rule_stats;
 
 use std::process::ExitCode;
 

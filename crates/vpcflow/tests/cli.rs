@@ -400,3 +400,137 @@ fn demo_records_golden() {
     assert_eq!(out, std::fs::read_to_string(golden).unwrap());
     assert!(err.contains("read 23 packets"), "{err}");
 }
+
+fn golden(name: &str, got: &str) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/golden")
+        .join(name);
+    if std::env::var_os("VPCFLOW_BLESS").is_some() {
+        std::fs::write(&path, got).unwrap();
+    }
+    assert_eq!(
+        got,
+        std::fs::read_to_string(&path).unwrap(),
+        "golden file {name}"
+    );
+}
+
+#[test]
+fn demo_records_name_the_deciding_rule() {
+    // Every rule of the example is exercised: SSH from the office (allowed)
+    // and from its denied address, HTTPS from anywhere, telnet denied by the
+    // ACL, PostgreSQL and DNS from the web tier to the db tier (remote group)
+    // and PostgreSQL from elsewhere (default deny), return traffic
+    // (stateful-return) and IPv6 without an IPv6 rule.
+    let demo = examples().join("vpc-demo.pcap");
+    let fields = "custom:interface-id,srcaddr,dstaddr,srcport,dstport,protocol,direction,action,log-status,decided-by,policy-id,rule-id,flow-log-id";
+    let (code, out, err) = run(&[
+        "ingest",
+        "--config",
+        &inventory(),
+        "--format",
+        fields,
+        "--header",
+        demo.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    golden("demo-rules.txt", &out);
+    let find = |needle: &str| {
+        out.lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("{needle}"))
+    };
+    assert!(find(" 203.0.113.66 ").contains(" REJECT OK sg-ingress 6c5b4a39-8e7f-4d21-b0a9-c8d7e6f5a4b3 6c5b4a39-8e7f-4d21-b0a9-c8d7e6f5a4b3/3 "));
+    assert!(
+        find(" 40023 23 ")
+            .contains(" REJECT OK acl-ingress 0b9a7c3e-4f6d-4c7a-9a51-2d8f3e1c6b70 no-telnet ")
+    );
+    assert!(find(" 198.51.100.9 ").contains(" REJECT OK sg-ingress - default-deny "));
+    assert!(find(" 5432 51000 6 ingress ").contains(" ACCEPT OK conntrack - stateful-return "));
+    assert!(
+        err.contains("policy: 12 flows evaluated, 6 return traffic of accepted connections"),
+        "{err}"
+    );
+}
+
+#[test]
+fn rule_stats_list_every_rule_matched_or_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let stats = dir.path().join("rules.jsonl");
+    let demo = examples().join("vpc-demo.pcap");
+    let (code, _, err) = run(&[
+        "ingest",
+        "--config",
+        &inventory(),
+        "--rule-stats",
+        stats.to_str().unwrap(),
+        "-o",
+        "/dev/null",
+        demo.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let text = std::fs::read_to_string(&stats).unwrap();
+    golden("demo-rule-stats.jsonl", &text);
+    let rules: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // 7 security-group rules, 3 ACL rules, 4 ACL specials, 3 globals.
+    assert_eq!(rules.len(), 17);
+    let db_egress = rules
+        .iter()
+        .find(|r| r["rule-id"] == "f0e1d2c3-b4a5-4968-8776-5a4b3c2d1e0f/3")
+        .unwrap();
+    assert_eq!(
+        db_egress["matched"], false,
+        "sg-db's egress rule is never needed: replies are stateful"
+    );
+    let telnet = rules.iter().find(|r| r["rule-id"] == "no-telnet").unwrap();
+    assert_eq!(
+        (telnet["flows"].as_u64(), telnet["packets"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(telnet["last-decided"], 1548752137);
+}
+
+#[test]
+fn what_if_reports_the_flows_a_proposed_change_would_flip() {
+    let dir = tempfile::tempdir().unwrap();
+    // Proposed: the ACL lets telnet in (the web group still rejects it, so its
+    // action does not change), the office's denied address may use SSH, and
+    // PostgreSQL is open to everyone.
+    let current = std::fs::read_to_string(examples().join("vpc.toml")).unwrap();
+    let proposed = current
+        .replace(
+            "name = \"no-telnet\"\naction = \"deny\"",
+            "name = \"no-telnet\"\naction = \"allow\"",
+        )
+        .replace(
+            "remote_ip_prefix = \"203.0.113.66\"\naction = \"deny\"",
+            "remote_ip_prefix = \"203.0.113.66\"\naction = \"allow\"",
+        )
+        .replace(
+            "multiport = \"5432\"\nremote_group_id = \"6c5b4a39-8e7f-4d21-b0a9-c8d7e6f5a4b3\"",
+            "multiport = \"5432\"\nremote_ip_prefix = \"0.0.0.0/0\"",
+        );
+    assert_ne!(proposed, current);
+    let p = dir.path().join("proposed.toml");
+    std::fs::write(&p, proposed).unwrap();
+    let demo = examples().join("vpc-demo.pcap");
+    let (code, out, err) = run(&[
+        "ingest",
+        "--config",
+        &inventory(),
+        "--compare",
+        p.to_str().unwrap(),
+        demo.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    golden("demo-what-if.txt", &out);
+    assert!(
+        out.starts_with("what-if: 2 of 18 flows would change action\n"),
+        "{out}"
+    );
+    assert!(out.contains("REJECT -> ACCEPT by sg-ingress f0e1d2c3-b4a5-4968-8776-5a4b3c2d1e0f f0e1d2c3-b4a5-4968-8776-5a4b3c2d1e0f/1: 1 flows, 2 packets, 80 bytes (was decided by sg-ingress - default-deny)"), "{out}");
+    assert!(out.contains("REJECT -> ACCEPT by sg-ingress 6c5b4a39-8e7f-4d21-b0a9-c8d7e6f5a4b3 6c5b4a39-8e7f-4d21-b0a9-c8d7e6f5a4b3/"), "{out}");
+}

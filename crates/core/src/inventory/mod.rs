@@ -721,7 +721,10 @@ fn build(c: &Checker<'_>, f: raw::File) -> Result<Inventory, InventoryError> {
         return Err(c.err(
             top,
             "security_group",
-            format!("{rules} rules in all; at most {} are supported", crate::rules::MAX_RULES),
+            format!(
+                "{rules} rules in all; at most {} are supported",
+                crate::rules::MAX_RULES
+            ),
         ));
     }
     Ok(inv)

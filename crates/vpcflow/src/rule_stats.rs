@@ -1,0 +1,76 @@
+//! `--rule-stats`: what every rule decided over a whole ingest.
+
+use std::io::{self, Write};
+
+use serde::Serialize;
+use vpcflow_core::Topology;
+use vpcflow_core::aggregate::ClosedWindow;
+use vpcflow_policy::PolicyEngine;
+
+/// Totals per rule, indexed by `RuleRef`.
+#[derive(Debug, Default)]
+pub struct RuleStats {
+    totals: Vec<(u64, u64, u64)>,
+}
+
+#[derive(Serialize)]
+struct Line<'a> {
+    #[serde(rename = "decided-by")]
+    decided_by: &'static str,
+    #[serde(rename = "policy-id")]
+    policy_id: &'a str,
+    #[serde(rename = "rule-id")]
+    rule_id: &'a str,
+    matched: bool,
+    flows: u64,
+    packets: u64,
+    bytes: u64,
+    #[serde(rename = "last-decided")]
+    last_decided: Option<u64>,
+}
+
+impl RuleStats {
+    /// Adds a closed window's rule hits.
+    pub fn add(&mut self, w: &ClosedWindow) {
+        for h in &w.rule_hits {
+            let i = usize::from(h.rule.0);
+            if self.totals.len() <= i {
+                self.totals.resize(i + 1, (0, 0, 0));
+            }
+            let t = &mut self.totals[i];
+            t.0 += h.flows;
+            t.1 += h.packets;
+            t.2 += h.bytes;
+        }
+    }
+
+    /// One JSON line per rule of the topology, in table order.
+    pub fn write(
+        &self,
+        topology: &Topology,
+        engine: &PolicyEngine,
+        out: &mut impl Write,
+    ) -> io::Result<()> {
+        for (r, info) in topology.rules.iter() {
+            let (flows, packets, bytes) = self
+                .totals
+                .get(usize::from(r.0))
+                .copied()
+                .unwrap_or_default();
+            let last = engine.last_decided(r);
+            let line = Line {
+                decided_by: info.stage.as_str(),
+                policy_id: &info.owner,
+                rule_id: &info.id,
+                matched: last.is_some(),
+                flows,
+                packets,
+                bytes,
+                last_decided: last.map(|t| t.secs()),
+            };
+            serde_json::to_writer(&mut *out, &line).map_err(io::Error::other)?;
+            out.write_all(b"\n")?;
+        }
+        Ok(())
+    }
+}
