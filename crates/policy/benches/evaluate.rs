@@ -43,6 +43,9 @@ fn inventory(ips: &[IpAddr]) -> String {
         let s = u8::from(matches!(ip, IpAddr::V4(v) if v.octets()[0] >= 128));
         writeln!(t, "[[port]]\nid = \"p{i}\"\nsubnet = \"s{s}\"\nips = [\"{ip}\"]\nsecurity_groups = [\"g\"]").unwrap();
     }
+    t.push_str("[[log_group]]\nid = \"lg\"\nproject = \"p\"\n[[log_topic]]\nid = \"lt\"\nlog_group = \"lg\"\n");
+    t.push_str("[[flow_log]]\nid = \"fl\"\nproject = \"p\"\nname = \"all\"\nresource_type = \"vpc\"\nresource_id = \"v\"\n");
+    t.push_str("traffic_type = \"all\"\nlog_group_id = \"lg\"\nlog_topic_id = \"lt\"\n");
     t.push_str("[[security_group]]\nid = \"g\"\nproject = \"p\"\n");
     for r in 0..50 {
         let (dir, port) = if r % 2 == 0 {
@@ -132,7 +135,7 @@ fn bench(c: &mut Criterion) {
         }
     }
     let ips: Vec<IpAddr> = addrs.into_iter().collect();
-    let text = inventory(&ips).replace("[[security_group]]", "[[log_group]]\nid = \"lg\"\nproject = \"p\"\n[[log_topic]]\nid = \"lt\"\nlog_group = \"lg\"\n[[flow_log]]\nid = \"fl\"\nproject = \"p\"\nname = \"all\"\nresource_type = \"vpc\"\nresource_id = \"v\"\ntraffic_type = \"all\"\nlog_group_id = \"lg\"\nlog_topic_id = \"lt\"\n[[security_group]]");
+    let text = inventory(&ips);
     let inv = Inventory::from_toml("bench", &text).unwrap();
     let config = AggregatorConfig {
         window: WindowLength::DEFAULT,
