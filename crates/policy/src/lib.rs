@@ -15,12 +15,13 @@
 
 pub mod conntrack;
 mod evaluate;
+pub mod nft;
 
 use std::net::IpAddr;
 
 use hashbrown::{HashMap, HashSet};
-use vpcflow_core::inventory::Inventory;
-use vpcflow_core::inventory::rules::RuleDirection;
+use vpcflow_core::inventory::rules::{RuleAction, RuleDirection};
+use vpcflow_core::inventory::{Inventory, SecurityGroup};
 use vpcflow_core::policy::FlowQuery;
 use vpcflow_core::rules::RuleTable;
 use vpcflow_core::{Action, Decision, Direction, Policy, RuleRef, Timestamp, Topology};
@@ -56,6 +57,21 @@ pub struct PolicyEngine {
 
 /// Connections remembered at once by default.
 pub const DEFAULT_CONNECTIONS: usize = 1 << 20;
+
+/// The rules of a security group for one direction, in the order they are
+/// tried: priority 1 first, deny before allow at equal priority, file order
+/// otherwise.
+pub fn evaluation_order(g: &SecurityGroup, d: RuleDirection) -> Vec<usize> {
+    let mut v: Vec<usize> = (0..g.rules.len())
+        .filter(|&i| g.rules[i].direction == d)
+        .collect();
+    // The sort is stable, so file order breaks the remaining ties.
+    v.sort_by_key(|&i| {
+        let r = &g.rules[i];
+        (r.priority, r.action != RuleAction::Deny)
+    });
+    v
+}
 
 fn dir_index(d: RuleDirection) -> usize {
     match d {
