@@ -81,6 +81,11 @@ pub struct IngestArgs {
     /// under this inventory, grouped by the rule that changes them.
     #[arg(long, value_name = "PROPOSED", requires = "config")]
     compare: Option<PathBuf>,
+    /// Write each flow log's records into its log topic in the log store at DIR
+    /// (Parquet, see `vpcflow query`) instead of printing them; prints each
+    /// file once it is durable, with its record count.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["compare", "output"])]
+    store: Option<PathBuf>,
     /// Capture files (pcap or pcapng, optionally gzip-compressed), read as one timeline.
     #[arg(required = true, value_name = "CAPTURE")]
     captures: Vec<PathBuf>,
@@ -257,6 +262,7 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 /// Where closed windows go.
 enum Sink {
     Records(Format),
+    Store(Box<vpcflow_store::Store>, usize, usize),
     Compare(Box<Pipeline<Verdicts>>, Comparison),
 }
 
@@ -280,9 +286,10 @@ fn stream(settings: Settings, args: &IngestArgs, mut out: impl Write) -> Result<
     });
     let mut sources = MergedCaptures::new(captures);
     let mut rule_stats = RuleStats::default();
-    let mut sink = match proposed {
-        Some(p) => Sink::Compare(Box::new(p), Comparison::default()),
-        None => {
+    let mut sink = match (proposed, &args.store) {
+        (Some(p), _) => Sink::Compare(Box::new(p), Comparison::default()),
+        (None, Some(dir)) => Sink::Store(Box::new(vpcflow_store::Store::open(dir)?), 0, 0),
+        (None, None) => {
             if args.header {
                 format::write_header(&format, &mut out)?;
             }
@@ -311,8 +318,17 @@ fn stream(settings: Settings, args: &IngestArgs, mut out: impl Write) -> Result<
         p.finish();
     }
     drain(&mut pipeline, &mut sink, &mut rule_stats, &mut out)?;
-    if let Sink::Compare(proposed, comparison) = &sink {
-        comparison.report(pipeline.topology(), proposed.topology(), &mut out)?;
+    match &sink {
+        Sink::Compare(proposed, comparison) => {
+            comparison.report(pipeline.topology(), proposed.topology(), &mut out)?;
+        }
+        Sink::Store(store, files, records) => {
+            eprintln!(
+                "vpcflow: stored {records} records in {files} files under {}",
+                store.root().display()
+            );
+        }
+        Sink::Records(_) => {}
     }
     out.flush()?;
     if let Some(b) = bar {
@@ -349,6 +365,17 @@ fn drain(
             for w in &closed {
                 for r in &w.records {
                     format::write_record(format, pipeline.topology(), r, out)?;
+                }
+            }
+        }
+        Sink::Store(store, files, records) => {
+            for w in &closed {
+                for f in store.write_window(pipeline.topology(), w)? {
+                    // One line per durable file, for scripts (and the crash test).
+                    writeln!(out, "{} {}", f.path.display(), f.records)?;
+                    out.flush()?;
+                    *files += 1;
+                    *records += f.records;
                 }
             }
         }

@@ -4,7 +4,9 @@
 mod bench;
 mod compare;
 mod ingest;
+mod query;
 mod rule_stats;
+mod search;
 
 use std::process::ExitCode;
 
@@ -22,6 +24,8 @@ struct Cli {
 enum Command {
     /// Turn packet captures into flow records.
     Ingest(ingest::IngestArgs),
+    /// Search the log store: field search, time range, SQL.
+    Query(query::QueryArgs),
     /// Benchmark tooling (see bench/run.sh).
     #[command(hide = true)]
     Bench(bench::BenchArgs),
@@ -31,6 +35,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Ingest(args) => ingest::run(args),
+        Command::Query(args) => query::run(args),
         Command::Bench(args) => bench::run(args).map(|()| ExitCode::SUCCESS),
     };
     match result {

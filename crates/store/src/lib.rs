@@ -1,0 +1,68 @@
+//! The embedded log store: where flow records land and are searched.
+//!
+//! Records of a log topic are Parquet files partitioned Hive-style,
+//! `log_group=<id>/log_topic=<id>/date=YYYY-MM-DD/hour=HH/<file>.parquet`,
+//! so DuckDB, Spark, Trino or ClickHouse can read the same directory. Columns
+//! are the seed's fields with `-` turned into `_`, plus the extension fields.
+//!
+//! Guarantees:
+//! - a closed window's records of one log topic become visible all at once
+//!   or not at all: written to a hidden temporary name, fsynced, renamed,
+//!   and the directory fsynced; a crash at any moment leaves earlier files
+//!   intact and no partial file visible; [`Store::open`] removes leftovers;
+//! - queries run embedded (Apache DataFusion) over the same files, no server.
+//!
+//! This is the only crate that pulls in DataFusion.
+
+mod layout;
+mod query;
+mod schema;
+mod writer;
+
+pub use layout::civil_date;
+pub use query::{OutputFormat, Query, QueryResult, TimeRange};
+pub use schema::{COLUMNS, schema};
+pub use writer::{Store, WrittenFile, read_rows};
+
+/// What went wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A file or directory operation failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: String,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// Parquet or Arrow refused the data.
+    #[error("writing {path}: {message}")]
+    Encode {
+        /// The file.
+        path: String,
+        /// What the encoder said.
+        message: String,
+    },
+    /// The query could not be planned or run.
+    #[error("query: {0}")]
+    Query(String),
+    /// A log group or topic that has no records in the store.
+    #[error("no {kind} '{name}' in the store at {dir}")]
+    NotFound {
+        /// `log group` or `log topic`.
+        kind: &'static str,
+        /// The id asked for.
+        name: String,
+        /// The store.
+        dir: String,
+    },
+}
+
+impl StoreError {
+    pub(crate) fn io(path: &std::path::Path, source: std::io::Error) -> StoreError {
+        StoreError::Io {
+            path: path.display().to_string(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,167 @@
+//! Writing closed windows, durably.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+
+use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::parquet::basic::{Compression, ZstdLevel};
+use datafusion::parquet::file::properties::WriterProperties;
+use vpcflow_core::Topology;
+use vpcflow_core::aggregate::ClosedWindow;
+use vpcflow_core::record::FlowRecord;
+
+use crate::StoreError;
+use crate::layout::partition;
+use crate::schema::{batch, schema};
+
+/// Suffix of files being written; never read, removed by [`Store::open`].
+const TMP: &str = ".tmp";
+
+/// A store directory opened for writing.
+#[derive(Debug)]
+pub struct Store {
+    root: PathBuf,
+    seq: u64,
+}
+
+/// A file a window was written to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WrittenFile {
+    /// Its path.
+    pub path: PathBuf,
+    /// Records in it.
+    pub records: usize,
+}
+
+fn fsync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| StoreError::io(dir, e))
+}
+
+fn properties() -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
+        .set_dictionary_enabled(true)
+        .build()
+}
+
+impl Store {
+    /// Opens (creating) a store and removes what a crashed writer left.
+    pub fn open(root: &Path) -> Result<Store, StoreError> {
+        fs::create_dir_all(root).map_err(|e| StoreError::io(root, e))?;
+        let mut stack = vec![root.to_path_buf()];
+        while let Some(dir) = stack.pop() {
+            for entry in fs::read_dir(&dir).map_err(|e| StoreError::io(&dir, e))? {
+                let entry = entry.map_err(|e| StoreError::io(&dir, e))?;
+                let path = entry.path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else if path.to_string_lossy().ends_with(TMP) {
+                    fs::remove_file(&path).map_err(|e| StoreError::io(&path, e))?;
+                }
+            }
+        }
+        Ok(Store {
+            root: root.to_path_buf(),
+            seq: 0,
+        })
+    }
+
+    /// The store's directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Writes a closed window: one file per log topic that has records in it.
+    /// When it returns, the files are durable.
+    pub fn write_window(
+        &mut self,
+        topology: &Topology,
+        w: &ClosedWindow,
+    ) -> Result<Vec<WrittenFile>, StoreError> {
+        let mut by_topic: BTreeMap<(&str, &str), Vec<(usize, &FlowRecord)>> = BTreeMap::new();
+        for (i, r) in w.records.iter().enumerate() {
+            let fl = &topology.flow_logs[r.flow_log as usize];
+            by_topic
+                .entry((fl.log_group_id.as_str(), fl.log_topic_id.as_str()))
+                .or_default()
+                .push((i, r));
+        }
+        let mut written = Vec::new();
+        for ((group, topic), records) in by_topic {
+            let dir = partition(&self.root, group, topic, w.start);
+            self.seq += 1;
+            let name = format!(
+                "{}-{}-{}-{}.parquet",
+                w.start,
+                w.end,
+                std::process::id(),
+                self.seq
+            );
+            let b = batch(topology, &records).map_err(|message| StoreError::Encode {
+                path: dir.join(&name).display().to_string(),
+                message,
+            })?;
+            let path = self.write_file(&dir, &name, &b)?;
+            written.push(WrittenFile {
+                path,
+                records: records.len(),
+            });
+        }
+        Ok(written)
+    }
+
+    fn write_file(
+        &self,
+        dir: &Path,
+        name: &str,
+        b: &datafusion::arrow::array::RecordBatch,
+    ) -> Result<PathBuf, StoreError> {
+        fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
+        let tmp = dir.join(format!(".{name}{TMP}"));
+        let path = dir.join(name);
+        let encode = |e: &dyn std::fmt::Display| StoreError::Encode {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        };
+        let file = File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
+        let mut w =
+            ArrowWriter::try_new(file, schema(), Some(properties())).map_err(|e| encode(&e))?;
+        w.write(b).map_err(|e| encode(&e))?;
+        let file = w.into_inner().map_err(|e| encode(&e))?;
+        file.sync_all().map_err(|e| StoreError::io(&tmp, e))?;
+        fs::rename(&tmp, &path).map_err(|e| StoreError::io(&path, e))?;
+        // The rename, and any directory created for it, must survive a crash too.
+        let mut d = Some(dir);
+        while let Some(p) = d {
+            fsync_dir(p)?;
+            if p == self.root {
+                break;
+            }
+            d = p.parent();
+        }
+        Ok(path)
+    }
+}
+
+/// Reads a store file whole and returns its number of rows: a check that
+/// the file is complete (the footer is written last).
+pub fn read_rows(path: &Path) -> Result<usize, StoreError> {
+    use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let file = File::open(path).map_err(|e| StoreError::io(path, e))?;
+    let bad = |e: &dyn std::fmt::Display| StoreError::Encode {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    };
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|e| bad(&e))?
+        .build()
+        .map_err(|e| bad(&e))?;
+    let mut rows = 0;
+    for b in reader {
+        rows += b.map_err(|e| bad(&e))?.num_rows();
+    }
+    Ok(rows)
+}

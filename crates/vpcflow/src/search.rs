@@ -1,0 +1,260 @@
+//! The field search of `vpcflow query`, turned into an SQL condition.
+//!
+//! `action:REJECT AND dstport:22`, `srcaddr:10.0.0.0/8`, `NOT protocol:17`,
+//! `bytes>1000000`, `(dstport:22 OR dstport:3389) interface-id:abc*`.
+//! Terms side by side are ANDed; NOT binds tightest, then AND, then OR.
+//! Field names are the seed's (`log-status`) or the stored columns'
+//! (`log_status`); an unknown field, a malformed value or a dangling
+//! operator is an error naming it.
+
+use anyhow::{Result, bail};
+
+const NUMERIC: [&str; 8] = [
+    "srcport",
+    "dstport",
+    "protocol",
+    "packets",
+    "bytes",
+    "start",
+    "end",
+    "record_index",
+];
+const TEXT: [&str; 20] = [
+    "project_id",
+    "interface_id",
+    "srcaddr",
+    "dstaddr",
+    "action",
+    "log_status",
+    "direction",
+    "tcp_flag",
+    "region_id",
+    "az_id",
+    "vpc_id",
+    "network_id",
+    "decided_by",
+    "policy_id",
+    "rule_id",
+    "flow_log_id",
+    "log_group",
+    "log_topic",
+    "date",
+    "hour",
+];
+
+fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+fn tokens(s: &str) -> Vec<String> {
+    let spaced = s.replace('(', " ( ").replace(')', " ) ");
+    spaced.split_whitespace().map(str::to_string).collect()
+}
+
+fn atom(t: &str) -> Result<String> {
+    let ops = [">=", "<=", ">", "<", ":", "="];
+    let Some((i, op)) = ops
+        .iter()
+        .filter_map(|op| t.find(op).map(|i| (i, *op)))
+        .min_by_key(|(i, op)| (*i, std::cmp::Reverse(op.len())))
+    else {
+        bail!("`{t}` is not a term like field:value or field>number");
+    };
+    let field = t[..i].replace('-', "_").to_ascii_lowercase();
+    let value = &t[i + op.len()..];
+    if value.is_empty() {
+        bail!("`{t}`: no value after `{op}`");
+    }
+    let col = format!("\"{field}\"");
+    if NUMERIC.contains(&field.as_str()) {
+        let n: u64 = value
+            .parse()
+            .map_err(|_| anyhow::anyhow!("`{t}`: {field} takes a whole number, not `{value}`"))?;
+        let op = if op == ":" { "=" } else { op };
+        return Ok(format!("{col} {op} {n}"));
+    }
+    if !TEXT.contains(&field.as_str()) {
+        bail!(
+            "`{t}`: unknown field `{field}`; fields: {}, {}",
+            NUMERIC.join(", "),
+            TEXT.join(", ")
+        );
+    }
+    if op != ":" && op != "=" {
+        bail!("`{t}`: {field} is text; use {field}:value");
+    }
+    if (field == "srcaddr" || field == "dstaddr") && value.contains('/') {
+        return Ok(format!("cidr_contains({col}, {})", quote(value)));
+    }
+    let value = match field.as_str() {
+        "action" | "log_status" => value.to_ascii_uppercase(),
+        "direction" => value.to_ascii_lowercase(),
+        _ => value.to_string(),
+    };
+    if value.contains('*') {
+        let like = value
+            .replace('%', "\\%")
+            .replace('_', "\\_")
+            .replace('*', "%");
+        return Ok(format!("{col} LIKE {}", quote(&like)));
+    }
+    Ok(format!("{col} = {}", quote(&value)))
+}
+
+struct Parser {
+    t: Vec<String>,
+    i: usize,
+}
+
+impl Parser {
+    fn peek(&self) -> Option<&str> {
+        self.t.get(self.i).map(String::as_str)
+    }
+    fn or(&mut self) -> Result<String> {
+        let mut parts = vec![self.and()?];
+        while self.peek().is_some_and(|t| t.eq_ignore_ascii_case("OR")) {
+            self.i += 1;
+            parts.push(self.and()?);
+        }
+        Ok(if parts.len() == 1 {
+            parts.remove(0)
+        } else {
+            format!("({})", parts.join(" OR "))
+        })
+    }
+    fn and(&mut self) -> Result<String> {
+        let mut parts = vec![self.not()?];
+        loop {
+            match self.peek() {
+                Some(t) if t.eq_ignore_ascii_case("AND") => {
+                    self.i += 1;
+                    parts.push(self.not()?);
+                }
+                Some(t) if !t.eq_ignore_ascii_case("OR") && t != ")" => parts.push(self.not()?),
+                _ => break,
+            }
+        }
+        Ok(if parts.len() == 1 {
+            parts.remove(0)
+        } else {
+            format!("({})", parts.join(" AND "))
+        })
+    }
+    fn not(&mut self) -> Result<String> {
+        match self.peek() {
+            Some(t) if t.eq_ignore_ascii_case("NOT") => {
+                self.i += 1;
+                Ok(format!("(NOT {})", self.not()?))
+            }
+            Some("(") => {
+                self.i += 1;
+                let e = self.or()?;
+                if self.peek() != Some(")") {
+                    bail!("missing `)`");
+                }
+                self.i += 1;
+                Ok(e)
+            }
+            Some(t)
+                if t.eq_ignore_ascii_case("AND") || t.eq_ignore_ascii_case("OR") || t == ")" =>
+            {
+                bail!("`{t}` where a term was expected")
+            }
+            Some(t) => {
+                let t = t.to_string();
+                self.i += 1;
+                atom(&t)
+            }
+            None => bail!("the search ends where a term was expected"),
+        }
+    }
+}
+
+/// The SQL condition of a search.
+pub fn to_sql(search: &str) -> Result<String> {
+    let mut p = Parser {
+        t: tokens(search),
+        i: 0,
+    };
+    let e = p.or()?;
+    if let Some(t) = p.peek() {
+        bail!("unexpected `{t}`");
+    }
+    Ok(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_issue_examples() {
+        assert_eq!(
+            to_sql("action:REJECT AND dstport:22").unwrap(),
+            "(\"action\" = 'REJECT' AND \"dstport\" = 22)"
+        );
+        assert_eq!(
+            to_sql("srcaddr:10.0.0.0/8").unwrap(),
+            "cidr_contains(\"srcaddr\", '10.0.0.0/8')"
+        );
+        assert_eq!(
+            to_sql("NOT protocol:17").unwrap(),
+            "(NOT \"protocol\" = 17)"
+        );
+        assert_eq!(to_sql("bytes>1000000").unwrap(), "\"bytes\" > 1000000");
+        assert_eq!(to_sql("bytes>=5").unwrap(), "\"bytes\" >= 5");
+    }
+
+    #[test]
+    fn precedence_grouping_and_implicit_and() {
+        assert_eq!(
+            to_sql("dstport:22 OR dstport:3389 action:reject").unwrap(),
+            "(\"dstport\" = 22 OR (\"dstport\" = 3389 AND \"action\" = 'REJECT'))"
+        );
+        assert_eq!(
+            to_sql("(dstport:22 OR dstport:3389) interface-id:abc*").unwrap(),
+            "((\"dstport\" = 22 OR \"dstport\" = 3389) AND \"interface_id\" LIKE 'abc%')"
+        );
+        assert_eq!(to_sql("rule-id:it's").unwrap(), "\"rule_id\" = 'it''s'");
+    }
+
+    #[test]
+    fn errors_name_what_is_wrong() {
+        assert!(
+            to_sql("colour:red")
+                .unwrap_err()
+                .to_string()
+                .contains("unknown field `colour`")
+        );
+        assert!(
+            to_sql("dstport:ssh")
+                .unwrap_err()
+                .to_string()
+                .contains("takes a whole number")
+        );
+        assert!(
+            to_sql("action:REJECT AND")
+                .unwrap_err()
+                .to_string()
+                .contains("ends where a term")
+        );
+        assert!(
+            to_sql("(dstport:22")
+                .unwrap_err()
+                .to_string()
+                .contains("missing `)`")
+        );
+        assert!(
+            to_sql("srcaddr>5")
+                .unwrap_err()
+                .to_string()
+                .contains("is text")
+        );
+        assert!(
+            to_sql("dstport:")
+                .unwrap_err()
+                .to_string()
+                .contains("no value")
+        );
+    }
+}

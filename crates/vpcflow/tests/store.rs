@@ -1,0 +1,227 @@
+//! The log store end to end: records written by `ingest --store` and read
+//! back by `vpcflow query` equal the records `ingest` prints; a writer killed
+//! at any moment leaves every reported file whole and nothing partial.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+mod common;
+use common::{examples, ip_frame, shared_data, vpcflow, write_pcap};
+
+fn out(cmd: &mut Command) -> String {
+    let o = cmd.output().unwrap();
+    assert!(
+        o.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).unwrap()
+}
+
+fn round_trip(ingest_args: &[&str], capture: &Path) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let store = store.to_str().unwrap();
+    for format in ["v1", "v2"] {
+        let printed = out(vpcflow()
+            .arg("ingest")
+            .args(ingest_args)
+            .args(["--format", format])
+            .arg(capture));
+        let _ = std::fs::remove_dir_all(store);
+        out(vpcflow()
+            .arg("ingest")
+            .args(ingest_args)
+            .args(["--store", store])
+            .arg(capture));
+        let queried = out(vpcflow().args(["query", "--store", store, "--format", format]));
+        assert!(!printed.is_empty());
+        assert_eq!(queried, printed, "{format} of {}", capture.display());
+    }
+}
+
+#[test]
+fn stored_records_read_back_equal_the_printed_ones() {
+    let inv = examples().join("vpc.toml");
+    round_trip(
+        &["--config", inv.to_str().unwrap()],
+        &examples().join("vpc-demo.pcap"),
+    );
+    let all = ["--ports-from", "0.0.0.0/0", "--ports-from", "::/0"];
+    for trace in [
+        "zeek/traces/wikipedia.pcap",
+        "zeek/traces/ftp_ipv6.pcap",
+        "zeek/traces/tcp_ctu-64702-888.pcap",
+    ] {
+        round_trip(&all, &shared_data().join(trace));
+    }
+}
+
+#[test]
+fn search_sql_and_time_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("s");
+    let store = store.to_str().unwrap();
+    let inv = examples().join("vpc.toml");
+    out(vpcflow()
+        .args([
+            "ingest",
+            "--config",
+            inv.to_str().unwrap(),
+            "--store",
+            store,
+        ])
+        .arg(examples().join("vpc-demo.pcap")));
+    let q = |args: &[&str]| out(vpcflow().args(["query", "--store", store]).args(args));
+    let rejected = q(&[
+        "--format",
+        "csv",
+        "--sql",
+        "SELECT rule_id FROM records ORDER BY record_index",
+        "action:REJECT",
+        "AND",
+        "dstport:22",
+    ]);
+    assert_eq!(
+        rejected,
+        "rule_id\n6c5b4a39-8e7f-4d21-b0a9-c8d7e6f5a4b3/3\n"
+    );
+    let outside = q(&[
+        "--format",
+        "csv",
+        "--sql",
+        "SELECT DISTINCT srcaddr FROM records ORDER BY srcaddr",
+        "srcaddr:198.51.100.0/24",
+    ]);
+    assert_eq!(
+        outside,
+        "srcaddr\n198.51.100.23\n198.51.100.80\n198.51.100.9\n"
+    );
+    // The second window only.
+    let late = q(&["--format", "v1", "--since", "2019-01-29T09:00:30Z"]);
+    assert_eq!(late.lines().count(), 4, "{late}");
+    assert!(late.lines().all(|l| l.contains(" 1548752400 1548753000 ")));
+    let topic = q(&[
+        "--format",
+        "v1",
+        "--topic",
+        "a1b2c3d4-0000-4000-8000-000000000003",
+    ]);
+    assert!(
+        topic
+            .lines()
+            .all(|l| l.contains("e3f1b2c4-d5a6-4b7c-8d9e-0f1a2b3c4d5e")),
+        "{topic}"
+    );
+    let o = vpcflow()
+        .args(["query", "--store", store, "--group", "nope"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no log group 'nope' in the store"));
+    let o = vpcflow()
+        .args(["query", "--store", store, "dstport:ssh"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&o.stderr).contains("dstport takes a whole number"));
+}
+
+#[test]
+fn a_writer_killed_at_random_moments_leaves_only_whole_files() {
+    // A capture of many 60-second windows, so the writer is killed mid-stream.
+    let dir = tempfile::tempdir().unwrap();
+    let cap = dir.path().join("long.pcap");
+    let mut frames = Vec::new();
+    for i in 0..40_000u64 {
+        let t = 1_700_000_000_000_000 + i * 9_000_000; // every 9 s: ~100 hours
+        let src = format!("10.0.{}.{}", (i / 250) % 250, i % 250);
+        frames.push((
+            t,
+            ip_frame(&src, "10.9.9.9", 17, (i % 60_000) as u16, 53, 0, 20),
+        ));
+    }
+    write_pcap(&cap, &frames);
+    let store = dir.path().join("store");
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut reported: Vec<(String, usize)> = Vec::new();
+    for _ in 0..12 {
+        let mut child = vpcflow()
+            .args([
+                "ingest",
+                "--ports-from",
+                "10.0.0.0/16",
+                "--window",
+                "60",
+                "--store",
+            ])
+            .arg(&store)
+            .arg(&cap)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        std::thread::sleep(Duration::from_millis(50 + seed % 400));
+        let _ = child.kill(); // SIGKILL
+        let o = child.wait_with_output().unwrap();
+        for line in String::from_utf8_lossy(&o.stdout).lines() {
+            let (path, n) = line.rsplit_once(' ').unwrap();
+            reported.push((path.to_string(), n.parse().unwrap()));
+        }
+    }
+    assert!(
+        reported.len() > 10,
+        "the writer reported only {} files",
+        reported.len()
+    );
+    // Every file reported durable is there, whole.
+    for (path, n) in &reported {
+        assert_eq!(
+            vpcflow_store::read_rows(Path::new(path)).unwrap(),
+            *n,
+            "{path}"
+        );
+    }
+    // Every visible file is whole (a file renamed just before the kill may
+    // not have been reported); temporary files are never visible.
+    let files = walk(&store);
+    let mut visible_rows = 0;
+    for f in files.iter().filter(|f| f.ends_with(".parquet")) {
+        visible_rows += vpcflow_store::read_rows(Path::new(f))
+            .unwrap_or_else(|e| panic!("partial file visible: {e}"));
+    }
+    let total: usize = reported.iter().map(|r| r.1).sum();
+    assert!(visible_rows >= total);
+    // The store reads as a whole, and opening it for writing clears leftovers.
+    let count = out(vpcflow().args(["query", "--store"]).arg(&store).args([
+        "--format",
+        "csv",
+        "--sql",
+        "SELECT count(*) AS n FROM records",
+    ]));
+    assert_eq!(count, format!("n\n{visible_rows}\n"));
+    vpcflow_store::Store::open(&store).unwrap();
+    assert!(walk(&store).iter().all(|f| !f.ends_with(".tmp")));
+}
+
+fn walk(root: &Path) -> Vec<String> {
+    if !root.exists() {
+        return Vec::new();
+    }
+    let mut v = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                v.push(p.display().to_string());
+            }
+        }
+    }
+    v
+}
