@@ -35,7 +35,7 @@ mod tests {
     #[test]
     fn dates_of_known_instants() {
         assert_eq!(civil_date(0), (1970, 1, 1, 0));
-        assert_eq!(civil_date(1_548_752_136), (2019, 1, 29, 9));
+        assert_eq!(civil_date(1_548_752_136), (2019, 1, 29, 8));
         assert_eq!(civil_date(951_782_400), (2000, 2, 29, 0));
         assert_eq!(civil_date(4_102_444_799), (2099, 12, 31, 23));
     }
@@ -45,7 +45,7 @@ mod tests {
         let p = partition(Path::new("/s"), "g1", "t1", 1_548_752_136);
         assert_eq!(
             p,
-            Path::new("/s/log_group=g1/log_topic=t1/date=2019-01-29/hour=09")
+            Path::new("/s/log_group=g1/log_topic=t1/date=2019-01-29/hour=08")
         );
     }
 }

@@ -16,11 +16,13 @@
 
 mod layout;
 mod query;
+mod retention;
 mod schema;
 mod writer;
 
 pub use layout::civil_date;
 pub use query::{OutputFormat, Query, QueryResult, TimeRange};
+pub use retention::{GcReport, gc};
 pub use schema::{COLUMNS, schema};
 pub use writer::{Store, WrittenFile, read_rows};
 

@@ -7,6 +7,7 @@ mod ingest;
 mod query;
 mod rule_stats;
 mod search;
+mod store_cmd;
 
 use std::process::ExitCode;
 
@@ -26,6 +27,8 @@ enum Command {
     Ingest(ingest::IngestArgs),
     /// Search the log store: field search, time range, SQL.
     Query(query::QueryArgs),
+    /// Maintain the log store (retention).
+    Store(store_cmd::StoreArgs),
     /// Benchmark tooling (see bench/run.sh).
     #[command(hide = true)]
     Bench(bench::BenchArgs),
@@ -36,6 +39,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Ingest(args) => ingest::run(args),
         Command::Query(args) => query::run(args),
+        Command::Store(args) => store_cmd::run(args),
         Command::Bench(args) => bench::run(args).map(|()| ExitCode::SUCCESS),
     };
     match result {

@@ -225,3 +225,44 @@ fn walk(root: &Path) -> Vec<String> {
     }
     v
 }
+
+#[test]
+fn retention_removes_what_is_older_than_the_groups_ttl() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("s");
+    let inv = examples().join("vpc.toml");
+    out(vpcflow()
+        .args(["ingest", "--config", inv.to_str().unwrap(), "--store"])
+        .arg(&store)
+        .arg(examples().join("vpc-demo.pcap")));
+    let count = |s: &Path| -> usize {
+        let o = out(vpcflow().args(["query", "--store"]).arg(s).args([
+            "--format",
+            "csv",
+            "--sql",
+            "SELECT count(*) AS n FROM records",
+        ]));
+        o.lines().nth(1).unwrap().parse().unwrap()
+    };
+    let before = count(&store);
+    // The demo's windows end at 09:00 and 09:10 on 2019-01-29; lg-vpc keeps 7 days.
+    let gc = |now: &str| {
+        out(vpcflow()
+            .args(["store", "gc", "--config", inv.to_str().unwrap(), "--store"])
+            .arg(&store)
+            .args(["--now", now]))
+    };
+    assert_eq!(gc("2019-02-05T08:59:59Z"), "", "nothing is 7 days old yet");
+    assert_eq!(count(&store), before);
+    let removed = gc("2019-02-05T09:00:00Z");
+    assert_eq!(
+        removed.lines().count(),
+        2,
+        "hour 08 of both topics: {removed}"
+    );
+    assert!(removed.lines().all(|l| l.contains("hour=08")));
+    let after = count(&store);
+    assert!(0 < after && after < before, "{before} -> {after}");
+    gc("2019-02-06T00:00:00Z");
+    assert_eq!(count(&store), 0);
+}
