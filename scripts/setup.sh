@@ -2,7 +2,8 @@
 # Installs the Debian packages a task needs, and nothing when they are there.
 #
 #   scripts/setup.sh test    tshark (the tests' independent oracle); iproute2,
-#                            nftables, tcpdump, python3 (the live kernel test)
+#                            nftables, tcpdump, python3 (the live kernel test);
+#                            duckdb for Python (the store's interoperability test)
 #   scripts/setup.sh bench   softflowd, bc (the benchmark's reference)
 #
 # Needs root (or sudo) only when something is missing.
@@ -12,6 +13,11 @@ case "${1:-test}" in
     bench) want=(softflowd:softflowd bc:bc taskset:util-linux) ;;
     *) echo "usage: $0 test|bench" >&2; exit 2 ;;
 esac
+# DuckDB for Python: the log store's interoperability test reads the store with it.
+if [ "${1:-test}" = test ] && ! python3 -c 'import duckdb' 2>/dev/null; then
+    echo "setup: installing duckdb (PyPI)" >&2
+    python3 -m pip install -q duckdb
+fi
 missing=()
 for w in "${want[@]}"; do
     command -v "${w%%:*}" >/dev/null 2>&1 || missing+=("${w#*:}")

@@ -266,3 +266,42 @@ fn retention_removes_what_is_older_than_the_groups_ttl() {
     gc("2019-02-06T00:00:00Z");
     assert_eq!(count(&store), 0);
 }
+
+#[test]
+fn duckdb_reads_the_store_and_agrees_on_top_talkers() {
+    let ok = Command::new("python3")
+        .args(["-c", "import duckdb"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "this test needs DuckDB for Python (scripts/setup.sh test installs it: pip install duckdb)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("s");
+    let all = [
+        "--ports-from",
+        "0.0.0.0/0",
+        "--ports-from",
+        "::/0",
+        "--store",
+    ];
+    for trace in ["zeek/traces/wikipedia.pcap", "zeek/traces/ftp_ipv4.pcap"] {
+        out(vpcflow()
+            .arg("ingest")
+            .args(all)
+            .arg(&store)
+            .arg(shared_data().join(trace)));
+    }
+    let sql = "SELECT srcaddr, sum(bytes) AS bytes, count(*) AS flows FROM records \
+               WHERE log_status = 'OK' GROUP BY srcaddr ORDER BY bytes DESC, srcaddr LIMIT 10";
+    let ours = out(vpcflow()
+        .args(["query", "--store"])
+        .arg(&store)
+        .args(["--format", "csv", "--sql", sql]));
+    let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/interop/duckdb_query.py");
+    let theirs = out(Command::new("python3").arg(script).arg(&store).arg(sql));
+    assert_eq!(ours.lines().count(), 11, "{ours}");
+    assert_eq!(ours, theirs);
+}
