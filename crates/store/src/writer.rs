@@ -41,10 +41,19 @@ fn fsync_dir(dir: &Path) -> Result<(), StoreError> {
 }
 
 fn properties() -> WriterProperties {
-    WriterProperties::builder()
+    use datafusion::parquet::basic::Encoding;
+    use datafusion::parquet::schema::types::ColumnPath;
+    let mut b = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
-        .set_dictionary_enabled(true)
-        .build()
+        .set_dictionary_enabled(true);
+    // Counters and positions are near-sequential or wide: deltas, not dictionaries.
+    for col in ["record_index", "start", "end", "bytes", "packets"] {
+        let c = ColumnPath::from(col);
+        b = b
+            .set_column_dictionary_enabled(c.clone(), false)
+            .set_column_encoding(c, Encoding::DELTA_BINARY_PACKED);
+    }
+    b.build()
 }
 
 impl Store {

@@ -54,6 +54,18 @@ enum BenchCommand {
         /// Capture.
         capture: PathBuf,
     },
+    /// Write generated records into a log store, then time two queries.
+    Store {
+        /// The store (created).
+        #[arg(long)]
+        store: PathBuf,
+        /// Records to write.
+        #[arg(long, default_value_t = 10_000_000)]
+        records: u64,
+        /// Records per 600 s window (each window is one file per topic).
+        #[arg(long, default_value_t = 70_000)]
+        per_window: u64,
+    },
 }
 
 struct Template {
@@ -82,6 +94,11 @@ pub fn run(args: BenchArgs) -> Result<()> {
             report("read", c.frames(), t, bytes);
             Ok(())
         }
+        BenchCommand::Store {
+            store,
+            records,
+            per_window,
+        } => bench_store(&store, records, per_window),
         BenchCommand::Parse { capture } => {
             let mut c = CaptureFile::open(&capture)?;
             let t = Instant::now();
@@ -188,3 +205,173 @@ fn make_capture(
     );
     Ok(())
 }
+
+/// Generated traffic of 2,000 ports talking to a pool of 50,000 remote
+/// addresses, written window by window through the real writer.
+fn bench_store(dir: &std::path::Path, records: u64, per_window: u64) -> Result<()> {
+    use std::net::{IpAddr, Ipv4Addr};
+    use vpcflow_core::aggregate::ClosedWindow;
+    use vpcflow_core::flow::FiveTuple;
+    use vpcflow_core::record::{FlowFields, FlowRecord, RecordBody, TcpFlag};
+    use vpcflow_core::topology::{FlowLogInfo, PortInfo};
+    use vpcflow_core::{Action, Direction, RuleRef, Topology, TrafficType};
+    use vpcflow_wire::IpProtocol;
+
+    let mut topology = Topology {
+        region: "ab-cdef-3".into(),
+        flow_logs: vec![FlowLogInfo {
+            id: "fl-bench".into(),
+            traffic_type: TrafficType::All,
+            log_group_id: "lg-bench".into(),
+            log_topic_id: "lt-bench".into(),
+        }],
+        ..Default::default()
+    };
+    for p in 0..2_000u32 {
+        topology.push_port(PortInfo {
+            id: format!("port-{p:05}"),
+            project_id: "5f67944957444bd6bb4fe3b367de8f3d".into(),
+            vpc_id: "80ee2ed7-605d-49b4-ac6b-6e581acd35a3".into(),
+            subnet_id: format!("subnet-{:02}", p % 20),
+            az_id: "ab-cdef-3a".into(),
+            ips: vec![IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + p))],
+            inventory_index: None,
+            flow_logs: vec![0],
+            filters: 0,
+            first_window: None,
+        });
+    }
+    let mut store = vpcflow_store::Store::open(dir)?;
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let t0 = 1_700_000_400u64;
+    let started = Instant::now();
+    let mut written = 0u64;
+    let mut window = 0u64;
+    while written < records {
+        let start = t0 + window * 600;
+        let n = per_window.min(records - written);
+        let mut recs = Vec::with_capacity(n as usize);
+        for _ in 0..n {
+            let r = next();
+            let port = (r % 2_000) as u32;
+            let remote = IpAddr::V4(Ipv4Addr::from(0xc633_6400 + ((r >> 11) % 50_000) as u32));
+            let local = topology.ports[port as usize].ips[0];
+            let egress = r & (1 << 40) != 0;
+            let (src, dst) = if egress {
+                (local, remote)
+            } else {
+                (remote, local)
+            };
+            let proto = if r & (1 << 41) != 0 {
+                IpProtocol::UDP
+            } else {
+                IpProtocol::TCP
+            };
+            let service = [22u16, 53, 80, 443, 3306, 5432][((r >> 42) % 6) as usize];
+            let ephemeral = 32_768 + ((r >> 20) % 28_000) as u16;
+            // Clients use ephemeral ports towards services, in both directions.
+            let (sp, dp) = (ephemeral, service);
+            let packets = 1 + (r >> 50) % 200;
+            recs.push(FlowRecord {
+                flow_log: 0,
+                port,
+                start,
+                end: start + 600,
+                body: RecordBody::Flow(FlowFields {
+                    tuple: FiveTuple {
+                        src,
+                        dst,
+                        src_port: sp,
+                        dst_port: dp,
+                        protocol: proto,
+                    },
+                    packets,
+                    bytes: packets * (40 + (r >> 30) % 1400),
+                    action: if r % 17 == 0 {
+                        Action::Reject
+                    } else {
+                        Action::Accept
+                    },
+                    direction: if egress {
+                        Direction::Egress
+                    } else {
+                        Direction::Ingress
+                    },
+                    tcp_flag: (proto == IpProtocol::TCP).then_some(TcpFlag::Established),
+                    rule: RuleRef::NONE,
+                }),
+            });
+        }
+        // A closed window lists its records port by port (interface-id order).
+        recs.sort_by_key(|r| r.port);
+        store.write_window(
+            &topology,
+            &ClosedWindow {
+                start,
+                end: start + 600,
+                records: recs,
+                rule_hits: Vec::new(),
+            },
+        )?;
+        written += n;
+        window += 1;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let mut bytes = 0u64;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d)?.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                bytes += e.metadata()?.len();
+            }
+        }
+    }
+    println!(
+        "write: {written} records in {secs:.3} s = {:.0} records/s; {bytes} bytes on disk = {:.2} bytes/record",
+        written as f64 / secs,
+        bytes as f64 / written as f64
+    );
+    let day_end = t0 + 86_400;
+    for (name, q) in [
+        (
+            "top10",
+            vpcflow_store::Query {
+                sql: Some(TOP10.to_string()),
+                ..Default::default()
+            },
+        ),
+        (
+            "search-one-day",
+            vpcflow_store::Query {
+                time: vpcflow_store::TimeRange {
+                    since: Some(t0),
+                    until: Some(day_end),
+                },
+                filter: Some(crate::search::to_sql("action:REJECT AND dstport:22")?),
+                sql: Some("SELECT count(*) AS n, sum(bytes) AS bytes FROM records".to_string()),
+                ..Default::default()
+            },
+        ),
+    ] {
+        let t = Instant::now();
+        let r = q.run(dir)?;
+        println!(
+            "query {name}: {:.3} s ({} rows)",
+            t.elapsed().as_secs_f64(),
+            r.rows()
+        );
+    }
+    Ok(())
+}
+
+/// The top-10 talkers query of the store benchmark (also run in DuckDB).
+pub const TOP10: &str = "SELECT srcaddr, sum(bytes) AS bytes FROM records WHERE log_status = 'OK' GROUP BY srcaddr ORDER BY bytes DESC, srcaddr LIMIT 10";
