@@ -128,6 +128,13 @@ impl Query {
                 dir: root.display().to_string(),
             });
         }
+        let bad = unreadable_files(&groups)?;
+        if !bad.is_empty() {
+            return Err(StoreError::Query(format!(
+                "unreadable store files (move them out of the store to query the rest): {}",
+                bad.join("; ")
+            )));
+        }
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -192,6 +199,37 @@ impl Query {
             Ok(QueryResult { batches })
         })
     }
+}
+
+/// Store files under `dirs` whose Parquet footer cannot be read, with why.
+fn unreadable_files(dirs: &[std::path::PathBuf]) -> Result<Vec<String>, StoreError> {
+    use datafusion::parquet::file::reader::SerializedFileReader;
+    let mut bad = Vec::new();
+    let mut stack: Vec<std::path::PathBuf> = dirs.iter().filter(|d| d.is_dir()).cloned().collect();
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d)
+            .map_err(|e| StoreError::io(&d, e))?
+            .flatten()
+        {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "parquet") {
+                let ok = std::fs::File::open(&p)
+                    .map_err(|e| e.to_string())
+                    .and_then(|f| {
+                        SerializedFileReader::new(f)
+                            .map(|_| ())
+                            .map_err(|e| e.to_string())
+                    });
+                if let Err(why) = ok {
+                    bad.push(format!("{}: {why}", p.display()));
+                }
+            }
+        }
+    }
+    bad.sort();
+    Ok(bad)
 }
 
 /// `a.b.c.d/n` or `x::y/n` (a bare address is a host prefix).

@@ -305,3 +305,31 @@ fn duckdb_reads_the_store_and_agrees_on_top_talkers() {
     assert_eq!(ours.lines().count(), 11, "{ours}");
     assert_eq!(ours, theirs);
 }
+
+#[test]
+fn an_unreadable_file_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("s");
+    let inv = examples().join("vpc.toml");
+    out(vpcflow()
+        .args(["ingest", "--config", inv.to_str().unwrap(), "--store"])
+        .arg(&store)
+        .arg(examples().join("vpc-demo.pcap")));
+    let good = walk(&store)
+        .into_iter()
+        .find(|f| f.ends_with(".parquet"))
+        .unwrap();
+    let bad = Path::new(&good).with_file_name("broken.parquet");
+    std::fs::write(&bad, "not parquet").unwrap();
+    let o = vpcflow()
+        .args(["query", "--store"])
+        .arg(&store)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("unreadable store files") && err.contains("broken.parquet"),
+        "{err}"
+    );
+}
