@@ -380,6 +380,23 @@ impl CaptureFile {
     }
 }
 
+/// A frame copied out of a capture, for benchmarks and tests that replay
+/// frames from memory.
+pub type OwnedFrame = (u64, LinkType, Vec<u8>, u32);
+
+impl CaptureFile {
+    /// Every frame of the capture at `path`, copied into memory
+    /// (timestamp ns, link type, bytes, wire length).
+    pub fn read_all(path: &Path) -> Result<Vec<OwnedFrame>, CaptureError> {
+        let mut c = CaptureFile::open(path)?;
+        let mut v = Vec::new();
+        while let Some(f) = c.next_frame() {
+            v.push((f.timestamp_ns, f.link, f.data.to_vec(), f.wire_len));
+        }
+        Ok(v)
+    }
+}
+
 #[cold]
 fn unreachable_block() -> ! {
     // `peek` saw a packet block at this position and nothing was consumed

@@ -71,15 +71,10 @@ fn inventory(ips: &[IpAddr]) -> String {
     t
 }
 
-fn frames() -> Vec<(u64, LinkType, Vec<u8>, u32)> {
+fn frames() -> Vec<vpcflow_capture::OwnedFrame> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../../shared/data/zeek/traces/echo-connections.pcap.gz");
-    let mut c = CaptureFile::open(&path).expect("benchmark capture");
-    let mut v = Vec::new();
-    while let Some(f) = c.next_frame() {
-        v.push((f.timestamp_ns, f.link, f.data.to_vec(), f.wire_len));
-    }
-    v
+    CaptureFile::read_all(&path).expect("benchmark capture")
 }
 
 fn bench(c: &mut Criterion) {
