@@ -225,11 +225,10 @@ pub fn write_header(format: &Format, out: &mut impl Write) -> io::Result<()> {
 }
 
 #[derive(Serialize)]
+#[serde(rename_all = "kebab-case")]
 struct JsonRecord<'a> {
     version: u8,
-    #[serde(rename = "project-id")]
     project_id: &'a str,
-    #[serde(rename = "interface-id")]
     interface_id: &'a str,
     srcaddr: Option<IpAddr>,
     dstaddr: Option<IpAddr>,
@@ -241,30 +240,18 @@ struct JsonRecord<'a> {
     start: u64,
     end: u64,
     action: Option<&'static str>,
-    #[serde(rename = "log-status")]
     log_status: &'static str,
     direction: Option<&'static str>,
-    #[serde(rename = "tcp-flag")]
     tcp_flag: Option<&'static str>,
-    #[serde(rename = "region-id")]
     region_id: &'a str,
-    #[serde(rename = "az-id")]
     az_id: &'a str,
-    #[serde(rename = "vpc-id")]
     vpc_id: &'a str,
-    #[serde(rename = "network-id")]
     network_id: &'a str,
-    #[serde(rename = "decided-by")]
     decided_by: Option<&'static str>,
-    #[serde(rename = "policy-id")]
     policy_id: Option<&'a str>,
-    #[serde(rename = "rule-id")]
     rule_id: Option<&'a str>,
-    #[serde(rename = "flow-log-id")]
     flow_log_id: &'a str,
-    #[serde(rename = "log-group-id")]
     log_group_id: &'a str,
-    #[serde(rename = "log-topic-id")]
     log_topic_id: &'a str,
 }
 

@@ -14,18 +14,15 @@ pub struct RuleStats {
 }
 
 #[derive(Serialize)]
+#[serde(rename_all = "kebab-case")]
 struct Line<'a> {
-    #[serde(rename = "decided-by")]
     decided_by: &'static str,
-    #[serde(rename = "policy-id")]
     policy_id: &'a str,
-    #[serde(rename = "rule-id")]
     rule_id: &'a str,
     matched: bool,
     flows: u64,
     packets: u64,
     bytes: u64,
-    #[serde(rename = "last-decided")]
     last_decided: Option<u64>,
 }
 

@@ -60,19 +60,8 @@ fn stored_records_read_back_equal_the_printed_ones() {
 
 #[test]
 fn search_sql_and_time_range() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("s");
+    let (_dir, store) = demo_store();
     let store = store.to_str().unwrap();
-    let inv = examples().join("vpc.toml");
-    out(vpcflow()
-        .args([
-            "ingest",
-            "--config",
-            inv.to_str().unwrap(),
-            "--store",
-            store,
-        ])
-        .arg(examples().join("vpc-demo.pcap")));
     let q = |args: &[&str]| out(vpcflow().args(["query", "--store", store]).args(args));
     let rejected = q(&[
         "--format",
@@ -207,6 +196,18 @@ fn a_writer_killed_at_random_moments_leaves_only_whole_files() {
     assert!(walk(&store).iter().all(|f| !f.ends_with(".tmp")));
 }
 
+/// A store holding the demo capture's records under the example inventory.
+fn demo_store() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("s");
+    let inv = examples().join("vpc.toml");
+    out(vpcflow()
+        .args(["ingest", "--config", inv.to_str().unwrap(), "--store"])
+        .arg(&store)
+        .arg(examples().join("vpc-demo.pcap")));
+    (dir, store)
+}
+
 fn walk(root: &Path) -> Vec<String> {
     if !root.exists() {
         return Vec::new();
@@ -228,13 +229,8 @@ fn walk(root: &Path) -> Vec<String> {
 
 #[test]
 fn retention_removes_what_is_older_than_the_groups_ttl() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("s");
+    let (_dir, store) = demo_store();
     let inv = examples().join("vpc.toml");
-    out(vpcflow()
-        .args(["ingest", "--config", inv.to_str().unwrap(), "--store"])
-        .arg(&store)
-        .arg(examples().join("vpc-demo.pcap")));
     let count = |s: &Path| -> usize {
         let o = out(vpcflow().args(["query", "--store"]).arg(s).args([
             "--format",
@@ -308,13 +304,7 @@ fn duckdb_reads_the_store_and_agrees_on_top_talkers() {
 
 #[test]
 fn an_unreadable_file_is_named() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("s");
-    let inv = examples().join("vpc.toml");
-    out(vpcflow()
-        .args(["ingest", "--config", inv.to_str().unwrap(), "--store"])
-        .arg(&store)
-        .arg(examples().join("vpc-demo.pcap")));
+    let (_dir, store) = demo_store();
     let good = walk(&store)
         .into_iter()
         .find(|f| f.ends_with(".parquet"))
