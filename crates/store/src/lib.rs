@@ -14,15 +14,20 @@
 //!
 //! This is the only crate that pulls in DataFusion.
 
+mod catalog;
+mod compact;
 mod layout;
 mod query;
 mod retention;
 mod schema;
+mod skipping;
 mod writer;
 
+pub use catalog::{CATALOG_FILE, Catalog, CatalogGroup, CatalogTopic};
+pub use compact::Compacted;
 pub use layout::civil_date;
 pub use query::{OutputFormat, Query, QueryResult, TimeRange};
-pub use retention::{GcReport, gc};
+pub use retention::GcReport;
 pub use schema::{COLUMNS, schema};
 pub use writer::{Store, WrittenFile, read_rows};
 
@@ -48,6 +53,14 @@ pub enum StoreError {
     /// The query could not be planned or run.
     #[error("query: {0}")]
     Query(String),
+    /// Another process has the store open for writing.
+    #[error(
+        "the store at {dir} is open for writing by another process (one writer at a time; a running agent or server compacts and collects it by itself)"
+    )]
+    Locked {
+        /// The store.
+        dir: String,
+    },
     /// A log group or topic that has no records in the store.
     #[error("no {kind} '{name}' in the store at {dir}")]
     NotFound {

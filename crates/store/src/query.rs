@@ -1,8 +1,9 @@
 //! Queries over the store: DataFusion SQL on a `records` table, narrowed to
 //! a log group, topic and time range, written as a table, text, JSON or CSV.
 
+use std::collections::HashSet;
 use std::io::{self, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, RecordBatch};
@@ -10,10 +11,15 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::ListingOptions;
+use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::object_store::local::LocalFileSystem;
+use datafusion::object_store::path::Path as ObjectPath;
 use datafusion::prelude::SessionContext;
 
 use crate::StoreError;
+use crate::catalog::Catalog;
 use crate::schema::schema;
+use crate::skipping::Skipping;
 
 /// Records whose capture window overlaps `[since, until)` (Unix seconds).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -27,9 +33,9 @@ pub struct TimeRange {
 /// A query.
 #[derive(Debug, Clone, Default)]
 pub struct Query {
-    /// Only this log group (id).
+    /// Only this log group (id, or name in the store's catalog).
     pub group: Option<String>,
-    /// Only this log topic (id).
+    /// Only this log topic (id, or name in the store's catalog).
     pub topic: Option<String>,
     /// Only these windows.
     pub time: TimeRange,
@@ -61,6 +67,8 @@ pub enum OutputFormat {
 pub struct QueryResult {
     /// The rows, in order.
     pub batches: Vec<RecordBatch>,
+    /// Store files that could not be read and were left out, each with why.
+    pub skipped: Vec<String>,
 }
 
 fn quote(s: &str) -> String {
@@ -91,8 +99,93 @@ const V2_COLUMNS: [Option<&str>; 20] = [
     Some("network_id"),
 ];
 
+/// The log groups and topics a query reads, by id (`None`: all).
+struct Scope {
+    group: Option<String>,
+    topics: Option<Vec<String>>,
+    /// Directories whose files the query may read.
+    dirs: Vec<PathBuf>,
+}
+
+fn subdirs_named(dir: &Path, prefix: &str) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.is_dir()
+                && p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with(prefix))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
 impl Query {
-    /// Runs the query over the store at `root`.
+    /// Resolves the group and topic (id, or name through the catalog).
+    fn scope(&self, root: &Path) -> Result<Scope, StoreError> {
+        let not_found = |kind, name: &str| StoreError::NotFound {
+            kind,
+            name: name.to_string(),
+            dir: root.display().to_string(),
+        };
+        let catalog = Catalog::load(root)?;
+        let group = match &self.group {
+            None => None,
+            Some(key) if root.join(format!("log_group={key}")).is_dir() => Some(key.clone()),
+            Some(key) => match catalog.group(key).map_err(StoreError::Query)? {
+                Some(g) if root.join(format!("log_group={}", g.id)).is_dir() => Some(g.id.clone()),
+                _ => return Err(not_found("log group", key)),
+            },
+        };
+        let group_dirs = match &group {
+            Some(g) => vec![root.join(format!("log_group={g}"))],
+            None => subdirs_named(root, "log_group="),
+        };
+        let topics = match &self.topic {
+            None => None,
+            Some(key) => {
+                let mut ids: Vec<String> = catalog.topic_ids(
+                    group
+                        .as_deref()
+                        .and_then(|g| catalog.group(g).ok().flatten()),
+                    key,
+                );
+                ids.push(key.clone());
+                ids.retain(|t| {
+                    group_dirs
+                        .iter()
+                        .any(|g| g.join(format!("log_topic={t}")).is_dir())
+                });
+                ids.sort();
+                ids.dedup();
+                if ids.is_empty() {
+                    return Err(not_found("log topic", key));
+                }
+                Some(ids)
+            }
+        };
+        let dirs = match &topics {
+            None => group_dirs,
+            Some(ids) => group_dirs
+                .iter()
+                .flat_map(|g| ids.iter().map(move |t| g.join(format!("log_topic={t}"))))
+                .filter(|d| d.is_dir())
+                .collect(),
+        };
+        Ok(Scope {
+            group,
+            topics,
+            dirs,
+        })
+    }
+
+    /// Runs the query over the store at `root`. A store file that cannot be
+    /// read is skipped and named in [`QueryResult::skipped`]; the rest of
+    /// the store is still answered from.
     pub fn run(&self, root: &Path) -> Result<QueryResult, StoreError> {
         if !root.is_dir() {
             return Err(StoreError::io(
@@ -100,112 +193,140 @@ impl Query {
                 io::Error::new(io::ErrorKind::NotFound, "no store here"),
             ));
         }
-        let groups: Vec<std::path::PathBuf> = match &self.group {
-            Some(g) => vec![root.join(format!("log_group={g}"))],
-            None => std::fs::read_dir(root)
-                .map_err(|e| StoreError::io(root, e))?
-                .flatten()
-                .map(|e| e.path())
-                .collect(),
-        };
-        if let Some(g) = &self.group
-            && !groups[0].is_dir()
-        {
-            return Err(StoreError::NotFound {
-                kind: "log group",
-                name: g.clone(),
-                dir: root.display().to_string(),
-            });
-        }
-        if let Some(t) = &self.topic
-            && !groups
-                .iter()
-                .any(|g| g.join(format!("log_topic={t}")).is_dir())
-        {
-            return Err(StoreError::NotFound {
-                kind: "log topic",
-                name: t.clone(),
-                dir: root.display().to_string(),
-            });
-        }
-        let bad = unreadable_files(&groups)?;
-        if !bad.is_empty() {
-            return Err(StoreError::Query(format!(
-                "unreadable store files (move them out of the store to query the rest): {}",
-                bad.join("; ")
-            )));
-        }
+        let scope = self.scope(root)?;
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|e| StoreError::Query(e.to_string()))?;
-        let q = |e: datafusion::error::DataFusionError| StoreError::Query(e.to_string());
-        rt.block_on(async {
-            let ctx = SessionContext::new();
-            ctx.register_udf(cidr_contains_udf());
-            let opts = ListingOptions::new(Arc::new(ParquetFormat::default()))
-                .with_file_extension(".parquet")
-                .with_table_partition_cols(
-                    ["log_group", "log_topic", "date", "hour"]
-                        .iter()
-                        .map(|c| (c.to_string(), DataType::Utf8))
+        match rt.block_on(self.execute(root, &scope, &HashSet::new())) {
+            Ok(batches) => Ok(QueryResult {
+                batches,
+                skipped: Vec::new(),
+            }),
+            // Planning failed (bad SQL, unknown column): no file is to blame.
+            Err(Failure::Plan(e)) => Err(e),
+            Err(Failure::Run(e)) => {
+                let bad = unreadable_files(&scope.dirs)?;
+                if bad.is_empty() {
+                    return Err(e);
+                }
+                let skip: HashSet<ObjectPath> = bad
+                    .iter()
+                    .filter_map(|(p, _)| ObjectPath::from_filesystem_path(p).ok())
+                    .collect();
+                let batches = rt
+                    .block_on(self.execute(root, &scope, &skip))
+                    .map_err(Failure::into_inner)?;
+                Ok(QueryResult {
+                    batches,
+                    skipped: bad
+                        .into_iter()
+                        .map(|(p, why)| format!("{}: {why}", p.display()))
                         .collect(),
-                );
-            let url = format!(
-                "{}/",
-                root.canonicalize()
-                    .map_err(|e| StoreError::io(root, e))?
-                    .display()
+                })
+            }
+        }
+    }
+
+    async fn execute(
+        &self,
+        root: &Path,
+        scope: &Scope,
+        skip: &HashSet<ObjectPath>,
+    ) -> Result<Vec<RecordBatch>, Failure> {
+        let plan =
+            |e: datafusion::error::DataFusionError| Failure::Plan(StoreError::Query(e.to_string()));
+        let ctx = SessionContext::new();
+        ctx.register_udf(cidr_contains_udf());
+        if !skip.is_empty() {
+            let local = ObjectStoreUrl::local_filesystem();
+            ctx.register_object_store(
+                local.as_ref(),
+                Arc::new(Skipping {
+                    inner: Arc::new(LocalFileSystem::new()),
+                    skip: Arc::new(skip.clone()),
+                }),
             );
-            ctx.register_listing_table("all_records", &url, opts, Some(schema()), None)
-                .await
-                .map_err(q)?;
-            let mut conds = Vec::new();
-            if let Some(g) = &self.group {
-                conds.push(format!("log_group = {}", quote(g)));
-            }
-            if let Some(t) = &self.topic {
-                conds.push(format!("log_topic = {}", quote(t)));
-            }
-            if let Some(s) = self.time.since {
-                conds.push(format!("\"end\" > {s}"));
-            }
-            if let Some(u) = self.time.until {
-                conds.push(format!("start < {u}"));
-            }
-            if let Some(f) = &self.filter {
-                conds.push(format!("({f})"));
-            }
-            let where_ = if conds.is_empty() {
-                String::new()
-            } else {
-                format!(" WHERE {}", conds.join(" AND "))
-            };
-            ctx.sql(&format!(
-                "CREATE VIEW records AS SELECT * FROM all_records{where_}"
-            ))
+        }
+        let opts = ListingOptions::new(Arc::new(ParquetFormat::default()))
+            .with_file_extension(".parquet")
+            .with_table_partition_cols(
+                ["log_group", "log_topic", "date", "hour"]
+                    .iter()
+                    .map(|c| (c.to_string(), DataType::Utf8))
+                    .collect(),
+            );
+        let url = format!(
+            "{}/",
+            root.canonicalize()
+                .map_err(|e| Failure::Plan(StoreError::io(root, e)))?
+                .display()
+        );
+        ctx.register_listing_table("all_records", &url, opts, Some(schema()), None)
             .await
-            .map_err(q)?;
-            let sql = match &self.sql {
-                Some(s) => s.clone(),
-                None => "SELECT * FROM records ORDER BY start, record_index, log_group, log_topic"
-                    .to_string(),
-            };
-            let mut df = ctx.sql(&sql).await.map_err(q)?;
-            if let Some(n) = self.limit {
-                df = df.limit(0, Some(n)).map_err(q)?;
-            }
-            let batches = df.collect().await.map_err(q)?;
-            Ok(QueryResult { batches })
-        })
+            .map_err(plan)?;
+        let mut conds = Vec::new();
+        if let Some(g) = &scope.group {
+            conds.push(format!("log_group = {}", quote(g)));
+        }
+        if let Some(ts) = &scope.topics {
+            let list: Vec<String> = ts.iter().map(|t| quote(t)).collect();
+            conds.push(format!("log_topic IN ({})", list.join(", ")));
+        }
+        if let Some(s) = self.time.since {
+            conds.push(format!("\"end\" > {s}"));
+        }
+        if let Some(u) = self.time.until {
+            conds.push(format!("start < {u}"));
+        }
+        if let Some(f) = &self.filter {
+            conds.push(format!("({f})"));
+        }
+        let where_ = if conds.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", conds.join(" AND "))
+        };
+        ctx.sql(&format!(
+            "CREATE VIEW records AS SELECT * FROM all_records{where_}"
+        ))
+        .await
+        .map_err(plan)?;
+        let sql = match &self.sql {
+            Some(s) => s.clone(),
+            None => "SELECT * FROM records ORDER BY start, record_index, log_group, log_topic"
+                .to_string(),
+        };
+        let mut df = ctx.sql(&sql).await.map_err(plan)?;
+        if let Some(n) = self.limit {
+            df = df.limit(0, Some(n)).map_err(plan)?;
+        }
+        df.collect()
+            .await
+            .map_err(|e| Failure::Run(StoreError::Query(e.to_string())))
     }
 }
 
-/// Store files under `dirs` whose Parquet footer cannot be read, with why.
-fn unreadable_files(dirs: &[std::path::PathBuf]) -> Result<Vec<String>, StoreError> {
+/// Why a query failed: while planning, or while reading files.
+enum Failure {
+    Plan(StoreError),
+    Run(StoreError),
+}
+
+impl Failure {
+    fn into_inner(self) -> StoreError {
+        match self {
+            Failure::Plan(e) | Failure::Run(e) => e,
+        }
+    }
+}
+
+/// Store files under `dirs` that cannot be read whole, with why: a footer
+/// check first, and when every footer reads, a full read of each file.
+fn unreadable_files(dirs: &[PathBuf]) -> Result<Vec<(PathBuf, String)>, StoreError> {
     use datafusion::parquet::file::reader::SerializedFileReader;
-    let mut bad = Vec::new();
-    let mut stack: Vec<std::path::PathBuf> = dirs.iter().filter(|d| d.is_dir()).cloned().collect();
+    let mut files = Vec::new();
+    let mut stack: Vec<PathBuf> = dirs.iter().filter(|d| d.is_dir()).cloned().collect();
     while let Some(d) = stack.pop() {
         for e in std::fs::read_dir(&d)
             .map_err(|e| StoreError::io(&d, e))?
@@ -215,20 +336,34 @@ fn unreadable_files(dirs: &[std::path::PathBuf]) -> Result<Vec<String>, StoreErr
             if p.is_dir() {
                 stack.push(p);
             } else if p.extension().is_some_and(|x| x == "parquet") {
-                let ok = std::fs::File::open(&p)
-                    .map_err(|e| e.to_string())
-                    .and_then(|f| {
-                        SerializedFileReader::new(f)
-                            .map(|_| ())
-                            .map_err(|e| e.to_string())
-                    });
-                if let Err(why) = ok {
-                    bad.push(format!("{}: {why}", p.display()));
-                }
+                files.push(p);
             }
         }
     }
-    bad.sort();
+    files.sort();
+    let footer = |p: &Path| {
+        std::fs::File::open(p)
+            .map_err(|e| e.to_string())
+            .and_then(|f| {
+                SerializedFileReader::new(f)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            })
+    };
+    let mut bad: Vec<(PathBuf, String)> = files
+        .iter()
+        .filter_map(|p| footer(p).err().map(|why| (p.clone(), why)))
+        .collect();
+    if bad.is_empty() {
+        bad = files
+            .iter()
+            .filter_map(|p| {
+                crate::read_rows(p)
+                    .err()
+                    .map(|e| (p.clone(), e.to_string()))
+            })
+            .collect();
+    }
     Ok(bad)
 }
 

@@ -103,6 +103,33 @@ pub fn gc(
     Ok(report)
 }
 
+/// An hour partition directory and the instant its hour ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct HourPartition {
+    pub path: PathBuf,
+    pub end: u64,
+}
+
+/// Every hour partition of the store, in path order.
+pub(crate) fn hour_partitions(root: &Path) -> Result<Vec<HourPartition>, StoreError> {
+    let mut out = Vec::new();
+    for group in subdirs(root)? {
+        if !name(&group).starts_with("log_group=") {
+            continue;
+        }
+        for topic in subdirs(&group)? {
+            for date in subdirs(&topic)? {
+                for hour in subdirs(&date)? {
+                    if let Some(end) = partition_end(&name(&date), &name(&hour)) {
+                        out.push(HourPartition { path: hour, end });
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
 fn walk_dirs(root: &Path) -> Result<Vec<PathBuf>, StoreError> {
     let mut out = Vec::new();
     let mut stack = vec![root.to_path_buf()];

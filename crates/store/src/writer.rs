@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
+use datafusion::arrow::array::RecordBatch;
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::file::properties::WriterProperties;
@@ -12,17 +13,27 @@ use vpcflow_core::aggregate::ClosedWindow;
 use vpcflow_core::record::FlowRecord;
 
 use crate::StoreError;
+use crate::catalog::{Catalog, CatalogGroup};
 use crate::layout::partition;
 use crate::schema::{batch, schema};
 
 /// Suffix of files being written; never read, removed by [`Store::open`].
-const TMP: &str = ".tmp";
+pub(crate) const TMP: &str = ".tmp";
 
-/// A store directory opened for writing.
+/// The lock file that makes a store single-writer.
+const LOCK: &str = ".lock";
+
+/// A store directory opened for writing. One process at a time holds a
+/// store open (an advisory lock on `.lock`, released when the process
+/// exits, however it exits).
 #[derive(Debug)]
 pub struct Store {
-    root: PathBuf,
-    seq: u64,
+    pub(crate) root: PathBuf,
+    pub(crate) seq: u64,
+    /// Hour partitions written by this writer and not compacted since,
+    /// with the instant each hour ends.
+    pub(crate) touched: BTreeMap<PathBuf, u64>,
+    _lock: File,
 }
 
 /// A file a window was written to.
@@ -34,13 +45,13 @@ pub struct WrittenFile {
     pub records: usize,
 }
 
-fn fsync_dir(dir: &Path) -> Result<(), StoreError> {
+pub(crate) fn fsync_dir(dir: &Path) -> Result<(), StoreError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| StoreError::io(dir, e))
 }
 
-fn properties() -> WriterProperties {
+pub(crate) fn properties() -> WriterProperties {
     use datafusion::parquet::basic::Encoding;
     use datafusion::parquet::schema::types::ColumnPath;
     let mut b = WriterProperties::builder()
@@ -57,9 +68,28 @@ fn properties() -> WriterProperties {
 }
 
 impl Store {
-    /// Opens (creating) a store and removes what a crashed writer left.
+    /// Opens (creating) a store and removes what a crashed writer left:
+    /// temporary files, and an interrupted compaction (either side of its
+    /// atomic swap is a whole state, see [`Store::compact_hour`]).
     pub fn open(root: &Path) -> Result<Store, StoreError> {
         fs::create_dir_all(root).map_err(|e| StoreError::io(root, e))?;
+        let lock_path = root.join(LOCK);
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| StoreError::io(&lock_path, e))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                return Err(StoreError::Locked {
+                    dir: root.display().to_string(),
+                });
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(StoreError::io(&lock_path, e)),
+        }
+        crate::compact::clean_staging(root)?;
         let mut stack = vec![root.to_path_buf()];
         while let Some(dir) = stack.pop() {
             for entry in fs::read_dir(&dir).map_err(|e| StoreError::io(&dir, e))? {
@@ -75,12 +105,52 @@ impl Store {
         Ok(Store {
             root: root.to_path_buf(),
             seq: 0,
+            touched: BTreeMap::new(),
+            _lock: lock,
         })
     }
 
     /// The store's directory.
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// Records log groups and topics (names, retention) in the store's
+    /// catalog, so queries can name them and retention runs without the
+    /// inventory. Rewrites the catalog only when something changed.
+    pub fn register(&mut self, groups: &[CatalogGroup]) -> Result<(), StoreError> {
+        let mut catalog = Catalog::load(&self.root)?;
+        if catalog.merge(groups) {
+            catalog.save(&self.root)?;
+        }
+        Ok(())
+    }
+
+    /// Removes the hour partitions past their log group's retention at
+    /// `now`: `ttl_days` where it knows the group, else the catalog's.
+    pub fn gc(
+        &mut self,
+        ttl_days: impl Fn(&str) -> Option<u32>,
+        now: u64,
+    ) -> Result<crate::GcReport, StoreError> {
+        let catalog = Catalog::load(&self.root)?;
+        let report = crate::retention::gc(
+            &self.root,
+            |g| {
+                ttl_days(g).or_else(|| {
+                    catalog
+                        .log_groups
+                        .iter()
+                        .find(|c| c.id == g)
+                        .map(|c| c.ttl_in_days)
+                })
+            },
+            now,
+        )?;
+        for p in &report.partitions {
+            self.touched.remove(p);
+        }
+        Ok(report)
     }
 
     /// Writes a closed window: one file per log topic that has records in it.
@@ -113,7 +183,8 @@ impl Store {
                 path: dir.join(&name).display().to_string(),
                 message,
             })?;
-            let path = self.write_file(&dir, &name, &b)?;
+            let path = write_file(&self.root, &dir, &name, [Ok(b)])?;
+            self.touched.insert(dir, (w.start / 3600 + 1) * 3600);
             written.push(WrittenFile {
                 path,
                 records: records.len(),
@@ -121,38 +192,41 @@ impl Store {
         }
         Ok(written)
     }
+}
 
-    fn write_file(
-        &self,
-        dir: &Path,
-        name: &str,
-        b: &datafusion::arrow::array::RecordBatch,
-    ) -> Result<PathBuf, StoreError> {
-        fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
-        let tmp = dir.join(format!(".{name}{TMP}"));
-        let path = dir.join(name);
-        let encode = |e: &dyn std::fmt::Display| StoreError::Encode {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        };
-        let file = File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
-        let mut w =
-            ArrowWriter::try_new(file, schema(), Some(properties())).map_err(|e| encode(&e))?;
-        w.write(b).map_err(|e| encode(&e))?;
-        let file = w.into_inner().map_err(|e| encode(&e))?;
-        file.sync_all().map_err(|e| StoreError::io(&tmp, e))?;
-        fs::rename(&tmp, &path).map_err(|e| StoreError::io(&path, e))?;
-        // The rename, and any directory created for it, must survive a crash too.
-        let mut d = Some(dir);
-        while let Some(p) = d {
-            fsync_dir(p)?;
-            if p == self.root {
-                break;
-            }
-            d = p.parent();
-        }
-        Ok(path)
+/// Writes `batches` durably as `dir/name`: a temporary name, fsync, rename,
+/// then fsync of `dir` and its parents up to `root`.
+pub(crate) fn write_file(
+    root: &Path,
+    dir: &Path,
+    name: &str,
+    batches: impl IntoIterator<Item = Result<RecordBatch, StoreError>>,
+) -> Result<PathBuf, StoreError> {
+    fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
+    let tmp = dir.join(format!(".{name}{TMP}"));
+    let path = dir.join(name);
+    let encode = |e: &dyn std::fmt::Display| StoreError::Encode {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    };
+    let file = File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
+    let mut w = ArrowWriter::try_new(file, schema(), Some(properties())).map_err(|e| encode(&e))?;
+    for b in batches {
+        w.write(&b?).map_err(|e| encode(&e))?;
     }
+    let file = w.into_inner().map_err(|e| encode(&e))?;
+    file.sync_all().map_err(|e| StoreError::io(&tmp, e))?;
+    fs::rename(&tmp, &path).map_err(|e| StoreError::io(&path, e))?;
+    // The rename, and any directory created for it, must survive a crash too.
+    let mut d = Some(dir);
+    while let Some(p) = d {
+        fsync_dir(p)?;
+        if p == root {
+            break;
+        }
+        d = p.parent();
+    }
+    Ok(path)
 }
 
 /// Reads a store file whole and returns its number of rows: a check that

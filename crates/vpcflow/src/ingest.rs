@@ -153,6 +153,8 @@ struct Settings {
     proposed: Option<Pipeline<Verdicts>>,
     format: Format,
     captures: Vec<CaptureFile>,
+    /// The inventory's log groups and topics, for the store's catalog.
+    catalog: Vec<vpcflow_store::CatalogGroup>,
 }
 
 impl Settings {
@@ -235,6 +237,10 @@ impl Settings {
             proposed,
             format,
             captures,
+            catalog: inventory
+                .as_ref()
+                .map(crate::store_cmd::catalog_groups)
+                .unwrap_or_default(),
         })
     }
 }
@@ -272,6 +278,7 @@ fn stream(settings: Settings, args: &IngestArgs, mut out: impl Write) -> Result<
         proposed,
         format,
         captures,
+        catalog,
     } = settings;
     let total_bytes: u64 = captures.iter().filter_map(|c| c.progress().1).sum();
     let bar = (io::stderr().is_terminal() && total_bytes > PROGRESS_BYTES).then(|| {
@@ -288,7 +295,11 @@ fn stream(settings: Settings, args: &IngestArgs, mut out: impl Write) -> Result<
     let mut rule_stats = RuleStats::default();
     let mut sink = match (proposed, &args.store) {
         (Some(p), _) => Sink::Compare(Box::new(p), Comparison::default()),
-        (None, Some(dir)) => Sink::Store(Box::new(vpcflow_store::Store::open(dir)?), 0, 0),
+        (None, Some(dir)) => {
+            let mut store = vpcflow_store::Store::open(dir)?;
+            store.register(&catalog)?;
+            Sink::Store(Box::new(store), 0, 0)
+        }
         (None, None) => {
             if args.header {
                 format::write_header(&format, &mut out)?;
@@ -318,14 +329,17 @@ fn stream(settings: Settings, args: &IngestArgs, mut out: impl Write) -> Result<
         p.finish();
     }
     drain(&mut pipeline, &mut sink, &mut rule_stats, &mut out)?;
-    match &sink {
+    match &mut sink {
         Sink::Compare(proposed, comparison) => {
             comparison.report(pipeline.topology(), proposed.topology(), &mut out)?;
         }
         Sink::Store(store, files, records) => {
+            // The capture is over: no window can land in its hours any more.
+            let compacted = store.compact_before(u64::MAX)?;
             eprintln!(
-                "vpcflow: stored {records} records in {files} files under {}",
-                store.root().display()
+                "vpcflow: stored {records} records in {files} files under {} ({} hours compacted)",
+                store.root().display(),
+                compacted.len()
             );
         }
         Sink::Records(_) => {}
@@ -377,6 +391,8 @@ fn drain(
                     *files += 1;
                     *records += f.records;
                 }
+                // Windows close in time order: hours before this one are complete.
+                store.compact_before(w.start)?;
             }
         }
         Sink::Compare(proposed, comparison) => {

@@ -25,11 +25,11 @@ pub struct QueryArgs {
     /// The log store.
     #[arg(long, value_name = "DIR", default_value = "vpcflow-store")]
     store: PathBuf,
-    /// Only this log group (id).
-    #[arg(long, value_name = "ID")]
+    /// Only this log group (id or name).
+    #[arg(long, value_name = "ID|NAME")]
     group: Option<String>,
-    /// Only this log topic (id).
-    #[arg(long, value_name = "ID")]
+    /// Only this log topic (id or name).
+    #[arg(long, value_name = "ID|NAME")]
     topic: Option<String>,
     /// Only windows that end after this long ago (e.g. 90s, 15m, 1h, 7d).
     #[arg(long, value_name = "DURATION", conflicts_with_all = ["since", "until"])]
@@ -174,6 +174,9 @@ pub fn run(args: QueryArgs) -> Result<ExitCode> {
         limit: args.limit,
     };
     let result = q.run(&args.store)?;
+    for s in &result.skipped {
+        eprintln!("vpcflow: warning: skipped an unreadable store file: {s}");
+    }
     let format = match args.format {
         FormatArg::Table => OutputFormat::Table,
         FormatArg::V1 => OutputFormat::V1,

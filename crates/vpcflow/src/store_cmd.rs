@@ -6,6 +6,8 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Args, Subcommand};
 
+use vpcflow_store::{CatalogGroup, CatalogTopic, Store};
+
 use crate::ingest::load_inventory;
 use crate::query::instant;
 
@@ -23,47 +25,103 @@ enum StoreCommand {
         /// The log store.
         #[arg(long, value_name = "DIR", default_value = "vpcflow-store")]
         store: PathBuf,
-        /// The inventory that gives each log group's retention.
+        /// An inventory that gives each log group's retention (default: the
+        /// retention the store's catalog recorded when the records were written).
         #[arg(long, value_name = "FILE")]
-        config: PathBuf,
+        config: Option<PathBuf>,
         /// Collect as of this instant instead of now (RFC 3339 or Unix seconds).
         #[arg(long, value_name = "T")]
         now: Option<String>,
     },
+    /// Merge the files of each finished hour partition into one.
+    Compact {
+        /// The log store.
+        #[arg(long, value_name = "DIR", default_value = "vpcflow-store")]
+        store: PathBuf,
+        /// Only hours that ended before this instant (default: now).
+        #[arg(long, value_name = "T")]
+        now: Option<String>,
+    },
+}
+
+/// The inventory's log groups and topics as the store's catalog records them.
+pub fn catalog_groups(inv: &vpcflow_core::Inventory) -> Vec<CatalogGroup> {
+    inv.log_groups
+        .iter()
+        .enumerate()
+        .map(|(i, g)| CatalogGroup {
+            id: g.id.clone(),
+            name: g.name.clone(),
+            ttl_in_days: u32::from(g.ttl_in_days),
+            log_topics: inv
+                .log_topics
+                .iter()
+                .filter(|t| t.log_group == i)
+                .map(|t| CatalogTopic {
+                    id: t.id.clone(),
+                    name: t.name.clone(),
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+fn now_or(t: Option<String>) -> Result<u64> {
+    Ok(match t {
+        Some(t) => instant(&t)?,
+        None => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+    })
 }
 
 /// Runs `vpcflow store`.
 pub fn run(args: StoreArgs) -> Result<ExitCode> {
     match args.command {
         StoreCommand::Gc { store, config, now } => {
-            let inv = load_inventory(&config)?;
-            let now = match now {
-                Some(t) => instant(&t)?,
-                None => std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_secs())
-                    .unwrap_or(0),
-            };
+            let inv = config.as_ref().map(load_inventory).transpose()?;
+            let now = now_or(now)?;
             let ttl = |group: &str| {
-                inv.log_groups
+                inv.as_ref()?
+                    .log_groups
                     .iter()
                     .find(|g| g.id == group)
                     .map(|g| u32::from(g.ttl_in_days))
             };
-            let report = vpcflow_store::gc(&store, ttl, now)?;
+            let report = Store::open(&store)?.gc(ttl, now)?;
             for p in &report.partitions {
                 println!("removed {}", p.display());
             }
             for g in &report.unknown_groups {
                 eprintln!(
-                    "vpcflow: warning: log group '{g}' is not in {}; its records are kept",
-                    config.display()
+                    "vpcflow: warning: log group '{g}' has no retention in {}; its records are kept",
+                    config.as_ref().map_or_else(
+                        || "the store's catalog".to_string(),
+                        |c| format!("{} or the store's catalog", c.display())
+                    )
                 );
             }
             eprintln!(
                 "vpcflow: removed {} expired hour partitions",
                 report.partitions.len()
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        StoreCommand::Compact { store, now } => {
+            let now = now_or(now)?;
+            let done = Store::open(&store)?.compact_all(now)?;
+            for c in &done {
+                println!(
+                    "compacted {}: {} files, {} records, {} -> {} bytes",
+                    c.dir.display(),
+                    c.files,
+                    c.records,
+                    c.bytes.0,
+                    c.bytes.1
+                );
+            }
+            eprintln!("vpcflow: compacted {} hour partitions", done.len());
             Ok(ExitCode::SUCCESS)
         }
     }
