@@ -469,6 +469,38 @@ impl Aggregator {
         true
     }
 
+    /// Counts `packets` (of `bytes`, if known) that the capture lost on
+    /// `port` at `at`: they become the port's SKIPDATA record of that
+    /// window under each of its flow logs (SPEC §2). Returns `false` when
+    /// that window is already closed.
+    pub fn note_lost(
+        &mut self,
+        topology: &Topology,
+        port: u32,
+        at: Timestamp,
+        packets: u64,
+        bytes: u64,
+    ) -> bool {
+        let Some(start) = self.note_time(at) else {
+            return false;
+        };
+        let wi = self.window_index(start);
+        let w = &mut self.open[wi];
+        let p = port as usize;
+        if w.ports.len() <= p {
+            w.ports
+                .resize(topology.ports.len().max(p + 1), PortWindow::default());
+        }
+        let bits = topology.ports.get(p).map_or(0, |pi| pi.filters);
+        for t in 0..3 {
+            if bits & (1 << t) != 0 {
+                w.ports[p].skipped_packets[t] += packets;
+                w.ports[p].skipped_bytes[t] += bytes;
+            }
+        }
+        true
+    }
+
     /// Closes every window that ended at least the grace period before `now`.
     pub fn close_until(
         &mut self,

@@ -6,11 +6,11 @@
 //! end of input. Windows close on the frames' own timestamps (or, for a live
 //! source, on the clock the caller passes to [`Pipeline::tick`]).
 
-use vpcflow_wire::{Frame, IpProtocol, Skip, parse_frame};
+use vpcflow_wire::{Frame, IpProtocol, IpSummary, Skip, parse_frame};
 
 use crate::aggregate::{Aggregator, AggregatorConfig, ClosedWindow};
 use crate::attribute::Attributor;
-use crate::flow::{FiveTuple, FlowDelta};
+use crate::flow::{Direction, FiveTuple, FlowDelta};
 use crate::fragments::FragmentTracker;
 use crate::policy::Policy;
 use crate::record::LogStatus;
@@ -137,8 +137,42 @@ impl<P: Policy> Pipeline<P> {
         &mut self.closed
     }
 
-    /// Processes one frame.
+    /// Processes one frame, attributed to ports by its addresses (a capture
+    /// that sees many ports' traffic, e.g. on a bridge or a trunk).
     pub fn observe(&mut self, frame: &Frame<'_>) {
+        let Some((s, now)) = self.parse(frame) else {
+            return;
+        };
+        let window = self.aggregator.config().window;
+        let targets = self
+            .attributor
+            .attribute(&s.src, &s.dst, now, window, &mut self.topology);
+        self.count_packet(&s, now, targets);
+    }
+
+    /// Processes one frame captured on a port's own interface: it counts
+    /// for that port only, in `direction` (the capture knows which way it
+    /// went), so traffic between two monitored ports, seen on both their
+    /// interfaces, is counted once for each.
+    pub fn observe_on_port(&mut self, frame: &Frame<'_>, port: u32, direction: Direction) {
+        let Some((s, now)) = self.parse(frame) else {
+            return;
+        };
+        let target = ((port as usize) < self.topology.ports.len()).then_some((port, direction));
+        self.count_packet(&s, now, [target, None]);
+    }
+
+    /// Counts packets the capture lost on `port` at `now` (SKIPDATA).
+    pub fn note_lost(&mut self, port: u32, now: Timestamp, packets: u64) {
+        if !self
+            .aggregator
+            .note_lost(&self.topology, port, now, packets, 0)
+        {
+            self.stats.late_for_window += packets;
+        }
+    }
+
+    fn parse(&mut self, frame: &Frame<'_>) -> Option<(IpSummary, Timestamp)> {
         self.stats.packets += 1;
         let now = Timestamp(frame.timestamp_ns);
         // Every frame, decodable or not, extends the span of reported windows.
@@ -147,7 +181,7 @@ impl<P: Policy> Pipeline<P> {
             Ok(s) => s,
             Err(skip) => {
                 self.stats.skipped_wire[skip.index()] += 1;
-                return;
+                return None;
             }
         };
         if s.transport_truncated {
@@ -157,10 +191,15 @@ impl<P: Policy> Pipeline<P> {
             self.fragments.resolve(now, &mut s);
             self.stats.unmatched_fragments = self.fragments.unmatched;
         }
-        let window = self.aggregator.config().window;
-        let targets = self
-            .attributor
-            .attribute(&s.src, &s.dst, now, window, &mut self.topology);
+        Some((s, now))
+    }
+
+    fn count_packet(
+        &mut self,
+        s: &IpSummary,
+        now: Timestamp,
+        targets: [Option<(u32, Direction)>; 2],
+    ) {
         if targets.iter().all(Option::is_none) {
             self.stats.no_monitored_port += 1;
         } else {
@@ -231,4 +270,113 @@ impl<P: Policy> Pipeline<P> {
 /// Records by status, named.
 pub fn status_counts(stats: &PipelineStats) -> [(LogStatus, u64); 3] {
     LogStatus::ALL.map(|s| (s, stats.records[s as usize]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::attribute::AutoPorts;
+    use crate::flow::TrafficType;
+    use crate::policy::AcceptAll;
+    use crate::record::RecordBody;
+    use crate::time::WindowLength;
+    use vpcflow_wire::LinkType;
+
+    /// Ethernet + IPv4 + UDP, `payload` bytes of payload.
+    fn udp(src: [u8; 4], dst: [u8; 4], payload: usize) -> Vec<u8> {
+        let mut f = vec![0u8; 14 + 20 + 8 + payload];
+        f[12..14].copy_from_slice(&[0x08, 0x00]);
+        let ip = &mut f[14..];
+        ip[0] = 0x45;
+        ip[2..4].copy_from_slice(&((28 + payload) as u16).to_be_bytes());
+        ip[8] = 64;
+        ip[9] = 17;
+        ip[12..16].copy_from_slice(&src);
+        ip[16..20].copy_from_slice(&dst);
+        ip[20..22].copy_from_slice(&4000u16.to_be_bytes());
+        ip[22..24].copy_from_slice(&53u16.to_be_bytes());
+        ip[24..26].copy_from_slice(&((8 + payload) as u16).to_be_bytes());
+        f
+    }
+
+    fn pipeline() -> Pipeline<AcceptAll> {
+        let (attributor, mut topology) = Attributor::automatic(&AutoPorts {
+            cidrs: vec!["10.0.0.0/8".parse().unwrap()],
+            traffic_type: TrafficType::All,
+            region: "-".into(),
+        });
+        // Two ports known up front: 10.0.0.1 and 10.0.0.2.
+        let mut a = attributor;
+        for ip in ["10.0.0.1", "10.0.0.2"] {
+            a.attribute(
+                &ip.parse().unwrap(),
+                &"192.0.2.1".parse().unwrap(),
+                Timestamp::from_secs(600),
+                WindowLength::DEFAULT,
+                &mut topology,
+            );
+        }
+        Pipeline::new(
+            topology,
+            a,
+            AggregatorConfig {
+                window: WindowLength::DEFAULT,
+                max_records: 100,
+                grace_ns: 0,
+            },
+            AcceptAll,
+        )
+    }
+
+    #[test]
+    fn a_frame_on_a_ports_interface_counts_for_that_port_only() {
+        let mut p = pipeline();
+        let data = udp([10, 0, 0, 1], [10, 0, 0, 2], 100);
+        for _ in 0..3 {
+            p.observe_on_port(
+                &Frame {
+                    timestamp_ns: 601_000_000_000,
+                    link: LinkType::Ethernet,
+                    data: &data,
+                    wire_len: data.len() as u32,
+                },
+                1,
+                Direction::Ingress,
+            );
+        }
+        p.note_lost(0, Timestamp::from_secs(602), 7);
+        p.finish();
+        let w = &p.closed()[0];
+        let mut ok = w
+            .records
+            .iter()
+            .filter(|r| matches!(r.body, RecordBody::Flow(_)));
+        let r = ok.next().unwrap();
+        assert_eq!(r.port, 1);
+        let RecordBody::Flow(f) = &r.body else {
+            unreachable!()
+        };
+        assert_eq!(
+            (f.packets, f.bytes, f.direction),
+            (3, 3 * 128, Direction::Ingress)
+        );
+        assert!(ok.next().is_none(), "counted once, for port 1 only");
+        // Port 0 saw nothing but lost 7 packets: NODATA and SKIPDATA.
+        let port0: Vec<&RecordBody> = w
+            .records
+            .iter()
+            .filter(|r| r.port == 0)
+            .map(|r| &r.body)
+            .collect();
+        assert_eq!(
+            port0,
+            vec![
+                &RecordBody::NoData,
+                &RecordBody::SkipData {
+                    packets: 7,
+                    bytes: 0
+                }
+            ]
+        );
+    }
 }

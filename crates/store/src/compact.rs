@@ -15,6 +15,7 @@
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
 
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use rustix::fs::{CWD, RenameFlags, renameat_with};
@@ -76,7 +77,7 @@ fn file_len(p: &Path) -> u64 {
 impl Store {
     /// Compacts every hour partition this writer has written to that ends
     /// at or before `before` (Unix seconds): once windows no longer land
-    /// there.
+    /// there. With [`Store::compact_in_background`], queues them instead.
     pub fn compact_before(&mut self, before: u64) -> Result<Vec<Compacted>, StoreError> {
         let due: Vec<PathBuf> = self
             .touched
@@ -84,6 +85,15 @@ impl Store {
             .filter(|&(_, &end)| end <= before)
             .map(|(d, _)| d.clone())
             .collect();
+        if let Some(c) = &self.compactor {
+            for dir in due {
+                self.touched.remove(&dir);
+                if let Some(tx) = &c.tx {
+                    let _ = tx.send(dir);
+                }
+            }
+            return collect(c.done.try_iter());
+        }
         let mut done = Vec::new();
         for dir in due {
             self.touched.remove(&dir);
@@ -114,90 +124,170 @@ impl Store {
     /// An unreadable file stops the compaction of that hour with an error
     /// naming it, and the hour stays as it was.
     pub fn compact_hour(&mut self, dir: &Path) -> Result<Option<Compacted>, StoreError> {
-        let files = parquet_files(dir)?;
-        if files.len() < 2 {
-            return Ok(None);
-        }
-        let records = std::cell::Cell::new(0usize);
-        let batches = files.iter().flat_map(|f| {
-            let bad = |e: &dyn std::fmt::Display| StoreError::Encode {
-                path: f.display().to_string(),
-                message: format!("cannot compact: {e}"),
-            };
-            let reader = File::open(f)
-                .map_err(|e| StoreError::io(f, e))
-                .and_then(|r| {
-                    ParquetRecordBatchReaderBuilder::try_new(r)
-                        .map_err(|e| bad(&e))?
-                        .with_batch_size(64 * 1024)
-                        .build()
-                        .map_err(|e| bad(&e))
-                });
-            let (reader, err) = match reader {
-                Ok(r) => (Some(r), None),
-                Err(e) => (None, Some(Err(e))),
-            };
-            err.into_iter()
-                .chain(reader.into_iter().flatten().map(move |b| {
-                    b.map_err(|e| StoreError::Encode {
-                        path: f.display().to_string(),
-                        message: format!("cannot compact: {e}"),
-                    })
-                }))
-        });
-        let batches = batches.inspect(|b| {
-            if let Ok(b) = b {
-                records.set(records.get() + b.num_rows());
-            }
-        });
-        let first = files[0]
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.split('-').next())
-            .unwrap_or("0")
-            .to_string();
         self.seq += 1;
-        let name = format!(
-            "{first}-compact-{}-{}.parquet",
-            std::process::id(),
-            self.seq
-        );
-        let staging_root = self.root.join(STAGING);
-        let staging = staging_root.join(format!("{}-{}", std::process::id(), self.seq));
-        fs::create_dir_all(&staging).map_err(|e| StoreError::io(&staging, e))?;
-        let merged = match write_file(&self.root, &staging, &name, batches) {
-            Ok(p) => p,
-            Err(e) => {
-                let _ = fs::remove_dir_all(&staging);
-                return Err(e);
-            }
-        };
-        let records = records.get();
-        let after = file_len(&merged);
-        renameat_with(CWD, &staging, CWD, dir, RenameFlags::EXCHANGE).map_err(|e| {
-            StoreError::io(
-                dir,
-                std::io::Error::other(format!("swapping in the compacted hour: {e}")),
-            )
-        })?;
-        if let Some(parent) = dir.parent() {
-            fsync_dir(parent)?;
-        }
-        fsync_dir(&staging_root)?;
-        // `staging` now holds the superseded files.
-        let before: u64 = files
-            .iter()
-            .map(|f| file_len(&staging.join(f.file_name().unwrap_or_default())))
-            .sum();
-        fs::remove_dir_all(&staging).map_err(|e| StoreError::io(&staging, e))?;
-        fsync_dir(&staging_root)?;
-        Ok(Some(Compacted {
-            dir: dir.to_path_buf(),
-            files: files.len(),
-            records,
-            bytes: (before, after),
-        }))
+        compact_dir(
+            &self.root,
+            dir,
+            &format!("{}-{}", std::process::id(), self.seq),
+        )
     }
+
+    /// Hands compaction to a thread of its own, so writing windows never
+    /// waits for it: [`Store::compact_before`] then queues the hours and
+    /// returns the compactions finished so far, and
+    /// [`Store::finish_compaction`] waits for the queue to drain.
+    pub fn compact_in_background(&mut self) {
+        if self.compactor.is_some() {
+            return;
+        }
+        let (tx, rx) = mpsc::channel::<PathBuf>();
+        let (done_tx, done) = mpsc::channel();
+        let root = self.root.clone();
+        let handle = std::thread::Builder::new()
+            .name("vpcflow-compact".into())
+            .spawn(move || {
+                let mut n = 0u64;
+                for dir in rx {
+                    n += 1;
+                    let tag = format!("{}-bg{n}", std::process::id());
+                    if done_tx.send(compact_dir(&root, &dir, &tag)).is_err() {
+                        break;
+                    }
+                }
+            })
+            .ok();
+        self.compactor = handle.map(|handle| Compactor {
+            tx: Some(tx),
+            done,
+            handle: Some(handle),
+        });
+    }
+
+    /// Waits for queued background compactions and returns their results
+    /// (the first error, if any). Without a background thread, nothing.
+    pub fn finish_compaction(&mut self) -> Result<Vec<Compacted>, StoreError> {
+        let Some(mut c) = self.compactor.take() else {
+            return Ok(Vec::new());
+        };
+        drop(c.tx.take());
+        if let Some(h) = c.handle.take() {
+            let _ = h.join();
+        }
+        collect(c.done.try_iter())
+    }
+}
+
+fn collect(
+    results: impl Iterator<Item = Result<Option<Compacted>, StoreError>>,
+) -> Result<Vec<Compacted>, StoreError> {
+    let mut done = Vec::new();
+    for r in results {
+        if let Some(c) = r? {
+            done.push(c);
+        }
+    }
+    Ok(done)
+}
+
+/// The background compaction thread of a store.
+#[derive(Debug)]
+pub(crate) struct Compactor {
+    tx: Option<mpsc::Sender<PathBuf>>,
+    done: mpsc::Receiver<Result<Option<Compacted>, StoreError>>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Compactor {
+    fn drop(&mut self) {
+        // Finish what was queued: an hour left half-way is safe, but work lost.
+        drop(self.tx.take());
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// Compacts `dir` (see [`Store::compact_hour`]); `tag` makes the staging
+/// directory and the merged file's name unique.
+fn compact_dir(root: &Path, dir: &Path, tag: &str) -> Result<Option<Compacted>, StoreError> {
+    let files = parquet_files(dir)?;
+    if files.len() < 2 {
+        return Ok(None);
+    }
+    let records = std::cell::Cell::new(0usize);
+    let batches = files.iter().flat_map(|f| {
+        let bad = |e: &dyn std::fmt::Display| StoreError::Encode {
+            path: f.display().to_string(),
+            message: format!("cannot compact: {e}"),
+        };
+        let reader = File::open(f)
+            .map_err(|e| StoreError::io(f, e))
+            .and_then(|r| {
+                ParquetRecordBatchReaderBuilder::try_new(r)
+                    .map_err(|e| bad(&e))?
+                    .with_batch_size(64 * 1024)
+                    .build()
+                    .map_err(|e| bad(&e))
+            });
+        let (reader, err) = match reader {
+            Ok(r) => (Some(r), None),
+            Err(e) => (None, Some(Err(e))),
+        };
+        err.into_iter()
+            .chain(reader.into_iter().flatten().map(move |b| {
+                b.map_err(|e| StoreError::Encode {
+                    path: f.display().to_string(),
+                    message: format!("cannot compact: {e}"),
+                })
+            }))
+    });
+    let batches = batches.inspect(|b| {
+        if let Ok(b) = b {
+            records.set(records.get() + b.num_rows());
+        }
+    });
+    let first = files[0]
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.split('-').next())
+        .unwrap_or("0")
+        .to_string();
+    let name = format!("{first}-compact-{tag}.parquet");
+    let staging_root = root.join(STAGING);
+    let staging = staging_root.join(tag);
+    fs::create_dir_all(&staging).map_err(|e| StoreError::io(&staging, e))?;
+    let merged = match write_file(root, &staging, &name, batches) {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = fs::remove_dir_all(&staging);
+            return Err(e);
+        }
+    };
+    let records = records.get();
+    let after = file_len(&merged);
+    renameat_with(CWD, &staging, CWD, dir, RenameFlags::EXCHANGE).map_err(|e| {
+        StoreError::io(
+            dir,
+            std::io::Error::other(format!("swapping in the compacted hour: {e}")),
+        )
+    })?;
+    if let Some(parent) = dir.parent() {
+        fsync_dir(parent)?;
+    }
+    fsync_dir(&staging_root)?;
+    // `staging` now holds the superseded files.
+    let before: u64 = files
+        .iter()
+        .map(|f| file_len(&staging.join(f.file_name().unwrap_or_default())))
+        .sum();
+    fs::remove_dir_all(&staging).map_err(|e| StoreError::io(&staging, e))?;
+    fsync_dir(&staging_root)?;
+    Ok(Some(Compacted {
+        dir: dir.to_path_buf(),
+        files: files.len(),
+        records,
+        bytes: (before, after),
+    }))
 }
 
 #[cfg(test)]
@@ -328,6 +418,26 @@ mod tests {
         let done = s.compact_all(u64::MAX).unwrap();
         assert_eq!(done[0].records, 9);
         assert_eq!(parquet_under(dir.path()).len(), 1);
+    }
+
+    #[test]
+    fn background_compaction_does_the_same_work() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = topology();
+        let mut s = Store::open(dir.path()).unwrap();
+        s.compact_in_background();
+        let hour = 1_700_002_800;
+        let mut done = Vec::new();
+        for m in 0..(3 * 60 / 20) {
+            let start = hour + m * 1200;
+            s.write_window(&t, &window(start)).unwrap();
+            done.extend(s.compact_before(start).unwrap());
+        }
+        done.extend(s.compact_before(u64::MAX).unwrap());
+        done.extend(s.finish_compaction().unwrap());
+        assert_eq!(done.len(), 3, "{done:?}");
+        assert!(done.iter().all(|c| c.files == 3 && c.records == 9));
+        assert_eq!(parquet_under(dir.path()).len(), 3);
     }
 
     #[test]

@@ -33,6 +33,7 @@ pub struct Store {
     /// Hour partitions written by this writer and not compacted since,
     /// with the instant each hour ends.
     pub(crate) touched: BTreeMap<PathBuf, u64>,
+    pub(crate) compactor: Option<crate::compact::Compactor>,
     _lock: File,
 }
 
@@ -106,6 +107,7 @@ impl Store {
             root: root.to_path_buf(),
             seq: 0,
             touched: BTreeMap::new(),
+            compactor: None,
             _lock: lock,
         })
     }

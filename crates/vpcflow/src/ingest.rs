@@ -298,6 +298,7 @@ fn stream(settings: Settings, args: &IngestArgs, mut out: impl Write) -> Result<
         (None, Some(dir)) => {
             let mut store = vpcflow_store::Store::open(dir)?;
             store.register(&catalog)?;
+            store.compact_in_background();
             Sink::Store(Box::new(store), 0, 0)
         }
         (None, None) => {
@@ -335,7 +336,16 @@ fn stream(settings: Settings, args: &IngestArgs, mut out: impl Write) -> Result<
         }
         Sink::Store(store, files, records) => {
             // The capture is over: no window can land in its hours any more.
-            let compacted = store.compact_before(u64::MAX)?;
+            let compacted = store
+                .compact_before(u64::MAX)
+                .and_then(|mut c| {
+                    c.extend(store.finish_compaction()?);
+                    Ok(c)
+                })
+                .unwrap_or_else(|e| {
+                    eprintln!("vpcflow: warning: compaction: {e}");
+                    Vec::new()
+                });
             eprintln!(
                 "vpcflow: stored {records} records in {files} files under {} ({} hours compacted)",
                 store.root().display(),
@@ -392,7 +402,10 @@ fn drain(
                     *records += f.records;
                 }
                 // Windows close in time order: hours before this one are complete.
-                store.compact_before(w.start)?;
+                // A failed compaction leaves the hour as it was: whole, just not merged.
+                if let Err(e) = store.compact_before(w.start) {
+                    eprintln!("vpcflow: warning: compaction: {e}");
+                }
             }
         }
         Sink::Compare(proposed, comparison) => {
