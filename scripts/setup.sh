@@ -2,14 +2,14 @@
 # Installs the Debian packages a task needs, and nothing when they are there.
 #
 #   scripts/setup.sh test    tshark (the tests' independent oracle); iproute2,
-#                            nftables, tcpdump, python3 (the live kernel test);
+#                            nftables, tcpdump, python3, ping (the live tests);
 #                            duckdb for Python (the store's interoperability test)
 #   scripts/setup.sh bench   softflowd, bc (the benchmark's reference)
 #
 # Needs root (or sudo) only when something is missing.
 set -euo pipefail
 case "${1:-test}" in
-    test) want=(tshark:tshark ip:iproute2 nft:nftables tcpdump:tcpdump python3:python3) ;;
+    test) want=(tshark:tshark ip:iproute2 nft:nftables tcpdump:tcpdump python3:python3 ping:iputils-ping) ;;
     bench) want=(softflowd:softflowd bc:bc taskset:util-linux) ;;
     *) echo "usage: $0 test|bench" >&2; exit 2 ;;
 esac

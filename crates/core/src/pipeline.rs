@@ -240,6 +240,14 @@ impl<P: Policy> Pipeline<P> {
         self.tick(now);
     }
 
+    /// A live source's wall clock: the window holding `now` is one to report
+    /// (silent ports get NODATA in it), and the windows `now` has left
+    /// behind close.
+    pub fn note_clock(&mut self, now: Timestamp) {
+        self.aggregator.note_time(now);
+        self.tick(now);
+    }
+
     /// Closes the windows that `now` has left behind.
     pub fn tick(&mut self, now: Timestamp) {
         let before = self.closed.len();

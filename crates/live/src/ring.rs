@@ -337,13 +337,13 @@ impl Drop for PacketRing {
 
 /// Waits until one of `rings` has a block to read, or `timeout_ms` passes.
 /// `fds` is scratch space, reused between calls.
-pub fn wait_readable(
-    rings: &[PacketRing],
+pub fn wait_readable<'a>(
+    rings: impl IntoIterator<Item = &'a PacketRing>,
     fds: &mut Vec<libc::pollfd>,
     timeout_ms: i32,
 ) -> io::Result<()> {
     fds.clear();
-    fds.extend(rings.iter().map(|r| libc::pollfd {
+    fds.extend(rings.into_iter().map(|r| libc::pollfd {
         fd: r.fd.as_raw_fd(),
         events: libc::POLLIN | libc::POLLERR,
         revents: 0,
@@ -395,7 +395,7 @@ mod tests {
         let mut seen = Vec::new();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
         while seen.len() < 5 && std::time::Instant::now() < deadline {
-            wait_readable(std::slice::from_ref(&ring), &mut fds, 100).unwrap();
+            wait_readable([&ring], &mut fds, 100).unwrap();
             ring.drain(|p| {
                 // Only our datagrams: UDP to our port.
                 if p.data.len() >= 38

@@ -162,6 +162,26 @@ impl Store {
         topology: &Topology,
         w: &ClosedWindow,
     ) -> Result<Vec<WrittenFile>, StoreError> {
+        self.write_window_named(topology, w, "")
+    }
+
+    /// Writes a window cut short (the agent stopped before its end): as
+    /// [`Store::write_window`], with `-partial` in the file names, until
+    /// the hour is compacted.
+    pub fn write_partial_window(
+        &mut self,
+        topology: &Topology,
+        w: &ClosedWindow,
+    ) -> Result<Vec<WrittenFile>, StoreError> {
+        self.write_window_named(topology, w, "-partial")
+    }
+
+    fn write_window_named(
+        &mut self,
+        topology: &Topology,
+        w: &ClosedWindow,
+        suffix: &str,
+    ) -> Result<Vec<WrittenFile>, StoreError> {
         let mut by_topic: BTreeMap<(&str, &str), Vec<(usize, &FlowRecord)>> = BTreeMap::new();
         for (i, r) in w.records.iter().enumerate() {
             let fl = &topology.flow_logs[r.flow_log as usize];
@@ -175,7 +195,7 @@ impl Store {
             let dir = partition(&self.root, group, topic, w.start);
             self.seq += 1;
             let name = format!(
-                "{}-{}-{}-{}.parquet",
+                "{}-{}-{}-{}{suffix}.parquet",
                 w.start,
                 w.end,
                 std::process::id(),

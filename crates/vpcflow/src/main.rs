@@ -1,6 +1,7 @@
 //! `vpcflow`: the binary. It only parses the command line and wires the
 //! crates together; every decision about packets and records lives in them.
 
+mod agent;
 mod bench;
 mod compare;
 mod ingest;
@@ -8,6 +9,7 @@ mod query;
 mod rule_stats;
 mod search;
 mod store_cmd;
+mod testbed;
 
 use std::process::ExitCode;
 
@@ -29,6 +31,10 @@ enum Command {
     Query(query::QueryArgs),
     /// Maintain the log store (retention).
     Store(store_cmd::StoreArgs),
+    /// Capture live on the monitored ports' interfaces into the log store.
+    Agent(agent::AgentArgs),
+    /// Build an inventory as network namespaces, veths and bridges (root).
+    Testbed(testbed::TestbedArgs),
     /// Benchmark tooling (see bench/run.sh).
     #[command(hide = true)]
     Bench(bench::BenchArgs),
@@ -40,6 +46,8 @@ fn main() -> ExitCode {
         Command::Ingest(args) => ingest::run(args),
         Command::Query(args) => query::run(args),
         Command::Store(args) => store_cmd::run(args),
+        Command::Agent(args) => agent::run(args),
+        Command::Testbed(args) => testbed::run(args),
         Command::Bench(args) => bench::run(args).map(|()| ExitCode::SUCCESS),
     };
     match result {

@@ -1,0 +1,351 @@
+//! `vpcflow testbed`: an inventory built as real network namespaces.
+//!
+//! Layout (all inside namespaces this command creates; nothing touches the
+//! host's own interfaces):
+//! - `<prefix>-host`: the hypervisor side. One bridge per subnet holding the
+//!   subnet's gateway address (the CIDR's first host), IP forwarding on (it
+//!   routes between subnets), and the subnets' network ACLs as nftables
+//!   rules on the bridges;
+//! - `<prefix>-p<N>`: one namespace per port (N = the port's position among
+//!   the ports with an `interface`), with `eth0` holding the port's IPs and a
+//!   default route via its subnet's gateway, and the port's security groups
+//!   as nftables rules;
+//! - a veth pair per port: `eth0` in the port's namespace, and in the host
+//!   namespace the port's inventory `interface` name, attached to its
+//!   subnet's bridge. That is the host side of the port, as a tap is on a
+//!   hypervisor: set `host_side = true` on such ports for the agent.
+//!
+//! `down` removes every namespace with the prefix (and with them every veth,
+//! bridge and ruleset).
+
+use std::path::PathBuf;
+use std::process::{Command, ExitCode};
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use vpcflow_core::Inventory;
+
+use crate::ingest::load_inventory;
+
+/// `vpcflow testbed` subcommands.
+#[derive(Debug, Args)]
+pub struct TestbedArgs {
+    /// Prefix of the namespaces (at most 8 characters).
+    #[arg(long, default_value = "vfb", global = true)]
+    prefix: String,
+    #[command(subcommand)]
+    command: TestbedCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum TestbedCommand {
+    /// Build the inventory's ports, subnets, security groups and ACLs (root).
+    Up {
+        /// The inventory.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Remove everything `up` built.
+    Down,
+    /// Run a command in a port's namespace (`host` for the host side).
+    Exec {
+        /// The inventory (to find the port).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// A port id (or `host`).
+        port: String,
+        /// The command.
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+}
+
+fn run_cmd(args: &[&str]) -> Result<String> {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .with_context(|| format!("cannot run {} (scripts/setup.sh test installs it)", args[0]))?;
+    if !out.status.success() {
+        bail!(
+            "`{}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The ports the testbed builds: those with an interface, in inventory order.
+fn bed_ports(inv: &Inventory) -> Vec<usize> {
+    (0..inv.ports.len())
+        .filter(|&i| inv.ports[i].interface.is_some())
+        .collect()
+}
+
+/// The namespace of a port (by inventory index).
+pub fn port_namespace(prefix: &str, inv: &Inventory, port: usize) -> Option<String> {
+    bed_ports(inv)
+        .iter()
+        .position(|&p| p == port)
+        .map(|n| format!("{prefix}-p{n}"))
+}
+
+fn gateway(net: &ipnet::IpNet) -> Option<(std::net::IpAddr, u8)> {
+    match net {
+        ipnet::IpNet::V4(n) => n
+            .hosts()
+            .next()
+            .map(|a| (std::net::IpAddr::V4(a), n.prefix_len())),
+        ipnet::IpNet::V6(n) => Some((
+            std::net::IpAddr::V6((u128::from(n.network()) + 1).into()),
+            n.prefix_len(),
+        )),
+    }
+}
+
+fn up(prefix: &str, inv: &Inventory, config: &std::path::Path) -> Result<()> {
+    let host = format!("{prefix}-host");
+    if run_cmd(&["ip", "netns", "list"])?
+        .lines()
+        .any(|l| l.split_whitespace().next() == Some(host.as_str()))
+    {
+        bail!(
+            "a testbed with prefix '{prefix}' is up already (vpcflow testbed down --prefix {prefix})"
+        );
+    }
+    // Without IPv6 in the inventory, IPv6 stays off: no router
+    // solicitations or multicast listener reports in the records.
+    let v6 = inv.subnets.iter().any(|s| s.ipv6_cidr.is_some())
+        || inv.ports.iter().any(|p| p.ips.iter().any(|a| a.is_ipv6()));
+    let ns = |n: &str| -> Result<()> {
+        run_cmd(&["ip", "netns", "add", n])?;
+        if !v6 {
+            for k in ["all", "default"] {
+                run_cmd(&[
+                    "ip",
+                    "netns",
+                    "exec",
+                    n,
+                    "sysctl",
+                    "-qw",
+                    &format!("net.ipv6.conf.{k}.disable_ipv6=1"),
+                ])?;
+            }
+        }
+        run_cmd(&["ip", "-n", n, "link", "set", "lo", "up"])?;
+        Ok(())
+    };
+    ns(&host)?;
+    run_cmd(&[
+        "ip",
+        "netns",
+        "exec",
+        &host,
+        "sysctl",
+        "-qw",
+        "net.ipv4.ip_forward=1",
+    ])?;
+    run_cmd(&[
+        "ip",
+        "netns",
+        "exec",
+        &host,
+        "sysctl",
+        "-qw",
+        "net.ipv6.conf.all.forwarding=1",
+    ])?;
+    let mut bridges = Vec::new();
+    for (si, s) in inv.subnets.iter().enumerate() {
+        let br = format!("br{si}");
+        run_cmd(&["ip", "-n", &host, "link", "add", &br, "type", "bridge"])?;
+        for net in std::iter::once(&s.cidr).chain(s.ipv6_cidr.as_ref()) {
+            if let Some((gw, len)) = gateway(net) {
+                run_cmd(&[
+                    "ip",
+                    "-n",
+                    &host,
+                    "addr",
+                    "add",
+                    &format!("{gw}/{len}"),
+                    "dev",
+                    &br,
+                ])?;
+            }
+        }
+        run_cmd(&["ip", "-n", &host, "link", "set", &br, "up"])?;
+        bridges.push((si, br));
+    }
+    let nft = |netns: &str, ruleset: &str, name: &str| -> Result<()> {
+        use std::io::Write;
+        let mut c = Command::new("ip")
+            .args(["netns", "exec", netns, "nft", "-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .context("cannot run nft (scripts/setup.sh test installs nftables)")?;
+        c.stdin
+            .take()
+            .context("nft stdin")?
+            .write_all(ruleset.as_bytes())?;
+        let out = c.wait_with_output()?;
+        if !out.status.success() {
+            bail!(
+                "nft refused the {name} ruleset: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(())
+    };
+    for (n, &pi) in bed_ports(inv).iter().enumerate() {
+        let p = &inv.ports[pi];
+        let pns = format!("{prefix}-p{n}");
+        let ifname = p.interface.as_deref().unwrap_or_default();
+        ns(&pns)?;
+        run_cmd(&[
+            "ip", "link", "add", "eth0", "netns", &pns, "type", "veth", "peer", "name", ifname,
+            "netns", &host,
+        ])?;
+        if let Some(mac) = &p.mac {
+            run_cmd(&["ip", "-n", &pns, "link", "set", "eth0", "address", mac])?;
+        }
+        run_cmd(&["ip", "-n", &pns, "link", "set", "eth0", "up"])?;
+        run_cmd(&[
+            "ip",
+            "-n",
+            &host,
+            "link",
+            "set",
+            ifname,
+            "master",
+            &bridges[p.subnet].1,
+        ])?;
+        run_cmd(&["ip", "-n", &host, "link", "set", ifname, "up"])?;
+        let s = &inv.subnets[p.subnet];
+        for ip in &p.ips {
+            let net = if ip.is_ipv4() {
+                Some(&s.cidr)
+            } else {
+                s.ipv6_cidr.as_ref()
+            };
+            let Some(net) = net else { continue };
+            let len = net.prefix_len();
+            run_cmd(&[
+                "ip",
+                "-n",
+                &pns,
+                "addr",
+                "add",
+                &format!("{ip}/{len}"),
+                "dev",
+                "eth0",
+                "nodad",
+            ])?;
+            if let Some((gw, _)) = gateway(net) {
+                let family = if ip.is_ipv4() { "-4" } else { "-6" };
+                run_cmd(&[
+                    "ip",
+                    family,
+                    "-n",
+                    &pns,
+                    "route",
+                    "replace",
+                    "default",
+                    "via",
+                    &gw.to_string(),
+                ])?;
+            }
+        }
+        nft(
+            &pns,
+            &vpcflow_policy::nft::port_ruleset(inv, pi),
+            &format!("p{n}"),
+        )?;
+        println!("port {} -> namespace {pns}, host interface {ifname}", p.id);
+    }
+    let acl = vpcflow_policy::nft::acl_ruleset(inv, &bridges);
+    if !acl.trim().is_empty() {
+        nft(&host, &acl, "acl")?;
+    }
+    println!(
+        "testbed '{prefix}' is up from {}: run the agent with `vpcflow testbed exec --config {} host -- vpcflow agent ...`",
+        config.display(),
+        config.display()
+    );
+    Ok(())
+}
+
+/// Removes every namespace of the testbed `prefix`; returns how many.
+pub fn down(prefix: &str) -> Result<usize> {
+    let mut n = 0;
+    for line in run_cmd(&["ip", "netns", "list"])?.lines() {
+        let Some(name) = line.split_whitespace().next() else {
+            continue;
+        };
+        if name == format!("{prefix}-host")
+            || name
+                .strip_prefix(&format!("{prefix}-p"))
+                .is_some_and(|r| !r.is_empty() && r.bytes().all(|b| b.is_ascii_digit()))
+        {
+            run_cmd(&["ip", "netns", "del", name])?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// Runs `vpcflow testbed`.
+pub fn run(args: TestbedArgs) -> Result<ExitCode> {
+    let prefix = &args.prefix;
+    if prefix.is_empty() || prefix.len() > 8 || !prefix.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        bail!("--prefix '{prefix}': 1 to 8 letters or digits");
+    }
+    match args.command {
+        TestbedCommand::Up { config } => {
+            let inv = load_inventory(&config)?;
+            if bed_ports(&inv).is_empty() {
+                bail!(
+                    "{}: no port has an `interface`; the testbed builds ports with one",
+                    config.display()
+                );
+            }
+            if let Err(e) = up(prefix, &inv, &config) {
+                // Half a testbed is worse than none.
+                let _ = down(prefix);
+                return Err(e);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        TestbedCommand::Down => {
+            let n = down(prefix)?;
+            eprintln!("vpcflow: removed {n} namespaces of testbed '{prefix}'");
+            Ok(ExitCode::SUCCESS)
+        }
+        TestbedCommand::Exec {
+            config,
+            port,
+            command,
+        } => {
+            let ns = if port == "host" {
+                format!("{prefix}-host")
+            } else {
+                let inv = load_inventory(&config)?;
+                let pi = inv
+                    .ports
+                    .iter()
+                    .position(|p| p.id == port)
+                    .with_context(|| format!("no port '{port}' in {}", config.display()))?;
+                port_namespace(prefix, &inv, pi).with_context(|| {
+                    format!("port '{port}' has no `interface`, so the testbed did not build it")
+                })?
+            };
+            let status = Command::new("ip")
+                .args(["netns", "exec", &ns])
+                .args(&command)
+                .status()
+                .context("cannot run ip netns exec")?;
+            Ok(ExitCode::from(
+                status.code().unwrap_or(1).clamp(0, 255) as u8
+            ))
+        }
+    }
+}
