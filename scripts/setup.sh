@@ -4,13 +4,13 @@
 #   scripts/setup.sh test    tshark (the tests' independent oracle); iproute2,
 #                            nftables, tcpdump, python3, ping (the live tests);
 #                            duckdb for Python (the store's interoperability test)
-#   scripts/setup.sh bench   softflowd, bc (the benchmark's reference)
+#   scripts/setup.sh bench   softflowd, bc (the pipeline benchmark), iperf3 (the live one)
 #
 # Needs root (or sudo) only when something is missing.
 set -euo pipefail
 case "${1:-test}" in
     test) want=(tshark:tshark ip:iproute2 nft:nftables tcpdump:tcpdump python3:python3 ping:iputils-ping) ;;
-    bench) want=(softflowd:softflowd bc:bc taskset:util-linux) ;;
+    bench) want=(softflowd:softflowd bc:bc taskset:util-linux iperf3:iperf3 tcpdump:tcpdump ip:iproute2 nft:nftables ping:iputils-ping) ;;
     *) echo "usage: $0 test|bench" >&2; exit 2 ;;
 esac
 # DuckDB for Python: the log store's interoperability test reads the store with it.

@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# The live capture benchmark (issue 6): what capturing costs the network.
+# On the testbed (tests/live/testbed.toml: port A in subnet a, port B in
+# subnet b, routed by the host namespace), in one run, each of
+#   none       no capture
+#   af-packet  vpcflow agent --capture af-packet on the ports' host interfaces
+#   tcpdump    tcpdump -w /dev/null on the same interfaces (reference)
+# measures iperf3 TCP throughput A->B, iperf3 UDP small-packet rate A->B,
+# and UDP request/response round trips A<->B (p50, p99), then prints each
+# as a ratio to "none", and the agent's CPU time per million packets.
+#
+#   bench/live.sh [SECONDS_PER_TEST]     (default 5; root)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs=${1:-5}
+[ "$(id -u)" -eq 0 ] || { echo "bench/live.sh needs root (network namespaces)" >&2; exit 1; }
+./scripts/setup.sh bench
+cargo build --release -q -p vpcflow
+bin=$PWD/target/release/vpcflow
+inv=$PWD/tests/live/testbed.toml
+prefix=vbench
+work=$(mktemp -d)
+cleanup() {
+    [ -n "${capture_pid:-}" ] && kill "$capture_pid" 2>/dev/null || true
+    "$bin" testbed --prefix $prefix down >/dev/null 2>&1 || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+"$bin" testbed --prefix $prefix down >/dev/null 2>&1 || true
+"$bin" testbed --prefix $prefix up --config "$inv" >/dev/null
+host="ip netns exec $prefix-host"
+a="ip netns exec $prefix-p0"
+b="ip netns exec $prefix-p1"
+$b iperf3 -s -D -1 >/dev/null 2>&1 || true
+# A UDP echo server on B:5000 for the round trips.
+$b python3 -c '
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", 5000))
+while True:
+    d, a = s.recvfrom(2048)
+    s.sendto(d, a)
+' &
+echo_pid=$!
+sleep 1
+
+rr() {  # p50 p99 of 5000 UDP round trips, microseconds
+    $a python3 -c '
+import socket, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.connect(("10.77.2.20", 5000))
+t = []
+for i in range(5500):
+    t0 = time.perf_counter_ns(); s.send(b"x" * 32); s.recv(64); t.append(time.perf_counter_ns() - t0)
+t = sorted(t[500:])
+print("%.1f %.1f" % (t[len(t) // 2] / 1e3, t[len(t) * 99 // 100] / 1e3))
+'
+}
+tcp() {  # bits/s
+    $b iperf3 -s -D -1 >/dev/null 2>&1 || true; sleep 0.3
+    $a iperf3 -c 10.77.2.20 -t "$secs" -J | python3 -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"])'
+}
+udp() {  # packets/s received, 64-byte datagrams
+    $b iperf3 -s -D -1 >/dev/null 2>&1 || true; sleep 0.3
+    $a iperf3 -c 10.77.2.20 -u -l 64 -b 0 -t "$secs" -J | python3 -c '
+import json, sys
+e = json.load(sys.stdin)["end"]["sum"]
+print(e["packets"] * (1 - e["lost_percent"] / 100) / e["seconds"])'
+}
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+rx_packets() {
+    local n=0
+    for i in vfbtap-a vfbtap-b; do
+        n=$((n + $($host cat /sys/class/net/$i/statistics/rx_packets) + $($host cat /sys/class/net/$i/statistics/tx_packets)))
+    done
+    echo $n
+}
+
+declare -A T U R
+for mode in none af-packet tcpdump; do
+    capture_pid=
+    case $mode in
+        af-packet)
+            $host "$bin" agent --config "$inv" --store "$work/store" --window 60 >/dev/null 2>"$work/agent.err" &
+            capture_pid=$!; sleep 1 ;;
+        tcpdump)
+            $host tcpdump -q -s 256 -i vfbtap-a -w /dev/null 2>/dev/null &
+            capture_pid=$!
+            $host tcpdump -q -s 256 -i vfbtap-b -w /dev/null 2>/dev/null &
+            tcpdump_b=$!; sleep 1 ;;
+    esac
+    p0=$(rx_packets)
+    [ -n "$capture_pid" ] && c0=$(cpu_ticks "$capture_pid")
+    T[$mode]=$(tcp); U[$mode]=$(udp); R[$mode]=$(rr)
+    if [ "$mode" = af-packet ]; then
+        c1=$(cpu_ticks "$capture_pid"); p1=$(rx_packets)
+        hz=$(getconf CLK_TCK)
+        echo "agent CPU: $(python3 -c "print('%.3f' % (($c1 - $c0) / $hz / max(1, ($p1 - $p0)) * 1e6))") s per million packets ($((p1 - p0)) packets on the two ports)"
+    fi
+    [ -n "$capture_pid" ] && kill -INT "$capture_pid" && wait "$capture_pid" 2>/dev/null || true
+    [ "$mode" = tcpdump ] && kill "$tcpdump_b" 2>/dev/null || true
+    capture_pid=
+    printf '%-10s tcp %.2f Gbit/s  udp64 %.0f pps  rr p50/p99 %s us\n' "$mode" \
+        "$(python3 -c "print(${T[$mode]} / 1e9)")" "${U[$mode]}" "${R[$mode]}"
+done
+kill $echo_pid 2>/dev/null || true
+python3 - "${T[none]}" "${T[af-packet]}" "${T[tcpdump]}" "${U[none]}" "${U[af-packet]}" "${U[tcpdump]}" \
+    "${R[none]}" "${R[af-packet]}" "${R[tcpdump]}" <<'PY'
+import sys
+a = sys.argv[1:]
+t = [float(x) for x in a[0:3]]
+u = [float(x) for x in a[3:6]]
+r = [tuple(float(v) for v in x.split()) for x in a[6:9]]
+for i, m in ((1, "af-packet"), (2, "tcpdump")):
+    print(f"{m:10} / none: tcp {t[i] / t[0]:.3f}, udp64 {u[i] / u[0]:.3f}, "
+          f"rr p50 {r[i][0] - r[0][0]:+.1f} us, p99 {r[i][1] - r[0][1]:+.1f} us")
+PY
