@@ -75,6 +75,10 @@ fn run_cmd(args: &[&str]) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+fn sysctl(netns: &str, setting: &str) -> Result<()> {
+    run_cmd(&["ip", "netns", "exec", netns, "sysctl", "-qw", setting]).map(|_| ())
+}
+
 /// The ports the testbed builds: those with an interface, in inventory order.
 fn bed_ports(inv: &Inventory) -> Vec<usize> {
     (0..inv.ports.len())
@@ -121,39 +125,16 @@ fn up(prefix: &str, inv: &Inventory, config: &std::path::Path) -> Result<()> {
         run_cmd(&["ip", "netns", "add", n])?;
         if !v6 {
             for k in ["all", "default"] {
-                run_cmd(&[
-                    "ip",
-                    "netns",
-                    "exec",
-                    n,
-                    "sysctl",
-                    "-qw",
-                    &format!("net.ipv6.conf.{k}.disable_ipv6=1"),
-                ])?;
+                sysctl(n, &format!("net.ipv6.conf.{k}.disable_ipv6=1"))?;
             }
         }
         run_cmd(&["ip", "-n", n, "link", "set", "lo", "up"])?;
         Ok(())
     };
     ns(&host)?;
-    run_cmd(&[
-        "ip",
-        "netns",
-        "exec",
-        &host,
-        "sysctl",
-        "-qw",
-        "net.ipv4.ip_forward=1",
-    ])?;
-    run_cmd(&[
-        "ip",
-        "netns",
-        "exec",
-        &host,
-        "sysctl",
-        "-qw",
-        "net.ipv6.conf.all.forwarding=1",
-    ])?;
+    for key in ["net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"] {
+        sysctl(&host, key)?;
+    }
     let mut bridges = Vec::new();
     for (si, s) in inv.subnets.iter().enumerate() {
         let br = format!("br{si}");
