@@ -80,12 +80,7 @@ struct Generation {
 }
 
 fn wall_clock() -> Timestamp {
-    Timestamp(
-        SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0),
-    )
+    Timestamp(crate::query::wall_clock_ns())
 }
 
 fn modified(path: &PathBuf) -> Option<SystemTime> {

@@ -71,6 +71,13 @@ pub fn duration_secs(s: &str) -> Result<u64> {
     Ok(n * mult)
 }
 
+/// The wall clock, nanoseconds since the Unix epoch (0 before it).
+pub fn wall_clock_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
 /// Parses Unix seconds or RFC 3339 (`2026-11-24T10:00:00Z`, offsets allowed).
 pub fn instant(s: &str) -> Result<u64> {
     if let Ok(n) = s.parse::<u64>() {
@@ -134,10 +141,7 @@ pub fn instant(s: &str) -> Result<u64> {
 pub fn run(args: QueryArgs) -> Result<ExitCode> {
     let time = match &args.last {
         Some(d) => {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0);
+            let now = wall_clock_ns() / 1_000_000_000;
             TimeRange {
                 since: Some(now.saturating_sub(duration_secs(d)?)),
                 until: None,

@@ -69,10 +69,7 @@ pub fn catalog_groups(inv: &vpcflow_core::Inventory) -> Vec<CatalogGroup> {
 fn now_or(t: Option<String>) -> Result<u64> {
     Ok(match t {
         Some(t) => instant(&t)?,
-        None => std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0),
+        None => crate::query::wall_clock_ns() / 1_000_000_000,
     })
 }
 
