@@ -12,8 +12,12 @@
 //! This is the workspace's only crate with `unsafe` code (the ring is
 //! memory shared with the kernel); it is confined to `ring.rs`.
 
+#[cfg(feature = "ebpf")]
+mod ebpf;
 mod ring;
 
+#[cfg(feature = "ebpf")]
+pub use ebpf::{EbpfConfig, FlowCounter, KernelFlow, KernelLoss};
 pub use ring::{PacketRing, RingConfig, RingPacket, RingStats, wait_readable};
 
 /// What went wrong opening or reading a live source.

@@ -1,0 +1,259 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/* vpcflow's in-kernel flow counter: a TC classifier on each monitored
+ * port's interface, at ingress and egress, that adds every IP packet to a
+ * per-flow counter in a per-CPU hash map.
+ *
+ * Guarantees:
+ * - it never drops, delays, redirects or modifies a packet: it only reads
+ *   (bpf_skb_load_bytes) and always returns TC_ACT_UNSPEC, so the next
+ *   classifier (or the default) decides as if it were not there;
+ * - every IP packet is counted exactly once, in the flow table of the
+ *   generation it read; the agent flips `generation`, waits for programs
+ *   already running to finish, then drains the other table;
+ * - a packet that finds the table full is added to `lost_<gen>` for its
+ *   interface, which the agent reports as SKIPDATA;
+ * - memory is fixed when the program is loaded (preallocated maps).
+ */
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/pkt_cls.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#include "flows.h"
+
+#define MAX_VLAN_TAGS 2
+#define MAX_IPV6_EXTENSIONS 6
+#define FRAGMENT_LIFETIME_NS (30ULL * 1000 * 1000 * 1000)
+
+/* Sizes the agent overrides before loading (bpf_map__set_max_entries). */
+struct flow_table {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct flow_key);
+	__type(value, struct flow_counts);
+};
+
+struct lost_table {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, struct lost_counts);
+};
+
+struct flow_table flows_0 SEC(".maps");
+struct flow_table flows_1 SEC(".maps");
+struct lost_table lost_0 SEC(".maps");
+struct lost_table lost_1 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, struct frag_key);
+	__type(value, struct frag_ports);
+} fragments SEC(".maps");
+
+/* Which table packets go to; written by the agent only. */
+volatile __u32 generation = 0;
+
+static __always_inline int has_ports(__u8 protocol)
+{
+	return protocol == 6 || protocol == 17 || protocol == 33 || protocol == 132 ||
+	       protocol == 136;
+}
+
+static __always_inline void add_lost(void *lost, __u32 ifindex, __u64 bytes)
+{
+	struct lost_counts *l = bpf_map_lookup_elem(lost, &ifindex);
+	if (l) {
+		l->packets += 1;
+		l->bytes += bytes;
+		return;
+	}
+	struct lost_counts fresh = { .packets = 1, .bytes = bytes };
+	if (bpf_map_update_elem(lost, &ifindex, &fresh, BPF_NOEXIST) != 0) {
+		/* Another CPU created it meanwhile: this CPU's slot is zeroed. */
+		l = bpf_map_lookup_elem(lost, &ifindex);
+		if (l) {
+			l->packets += 1;
+			l->bytes += bytes;
+		}
+	}
+}
+
+static __always_inline void add(void *flows, void *lost, struct flow_key *key, __u64 bytes,
+				__u8 flags, __u64 now)
+{
+	struct flow_counts *c = bpf_map_lookup_elem(flows, key);
+	if (!c) {
+		struct flow_counts fresh = {
+			.packets = 1,
+			.bytes = bytes,
+			.first_ns = now,
+			.flags_any = flags,
+			.flags_all = flags,
+		};
+		if (bpf_map_update_elem(flows, key, &fresh, BPF_NOEXIST) == 0)
+			return;
+		/* Either another CPU inserted the flow just now (then this
+		 * CPU's slot exists and is zeroed) or the table is full. */
+		c = bpf_map_lookup_elem(flows, key);
+		if (!c) {
+			add_lost(lost, key->ifindex, bytes);
+			return;
+		}
+	}
+	if (c->packets == 0) {
+		c->first_ns = now;
+		c->flags_all = flags;
+	}
+	c->packets += 1;
+	c->bytes += bytes;
+	c->flags_any |= flags;
+	c->flags_all &= flags;
+}
+
+static __always_inline int count(struct __sk_buff *skb, __u8 egress)
+{
+	struct flow_key key;
+	__builtin_memset(&key, 0, sizeof(key));
+	key.ifindex = skb->ifindex;
+	key.egress = egress;
+
+	__u16 ethertype;
+	__u32 off = 12;
+	if (bpf_skb_load_bytes(skb, off, &ethertype, 2))
+		return TC_ACT_UNSPEC;
+	off = 14;
+#pragma unroll
+	for (int i = 0; i < MAX_VLAN_TAGS; i++) {
+		if (ethertype != bpf_htons(ETH_P_8021Q) && ethertype != bpf_htons(ETH_P_8021AD))
+			break;
+		if (bpf_skb_load_bytes(skb, off + 2, &ethertype, 2))
+			return TC_ACT_UNSPEC;
+		off += 4;
+	}
+
+	__u64 bytes;
+	__u32 l4;
+	__u32 frag_id = 0;
+	__u16 frag_offset = 0;
+	__u8 more_fragments = 0;
+	if (ethertype == bpf_htons(ETH_P_IP)) {
+		__u8 ip[20];
+		if (bpf_skb_load_bytes(skb, off, ip, sizeof(ip)))
+			return TC_ACT_UNSPEC;
+		__u8 ihl = ip[0] & 0x0f;
+		if ((ip[0] >> 4) != 4 || ihl < 5)
+			return TC_ACT_UNSPEC;
+		key.family = 4;
+		__builtin_memcpy(key.src, &ip[12], 4);
+		__builtin_memcpy(key.dst, &ip[16], 4);
+		key.protocol = ip[9];
+		bytes = ((__u16)ip[2] << 8) | ip[3];
+		__u16 frag = ((__u16)ip[6] << 8) | ip[7];
+		frag_offset = frag & 0x1fff;
+		more_fragments = (frag & 0x2000) != 0;
+		frag_id = ((__u32)ip[4] << 8) | ip[5];
+		l4 = off + ihl * 4;
+	} else if (ethertype == bpf_htons(ETH_P_IPV6)) {
+		__u8 ip[40];
+		if (bpf_skb_load_bytes(skb, off, ip, sizeof(ip)))
+			return TC_ACT_UNSPEC;
+		if ((ip[0] >> 4) != 6)
+			return TC_ACT_UNSPEC;
+		key.family = 6;
+		__builtin_memcpy(key.src, &ip[8], 16);
+		__builtin_memcpy(key.dst, &ip[24], 16);
+		__u16 payload = ((__u16)ip[4] << 8) | ip[5];
+		bytes = payload ? 40 + (__u64)payload : 0;
+		__u8 next = ip[6];
+		l4 = off + 40;
+#pragma unroll
+		for (int i = 0; i < MAX_IPV6_EXTENSIONS; i++) {
+			__u8 ext[8];
+			if (next != 0 && next != 43 && next != 44 && next != 51 && next != 60)
+				break;
+			if (bpf_skb_load_bytes(skb, l4, ext, sizeof(ext)))
+				break;
+			if (next == 44) {
+				__u16 fo = ((__u16)ext[2] << 8) | ext[3];
+				frag_offset = fo >> 3;
+				more_fragments = fo & 1;
+				frag_id = ((__u32)ext[4] << 24) | ((__u32)ext[5] << 16) |
+					  ((__u32)ext[6] << 8) | ext[7];
+				l4 += 8;
+			} else if (next == 51) {
+				l4 += ((__u32)ext[1] + 2) * 4;
+			} else {
+				l4 += ((__u32)ext[1] + 1) * 8;
+			}
+			next = ext[0];
+		}
+		key.protocol = next;
+	} else {
+		return TC_ACT_UNSPEC;
+	}
+	/* A length field of 0 (segmentation offload, jumbograms): count what
+	 * the packet carries. */
+	if (bytes == 0)
+		bytes = skb->len > off ? skb->len - off : 0;
+
+	__u64 now = bpf_ktime_get_ns();
+	__u8 flags = 0;
+	if (frag_offset != 0) {
+		struct frag_key fk;
+		__builtin_memset(&fk, 0, sizeof(fk));
+		__builtin_memcpy(fk.src, key.src, 16);
+		__builtin_memcpy(fk.dst, key.dst, 16);
+		fk.id = frag_id;
+		fk.protocol = key.protocol;
+		struct frag_ports *fp = bpf_map_lookup_elem(&fragments, &fk);
+		if (fp && now - fp->at_ns <= FRAGMENT_LIFETIME_NS) {
+			key.src_port = fp->src_port;
+			key.dst_port = fp->dst_port;
+		}
+	} else if (has_ports(key.protocol)) {
+		__u8 l4h[14];
+		if (bpf_skb_load_bytes(skb, l4, l4h, 4) == 0) {
+			key.src_port = ((__u16)l4h[0] << 8) | l4h[1];
+			key.dst_port = ((__u16)l4h[2] << 8) | l4h[3];
+			if (key.protocol == 6 && bpf_skb_load_bytes(skb, l4 + 13, &l4h[13], 1) == 0)
+				flags = l4h[13];
+		}
+		if (more_fragments) {
+			struct frag_key fk;
+			__builtin_memset(&fk, 0, sizeof(fk));
+			__builtin_memcpy(fk.src, key.src, 16);
+			__builtin_memcpy(fk.dst, key.dst, 16);
+			fk.id = frag_id;
+			fk.protocol = key.protocol;
+			struct frag_ports fp = {
+				.at_ns = now,
+				.src_port = key.src_port,
+				.dst_port = key.dst_port,
+			};
+			bpf_map_update_elem(&fragments, &fk, &fp, BPF_ANY);
+		}
+	}
+
+	if (generation & 1)
+		add(&flows_1, &lost_1, &key, bytes, flags, now);
+	else
+		add(&flows_0, &lost_0, &key, bytes, flags, now);
+	return TC_ACT_UNSPEC;
+}
+
+SEC("tc")
+int count_ingress(struct __sk_buff *skb)
+{
+	return count(skb, 0);
+}
+
+SEC("tc")
+int count_egress(struct __sk_buff *skb)
+{
+	return count(skb, 1);
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
