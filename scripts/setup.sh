@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages a task needs, and nothing when they are there.
 #
+#   scripts/setup.sh build   clang, libelf-dev, zlib1g-dev, pkg-config (the agent's
+#                            eBPF source, `cargo build --features ebpf`)
 #   scripts/setup.sh test    tshark (the tests' independent oracle); iproute2,
 #                            nftables, tcpdump, python3, ping (the live tests);
 #                            duckdb for Python (the store's interoperability test)
@@ -8,10 +10,12 @@
 #
 # Needs root (or sudo) only when something is missing.
 set -euo pipefail
+# Each entry is what shows a package is there (a command, or a file) : the package.
 case "${1:-test}" in
+    build) want=(clang:clang pkg-config:pkg-config /usr/include/libelf.h:libelf-dev /usr/include/zlib.h:zlib1g-dev) ;;
     test) want=(tshark:tshark ip:iproute2 nft:nftables tcpdump:tcpdump python3:python3 ping:iputils-ping) ;;
     bench) want=(softflowd:softflowd bc:bc taskset:util-linux iperf3:iperf3 tcpdump:tcpdump ip:iproute2 nft:nftables ping:iputils-ping) ;;
-    *) echo "usage: $0 test|bench" >&2; exit 2 ;;
+    *) echo "usage: $0 build|test|bench" >&2; exit 2 ;;
 esac
 # DuckDB for Python: the log store's interoperability test reads the store with it.
 if [ "${1:-test}" = test ] && ! python3 -c 'import duckdb' 2>/dev/null; then
@@ -20,7 +24,10 @@ if [ "${1:-test}" = test ] && ! python3 -c 'import duckdb' 2>/dev/null; then
 fi
 missing=()
 for w in "${want[@]}"; do
-    command -v "${w%%:*}" >/dev/null 2>&1 || missing+=("${w#*:}")
+    check=${w%%:*}
+    if [[ $check == /* ]]; then [ -e "$check" ] && continue
+    else command -v "$check" >/dev/null 2>&1 && continue; fi
+    missing+=("${w#*:}")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
 echo "setup: installing ${missing[*]}" >&2

@@ -162,11 +162,32 @@ impl<P: Policy> Pipeline<P> {
         self.count_packet(&s, now, [target, None]);
     }
 
-    /// Counts packets the capture lost on `port` at `now` (SKIPDATA).
-    pub fn note_lost(&mut self, port: u32, now: Timestamp, packets: u64) {
+    /// Adds traffic counted elsewhere, many packets of one flow at once
+    /// (the eBPF source's kernel tables): like [`Pipeline::observe_on_port`]
+    /// for `delta.port` in `delta.direction`. The caller passes a window's
+    /// deltas in first-seen order, so that stateful verdicts see requests
+    /// before their replies, and closes windows with
+    /// [`Pipeline::note_clock`].
+    pub fn observe_flow(&mut self, delta: &FlowDelta) {
+        self.stats.packets += delta.packets;
+        if delta.port as usize >= self.topology.ports.len() {
+            self.stats.no_monitored_port += delta.packets;
+        } else if self
+            .aggregator
+            .observe(&self.topology, &mut self.policy, delta)
+        {
+            self.stats.attributed += delta.packets;
+        } else {
+            self.stats.late_for_window += delta.packets;
+        }
+    }
+
+    /// Counts packets (and their bytes, 0 if unknown) the capture lost on
+    /// `port` at `now` (SKIPDATA).
+    pub fn note_lost(&mut self, port: u32, now: Timestamp, packets: u64, bytes: u64) {
         if !self
             .aggregator
-            .note_lost(&self.topology, port, now, packets, 0)
+            .note_lost(&self.topology, port, now, packets, bytes)
         {
             self.stats.late_for_window += packets;
         }
@@ -352,7 +373,7 @@ mod tests {
                 Direction::Ingress,
             );
         }
-        p.note_lost(0, Timestamp::from_secs(602), 7);
+        p.note_lost(0, Timestamp::from_secs(602), 7, 0);
         p.finish();
         let w = &p.closed()[0];
         let mut ok = w
@@ -386,5 +407,59 @@ mod tests {
                 }
             ]
         );
+    }
+
+    #[test]
+    fn kernel_counted_flows_add_up_and_late_or_unknown_ones_are_counted_as_such() {
+        let mut p = pipeline();
+        let delta = |packets, bytes, first_s, flags| FlowDelta {
+            port: 0,
+            direction: Direction::Egress,
+            tuple: FiveTuple {
+                src: "10.0.0.1".parse().unwrap(),
+                dst: "192.0.2.9".parse().unwrap(),
+                src_port: 40000,
+                dst_port: 443,
+                protocol: IpProtocol::TCP,
+            },
+            packets,
+            bytes,
+            flags_any: flags,
+            flags_all: flags,
+            first: Timestamp::from_secs(first_s),
+        };
+        // Two collections of one window: one record with their sums.
+        p.observe_flow(&delta(3, 180, 601, 0x02));
+        p.observe_flow(&delta(5, 7000, 650, 0x10));
+        p.observe_flow(&FlowDelta {
+            port: 9,
+            ..delta(2, 80, 651, 0)
+        });
+        p.note_lost(1, Timestamp::from_secs(660), 4, 400);
+        p.note_clock(Timestamp::from_secs(1300));
+        p.observe_flow(&delta(1, 60, 1100, 0x11));
+        assert_eq!(p.stats().packets, 11);
+        assert_eq!(p.stats().attributed, 8);
+        assert_eq!(p.stats().no_monitored_port, 2);
+        assert_eq!(p.stats().late_for_window, 1);
+        let w = &p.closed()[0];
+        let flows: Vec<_> = w
+            .records
+            .iter()
+            .filter_map(|r| match &r.body {
+                RecordBody::Flow(f) => Some((r.port, f.packets, f.bytes, f.tcp_flag)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            flows,
+            [(0, 8, 7180, Some(crate::record::TcpFlag::Established))]
+        );
+        assert!(w.records.iter().any(|r| r.port == 1
+            && r.body
+                == RecordBody::SkipData {
+                    packets: 4,
+                    bytes: 400
+                }));
     }
 }

@@ -1,12 +1,20 @@
 //! `vpcflow agent`: live capture on every monitored port's interface,
 //! windows closed on the wall clock, records into the log store.
 //!
-//! Each port with an `interface` in the inventory gets its own capture
-//! (an AF_PACKET TPACKET_V3 ring today), so a packet is counted for the port
-//! whose interface carried it, in the direction the capture saw it
-//! (inverted on the host side of a tap/veth, SPEC §1). Packets the kernel
-//! dropped from a ring become that port's SKIPDATA. Interfaces that do not
-//! exist yet are retried every few seconds. The inventory file is re-read
+//! Each port with an `interface` in the inventory is captured on that
+//! interface, so a packet is counted for the port whose interface carried
+//! it, in the direction the capture saw it (inverted on the host side of a
+//! tap/veth, SPEC §1). Two sources:
+//! - `ebpf` (the default in builds with the `ebpf` feature): a TC program
+//!   counts flows in the kernel; the agent collects the counters every few
+//!   seconds and at every window boundary and feeds them to the pipeline in
+//!   first-seen order. Packets that found the kernel table full become
+//!   SKIPDATA.
+//! - `af-packet`: a TPACKET_V3 ring per interface, cut to a snap length;
+//!   packets the kernel dropped from a ring become SKIPDATA.
+//!
+//! Interfaces that do not exist yet, or that were deleted and created
+//! again, are (re)opened every half second. The inventory file is re-read
 //! when it changes; the new one applies from the next capture window (two
 //! pipelines run side by side until the old window closes).
 //!
@@ -24,10 +32,14 @@ use clap::{Args, ValueEnum};
 use vpcflow_core::Inventory;
 use vpcflow_core::aggregate::{AggregatorConfig, ClosedWindow};
 use vpcflow_core::flow::Direction;
+#[cfg(feature = "ebpf")]
+use vpcflow_core::flow::{FiveTuple, FlowDelta};
 use vpcflow_core::pipeline::Pipeline;
 use vpcflow_core::time::{Timestamp, WindowLength};
 use vpcflow_live::{PacketRing, RingConfig, wait_readable};
 use vpcflow_store::Store;
+#[cfg(feature = "ebpf")]
+use vpcflow_wire::IpProtocol;
 use vpcflow_wire::{Frame, LinkType};
 
 use crate::ingest::{Verdicts, inventory_pipeline, load_inventory};
@@ -38,8 +50,21 @@ enum CaptureArg {
     /// In-kernel aggregation by a TC eBPF program.
     Ebpf,
     /// A TPACKET_V3 AF_PACKET ring per interface.
+    #[value(alias = "af_packet")]
     AfPacket,
 }
+
+/// The default source: eBPF where this build has it.
+const DEFAULT_CAPTURE: &str = if cfg!(feature = "ebpf") {
+    "ebpf"
+} else {
+    "af-packet"
+};
+
+/// How often the eBPF source's kernel counters are collected (besides
+/// every window boundary): keeps the kernel table to a few seconds of flows.
+#[cfg(feature = "ebpf")]
+const COLLECT_EVERY: Duration = Duration::from_secs(5);
 
 /// Flags of `vpcflow agent`.
 #[derive(Debug, Args)]
@@ -53,21 +78,52 @@ pub struct AgentArgs {
     /// Capture window in seconds, 60 to 600 (default: the inventory's).
     #[arg(long, value_name = "SECONDS")]
     window: Option<u32>,
-    /// How to capture.
-    #[arg(long, value_enum, default_value = "af-packet")]
+    /// How to capture (ebpf needs a build with `--features ebpf`; if it
+    /// cannot load, the default falls back to af-packet with a warning).
+    #[arg(long, value_enum, default_value = DEFAULT_CAPTURE)]
     capture: CaptureArg,
-    /// Bytes kept of each packet (enough for its headers).
+    /// af-packet: bytes kept of each packet (enough for its headers).
     #[arg(long, default_value_t = 256)]
     snaplen: u32,
+    /// ebpf: flows the kernel table holds between two collections; more
+    /// become SKIPDATA.
+    #[arg(long, value_name = "FLOWS", default_value_t = 65_536)]
+    flow_table: u32,
     /// Stop after this many seconds (as on SIGTERM).
     #[arg(long, value_name = "SECONDS", hide = true)]
     duration: Option<u64>,
 }
 
-/// One port's capture.
+/// One monitored interface. Taps are never removed (pipelines refer to
+/// them by index); one whose interface vanished is closed and reopened
+/// when the interface comes back.
 struct Tap {
-    ring: PacketRing,
+    interface: String,
     host_side: bool,
+    /// The interface index the capture is bound to; `None` while closed.
+    ifindex: Option<u32>,
+    /// The af-packet source's ring.
+    ring: Option<PacketRing>,
+}
+
+/// The port's direction of a packet that crossed its interface's egress
+/// (`outgoing`) or ingress: inverted on the host side of a tap (SPEC §1).
+fn direction(outgoing: bool, host_side: bool) -> Direction {
+    if outgoing != host_side {
+        Direction::Egress
+    } else {
+        Direction::Ingress
+    }
+}
+
+/// The eBPF source: one program for every interface.
+#[cfg(feature = "ebpf")]
+struct Kernel {
+    counter: vpcflow_live::FlowCounter,
+    flows: Vec<vpcflow_live::KernelFlow>,
+    losses: Vec<vpcflow_live::KernelLoss>,
+    /// When the counters were last collected (losses since are dated then).
+    last_collect: Timestamp,
 }
 
 /// A pipeline and, per tap, the port it counts for in that pipeline.
@@ -92,8 +148,8 @@ struct Agent {
     config: AggregatorConfig,
     store: Store,
     taps: Vec<Tap>,
-    /// Interfaces in the taps' order.
-    interfaces: Vec<String>,
+    #[cfg(feature = "ebpf")]
+    kernel: Option<Kernel>,
     generations: Vec<Generation>,
     inventory: Inventory,
     files: u64,
@@ -126,7 +182,7 @@ impl Agent {
             else {
                 continue;
             };
-            if let Some(t) = self.interfaces.iter().position(|i| i == ifname) {
+            if let Some(t) = self.taps.iter().position(|tap| &tap.interface == ifname) {
                 ports[t] = Some(pi as u32);
             }
         }
@@ -137,10 +193,11 @@ impl Agent {
         }
     }
 
-    /// Opens the rings of monitored interfaces not yet open.
+    /// Opens the captures of monitored interfaces not yet open, and
+    /// reopens those whose interface was deleted or recreated.
     fn open_taps(&mut self) {
         let inv = &self.inventory;
-        let topology_ports: Vec<usize> = self
+        let monitored: Vec<usize> = self
             .generations
             .last()
             .map(|g| {
@@ -152,47 +209,162 @@ impl Agent {
                     .collect()
             })
             .unwrap_or_default();
-        for i in topology_ports {
+        for i in monitored {
             let p = &inv.ports[i];
             let Some(ifname) = &p.interface else { continue };
-            if self.interfaces.contains(ifname) {
+            if self.taps.iter().any(|t| &t.interface == ifname) {
                 continue;
             }
-            let config = RingConfig {
-                snaplen: self.args.snaplen,
-                ..RingConfig::default()
-            };
-            match PacketRing::open(ifname, config) {
-                Ok(ring) => {
-                    eprintln!("vpcflow: capturing port {} on {ifname}", p.id);
-                    self.taps.push(Tap {
-                        ring,
-                        host_side: p.host_side,
-                    });
-                    self.interfaces.push(ifname.clone());
-                    let t = self.taps.len() - 1;
-                    for g in &mut self.generations {
-                        let port = g
-                            .pipeline
-                            .topology()
-                            .ports
-                            .iter()
-                            .position(|tp| tp.inventory_index == Some(i));
-                        g.ports.push(port.map(|x| x as u32));
-                        debug_assert_eq!(g.ports.len(), t + 1);
-                    }
-                }
-                Err(e) => eprintln!("vpcflow: warning: port {}: {e} (retrying)", p.id),
+            self.taps.push(Tap {
+                interface: ifname.clone(),
+                host_side: p.host_side,
+                ifindex: None,
+                ring: None,
+            });
+            let t = self.taps.len() - 1;
+            for g in &mut self.generations {
+                let port = g
+                    .pipeline
+                    .topology()
+                    .ports
+                    .iter()
+                    .position(|tp| tp.inventory_index == Some(i));
+                g.ports.push(port.map(|x| x as u32));
+                debug_assert_eq!(g.ports.len(), t + 1);
             }
         }
+        for t in 0..self.taps.len() {
+            let now_index = vpcflow_live::interface_index(&self.taps[t].interface)
+                .ok()
+                .map(|i| i as u32);
+            if now_index.is_some() && now_index == self.taps[t].ifindex {
+                continue;
+            }
+            if self.taps[t].ifindex.is_some() {
+                eprintln!(
+                    "vpcflow: interface {} went away; reopening it when it is back",
+                    self.taps[t].interface
+                );
+                self.close_tap(t);
+            }
+            if now_index.is_some() {
+                self.open_tap(t);
+            }
+        }
+    }
+
+    fn close_tap(&mut self, t: usize) {
+        let tap = &mut self.taps[t];
+        tap.ifindex = None;
+        tap.ring = None;
+        #[cfg(feature = "ebpf")]
+        if let Some(k) = &mut self.kernel {
+            k.counter.detach(&tap.interface);
+        }
+    }
+
+    fn open_tap(&mut self, t: usize) {
+        let ifname = self.taps[t].interface.clone();
+        #[cfg(feature = "ebpf")]
+        if let Some(k) = &mut self.kernel {
+            match k.counter.attach(&ifname) {
+                Ok(ifindex) => {
+                    eprintln!("vpcflow: counting {ifname} in the kernel (eBPF)");
+                    self.taps[t].ifindex = Some(ifindex);
+                }
+                Err(e) => eprintln!("vpcflow: warning: {e} (retrying)"),
+            }
+            return;
+        }
+        let config = RingConfig {
+            snaplen: self.args.snaplen,
+            ..RingConfig::default()
+        };
+        match PacketRing::open(&ifname, config) {
+            Ok(ring) => {
+                eprintln!("vpcflow: capturing {ifname} (AF_PACKET)");
+                self.taps[t].ifindex = vpcflow_live::interface_index(&ifname)
+                    .ok()
+                    .map(|i| i as u32);
+                self.taps[t].ring = Some(ring);
+            }
+            Err(e) => eprintln!("vpcflow: warning: {e} (retrying)"),
+        }
+    }
+
+    /// The eBPF source: takes the kernel's counters into the pipelines.
+    #[cfg(feature = "ebpf")]
+    fn collect(&mut self, now: Timestamp) {
+        let Some(k) = &mut self.kernel else { return };
+        k.flows.clear();
+        k.losses.clear();
+        if let Err(e) = k.counter.collect(&mut k.flows, &mut k.losses) {
+            eprintln!("vpcflow: warning: {e}");
+            return;
+        }
+        // First-seen order, so stateful verdicts see requests first.
+        k.flows.sort_unstable_by_key(|f| f.first_ns);
+        let generations = &mut self.generations;
+        for f in &k.flows {
+            let Some(t) = self.taps.iter().position(|t| t.ifindex == Some(f.ifindex)) else {
+                continue;
+            };
+            let first = Timestamp(f.first_ns);
+            let Some(g) = generations
+                .iter_mut()
+                .find(|g| g.until.is_none_or(|u| first < u))
+            else {
+                continue;
+            };
+            let Some(port) = g.ports[t] else { continue };
+            g.pipeline.observe_flow(&FlowDelta {
+                port,
+                direction: direction(f.egress, self.taps[t].host_side),
+                tuple: FiveTuple {
+                    src: f.src,
+                    dst: f.dst,
+                    src_port: f.src_port,
+                    dst_port: f.dst_port,
+                    protocol: IpProtocol(f.protocol),
+                },
+                packets: f.packets,
+                bytes: f.bytes,
+                flags_any: f.flags_any,
+                flags_all: f.flags_all,
+                first,
+            });
+        }
+        // Losses happened since the last collection, inside its window.
+        let at = k.last_collect;
+        for l in &k.losses {
+            let Some(t) = self.taps.iter().position(|t| t.ifindex == Some(l.ifindex)) else {
+                continue;
+            };
+            if let Some(g) = generations
+                .iter_mut()
+                .find(|g| g.until.is_none_or(|u| at < u))
+                && let Some(port) = g.ports[t]
+            {
+                g.pipeline.note_lost(port, at, l.packets, l.bytes);
+            }
+        }
+        k.last_collect = now;
     }
 
     /// Reads every ring into the pipelines.
     fn drain(&mut self) {
         let generations = &mut self.generations;
         for (t, tap) in self.taps.iter_mut().enumerate() {
-            let host_side = tap.host_side;
-            tap.ring.drain(|p| {
+            let Tap {
+                ring: Some(ring),
+                host_side,
+                ..
+            } = tap
+            else {
+                continue;
+            };
+            let host_side = *host_side;
+            ring.drain(|p| {
                 let ts = Timestamp(p.timestamp_ns);
                 let Some(g) = generations
                     .iter_mut()
@@ -201,11 +373,7 @@ impl Agent {
                     return;
                 };
                 let Some(port) = g.ports[t] else { return };
-                let direction = if p.outgoing != host_side {
-                    Direction::Egress
-                } else {
-                    Direction::Ingress
-                };
+                let direction = direction(p.outgoing, host_side);
                 g.pipeline.observe_on_port(
                     &Frame {
                         timestamp_ns: p.timestamp_ns,
@@ -223,12 +391,13 @@ impl Agent {
     /// Kernel drops since the last call become SKIPDATA of their port.
     fn note_drops(&mut self, now: Timestamp) {
         for (t, tap) in self.taps.iter_mut().enumerate() {
-            match tap.ring.take_stats() {
+            let Some(ring) = &mut tap.ring else { continue };
+            match ring.take_stats() {
                 Ok(s) if s.drops > 0 => {
                     if let Some(g) = self.generations.last_mut()
                         && let Some(port) = g.ports[t]
                     {
-                        g.pipeline.note_lost(port, now, s.drops);
+                        g.pipeline.note_lost(port, now, s.drops, 0);
                     }
                 }
                 Ok(_) => {}
@@ -285,6 +454,14 @@ impl Agent {
         Ok(())
     }
 
+    fn source_name(&self) -> &'static str {
+        #[cfg(feature = "ebpf")]
+        if self.kernel.is_some() {
+            return "eBPF";
+        }
+        "AF_PACKET"
+    }
+
     /// The inventory changed: the new one applies from the next window.
     fn reload(&mut self, now: Timestamp) {
         let inv = match load_inventory(&self.args.config) {
@@ -314,16 +491,48 @@ impl Agent {
     }
 }
 
+/// The eBPF source, loaded; `None` for af-packet (or when a default
+/// eBPF could not load, with a warning).
+#[cfg(feature = "ebpf")]
+fn load_kernel(args: &AgentArgs) -> Result<Option<Kernel>> {
+    if args.capture != CaptureArg::Ebpf {
+        return Ok(None);
+    }
+    let explicit = std::env::args().any(|a| a == "--capture" || a.starts_with("--capture="));
+    match vpcflow_live::FlowCounter::load(vpcflow_live::EbpfConfig {
+        max_flows: args.flow_table,
+    }) {
+        Ok(counter) => Ok(Some(Kernel {
+            counter,
+            flows: Vec::new(),
+            losses: Vec::new(),
+            last_collect: wall_clock(),
+        })),
+        Err(e) if !explicit => {
+            eprintln!("vpcflow: warning: {e}; falling back to --capture af-packet");
+            Ok(None)
+        }
+        Err(e) => Err(e).context("--capture ebpf"),
+    }
+}
+
 /// Runs `vpcflow agent`.
 pub fn run(args: AgentArgs) -> Result<ExitCode> {
+    #[cfg(not(feature = "ebpf"))]
     if args.capture == CaptureArg::Ebpf {
         bail!(
-            "--capture ebpf: this build has no eBPF source yet; use --capture af-packet \
-             (the default)"
+            "--capture ebpf: this build has no eBPF source; build with `--features ebpf` \
+             (after `scripts/setup.sh build` installs clang and libelf-dev) or use \
+             --capture af-packet"
         );
+    }
+    if args.flow_table == 0 {
+        bail!("--flow-table 0: the kernel flow table needs at least one entry");
     }
     let inventory = load_inventory(&args.config)?;
     let config = Agent::aggregator_config(&args, &inventory)?;
+    #[cfg(feature = "ebpf")]
+    let kernel = load_kernel(&args)?;
     let mut store = Store::open(&args.store)?;
     store.register(&catalog_groups(&inventory))?;
     store.compact_in_background();
@@ -337,7 +546,8 @@ pub fn run(args: AgentArgs) -> Result<ExitCode> {
         config,
         store,
         taps: Vec::new(),
-        interfaces: Vec::new(),
+        #[cfg(feature = "ebpf")]
+        kernel,
         generations: Vec::new(),
         inventory: inventory.clone(),
         files: 0,
@@ -346,16 +556,19 @@ pub fn run(args: AgentArgs) -> Result<ExitCode> {
     let first = agent.generation(&inventory);
     agent.generations.push(first);
     agent.open_taps();
-    if agent.taps.is_empty() {
+    if agent.taps.iter().all(|t| t.ifindex.is_none()) {
         eprintln!("vpcflow: warning: no monitored port's interface is here yet; waiting for them");
     }
     let started = Instant::now();
     let mut mtime = modified(&agent.args.config);
     let mut last_housekeeping = Instant::now();
     let mut last_gc = None::<Instant>;
+    #[cfg(feature = "ebpf")]
+    let mut next_collect = wall_clock();
     let mut fds = Vec::new();
     eprintln!(
-        "vpcflow: agent running: {}-second windows into {}",
+        "vpcflow: agent running ({}): {}-second windows into {}",
+        agent.source_name(),
         agent.config.window.secs(),
         agent.store.root().display()
     );
@@ -365,10 +578,30 @@ pub fn run(args: AgentArgs) -> Result<ExitCode> {
             .duration
             .is_none_or(|d| started.elapsed() < Duration::from_secs(d))
     {
-        wait_readable(agent.taps.iter().map(|t| &t.ring), &mut fds, 100)
-            .context("waiting for packets")?;
+        #[allow(unused_mut)]
+        let mut timeout_ms = 100;
+        #[cfg(feature = "ebpf")]
+        if agent.kernel.is_some() {
+            // Wake at the collection due (a window boundary, to the ms).
+            let wait = next_collect.0.saturating_sub(wall_clock().0) / 1_000_000;
+            timeout_ms = wait.min(100) as i32;
+        }
+        wait_readable(
+            agent.taps.iter().filter_map(|t| t.ring.as_ref()),
+            &mut fds,
+            timeout_ms,
+        )
+        .context("waiting for packets")?;
         agent.drain();
         let now = wall_clock();
+        #[cfg(feature = "ebpf")]
+        if agent.kernel.is_some() && now >= next_collect {
+            agent.collect(now);
+            let boundary = Timestamp::from_secs(
+                agent.config.window.start_of(now) + agent.config.window.secs(),
+            );
+            next_collect = Timestamp(boundary.0.min(now.0 + COLLECT_EVERY.as_nanos() as u64));
+        }
         if last_housekeeping.elapsed() >= Duration::from_millis(500) {
             last_housekeeping = Instant::now();
             agent.note_drops(now);
@@ -392,9 +625,11 @@ pub fn run(args: AgentArgs) -> Result<ExitCode> {
         }
         agent.tick(now)?;
     }
-    // Flush: everything the rings still hold, then the open window, partial.
+    // Flush: everything the capture still holds, then the open window, partial.
     agent.drain();
     let now = wall_clock();
+    #[cfg(feature = "ebpf")]
+    agent.collect(now);
     agent.note_drops(now);
     agent.tick(now)?;
     for gi in 0..agent.generations.len() {
@@ -406,8 +641,13 @@ pub fn run(args: AgentArgs) -> Result<ExitCode> {
     }
     let mut compacted = agent.store.compact_before(u64::MAX).unwrap_or_default();
     compacted.extend(agent.store.finish_compaction().unwrap_or_default());
+    let (mut packets, mut lost) = (0, 0);
+    for g in &agent.generations {
+        packets += g.pipeline.stats().packets;
+        lost += g.pipeline.stats().late_for_window;
+    }
     eprintln!(
-        "vpcflow: agent stopped: {} records in {} files ({} hours compacted)",
+        "vpcflow: agent stopped: {packets} packets ({lost} too late for their window), {} records in {} files ({} hours compacted)",
         agent.records,
         agent.files,
         compacted.len()

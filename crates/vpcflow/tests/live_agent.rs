@@ -1,14 +1,19 @@
 //! The live agent on the testbed: `vpcflow testbed up` builds
 //! `tests/live/testbed.toml` as namespaces, `vpcflow agent` captures on the
-//! ports' host-side interfaces (AF_PACKET) into a store, real traffic runs
-//! between the ports, and the records must count it exactly: N datagrams of
-//! known size, pings, a flow the kernel's nftables drop (REJECT by the
-//! deciding rule), NODATA for the silent port; the window's records are in
-//! the store within 5 s of its end; SIGTERM flushes a partial window.
+//! ports' host-side interfaces into a store, real traffic runs between the
+//! ports, and the records must count it exactly: N datagrams of known size,
+//! pings, a flow the kernel's nftables drop (REJECT by the deciding rule), a
+//! TCP transfer whose packets and bytes equal what the kernel counted on the
+//! veth, a flood of distinct 5-tuples past the record cap (SKIPDATA with the
+//! exact remainder), NODATA for the silent port; the window's records are in
+//! the store within 5 s of its end; SIGTERM flushes a partial window. The
+//! same scenario runs once per capture source (eBPF, AF_PACKET), each on a
+//! testbed of its own.
 //!
 //! Needs root, iproute2, nftables, ping and python3: `#[ignore]`d so a plain
 //! `cargo test` says it did not run; `scripts/test.sh` (and CI, as root) runs
-//! it with `--include-ignored`.
+//! it with `--include-ignored`. The eBPF run needs a build with the `ebpf`
+//! feature (scripts/test.sh builds with it).
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -21,8 +26,6 @@ mod common;
 use common::vpcflow;
 
 const A: &str = "33333333-0000-4000-8000-00000000000a";
-const B: &str = "33333333-0000-4000-8000-00000000000b";
-const C: &str = "33333333-0000-4000-8000-00000000000c";
 
 fn inventory() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/live/testbed.toml")
@@ -42,12 +45,27 @@ fn ok(cmd: &mut Command) -> String {
 struct Testbed(String);
 
 impl Testbed {
-    fn up() -> Testbed {
-        let prefix = format!("vl{}", std::process::id() % 100_000);
+    fn up(tag: &str) -> Testbed {
+        let prefix = format!("vl{tag}{}", std::process::id() % 100_000);
         ok(vpcflow()
             .args(["testbed", "--prefix", &prefix, "up", "--config"])
             .arg(inventory()));
         Testbed(prefix)
+    }
+    /// A host-side veth's kernel counter (`rx_bytes`, `tx_packets`, ...).
+    fn counter(&self, interface: &str, name: &str) -> u64 {
+        ok(Command::new("ip")
+            .args(["netns", "exec", &format!("{}-host", self.0), "cat"])
+            .arg(format!("/sys/class/net/{interface}/statistics/{name}")))
+        .trim()
+        .parse()
+        .unwrap()
+    }
+    /// Packets and layer-3 bytes both ways on a host-side veth.
+    fn veth_l3(&self, interface: &str) -> (u64, u64) {
+        let packets = self.counter(interface, "rx_packets") + self.counter(interface, "tx_packets");
+        let bytes = self.counter(interface, "rx_bytes") + self.counter(interface, "tx_bytes");
+        (packets, bytes - 14 * packets)
     }
     fn exec(&self, port: &str, args: &[&str]) -> String {
         ok(vpcflow()
@@ -75,14 +93,29 @@ fn now() -> f64 {
 }
 
 #[test]
+#[ignore = "needs root, network namespaces, nftables, ping and a build with --features ebpf: scripts/test.sh runs it as root"]
+fn the_ebpf_agent_counts_live_traffic_exactly() {
+    the_agent_counts_live_traffic_exactly("ebpf");
+}
+
+#[test]
 #[ignore = "needs root, network namespaces, nftables and ping: scripts/test.sh runs it as root"]
-fn the_agent_counts_live_traffic_exactly() {
+fn the_af_packet_agent_counts_live_traffic_exactly() {
+    the_agent_counts_live_traffic_exactly("af-packet");
+}
+
+/// Flood datagrams from A to B, one per source port.
+const FLOOD: u64 = 500;
+/// The testbed's `max_records_per_window`.
+const RECORD_CAP: usize = 50;
+
+fn the_agent_counts_live_traffic_exactly(capture: &str) {
     assert_eq!(
         ok(Command::new("id").arg("-u")).trim(),
         "0",
         "the live agent test needs root"
     );
-    let bed = Testbed::up();
+    let bed = Testbed::up(&capture[..1]);
     // The host's bridges announce their multicast groups (IGMP) a few times
     // after they come up; let that pass, so port C is silent.
     std::thread::sleep(Duration::from_secs(4));
@@ -96,14 +129,7 @@ fn the_agent_counts_live_traffic_exactly() {
     let mut agent = Command::new("ip")
         .args(["netns", "exec", &format!("{}-host", bed.0)])
         .arg(env!("CARGO_BIN_EXE_vpcflow"))
-        .args([
-            "agent",
-            "--capture",
-            "af-packet",
-            "--window",
-            "60",
-            "--config",
-        ])
+        .args(["agent", "--capture", capture, "--window", "60", "--config"])
         .arg(inventory())
         .arg("--store")
         .arg(&store)
@@ -128,7 +154,12 @@ fn the_agent_counts_live_traffic_exactly() {
     });
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut log = Vec::new();
-    while !log.iter().any(|l: &String| l.contains("agent running")) {
+    let running = if capture == "ebpf" {
+        "agent running (eBPF)"
+    } else {
+        "agent running (AF_PACKET)"
+    };
+    while !log.iter().any(|l: &String| l.contains(running)) {
         assert!(
             Instant::now() < deadline,
             "the agent did not start: {log:?}"
@@ -163,7 +194,57 @@ fn the_agent_counts_live_traffic_exactly() {
         A,
         &["ping", "-c", "4", "-i", "0.2", "-s", "56", "10.77.2.20"],
     );
+    // A TCP transfer of 300 kB from A to B:5201, with the kernel's own
+    // count on A's veth around it (every frame on it is this transfer's).
+    let server = Command::new("ip")
+        .args(["netns", "exec", &format!("{}-p1", bed.0), "python3", "-c"])
+        .arg("import socket\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\ns.bind(('0.0.0.0',5201))\ns.listen(1)\ns.settimeout(8)\nc,_=s.accept()\nn=0\nwhile True:\n  d=c.recv(65536)\n  if not d: break\n  n+=len(d)\nc.close()\nprint(n)")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let (veth_packets, veth_bytes) = bed.veth_l3("vfbtap-a");
+    bed.exec(
+        A,
+        &[
+            "python3",
+            "-c",
+            "import socket\ns=socket.create_connection(('10.77.2.20',5201))\ns.sendall(b't'*300000)\ns.close()",
+        ],
+    );
+    let received = server.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&received.stdout).trim(), "300000");
+    std::thread::sleep(Duration::from_millis(200));
+    let (after_packets, after_bytes) = bed.veth_l3("vfbtap-a");
+    let tcp_on_veth = (after_packets - veth_packets, after_bytes - veth_bytes);
+    // A flood of distinct 5-tuples (a listener on B reads them, so no ICMP
+    // comes back): past the record cap, the rest is SKIPDATA.
+    let sink = Command::new("ip")
+        .args(["netns", "exec", &format!("{}-p1", bed.0), "python3", "-c"])
+        .arg("import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind(('0.0.0.0',5201))\ns.settimeout(3)\nn=0\ntry:\n  while True:\n    s.recv(2000); n+=1\nexcept Exception: pass\nprint(n)")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    bed.exec(
+        A,
+        &[
+            "python3",
+            "-c",
+            &format!(
+                "import socket,random\nports=list(range(20000,20000+{FLOOD}))\nrandom.shuffle(ports)\n\
+                 for p in ports:\n  s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n  \
+                 s.bind(('0.0.0.0',p))\n  s.sendto(b'f'*20,('10.77.2.20',5201))\n  s.close()"
+            ),
+        ],
+    );
+    let sunk = sink.wait_with_output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&sunk.stdout).trim(),
+        FLOOD.to_string()
+    );
     let traffic_end = now();
+
     let window_start = (traffic_start / 60.0).floor() * 60.0;
     assert!(
         traffic_end < window_start + 60.0,
@@ -211,17 +292,24 @@ fn the_agent_counts_live_traffic_exactly() {
              packets, bytes, action, log_status, rule_id FROM records",
     ]));
     let mut by_key: BTreeMap<String, String> = BTreeMap::new();
+    let mut flood: BTreeMap<String, (usize, u64, u64)> = BTreeMap::new();
+    let mut skipped: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    let mut records: BTreeMap<String, usize> = BTreeMap::new();
     for line in rows.lines().skip(1) {
         let f: Vec<&str> = line.split(',').collect();
-        let key = format!(
-            "{} {} {}>{} {} {}",
-            &f[0][34..],
-            f[1],
-            f[2],
-            f[3],
-            f[5],
-            f[6]
-        );
+        let port = f[0][34..].to_string();
+        *records.entry(port.clone()).or_default() += 1;
+        let (packets, bytes) = (f[7].parse().unwrap_or(0), f[8].parse().unwrap_or(0));
+        if f[10] == "SKIPDATA" {
+            skipped.insert(port, (packets, bytes));
+            continue;
+        }
+        if f[5] == "5201" && f[6] == "17" {
+            let e = flood.entry(port).or_default();
+            *e = (e.0 + 1, e.1 + packets, e.2 + bytes);
+            continue;
+        }
+        let key = format!("{port} {} {}>{} {} {}", f[1], f[2], f[3], f[5], f[6]);
         by_key.insert(
             key,
             format!("{} {} {} {} {}", f[7], f[8], f[9], f[10], f[11]),
@@ -269,10 +357,41 @@ fn the_agent_counts_live_traffic_exactly() {
         "0a ingress 10.77.2.20>10.77.1.10 0 1",
         "4 336 ACCEPT OK stateful-return",
     );
+    // The TCP transfer, both directions at A, is what the veth carried.
+    let tcp_at_a: Vec<(u64, u64)> = by_key
+        .iter()
+        .filter(|(k, _)| k.starts_with("0a ") && k.ends_with(" 6"))
+        .map(|(_, v)| {
+            let f: Vec<&str> = v.split(' ').collect();
+            (f[0].parse().unwrap(), f[1].parse().unwrap())
+        })
+        .collect();
+    assert_eq!(tcp_at_a.len(), 2, "a record each way: {rows}");
+    assert_eq!(
+        (
+            tcp_at_a.iter().map(|t| t.0).sum::<u64>(),
+            tcp_at_a.iter().map(|t| t.1).sum::<u64>()
+        ),
+        tcp_on_veth,
+        "TCP packets and layer-3 bytes at A vs the veth's counters: {rows}"
+    );
+    want(
+        "0b ingress 10.77.1.10>10.77.2.20 5201 6",
+        &by_key["0a egress 10.77.1.10>10.77.2.20 5201 6"]
+            .replace("allow-all-out", "44444444-0000-4000-8000-000000000001/4"),
+    );
+    // The flood: the cap holds at both ends and SKIPDATA has the rest,
+    // exactly (20 bytes of payload: 48 bytes a datagram).
+    for port in ["0a", "0b"] {
+        assert_eq!(records[port], RECORD_CAP + 1, "{port}: {rows}");
+        let (kept, kept_packets, kept_bytes) = flood[port];
+        let (skip_packets, skip_bytes) = skipped[port];
+        assert_eq!(kept_packets, kept as u64, "one datagram a flow");
+        assert_eq!(kept_bytes, 48 * kept as u64);
+        assert_eq!(kept_packets + skip_packets, FLOOD, "{port}: {rows}");
+        assert_eq!(skip_bytes, 48 * skip_packets);
+    }
     // C was silent.
     want("0c  >  ", "   NODATA ");
-    assert_eq!(rows.lines().filter(|l| l.contains(C)).count(), 1, "{rows}");
-    // Nothing else: A's and B's records are exactly the ones above.
-    assert_eq!(rows.lines().filter(|l| l.contains(A)).count(), 4, "{rows}");
-    assert_eq!(rows.lines().filter(|l| l.contains(B)).count(), 4, "{rows}");
+    assert_eq!(records["0c"], 1, "{rows}");
 }
