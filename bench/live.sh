@@ -3,19 +3,24 @@
 # On the testbed (tests/live/testbed.toml: port A in subnet a, port B in
 # subnet b, routed by the host namespace), in one run, each of
 #   none       no capture
-#   af-packet  vpcflow agent --capture af-packet on the ports' host interfaces
+#   ebpf       vpcflow agent --capture ebpf on the ports' host interfaces
+#   af-packet  vpcflow agent --capture af-packet on the same interfaces
 #   tcpdump    tcpdump -w /dev/null on the same interfaces (reference)
 # measures iperf3 TCP throughput A->B, iperf3 UDP small-packet rate A->B,
-# and UDP request/response round trips A<->B (p50, p99), then prints each
-# as a ratio to "none", and the agent's CPU time per million packets.
+# and UDP request/response round trips A<->B (p50, p99). The modes take
+# turns for ROUNDS rounds (so drift on a shared machine hits them alike);
+# each figure is the median over rounds, printed as a ratio to "none", with
+# the agent's CPU time per million packets.
 #
-#   bench/live.sh [SECONDS_PER_TEST]     (default 5; root)
+#   bench/live.sh [SECONDS_PER_TEST [ROUNDS]]     (default 5 and 3; root)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-5}
+rounds=${2:-3}
 [ "$(id -u)" -eq 0 ] || { echo "bench/live.sh needs root (network namespaces)" >&2; exit 1; }
+./scripts/setup.sh build
 ./scripts/setup.sh bench
-cargo build --release -q -p vpcflow
+cargo build --release -q -p vpcflow --features ebpf
 bin=$PWD/target/release/vpcflow
 inv=$PWD/tests/live/testbed.toml
 prefix=vbench
@@ -76,13 +81,15 @@ rx_packets() {
     echo $n
 }
 
-declare -A T U R
-for mode in none af-packet tcpdump; do
+modes=(none ebpf af-packet tcpdump)
+results=$work/results
+for round in $(seq "$rounds"); do
+for mode in "${modes[@]}"; do
     capture_pid=
     case $mode in
-        af-packet)
-            $host "$bin" agent --config "$inv" --store "$work/store" --window 60 >/dev/null 2>"$work/agent.err" &
-            capture_pid=$!; sleep 1 ;;
+        ebpf|af-packet)
+            $host "$bin" agent --capture "$mode" --config "$inv" --store "$work/store-$mode" --window 60 >/dev/null 2>"$work/agent.err" &
+            capture_pid=$!; sleep 1.5 ;;
         tcpdump)
             $host tcpdump -q -s 256 -i vfbtap-a -w /dev/null 2>/dev/null &
             capture_pid=$!
@@ -91,27 +98,33 @@ for mode in none af-packet tcpdump; do
     esac
     p0=$(rx_packets)
     [ -n "$capture_pid" ] && c0=$(cpu_ticks "$capture_pid")
-    T[$mode]=$(tcp); U[$mode]=$(udp); R[$mode]=$(rr)
-    if [ "$mode" = af-packet ]; then
+    t=$(tcp); u=$(udp); r=$(rr); cpu=-
+    if [ -n "$capture_pid" ]; then
         c1=$(cpu_ticks "$capture_pid"); p1=$(rx_packets)
-        hz=$(getconf CLK_TCK)
-        echo "agent CPU: $(python3 -c "print('%.3f' % (($c1 - $c0) / $hz / max(1, ($p1 - $p0)) * 1e6))") s per million packets ($((p1 - p0)) packets on the two ports)"
+        cpu=$(python3 -c "print('%.4f' % (($c1 - $c0) / $(getconf CLK_TCK) / max(1, ($p1 - $p0)) * 1e6))")
     fi
     [ -n "$capture_pid" ] && kill -INT "$capture_pid" && wait "$capture_pid" 2>/dev/null || true
     [ "$mode" = tcpdump ] && kill "$tcpdump_b" 2>/dev/null || true
     capture_pid=
-    printf '%-10s tcp %.2f Gbit/s  udp64 %.0f pps  rr p50/p99 %s us\n' "$mode" \
-        "$(python3 -c "print(${T[$mode]} / 1e9)")" "${U[$mode]}" "${R[$mode]}"
+    echo "$mode $t $u $r $cpu" >> "$results"
+    printf 'round %d %-10s tcp %.2f Gbit/s  udp64 %.0f pps  rr p50/p99 %s us  cpu %s s/Mpkt\n' "$round" "$mode" \
+        "$(python3 -c "print($t / 1e9)")" "$u" "$r" "$cpu"
+done
 done
 kill $echo_pid 2>/dev/null || true
-python3 - "${T[none]}" "${T[af-packet]}" "${T[tcpdump]}" "${U[none]}" "${U[af-packet]}" "${U[tcpdump]}" \
-    "${R[none]}" "${R[af-packet]}" "${R[tcpdump]}" <<'PY'
-import sys
-a = sys.argv[1:]
-t = [float(x) for x in a[0:3]]
-u = [float(x) for x in a[3:6]]
-r = [tuple(float(v) for v in x.split()) for x in a[6:9]]
-for i, m in ((1, "af-packet"), (2, "tcpdump")):
-    print(f"{m:10} / none: tcp {t[i] / t[0]:.3f}, udp64 {u[i] / u[0]:.3f}, "
-          f"rr p50 {r[i][0] - r[0][0]:+.1f} us, p99 {r[i][1] - r[0][1]:+.1f} us")
+python3 - "$results" <<'PY'
+import statistics, sys
+rows = {}
+for line in open(sys.argv[1]):
+    m, t, u, p50, p99, cpu = line.split()
+    rows.setdefault(m, []).append((float(t), float(u), float(p50), float(p99), cpu))
+med = {m: [statistics.median(r[i] for r in v) for i in range(4)] for m, v in rows.items()}
+n = med["none"]
+print(f"none       tcp {n[0] / 1e9:.2f} Gbit/s, udp64 {n[1]:.0f} pps, rr p50 {n[2]:.1f} us, p99 {n[3]:.1f} us (medians of {len(rows['none'])} rounds)")
+for m in ("ebpf", "af-packet", "tcpdump"):
+    x = med[m]
+    cpus = [float(r[4]) for r in rows[m] if r[4] != "-"]
+    cpu = f", capture process CPU {statistics.median(cpus):.4f} s per million packets" if cpus else ""
+    print(f"{m:10} / none: tcp {x[0] / n[0]:.3f}, udp64 {x[1] / n[1]:.3f}, "
+          f"rr p50 {x[2] - n[2]:+.1f} us, p99 {x[3] - n[3]:+.1f} us{cpu}")
 PY
