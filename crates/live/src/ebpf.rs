@@ -84,6 +84,8 @@ pub struct KernelFlow {
     pub bytes: u64,
     /// Unix time of the first packet, ns.
     pub first_ns: u64,
+    /// Unix time of the last packet, ns.
+    pub last_ns: u64,
     /// OR of the TCP flags.
     pub flags_any: u8,
     /// AND of the TCP flags.
@@ -335,6 +337,7 @@ fn kernel_flow(key: &[u8], values: &[Vec<u8>], unix_offset: i128) -> Option<Kern
         packets: 0,
         bytes: 0,
         first_ns: u64::MAX,
+        last_ns: 0,
         flags_any: 0,
         flags_all: 0xff,
     };
@@ -346,13 +349,16 @@ fn kernel_flow(key: &[u8], values: &[Vec<u8>], unix_offset: i128) -> Option<Kern
         f.packets += packets;
         f.bytes += u64_at(v, offset_of!(flow_counts, bytes));
         f.first_ns = f.first_ns.min(u64_at(v, offset_of!(flow_counts, first_ns)));
+        f.last_ns = f.last_ns.max(u64_at(v, offset_of!(flow_counts, last_ns)));
         f.flags_any |= v.get(offset_of!(flow_counts, flags_any)).copied()?;
         f.flags_all &= v.get(offset_of!(flow_counts, flags_all)).copied()?;
     }
     if f.packets == 0 {
         return None;
     }
-    f.first_ns = (i128::from(f.first_ns) + unix_offset).clamp(0, i128::from(u64::MAX)) as u64;
+    let unix = |t: u64| (i128::from(t) + unix_offset).clamp(0, i128::from(u64::MAX)) as u64;
+    f.first_ns = unix(f.first_ns);
+    f.last_ns = unix(f.last_ns);
     Some(f)
 }
 
@@ -397,6 +403,8 @@ mod tests {
 
     fn counts(packets: u64, bytes: u64, first: u64, any: u8, all: u8) -> Vec<u8> {
         let mut v = vec![0u8; size_of::<flow_counts>()];
+        let last = first + packets * 10;
+        v[offset_of!(flow_counts, last_ns)..][..8].copy_from_slice(&last.to_ne_bytes());
         v[offset_of!(flow_counts, packets)..][..8].copy_from_slice(&packets.to_ne_bytes());
         v[offset_of!(flow_counts, bytes)..][..8].copy_from_slice(&bytes.to_ne_bytes());
         v[offset_of!(flow_counts, first_ns)..][..8].copy_from_slice(&first.to_ne_bytes());
@@ -535,6 +543,34 @@ mod tests {
         flows.clear();
         counter.collect(&mut flows, &mut losses).unwrap();
         assert!(flows.is_empty(), "detached, yet counted: {flows:?}");
+    }
+
+    #[test]
+    #[ignore = "needs root and a kernel with BPF: scripts/test.sh runs it as root"]
+    fn later_fragments_count_in_the_flow_of_their_first() {
+        as_root();
+        let ns = PrivateNetns::enter("frag");
+        let s = std::process::Command::new("ip")
+            .args(["-n", &ns.0, "link", "set", "lo", "mtu", "1500"])
+            .status()
+            .unwrap();
+        assert!(s.success());
+        let mut counter = FlowCounter::load(EbpfConfig::default()).unwrap();
+        counter.attach("lo").unwrap();
+        let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        // 3000 bytes of payload at an MTU of 1500: three IPv4 fragments
+        // (1480 + 1480 + 48 bytes of UDP data, each behind 20 bytes of IP).
+        tx.send_to(&[5u8; 3000], rx.local_addr().unwrap()).unwrap();
+        let mut buf = [0u8; 4000];
+        assert_eq!(rx.recv(&mut buf).unwrap(), 3000);
+        let (mut flows, mut losses) = (Vec::new(), Vec::new());
+        counter.collect(&mut flows, &mut losses).unwrap();
+        assert_eq!(flows.len(), 2, "{flows:?}");
+        for f in &flows {
+            assert_eq!(f.dst_port, rx.local_addr().unwrap().port(), "{f:?}");
+            assert_eq!((f.packets, f.bytes), (3, 3008 + 3 * 20), "{f:?}");
+        }
     }
 
     #[test]

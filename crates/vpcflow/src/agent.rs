@@ -104,6 +104,9 @@ struct Tap {
     ifindex: Option<u32>,
     /// The af-packet source's ring.
     ring: Option<PacketRing>,
+    /// Packets the capture lost (ring or kernel table full) not yet
+    /// reported on stderr.
+    lost_unreported: u64,
 }
 
 /// The port's direction of a packet that crossed its interface's egress
@@ -220,6 +223,7 @@ impl Agent {
                 host_side: p.host_side,
                 ifindex: None,
                 ring: None,
+                lost_unreported: 0,
             });
             let t = self.taps.len() - 1;
             for g in &mut self.generations {
@@ -340,6 +344,7 @@ impl Agent {
             let Some(t) = self.taps.iter().position(|t| t.ifindex == Some(l.ifindex)) else {
                 continue;
             };
+            self.taps[t].lost_unreported += l.packets;
             if let Some(g) = generations
                 .iter_mut()
                 .find(|g| g.until.is_none_or(|u| at < u))
@@ -394,6 +399,7 @@ impl Agent {
             let Some(ring) = &mut tap.ring else { continue };
             match ring.take_stats() {
                 Ok(s) if s.drops > 0 => {
+                    tap.lost_unreported += s.drops;
                     if let Some(g) = self.generations.last_mut()
                         && let Some(port) = g.ports[t]
                     {
@@ -402,6 +408,21 @@ impl Agent {
                 }
                 Ok(_) => {}
                 Err(e) => eprintln!("vpcflow: warning: {e}"),
+            }
+        }
+    }
+
+    /// Says which interfaces lost packets since the last report.
+    fn report_losses(&mut self) {
+        let source = self.source_name();
+        for tap in &mut self.taps {
+            if tap.lost_unreported > 0 {
+                eprintln!(
+                    "vpcflow: warning: {}: {} packets could not be counted ({source} source \
+                     full); they are in the port's SKIPDATA records",
+                    tap.interface, tap.lost_unreported
+                );
+                tap.lost_unreported = 0;
             }
         }
     }
@@ -563,6 +584,7 @@ pub fn run(args: AgentArgs) -> Result<ExitCode> {
     let mut mtime = modified(&agent.args.config);
     let mut last_housekeeping = Instant::now();
     let mut last_gc = None::<Instant>;
+    let mut last_report = Instant::now();
     #[cfg(feature = "ebpf")]
     let mut next_collect = wall_clock();
     let mut fds = Vec::new();
@@ -611,6 +633,10 @@ pub fn run(args: AgentArgs) -> Result<ExitCode> {
                 agent.reload(now);
             }
             agent.open_taps();
+            if last_report.elapsed() >= Duration::from_secs(10) {
+                last_report = Instant::now();
+                agent.report_losses();
+            }
             if last_gc.is_none_or(|t| t.elapsed() >= Duration::from_secs(3600)) {
                 last_gc = Some(Instant::now());
                 match agent.store.gc(|_| None, now.0 / 1_000_000_000) {
@@ -631,6 +657,7 @@ pub fn run(args: AgentArgs) -> Result<ExitCode> {
     #[cfg(feature = "ebpf")]
     agent.collect(now);
     agent.note_drops(now);
+    agent.report_losses();
     agent.tick(now)?;
     for gi in 0..agent.generations.len() {
         let g = &mut agent.generations[gi];

@@ -67,6 +67,18 @@ impl Testbed {
         let bytes = self.counter(interface, "rx_bytes") + self.counter(interface, "tx_bytes");
         (packets, bytes - 14 * packets)
     }
+    /// Starts a Python server in port B's namespace and gives it time to
+    /// bind; its output is what it prints when done.
+    fn serve_on_b(&self, script: &str) -> std::process::Child {
+        let child = Command::new("ip")
+            .args(["netns", "exec", &format!("{}-p1", self.0), "python3", "-c"])
+            .arg(script)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        child
+    }
     fn exec(&self, port: &str, args: &[&str]) -> String {
         ok(vpcflow()
             .args(["testbed", "--prefix", &self.0, "exec", "--config"])
@@ -171,13 +183,7 @@ fn the_agent_counts_live_traffic_exactly(capture: &str) {
     let traffic_start = now();
     // B listens on 5000 (allowed) so no ICMP unreachable comes back; 6000 is
     // not allowed by B's security group, so B's nftables drop it.
-    let listener = Command::new("ip")
-        .args(["netns", "exec", &format!("{}-p1", bed.0), "python3", "-c"])
-        .arg("import socket,time\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind(('0.0.0.0',5000))\ns.settimeout(8)\nn=0\ntry:\n  while n<25:\n    s.recv(2000); n+=1\nexcept Exception: pass\nprint(n)")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    let listener = bed.serve_on_b("import socket,time\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind(('0.0.0.0',5000))\ns.settimeout(8)\nn=0\ntry:\n  while n<25:\n    s.recv(2000); n+=1\nexcept Exception: pass\nprint(n)");
     bed.exec(
         A,
         &[
@@ -196,13 +202,7 @@ fn the_agent_counts_live_traffic_exactly(capture: &str) {
     );
     // A TCP transfer of 300 kB from A to B:5201, with the kernel's own
     // count on A's veth around it (every frame on it is this transfer's).
-    let server = Command::new("ip")
-        .args(["netns", "exec", &format!("{}-p1", bed.0), "python3", "-c"])
-        .arg("import socket\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\ns.bind(('0.0.0.0',5201))\ns.listen(1)\ns.settimeout(8)\nc,_=s.accept()\nn=0\nwhile True:\n  d=c.recv(65536)\n  if not d: break\n  n+=len(d)\nc.close()\nprint(n)")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    let server = bed.serve_on_b("import socket\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\ns.bind(('0.0.0.0',5201))\ns.listen(1)\ns.settimeout(8)\nc,_=s.accept()\nn=0\nwhile True:\n  d=c.recv(65536)\n  if not d: break\n  n+=len(d)\nc.close()\nprint(n)");
     let (veth_packets, veth_bytes) = bed.veth_l3("vfbtap-a");
     bed.exec(
         A,
@@ -219,13 +219,7 @@ fn the_agent_counts_live_traffic_exactly(capture: &str) {
     let tcp_on_veth = (after_packets - veth_packets, after_bytes - veth_bytes);
     // A flood of distinct 5-tuples (a listener on B reads them, so no ICMP
     // comes back): past the record cap, the rest is SKIPDATA.
-    let sink = Command::new("ip")
-        .args(["netns", "exec", &format!("{}-p1", bed.0), "python3", "-c"])
-        .arg("import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind(('0.0.0.0',5201))\ns.settimeout(3)\nn=0\ntry:\n  while True:\n    s.recv(2000); n+=1\nexcept Exception: pass\nprint(n)")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    let sink = bed.serve_on_b("import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind(('0.0.0.0',5201))\ns.settimeout(3)\nn=0\ntry:\n  while True:\n    s.recv(2000); n+=1\nexcept Exception: pass\nprint(n)");
     bed.exec(
         A,
         &[

@@ -62,6 +62,16 @@ static __always_inline int has_ports(__u8 protocol)
 	       protocol == 136;
 }
 
+/* The fragment-table key of a packet (all of it written: it is hashed). */
+static __always_inline void fragment_of(struct frag_key *fk, const struct flow_key *key, __u32 id)
+{
+	__builtin_memset(fk, 0, sizeof(*fk));
+	__builtin_memcpy(fk->src, key->src, 16);
+	__builtin_memcpy(fk->dst, key->dst, 16);
+	fk->id = id;
+	fk->protocol = key->protocol;
+}
+
 static __always_inline void add_lost(void *lost, __u32 ifindex, __u64 bytes)
 {
 	struct lost_counts *l = bpf_map_lookup_elem(lost, &ifindex);
@@ -90,6 +100,7 @@ static __always_inline void add(void *flows, void *lost, struct flow_key *key, _
 			.packets = 1,
 			.bytes = bytes,
 			.first_ns = now,
+			.last_ns = now,
 			.flags_any = flags,
 			.flags_all = flags,
 		};
@@ -109,6 +120,7 @@ static __always_inline void add(void *flows, void *lost, struct flow_key *key, _
 	}
 	c->packets += 1;
 	c->bytes += bytes;
+	c->last_ns = now;
 	c->flags_any |= flags;
 	c->flags_all &= flags;
 }
@@ -203,11 +215,7 @@ static __always_inline int count(struct __sk_buff *skb, __u8 egress)
 	__u8 flags = 0;
 	if (frag_offset != 0) {
 		struct frag_key fk;
-		__builtin_memset(&fk, 0, sizeof(fk));
-		__builtin_memcpy(fk.src, key.src, 16);
-		__builtin_memcpy(fk.dst, key.dst, 16);
-		fk.id = frag_id;
-		fk.protocol = key.protocol;
+		fragment_of(&fk, &key, frag_id);
 		struct frag_ports *fp = bpf_map_lookup_elem(&fragments, &fk);
 		if (fp && now - fp->at_ns <= FRAGMENT_LIFETIME_NS) {
 			key.src_port = fp->src_port;
@@ -223,11 +231,7 @@ static __always_inline int count(struct __sk_buff *skb, __u8 egress)
 		}
 		if (more_fragments) {
 			struct frag_key fk;
-			__builtin_memset(&fk, 0, sizeof(fk));
-			__builtin_memcpy(fk.src, key.src, 16);
-			__builtin_memcpy(fk.dst, key.dst, 16);
-			fk.id = frag_id;
-			fk.protocol = key.protocol;
+			fragment_of(&fk, &key, frag_id);
 			struct frag_ports fp = {
 				.at_ns = now,
 				.src_port = key.src_port,
