@@ -8,6 +8,7 @@ mod ingest;
 mod query;
 mod rule_stats;
 mod search;
+mod serve;
 mod store_cmd;
 mod testbed;
 
@@ -33,6 +34,10 @@ enum Command {
     Store(store_cmd::StoreArgs),
     /// Capture live on the monitored ports' interfaces into the log store.
     Agent(agent::AgentArgs),
+    /// Run the control plane: the REST API on its database.
+    Serve(serve::ServeArgs),
+    /// Manage API tokens (local admin command).
+    Token(serve::TokenArgs),
     /// Build an inventory as network namespaces, veths and bridges (root).
     Testbed(testbed::TestbedArgs),
     /// Benchmark tooling (see bench/run.sh).
@@ -48,6 +53,8 @@ fn main() -> ExitCode {
         Command::Store(args) => store_cmd::run(args),
         Command::Agent(args) => agent::run(args),
         Command::Testbed(args) => testbed::run(args),
+        Command::Serve(args) => serve::run(args),
+        Command::Token(args) => serve::run_token(args),
         Command::Bench(args) => bench::run(args).map(|()| ExitCode::SUCCESS),
     };
     match result {

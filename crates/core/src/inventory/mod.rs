@@ -234,6 +234,25 @@ pub struct Inventory {
     pub flow_logs: Vec<FlowLog>,
 }
 
+/// What a flow log's name may be (SPEC §1), for error messages.
+pub const FLOW_LOG_NAME_RULE: &str = "1-64 letters, digits, `_`, `-` or `.`";
+/// What a description may be (SPEC §1), for error messages.
+pub const DESCRIPTION_RULE: &str = "at most 255 characters, without `<` or `>`";
+
+/// A flow log's name: 1-64 letters, digits, `_`, `-`, `.` (SPEC §1).
+pub fn valid_flow_log_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+}
+
+/// A description: at most 255 characters, no `<` or `>` (SPEC §1).
+pub fn valid_description(d: &str) -> bool {
+    d.chars().count() <= 255 && !d.contains(['<', '>'])
+}
+
 /// Ids go into a space-separated format, so they must be printable tokens.
 fn valid_id(s: &str) -> bool {
     !s.is_empty()
@@ -603,22 +622,13 @@ fn build(c: &Checker<'_>, f: raw::File) -> Result<Inventory, InventoryError> {
     for l in &f.flow_log {
         let item = describe("flow_log", &l.id, Some(&l.name));
         let project = c.resolve(&project_ix, &item, "project", "project", &l.project)?;
-        let name_ok = !l.name.is_empty()
-            && l.name.len() <= 64
-            && l.name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
-        if !name_ok {
-            return Err(c.err(&item, "name", "1-64 letters, digits, `_`, `-` or `.`"));
+        if !valid_flow_log_name(&l.name) {
+            return Err(c.err(&item, "name", FLOW_LOG_NAME_RULE));
         }
         if let Some(d) = &l.description
-            && (d.chars().count() > 255 || d.contains(['<', '>']))
+            && !valid_description(d)
         {
-            return Err(c.err(
-                &item,
-                "description",
-                "at most 255 characters, without `<` or `>`",
-            ));
+            return Err(c.err(&item, "description", DESCRIPTION_RULE));
         }
         let resource = match l.resource_type.as_str() {
             "port" => {
