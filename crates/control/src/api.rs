@@ -3,8 +3,10 @@
 //! Every `/v1/{project_id}/...` request must carry `X-Auth-Token`: no or
 //! an unknown token is 401, a token of another project 403, before any
 //! handler runs. Errors are `{"code": "VPC.xxxx", "message": "..."}`.
+//! `/health` and `/metrics` (Prometheus text) need no token.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
@@ -64,8 +66,65 @@ impl IntoResponse for ApiError {
 
 type Shared = State<Arc<ControlDb>>;
 
+/// Requests answered, by method and status code.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    requests: Mutex<BTreeMap<(String, u16), u64>>,
+}
+
+impl Metrics {
+    fn count(&self, method: &str, status: u16) {
+        let mut r = self.requests.lock().unwrap_or_else(|e| e.into_inner());
+        *r.entry((method.to_string(), status)).or_default() += 1;
+    }
+
+    /// The Prometheus text exposition of the counters.
+    pub fn render(&self, flow_logs: u64, projects: u64) -> String {
+        let mut out = String::from(
+            "# HELP vpcflow_api_requests_total API requests answered, by method and status code.\n\
+             # TYPE vpcflow_api_requests_total counter\n",
+        );
+        let r = self.requests.lock().unwrap_or_else(|e| e.into_inner());
+        for ((method, code), n) in r.iter() {
+            out.push_str(&format!(
+                "vpcflow_api_requests_total{{method=\"{method}\",code=\"{code}\"}} {n}\n"
+            ));
+        }
+        out.push_str(&format!(
+            "# HELP vpcflow_flow_logs Flow logs in the control plane.\n\
+             # TYPE vpcflow_flow_logs gauge\nvpcflow_flow_logs {flow_logs}\n\
+             # HELP vpcflow_projects Projects in the control plane.\n\
+             # TYPE vpcflow_projects gauge\nvpcflow_projects {projects}\n"
+        ));
+        out
+    }
+}
+
+async fn count_requests(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
+    let method = req.method().as_str().to_string();
+    let response = next.run(req).await;
+    metrics.count(&method, response.status().as_u16());
+    response
+}
+
+async fn metrics(
+    State(db): Shared,
+    axum::Extension(metrics): axum::Extension<Arc<Metrics>>,
+) -> Result<Response, ApiError> {
+    let (flow_logs, projects) = db.totals().await?;
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        metrics.render(flow_logs, projects),
+    )
+        .into_response())
+}
+
 /// The API over `db`.
 pub fn router(db: Arc<ControlDb>) -> Router {
+    let counters = Arc::new(Metrics::default());
     let v1 = Router::new()
         .route(
             "/v1/{project_id}/fl/flow_logs",
@@ -81,9 +140,12 @@ pub fn router(db: Arc<ControlDb>) -> Router {
         .route_layer(middleware::from_fn_with_state(db.clone(), authenticate));
     Router::new()
         .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/metrics", get(metrics))
         .merge(v1)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "VPC.0404", "no such API path") })
         .with_state(db)
+        .layer(axum::Extension(counters.clone()))
+        .layer(middleware::from_fn_with_state(counters, count_requests))
 }
 
 /// 401 without a known token, 403 with another project's.

@@ -484,6 +484,17 @@ impl ControlDb {
         Ok(())
     }
 
+    /// Flow logs and projects in the whole control plane (for metrics).
+    pub async fn totals(&self) -> Result<(u64, u64), ControlError> {
+        let flow_logs: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM flow_logs")
+            .fetch_one(&self.pool)
+            .await?;
+        let projects: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM projects")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok((flow_logs as u64, projects as u64))
+    }
+
     /// Flow logs `project` has.
     pub async fn flow_logs_used(&self, project: &str) -> Result<u32, ControlError> {
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM flow_logs WHERE project_id = ?")

@@ -509,7 +509,7 @@ fn everything_survives_kill_9_and_the_inventory_is_imported_once() {
 }
 
 #[test]
-fn health_answers_without_a_token_and_unknown_paths_are_json_404() {
+fn health_and_metrics_answer_without_a_token_and_unknown_paths_are_json_404() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());
     let (s, v) = server.request("GET", "/health", None, None);
@@ -517,4 +517,34 @@ fn health_answers_without_a_token_and_unknown_paths_are_json_404() {
     let (s, v) = server.request("GET", "/v2/nothing", None, None);
     assert_eq!(s, 404);
     assert!(v["code"].is_string());
+    for _ in 0..3 {
+        let (s, _) = server.request("GET", &flow_logs_path(PROJECT), None, None);
+        assert_eq!(s, 401);
+    }
+    // Prometheus text: requests by method and code, and the model's size.
+    let mut s = TcpStream::connect(&server.addr).unwrap();
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
+    assert!(
+        raw.contains("content-type: text/plain; version=0.0.4"),
+        "{raw}"
+    );
+    for line in [
+        "vpcflow_api_requests_total{method=\"GET\",code=\"200\"} 1",
+        "vpcflow_api_requests_total{method=\"GET\",code=\"404\"} 1",
+        "vpcflow_api_requests_total{method=\"GET\",code=\"401\"} 3",
+        "vpcflow_flow_logs 2",
+        "vpcflow_projects 1",
+    ] {
+        assert!(
+            raw.lines().any(|l| l == line),
+            "{line} missing from:\n{raw}"
+        );
+    }
 }
