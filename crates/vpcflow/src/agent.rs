@@ -54,13 +54,6 @@ enum CaptureArg {
     AfPacket,
 }
 
-/// The default source: eBPF where this build has it.
-const DEFAULT_CAPTURE: &str = if cfg!(feature = "ebpf") {
-    "ebpf"
-} else {
-    "af-packet"
-};
-
 /// How often the eBPF source's kernel counters are collected (besides
 /// every window boundary): keeps the kernel table to a few seconds of flows.
 #[cfg(feature = "ebpf")]
@@ -78,10 +71,11 @@ pub struct AgentArgs {
     /// Capture window in seconds, 60 to 600 (default: the inventory's).
     #[arg(long, value_name = "SECONDS")]
     window: Option<u32>,
-    /// How to capture (ebpf needs a build with `--features ebpf`; if it
-    /// cannot load, the default falls back to af-packet with a warning).
-    #[arg(long, value_enum, default_value = DEFAULT_CAPTURE)]
-    capture: CaptureArg,
+    /// How to capture: ebpf (the default in a build with `--features
+    /// ebpf`; without the flag, a program that cannot load falls back to
+    /// af-packet with a warning) or af-packet.
+    #[arg(long, value_enum)]
+    capture: Option<CaptureArg>,
     /// af-packet: bytes kept of each packet (enough for its headers).
     #[arg(long, default_value_t = 256)]
     snaplen: u32,
@@ -516,10 +510,11 @@ impl Agent {
 /// eBPF could not load, with a warning).
 #[cfg(feature = "ebpf")]
 fn load_kernel(args: &AgentArgs) -> Result<Option<Kernel>> {
-    if args.capture != CaptureArg::Ebpf {
+    // eBPF is the default where the build has it.
+    if args.capture.unwrap_or(CaptureArg::Ebpf) != CaptureArg::Ebpf {
         return Ok(None);
     }
-    let explicit = std::env::args().any(|a| a == "--capture" || a.starts_with("--capture="));
+    let explicit = args.capture.is_some();
     match vpcflow_live::FlowCounter::load(vpcflow_live::EbpfConfig {
         max_flows: args.flow_table,
     }) {
@@ -540,7 +535,7 @@ fn load_kernel(args: &AgentArgs) -> Result<Option<Kernel>> {
 /// Runs `vpcflow agent`.
 pub fn run(args: AgentArgs) -> Result<ExitCode> {
     #[cfg(not(feature = "ebpf"))]
-    if args.capture == CaptureArg::Ebpf {
+    if args.capture == Some(CaptureArg::Ebpf) {
         bail!(
             "--capture ebpf: this build has no eBPF source; build with `--features ebpf` \
              (after `scripts/setup.sh build` installs clang and libelf-dev) or use \
