@@ -132,6 +132,20 @@ struct Generation {
     until: Option<Timestamp>,
 }
 
+/// The pipeline that takes traffic of tap `t` seen at `at` (the generation
+/// whose inventory holds at that instant), and the tap's port in it.
+fn route(
+    generations: &mut [Generation],
+    t: usize,
+    at: Timestamp,
+) -> Option<(&mut Pipeline<Verdicts>, u32)> {
+    let g = generations
+        .iter_mut()
+        .find(|g| g.until.is_none_or(|u| at < u))?;
+    let port = g.ports[t]?;
+    Some((&mut g.pipeline, port))
+}
+
 fn wall_clock() -> Timestamp {
     Timestamp(crate::query::wall_clock_ns())
 }
@@ -308,14 +322,10 @@ impl Agent {
                 continue;
             };
             let first = Timestamp(f.first_ns);
-            let Some(g) = generations
-                .iter_mut()
-                .find(|g| g.until.is_none_or(|u| first < u))
-            else {
+            let Some((pipeline, port)) = route(generations, t, first) else {
                 continue;
             };
-            let Some(port) = g.ports[t] else { continue };
-            g.pipeline.observe_flow(&FlowDelta {
+            pipeline.observe_flow(&FlowDelta {
                 port,
                 direction: direction(f.egress, self.taps[t].host_side),
                 tuple: FiveTuple {
@@ -339,12 +349,8 @@ impl Agent {
                 continue;
             };
             self.taps[t].lost_unreported += l.packets;
-            if let Some(g) = generations
-                .iter_mut()
-                .find(|g| g.until.is_none_or(|u| at < u))
-                && let Some(port) = g.ports[t]
-            {
-                g.pipeline.note_lost(port, at, l.packets, l.bytes);
+            if let Some((pipeline, port)) = route(generations, t, at) {
+                pipeline.note_lost(port, at, l.packets, l.bytes);
             }
         }
         k.last_collect = now;
@@ -364,16 +370,12 @@ impl Agent {
             };
             let host_side = *host_side;
             ring.drain(|p| {
-                let ts = Timestamp(p.timestamp_ns);
-                let Some(g) = generations
-                    .iter_mut()
-                    .find(|g| g.until.is_none_or(|u| ts < u))
+                let Some((pipeline, port)) = route(generations, t, Timestamp(p.timestamp_ns))
                 else {
                     return;
                 };
-                let Some(port) = g.ports[t] else { return };
                 let direction = direction(p.outgoing, host_side);
-                g.pipeline.observe_on_port(
+                pipeline.observe_on_port(
                     &Frame {
                         timestamp_ns: p.timestamp_ns,
                         link: LinkType::Ethernet,
