@@ -1,7 +1,8 @@
 //! The inventory: projects, VPCs, subnets, ports, security groups, network
 //! ACLs, log groups and topics, and flow logs, as typed values.
 //!
-//! [`Inventory::from_toml`] is the only way in. It guarantees, for the value it
+//! [`Inventory::from_toml`] (or [`Inventory::from_json`], the same document
+//! as JSON) is the only way in. It guarantees, for the value it
 //! returns: every id is unique within its kind and safe to print in the
 //! space-separated record format; every reference points at an existing item
 //! (held as an index, so lookups cannot fail); CIDRs, rules and enums are
@@ -361,6 +362,27 @@ impl Inventory {
         let file: raw::File = toml::from_str(text).map_err(|e| InventoryError::Syntax {
             source_name: source_name.to_string(),
             message: e.to_string().trim_end().to_string(),
+        })?;
+        build(
+            &Checker {
+                source: source_name,
+            },
+            file,
+        )
+    }
+
+    /// Parses and checks an inventory given as a JSON document of the same
+    /// shape as the file (the control plane builds one from its database).
+    /// Errors are as [`Inventory::from_toml`]'s.
+    pub fn from_json(
+        source_name: &str,
+        document: &serde_json::Value,
+    ) -> Result<Inventory, InventoryError> {
+        let file = <raw::File as serde::Deserialize>::deserialize(document).map_err(|e| {
+            InventoryError::Syntax {
+                source_name: source_name.to_string(),
+                message: e.to_string(),
+            }
         })?;
         build(
             &Checker {

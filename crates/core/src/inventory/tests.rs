@@ -165,3 +165,21 @@ fn ids_must_be_printable_tokens() {
     let e = err("[[project]]\nid = \"has space\"\n");
     assert!(e.contains("is not a valid id"), "{e}");
 }
+
+#[test]
+fn the_same_document_as_json_gives_the_same_inventory() {
+    let table: toml::Table = toml::from_str(EXAMPLE).unwrap();
+    let json = serde_json::to_value(&table).unwrap();
+    assert_eq!(
+        Inventory::from_json("db", &json).unwrap(),
+        Inventory::from_toml("vpc.toml", EXAMPLE).unwrap()
+    );
+    let mut bad = json.clone();
+    bad["port"][0]["colour"] = serde_json::json!("red");
+    let e = Inventory::from_json("db", &bad).unwrap_err().to_string();
+    assert!(e.starts_with("db: unknown field `colour`"), "{e}");
+    let mut dangling = json;
+    dangling["port"][0]["subnet"] = serde_json::json!("nope");
+    let e = Inventory::from_json("db", &dangling).unwrap_err().to_string();
+    assert!(e.contains("field `subnet`: no subnet with id 'nope'"), "{e}");
+}
