@@ -291,14 +291,14 @@ fn compact_dir(root: &Path, dir: &Path, tag: &str) -> Result<Option<Compacted>, 
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use vpcflow_core::aggregate::ClosedWindow;
     use vpcflow_core::flow::TrafficType;
     use vpcflow_core::record::{FlowRecord, RecordBody};
     use vpcflow_core::topology::{FlowLogInfo, PortInfo, Topology};
 
-    fn topology() -> Topology {
+    pub(crate) fn topology() -> Topology {
         let mut t = Topology {
             region: "r".into(),
             ..Default::default()
@@ -326,7 +326,7 @@ mod tests {
         t
     }
 
-    fn window(start: u64) -> ClosedWindow {
+    pub(crate) fn window(start: u64) -> ClosedWindow {
         ClosedWindow {
             start,
             end: start + 60,

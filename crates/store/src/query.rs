@@ -11,6 +11,7 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::ListingOptions;
+use datafusion::execution::context::SQLOptions;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::object_store::local::LocalFileSystem;
 use datafusion::object_store::path::Path as ObjectPath;
@@ -45,6 +46,12 @@ pub struct Query {
     pub sql: Option<String>,
     /// At most this many rows.
     pub limit: Option<usize>,
+    /// Skip this many rows first (pages).
+    pub offset: usize,
+    /// For a tenant: the SQL sees only the one log topic's records (no
+    /// table of the whole store is registered), and may only read (no DDL,
+    /// DML such as `COPY`, or `SET`). Needs `group` and `topic` as ids.
+    pub confined: bool,
 }
 
 /// How to print a result.
@@ -248,31 +255,69 @@ impl Query {
                 }),
             );
         }
-        let opts = ListingOptions::new(Arc::new(ParquetFormat::default()))
-            .with_file_extension(".parquet")
-            .with_table_partition_cols(
-                ["log_group", "log_topic", "date", "hour"]
+        let opts =
+            ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+        let canonical = |dir: &Path| {
+            dir.canonicalize()
+                .map(|d| format!("{}/", d.display()))
+                .map_err(|e| Failure::Plan(StoreError::io(dir, e)))
+        };
+        let partitions = |names: &[&str]| {
+            opts.clone().with_table_partition_cols(
+                names
                     .iter()
                     .map(|c| (c.to_string(), DataType::Utf8))
                     .collect(),
-            );
-        let url = format!(
-            "{}/",
-            root.canonicalize()
-                .map_err(|e| Failure::Plan(StoreError::io(root, e)))?
-                .display()
-        );
-        ctx.register_listing_table("all_records", &url, opts, Some(schema()), None)
+            )
+        };
+        let mut conds = Vec::new();
+        let from = if self.confined {
+            let (Some(group), Some([topic]), [dir]) =
+                (&scope.group, scope.topics.as_deref(), scope.dirs.as_slice())
+            else {
+                return Err(Failure::Plan(StoreError::Query(
+                    "a confined query reads exactly one log group and log topic".into(),
+                )));
+            };
+            ctx.register_listing_table(
+                "topic_records",
+                &canonical(dir)?,
+                partitions(&["date", "hour"]),
+                Some(schema()),
+                None,
+            )
             .await
             .map_err(plan)?;
-        let mut conds = Vec::new();
-        if let Some(g) = &scope.group {
-            conds.push(format!("log_group = {}", quote(g)));
-        }
-        if let Some(ts) = &scope.topics {
-            let list: Vec<String> = ts.iter().map(|t| quote(t)).collect();
-            conds.push(format!("log_topic IN ({})", list.join(", ")));
-        }
+            let columns: Vec<String> = schema()
+                .fields()
+                .iter()
+                .map(|f| format!("\"{}\"", f.name()))
+                .collect();
+            format!(
+                "SELECT {}, {} AS log_group, {} AS log_topic, date, hour FROM topic_records",
+                columns.join(", "),
+                quote(group),
+                quote(topic)
+            )
+        } else {
+            ctx.register_listing_table(
+                "all_records",
+                &canonical(root)?,
+                partitions(&["log_group", "log_topic", "date", "hour"]),
+                Some(schema()),
+                None,
+            )
+            .await
+            .map_err(plan)?;
+            if let Some(g) = &scope.group {
+                conds.push(format!("log_group = {}", quote(g)));
+            }
+            if let Some(ts) = &scope.topics {
+                let list: Vec<String> = ts.iter().map(|t| quote(t)).collect();
+                conds.push(format!("log_topic IN ({})", list.join(", ")));
+            }
+            "SELECT * FROM all_records".to_string()
+        };
         if let Some(s) = self.time.since {
             conds.push(format!("\"end\" > {s}"));
         }
@@ -287,19 +332,22 @@ impl Query {
         } else {
             format!(" WHERE {}", conds.join(" AND "))
         };
-        ctx.sql(&format!(
-            "CREATE VIEW records AS SELECT * FROM all_records{where_}"
-        ))
-        .await
-        .map_err(plan)?;
+        ctx.sql(&format!("CREATE VIEW records AS {from}{where_}"))
+            .await
+            .map_err(plan)?;
         let sql = match &self.sql {
             Some(s) => s.clone(),
             None => "SELECT * FROM records ORDER BY start, record_index, log_group, log_topic"
                 .to_string(),
         };
-        let mut df = ctx.sql(&sql).await.map_err(plan)?;
-        if let Some(n) = self.limit {
-            df = df.limit(0, Some(n)).map_err(plan)?;
+        // Queries read: no tables made, files written or settings changed.
+        let read_only = SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false);
+        let mut df = ctx.sql_with_options(&sql, read_only).await.map_err(plan)?;
+        if self.limit.is_some() || self.offset > 0 {
+            df = df.limit(self.offset, self.limit).map_err(plan)?;
         }
         df.collect()
             .await
@@ -573,5 +621,71 @@ impl QueryResult {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Store;
+    use crate::compact::tests::{topology, window};
+
+    #[test]
+    fn a_confined_query_sees_one_topic_and_only_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(dir.path()).unwrap();
+        let t = topology();
+        let mut other = topology();
+        other.flow_logs[0].log_group_id = "g2".into();
+        other.flow_logs[0].log_topic_id = "t2".into();
+        for m in 0..4 {
+            s.write_window(&t, &window(1_700_002_800 + m * 60)).unwrap();
+        }
+        s.write_window(&other, &window(1_700_002_800)).unwrap();
+        let q = |sql: &str, limit, offset| Query {
+            group: Some("g".into()),
+            topic: Some("t".into()),
+            sql: Some(sql.into()),
+            limit,
+            offset,
+            confined: true,
+            ..Query::default()
+        };
+        let count = |r: QueryResult| {
+            let mut out = Vec::new();
+            r.write(OutputFormat::Csv, &mut out).unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        let all = q(
+            "SELECT log_group, log_topic, count(*) AS n FROM records GROUP BY 1, 2",
+            None,
+            0,
+        );
+        assert_eq!(
+            count(all.run(dir.path()).unwrap()),
+            "log_group,log_topic,n\ng,t,12\n"
+        );
+        let page = q(
+            "SELECT start FROM records ORDER BY start, record_index",
+            Some(5),
+            10,
+        );
+        assert_eq!(page.run(dir.path()).unwrap().rows(), 2);
+        for escape in [
+            "SELECT * FROM all_records",
+            "CREATE EXTERNAL TABLE x STORED AS PARQUET LOCATION '/'",
+            "COPY (SELECT 1) TO '/tmp/vpcflow-copy-test.parquet'",
+            "SET datafusion.execution.batch_size = 1",
+        ] {
+            let e = q(escape, None, 0).run(dir.path()).unwrap_err().to_string();
+            assert!(e.starts_with("query:"), "{escape}: {e}");
+        }
+        assert!(!Path::new("/tmp/vpcflow-copy-test.parquet").exists());
+        // Unconfined (the local CLI), the same SQL reads both topics.
+        let wide = Query {
+            sql: Some("SELECT count(*) FROM records".into()),
+            ..Query::default()
+        };
+        assert_eq!(count(wide.run(dir.path()).unwrap()), "count(*)\n15\n");
     }
 }

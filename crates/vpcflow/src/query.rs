@@ -176,6 +176,7 @@ pub fn run(args: QueryArgs) -> Result<ExitCode> {
         filter,
         sql,
         limit: args.limit,
+        ..Query::default()
     };
     let result = q.run(&args.store)?;
     for s in &result.skipped {
