@@ -6,21 +6,26 @@
 //! `/health` and `/metrics` (Prometheus text) need no token.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRef, Path, Query, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{MethodRouter, get, post};
 use axum::{Json, Router};
+use http_body_util::BodyExt;
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{Map, Value, json};
+use tokio::io::AsyncWriteExt;
 
+use crate::data::{DataError, DataPlane, RecordsQuery};
 use crate::db::ControlDb;
-use crate::model::{FlowLogFilter, FlowLogUpdate, NewFlowLog};
+use crate::model::{FlowLogFilter, FlowLogUpdate, NewFlowLog, Page};
+use crate::resources::{Kind, parse_body};
 use crate::{ControlError, FLOW_LOG_QUOTA};
 
 /// An error response.
@@ -48,6 +53,8 @@ impl From<ControlError> for ApiError {
             ControlError::NotFound(_) => (StatusCode::NOT_FOUND, "VPC.3005"),
             ControlError::Duplicate(_) => (StatusCode::CONFLICT, "VPC.3004"),
             ControlError::Quota { .. } => (StatusCode::CONFLICT, "VPC.3003"),
+            ControlError::ResourceNotFound { .. } => (StatusCode::NOT_FOUND, "VPC.0404"),
+            ControlError::InUse(_) => (StatusCode::CONFLICT, "VPC.0409"),
             ControlError::Database(_) => (StatusCode::INTERNAL_SERVER_ERROR, "VPC.3000"),
         };
         ApiError::new(status, code, e.to_string())
@@ -61,6 +68,37 @@ impl IntoResponse for ApiError {
             Json(json!({"code": self.code, "message": self.message})),
         )
             .into_response()
+    }
+}
+
+impl From<DataError> for ApiError {
+    fn from(e: DataError) -> ApiError {
+        match e {
+            DataError::Invalid(m) => ApiError::new(StatusCode::BAD_REQUEST, "VPC.3001", m),
+            DataError::Failed(m) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "VPC.3000", m),
+        }
+    }
+}
+
+/// What every handler can reach: the control database, the data plane,
+/// and where uploads are spooled.
+#[derive(Clone)]
+pub struct AppState {
+    db: Arc<ControlDb>,
+    data: Arc<dyn DataPlane>,
+    uploads: PathBuf,
+}
+
+impl AppState {
+    /// The API's state; uploaded captures are spooled in `uploads`.
+    pub fn new(db: Arc<ControlDb>, data: Arc<dyn DataPlane>, uploads: PathBuf) -> AppState {
+        AppState { db, data, uploads }
+    }
+}
+
+impl FromRef<AppState> for Arc<ControlDb> {
+    fn from_ref(s: &AppState) -> Arc<ControlDb> {
+        s.db.clone()
     }
 }
 
@@ -108,24 +146,39 @@ async fn count_requests(State(metrics): State<Arc<Metrics>>, req: Request, next:
 }
 
 async fn metrics(
-    State(db): Shared,
+    State(state): State<AppState>,
     axum::Extension(metrics): axum::Extension<Arc<Metrics>>,
 ) -> Result<Response, ApiError> {
-    let (flow_logs, projects) = db.totals().await?;
+    let (flow_logs, projects) = state.db.totals().await?;
+    let mut text = metrics.render(flow_logs, projects);
+    text.push_str(&state.data.metrics());
     Ok((
         [(
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        metrics.render(flow_logs, projects),
+        text,
     )
         .into_response())
 }
 
-/// The API over `db`.
-pub fn router(db: Arc<ControlDb>) -> Router {
+/// The path segment of a kind's collection.
+fn collection_path(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Vpc => "vpcs",
+        Kind::Subnet => "subnets",
+        Kind::Port => "ports",
+        Kind::SecurityGroup => "security-groups",
+        Kind::NetworkAcl => "network-acls",
+        Kind::LogGroup => "log-groups",
+        Kind::LogTopic => "log-topics",
+    }
+}
+
+/// The API.
+pub fn router(state: AppState) -> Router {
     let counters = Arc::new(Metrics::default());
-    let v1 = Router::new()
+    let mut v1 = Router::new()
         .route(
             "/v1/{project_id}/fl/flow_logs",
             get(list_flow_logs).post(create_flow_log),
@@ -136,16 +189,320 @@ pub fn router(db: Arc<ControlDb>) -> Router {
                 .put(update_flow_log)
                 .delete(delete_flow_log),
         )
-        .route("/v1/{project_id}/quotas", get(quotas))
-        .route_layer(middleware::from_fn_with_state(db.clone(), authenticate));
+        .route("/v1/{project_id}/quotas", get(quotas));
+    for kind in [
+        Kind::Vpc,
+        Kind::Subnet,
+        Kind::Port,
+        Kind::SecurityGroup,
+        Kind::NetworkAcl,
+        Kind::LogGroup,
+    ] {
+        let path = collection_path(kind);
+        v1 = v1
+            .route(&format!("/v1/{{project_id}}/{path}"), collection(kind))
+            .route(&format!("/v1/{{project_id}}/{path}/{{id}}"), item(kind));
+    }
+    let v1 = v1
+        .route(
+            "/v1/{project_id}/log-groups/{log_group_id}/log-topics",
+            get(list_topics).post(create_topic),
+        )
+        .route(
+            "/v1/{project_id}/log-groups/{log_group_id}/log-topics/{log_topic_id}",
+            get(show_topic).put(update_topic).delete(delete_topic),
+        )
+        .route(
+            "/v1/{project_id}/log-groups/{log_group_id}/log-topics/{log_topic_id}/records",
+            get(records),
+        )
+        .route(
+            "/v1/{project_id}/captures",
+            post(upload_capture).layer(DefaultBodyLimit::disable()),
+        )
+        .route_layer(middleware::from_fn_with_state(
+            state.db.clone(),
+            authenticate,
+        ));
     Router::new()
         .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/metrics", get(metrics))
         .merge(v1)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "VPC.0404", "no such API path") })
-        .with_state(db)
+        .with_state(state)
         .layer(axum::Extension(counters.clone()))
         .layer(middleware::from_fn_with_state(counters, count_requests))
+}
+
+fn wrap(key: &str, v: Value) -> Json<Value> {
+    let mut m = Map::new();
+    m.insert(key.to_string(), v);
+    Json(Value::Object(m))
+}
+
+fn page_of(q: Result<Query<Page>, QueryRejection>) -> Result<Page, ApiError> {
+    q.map(|Query(p)| p).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "VPC.3001",
+            format!("query: {}", e.body_text()),
+        )
+    })
+}
+
+/// `GET` (list) and `POST` (create) of a kind's collection.
+fn collection(kind: Kind) -> MethodRouter<AppState> {
+    get(
+        move |State(db): Shared,
+              Path(project): Path<String>,
+              q: Result<Query<Page>, QueryRejection>| async move {
+            let page = page_of(q)?;
+            let items = db.list_resources(&project, kind, None, &page).await?;
+            Ok::<_, ApiError>(wrap(kind.plural(), Value::Array(items)))
+        },
+    )
+    .post(
+        move |State(db): Shared, Path(project): Path<String>, body: Bytes| async move {
+            let fields = parse_body(kind, &body)?;
+            let created = db.create_resource(&project, kind, fields).await?;
+            Ok::<_, ApiError>(wrap(kind.file_key(), created))
+        },
+    )
+}
+
+/// `GET`, `PUT` and `DELETE` of one resource.
+fn item(kind: Kind) -> MethodRouter<AppState> {
+    get(
+        move |State(db): Shared, Path((project, id)): Path<(String, String)>| async move {
+            let r = db.get_resource(&project, kind, &id).await?;
+            Ok::<_, ApiError>(wrap(kind.file_key(), r))
+        },
+    )
+    .put(
+        move |State(db): Shared,
+              Path((project, id)): Path<(String, String)>,
+              body: Bytes| async move {
+            let fields = parse_body(kind, &body)?;
+            let r = db.update_resource(&project, kind, &id, fields).await?;
+            Ok::<_, ApiError>(wrap(kind.file_key(), r))
+        },
+    )
+    .delete(
+        move |State(db): Shared, Path((project, id)): Path<(String, String)>| async move {
+            db.delete_resource(&project, kind, &id).await?;
+            Ok::<_, ApiError>(StatusCode::NO_CONTENT)
+        },
+    )
+}
+
+/// The topic, if it is `group`'s in `project` (else 404).
+async fn topic_of(
+    db: &ControlDb,
+    project: &str,
+    group: &str,
+    topic: &str,
+) -> Result<Value, ApiError> {
+    db.get_resource(project, Kind::LogGroup, group).await?;
+    let t = db.get_resource(project, Kind::LogTopic, topic).await?;
+    if t["log_group_id"] != group {
+        return Err(ControlError::ResourceNotFound {
+            kind: Kind::LogTopic.label(),
+            id: topic.to_string(),
+        }
+        .into());
+    }
+    Ok(t)
+}
+
+async fn list_topics(
+    State(db): Shared,
+    Path((project, group)): Path<(String, String)>,
+    q: Result<Query<Page>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let page = page_of(q)?;
+    db.get_resource(&project, Kind::LogGroup, &group).await?;
+    let items = db
+        .list_resources(&project, Kind::LogTopic, Some(&group), &page)
+        .await?;
+    Ok(wrap(Kind::LogTopic.plural(), Value::Array(items)))
+}
+
+async fn create_topic(
+    State(db): Shared,
+    Path((project, group)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    db.get_resource(&project, Kind::LogGroup, &group).await?;
+    let mut fields = parse_body(Kind::LogTopic, &body)?;
+    if fields.get("log_group_id").is_some_and(|g| *g != group) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "VPC.3001",
+            "log_group_id: must be the log group of the path",
+        ));
+    }
+    fields.insert("log_group_id".into(), Value::from(group));
+    let t = db.create_resource(&project, Kind::LogTopic, fields).await?;
+    Ok(wrap(Kind::LogTopic.file_key(), t))
+}
+
+async fn show_topic(
+    State(db): Shared,
+    Path((project, group, topic)): Path<(String, String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let t = topic_of(&db, &project, &group, &topic).await?;
+    Ok(wrap(Kind::LogTopic.file_key(), t))
+}
+
+async fn update_topic(
+    State(db): Shared,
+    Path((project, group, topic)): Path<(String, String, String)>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    topic_of(&db, &project, &group, &topic).await?;
+    let fields = parse_body(Kind::LogTopic, &body)?;
+    let t = db
+        .update_resource(&project, Kind::LogTopic, &topic, fields)
+        .await?;
+    Ok(wrap(Kind::LogTopic.file_key(), t))
+}
+
+async fn delete_topic(
+    State(db): Shared,
+    Path((project, group, topic)): Path<(String, String, String)>,
+) -> Result<StatusCode, ApiError> {
+    topic_of(&db, &project, &group, &topic).await?;
+    db.delete_resource(&project, Kind::LogTopic, &topic).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Rows a records page holds by default, and at most.
+const RECORDS_PAGE: usize = 100;
+const RECORDS_PAGE_MAX: usize = 10_000;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecordsParams {
+    since: Option<String>,
+    until: Option<String>,
+    last: Option<String>,
+    search: Option<String>,
+    sql: Option<String>,
+    limit: Option<usize>,
+    offset: Option<usize>,
+}
+
+async fn records(
+    State(state): State<AppState>,
+    Path((project, group, topic)): Path<(String, String, String)>,
+    q: Result<Query<RecordsParams>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(p) = q.map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "VPC.3001",
+            format!("query: {}", e.body_text()),
+        )
+    })?;
+    topic_of(&state.db, &project, &group, &topic).await?;
+    let limit = p.limit.unwrap_or(RECORDS_PAGE);
+    if !(1..=RECORDS_PAGE_MAX).contains(&limit) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "VPC.3001",
+            format!("limit: {limit} is not 1 to {RECORDS_PAGE_MAX}"),
+        ));
+    }
+    let query = RecordsQuery {
+        log_group_id: group,
+        log_topic_id: topic,
+        since: p.since,
+        until: p.until,
+        last: p.last,
+        search: p.search,
+        sql: p.sql,
+        limit,
+        offset: p.offset.unwrap_or(0),
+    };
+    let data = state.data.clone();
+    let page = tokio::task::spawn_blocking(move || data.query(&query))
+        .await
+        .map_err(|e| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "VPC.3000", e.to_string())
+        })??;
+    Ok(Json(json!(page)))
+}
+
+/// Spools the body to a file (no size limit, never all in memory), then
+/// ingests it as the project's traffic.
+async fn upload_capture(
+    State(state): State<AppState>,
+    Path(project): Path<String>,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    let failed = |what: &str, e: &dyn std::fmt::Display| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "VPC.3000",
+            format!("{what}: {e}"),
+        )
+    };
+    let inventory = state.db.project_inventory(&project).await?;
+    tokio::fs::create_dir_all(&state.uploads)
+        .await
+        .map_err(|e| failed("upload directory", &e))?;
+    let path = state
+        .uploads
+        .join(format!("{}.capture", uuid::Uuid::new_v4()));
+    let spooled = spool(body, &path).await;
+    let result = match spooled {
+        Err(e) => Err(e),
+        Ok(0) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "VPC.3001",
+            "request body: empty (send a pcap or pcapng file, optionally gzipped)",
+        )),
+        Ok(_) => {
+            let data = state.data.clone();
+            let spooled_path = path.clone();
+            tokio::task::spawn_blocking(move || data.ingest(&inventory, &spooled_path))
+                .await
+                .map_err(|e| failed("ingest", &e))
+                .and_then(|r| r.map_err(ApiError::from))
+        }
+    };
+    let _ = tokio::fs::remove_file(&path).await;
+    Ok(Json(json!({ "capture": result? })))
+}
+
+async fn spool(body: Body, path: &std::path::Path) -> Result<u64, ApiError> {
+    let failed = |e: &dyn std::fmt::Display| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "VPC.3000",
+            format!("spooling the upload: {e}"),
+        )
+    };
+    let mut file = tokio::fs::File::create(path)
+        .await
+        .map_err(|e| failed(&e))?;
+    let mut body = body;
+    let mut n = 0u64;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "VPC.3001",
+                format!("request body: {e}"),
+            )
+        })?;
+        if let Some(chunk) = frame.data_ref() {
+            file.write_all(chunk).await.map_err(|e| failed(&e))?;
+            n += chunk.len() as u64;
+        }
+    }
+    file.flush().await.map_err(|e| failed(&e))?;
+    Ok(n)
 }
 
 /// 401 without a known token, 403 with another project's.
@@ -272,8 +629,8 @@ async fn quotas(
 }
 
 /// Serves the API on `listener` until SIGINT or SIGTERM.
-pub async fn serve(listener: tokio::net::TcpListener, db: Arc<ControlDb>) -> std::io::Result<()> {
-    axum::serve(listener, router(db))
+pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
         .with_graceful_shutdown(async {
             let mut term =
                 tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();

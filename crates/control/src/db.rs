@@ -17,22 +17,32 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
+use std::collections::HashMap;
+
+use serde_json::{Map, Value};
+use sqlx::sqlite::SqliteConnection;
 use sqlx::{AssertSqlSafe, Row};
 use vpcflow_core::Inventory;
-use vpcflow_core::inventory::Resource;
+use vpcflow_core::inventory::InventoryError;
 
-use crate::model::{FlowLog, FlowLogFilter, FlowLogUpdate, NewFlowLog};
+use crate::model::{FlowLog, FlowLogFilter, FlowLogUpdate, NewFlowLog, Page};
+use crate::resources::{
+    KINDS, Kind, Owner, api_field, api_view, document_item, new_item, update_item,
+};
 use crate::{ControlError, FLOW_LOG_QUOTA};
 
 const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS projects (id TEXT PRIMARY KEY, created_at TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS tokens (hash TEXT PRIMARY KEY, project_id TEXT NOT NULL REFERENCES projects(id), created_at TEXT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS vpcs (id TEXT PRIMARY KEY, project_id TEXT NOT NULL, name TEXT NOT NULL, cidr TEXT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS subnets (id TEXT PRIMARY KEY, project_id TEXT NOT NULL, vpc_id TEXT NOT NULL, name TEXT NOT NULL, cidr TEXT NOT NULL, az TEXT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS ports (id TEXT PRIMARY KEY, project_id TEXT NOT NULL, subnet_id TEXT NOT NULL, name TEXT NOT NULL, interface TEXT)",
-    "CREATE TABLE IF NOT EXISTS log_groups (id TEXT PRIMARY KEY, project_id TEXT NOT NULL, name TEXT NOT NULL, ttl_in_days INTEGER NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS log_topics (id TEXT PRIMARY KEY, project_id TEXT NOT NULL, log_group_id TEXT NOT NULL, name TEXT NOT NULL)",
+    // Every resource but flow logs, as its inventory item (JSON, without id
+    // and project); `parent_id` is the owning VPC, subnet or log group, and
+    // `seq` keeps creation order for the inventory document.
+    "CREATE TABLE IF NOT EXISTS resources (
+        kind TEXT NOT NULL, id TEXT NOT NULL, project_id TEXT NOT NULL, parent_id TEXT,
+        seq INTEGER NOT NULL, body TEXT NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL,
+        PRIMARY KEY (kind, id))",
+    "CREATE INDEX IF NOT EXISTS resources_by_project ON resources (project_id, kind, seq)",
     "CREATE TABLE IF NOT EXISTS flow_logs (
         id TEXT PRIMARY KEY, project_id TEXT NOT NULL, name TEXT NOT NULL,
         description TEXT NOT NULL, resource_type TEXT NOT NULL, resource_id TEXT NOT NULL,
@@ -46,13 +56,11 @@ const SCHEMA: &[&str] = &[
 const FLOW_LOG_SELECT: &str = "SELECT f.id, f.project_id, f.name, f.description, f.resource_type,
     f.resource_id, f.traffic_type, f.log_group_id, f.log_topic_id, f.admin_state,
     f.created_at, f.updated_at,
-    CASE f.resource_type
-      WHEN 'port' THEN EXISTS (SELECT 1 FROM ports r WHERE r.id = f.resource_id AND r.project_id = f.project_id)
-      WHEN 'network' THEN EXISTS (SELECT 1 FROM subnets r WHERE r.id = f.resource_id AND r.project_id = f.project_id)
-      ELSE EXISTS (SELECT 1 FROM vpcs r WHERE r.id = f.resource_id AND r.project_id = f.project_id)
-    END AS resource_ok,
-    EXISTS (SELECT 1 FROM log_topics t WHERE t.id = f.log_topic_id AND t.log_group_id = f.log_group_id
-            AND t.project_id = f.project_id) AS topic_ok
+    EXISTS (SELECT 1 FROM resources r WHERE r.id = f.resource_id AND r.project_id = f.project_id
+            AND r.kind = CASE f.resource_type WHEN 'network' THEN 'subnet' ELSE f.resource_type END)
+      AS resource_ok,
+    EXISTS (SELECT 1 FROM resources t WHERE t.kind = 'log_topic' AND t.id = f.log_topic_id
+            AND t.parent_id = f.log_group_id AND t.project_id = f.project_id) AS topic_ok
     FROM flow_logs f";
 
 /// UTC now as the API writes times (`yyyy-MM-ddTHH:mm:ss`).
@@ -97,8 +105,9 @@ fn flow_log(row: &SqliteRow) -> Result<FlowLog, sqlx::Error> {
 #[derive(Debug)]
 pub struct ControlDb {
     pool: SqlitePool,
-    /// Serializes flow-log creates, so count-then-insert is exact.
-    creates: tokio::sync::Mutex<()>,
+    /// Serializes writes that check the project's model or quota, so a
+    /// check and the write it allows are one step.
+    writes: tokio::sync::Mutex<()>,
 }
 
 impl ControlDb {
@@ -122,7 +131,7 @@ impl ControlDb {
         }
         Ok(ControlDb {
             pool,
-            creates: tokio::sync::Mutex::new(()),
+            writes: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -171,10 +180,23 @@ impl ControlDb {
         )
     }
 
-    /// At the database's first start only: adds an inventory's projects,
-    /// VPCs, subnets, ports, log groups, topics and flow logs. Returns
-    /// whether it did (later starts keep what the API changed).
-    pub async fn import_inventory(&self, inv: &Inventory) -> Result<bool, ControlError> {
+    /// At the database's first start only: adds an inventory file's
+    /// projects, resources and flow logs, and keeps its region, window
+    /// length and record cap. Returns whether it did (later starts keep
+    /// what the API changed). The file is checked first; a bad one is
+    /// refused whole.
+    pub async fn import_inventory(
+        &self,
+        source_name: &str,
+        text: &str,
+    ) -> Result<bool, ControlError> {
+        Inventory::from_toml(source_name, text)
+            .map_err(|e| ControlError::Invalid(e.to_string()))?;
+        let table: toml::Table = toml::from_str(text)
+            .map_err(|e| ControlError::Invalid(format!("{source_name}: {e}")))?;
+        let doc = serde_json::to_value(table)
+            .map_err(|e| ControlError::Invalid(format!("{source_name}: {e}")))?;
+        let _serial = self.writes.lock().await;
         let now = now_utc();
         let mut tx = self.pool.begin().await?;
         let done =
@@ -185,87 +207,75 @@ impl ControlDb {
         if done.rows_affected() == 0 {
             return Ok(false);
         }
-        for p in &inv.projects {
+        let settings: Map<String, Value> = ["region", "window_seconds", "max_records_per_window"]
+            .into_iter()
+            .filter_map(|k| doc.get(k).map(|v| (k.to_string(), v.clone())))
+            .collect();
+        sqlx::query("INSERT OR REPLACE INTO meta (key, value) VALUES ('settings', ?)")
+            .bind(Value::Object(settings).to_string())
+            .execute(&mut *tx)
+            .await?;
+        let items = |key: &str| {
+            doc.get(key)
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default()
+        };
+        for p in items("project") {
             sqlx::query("INSERT OR IGNORE INTO projects (id, created_at) VALUES (?, ?)")
-                .bind(&p.id)
+                .bind(p["id"].as_str())
                 .bind(&now)
                 .execute(&mut *tx)
                 .await?;
         }
-        let project_of_vpc = |v: usize| &inv.projects[inv.vpcs[v].project].id;
-        for v in &inv.vpcs {
-            sqlx::query(
-                "INSERT OR IGNORE INTO vpcs (id, project_id, name, cidr) VALUES (?, ?, ?, ?)",
-            )
-            .bind(&v.id)
-            .bind(&inv.projects[v.project].id)
-            .bind(v.name.clone().unwrap_or_default())
-            .bind(v.cidr.to_string())
-            .execute(&mut *tx)
-            .await?;
+        // The file was checked, so every owner exists and comes earlier
+        // in KINDS than what it owns.
+        let mut project_of: HashMap<(&str, String), String> = HashMap::new();
+        for kind in KINDS {
+            for item in items(kind.file_key()) {
+                let Value::Object(mut body) = item else {
+                    continue;
+                };
+                let id = body
+                    .remove("id")
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default();
+                let project = match kind.owner() {
+                    Owner::Project => body
+                        .remove("project")
+                        .and_then(|v| v.as_str().map(str::to_string)),
+                    Owner::Parent(f) => body
+                        .get(f)
+                        .and_then(Value::as_str)
+                        .and_then(|parent| project_of.get(&(f, parent.to_string())).cloned()),
+                }
+                .unwrap_or_default();
+                project_of.insert((kind.file_key(), id.clone()), project.clone());
+                insert_resource(&mut tx, kind, &id, &project, &body, &now).await?;
+            }
         }
-        for s in &inv.subnets {
-            sqlx::query("INSERT OR IGNORE INTO subnets (id, project_id, vpc_id, name, cidr, az) VALUES (?, ?, ?, ?, ?, ?)")
-                .bind(&s.id)
-                .bind(project_of_vpc(s.vpc))
-                .bind(&inv.vpcs[s.vpc].id)
-                .bind(s.name.clone().unwrap_or_default())
-                .bind(s.cidr.to_string())
-                .bind(s.az.clone().unwrap_or_default())
-                .execute(&mut *tx)
-                .await?;
-        }
-        for p in &inv.ports {
-            let subnet = &inv.subnets[p.subnet];
-            sqlx::query("INSERT OR IGNORE INTO ports (id, project_id, subnet_id, name, interface) VALUES (?, ?, ?, ?, ?)")
-                .bind(&p.id)
-                .bind(project_of_vpc(subnet.vpc))
-                .bind(&subnet.id)
-                .bind(p.name.clone().unwrap_or_default())
-                .bind(p.interface.clone())
-                .execute(&mut *tx)
-                .await?;
-        }
-        for g in &inv.log_groups {
-            sqlx::query("INSERT OR IGNORE INTO log_groups (id, project_id, name, ttl_in_days) VALUES (?, ?, ?, ?)")
-                .bind(&g.id)
-                .bind(&inv.projects[g.project].id)
-                .bind(g.name.clone().unwrap_or_default())
-                .bind(i64::from(g.ttl_in_days))
-                .execute(&mut *tx)
-                .await?;
-        }
-        for t in &inv.log_topics {
-            let group = &inv.log_groups[t.log_group];
-            sqlx::query("INSERT OR IGNORE INTO log_topics (id, project_id, log_group_id, name) VALUES (?, ?, ?, ?)")
-                .bind(&t.id)
-                .bind(&inv.projects[group.project].id)
-                .bind(&group.id)
-                .bind(t.name.clone().unwrap_or_default())
-                .execute(&mut *tx)
-                .await?;
-        }
-        for f in &inv.flow_logs {
-            let (kind, id) = match f.resource {
-                Resource::Port(i) => ("port", &inv.ports[i].id),
-                Resource::Subnet(i) => ("network", &inv.subnets[i].id),
-                Resource::Vpc(i) => ("vpc", &inv.vpcs[i].id),
+        for f in items("flow_log") {
+            let text = |k: &str| {
+                f.get(k)
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string()
             };
             sqlx::query(
                 "INSERT OR IGNORE INTO flow_logs (id, project_id, name, description, resource_type,
                  resource_id, traffic_type, log_group_id, log_topic_id, admin_state, created_at, updated_at)
                  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             )
-            .bind(&f.id)
-            .bind(&inv.projects[f.project].id)
-            .bind(&f.name)
-            .bind(f.description.clone().unwrap_or_default())
-            .bind(kind)
-            .bind(id)
-            .bind(f.traffic_type.as_str())
-            .bind(&inv.log_groups[f.log_group].id)
-            .bind(&inv.log_topics[f.log_topic].id)
-            .bind(f.admin_state)
+            .bind(text("id"))
+            .bind(text("project"))
+            .bind(text("name"))
+            .bind(text("description"))
+            .bind(text("resource_type"))
+            .bind(text("resource_id"))
+            .bind(text("traffic_type"))
+            .bind(text("log_group_id"))
+            .bind(text("log_topic_id"))
+            .bind(f.get("admin_state").and_then(Value::as_bool).unwrap_or(true))
             .bind(&now)
             .bind(&now)
             .execute(&mut *tx)
@@ -275,6 +285,172 @@ impl ControlDb {
         Ok(true)
     }
 
+    /// Creates a resource in `project` from its API fields; the project's
+    /// model must stay valid (references inside the project, CIDRs, rules,
+    /// addresses, as an inventory file is checked).
+    pub async fn create_resource(
+        &self,
+        project: &str,
+        kind: Kind,
+        fields: Map<String, Value>,
+    ) -> Result<Value, ControlError> {
+        let id = uuid::Uuid::new_v4().to_string();
+        let item = new_item(kind, &id, fields)?;
+        let _serial = self.writes.lock().await;
+        let mut tx = self.pool.begin().await?;
+        insert_resource(&mut tx, kind, &id, project, &item, &now_utc()).await?;
+        check_project(&mut tx, project).await?;
+        tx.commit().await?;
+        self.get_resource(project, kind, &id).await
+    }
+
+    /// One resource of `project`, as the API shows it.
+    pub async fn get_resource(
+        &self,
+        project: &str,
+        kind: Kind,
+        id: &str,
+    ) -> Result<Value, ControlError> {
+        let row = sqlx::query(
+            "SELECT body, created_at, updated_at FROM resources WHERE kind = ? AND id = ? AND project_id = ?",
+        )
+        .bind(kind.file_key())
+        .bind(id)
+        .bind(project)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| not_found(kind, id))?;
+        Ok(api_view(
+            id,
+            project,
+            &body_of(&row)?,
+            &row.try_get::<String, _>("created_at")?,
+            &row.try_get::<String, _>("updated_at")?,
+        ))
+    }
+
+    /// `project`'s resources of a kind (under `parent`, if given), in
+    /// creation order, at most `limit` after the id `marker`.
+    pub async fn list_resources(
+        &self,
+        project: &str,
+        kind: Kind,
+        parent: Option<&str>,
+        page: &Page,
+    ) -> Result<Vec<Value>, ControlError> {
+        let limit = page.size()?;
+        let after: Option<i64> = match &page.marker {
+            None => None,
+            Some(m) => Some(
+                sqlx::query_scalar(
+                    "SELECT seq FROM resources WHERE kind = ? AND id = ? AND project_id = ?",
+                )
+                .bind(kind.file_key())
+                .bind(m)
+                .bind(project)
+                .fetch_optional(&self.pool)
+                .await?
+                .ok_or_else(|| ControlError::Invalid(format!("marker: no {} {m}", kind.label())))?,
+            ),
+        };
+        let rows = sqlx::query(
+            "SELECT id, body, created_at, updated_at FROM resources WHERE kind = ? AND project_id = ?
+             AND (? IS NULL OR parent_id = ?) AND seq > ? ORDER BY seq LIMIT ?",
+        )
+        .bind(kind.file_key())
+        .bind(project)
+        .bind(parent)
+        .bind(parent)
+        .bind(after.unwrap_or(0))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(api_view(
+                    &r.try_get::<String, _>("id")?,
+                    project,
+                    &body_of(r)?,
+                    &r.try_get::<String, _>("created_at")?,
+                    &r.try_get::<String, _>("updated_at")?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Changes a resource; the project's model must stay valid.
+    pub async fn update_resource(
+        &self,
+        project: &str,
+        kind: Kind,
+        id: &str,
+        fields: Map<String, Value>,
+    ) -> Result<Value, ControlError> {
+        let _serial = self.writes.lock().await;
+        let mut tx = self.pool.begin().await?;
+        let row =
+            sqlx::query("SELECT body FROM resources WHERE kind = ? AND id = ? AND project_id = ?")
+                .bind(kind.file_key())
+                .bind(id)
+                .bind(project)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or_else(|| not_found(kind, id))?;
+        let mut item = body_of(&row)?;
+        update_item(kind, &mut item, fields)?;
+        sqlx::query("UPDATE resources SET body = ?, updated_at = ? WHERE kind = ? AND id = ?")
+            .bind(Value::Object(item).to_string())
+            .bind(now_utc())
+            .bind(kind.file_key())
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        check_project(&mut tx, project).await?;
+        tx.commit().await?;
+        self.get_resource(project, kind, id).await
+    }
+
+    /// Deletes a resource nothing else of the project uses (a subnet with
+    /// ports, a security group a port or rule names, ... are refused). Flow
+    /// logs on it, or writing to a deleted log topic, turn `ERROR`.
+    pub async fn delete_resource(
+        &self,
+        project: &str,
+        kind: Kind,
+        id: &str,
+    ) -> Result<(), ControlError> {
+        let _serial = self.writes.lock().await;
+        let mut tx = self.pool.begin().await?;
+        let done =
+            sqlx::query("DELETE FROM resources WHERE kind = ? AND id = ? AND project_id = ?")
+                .bind(kind.file_key())
+                .bind(id)
+                .bind(project)
+                .execute(&mut *tx)
+                .await?;
+        if done.rows_affected() == 0 {
+            return Err(not_found(kind, id));
+        }
+        check_project(&mut tx, project).await.map_err(|e| match e {
+            ControlError::Invalid(m) => {
+                ControlError::InUse(format!("{} {id} is in use: {m}", kind.label()))
+            }
+            other => other,
+        })?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The project's model as a checked inventory: its resources, and its
+    /// flow logs that are not `ERROR` (disabled ones included, with
+    /// `admin_state` false).
+    pub async fn project_inventory(&self, project: &str) -> Result<Inventory, ControlError> {
+        let mut conn = self.pool.acquire().await?;
+        let doc = project_document(&mut conn, project).await?;
+        Inventory::from_json(&format!("project {project}"), &doc)
+            .map_err(|e| ControlError::Invalid(inventory_message(e)))
+    }
+
     /// Creates a flow log in `project`: its resource, log group and topic
     /// must be the project's; a duplicate or a 11th flow log is refused.
     pub async fn create_flow_log(
@@ -282,39 +458,37 @@ impl ControlDb {
         project: &str,
         new: &NewFlowLog,
     ) -> Result<FlowLog, ControlError> {
-        let _serial = self.creates.lock().await;
+        let _serial = self.writes.lock().await;
         let mut tx = self.pool.begin().await?;
-        // Table names come from constants, never from the request.
-        let exists = |table: &str| {
-            AssertSqlSafe(format!(
-                "SELECT EXISTS (SELECT 1 FROM {table} WHERE id = ? AND project_id = ?)"
-            ))
+        let exists = |kind: Kind, id: &str| {
+            sqlx::query_scalar::<_, bool>(
+                "SELECT EXISTS (SELECT 1 FROM resources WHERE kind = ? AND id = ? AND project_id = ?)",
+            )
+            .bind(kind.file_key())
+            .bind(id.to_string())
+            .bind(project.to_string())
         };
-        let resource_ok: bool = sqlx::query_scalar(exists(new.resource_type.table()))
-            .bind(&new.resource_id)
-            .bind(project)
+        if !exists(new.resource_type.kind(), &new.resource_id)
             .fetch_one(&mut *tx)
-            .await?;
-        if !resource_ok {
+            .await?
+        {
             return Err(ControlError::Invalid(format!(
                 "resource_id: this project has no {} {}",
                 new.resource_type.as_str(),
                 new.resource_id
             )));
         }
-        let group_ok: bool = sqlx::query_scalar(exists("log_groups"))
-            .bind(&new.log_group_id)
-            .bind(project)
+        if !exists(Kind::LogGroup, &new.log_group_id)
             .fetch_one(&mut *tx)
-            .await?;
-        if !group_ok {
+            .await?
+        {
             return Err(ControlError::Invalid(format!(
                 "log_group_id: this project has no log group {}",
                 new.log_group_id
             )));
         }
         let topic_ok: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM log_topics WHERE id = ? AND log_group_id = ? AND project_id = ?)",
+            "SELECT EXISTS (SELECT 1 FROM resources WHERE kind = 'log_topic' AND id = ? AND parent_id = ? AND project_id = ?)",
         )
         .bind(&new.log_topic_id)
         .bind(&new.log_group_id)
@@ -503,4 +677,128 @@ impl ControlDb {
             .await?;
         Ok(n as u32)
     }
+}
+
+fn not_found(kind: Kind, id: &str) -> ControlError {
+    ControlError::ResourceNotFound {
+        kind: kind.label(),
+        id: id.to_string(),
+    }
+}
+
+fn body_of(row: &SqliteRow) -> Result<Map<String, Value>, ControlError> {
+    let text: String = row.try_get("body")?;
+    match serde_json::from_str(&text) {
+        Ok(Value::Object(m)) => Ok(m),
+        _ => Err(ControlError::Invalid(format!(
+            "a stored resource is not a JSON object: {text}"
+        ))),
+    }
+}
+
+async fn insert_resource(
+    conn: &mut SqliteConnection,
+    kind: Kind,
+    id: &str,
+    project: &str,
+    item: &Map<String, Value>,
+    now: &str,
+) -> Result<(), ControlError> {
+    sqlx::query(
+        "INSERT OR IGNORE INTO resources (kind, id, project_id, parent_id, seq, body, created_at, updated_at)
+         VALUES (?, ?, ?, ?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM resources), ?, ?, ?)",
+    )
+    .bind(kind.file_key())
+    .bind(id)
+    .bind(project)
+    .bind(kind.parent_of(item))
+    .bind(Value::Object(item.clone()).to_string())
+    .bind(now)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// An inventory error in the API's words (`subnet_id`, not `subnet`).
+fn inventory_message(e: InventoryError) -> String {
+    match e {
+        InventoryError::Invalid {
+            item,
+            field,
+            message,
+            ..
+        } => format!("{item}: {}: {message}", api_field(&field)),
+        InventoryError::Syntax { message, .. } => message,
+    }
+}
+
+/// The project's model as an inventory document.
+async fn project_document(
+    conn: &mut SqliteConnection,
+    project: &str,
+) -> Result<Value, ControlError> {
+    let settings: Option<String> =
+        sqlx::query_scalar("SELECT value FROM meta WHERE key = 'settings'")
+            .fetch_optional(&mut *conn)
+            .await?;
+    let mut doc = match settings.and_then(|s| serde_json::from_str(&s).ok()) {
+        Some(Value::Object(m)) => m,
+        _ => Map::new(),
+    };
+    doc.insert("project".into(), serde_json::json!([{ "id": project }]));
+    let rows =
+        sqlx::query("SELECT kind, id, body FROM resources WHERE project_id = ? ORDER BY seq")
+            .bind(project)
+            .fetch_all(&mut *conn)
+            .await?;
+    for r in &rows {
+        let key: String = r.try_get("kind")?;
+        let Some(kind) = KINDS.into_iter().find(|k| k.file_key() == key) else {
+            continue;
+        };
+        let id: String = r.try_get("id")?;
+        let item = document_item(kind, &id, project, &body_of(r)?);
+        push(&mut doc, kind.file_key(), item);
+    }
+    let rows = sqlx::query(AssertSqlSafe(format!(
+        "{FLOW_LOG_SELECT} WHERE f.project_id = ? ORDER BY f.created_at, f.id"
+    )))
+    .bind(project)
+    .fetch_all(&mut *conn)
+    .await?;
+    for r in &rows {
+        let f = flow_log(r)?;
+        if f.status == "ERROR" {
+            continue;
+        }
+        push(
+            &mut doc,
+            "flow_log",
+            serde_json::json!({
+                "id": f.id, "project": project, "name": f.name, "description": f.description,
+                "resource_type": f.resource_type, "resource_id": f.resource_id,
+                "traffic_type": f.traffic_type, "log_group_id": f.log_group_id,
+                "log_topic_id": f.log_topic_id, "admin_state": f.admin_state,
+            }),
+        );
+    }
+    Ok(Value::Object(doc))
+}
+
+fn push(doc: &mut Map<String, Value>, key: &str, item: Value) {
+    if let Value::Array(a) = doc
+        .entry(key.to_string())
+        .or_insert_with(|| Value::Array(Vec::new()))
+    {
+        a.push(item);
+    }
+}
+
+/// Checks the project's model as it stands in this transaction.
+async fn check_project(conn: &mut SqliteConnection, project: &str) -> Result<(), ControlError> {
+    let doc = project_document(conn, project).await?;
+    Inventory::from_json("request", &doc)
+        .map(|_| ())
+        .map_err(|e| ControlError::Invalid(inventory_message(e)))
 }

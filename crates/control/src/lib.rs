@@ -11,10 +11,15 @@
 //!   rules, and the token check in front of every `/v1/` route.
 //! - [`model`]: request bodies parsed into typed values at the edge, so the
 //!   database only ever sees valid flow logs.
+//! - [`resources`]: the other resources, kept as inventory items so every
+//!   change is checked by the inventory's own checker against the whole
+//!   project before it commits.
 
 pub mod api;
+pub mod data;
 pub mod db;
 pub mod model;
+pub mod resources;
 
 /// What can go wrong in the control plane.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +34,17 @@ pub enum ControlError {
     /// `VPC.3004`).
     #[error("a flow log with the same resource, traffic type, log group and log topic exists: {0}")]
     Duplicate(String),
+    /// A resource does not exist in this project (404).
+    #[error("{kind} {id} not found")]
+    ResourceNotFound {
+        /// What was looked for.
+        kind: &'static str,
+        /// Its id.
+        id: String,
+    },
+    /// A resource cannot be deleted while others use it (409).
+    #[error("{0}")]
+    InUse(String),
     /// The project's flow-log quota is used up (409, `VPC.3003`).
     #[error("flow log quota exceeded: a project may have {quota} flow logs in this region")]
     Quota {

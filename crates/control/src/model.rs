@@ -8,6 +8,7 @@ use vpcflow_core::inventory::{
 };
 
 use crate::ControlError;
+use crate::resources::Kind;
 
 /// A flow log, as the API returns it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,12 +61,12 @@ impl ResourceType {
             ResourceType::Vpc => "vpc",
         }
     }
-    /// The table holding resources of this type.
-    pub fn table(self) -> &'static str {
+    /// The kind of resource it names.
+    pub fn kind(self) -> Kind {
         match self {
-            ResourceType::Port => "ports",
-            ResourceType::Network => "subnets",
-            ResourceType::Vpc => "vpcs",
+            ResourceType::Port => Kind::Port,
+            ResourceType::Network => Kind::Subnet,
+            ResourceType::Vpc => Kind::Vpc,
         }
     }
 }
@@ -297,14 +298,35 @@ pub struct FlowLogFilter {
 /// Most flow logs one list returns.
 pub const MAX_PAGE: u32 = 2000;
 
+fn page_size(limit: Option<u32>) -> Result<u32, ControlError> {
+    match limit {
+        None => Ok(MAX_PAGE),
+        Some(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
+        Some(n) => Err(invalid(format!("limit: {n} is not 1 to {MAX_PAGE}"))),
+    }
+}
+
+/// A list's page: `limit` and `marker` (the last id seen).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Page {
+    /// At most this many (1..2000, default 2000).
+    pub limit: Option<u32>,
+    /// The last id of the previous page.
+    pub marker: Option<String>,
+}
+
+impl Page {
+    /// The page size, checked.
+    pub fn size(&self) -> Result<u32, ControlError> {
+        page_size(self.limit)
+    }
+}
+
 impl FlowLogFilter {
     /// The page size, checked.
     pub fn page_size(&self) -> Result<u32, ControlError> {
-        match self.limit {
-            None => Ok(MAX_PAGE),
-            Some(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
-            Some(n) => Err(invalid(format!("limit: {n} is not 1 to {MAX_PAGE}"))),
-        }
+        page_size(self.limit)
     }
 }
 

@@ -139,6 +139,26 @@ impl Query {
             name: name.to_string(),
             dir: root.display().to_string(),
         };
+        if self.confined {
+            // Ids only: a name in the catalog could be anyone's.
+            let (Some(g), Some(t)) = (&self.group, &self.topic) else {
+                return Err(StoreError::Query(
+                    "a confined query names its log group and log topic".into(),
+                ));
+            };
+            let dir = root.join(format!("log_group={g}/log_topic={t}"));
+            if !root.join(format!("log_group={g}")).is_dir() {
+                return Err(not_found("log group", g));
+            }
+            if !dir.is_dir() {
+                return Err(not_found("log topic", t));
+            }
+            return Ok(Scope {
+                group: Some(g.clone()),
+                topics: Some(vec![t.clone()]),
+                dirs: vec![dir],
+            });
+        }
         let catalog = Catalog::load(root)?;
         let group = match &self.group {
             None => None,

@@ -180,6 +180,11 @@ fn the_same_document_as_json_gives_the_same_inventory() {
     assert!(e.starts_with("db: unknown field `colour`"), "{e}");
     let mut dangling = json;
     dangling["port"][0]["subnet"] = serde_json::json!("nope");
-    let e = Inventory::from_json("db", &dangling).unwrap_err().to_string();
-    assert!(e.contains("field `subnet`: no subnet with id 'nope'"), "{e}");
+    let e = Inventory::from_json("db", &dangling)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("field `subnet`: no subnet with id 'nope'"),
+        "{e}"
+    );
 }

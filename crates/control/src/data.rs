@@ -1,0 +1,82 @@
+//! What the API asks of the data plane (the pipeline and the log store),
+//! which the `vpcflow` binary provides: the control plane stays free of
+//! capture, aggregation and storage code.
+//!
+//! Both calls block (file reading, aggregation, Parquet, DataFusion); the
+//! API runs them on tokio's blocking threads.
+
+use std::path::Path;
+
+use serde::Serialize;
+use vpcflow_core::Inventory;
+
+/// Why the data plane refused or failed a call.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    /// The caller's input is wrong (a bad capture, search or SQL): 400.
+    #[error("{0}")]
+    Invalid(String),
+    /// The server failed: 500.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// What ingesting one capture did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct IngestReport {
+    /// Frames read.
+    pub frames: u64,
+    /// Capture windows written.
+    pub windows: u64,
+    /// Records written to the log store.
+    pub records: u64,
+    /// Store files written.
+    pub files: u64,
+    /// How the capture ended (`complete`, or what cut it short: the frames
+    /// before the damage were ingested).
+    pub ending: String,
+}
+
+/// A records query of one log topic (ids checked to be the caller's).
+#[derive(Debug, Clone, Default)]
+pub struct RecordsQuery {
+    /// Log group id.
+    pub log_group_id: String,
+    /// Log topic id.
+    pub log_topic_id: String,
+    /// Records of windows ending after this instant (RFC 3339 or Unix s).
+    pub since: Option<String>,
+    /// Records of windows starting before this instant.
+    pub until: Option<String>,
+    /// Records of the last duration (`15m`, `2h`, `7d`), instead of since.
+    pub last: Option<String>,
+    /// A field search (`vpcflow query`'s syntax).
+    pub search: Option<String>,
+    /// SQL over the table `records`.
+    pub sql: Option<String>,
+    /// Rows per page.
+    pub limit: usize,
+    /// Rows skipped before the page.
+    pub offset: usize,
+}
+
+/// One page of a records query.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RecordsPage {
+    /// Rows, as JSON objects keyed by column.
+    pub records: Vec<serde_json::Value>,
+    /// The offset of the next page, if there is more.
+    pub next_offset: Option<usize>,
+}
+
+/// The pipeline and the log store, as `vpcflow serve` runs them.
+pub trait DataPlane: Send + Sync + 'static {
+    /// Ingests the capture at `path` as the traffic of `inventory` (one
+    /// project's model and flow logs) and writes the closed windows to the
+    /// log store.
+    fn ingest(&self, inventory: &Inventory, path: &Path) -> Result<IngestReport, DataError>;
+    /// Runs a query confined to one log topic.
+    fn query(&self, query: &RecordsQuery) -> Result<RecordsPage, DataError>;
+    /// Prometheus text of the data plane's counters.
+    fn metrics(&self) -> String;
+}

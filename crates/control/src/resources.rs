@@ -1,0 +1,440 @@
+//! The model's resources other than flow logs (VPCs, subnets, ports,
+//! security groups, network ACLs, log groups and topics) as the API shows
+//! them and as the database keeps them.
+//!
+//! The database keeps each resource as the inventory file's item (the same
+//! field names, without `id` and `project`), so the project's whole model
+//! can be rebuilt as an inventory document and checked by the one checker
+//! the inventory file has ([`vpcflow_core::Inventory::from_json`]). The API
+//! names references with an `_id` suffix (`vpc_id`, `subnet_id`, ...) and
+//! rule lists in the plural, like the seed cloud's API; this module turns
+//! one spelling into the other and refuses what the server sets (`id`,
+//! `project_id`, times) and fields that cannot change.
+
+use serde_json::{Map, Value};
+
+use crate::ControlError;
+
+/// Who owns a resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owner {
+    /// The project directly (the file's `project` field).
+    Project,
+    /// Another resource, named in this file field (the project is its).
+    Parent(&'static str),
+}
+
+/// A kind of resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A VPC.
+    Vpc,
+    /// A subnet (the seed's network).
+    Subnet,
+    /// A port (the seed's interface).
+    Port,
+    /// A security group with its rules.
+    SecurityGroup,
+    /// A network ACL with its ordered rules.
+    NetworkAcl,
+    /// A log group.
+    LogGroup,
+    /// A log topic of a log group.
+    LogTopic,
+}
+
+/// Every kind, in the order an inventory document lists them.
+pub const KINDS: [Kind; 7] = [
+    Kind::Vpc,
+    Kind::Subnet,
+    Kind::Port,
+    Kind::SecurityGroup,
+    Kind::NetworkAcl,
+    Kind::LogGroup,
+    Kind::LogTopic,
+];
+
+/// File field names and their API names, for every kind (a file name is
+/// never an API name of another field, so one table serves all kinds).
+const RENAMES: &[(&str, &str)] = &[
+    ("vpc", "vpc_id"),
+    ("subnet", "subnet_id"),
+    ("network_acl", "network_acl_id"),
+    ("log_group", "log_group_id"),
+    ("rule", "rules"),
+    ("ingress_rule", "ingress_rules"),
+    ("egress_rule", "egress_rules"),
+    ("project", "project_id"),
+];
+
+/// Fields the server sets.
+const SERVER_FIELDS: [&str; 4] = ["id", "project_id", "created_at", "updated_at"];
+
+/// The API name of a file field.
+pub fn api_field(file: &str) -> &str {
+    RENAMES
+        .iter()
+        .find(|(f, _)| *f == file)
+        .map_or(file, |(_, a)| a)
+}
+
+fn file_field(api: &str) -> &str {
+    RENAMES
+        .iter()
+        .find(|(_, a)| *a == api)
+        .map_or(api, |(f, _)| f)
+}
+
+fn invalid(msg: impl Into<String>) -> ControlError {
+    ControlError::Invalid(msg.into())
+}
+
+impl Kind {
+    /// The inventory file's name for it, also its name in the database.
+    pub fn file_key(self) -> &'static str {
+        match self {
+            Kind::Vpc => "vpc",
+            Kind::Subnet => "subnet",
+            Kind::Port => "port",
+            Kind::SecurityGroup => "security_group",
+            Kind::NetworkAcl => "network_acl",
+            Kind::LogGroup => "log_group",
+            Kind::LogTopic => "log_topic",
+        }
+    }
+
+    /// The key of a list body (`{"vpcs": [...]}`).
+    pub fn plural(self) -> &'static str {
+        match self {
+            Kind::Vpc => "vpcs",
+            Kind::Subnet => "subnets",
+            Kind::Port => "ports",
+            Kind::SecurityGroup => "security_groups",
+            Kind::NetworkAcl => "network_acls",
+            Kind::LogGroup => "log_groups",
+            Kind::LogTopic => "log_topics",
+        }
+    }
+
+    /// In messages.
+    pub fn label(self) -> &'static str {
+        match self {
+            Kind::Vpc => "VPC",
+            Kind::Subnet => "subnet",
+            Kind::Port => "port",
+            Kind::SecurityGroup => "security group",
+            Kind::NetworkAcl => "network ACL",
+            Kind::LogGroup => "log group",
+            Kind::LogTopic => "log topic",
+        }
+    }
+
+    /// Who owns it.
+    pub fn owner(self) -> Owner {
+        match self {
+            Kind::Subnet => Owner::Parent("vpc"),
+            Kind::Port => Owner::Parent("subnet"),
+            Kind::LogTopic => Owner::Parent("log_group"),
+            _ => Owner::Project,
+        }
+    }
+
+    /// API fields that cannot change after creation.
+    fn immutable(self) -> &'static [&'static str] {
+        match self {
+            Kind::Subnet => &["vpc_id", "cidr", "ipv6_cidr", "az"],
+            Kind::Port => &["subnet_id", "interface", "host_side"],
+            Kind::LogTopic => &["log_group_id"],
+            _ => &[],
+        }
+    }
+
+    /// The rule lists this kind holds (file names).
+    fn rule_lists(self) -> &'static [&'static str] {
+        match self {
+            Kind::SecurityGroup => &["rule"],
+            Kind::NetworkAcl => &["ingress_rule", "egress_rule"],
+            _ => &[],
+        }
+    }
+
+    /// The parent's id in a stored body, for kinds that have one.
+    pub fn parent_of(self, body: &Map<String, Value>) -> Option<String> {
+        match self.owner() {
+            Owner::Parent(f) => body.get(f).and_then(Value::as_str).map(str::to_string),
+            Owner::Project => None,
+        }
+    }
+}
+
+/// A request body `{"<singular>": {...}}` as a map of API fields.
+pub fn parse_body(kind: Kind, body: &[u8]) -> Result<Map<String, Value>, ControlError> {
+    let key = kind.file_key();
+    let v: Value =
+        serde_json::from_slice(body).map_err(|e| invalid(format!("request body: {e}")))?;
+    let Value::Object(mut outer) = v else {
+        return Err(invalid(format!(
+            "request body: expected {{\"{key}\": {{...}}}}"
+        )));
+    };
+    let inner = outer.remove(key);
+    if let Some(other) = outer.keys().next() {
+        return Err(invalid(format!(
+            "request body: unknown field `{other}` (expected `{key}`)"
+        )));
+    }
+    match inner {
+        Some(Value::Object(m)) => Ok(m),
+        Some(_) => Err(invalid(format!("{key}: expected an object"))),
+        None => Err(invalid(format!("request body: missing field `{key}`"))),
+    }
+}
+
+fn to_file_name(kind: Kind, api: &str) -> Result<&str, ControlError> {
+    if SERVER_FIELDS.contains(&api) {
+        return Err(invalid(format!("{api}: set by the server")));
+    }
+    let file = file_field(api);
+    if file == api && api_field(api) != api {
+        // A file spelling where the API has another name.
+        return Err(invalid(format!(
+            "unknown field `{api}` of a {} (the API calls it `{}`)",
+            kind.label(),
+            api_field(api)
+        )));
+    }
+    Ok(file)
+}
+
+/// A create body turned into the stored item: API names to file names,
+/// nulls dropped, defaults of SPEC §1 applied (a log group keeps records 7
+/// days; a security group created without rules gets the default rules),
+/// and every rule given an id. `id` is the new resource's.
+pub fn new_item(
+    kind: Kind,
+    id: &str,
+    fields: Map<String, Value>,
+) -> Result<Map<String, Value>, ControlError> {
+    let mut item = Map::new();
+    for (k, v) in fields {
+        let f = to_file_name(kind, &k)?;
+        if !v.is_null() {
+            item.insert(f.to_string(), v);
+        }
+    }
+    if let Owner::Parent(f) = kind.owner()
+        && !item.get(f).is_some_and(Value::is_string)
+    {
+        return Err(invalid(format!("{}: required", api_field(f))));
+    }
+    match kind {
+        Kind::LogGroup => {
+            item.entry("ttl_in_days").or_insert(Value::from(7));
+        }
+        Kind::SecurityGroup if !item.contains_key("rule") => {
+            item.insert("rule".into(), default_security_group_rules(id));
+        }
+        _ => {}
+    }
+    name_rules(kind, &mut item)?;
+    Ok(item)
+}
+
+/// Applies an update body to a stored item: null removes an optional field;
+/// fields the kind cannot change are refused, naming them.
+pub fn update_item(
+    kind: Kind,
+    item: &mut Map<String, Value>,
+    fields: Map<String, Value>,
+) -> Result<(), ControlError> {
+    for (k, v) in fields {
+        if kind.immutable().contains(&k.as_str()) {
+            return Err(invalid(format!(
+                "{k} cannot be changed after a {} is created",
+                kind.label()
+            )));
+        }
+        let f = to_file_name(kind, &k)?.to_string();
+        if v.is_null() {
+            item.remove(&f);
+        } else {
+            item.insert(f, v);
+        }
+    }
+    name_rules(kind, item)
+}
+
+/// Rules get ids (UUIDs) where they have none, so the API can name them.
+fn name_rules(kind: Kind, item: &mut Map<String, Value>) -> Result<(), ControlError> {
+    for list in kind.rule_lists() {
+        match item.get_mut(*list) {
+            None => {}
+            Some(Value::Array(rules)) => {
+                for r in rules {
+                    let Value::Object(r) = r else {
+                        return Err(invalid(format!(
+                            "{}: every rule is an object",
+                            api_field(list)
+                        )));
+                    };
+                    r.entry("id")
+                        .or_insert_with(|| Value::from(uuid::Uuid::new_v4().to_string()));
+                }
+            }
+            Some(_) => return Err(invalid(format!("{}: expected a list", api_field(list)))),
+        }
+    }
+    Ok(())
+}
+
+/// SPEC §1: ingress from members of the group itself (IPv4 and IPv6),
+/// egress to anywhere.
+fn default_security_group_rules(group: &str) -> Value {
+    serde_json::json!([
+        {"direction": "ingress", "ethertype": "IPv4", "remote_group_id": group},
+        {"direction": "ingress", "ethertype": "IPv6", "remote_group_id": group},
+        {"direction": "egress", "ethertype": "IPv4", "remote_ip_prefix": "0.0.0.0/0"},
+        {"direction": "egress", "ethertype": "IPv6", "remote_ip_prefix": "::/0"},
+    ])
+}
+
+/// A stored item as the API shows it.
+pub fn api_view(
+    id: &str,
+    project: &str,
+    item: &Map<String, Value>,
+    created_at: &str,
+    updated_at: &str,
+) -> Value {
+    let mut out = Map::new();
+    out.insert("id".into(), Value::from(id));
+    out.insert("project_id".into(), Value::from(project));
+    for (k, v) in item {
+        out.insert(api_field(k).to_string(), v.clone());
+    }
+    out.insert("created_at".into(), Value::from(created_at));
+    out.insert("updated_at".into(), Value::from(updated_at));
+    Value::Object(out)
+}
+
+/// A stored item as an inventory document lists it.
+pub fn document_item(kind: Kind, id: &str, project: &str, item: &Map<String, Value>) -> Value {
+    let mut out = item.clone();
+    out.insert("id".into(), Value::from(id));
+    if kind.owner() == Owner::Project {
+        out.insert("project".into(), Value::from(project));
+    }
+    Value::Object(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn map(v: Value) -> Map<String, Value> {
+        match v {
+            Value::Object(m) => m,
+            _ => panic!("not an object"),
+        }
+    }
+
+    fn err(r: Result<impl std::fmt::Debug, ControlError>) -> String {
+        match r {
+            Err(ControlError::Invalid(m)) => m,
+            other => panic!("expected Invalid, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn api_names_become_file_names_and_back() {
+        let item = new_item(
+            Kind::Subnet,
+            "s1",
+            map(json!({"vpc_id": "v1", "cidr": "10.0.0.0/24", "network_acl_id": "a1", "az": null})),
+        )
+        .unwrap();
+        assert_eq!(
+            Value::Object(item.clone()),
+            json!({"vpc": "v1", "cidr": "10.0.0.0/24", "network_acl": "a1"})
+        );
+        assert_eq!(Kind::Subnet.parent_of(&item).as_deref(), Some("v1"));
+        let view = api_view("s1", "p", &item, "t0", "t1");
+        assert_eq!(view["vpc_id"], "v1");
+        assert_eq!(view["network_acl_id"], "a1");
+        assert_eq!(view["project_id"], "p");
+        let doc = document_item(Kind::Subnet, "s1", "p", &item);
+        assert_eq!(doc["id"], "s1");
+        assert!(doc.get("project").is_none());
+        let doc = document_item(Kind::Vpc, "v1", "p", &Map::new());
+        assert_eq!(doc["project"], "p");
+    }
+
+    #[test]
+    fn server_fields_file_spellings_and_missing_parents_are_refused() {
+        let bad = |v| err(new_item(Kind::Port, "x", map(v)));
+        assert_eq!(
+            bad(json!({"id": "y", "subnet_id": "s"})),
+            "id: set by the server"
+        );
+        assert!(bad(json!({"subnet": "s"})).contains("the API calls it `subnet_id`"));
+        assert_eq!(bad(json!({"ips": ["10.0.0.5"]})), "subnet_id: required");
+        assert!(err(parse_body(Kind::Vpc, br#"{"vpcs": {}}"#)).contains("unknown field `vpcs`"));
+        assert!(err(parse_body(Kind::Vpc, br#"{"vpc": 1}"#)).contains("expected an object"));
+        assert!(err(parse_body(Kind::Vpc, b"{}")).contains("missing field `vpc`"));
+    }
+
+    #[test]
+    fn defaults_and_rule_ids() {
+        let g = new_item(Kind::LogGroup, "g", Map::new()).unwrap();
+        assert_eq!(g["ttl_in_days"], 7);
+        let sg = new_item(Kind::SecurityGroup, "sg1", Map::new()).unwrap();
+        let rules = sg["rule"].as_array().unwrap();
+        assert_eq!(rules.len(), 4);
+        assert_eq!(rules[0]["remote_group_id"], "sg1");
+        assert!(rules.iter().all(|r| r["id"].is_string()));
+        let none = new_item(Kind::SecurityGroup, "sg2", map(json!({"rules": []}))).unwrap();
+        assert_eq!(none["rule"], json!([]));
+        let acl = new_item(
+            Kind::NetworkAcl,
+            "a",
+            map(json!({"ingress_rules": [{"id": "keep", "action": "deny"}, {"action": "allow"}]})),
+        )
+        .unwrap();
+        assert_eq!(acl["ingress_rule"][0]["id"], "keep");
+        assert!(acl["ingress_rule"][1]["id"].is_string());
+        assert!(
+            err(new_item(
+                Kind::NetworkAcl,
+                "a",
+                map(json!({"egress_rules": 3}))
+            ))
+            .contains("expected a list")
+        );
+    }
+
+    #[test]
+    fn updates_refuse_immutable_fields_and_remove_nulls() {
+        let mut item = map(json!({"subnet": "s", "ips": ["10.0.0.5"], "name": "web"}));
+        update_item(
+            Kind::Port,
+            &mut item,
+            map(json!({"name": null, "mac": "fa:16:3e:00:00:01"})),
+        )
+        .unwrap();
+        assert!(!item.contains_key("name"));
+        assert_eq!(item["mac"], "fa:16:3e:00:00:01");
+        let m = err(update_item(
+            Kind::Port,
+            &mut item,
+            map(json!({"subnet_id": "t"})),
+        ));
+        assert_eq!(m, "subnet_id cannot be changed after a port is created");
+        let m = err(update_item(
+            Kind::Port,
+            &mut item,
+            map(json!({"created_at": "x"})),
+        ));
+        assert_eq!(m, "created_at: set by the server");
+    }
+}
