@@ -4,15 +4,10 @@
 //! fields, duplicates, the quota under 50 concurrent creates, tokens and
 //! cross-project isolation, and persistence across `kill -9`.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::path::Path;
-use std::process::{Child, Stdio};
-
 use serde_json::{Value, json};
 
 mod common;
-use common::{examples, vpcflow};
+use common::server::{Server, raw_get, request, token};
 
 const PROJECT: &str = "5f67944957444bd6bb4fe3b367de8f3d";
 const VPC: &str = "80ee2ed7-605d-49b4-ac6b-6e581acd35a3";
@@ -34,107 +29,6 @@ const IMPORTED: [&str; 2] = [
     "0c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f",
     "f49f2c7a-1d3e-4b5c-9a8b-7c6d5e4f3a21",
 ];
-
-/// A `vpcflow serve` process, killed when dropped.
-struct Server {
-    child: Child,
-    addr: String,
-}
-
-impl Server {
-    fn start(data: &Path) -> Server {
-        let mut child = vpcflow()
-            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
-            .arg(data)
-            .arg("--config")
-            .arg(examples().join("vpc.toml"))
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let addr = loop {
-            let line = lines
-                .next()
-                .expect("serve exited before listening")
-                .unwrap();
-            if let Some(a) = line.split("http://").nth(1) {
-                break a.trim().to_string();
-            }
-        };
-        // Keep draining stderr so the server never blocks on it.
-        std::thread::spawn(move || for _ in lines {});
-        Server { child, addr }
-    }
-
-    fn request(
-        &self,
-        method: &str,
-        path: &str,
-        token: Option<&str>,
-        body: Option<&Value>,
-    ) -> (u16, Value) {
-        request(
-            &self.addr,
-            method,
-            path,
-            token,
-            body.map(Value::to_string).as_deref(),
-        )
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// One HTTP/1.1 request on a fresh connection; the body as JSON (Null if empty).
-fn request(
-    addr: &str,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    body: Option<&str>,
-) -> (u16, Value) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    let body = body.unwrap_or("");
-    let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    if let Some(t) = token {
-        head.push_str(&format!("X-Auth-Token: {t}\r\n"));
-    }
-    head.push_str("\r\n");
-    s.write_all(head.as_bytes()).unwrap();
-    s.write_all(body.as_bytes()).unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).unwrap();
-    let status: u16 = raw[9..12].parse().unwrap();
-    let payload = raw.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    let json = if payload.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(payload).unwrap_or_else(|e| panic!("{e}: {raw}"))
-    };
-    (status, json)
-}
-
-fn token(data: &Path, project: &str) -> String {
-    let out = vpcflow()
-        .args(["token", "create", "--project", project, "--data"])
-        .arg(data)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
 
 fn flow_logs_path(project: &str) -> String {
     format!("/v1/{project}/fl/flow_logs")
@@ -292,7 +186,7 @@ fn flow_logs_can_be_created_listed_shown_updated_and_deleted() {
             "{field}: {v}"
         );
     }
-    let (s, v) = request(&server.addr, "POST", &path, t, Some("{not json"));
+    let (s, v) = request(&server.addr, "POST", &path, t, Some(b"{not json"));
     assert_eq!((s, code(&v)), (400, "VPC.3001"));
 
     // Quota endpoint.
@@ -368,7 +262,9 @@ fn fifty_concurrent_creates_leave_exactly_ten_flow_logs() {
             .iter()
             .map(|b| {
                 let (addr, path, t) = (&server.addr, &path, &t);
-                s.spawn(move || request(addr, "POST", path, Some(t), Some(&b.to_string())))
+                s.spawn(move || {
+                    request(addr, "POST", path, Some(t), Some(b.to_string().as_bytes()))
+                })
             })
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
@@ -522,14 +418,7 @@ fn health_and_metrics_answer_without_a_token_and_unknown_paths_are_json_404() {
         assert_eq!(s, 401);
     }
     // Prometheus text: requests by method and code, and the model's size.
-    let mut s = TcpStream::connect(&server.addr).unwrap();
-    write!(
-        s,
-        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).unwrap();
+    let raw = raw_get(&server.addr, "/metrics");
     assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
     assert!(
         raw.contains("content-type: text/plain; version=0.0.4"),
