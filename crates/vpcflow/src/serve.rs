@@ -218,7 +218,10 @@ impl DataPlane for ServeData {
             Ok(r) => r,
             // A topic nothing was written to yet.
             Err(StoreError::NotFound { .. }) => return Ok(RecordsPage::default()),
-            Err(StoreError::Query(m)) => return Err(DataError::Invalid(m)),
+            Err(StoreError::Query(m)) => {
+                let what = if q.sql.is_some() { "sql" } else { "query" };
+                return Err(DataError::Invalid(format!("{what}: {m}")));
+            }
             Err(e) => return Err(DataError::Failed(e.to_string())),
         };
         let mut lines = Vec::new();
