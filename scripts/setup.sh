@@ -7,6 +7,7 @@
 #                            nftables, tcpdump, python3, ping (the live tests);
 #                            duckdb for Python (the store's interoperability test)
 #   scripts/setup.sh bench   softflowd, bc (the pipeline benchmark), iperf3 (the live one)
+#   scripts/setup.sh fuzz    python3 with venv (schemathesis, scripts/api-fuzz.sh)
 #
 # Needs root (or sudo) only when something is missing.
 set -euo pipefail
@@ -15,7 +16,8 @@ case "${1:-test}" in
     build) want=(clang:clang pkg-config:pkg-config /usr/include/libelf.h:libelf-dev /usr/include/zlib.h:zlib1g-dev) ;;
     test) want=(tshark:tshark ip:iproute2 nft:nftables tcpdump:tcpdump python3:python3 ping:iputils-ping) ;;
     bench) want=(softflowd:softflowd bc:bc taskset:util-linux iperf3:iperf3 tcpdump:tcpdump ip:iproute2 nft:nftables ping:iputils-ping) ;;
-    *) echo "usage: $0 build|test|bench" >&2; exit 2 ;;
+    fuzz) want=(python3:python3) ;;
+    *) echo "usage: $0 build|test|bench|fuzz" >&2; exit 2 ;;
 esac
 # DuckDB for Python: the log store's interoperability test reads the store with it.
 if [ "${1:-test}" = test ] && ! python3 -c 'import duckdb' 2>/dev/null; then
@@ -29,6 +31,9 @@ for w in "${want[@]}"; do
     else command -v "$check" >/dev/null 2>&1 && continue; fi
     missing+=("${w#*:}")
 done
+if [ "${1:-test}" = fuzz ] && ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
+    missing+=(python3-venv)
+fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 echo "setup: installing ${missing[*]}" >&2
 if [ "$(id -u)" -eq 0 ]; then sudo=(); elif command -v sudo >/dev/null; then sudo=(sudo); else

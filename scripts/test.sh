@@ -14,3 +14,5 @@ else
     echo "test.sh: not root, so the live kernel tests (marked ignored) do not run" >&2
     cargo test --workspace --locked --features vpcflow/ebpf "$@"
 fi
+# The API against its own OpenAPI document (schemathesis).
+./scripts/api-fuzz.sh

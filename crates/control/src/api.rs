@@ -3,7 +3,8 @@
 //! Every `/v1/{project_id}/...` request must carry `X-Auth-Token`: no or
 //! an unknown token is 401, a token of another project 403, before any
 //! handler runs. Errors are `{"code": "VPC.xxxx", "message": "..."}`.
-//! `/health` and `/metrics` (Prometheus text) need no token.
+//! `/health`, `/metrics` (Prometheus text) and `/openapi.json` need no
+//! token.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -63,6 +64,15 @@ impl From<ControlError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        if self.status.is_server_error() {
+            // The caller sees the code; the operator needs the why.
+            eprintln!(
+                "vpcflow: {} {}: {}",
+                self.status.as_u16(),
+                self.code,
+                self.message
+            );
+        }
         (
             self.status,
             Json(json!({"code": self.code, "message": self.message})),
@@ -162,8 +172,18 @@ async fn metrics(
         .into_response())
 }
 
+/// The kinds under `/v1/{project_id}/` (log topics sit under their group).
+pub const RESOURCE_KINDS: [Kind; 6] = [
+    Kind::Vpc,
+    Kind::Subnet,
+    Kind::Port,
+    Kind::SecurityGroup,
+    Kind::NetworkAcl,
+    Kind::LogGroup,
+];
+
 /// The path segment of a kind's collection.
-fn collection_path(kind: Kind) -> &'static str {
+pub fn collection_path(kind: Kind) -> &'static str {
     match kind {
         Kind::Vpc => "vpcs",
         Kind::Subnet => "subnets",
@@ -190,14 +210,7 @@ pub fn router(state: AppState) -> Router {
                 .delete(delete_flow_log),
         )
         .route("/v1/{project_id}/quotas", get(quotas));
-    for kind in [
-        Kind::Vpc,
-        Kind::Subnet,
-        Kind::Port,
-        Kind::SecurityGroup,
-        Kind::NetworkAcl,
-        Kind::LogGroup,
-    ] {
+    for kind in RESOURCE_KINDS {
         let path = collection_path(kind);
         v1 = v1
             .route(&format!("/v1/{{project_id}}/{path}"), collection(kind))
@@ -227,6 +240,10 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/metrics", get(metrics))
+        .route(
+            "/openapi.json",
+            get(|| async { Json(crate::openapi::document()) }),
+        )
         .merge(v1)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "VPC.0404", "no such API path") })
         .with_state(state)

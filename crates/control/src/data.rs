@@ -22,7 +22,7 @@ pub enum DataError {
 }
 
 /// What ingesting one capture did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct IngestReport {
     /// Frames read.
     pub frames: u64,
@@ -61,9 +61,10 @@ pub struct RecordsQuery {
 }
 
 /// One page of a records query.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct RecordsPage {
     /// Rows, as JSON objects keyed by column.
+    #[schema(value_type = Vec<Object>)]
     pub records: Vec<serde_json::Value>,
     /// The offset of the next page, if there is more.
     pub next_offset: Option<usize>,

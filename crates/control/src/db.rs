@@ -135,6 +135,14 @@ impl ControlDb {
         })
     }
 
+    /// A transaction that holds the write lock from its start: one that
+    /// read first and wrote later could find the database changed by
+    /// another writer in between and fail (SQLite's busy snapshot) instead
+    /// of waiting its turn.
+    async fn write_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, ControlError> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
     /// Creates a token for `project` (creating the project if it is new)
     /// and returns it; only its hash is stored.
     pub async fn create_token(&self, project: &str) -> Result<String, ControlError> {
@@ -154,7 +162,7 @@ impl ControlDb {
             uuid::Uuid::new_v4().simple()
         );
         let now = now_utc();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         sqlx::query("INSERT OR IGNORE INTO projects (id, created_at) VALUES (?, ?)")
             .bind(project)
             .bind(&now)
@@ -198,7 +206,7 @@ impl ControlDb {
             .map_err(|e| ControlError::Invalid(format!("{source_name}: {e}")))?;
         let _serial = self.writes.lock().await;
         let now = now_utc();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let done =
             sqlx::query("INSERT OR IGNORE INTO meta (key, value) VALUES ('inventory_imported', ?)")
                 .bind(&now)
@@ -297,7 +305,7 @@ impl ControlDb {
         let id = uuid::Uuid::new_v4().to_string();
         let item = new_item(kind, &id, fields)?;
         let _serial = self.writes.lock().await;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         insert_resource(&mut tx, kind, &id, project, &item, &now_utc()).await?;
         check_project(&mut tx, project).await?;
         tx.commit().await?;
@@ -387,7 +395,7 @@ impl ControlDb {
         fields: Map<String, Value>,
     ) -> Result<Value, ControlError> {
         let _serial = self.writes.lock().await;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let row =
             sqlx::query("SELECT body FROM resources WHERE kind = ? AND id = ? AND project_id = ?")
                 .bind(kind.file_key())
@@ -420,7 +428,7 @@ impl ControlDb {
         id: &str,
     ) -> Result<(), ControlError> {
         let _serial = self.writes.lock().await;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let done =
             sqlx::query("DELETE FROM resources WHERE kind = ? AND id = ? AND project_id = ?")
                 .bind(kind.file_key())
@@ -459,7 +467,7 @@ impl ControlDb {
         new: &NewFlowLog,
     ) -> Result<FlowLog, ControlError> {
         let _serial = self.writes.lock().await;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let exists = |kind: Kind, id: &str| {
             sqlx::query_scalar::<_, bool>(
                 "SELECT EXISTS (SELECT 1 FROM resources WHERE kind = ? AND id = ? AND project_id = ?)",

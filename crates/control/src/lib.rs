@@ -19,6 +19,7 @@ pub mod api;
 pub mod data;
 pub mod db;
 pub mod model;
+pub mod openapi;
 pub mod resources;
 
 /// What can go wrong in the control plane.

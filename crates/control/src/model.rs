@@ -11,7 +11,7 @@ use crate::ControlError;
 use crate::resources::Kind;
 
 /// A flow log, as the API returns it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FlowLog {
     /// Id (UUID).
     pub id: String,
@@ -109,9 +109,10 @@ struct CreateBody {
     flow_log: CreateFields,
 }
 
-#[derive(Deserialize)]
+/// The fields of a new flow log (OpenAPI: `FlowLogCreate`).
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateFields {
+pub(crate) struct CreateFields {
     name: String,
     #[serde(default)]
     description: Option<String>,
@@ -130,22 +131,34 @@ struct UpdateBody {
     flow_log: UpdateFields,
 }
 
-#[derive(Deserialize)]
+/// What an update may change (OpenAPI: `FlowLogUpdate`; the other fields
+/// are named in the error when sent).
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct UpdateFields {
+pub(crate) struct UpdateFields {
     name: Option<String>,
     description: Option<String>,
     admin_state: Option<bool>,
     // Fields that exist but cannot change: named in the error.
+    #[schema(ignore)]
     id: Option<serde_json::Value>,
+    #[schema(ignore)]
     project_id: Option<serde_json::Value>,
+    #[schema(ignore)]
     resource_type: Option<serde_json::Value>,
+    #[schema(ignore)]
     resource_id: Option<serde_json::Value>,
+    #[schema(ignore)]
     traffic_type: Option<serde_json::Value>,
+    #[schema(ignore)]
     log_group_id: Option<serde_json::Value>,
+    #[schema(ignore)]
     log_topic_id: Option<serde_json::Value>,
+    #[schema(ignore)]
     status: Option<serde_json::Value>,
+    #[schema(ignore)]
     created_at: Option<serde_json::Value>,
+    #[schema(ignore)]
     updated_at: Option<serde_json::Value>,
 }
 

@@ -139,8 +139,49 @@ impl Kind {
         }
     }
 
+    /// The fields its create and update bodies may have (API names).
+    pub fn api_fields(self) -> &'static [&'static str] {
+        match self {
+            Kind::Vpc => &["name", "description", "cidr", "ipv6_cidr"],
+            Kind::Subnet => &[
+                "vpc_id",
+                "name",
+                "description",
+                "cidr",
+                "ipv6_cidr",
+                "az",
+                "network_acl_id",
+            ],
+            Kind::Port => &[
+                "subnet_id",
+                "name",
+                "description",
+                "ips",
+                "mac",
+                "security_groups",
+                "interface",
+                "host_side",
+            ],
+            Kind::SecurityGroup => &["name", "description", "rules"],
+            Kind::NetworkAcl => &["name", "description", "ingress_rules", "egress_rules"],
+            Kind::LogGroup => &["name", "ttl_in_days"],
+            Kind::LogTopic => &["name", "log_group_id"],
+        }
+    }
+
+    /// The fields a create must have (API names).
+    pub fn required_fields(self) -> &'static [&'static str] {
+        match self {
+            Kind::Vpc => &["cidr"],
+            Kind::Subnet => &["vpc_id", "cidr"],
+            Kind::Port => &["subnet_id", "ips"],
+            Kind::LogTopic => &["log_group_id"],
+            _ => &[],
+        }
+    }
+
     /// API fields that cannot change after creation.
-    fn immutable(self) -> &'static [&'static str] {
+    pub fn immutable(self) -> &'static [&'static str] {
         match self {
             Kind::Subnet => &["vpc_id", "cidr", "ipv6_cidr", "az"],
             Kind::Port => &["subnet_id", "interface", "host_side"],
@@ -194,16 +235,15 @@ fn to_file_name(kind: Kind, api: &str) -> Result<&str, ControlError> {
     if SERVER_FIELDS.contains(&api) {
         return Err(invalid(format!("{api}: set by the server")));
     }
-    let file = file_field(api);
-    if file == api && api_field(api) != api {
-        // A file spelling where the API has another name.
-        return Err(invalid(format!(
-            "unknown field `{api}` of a {} (the API calls it `{}`)",
-            kind.label(),
-            api_field(api)
-        )));
+    if !kind.api_fields().contains(&api) {
+        let hint = if api_field(api) != api {
+            format!(" (the API calls it `{}`)", api_field(api))
+        } else {
+            format!("; a {} has {}", kind.label(), kind.api_fields().join(", "))
+        };
+        return Err(invalid(format!("unknown field `{api}`{hint}")));
     }
-    Ok(file)
+    Ok(file_field(api))
 }
 
 /// A create body turned into the stored item: API names to file names,
@@ -222,10 +262,15 @@ pub fn new_item(
             item.insert(f.to_string(), v);
         }
     }
+    for f in kind.required_fields() {
+        if !item.contains_key(file_field(f)) {
+            return Err(invalid(format!("{f}: required")));
+        }
+    }
     if let Owner::Parent(f) = kind.owner()
         && !item.get(f).is_some_and(Value::is_string)
     {
-        return Err(invalid(format!("{}: required", api_field(f))));
+        return Err(invalid(format!("{}: must be an id", api_field(f))));
     }
     match kind {
         Kind::LogGroup => {
@@ -378,6 +423,15 @@ mod tests {
             "id: set by the server"
         );
         assert!(bad(json!({"subnet": "s"})).contains("the API calls it `subnet_id`"));
+        // Unknown fields are refused even when null (nothing to drop silently).
+        assert!(
+            bad(json!({"subnet_id": "s", "ips": [], "colour": null}))
+                .starts_with("unknown field `colour`")
+        );
+        assert_eq!(
+            bad(json!({"subnet_id": 5, "ips": []})),
+            "subnet_id: must be an id"
+        );
         assert_eq!(bad(json!({"ips": ["10.0.0.5"]})), "subnet_id: required");
         assert!(err(parse_body(Kind::Vpc, br#"{"vpcs": {}}"#)).contains("unknown field `vpcs`"));
         assert!(err(parse_body(Kind::Vpc, br#"{"vpc": 1}"#)).contains("expected an object"));

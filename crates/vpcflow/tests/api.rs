@@ -437,3 +437,44 @@ fn health_and_metrics_answer_without_a_token_and_unknown_paths_are_json_404() {
         );
     }
 }
+
+#[test]
+fn the_openapi_document_describes_what_the_server_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let (s, doc) = server.request("GET", "/openapi.json", None, None);
+    assert_eq!(s, 200);
+    assert_eq!(doc["openapi"], "3.1.0");
+    let paths = doc["paths"].as_object().unwrap();
+    for p in [
+        "/v1/{project_id}/fl/flow_logs",
+        "/v1/{project_id}/fl/flow_logs/{flowlog_id}",
+        "/v1/{project_id}/quotas",
+        "/v1/{project_id}/vpcs/{id}",
+        "/v1/{project_id}/security-groups",
+        "/v1/{project_id}/log-groups/{log_group_id}/log-topics/{id}",
+        "/v1/{project_id}/log-groups/{log_group_id}/log-topics/{id}/records",
+        "/v1/{project_id}/captures",
+    ] {
+        assert!(paths.contains_key(p), "{p} missing");
+    }
+    // Every field a flow log is shown with is in its schema, and nothing more.
+    let t = token(dir.path(), PROJECT);
+    let (_, v) = server.request("GET", &flow_logs_path(PROJECT), Some(&t), None);
+    let shown: Vec<&String> = v["flow_logs"][0].as_object().unwrap().keys().collect();
+    let schema = &doc["components"]["schemas"]["FlowLog"];
+    let mut documented: Vec<&String> = schema["properties"].as_object().unwrap().keys().collect();
+    documented.sort();
+    assert_eq!(shown, documented);
+    // Every documented path answers something other than the fallback 404
+    // (a path the router lacks) with the token of its project.
+    for p in paths.keys().filter(|p| p.starts_with("/v1/")) {
+        let concrete = p
+            .replace("{project_id}", PROJECT)
+            .replace("{log_group_id}", GROUP)
+            .replace("{flowlog_id}", IMPORTED[0])
+            .replace("{id}", TOPICS[0]);
+        let (s, v) = server.request("GET", &concrete, Some(&t), None);
+        assert_ne!(v["message"], "no such API path", "{p} -> {s} {v}");
+    }
+}
