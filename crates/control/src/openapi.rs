@@ -120,7 +120,7 @@ fn bodies(kind: Kind) -> (Value, Value) {
         .required_fields()
         .iter()
         .copied()
-        .filter(|f| from_path(&f))
+        .filter(|f| from_path(f))
         .collect();
     (
         json!({"type": "object", "properties": props(&|_| true), "required": required,
