@@ -3,6 +3,7 @@
 
 mod agent;
 mod bench;
+mod client;
 mod compare;
 mod ingest;
 mod query;
@@ -38,6 +39,15 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Manage API tokens (local admin command).
     Token(serve::TokenArgs),
+    /// Flow logs through the API: create, list, show, update, delete.
+    FlowLog(client::FlowLogArgs),
+    /// VPCs, subnets, ports, security groups, network ACLs, log groups and
+    /// topics through the API.
+    Resource(client::ResourceArgs),
+    /// Upload a capture to be ingested as a project's traffic (API).
+    Capture(client::CaptureArgs),
+    /// A log topic's records through the API (search, time range, SQL).
+    Records(client::RecordsArgs),
     /// Build an inventory as network namespaces, veths and bridges (root).
     Testbed(testbed::TestbedArgs),
     /// Benchmark tooling (see bench/run.sh).
@@ -55,6 +65,10 @@ fn main() -> ExitCode {
         Command::Testbed(args) => testbed::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Token(args) => serve::run_token(args),
+        Command::FlowLog(args) => client::run_flow_log(args),
+        Command::Resource(args) => client::run_resource(args),
+        Command::Capture(args) => client::run_capture(args),
+        Command::Records(args) => client::run_records(args),
         Command::Bench(args) => bench::run(args).map(|()| ExitCode::SUCCESS),
     };
     match result {
