@@ -15,6 +15,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{DefaultBodyLimit, FromRef, Path, Query, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
 use axum::{Json, Router};
@@ -22,6 +23,7 @@ use http_body_util::BodyExt;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use tokio::io::AsyncWriteExt;
+use tokio::sync::broadcast::error::RecvError;
 
 use crate::data::{DataError, DataPlane, RecordsQuery};
 use crate::db::ControlDb;
@@ -228,6 +230,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/v1/{project_id}/log-groups/{log_group_id}/log-topics/{log_topic_id}/records",
             get(records),
+        )
+        .route(
+            "/v1/{project_id}/log-groups/{log_group_id}/log-topics/{log_topic_id}/tail",
+            get(tail),
         )
         .route(
             "/v1/{project_id}/captures",
@@ -448,6 +454,38 @@ async fn records(
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "VPC.3000", e.to_string())
         })??;
     Ok(Json(json!(page)))
+}
+
+/// Server-sent events: one `window` event per closed window with records
+/// for this topic (its flow log, bounds and records), as windows close; a
+/// `lagged` event says how many windows a slow reader missed.
+async fn tail(
+    State(state): State<AppState>,
+    Path((project, group, topic)): Path<(String, String, String)>,
+) -> Result<Response, ApiError> {
+    topic_of(&state.db, &project, &group, &topic).await?;
+    let windows = state.data.tail();
+    let events = futures_util::stream::unfold(windows, move |mut rx| {
+        let (group, topic) = (group.clone(), topic.clone());
+        async move {
+            loop {
+                let event = match rx.recv().await {
+                    Ok(w) if w.log_group_id == group && w.log_topic_id == topic => {
+                        Event::default().event("window").json_data(&*w)
+                    }
+                    Ok(_) => continue,
+                    Err(RecvError::Lagged(n)) => Event::default()
+                        .event("lagged")
+                        .json_data(json!({ "missed_windows": n })),
+                    Err(RecvError::Closed) => return None,
+                };
+                return Some((event, rx));
+            }
+        }
+    });
+    Ok(Sse::new(events)
+        .keep_alive(KeepAlive::default())
+        .into_response())
 }
 
 /// Spools the body to a file (no size limit, never all in memory), then

@@ -70,6 +70,24 @@ pub struct RecordsPage {
     pub next_offset: Option<usize>,
 }
 
+/// One closed window's records of one flow log, for the live tail.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct TailWindow {
+    /// Log group.
+    pub log_group_id: String,
+    /// Log topic.
+    pub log_topic_id: String,
+    /// The flow log that wrote them.
+    pub flow_log_id: String,
+    /// Window start (Unix seconds).
+    pub start: u64,
+    /// Window end.
+    pub end: u64,
+    /// The records, as `--format json` writes them.
+    #[schema(value_type = Vec<Object>)]
+    pub records: Vec<serde_json::Value>,
+}
+
 /// The pipeline and the log store, as `vpcflow serve` runs them.
 pub trait DataPlane: Send + Sync + 'static {
     /// Ingests the capture at `path` as the traffic of `inventory` (one
@@ -80,4 +98,6 @@ pub trait DataPlane: Send + Sync + 'static {
     fn query(&self, query: &RecordsQuery) -> Result<RecordsPage, DataError>;
     /// Prometheus text of the data plane's counters.
     fn metrics(&self) -> String;
+    /// Every window's records from now on, as they are written.
+    fn tail(&self) -> tokio::sync::broadcast::Receiver<std::sync::Arc<TailWindow>>;
 }

@@ -108,6 +108,9 @@ pub struct ControlDb {
     /// Serializes writes that check the project's model or quota, so a
     /// check and the write it allows are one step.
     writes: tokio::sync::Mutex<()>,
+    /// Bumped by every write that committed, so followers (the live
+    /// capture) know when to rebuild.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl ControlDb {
@@ -132,6 +135,7 @@ impl ControlDb {
         Ok(ControlDb {
             pool,
             writes: tokio::sync::Mutex::new(()),
+            generation: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -141,6 +145,43 @@ impl ControlDb {
     /// of waiting its turn.
     async fn write_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, ControlError> {
         Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    fn bump(&self) {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Changes so far: differs from an earlier value when anything was
+    /// written since.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Every project's model and flow logs as one inventory (for the live
+    /// capture, which sees every port of the host).
+    pub async fn global_inventory(&self) -> Result<Inventory, ControlError> {
+        let mut conn = self.pool.acquire().await?;
+        let projects: Vec<String> = sqlx::query_scalar("SELECT id FROM projects ORDER BY id")
+            .fetch_all(&mut *conn)
+            .await?;
+        let mut all = Map::new();
+        for p in &projects {
+            let Value::Object(doc) = project_document(&mut conn, p).await? else {
+                continue;
+            };
+            for (k, v) in doc {
+                match (all.get_mut(&k), v) {
+                    (Some(Value::Array(a)), Value::Array(b)) => a.extend(b),
+                    (None, v) => {
+                        all.insert(k, v);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Inventory::from_json("the control plane", &Value::Object(all))
+            .map_err(|e| ControlError::Invalid(inventory_message(e)))
     }
 
     /// Creates a token for `project` (creating the project if it is new)
@@ -290,6 +331,7 @@ impl ControlDb {
             .await?;
         }
         tx.commit().await?;
+        self.bump();
         Ok(true)
     }
 
@@ -309,6 +351,7 @@ impl ControlDb {
         insert_resource(&mut tx, kind, &id, project, &item, &now_utc()).await?;
         check_project(&mut tx, project).await?;
         tx.commit().await?;
+        self.bump();
         self.get_resource(project, kind, &id).await
     }
 
@@ -415,6 +458,7 @@ impl ControlDb {
             .await?;
         check_project(&mut tx, project).await?;
         tx.commit().await?;
+        self.bump();
         self.get_resource(project, kind, id).await
     }
 
@@ -446,6 +490,7 @@ impl ControlDb {
             other => other,
         })?;
         tx.commit().await?;
+        self.bump();
         Ok(())
     }
 
@@ -555,6 +600,7 @@ impl ControlDb {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
+        self.bump();
         self.get_flow_log(project, &id).await
     }
 
@@ -650,6 +696,7 @@ impl ControlDb {
         if done.rows_affected() == 0 {
             return Err(ControlError::NotFound(id.to_string()));
         }
+        self.bump();
         self.get_flow_log(project, id).await
     }
 
@@ -663,6 +710,7 @@ impl ControlDb {
         if done.rows_affected() == 0 {
             return Err(ControlError::NotFound(id.to_string()));
         }
+        self.bump();
         Ok(())
     }
 

@@ -10,7 +10,7 @@ use serde_json::{Map, Value, json};
 use utoipa::PartialSchema;
 
 use crate::api::{RESOURCE_KINDS, collection_path};
-use crate::data::{IngestReport, RecordsPage};
+use crate::data::{IngestReport, RecordsPage, TailWindow};
 use crate::model::{CreateFields, FlowLog, MAX_PAGE, UpdateFields};
 use crate::resources::Kind;
 
@@ -223,6 +223,7 @@ pub fn document() -> Value {
     schemas.insert("FlowLogUpdate".into(), schema_of::<UpdateFields>());
     schemas.insert("IngestReport".into(), schema_of::<IngestReport>());
     schemas.insert("RecordsPage".into(), schema_of::<RecordsPage>());
+    schemas.insert("TailWindow".into(), schema_of::<TailWindow>());
 
     let project = "/v1/{project_id}";
     let mut paths = Map::new();
@@ -306,6 +307,13 @@ pub fn document() -> Value {
         json!({"get": {"summary": "Query a log topic's records (search, time range, SQL over `records`), by pages",
             "parameters": record_params,
             "responses": responses(ok_json(reference("RecordsPage")), &[BAD, MISSING])}}),
+    );
+    paths.insert(
+        format!("{project}/log-groups/{{log_group_id}}/log-topics/{{id}}/tail"),
+        json!({"get": {"summary": "Live tail: server-sent events, one `window` event (a TailWindow) per closed window of this topic",
+            "parameters": [path_param("project_id"), path_param("log_group_id"), path_param("id")],
+            "responses": responses(("200", json!({"description": "An event stream",
+                "content": {"text/event-stream": {"schema": {"type": "string"}}}})), &[MISSING])}}),
     );
     paths.insert(
         format!("{project}/captures"),

@@ -14,8 +14,9 @@
 //!   packets the kernel dropped from a ring become SKIPDATA.
 //!
 //! Interfaces that do not exist yet, or that were deleted and created
-//! again, are (re)opened every half second. The inventory file is re-read
-//! when it changes; the new one applies from the next capture window (two
+//! again, are (re)opened every half second. The inventory (a file, or the
+//! control plane's database under `vpcflow serve --live`) is re-read when
+//! it changes; the new one applies from the next capture window (two
 //! pipelines run side by side until the old window closes).
 //!
 //! SIGINT/SIGTERM flush the open window as a partial one: its records keep
@@ -37,12 +38,12 @@ use vpcflow_core::flow::{FiveTuple, FlowDelta};
 use vpcflow_core::pipeline::Pipeline;
 use vpcflow_core::time::{Timestamp, WindowLength};
 use vpcflow_live::{PacketRing, RingConfig, wait_readable};
-use vpcflow_store::Store;
 #[cfg(feature = "ebpf")]
 use vpcflow_wire::IpProtocol;
 use vpcflow_wire::{Frame, LinkType};
 
 use crate::ingest::{Verdicts, inventory_pipeline, load_inventory};
+use crate::sink::RecordSink;
 use crate::store_cmd::catalog_groups;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -68,6 +69,13 @@ pub struct AgentArgs {
     /// The log store.
     #[arg(long, value_name = "DIR", default_value = "vpcflow-store")]
     store: PathBuf,
+    #[command(flatten)]
+    capture: CaptureOptions,
+}
+
+/// How to capture (shared by `vpcflow agent` and `vpcflow serve --live`).
+#[derive(Debug, Clone, Args)]
+pub struct CaptureOptions {
     /// Capture window in seconds, 60 to 600 (default: the inventory's).
     #[arg(long, value_name = "SECONDS")]
     window: Option<u32>,
@@ -86,6 +94,35 @@ pub struct AgentArgs {
     /// Stop after this many seconds (as on SIGTERM).
     #[arg(long, value_name = "SECONDS", hide = true)]
     duration: Option<u64>,
+}
+
+/// Where the agent's inventory comes from, and tells when it changed.
+pub trait InventorySource: Send {
+    /// What it is, for messages.
+    fn describe(&self) -> String;
+    /// The inventory now.
+    fn load(&mut self) -> Result<Inventory>;
+    /// Whether it may have changed since the last `load`.
+    fn changed(&mut self) -> bool;
+}
+
+/// An inventory file, re-read when its modification time changes.
+struct FileSource {
+    path: PathBuf,
+    mtime: Option<SystemTime>,
+}
+
+impl InventorySource for FileSource {
+    fn describe(&self) -> String {
+        self.path.display().to_string()
+    }
+    fn load(&mut self) -> Result<Inventory> {
+        self.mtime = modified(&self.path);
+        load_inventory(&self.path)
+    }
+    fn changed(&mut self) -> bool {
+        modified(&self.path) != self.mtime
+    }
 }
 
 /// One monitored interface. Taps are never removed (pipelines refer to
@@ -128,6 +165,8 @@ struct Generation {
     pipeline: Pipeline<Verdicts>,
     /// Index into the taps -> port index in this pipeline's topology.
     ports: Vec<Option<u32>>,
+    /// Packets from this instant on are this generation's (0: the first).
+    from: Timestamp,
     /// Packets at or after this instant go to the next generation.
     until: Option<Timestamp>,
 }
@@ -155,9 +194,10 @@ fn modified(path: &PathBuf) -> Option<SystemTime> {
 }
 
 struct Agent {
-    args: AgentArgs,
+    args: CaptureOptions,
     config: AggregatorConfig,
-    store: Store,
+    sink: Arc<RecordSink>,
+    source: Box<dyn InventorySource>,
     taps: Vec<Tap>,
     #[cfg(feature = "ebpf")]
     kernel: Option<Kernel>,
@@ -168,7 +208,7 @@ struct Agent {
 }
 
 impl Agent {
-    fn aggregator_config(args: &AgentArgs, inv: &Inventory) -> Result<AggregatorConfig> {
+    fn aggregator_config(args: &CaptureOptions, inv: &Inventory) -> Result<AggregatorConfig> {
         let window = match args.window {
             Some(s) => WindowLength::configured(s).with_context(|| {
                 format!("--window {s}: the capture window must be 60 to 600 seconds")
@@ -201,6 +241,7 @@ impl Agent {
             pipeline,
             ports,
             until: None,
+            from: Timestamp(0),
         }
     }
 
@@ -428,17 +469,12 @@ impl Agent {
     fn write(&mut self, gi: usize, windows: Vec<ClosedWindow>, partial_after: u64) -> Result<()> {
         for w in &windows {
             let topology = self.generations[gi].pipeline.topology();
-            let files = if w.end > partial_after {
-                self.store.write_partial_window(topology, w)?
-            } else {
-                self.store.write_window(topology, w)?
-            };
-            for f in &files {
+            for f in &self.sink.write(topology, w, w.end > partial_after)? {
                 println!("{} {}", f.path.display(), f.records);
                 self.files += 1;
                 self.records += f.records as u64;
             }
-            if let Err(e) = self.store.compact_before(w.start) {
+            if let Err(e) = self.sink.store().compact_before(w.start) {
                 eprintln!("vpcflow: warning: compaction: {e}");
             }
         }
@@ -452,6 +488,10 @@ impl Agent {
             match g.until {
                 // A retiring generation only closes what it has.
                 Some(_) => g.pipeline.tick(now),
+                // One waiting for its first window has no window before it
+                // (the clock would open one: a NODATA the inventory of that
+                // window never asked for).
+                None if now < g.from => {}
                 None => g.pipeline.note_clock(now),
             }
             let closed = std::mem::take(g.pipeline.closed());
@@ -481,7 +521,7 @@ impl Agent {
 
     /// The inventory changed: the new one applies from the next window.
     fn reload(&mut self, now: Timestamp) {
-        let inv = match load_inventory(&self.args.config) {
+        let inv = match self.source.load() {
             Ok(inv) => inv,
             Err(e) => {
                 eprintln!("vpcflow: warning: keeping the running inventory: {e:#}");
@@ -490,13 +530,21 @@ impl Agent {
         };
         let next_start = self.config.window.start_of(now) + self.config.window.secs();
         let boundary = Timestamp::from_secs(next_start);
+        // A change before the boundary that a previous change already waits
+        // for replaces that one: it has taken no packet yet, and closing it
+        // would add a second set of records for the window.
+        if self.generations.len() > 1 && self.generations.last().is_some_and(|g| g.from == boundary)
+        {
+            self.generations.pop();
+        }
         if let Some(g) = self.generations.last_mut() {
             g.until = Some(boundary);
         }
-        if let Err(e) = self.store.register(&catalog_groups(&inv)) {
+        if let Err(e) = self.sink.register(&catalog_groups(&inv)) {
             eprintln!("vpcflow: warning: {e}");
         }
         let mut next = self.generation(&inv);
+        next.from = boundary;
         // Nothing before the boundary belongs to the new inventory.
         next.pipeline.note_clock(boundary);
         self.generations.push(next);
@@ -511,7 +559,7 @@ impl Agent {
 /// The eBPF source, loaded; `None` for af-packet (or when a default
 /// eBPF could not load, with a warning).
 #[cfg(feature = "ebpf")]
-fn load_kernel(args: &AgentArgs) -> Result<Option<Kernel>> {
+fn load_kernel(args: &CaptureOptions) -> Result<Option<Kernel>> {
     // eBPF is the default where the build has it.
     if args.capture.unwrap_or(CaptureArg::Ebpf) != CaptureArg::Ebpf {
         return Ok(None);
@@ -536,6 +584,29 @@ fn load_kernel(args: &AgentArgs) -> Result<Option<Kernel>> {
 
 /// Runs `vpcflow agent`.
 pub fn run(args: AgentArgs) -> Result<ExitCode> {
+    let sink = Arc::new(RecordSink::open(&args.store)?);
+    sink.store().compact_in_background();
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&stop))
+            .context("installing signal handlers")?;
+    }
+    let source = FileSource {
+        path: args.config,
+        mtime: None,
+    };
+    run_with(args.capture, Box::new(source), sink, &stop)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Captures until `stop` is set: the inventory from `source` (followed as
+/// it changes, from the next window on), closed windows into `sink`.
+pub fn run_with(
+    args: CaptureOptions,
+    mut source: Box<dyn InventorySource>,
+    sink: Arc<RecordSink>,
+    stop: &AtomicBool,
+) -> Result<()> {
     #[cfg(not(feature = "ebpf"))]
     if args.capture == Some(CaptureArg::Ebpf) {
         bail!(
@@ -547,22 +618,16 @@ pub fn run(args: AgentArgs) -> Result<ExitCode> {
     if args.flow_table == 0 {
         bail!("--flow-table 0: the kernel flow table needs at least one entry");
     }
-    let inventory = load_inventory(&args.config)?;
+    let inventory = source.load()?;
     let config = Agent::aggregator_config(&args, &inventory)?;
     #[cfg(feature = "ebpf")]
     let kernel = load_kernel(&args)?;
-    let mut store = Store::open(&args.store)?;
-    store.register(&catalog_groups(&inventory))?;
-    store.compact_in_background();
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, Arc::clone(&stop))
-            .context("installing signal handlers")?;
-    }
+    sink.register(&catalog_groups(&inventory))?;
     let mut agent = Agent {
         args,
         config,
-        store,
+        sink,
+        source,
         taps: Vec::new(),
         #[cfg(feature = "ebpf")]
         kernel,
@@ -578,7 +643,6 @@ pub fn run(args: AgentArgs) -> Result<ExitCode> {
         eprintln!("vpcflow: warning: no monitored port's interface is here yet; waiting for them");
     }
     let started = Instant::now();
-    let mut mtime = modified(&agent.args.config);
     let mut last_housekeeping = Instant::now();
     let mut last_gc = None::<Instant>;
     let mut last_report = Instant::now();
@@ -586,10 +650,11 @@ pub fn run(args: AgentArgs) -> Result<ExitCode> {
     let mut next_collect = wall_clock();
     let mut fds = Vec::new();
     eprintln!(
-        "vpcflow: agent running ({}): {}-second windows into {}",
+        "vpcflow: agent running ({}): {}-second windows of {} into {}",
         agent.source_name(),
         agent.config.window.secs(),
-        agent.store.root().display()
+        agent.source.describe(),
+        agent.sink.root().display()
     );
     while !stop.load(Ordering::Relaxed)
         && agent
@@ -624,9 +689,7 @@ pub fn run(args: AgentArgs) -> Result<ExitCode> {
         if last_housekeeping.elapsed() >= Duration::from_millis(500) {
             last_housekeeping = Instant::now();
             agent.note_drops(now);
-            let m = modified(&agent.args.config);
-            if m != mtime {
-                mtime = m;
+            if agent.source.changed() {
                 agent.reload(now);
             }
             agent.open_taps();
@@ -636,7 +699,7 @@ pub fn run(args: AgentArgs) -> Result<ExitCode> {
             }
             if last_gc.is_none_or(|t| t.elapsed() >= Duration::from_secs(3600)) {
                 last_gc = Some(Instant::now());
-                match agent.store.gc(|_| None, now.0 / 1_000_000_000) {
+                match agent.sink.store().gc(|_| None, now.0 / 1_000_000_000) {
                     Ok(r) => {
                         for p in &r.partitions {
                             eprintln!("vpcflow: retention removed {}", p.display());
@@ -656,6 +719,7 @@ pub fn run(args: AgentArgs) -> Result<ExitCode> {
     agent.note_drops(now);
     agent.report_losses();
     agent.tick(now)?;
+    agent.generations.retain(|g| g.from <= now);
     for gi in 0..agent.generations.len() {
         let g = &mut agent.generations[gi];
         g.pipeline.note_clock(now);
@@ -663,8 +727,12 @@ pub fn run(args: AgentArgs) -> Result<ExitCode> {
         let closed = std::mem::take(g.pipeline.closed());
         agent.write(gi, closed, now.0 / 1_000_000_000)?;
     }
-    let mut compacted = agent.store.compact_before(u64::MAX).unwrap_or_default();
-    compacted.extend(agent.store.finish_compaction().unwrap_or_default());
+    let compacted = {
+        let mut store = agent.sink.store();
+        let mut c = store.compact_before(u64::MAX).unwrap_or_default();
+        c.extend(store.finish_compaction().unwrap_or_default());
+        c
+    };
     let (mut packets, mut lost) = (0, 0);
     for g in &agent.generations {
         packets += g.pipeline.stats().packets;
@@ -676,5 +744,5 @@ pub fn run(args: AgentArgs) -> Result<ExitCode> {
         agent.files,
         compacted.len()
     );
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }

@@ -10,6 +10,7 @@ mod query;
 mod rule_stats;
 mod search;
 mod serve;
+mod sink;
 mod store_cmd;
 mod testbed;
 

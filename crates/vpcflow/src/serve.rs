@@ -5,22 +5,25 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use vpcflow_capture::{CaptureFile, Ending};
 use vpcflow_control::api::AppState;
-use vpcflow_control::data::{DataError, DataPlane, IngestReport, RecordsPage, RecordsQuery};
+use vpcflow_control::data::{
+    DataError, DataPlane, IngestReport, RecordsPage, RecordsQuery, TailWindow,
+};
 use vpcflow_control::db::ControlDb;
 use vpcflow_core::aggregate::AggregatorConfig;
-use vpcflow_core::record::RecordBody;
 use vpcflow_core::{Inventory, Pipeline};
 use vpcflow_policy::DEFAULT_CONNECTIONS;
-use vpcflow_store::{OutputFormat, Store, StoreError, TimeRange};
+use vpcflow_store::{OutputFormat, StoreError, TimeRange};
 
+use crate::agent::{CaptureOptions, InventorySource};
 use crate::ingest::{Verdicts, inventory_pipeline};
+use crate::sink::RecordSink;
 use crate::store_cmd::catalog_groups;
 
 /// Flags of `vpcflow serve`.
@@ -36,6 +39,13 @@ pub struct ServeArgs {
     /// An inventory imported at the database's first start.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Also capture live on the monitored ports' interfaces (root), with
+    /// the flow logs of the control plane: changes apply from the next
+    /// capture window, without a restart.
+    #[arg(long)]
+    live: bool,
+    #[command(flatten)]
+    capture: CaptureOptions,
 }
 
 /// Flags of `vpcflow token`.
@@ -66,74 +76,33 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
-/// The pipeline and log store behind the API, with counters for
-/// `/metrics`.
+/// The pipeline and log store behind the API: uploads are ingested here,
+/// and `--live` capture writes into the same sink.
 struct ServeData {
-    store: Mutex<Store>,
-    root: PathBuf,
+    sink: Arc<RecordSink>,
     captures: AtomicU64,
-    frames: AtomicU64,
-    windows: AtomicU64,
-    /// OK, NODATA, SKIPDATA.
-    records: [AtomicU64; 3],
-    files: AtomicU64,
 }
 
 impl ServeData {
-    fn open(root: &Path) -> Result<ServeData> {
-        Ok(ServeData {
-            store: Mutex::new(Store::open(root)?),
-            root: root.to_path_buf(),
-            captures: AtomicU64::new(0),
-            frames: AtomicU64::new(0),
-            windows: AtomicU64::new(0),
-            records: Default::default(),
-            files: AtomicU64::new(0),
-        })
-    }
-
     /// Writes the pipeline's closed windows.
     fn write_closed(
         &self,
-        store: &mut Store,
         pipeline: &mut Pipeline<Verdicts>,
         report: &mut IngestReport,
     ) -> Result<(), DataError> {
         for w in std::mem::take(pipeline.closed()) {
-            for f in store
-                .write_window(pipeline.topology(), &w)
-                .map_err(|e| DataError::Failed(e.to_string()))?
+            for f in self
+                .sink
+                .write(pipeline.topology(), &w, false)
+                .map_err(|e| DataError::Failed(format!("{e:#}")))?
             {
                 report.files += 1;
                 report.records += f.records as u64;
             }
             report.windows += 1;
-            for r in &w.records {
-                let status = match r.body {
-                    RecordBody::Flow(_) => 0,
-                    RecordBody::NoData => 1,
-                    RecordBody::SkipData { .. } => 2,
-                };
-                self.records[status].fetch_add(1, Ordering::Relaxed);
-            }
         }
         Ok(())
     }
-}
-
-fn store_bytes(dir: &Path) -> u64 {
-    let mut total = 0;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            match e.metadata() {
-                Ok(m) if m.is_dir() => stack.push(e.path()),
-                Ok(m) => total += m.len(),
-                Err(_) => {}
-            }
-        }
-    }
-    total
 }
 
 impl DataPlane for ServeData {
@@ -147,22 +116,18 @@ impl DataPlane for ServeData {
             grace_ns: 2_000_000_000,
         };
         let mut pipeline = inventory_pipeline(inventory, config, None, DEFAULT_CONNECTIONS);
-        let mut store = self.store.lock().unwrap_or_else(|e| e.into_inner());
-        store
+        self.sink
             .register(&catalog_groups(inventory))
-            .map_err(|e| DataError::Failed(e.to_string()))?;
+            .map_err(|e| DataError::Failed(format!("{e:#}")))?;
         let mut report = IngestReport::default();
         while let Some(frame) = capture.next_frame() {
             pipeline.observe(&frame);
             if !pipeline.closed().is_empty() {
-                self.write_closed(&mut store, &mut pipeline, &mut report)?;
+                self.write_closed(&mut pipeline, &mut report)?;
             }
         }
         pipeline.finish();
-        self.write_closed(&mut store, &mut pipeline, &mut report)?;
-        if let Err(e) = store.compact_before(u64::MAX) {
-            eprintln!("vpcflow: warning: compaction: {e}");
-        }
+        self.write_closed(&mut pipeline, &mut report)?;
         report.frames = capture.frames();
         report.ending = match capture.ending() {
             Ending::Clean | Ending::Reading => "complete".to_string(),
@@ -170,9 +135,7 @@ impl DataPlane for ServeData {
             Ending::Corrupt(why) => format!("corrupt: {why}"),
         };
         self.captures.fetch_add(1, Ordering::Relaxed);
-        self.frames.fetch_add(report.frames, Ordering::Relaxed);
-        self.windows.fetch_add(report.windows, Ordering::Relaxed);
-        self.files.fetch_add(report.files, Ordering::Relaxed);
+        self.sink.frames.fetch_add(report.frames, Ordering::Relaxed);
         Ok(report)
     }
 
@@ -214,7 +177,7 @@ impl DataPlane for ServeData {
             offset: q.offset,
             confined: true,
         };
-        let result = match query.run(&self.root) {
+        let result = match query.run(self.sink.root()) {
             Ok(r) => r,
             // A topic nothing was written to yet.
             Err(StoreError::NotFound { .. }) => return Ok(RecordsPage::default()),
@@ -242,33 +205,37 @@ impl DataPlane for ServeData {
     }
 
     fn metrics(&self) -> String {
-        let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        let [ok, nodata, skipdata] = &self.records;
         format!(
             "# HELP vpcflow_captures_ingested_total Uploaded captures ingested.\n\
-             # TYPE vpcflow_captures_ingested_total counter\nvpcflow_captures_ingested_total {}\n\
-             # HELP vpcflow_frames_total Frames (packets) read by the pipeline.\n\
-             # TYPE vpcflow_frames_total counter\nvpcflow_frames_total {}\n\
-             # HELP vpcflow_windows_closed_total Capture windows closed and written.\n\
-             # TYPE vpcflow_windows_closed_total counter\nvpcflow_windows_closed_total {}\n\
-             # HELP vpcflow_records_total Flow records written, by log-status.\n\
-             # TYPE vpcflow_records_total counter\n\
-             vpcflow_records_total{{log_status=\"OK\"}} {}\n\
-             vpcflow_records_total{{log_status=\"NODATA\"}} {}\n\
-             vpcflow_records_total{{log_status=\"SKIPDATA\"}} {}\n\
-             # HELP vpcflow_store_files_written_total Log-store files written.\n\
-             # TYPE vpcflow_store_files_written_total counter\nvpcflow_store_files_written_total {}\n\
-             # HELP vpcflow_store_bytes Bytes of the log store on disk.\n\
-             # TYPE vpcflow_store_bytes gauge\nvpcflow_store_bytes {}\n",
-            n(&self.captures),
-            n(&self.frames),
-            n(&self.windows),
-            n(ok),
-            n(nodata),
-            n(skipdata),
-            n(&self.files),
-            store_bytes(&self.root),
+             # TYPE vpcflow_captures_ingested_total counter\nvpcflow_captures_ingested_total {}\n{}",
+            self.captures.load(Ordering::Relaxed),
+            self.sink.metrics()
         )
+    }
+
+    fn tail(&self) -> tokio::sync::broadcast::Receiver<Arc<TailWindow>> {
+        self.sink.subscribe()
+    }
+}
+
+/// The control plane's flow logs and model, followed by `--live` capture:
+/// every project's, rebuilt whenever the database was written.
+struct DbSource {
+    db: Arc<ControlDb>,
+    runtime: tokio::runtime::Handle,
+    seen: u64,
+}
+
+impl InventorySource for DbSource {
+    fn describe(&self) -> String {
+        "the control plane's flow logs".to_string()
+    }
+    fn load(&mut self) -> Result<Inventory> {
+        self.seen = self.db.generation();
+        Ok(self.runtime.block_on(self.db.global_inventory())?)
+    }
+    fn changed(&mut self) -> bool {
+        self.db.generation() != self.seen
     }
 }
 
@@ -283,9 +250,15 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
                 .with_context(|| format!("cannot read inventory {}", p.display()))
         })
         .transpose()?;
-    let data = ServeData::open(&args.data.join("store"))?;
-    runtime()?.block_on(async {
-        let db = ControlDb::open(&args.data).await?;
+    let sink = Arc::new(RecordSink::open(&args.data.join("store"))?);
+    sink.store().compact_in_background();
+    let data = ServeData {
+        sink: sink.clone(),
+        captures: AtomicU64::new(0),
+    };
+    let runtime = runtime()?;
+    runtime.block_on(async {
+        let db = Arc::new(ControlDb::open(&args.data).await?);
         if let Some((name, text)) = &inventory
             && db.import_inventory(name, text).await?
         {
@@ -297,12 +270,40 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("--listen {}", args.listen))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let live = if args.live {
+            let source = DbSource {
+                db: db.clone(),
+                runtime: tokio::runtime::Handle::current(),
+                seen: 0,
+            };
+            let (options, sink, stop) = (args.capture.clone(), sink.clone(), stop.clone());
+            Some(
+                std::thread::Builder::new()
+                    .name("live capture".into())
+                    .spawn(move || crate::agent::run_with(options, Box::new(source), sink, &stop))
+                    .context("starting live capture")?,
+            )
+        } else {
+            None
+        };
         eprintln!(
             "vpcflow: serving the API on http://{}",
             listener.local_addr()?
         );
-        let state = AppState::new(Arc::new(db), Arc::new(data), args.data.join("uploads"));
-        vpcflow_control::api::serve(listener, state).await?;
+        let state = AppState::new(db, Arc::new(data), args.data.join("uploads"));
+        let served = vpcflow_control::api::serve(listener, state).await;
+        // The live capture flushes its open window as a partial one.
+        stop.store(true, Ordering::Relaxed);
+        if let Some(t) = live {
+            let joined = tokio::task::spawn_blocking(move || t.join()).await;
+            match joined {
+                Ok(Ok(Err(e))) => eprintln!("vpcflow: live capture: {e:#}"),
+                Ok(Err(_)) | Err(_) => eprintln!("vpcflow: live capture panicked"),
+                Ok(Ok(Ok(()))) => {}
+            }
+        }
+        served?;
         eprintln!("vpcflow: stopped");
         Ok(ExitCode::SUCCESS)
     })

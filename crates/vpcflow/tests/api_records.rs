@@ -81,6 +81,45 @@ fn line(r: &Value) -> String {
         .join(" ")
 }
 
+/// Connects to a tail (server-sent events) and, once the server answered,
+/// returns a thread that collects the data of `n` `window` events.
+fn tail_windows(
+    addr: &str,
+    path: &str,
+    token: &str,
+    n: usize,
+) -> std::thread::JoinHandle<Vec<Value>> {
+    use std::io::{BufRead, BufReader, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nX-Auth-Token: {token}\r\n\r\n"
+    )
+    .unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    let mut lines = BufReader::new(s).lines();
+    let status = lines.next().unwrap().unwrap();
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    std::thread::spawn(move || {
+        let mut got = Vec::new();
+        let mut window = false;
+        for line in lines {
+            let line = line.unwrap();
+            if line == "event: window" {
+                window = true;
+            } else if let Some(data) = line.strip_prefix("data: ").filter(|_| window) {
+                got.push(serde_json::from_str(data).unwrap());
+                window = false;
+                if got.len() == n {
+                    break;
+                }
+            }
+        }
+        got
+    })
+}
+
 fn code(v: &Value) -> &str {
     v["code"]
         .as_str()
@@ -93,8 +132,8 @@ fn records_of_an_uploaded_capture_come_back_through_the_api() {
     assert!(reference.len() > 10, "{reference:?}");
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());
-    let t = token(dir.path(), PROJECT);
-    let t = Some(t.as_str());
+    let token_text = token(dir.path(), PROJECT);
+    let t = Some(token_text.as_str());
     let call = |method: &str, path: &str, body: Option<Value>| {
         server.request(method, &format!("/v1/{PROJECT}/{path}"), t, body.as_ref())
     };
@@ -136,6 +175,18 @@ fn records_of_an_uploaded_capture_come_back_through_the_api() {
     assert_eq!(s, 200, "{v}");
     let flow_log = v["flow_log"]["id"].as_str().unwrap().to_string();
 
+    // The live tail of the topic, listening before the upload.
+    let windows: std::collections::BTreeSet<&str> = reference
+        .iter()
+        .map(|l| l.split(' ').nth(8).unwrap())
+        .collect();
+    let tail = tail_windows(
+        &server.addr,
+        &format!("/v1/{PROJECT}/log-groups/{GROUP}/log-topics/{topic}/tail"),
+        &token_text,
+        windows.len(),
+    );
+
     // Upload, then read every page back.
     let (s, v) = upload(&capture);
     assert_eq!(s, 200, "{v}");
@@ -173,6 +224,16 @@ fn records_of_an_uploaded_capture_come_back_through_the_api() {
     got.sort();
     assert_eq!(got, reference);
     assert!(got.iter().any(|l| l.starts_with(&new_port)));
+
+    // The tail had each window as it was written, with its records.
+    let tailed = tail.join().unwrap();
+    assert_eq!(tailed.len(), windows.len());
+    assert!(tailed.iter().all(|w| w["flow_log_id"] == flow_log.as_str()));
+    let tailed_records: usize = tailed
+        .iter()
+        .map(|w| w["records"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(tailed_records, reference.len());
 
     // The search of `vpcflow query`, and a time range with nothing in it.
     let (s, v) = call(

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod server;
+pub mod testbed;
 
 use std::path::PathBuf;
 use std::process::Command;

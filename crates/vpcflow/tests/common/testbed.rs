@@ -1,0 +1,88 @@
+//! The live tests' testbed: `vpcflow testbed up` of `tests/live/testbed.toml`
+//! (namespaces, veths, bridges, nftables), taken down when dropped.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, SystemTime};
+
+use super::vpcflow;
+
+/// `tests/live/testbed.toml`.
+pub fn inventory() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/live/testbed.toml")
+}
+
+/// Runs `cmd`, which must succeed; its stdout.
+pub fn ok(cmd: &mut Command) -> String {
+    let o = cmd.output().unwrap();
+    assert!(
+        o.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// The testbed of one test run, taken down when dropped (even on failure).
+pub struct Testbed(pub String);
+
+impl Testbed {
+    pub fn up(tag: &str) -> Testbed {
+        let prefix = format!("vl{tag}{}", std::process::id() % 100_000);
+        ok(vpcflow()
+            .args(["testbed", "--prefix", &prefix, "up", "--config"])
+            .arg(inventory()));
+        Testbed(prefix)
+    }
+    /// A host-side veth's kernel counter (`rx_bytes`, `tx_packets`, ...).
+    pub fn counter(&self, interface: &str, name: &str) -> u64 {
+        ok(Command::new("ip")
+            .args(["netns", "exec", &format!("{}-host", self.0), "cat"])
+            .arg(format!("/sys/class/net/{interface}/statistics/{name}")))
+        .trim()
+        .parse()
+        .unwrap()
+    }
+    /// Packets and layer-3 bytes both ways on a host-side veth.
+    pub fn veth_l3(&self, interface: &str) -> (u64, u64) {
+        let packets = self.counter(interface, "rx_packets") + self.counter(interface, "tx_packets");
+        let bytes = self.counter(interface, "rx_bytes") + self.counter(interface, "tx_bytes");
+        (packets, bytes - 14 * packets)
+    }
+    /// Starts a Python server in port B's namespace and gives it time to
+    /// bind; its output is what it prints when done.
+    pub fn serve_on_b(&self, script: &str) -> std::process::Child {
+        let child = Command::new("ip")
+            .args(["netns", "exec", &format!("{}-p1", self.0), "python3", "-c"])
+            .arg(script)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        child
+    }
+    pub fn exec(&self, port: &str, args: &[&str]) -> String {
+        ok(vpcflow()
+            .args(["testbed", "--prefix", &self.0, "exec", "--config"])
+            .arg(inventory())
+            .arg(port)
+            .arg("--")
+            .args(args))
+    }
+}
+
+impl Drop for Testbed {
+    fn drop(&mut self) {
+        let _ = vpcflow()
+            .args(["testbed", "--prefix", &self.0, "down"])
+            .status();
+    }
+}
+
+/// Unix time in seconds.
+pub fn now() -> f64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
