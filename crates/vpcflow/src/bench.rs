@@ -3,7 +3,9 @@
 //! - `make-capture`: a large capture built from real traces, with addresses
 //!   shifted per copy so it holds many concurrent flows;
 //! - `read` and `parse`: the baselines (reading frames; reading and parsing
-//!   them) that `vpcflow ingest` is compared with in the same run.
+//!   them) that `vpcflow ingest` is compared with in the same run;
+//! - `store`: the log store's write and query benchmark (`bench/store.sh`);
+//! - `api`: load on a running `vpcflow serve` (`bench/api.sh`).
 
 use std::collections::HashSet;
 use std::fs::File;
@@ -54,6 +56,8 @@ enum BenchCommand {
         /// Capture.
         capture: PathBuf,
     },
+    /// Load a running `vpcflow serve`: flow-log creates and lists.
+    Api(crate::bench_api::ApiBenchArgs),
     /// Write generated records into a log store, then time two queries.
     Store {
         /// The store (created).
@@ -94,6 +98,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             report("read", c.frames(), t, bytes);
             Ok(())
         }
+        BenchCommand::Api(args) => crate::bench_api::run(args),
         BenchCommand::Store {
             store,
             records,

@@ -11,6 +11,10 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{Map, Value, json};
+use vpcflow_control::api::collection_path;
+use vpcflow_control::resources::Kind;
+
+use crate::ingest::TrafficArg;
 
 /// Where the API is and who calls it.
 #[derive(Debug, Args)]
@@ -39,13 +43,6 @@ impl Endpoint {
         Ok(format!("{}/v1/{p}/{path}", self.api.trim_end_matches('/')))
     }
 
-    fn agent() -> ureq::Agent {
-        ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build()
-            .into()
-    }
-
     /// Calls the API; prints the answer (JSON, pretty) and returns the exit
     /// code.
     fn call(
@@ -59,7 +56,7 @@ impl Endpoint {
         let token = self.token.as_deref().context(
             "say whose call this is: --token TOKEN (or VPCFLOW_TOKEN; `vpcflow token create` prints one)",
         )?;
-        let agent = Endpoint::agent();
+        let agent = agent();
         let with = |r: ureq::RequestBuilder<ureq::typestate::WithBody>| {
             let mut r = r.header("X-Auth-Token", token);
             for (k, v) in query {
@@ -126,6 +123,15 @@ impl Endpoint {
     }
 }
 
+/// An HTTP agent that hands back error answers instead of failing on them
+/// (their bodies name what is wrong).
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
+
 enum Body {
     Json(Value),
     File(PathBuf),
@@ -136,13 +142,6 @@ enum ResourceTypeArg {
     Port,
     Network,
     Vpc,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum TrafficArg {
-    All,
-    Accept,
-    Reject,
 }
 
 /// `vpcflow flow-log ...`
@@ -307,23 +306,27 @@ enum KindArg {
 }
 
 impl KindArg {
-    /// Collection path and body key.
+    /// Collection path (under the project) and body key.
     fn names(self, log_group: Option<&str>) -> Result<(String, &'static str)> {
-        Ok(match self {
-            KindArg::Vpc => ("vpcs".into(), "vpc"),
-            KindArg::Subnet => ("subnets".into(), "subnet"),
-            KindArg::Port => ("ports".into(), "port"),
-            KindArg::SecurityGroup => ("security-groups".into(), "security_group"),
-            KindArg::NetworkAcl => ("network-acls".into(), "network_acl"),
-            KindArg::LogGroup => ("log-groups".into(), "log_group"),
-            KindArg::LogTopic => (
-                format!(
-                    "log-groups/{}/log-topics",
-                    log_group.context("log topics live in a log group: --log-group-id ID")?
-                ),
-                "log_topic",
-            ),
-        })
+        let kind = match self {
+            KindArg::Vpc => Kind::Vpc,
+            KindArg::Subnet => Kind::Subnet,
+            KindArg::Port => Kind::Port,
+            KindArg::SecurityGroup => Kind::SecurityGroup,
+            KindArg::NetworkAcl => Kind::NetworkAcl,
+            KindArg::LogGroup => Kind::LogGroup,
+            KindArg::LogTopic => Kind::LogTopic,
+        };
+        let path = if kind == Kind::LogTopic {
+            format!(
+                "log-groups/{}/{}",
+                log_group.context("log topics live in a log group: --log-group-id ID")?,
+                collection_path(kind)
+            )
+        } else {
+            collection_path(kind).to_string()
+        };
+        Ok((path, kind.file_key()))
     }
 }
 

@@ -31,10 +31,14 @@ use crate::rule_stats::RuleStats;
 /// Captures larger than this get a progress bar (when stderr is a terminal).
 const PROGRESS_BYTES: u64 = 64 << 20;
 
+/// A traffic filter on the command line (`all`, `accept`, `reject`).
 #[derive(Debug, Clone, Copy, ValueEnum)]
-enum TrafficArg {
+pub enum TrafficArg {
+    /// Both actions.
     All,
+    /// ACCEPT only.
     Accept,
+    /// REJECT only.
     Reject,
 }
 

@@ -3,6 +3,7 @@
 
 mod agent;
 mod bench;
+mod bench_api;
 mod client;
 mod compare;
 mod ingest;

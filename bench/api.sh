@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The control plane's API benchmark (issue 5): a release `vpcflow serve` on
+# 127.0.0.1 and, from a second process (`vpcflow bench api`, keep-alive
+# connections), 1,000 flow-log creates across 100 projects (the quota of 10
+# each), then lists of a random project's flow logs; `GET /health` in the
+# same run is the baseline. Requests/s and p50/p99 latency per phase.
+#
+#   bench/api.sh [CLIENTS [SECONDS]]     (default 8 clients, 10 s per phase)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+clients=${1:-8}
+seconds=${2:-10}
+cargo build --release -q -p vpcflow
+bin=${CARGO_TARGET_DIR:-target}/release/vpcflow
+work=$(mktemp -d)
+trap 'kill "$server" 2>/dev/null; rm -rf "$work"' EXIT
+for i in $(seq -w 1 100); do
+    echo "bench-project-$i $("$bin" token create --project "bench-project-$i" --data "$work/data")"
+done > "$work/tokens"
+"$bin" serve --listen 127.0.0.1:0 --data "$work/data" 2>"$work/serve.log" &
+server=$!
+for _ in $(seq 100); do grep -q "serving the API on" "$work/serve.log" && break; sleep 0.1; done
+url=$(grep -o 'http://[0-9.:]*' "$work/serve.log" | head -1)
+echo "vpcflow serve at $url ($(nproc) cores shared by server and clients)"
+"$bin" bench api --api "$url" --tokens "$work/tokens" --clients "$clients" --seconds "$seconds"
