@@ -128,6 +128,12 @@ impl DataPlane for ServeData {
         }
         pipeline.finish();
         self.write_closed(&mut pipeline, &mut report)?;
+        // Hours before the current one get no more live windows; an upload
+        // adding to an old hour has it merged again.
+        let hour_now = crate::query::wall_clock_ns() / 1_000_000_000 / 3600 * 3600;
+        if let Err(e) = self.sink.store().compact_before(hour_now) {
+            eprintln!("vpcflow: warning: compaction: {e}");
+        }
         report.frames = capture.frames();
         report.ending = match capture.ending() {
             Ending::Clean | Ending::Reading => "complete".to_string(),
@@ -281,7 +287,14 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
             Some(
                 std::thread::Builder::new()
                     .name("live capture".into())
-                    .spawn(move || crate::agent::run_with(options, Box::new(source), sink, &stop))
+                    .spawn(move || {
+                        let r = crate::agent::run_with(options, Box::new(source), sink, &stop);
+                        // Said now, not at shutdown: the API keeps serving.
+                        if let Err(e) = &r {
+                            eprintln!("vpcflow: error: live capture stopped: {e:#}");
+                        }
+                        r
+                    })
                     .context("starting live capture")?,
             )
         } else {
@@ -297,10 +310,8 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         stop.store(true, Ordering::Relaxed);
         if let Some(t) = live {
             let joined = tokio::task::spawn_blocking(move || t.join()).await;
-            match joined {
-                Ok(Ok(Err(e))) => eprintln!("vpcflow: live capture: {e:#}"),
-                Ok(Err(_)) | Err(_) => eprintln!("vpcflow: live capture panicked"),
-                Ok(Ok(Ok(()))) => {}
+            if !matches!(joined, Ok(Ok(_))) {
+                eprintln!("vpcflow: live capture panicked");
             }
         }
         served?;
