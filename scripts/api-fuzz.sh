@@ -5,6 +5,9 @@
 # token. One of its checks stays off: "positive data acceptance" expects
 # every schema-valid body to be accepted, but a CIDR or a rule is only
 # valid once parsed (the schema says "string"), so a 400 there is right.
+# One worker: with two, schemathesis' threads once crashed inside CPython
+# 3.11's ast module ("AST constructor recursion depth mismatch", a tool
+# error, not a finding); one is as fast here (about 30 s).
 # The live tail (an endless event stream) is left out; tests/api_records.rs
 # and tests/live_serve.rs read it.
 #
@@ -31,7 +34,7 @@ export VPCFLOW_TOKEN
 "$venv/bin/schemathesis" --config-file tests/api/schemathesis.toml run "$url/openapi.json" \
     --checks all --exclude-checks positive_data_acceptance \
     --exclude-path-regex '/tail$' \
-    --max-examples "${FUZZ_EXAMPLES:-25}" --workers 2 --seed 1 --no-color \
+    --max-examples "${FUZZ_EXAMPLES:-25}" --workers 1 --seed 1 --no-color \
     || { echo "api-fuzz: the server said:" >&2; cat "$work/serve.log" >&2; exit 1; }
 # The server must have lived through it.
 kill -0 "$server"
