@@ -363,7 +363,7 @@ impl ControlDb {
         id: &str,
     ) -> Result<Value, ControlError> {
         let row = sqlx::query(
-            "SELECT body, created_at, updated_at FROM resources WHERE kind = ? AND id = ? AND project_id = ?",
+            "SELECT id, body, created_at, updated_at FROM resources WHERE kind = ? AND id = ? AND project_id = ?",
         )
         .bind(kind.file_key())
         .bind(id)
@@ -371,13 +371,7 @@ impl ControlDb {
         .fetch_optional(&self.pool)
         .await?
         .ok_or_else(|| not_found(kind, id))?;
-        Ok(api_view(
-            id,
-            project,
-            &body_of(&row)?,
-            &row.try_get::<String, _>("created_at")?,
-            &row.try_get::<String, _>("updated_at")?,
-        ))
+        view_of(&row, project)
     }
 
     /// `project`'s resources of a kind (under `parent`, if given), in
@@ -416,17 +410,7 @@ impl ControlDb {
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(api_view(
-                    &r.try_get::<String, _>("id")?,
-                    project,
-                    &body_of(r)?,
-                    &r.try_get::<String, _>("created_at")?,
-                    &r.try_get::<String, _>("updated_at")?,
-                ))
-            })
-            .collect()
+        rows.iter().map(|r| view_of(r, project)).collect()
     }
 
     /// Changes a resource; the project's model must stay valid.
@@ -750,6 +734,17 @@ fn body_of(row: &SqliteRow) -> Result<Map<String, Value>, ControlError> {
             "a stored resource is not a JSON object: {text}"
         ))),
     }
+}
+
+/// A resource row (id, body, times) as the API shows it.
+fn view_of(row: &SqliteRow, project: &str) -> Result<Value, ControlError> {
+    Ok(api_view(
+        &row.try_get::<String, _>("id")?,
+        project,
+        &body_of(row)?,
+        &row.try_get::<String, _>("created_at")?,
+        &row.try_get::<String, _>("updated_at")?,
+    ))
 }
 
 async fn insert_resource(
