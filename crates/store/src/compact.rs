@@ -12,16 +12,25 @@
 //! after it, the merged file; never both, never neither. Whatever a crash
 //! leaves in `.compact/` is a whole, superseded state and is removed when
 //! the store is next opened.
+//!
+//! Concurrency: a window may be written into an hour while it is being
+//! compacted (an upload of traffic from an hour already closed, say). The
+//! swap happens only if, under the store's hour-directory lock that window
+//! writes also take, the hour still holds exactly the files that were
+//! merged; otherwise this compaction is dropped and the hour, written
+//! again, is compacted later with the new file in it. No file is ever
+//! swapped away unmerged.
 
+use std::collections::BTreeSet;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{Mutex, mpsc};
 
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use rustix::fs::{CWD, RenameFlags, renameat_with};
 
 use crate::StoreError;
-use crate::writer::{Store, fsync_dir, write_file};
+use crate::writer::{Store, fsync_dir, lock_hour_dirs, write_file};
 
 /// Directory under the root where merged files are staged.
 const STAGING: &str = ".compact";
@@ -129,6 +138,7 @@ impl Store {
             &self.root,
             dir,
             &format!("{}-{}", std::process::id(), self.seq),
+            &self.hour_dirs,
         )
     }
 
@@ -143,6 +153,7 @@ impl Store {
         let (tx, rx) = mpsc::channel::<PathBuf>();
         let (done_tx, done) = mpsc::channel();
         let root = self.root.clone();
+        let hour_dirs = self.hour_dirs.clone();
         let handle = std::thread::Builder::new()
             .name("vpcflow-compact".into())
             .spawn(move || {
@@ -150,7 +161,10 @@ impl Store {
                 for dir in rx {
                     n += 1;
                     let tag = format!("{}-bg{n}", std::process::id());
-                    if done_tx.send(compact_dir(&root, &dir, &tag)).is_err() {
+                    if done_tx
+                        .send(compact_dir(&root, &dir, &tag, &hour_dirs))
+                        .is_err()
+                    {
                         break;
                     }
                 }
@@ -207,9 +221,25 @@ impl Drop for Compactor {
     }
 }
 
+/// Every entry of a directory by name (files being written included).
+fn entry_names(dir: &Path) -> Result<BTreeSet<std::ffi::OsString>, StoreError> {
+    Ok(fs::read_dir(dir)
+        .map_err(|e| StoreError::io(dir, e))?
+        .flatten()
+        .map(|e| e.file_name())
+        .collect())
+}
+
 /// Compacts `dir` (see [`Store::compact_hour`]); `tag` makes the staging
-/// directory and the merged file's name unique.
-fn compact_dir(root: &Path, dir: &Path, tag: &str) -> Result<Option<Compacted>, StoreError> {
+/// directory and the merged file's name unique; `hour_dirs` is the
+/// store's lock that window writes take (see the module docs).
+fn compact_dir(
+    root: &Path,
+    dir: &Path,
+    tag: &str,
+    hour_dirs: &Mutex<()>,
+) -> Result<Option<Compacted>, StoreError> {
+    let listed = entry_names(dir)?;
     let files = parquet_files(dir)?;
     if files.len() < 2 {
         return Ok(None);
@@ -265,14 +295,23 @@ fn compact_dir(root: &Path, dir: &Path, tag: &str) -> Result<Option<Compacted>, 
     };
     let records = records.get();
     let after = file_len(&merged);
-    renameat_with(CWD, &staging, CWD, dir, RenameFlags::EXCHANGE).map_err(|e| {
-        StoreError::io(
-            dir,
-            std::io::Error::other(format!("swapping in the compacted hour: {e}")),
-        )
-    })?;
-    if let Some(parent) = dir.parent() {
-        fsync_dir(parent)?;
+    {
+        let _hour = lock_hour_dirs(hour_dirs);
+        if entry_names(dir)? != listed {
+            // Written meanwhile: the writer queues the hour again.
+            drop(_hour);
+            fs::remove_dir_all(&staging).map_err(|e| StoreError::io(&staging, e))?;
+            return Ok(None);
+        }
+        renameat_with(CWD, &staging, CWD, dir, RenameFlags::EXCHANGE).map_err(|e| {
+            StoreError::io(
+                dir,
+                std::io::Error::other(format!("swapping in the compacted hour: {e}")),
+            )
+        })?;
+        if let Some(parent) = dir.parent() {
+            fsync_dir(parent)?;
+        }
     }
     fsync_dir(&staging_root)?;
     // `staging` now holds the superseded files.
@@ -438,6 +477,37 @@ pub(crate) mod tests {
         assert_eq!(done.len(), 3, "{done:?}");
         assert!(done.iter().all(|c| c.files == 3 && c.records == 9));
         assert_eq!(parquet_under(dir.path()).len(), 3);
+    }
+
+    /// Uploads write windows into hours already over, which a background
+    /// compaction may be merging at that moment: nothing written may be
+    /// swapped away, and no write may find its directory gone.
+    #[test]
+    fn windows_written_into_an_hour_being_compacted_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = topology();
+        let mut s = Store::open(dir.path()).unwrap();
+        s.compact_in_background();
+        let hour = 1_700_002_800;
+        let rounds = 40;
+        for round in 0..rounds {
+            // The same closed hour, again and again (the same capture
+            // uploaded twice, say), queued after every batch.
+            for m in 0..3 {
+                s.write_window(&t, &window(hour + m * 60)).unwrap();
+            }
+            s.compact_before(u64::MAX).unwrap();
+            if round % 8 == 7 {
+                std::thread::yield_now();
+            }
+        }
+        s.compact_before(u64::MAX).unwrap();
+        s.finish_compaction().unwrap();
+        let rows: usize = parquet_under(dir.path())
+            .iter()
+            .map(|f| crate::read_rows(f).unwrap())
+            .sum();
+        assert_eq!(rows, rounds * 3 * 3, "every record written is in the store");
     }
 
     #[test]

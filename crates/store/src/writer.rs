@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::parquet::arrow::ArrowWriter;
@@ -34,7 +35,16 @@ pub struct Store {
     /// with the instant each hour ends.
     pub(crate) touched: BTreeMap<PathBuf, u64>,
     pub(crate) compactor: Option<crate::compact::Compactor>,
+    /// Held while a window's file is written into an hour directory and
+    /// while a compaction checks and swaps one, so a compaction never
+    /// swaps away a file (or a file being written) it did not merge.
+    pub(crate) hour_dirs: Arc<Mutex<()>>,
     _lock: File,
+}
+
+/// Takes [`Store::hour_dirs`]; a panic elsewhere leaves nothing to repair.
+pub(crate) fn lock_hour_dirs(m: &Mutex<()>) -> MutexGuard<'_, ()> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A file a window was written to.
@@ -108,6 +118,7 @@ impl Store {
             seq: 0,
             touched: BTreeMap::new(),
             compactor: None,
+            hour_dirs: Arc::new(Mutex::new(())),
             _lock: lock,
         })
     }
@@ -205,7 +216,10 @@ impl Store {
                 path: dir.join(&name).display().to_string(),
                 message,
             })?;
-            let path = write_file(&self.root, &dir, &name, [Ok(b)])?;
+            let path = {
+                let _hour = lock_hour_dirs(&self.hour_dirs);
+                write_file(&self.root, &dir, &name, [Ok(b)])?
+            };
             self.touched.insert(dir, (w.start / 3600 + 1) * 3600);
             written.push(WrittenFile {
                 path,
