@@ -8,16 +8,19 @@
 #                            duckdb for Python (the store's interoperability test)
 #   scripts/setup.sh bench   softflowd, bc (the pipeline benchmark), iperf3 (the live one)
 #   scripts/setup.sh fuzz    python3 with venv (schemathesis, scripts/api-fuzz.sh)
+#   scripts/setup.sh postgres a PostgreSQL server and its client tools (the
+#                            control plane's tests on PostgreSQL, scripts/postgres.sh)
 #
 # Needs root (or sudo) only when something is missing.
 set -euo pipefail
-# Each entry is what shows a package is there (a command, or a file) : the package.
+# Each entry is what shows a package is there (a command, or a file or glob) : the package.
 case "${1:-test}" in
     build) want=(clang:clang pkg-config:pkg-config /usr/include/libelf.h:libelf-dev /usr/include/zlib.h:zlib1g-dev) ;;
     test) want=(tshark:tshark ip:iproute2 nft:nftables tcpdump:tcpdump python3:python3 ping:iputils-ping) ;;
     bench) want=(softflowd:softflowd bc:bc taskset:util-linux iperf3:iperf3 tcpdump:tcpdump ip:iproute2 nft:nftables ping:iputils-ping) ;;
     fuzz) want=(python3:python3) ;;
-    *) echo "usage: $0 build|test|bench|fuzz" >&2; exit 2 ;;
+    postgres) want=('/usr/lib/postgresql/*/bin/initdb:postgresql' pg_dump:postgresql-client runuser:util-linux) ;;
+    *) echo "usage: $0 build|test|bench|fuzz|postgres" >&2; exit 2 ;;
 esac
 # DuckDB for Python: the log store's interoperability test reads the store with it.
 if [ "${1:-test}" = test ] && ! python3 -c 'import duckdb' 2>/dev/null; then
@@ -27,7 +30,7 @@ fi
 missing=()
 for w in "${want[@]}"; do
     check=${w%%:*}
-    if [[ $check == /* ]]; then [ -e "$check" ] && continue
+    if [[ $check == /* ]]; then compgen -G "$check" >/dev/null && continue
     else command -v "$check" >/dev/null 2>&1 && continue; fi
     missing+=("${w#*:}")
 done

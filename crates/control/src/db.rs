@@ -1,27 +1,39 @@
-//! The control-plane database (SQLite under the data directory).
+//! The control-plane database: a SQLite file under the data directory by
+//! default, or a PostgreSQL database that several `vpcflow serve` processes
+//! share (one control plane, many API servers).
 //!
-//! Guarantees:
+//! Guarantees, on either:
 //! - every read and write of a project's resources is scoped by its
 //!   project id;
 //! - tokens are stored as SHA-256 hashes, never in the clear;
-//! - the flow-log quota is exact under concurrent creates: a create counts
-//!   and inserts in one transaction, and creates are serialized;
-//! - a write is durable when its call returns (WAL, `synchronous = FULL`).
+//! - writes that check something (the flow-log quota, duplicates, the
+//!   project's model) are serialized across every process on the database:
+//!   each takes the database's write lock as its first statement (SQLite's
+//!   `BEGIN IMMEDIATE`, PostgreSQL's transaction-scoped advisory lock), so
+//!   a check and the write it allows are one step and the quota is exact
+//!   under concurrent creates, whichever server they reach;
+//! - a write is durable when its call returns (SQLite: WAL with
+//!   `synchronous = FULL`; PostgreSQL: its own commit);
+//! - every write bumps a change counter in the same transaction, so a
+//!   process that follows the database (the live capture) sees the writes
+//!   of every process, not only its own.
+//!
+//! The SQL is written once for both: `$n` parameters (SQLite reads them as
+//! positional too), `ON CONFLICT` upserts, integers for truth values.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
-};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::postgres::{PgConnectOptions, PgConnection};
+use sqlx::{AnyConnection, AnyPool, AssertSqlSafe, Connection, Executor, Row};
 use std::collections::HashMap;
 
 use serde_json::{Map, Value};
-use sqlx::sqlite::SqliteConnection;
-use sqlx::{AssertSqlSafe, Row};
 use vpcflow_core::Inventory;
 use vpcflow_core::inventory::InventoryError;
 
@@ -50,18 +62,26 @@ const SCHEMA: &[&str] = &[
         admin_state INTEGER NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL,
         UNIQUE (project_id, resource_type, resource_id, traffic_type, log_group_id, log_topic_id))",
     "CREATE INDEX IF NOT EXISTS flow_logs_by_project ON flow_logs (project_id, id)",
+    // One row: the number of committed writes, for followers.
+    "CREATE TABLE IF NOT EXISTS changes (id INTEGER PRIMARY KEY, generation BIGINT NOT NULL)",
+    "INSERT INTO changes (id, generation) VALUES (1, 0) ON CONFLICT DO NOTHING",
 ];
 
 /// Flow-log columns with the derived status, for every read.
 const FLOW_LOG_SELECT: &str = "SELECT f.id, f.project_id, f.name, f.description, f.resource_type,
     f.resource_id, f.traffic_type, f.log_group_id, f.log_topic_id, f.admin_state,
     f.created_at, f.updated_at,
-    EXISTS (SELECT 1 FROM resources r WHERE r.id = f.resource_id AND r.project_id = f.project_id
+    CASE WHEN EXISTS (SELECT 1 FROM resources r WHERE r.id = f.resource_id AND r.project_id = f.project_id
             AND r.kind = CASE f.resource_type WHEN 'network' THEN 'subnet' ELSE f.resource_type END)
-      AS resource_ok,
-    EXISTS (SELECT 1 FROM resources t WHERE t.kind = 'log_topic' AND t.id = f.log_topic_id
-            AND t.parent_id = f.log_group_id AND t.project_id = f.project_id) AS topic_ok
+      THEN 1 ELSE 0 END AS resource_ok,
+    CASE WHEN EXISTS (SELECT 1 FROM resources t WHERE t.kind = 'log_topic' AND t.id = f.log_topic_id
+            AND t.parent_id = f.log_group_id AND t.project_id = f.project_id)
+      THEN 1 ELSE 0 END AS topic_ok
     FROM flow_logs f";
+
+/// The key of the advisory lock PostgreSQL writers take (`vpcflow` in
+/// ASCII); any constant would do, as long as every process uses it.
+const POSTGRES_WRITE_LOCK: i64 = 0x0076_7063_666c_6f77;
 
 /// UTC now as the API writes times (`yyyy-MM-ddTHH:mm:ss`).
 pub fn now_utc() -> String {
@@ -73,11 +93,14 @@ fn hash_token(token: &str) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn flow_log(row: &SqliteRow) -> Result<FlowLog, sqlx::Error> {
-    let admin_state: bool = row.try_get("admin_state")?;
-    let resource_ok: bool = row.try_get("resource_ok")?;
-    let topic_ok: bool = row.try_get("topic_ok")?;
-    let status = if !resource_ok || !topic_ok {
+/// A truth value as the schema keeps it (an integer, in both databases).
+fn truth(row: &AnyRow, column: &str) -> Result<bool, sqlx::Error> {
+    Ok(row.try_get::<i64, _>(column)? != 0)
+}
+
+fn flow_log(row: &AnyRow) -> Result<FlowLog, sqlx::Error> {
+    let admin_state = truth(row, "admin_state")?;
+    let status = if !truth(row, "resource_ok")? || !truth(row, "topic_ok")? {
         "ERROR"
     } else if !admin_state {
         "DOWN"
@@ -101,61 +124,207 @@ fn flow_log(row: &SqliteRow) -> Result<FlowLog, sqlx::Error> {
     })
 }
 
+/// Where the control plane keeps its database: parsed from `--database`
+/// at the edge, so opening never sees a URL of another kind.
+#[derive(Clone, PartialEq, Eq)]
+pub enum DatabaseLocation {
+    /// A SQLite file, created if missing.
+    Sqlite(PathBuf),
+    /// A PostgreSQL database (`postgres://USER[:PASSWORD]@HOST[:PORT]/NAME`),
+    /// created if missing (when the user may create databases).
+    Postgres(String),
+}
+
+impl DatabaseLocation {
+    /// `--database` as given (`postgres://...`, `postgresql://...`,
+    /// `sqlite://FILE`), or else `DIR/control.db`.
+    pub fn parse(url: Option<&str>, data_dir: &Path) -> Result<DatabaseLocation, ControlError> {
+        let Some(url) = url else {
+            return Ok(DatabaseLocation::Sqlite(data_dir.join("control.db")));
+        };
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let options = PgConnectOptions::from_str(url)
+                .map_err(|e| ControlError::Invalid(format!("--database: {e}")))?;
+            if options.get_database().is_none_or(str::is_empty) {
+                return Err(ControlError::Invalid(
+                    "--database: name the database (postgres://USER@HOST:PORT/NAME)".into(),
+                ));
+            }
+            return Ok(DatabaseLocation::Postgres(url.to_string()));
+        }
+        match url.strip_prefix("sqlite://") {
+            Some(path) if !path.is_empty() => Ok(DatabaseLocation::Sqlite(PathBuf::from(path))),
+            _ => Err(ControlError::Invalid(format!(
+                "--database {url:?}: expected postgres://USER@HOST:PORT/NAME or sqlite://FILE"
+            ))),
+        }
+    }
+}
+
+/// Shows where it is, never the password.
+impl std::fmt::Display for DatabaseLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DatabaseLocation::Sqlite(path) => write!(f, "SQLite {}", path.display()),
+            DatabaseLocation::Postgres(url) => match PgConnectOptions::from_str(url) {
+                Ok(o) => write!(
+                    f,
+                    "PostgreSQL {}@{}:{}/{}",
+                    o.get_username(),
+                    o.get_host(),
+                    o.get_port(),
+                    o.get_database().unwrap_or_default()
+                ),
+                Err(_) => write!(f, "PostgreSQL"),
+            },
+        }
+    }
+}
+
+impl std::fmt::Debug for DatabaseLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
+}
+
+/// The SQL the two databases spell differently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+/// A write in progress: the process's write turn and the transaction,
+/// which took the database's write lock first.
+struct WriteTx {
+    tx: sqlx::Transaction<'static, sqlx::Any>,
+    _turn: tokio::sync::OwnedMutexGuard<()>,
+}
+
 /// The control plane's database.
 #[derive(Debug)]
 pub struct ControlDb {
-    pool: SqlitePool,
-    /// Serializes writes that check the project's model or quota, so a
-    /// check and the write it allows are one step.
-    writes: tokio::sync::Mutex<()>,
-    /// Bumped by every write that committed, so followers (the live
-    /// capture) know when to rebuild.
-    generation: std::sync::atomic::AtomicU64,
+    pool: AnyPool,
+    dialect: Dialect,
+    /// This process's writers queue here before they take the database's
+    /// lock (SQLite's busy handler would otherwise poll for it).
+    writes: Arc<tokio::sync::Mutex<()>>,
+    /// The newest change counter this process has seen (its own commits,
+    /// and the database's as [`ControlDb::refresh_generation`] reads it).
+    generation: AtomicU64,
 }
 
 impl ControlDb {
-    /// Opens (creating if needed) `DIR/control.db`.
-    pub async fn open(data_dir: &Path) -> Result<ControlDb, ControlError> {
-        std::fs::create_dir_all(data_dir).map_err(|e| {
-            ControlError::Invalid(format!("data directory {}: {e}", data_dir.display()))
-        })?;
-        let options = SqliteConnectOptions::from_str("sqlite://")?
-            .filename(data_dir.join("control.db"))
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
-            .await?;
-        for statement in SCHEMA {
-            sqlx::query(*statement).execute(&pool).await?;
-        }
-        Ok(ControlDb {
+    /// Opens (creating if needed) the database and its tables.
+    pub async fn open(location: &DatabaseLocation) -> Result<ControlDb, ControlError> {
+        sqlx::any::install_default_drivers();
+        let (url, dialect) = match location {
+            DatabaseLocation::Sqlite(path) => {
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir).map_err(|e| {
+                        ControlError::Invalid(format!("data directory {}: {e}", dir.display()))
+                    })?;
+                }
+                (sqlite_url(path), Dialect::Sqlite)
+            }
+            DatabaseLocation::Postgres(url) => (url.clone(), Dialect::Postgres),
+        };
+        let connect = || {
+            AnyPoolOptions::new()
+                .max_connections(4)
+                .acquire_timeout(Duration::from_secs(30))
+                .after_connect(move |conn, _| {
+                    Box::pin(async move {
+                        if dialect == Dialect::Sqlite {
+                            for pragma in [
+                                "PRAGMA journal_mode = WAL",
+                                "PRAGMA synchronous = FULL",
+                                "PRAGMA busy_timeout = 10000",
+                            ] {
+                                conn.execute(pragma).await?;
+                            }
+                        }
+                        Ok(())
+                    })
+                })
+                .connect(&url)
+        };
+        let pool = match connect().await {
+            Err(e) if dialect == Dialect::Postgres && is_missing_database(&e) => {
+                create_postgres_database(&url).await?;
+                connect().await?
+            }
+            other => other?,
+        };
+        let db = ControlDb {
             pool,
-            writes: tokio::sync::Mutex::new(()),
-            generation: std::sync::atomic::AtomicU64::new(0),
-        })
+            dialect,
+            writes: Arc::new(tokio::sync::Mutex::new(())),
+            generation: AtomicU64::new(0),
+        };
+        // Under the write lock, so servers starting together on one
+        // PostgreSQL database do not race to create the same tables.
+        let mut w = db.write().await?;
+        for statement in SCHEMA {
+            sqlx::query(*statement).execute(&mut *w.tx).await?;
+        }
+        w.tx.commit().await?;
+        db.refresh_generation().await?;
+        Ok(db)
     }
 
-    /// A transaction that holds the write lock from its start: one that
-    /// read first and wrote later could find the database changed by
-    /// another writer in between and fail (SQLite's busy snapshot) instead
-    /// of waiting its turn.
-    async fn write_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, ControlError> {
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    /// Starts a write: this process's turn, then a transaction whose
+    /// first statement takes the database's write lock. (A SQLite
+    /// transaction that read first and wrote later could find the database
+    /// changed by another writer in between and fail with a busy snapshot
+    /// instead of waiting its turn.)
+    async fn write(&self) -> Result<WriteTx, ControlError> {
+        let turn = self.writes.clone().lock_owned().await;
+        let tx = match self.dialect {
+            Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Dialect::Postgres => {
+                let mut tx = self.pool.begin().await?;
+                // The lock's function returns `void`, which has no Rust type.
+                sqlx::query("SELECT pg_advisory_xact_lock($1)::text")
+                    .bind(POSTGRES_WRITE_LOCK)
+                    .execute(&mut *tx)
+                    .await?;
+                tx
+            }
+        };
+        Ok(WriteTx { tx, _turn: turn })
     }
 
-    fn bump(&self) {
+    /// Commits a write that changed the model or flow logs, counting it.
+    async fn commit(&self, mut w: WriteTx) -> Result<(), ControlError> {
+        let generation: i64 = sqlx::query_scalar(
+            "UPDATE changes SET generation = generation + 1 WHERE id = 1 RETURNING generation",
+        )
+        .fetch_one(&mut *w.tx)
+        .await?;
+        w.tx.commit().await?;
         self.generation
-            .fetch_add(1, std::sync::atomic::Ordering::Release);
+            .fetch_max(generation as u64, Ordering::AcqRel);
+        Ok(())
     }
 
-    /// Changes so far: differs from an earlier value when anything was
-    /// written since.
+    /// Reads the database's change counter (other processes' writes
+    /// included) and returns it.
+    pub async fn refresh_generation(&self) -> Result<u64, ControlError> {
+        let g: i64 = sqlx::query_scalar("SELECT generation FROM changes WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(self
+            .generation
+            .fetch_max(g as u64, Ordering::AcqRel)
+            .max(g as u64))
+    }
+
+    /// Changes seen so far: differs from an earlier value when anything was
+    /// written since (by this process, or by another one once
+    /// [`ControlDb::refresh_generation`] has run).
     pub fn generation(&self) -> u64 {
-        self.generation.load(std::sync::atomic::Ordering::Acquire)
+        self.generation.load(Ordering::Acquire)
     }
 
     /// Every project's model and flow logs as one inventory (for the live
@@ -203,26 +372,26 @@ impl ControlDb {
             uuid::Uuid::new_v4().simple()
         );
         let now = now_utc();
-        let mut tx = self.write_tx().await?;
-        sqlx::query("INSERT OR IGNORE INTO projects (id, created_at) VALUES (?, ?)")
+        let mut w = self.write().await?;
+        sqlx::query("INSERT INTO projects (id, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING")
             .bind(project)
             .bind(&now)
-            .execute(&mut *tx)
+            .execute(&mut *w.tx)
             .await?;
-        sqlx::query("INSERT INTO tokens (hash, project_id, created_at) VALUES (?, ?, ?)")
+        sqlx::query("INSERT INTO tokens (hash, project_id, created_at) VALUES ($1, $2, $3)")
             .bind(hash_token(&token))
             .bind(project)
             .bind(&now)
-            .execute(&mut *tx)
+            .execute(&mut *w.tx)
             .await?;
-        tx.commit().await?;
+        w.tx.commit().await?;
         Ok(token)
     }
 
     /// The project a token is for, if it is a token.
     pub async fn project_of_token(&self, token: &str) -> Result<Option<String>, ControlError> {
         Ok(
-            sqlx::query_scalar("SELECT project_id FROM tokens WHERE hash = ?")
+            sqlx::query_scalar("SELECT project_id FROM tokens WHERE hash = $1")
                 .bind(hash_token(token))
                 .fetch_optional(&self.pool)
                 .await?,
@@ -245,13 +414,14 @@ impl ControlDb {
             .map_err(|e| ControlError::Invalid(format!("{source_name}: {e}")))?;
         let doc = serde_json::to_value(table)
             .map_err(|e| ControlError::Invalid(format!("{source_name}: {e}")))?;
-        let _serial = self.writes.lock().await;
         let now = now_utc();
-        let mut tx = self.write_tx().await?;
+        let mut w = self.write().await?;
         let done =
-            sqlx::query("INSERT OR IGNORE INTO meta (key, value) VALUES ('inventory_imported', ?)")
+            sqlx::query(
+                "INSERT INTO meta (key, value) VALUES ('inventory_imported', $1) ON CONFLICT DO NOTHING",
+            )
                 .bind(&now)
-                .execute(&mut *tx)
+                .execute(&mut *w.tx)
                 .await?;
         if done.rows_affected() == 0 {
             return Ok(false);
@@ -260,10 +430,13 @@ impl ControlDb {
             .into_iter()
             .filter_map(|k| doc.get(k).map(|v| (k.to_string(), v.clone())))
             .collect();
-        sqlx::query("INSERT OR REPLACE INTO meta (key, value) VALUES ('settings', ?)")
-            .bind(Value::Object(settings).to_string())
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO meta (key, value) VALUES ('settings', $1)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(Value::Object(settings).to_string())
+        .execute(&mut *w.tx)
+        .await?;
         let items = |key: &str| {
             doc.get(key)
                 .and_then(Value::as_array)
@@ -271,11 +444,13 @@ impl ControlDb {
                 .unwrap_or_default()
         };
         for p in items("project") {
-            sqlx::query("INSERT OR IGNORE INTO projects (id, created_at) VALUES (?, ?)")
-                .bind(p["id"].as_str())
-                .bind(&now)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "INSERT INTO projects (id, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            )
+            .bind(p["id"].as_str())
+            .bind(&now)
+            .execute(&mut *w.tx)
+            .await?;
         }
         // The file was checked, so every owner exists and comes earlier
         // in KINDS than what it owns.
@@ -300,7 +475,7 @@ impl ControlDb {
                 }
                 .unwrap_or_default();
                 project_of.insert((kind.file_key(), id.clone()), project.clone());
-                insert_resource(&mut tx, kind, &id, &project, &body, &now).await?;
+                insert_resource(&mut w.tx, kind, &id, &project, &body, &now).await?;
             }
         }
         for f in items("flow_log") {
@@ -311,9 +486,9 @@ impl ControlDb {
                     .to_string()
             };
             sqlx::query(
-                "INSERT OR IGNORE INTO flow_logs (id, project_id, name, description, resource_type,
+                "INSERT INTO flow_logs (id, project_id, name, description, resource_type,
                  resource_id, traffic_type, log_group_id, log_topic_id, admin_state, created_at, updated_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT DO NOTHING",
             )
             .bind(text("id"))
             .bind(text("project"))
@@ -324,14 +499,15 @@ impl ControlDb {
             .bind(text("traffic_type"))
             .bind(text("log_group_id"))
             .bind(text("log_topic_id"))
-            .bind(f.get("admin_state").and_then(Value::as_bool).unwrap_or(true))
+            .bind(i32::from(
+                f.get("admin_state").and_then(Value::as_bool).unwrap_or(true),
+            ))
             .bind(&now)
             .bind(&now)
-            .execute(&mut *tx)
+            .execute(&mut *w.tx)
             .await?;
         }
-        tx.commit().await?;
-        self.bump();
+        self.commit(w).await?;
         Ok(true)
     }
 
@@ -346,12 +522,10 @@ impl ControlDb {
     ) -> Result<Value, ControlError> {
         let id = uuid::Uuid::new_v4().to_string();
         let item = new_item(kind, &id, fields)?;
-        let _serial = self.writes.lock().await;
-        let mut tx = self.write_tx().await?;
-        insert_resource(&mut tx, kind, &id, project, &item, &now_utc()).await?;
-        check_project(&mut tx, project).await?;
-        tx.commit().await?;
-        self.bump();
+        let mut w = self.write().await?;
+        insert_resource(&mut w.tx, kind, &id, project, &item, &now_utc()).await?;
+        check_project(&mut w.tx, project).await?;
+        self.commit(w).await?;
         self.get_resource(project, kind, &id).await
     }
 
@@ -363,7 +537,7 @@ impl ControlDb {
         id: &str,
     ) -> Result<Value, ControlError> {
         let row = sqlx::query(
-            "SELECT id, body, created_at, updated_at FROM resources WHERE kind = ? AND id = ? AND project_id = ?",
+            "SELECT id, body, created_at, updated_at FROM resources WHERE kind = $1 AND id = $2 AND project_id = $3",
         )
         .bind(kind.file_key())
         .bind(id)
@@ -388,7 +562,7 @@ impl ControlDb {
             None => None,
             Some(m) => Some(
                 sqlx::query_scalar(
-                    "SELECT seq FROM resources WHERE kind = ? AND id = ? AND project_id = ?",
+                    "SELECT seq FROM resources WHERE kind = $1 AND id = $2 AND project_id = $3",
                 )
                 .bind(kind.file_key())
                 .bind(m)
@@ -399,8 +573,8 @@ impl ControlDb {
             ),
         };
         let rows = sqlx::query(
-            "SELECT id, body, created_at, updated_at FROM resources WHERE kind = ? AND project_id = ?
-             AND (? IS NULL OR parent_id = ?) AND seq > ? ORDER BY seq LIMIT ?",
+            "SELECT id, body, created_at, updated_at FROM resources WHERE kind = $1 AND project_id = $2
+             AND ($3 IS NULL OR parent_id = $4) AND seq > $5 ORDER BY seq LIMIT $6",
         )
         .bind(kind.file_key())
         .bind(project)
@@ -421,28 +595,27 @@ impl ControlDb {
         id: &str,
         fields: Map<String, Value>,
     ) -> Result<Value, ControlError> {
-        let _serial = self.writes.lock().await;
-        let mut tx = self.write_tx().await?;
-        let row =
-            sqlx::query("SELECT body FROM resources WHERE kind = ? AND id = ? AND project_id = ?")
-                .bind(kind.file_key())
-                .bind(id)
-                .bind(project)
-                .fetch_optional(&mut *tx)
-                .await?
-                .ok_or_else(|| not_found(kind, id))?;
+        let mut w = self.write().await?;
+        let row = sqlx::query(
+            "SELECT body FROM resources WHERE kind = $1 AND id = $2 AND project_id = $3",
+        )
+        .bind(kind.file_key())
+        .bind(id)
+        .bind(project)
+        .fetch_optional(&mut *w.tx)
+        .await?
+        .ok_or_else(|| not_found(kind, id))?;
         let mut item = body_of(&row)?;
         update_item(kind, &mut item, fields)?;
-        sqlx::query("UPDATE resources SET body = ?, updated_at = ? WHERE kind = ? AND id = ?")
+        sqlx::query("UPDATE resources SET body = $1, updated_at = $2 WHERE kind = $3 AND id = $4")
             .bind(Value::Object(item).to_string())
             .bind(now_utc())
             .bind(kind.file_key())
             .bind(id)
-            .execute(&mut *tx)
+            .execute(&mut *w.tx)
             .await?;
-        check_project(&mut tx, project).await?;
-        tx.commit().await?;
-        self.bump();
+        check_project(&mut w.tx, project).await?;
+        self.commit(w).await?;
         self.get_resource(project, kind, id).await
     }
 
@@ -455,26 +628,26 @@ impl ControlDb {
         kind: Kind,
         id: &str,
     ) -> Result<(), ControlError> {
-        let _serial = self.writes.lock().await;
-        let mut tx = self.write_tx().await?;
+        let mut w = self.write().await?;
         let done =
-            sqlx::query("DELETE FROM resources WHERE kind = ? AND id = ? AND project_id = ?")
+            sqlx::query("DELETE FROM resources WHERE kind = $1 AND id = $2 AND project_id = $3")
                 .bind(kind.file_key())
                 .bind(id)
                 .bind(project)
-                .execute(&mut *tx)
+                .execute(&mut *w.tx)
                 .await?;
         if done.rows_affected() == 0 {
             return Err(not_found(kind, id));
         }
-        check_project(&mut tx, project).await.map_err(|e| match e {
-            ControlError::Invalid(m) => {
-                ControlError::InUse(format!("{} {id} is in use: {m}", kind.label()))
-            }
-            other => other,
-        })?;
-        tx.commit().await?;
-        self.bump();
+        check_project(&mut w.tx, project)
+            .await
+            .map_err(|e| match e {
+                ControlError::Invalid(m) => {
+                    ControlError::InUse(format!("{} {id} is in use: {m}", kind.label()))
+                }
+                other => other,
+            })?;
+        self.commit(w).await?;
         Ok(())
     }
 
@@ -495,19 +668,19 @@ impl ControlDb {
         project: &str,
         new: &NewFlowLog,
     ) -> Result<FlowLog, ControlError> {
-        let _serial = self.writes.lock().await;
-        let mut tx = self.write_tx().await?;
-        let exists = |kind: Kind, id: &str| {
-            sqlx::query_scalar::<_, bool>(
-                "SELECT EXISTS (SELECT 1 FROM resources WHERE kind = ? AND id = ? AND project_id = ?)",
+        let mut w = self.write().await?;
+        let count = |kind: Kind, id: &str| {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT COUNT(*) FROM resources WHERE kind = $1 AND id = $2 AND project_id = $3",
             )
             .bind(kind.file_key())
             .bind(id.to_string())
             .bind(project.to_string())
         };
-        if !exists(new.resource_type.kind(), &new.resource_id)
-            .fetch_one(&mut *tx)
+        if count(new.resource_type.kind(), &new.resource_id)
+            .fetch_one(&mut *w.tx)
             .await?
+            == 0
         {
             return Err(ControlError::Invalid(format!(
                 "resource_id: this project has no {} {}",
@@ -515,32 +688,33 @@ impl ControlDb {
                 new.resource_id
             )));
         }
-        if !exists(Kind::LogGroup, &new.log_group_id)
-            .fetch_one(&mut *tx)
+        if count(Kind::LogGroup, &new.log_group_id)
+            .fetch_one(&mut *w.tx)
             .await?
+            == 0
         {
             return Err(ControlError::Invalid(format!(
                 "log_group_id: this project has no log group {}",
                 new.log_group_id
             )));
         }
-        let topic_ok: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM resources WHERE kind = 'log_topic' AND id = ? AND parent_id = ? AND project_id = ?)",
+        let topics: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM resources WHERE kind = 'log_topic' AND id = $1 AND parent_id = $2 AND project_id = $3",
         )
         .bind(&new.log_topic_id)
         .bind(&new.log_group_id)
         .bind(project)
-        .fetch_one(&mut *tx)
+        .fetch_one(&mut *w.tx)
         .await?;
-        if !topic_ok {
+        if topics == 0 {
             return Err(ControlError::Invalid(format!(
                 "log_topic_id: log group {} has no log topic {}",
                 new.log_group_id, new.log_topic_id
             )));
         }
         let duplicate: Option<String> = sqlx::query_scalar(
-            "SELECT id FROM flow_logs WHERE project_id = ? AND resource_type = ? AND resource_id = ?
-             AND traffic_type = ? AND log_group_id = ? AND log_topic_id = ?",
+            "SELECT id FROM flow_logs WHERE project_id = $1 AND resource_type = $2 AND resource_id = $3
+             AND traffic_type = $4 AND log_group_id = $5 AND log_topic_id = $6",
         )
         .bind(project)
         .bind(new.resource_type.as_str())
@@ -548,14 +722,14 @@ impl ControlDb {
         .bind(new.traffic_type)
         .bind(&new.log_group_id)
         .bind(&new.log_topic_id)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&mut *w.tx)
         .await?;
         if let Some(id) = duplicate {
             return Err(ControlError::Duplicate(id));
         }
-        let used: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM flow_logs WHERE project_id = ?")
+        let used: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM flow_logs WHERE project_id = $1")
             .bind(project)
-            .fetch_one(&mut *tx)
+            .fetch_one(&mut *w.tx)
             .await?;
         if used >= i64::from(FLOW_LOG_QUOTA) {
             return Err(ControlError::Quota {
@@ -567,7 +741,7 @@ impl ControlDb {
         sqlx::query(
             "INSERT INTO flow_logs (id, project_id, name, description, resource_type, resource_id,
              traffic_type, log_group_id, log_topic_id, admin_state, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(&id)
         .bind(project)
@@ -578,20 +752,19 @@ impl ControlDb {
         .bind(new.traffic_type)
         .bind(&new.log_group_id)
         .bind(&new.log_topic_id)
-        .bind(new.admin_state)
+        .bind(i32::from(new.admin_state))
         .bind(&now)
         .bind(&now)
-        .execute(&mut *tx)
+        .execute(&mut *w.tx)
         .await?;
-        tx.commit().await?;
-        self.bump();
+        self.commit(w).await?;
         self.get_flow_log(project, &id).await
     }
 
     /// One flow log of `project`.
     pub async fn get_flow_log(&self, project: &str, id: &str) -> Result<FlowLog, ControlError> {
         let row = sqlx::query(AssertSqlSafe(format!(
-            "{FLOW_LOG_SELECT} WHERE f.project_id = ? AND f.id = ?"
+            "{FLOW_LOG_SELECT} WHERE f.project_id = $1 AND f.id = $2"
         )))
         .bind(project)
         .bind(id)
@@ -610,7 +783,7 @@ impl ControlDb {
         filter: &FlowLogFilter,
     ) -> Result<Vec<FlowLog>, ControlError> {
         let limit = filter.page_size()?;
-        let mut sql = format!("{FLOW_LOG_SELECT} WHERE f.project_id = ?");
+        let mut sql = format!("{FLOW_LOG_SELECT} WHERE f.project_id = $1");
         let mut binds: Vec<String> = vec![project.to_string()];
         let columns = [
             ("id", &filter.id),
@@ -624,16 +797,16 @@ impl ControlDb {
         ];
         for (column, value) in columns {
             if let Some(v) = value {
-                sql.push_str(&format!(" AND f.{column} = ?"));
                 binds.push(v.clone());
+                sql.push_str(&format!(" AND f.{column} = ${}", binds.len()));
             }
         }
         if let Some(a) = filter.admin_state {
             sql.push_str(&format!(" AND f.admin_state = {}", i32::from(a)));
         }
         if let Some(m) = &filter.marker {
-            sql.push_str(" AND f.id > ?");
             binds.push(m.clone());
+            sql.push_str(&format!(" AND f.id > ${}", binds.len()));
         }
         sql.push_str(" ORDER BY f.id");
         // Status is derived, so it filters after the query; the page is
@@ -665,36 +838,38 @@ impl ControlDb {
         id: &str,
         update: &FlowLogUpdate,
     ) -> Result<FlowLog, ControlError> {
+        let mut w = self.write().await?;
         let done = sqlx::query(
-            "UPDATE flow_logs SET name = COALESCE(?, name), description = COALESCE(?, description),
-             admin_state = COALESCE(?, admin_state), updated_at = ? WHERE project_id = ? AND id = ?",
+            "UPDATE flow_logs SET name = COALESCE($1, name), description = COALESCE($2, description),
+             admin_state = COALESCE($3, admin_state), updated_at = $4 WHERE project_id = $5 AND id = $6",
         )
         .bind(&update.name)
         .bind(&update.description)
-        .bind(update.admin_state)
+        .bind(update.admin_state.map(i32::from))
         .bind(now_utc())
         .bind(project)
         .bind(id)
-        .execute(&self.pool)
+        .execute(&mut *w.tx)
         .await?;
         if done.rows_affected() == 0 {
             return Err(ControlError::NotFound(id.to_string()));
         }
-        self.bump();
+        self.commit(w).await?;
         self.get_flow_log(project, id).await
     }
 
     /// Deletes a flow log.
     pub async fn delete_flow_log(&self, project: &str, id: &str) -> Result<(), ControlError> {
-        let done = sqlx::query("DELETE FROM flow_logs WHERE project_id = ? AND id = ?")
+        let mut w = self.write().await?;
+        let done = sqlx::query("DELETE FROM flow_logs WHERE project_id = $1 AND id = $2")
             .bind(project)
             .bind(id)
-            .execute(&self.pool)
+            .execute(&mut *w.tx)
             .await?;
         if done.rows_affected() == 0 {
             return Err(ControlError::NotFound(id.to_string()));
         }
-        self.bump();
+        self.commit(w).await?;
         Ok(())
     }
 
@@ -711,11 +886,56 @@ impl ControlDb {
 
     /// Flow logs `project` has.
     pub async fn flow_logs_used(&self, project: &str) -> Result<u32, ControlError> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM flow_logs WHERE project_id = ?")
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM flow_logs WHERE project_id = $1")
             .bind(project)
             .fetch_one(&self.pool)
             .await?;
         Ok(n as u32)
+    }
+}
+
+/// A SQLite file as the URL the `Any` driver opens (created if missing;
+/// the path is percent-decoded, so `%`, `?` and `#` are encoded).
+fn sqlite_url(path: &Path) -> String {
+    let mut url = String::from("sqlite://");
+    for c in path.to_string_lossy().chars() {
+        match c {
+            '%' => url.push_str("%25"),
+            '?' => url.push_str("%3F"),
+            '#' => url.push_str("%23"),
+            c => url.push(c),
+        }
+    }
+    url.push_str("?mode=rwc");
+    url
+}
+
+/// PostgreSQL's "database does not exist" (SQLSTATE 3D000).
+fn is_missing_database(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.code().as_deref() == Some("3D000"))
+}
+
+/// Creates the database `url` names, connected to the server's `postgres`
+/// database as the same user. Another process creating it at the same
+/// time is not an error.
+async fn create_postgres_database(url: &str) -> Result<(), ControlError> {
+    let options = PgConnectOptions::from_str(url)?;
+    let name = options.get_database().unwrap_or_default().to_string();
+    let mut conn = PgConnection::connect_with(&options.database("postgres")).await?;
+    let created = conn
+        .execute(AssertSqlSafe(format!(
+            "CREATE DATABASE \"{}\"",
+            name.replace('"', "\"\"")
+        )))
+        .await;
+    conn.close().await?;
+    match created {
+        // duplicate_database (42P04), or, when the other creator is still
+        // committing, the catalog's unique_violation (23505).
+        Err(sqlx::Error::Database(d)) if matches!(d.code().as_deref(), Some("42P04" | "23505")) => {
+            Ok(())
+        }
+        other => other.map(|_| ()).map_err(ControlError::from),
     }
 }
 
@@ -726,7 +946,7 @@ fn not_found(kind: Kind, id: &str) -> ControlError {
     }
 }
 
-fn body_of(row: &SqliteRow) -> Result<Map<String, Value>, ControlError> {
+fn body_of(row: &AnyRow) -> Result<Map<String, Value>, ControlError> {
     let text: String = row.try_get("body")?;
     match serde_json::from_str(&text) {
         Ok(Value::Object(m)) => Ok(m),
@@ -737,7 +957,7 @@ fn body_of(row: &SqliteRow) -> Result<Map<String, Value>, ControlError> {
 }
 
 /// A resource row (id, body, times) as the API shows it.
-fn view_of(row: &SqliteRow, project: &str) -> Result<Value, ControlError> {
+fn view_of(row: &AnyRow, project: &str) -> Result<Value, ControlError> {
     Ok(api_view(
         &row.try_get::<String, _>("id")?,
         project,
@@ -748,7 +968,7 @@ fn view_of(row: &SqliteRow, project: &str) -> Result<Value, ControlError> {
 }
 
 async fn insert_resource(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     kind: Kind,
     id: &str,
     project: &str,
@@ -756,8 +976,9 @@ async fn insert_resource(
     now: &str,
 ) -> Result<(), ControlError> {
     sqlx::query(
-        "INSERT OR IGNORE INTO resources (kind, id, project_id, parent_id, seq, body, created_at, updated_at)
-         VALUES (?, ?, ?, ?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM resources), ?, ?, ?)",
+        "INSERT INTO resources (kind, id, project_id, parent_id, seq, body, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, (SELECT COALESCE(MAX(seq), 0) + 1 FROM resources), $5, $6, $7)
+         ON CONFLICT DO NOTHING",
     )
     .bind(kind.file_key())
     .bind(id)
@@ -785,10 +1006,7 @@ fn inventory_message(e: InventoryError) -> String {
 }
 
 /// The project's model as an inventory document.
-async fn project_document(
-    conn: &mut SqliteConnection,
-    project: &str,
-) -> Result<Value, ControlError> {
+async fn project_document(conn: &mut AnyConnection, project: &str) -> Result<Value, ControlError> {
     let settings: Option<String> =
         sqlx::query_scalar("SELECT value FROM meta WHERE key = 'settings'")
             .fetch_optional(&mut *conn)
@@ -799,7 +1017,7 @@ async fn project_document(
     };
     doc.insert("project".into(), serde_json::json!([{ "id": project }]));
     let rows =
-        sqlx::query("SELECT kind, id, body FROM resources WHERE project_id = ? ORDER BY seq")
+        sqlx::query("SELECT kind, id, body FROM resources WHERE project_id = $1 ORDER BY seq")
             .bind(project)
             .fetch_all(&mut *conn)
             .await?;
@@ -813,7 +1031,7 @@ async fn project_document(
         push(&mut doc, kind.file_key(), item);
     }
     let rows = sqlx::query(AssertSqlSafe(format!(
-        "{FLOW_LOG_SELECT} WHERE f.project_id = ? ORDER BY f.created_at, f.id"
+        "{FLOW_LOG_SELECT} WHERE f.project_id = $1 ORDER BY f.created_at, f.id"
     )))
     .bind(project)
     .fetch_all(&mut *conn)
@@ -847,9 +1065,192 @@ fn push(doc: &mut Map<String, Value>, key: &str, item: Value) {
 }
 
 /// Checks the project's model as it stands in this transaction.
-async fn check_project(conn: &mut SqliteConnection, project: &str) -> Result<(), ControlError> {
+async fn check_project(conn: &mut AnyConnection, project: &str) -> Result<(), ControlError> {
     let doc = project_document(conn, project).await?;
     Inventory::from_json("request", &doc)
         .map(|_| ())
         .map_err(|e| ControlError::Invalid(inventory_message(e)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::ResourceType;
+
+    const PROJECT: &str = "5f67944957444bd6bb4fe3b367de8f3d";
+    const GROUP: &str = "a1b2c3d4-0000-4000-8000-000000000001";
+
+    #[test]
+    fn database_locations_are_parsed_at_the_edge() {
+        let data = Path::new("/var/lib/vpcflow");
+        let parse = |url| DatabaseLocation::parse(url, data);
+        assert_eq!(
+            parse(None).unwrap(),
+            DatabaseLocation::Sqlite(data.join("control.db"))
+        );
+        assert_eq!(
+            parse(Some("sqlite:///srv/cp.db")).unwrap(),
+            DatabaseLocation::Sqlite("/srv/cp.db".into())
+        );
+        let pg = parse(Some("postgres://cp:s3cret@db.internal:5433/control")).unwrap();
+        assert!(matches!(pg, DatabaseLocation::Postgres(_)));
+        assert_eq!(pg.to_string(), "PostgreSQL cp@db.internal:5433/control");
+        assert!(
+            !format!("{pg:?}").contains("s3cret"),
+            "the password is never shown"
+        );
+        assert!(matches!(
+            parse(Some("postgresql://cp@localhost/control")).unwrap(),
+            DatabaseLocation::Postgres(_)
+        ));
+        let refused = |url| match parse(Some(url)) {
+            Err(ControlError::Invalid(m)) => m,
+            other => panic!("{url} was not refused: {other:?}"),
+        };
+        assert!(refused("mysql://db/control").contains("expected postgres://"));
+        assert!(refused("sqlite://").contains("expected postgres://"));
+        assert!(refused("postgres://cp@db.internal:5433").contains("name the database"));
+        assert!(refused("postgres://cp@db.internal:notaport/x").starts_with("--database:"));
+    }
+
+    #[test]
+    fn a_sqlite_path_keeps_its_odd_characters() {
+        assert_eq!(
+            sqlite_url(Path::new("/d/a b?c#d%e.db")),
+            "sqlite:///d/a b%3Fc%23d%25e.db?mode=rwc"
+        );
+    }
+
+    fn example_inventory() -> String {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/vpc.toml");
+        std::fs::read_to_string(path).unwrap()
+    }
+
+    /// Every (resource, traffic type, topic) of the example project: 36,
+    /// two of which the example inventory already has.
+    fn every_flow_log() -> Vec<NewFlowLog> {
+        let resources = [
+            (ResourceType::Vpc, "80ee2ed7-605d-49b4-ac6b-6e581acd35a3"),
+            (
+                ResourceType::Network,
+                "93f4cb2d-0e0e-4e2d-a705-e3817bd7ca45",
+            ),
+            (
+                ResourceType::Network,
+                "c1e4a0b2-7d5f-4e8a-b3c6-9f0a1d2e3b4c",
+            ),
+            (ResourceType::Port, "1d515d18-1b36-47dc-a983-bd6512aed4bd"),
+            (ResourceType::Port, "7a2c9e41-5b3d-4f60-8e1a-2c4b6d8f0a13"),
+            (ResourceType::Port, "e3f1b2c4-d5a6-4b7c-8d9e-0f1a2b3c4d5e"),
+        ];
+        let mut all = Vec::new();
+        for (resource_type, resource_id) in resources {
+            for traffic_type in ["all", "accept", "reject"] {
+                for topic in ["000000000002", "000000000003"] {
+                    all.push(NewFlowLog {
+                        name: format!("fl-{}", all.len()),
+                        description: String::new(),
+                        resource_type,
+                        resource_id: resource_id.to_string(),
+                        traffic_type,
+                        log_group_id: GROUP.to_string(),
+                        log_topic_id: format!("a1b2c3d4-0000-4000-8000-{topic}"),
+                        admin_state: true,
+                    });
+                }
+            }
+        }
+        all
+    }
+
+    /// Two handles on one database (two `serve` processes, as far as the
+    /// database can tell): opened at once, one import, tokens and writes
+    /// of one seen by the other, the quota exact across both.
+    async fn two_handles_are_one_control_plane(location: DatabaseLocation) {
+        let (a, b) = tokio::join!(ControlDb::open(&location), ControlDb::open(&location));
+        let (a, b) = (Arc::new(a.unwrap()), Arc::new(b.unwrap()));
+        let inventory = example_inventory();
+        let (imported_a, imported_b) = tokio::join!(
+            a.import_inventory("vpc.toml", &inventory),
+            b.import_inventory("vpc.toml", &inventory)
+        );
+        assert!(
+            imported_a.unwrap() ^ imported_b.unwrap(),
+            "exactly one import"
+        );
+        let token = a.create_token(PROJECT).await.unwrap();
+        assert_eq!(
+            b.project_of_token(&token).await.unwrap().as_deref(),
+            Some(PROJECT)
+        );
+        let before = b.refresh_generation().await.unwrap();
+        let mut creates = tokio::task::JoinSet::new();
+        for (i, new) in every_flow_log().into_iter().enumerate() {
+            let db = if i % 2 == 0 { a.clone() } else { b.clone() };
+            creates.spawn(async move { db.create_flow_log(PROJECT, &new).await });
+        }
+        let (mut created, mut duplicates, mut over_quota) = (0, 0, 0);
+        while let Some(r) = creates.join_next().await {
+            match r.unwrap() {
+                Ok(_) => created += 1,
+                Err(ControlError::Duplicate(_)) => duplicates += 1,
+                Err(ControlError::Quota { quota: 10 }) => over_quota += 1,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!((created, duplicates, over_quota), (8, 2, 26));
+        assert_eq!(a.flow_logs_used(PROJECT).await.unwrap(), 10);
+        // The other handle's writes reach this one's change counter once
+        // it reads the database, and both agree on the count.
+        let after = b.refresh_generation().await.unwrap();
+        assert!(after >= before + 8, "{before} -> {after}");
+        assert_eq!(a.refresh_generation().await.unwrap(), after);
+        let listed = b
+            .list_flow_logs(PROJECT, &FlowLogFilter::default())
+            .await
+            .unwrap();
+        assert_eq!(listed.len(), 10);
+        let disabled = &listed[0].id;
+        let update = FlowLogUpdate {
+            admin_state: Some(false),
+            ..FlowLogUpdate::default()
+        };
+        a.update_flow_log(PROJECT, disabled, &update).await.unwrap();
+        assert_eq!(b.refresh_generation().await.unwrap(), after + 1);
+        assert_eq!(
+            b.get_flow_log(PROJECT, disabled).await.unwrap().status,
+            "DOWN"
+        );
+        let inventory = b.global_inventory().await.unwrap();
+        assert_eq!(inventory.flow_logs.len(), 10);
+        assert!(
+            inventory
+                .flow_logs
+                .iter()
+                .any(|f| f.id == *disabled && !f.admin_state)
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_handles_on_one_sqlite_file_are_one_control_plane() {
+        let dir = tempfile::tempdir().unwrap();
+        two_handles_are_one_control_plane(DatabaseLocation::Sqlite(dir.path().join("c?#.db")))
+            .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs a PostgreSQL server (VPCFLOW_TEST_POSTGRES): scripts/test.sh starts one"]
+    async fn two_handles_on_one_postgres_database_are_one_control_plane() {
+        let server = std::env::var("VPCFLOW_TEST_POSTGRES").expect(
+            "set VPCFLOW_TEST_POSTGRES=postgres://USER@127.0.0.1:PORT (scripts/postgres.sh starts one)",
+        );
+        let name = format!(
+            "vpcflow_unit_{}_{}",
+            std::process::id(),
+            uuid::Uuid::new_v4().simple()
+        );
+        let url = format!("{}/{name}", server.trim_end_matches('/'));
+        let location = DatabaseLocation::parse(Some(&url), Path::new(".")).unwrap();
+        two_handles_are_one_control_plane(location).await;
+    }
 }

@@ -15,7 +15,7 @@ use vpcflow_control::api::AppState;
 use vpcflow_control::data::{
     DataError, DataPlane, IngestReport, RecordsPage, RecordsQuery, TailWindow,
 };
-use vpcflow_control::db::ControlDb;
+use vpcflow_control::db::{ControlDb, DatabaseLocation};
 use vpcflow_core::aggregate::AggregatorConfig;
 use vpcflow_core::{Inventory, Pipeline};
 use vpcflow_policy::DEFAULT_CONNECTIONS;
@@ -32,10 +32,13 @@ pub struct ServeArgs {
     /// Address to listen on (loopback only by default; port 0 picks one).
     #[arg(long, default_value = "127.0.0.1:9696")]
     listen: SocketAddr,
-    /// Data directory: the control-plane database (`control.db`) and the
-    /// log store (`store/`).
+    /// Data directory: the log store (`store/`), uploads, and the
+    /// control-plane database (`control.db`) unless `--database` puts it
+    /// elsewhere.
     #[arg(long, value_name = "DIR", default_value = "vpcflow-data")]
     data: PathBuf,
+    #[command(flatten)]
+    database: DatabaseArg,
     /// An inventory imported at the database's first start.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -65,7 +68,29 @@ enum TokenCommand {
         /// Data directory of the `vpcflow serve` it is for.
         #[arg(long, value_name = "DIR", default_value = "vpcflow-data")]
         data: PathBuf,
+        #[command(flatten)]
+        database: DatabaseArg,
     },
+}
+
+/// `--database`, shared by `serve` and `token create`.
+#[derive(Debug, Args)]
+struct DatabaseArg {
+    /// The control-plane database: `postgres://USER[:PASSWORD]@HOST[:PORT]/NAME`
+    /// (created if missing; several `serve` processes may share it) or
+    /// `sqlite://FILE`. Default: `DIR/control.db`.
+    #[arg(long = "database", value_name = "URL", env = "VPCFLOW_DATABASE")]
+    url: Option<String>,
+}
+
+impl DatabaseArg {
+    async fn open(&self, data: &Path) -> Result<(ControlDb, DatabaseLocation)> {
+        let location = DatabaseLocation::parse(self.url.as_deref(), data)?;
+        let db = ControlDb::open(&location)
+            .await
+            .with_context(|| format!("control-plane database ({location})"))?;
+        Ok((db, location))
+    }
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -245,6 +270,30 @@ impl InventorySource for DbSource {
     }
 }
 
+/// Reads the database's change counter twice a second, so the live
+/// capture follows writes made through other `serve` processes sharing the
+/// database too (its own are counted as they commit). A database that
+/// cannot be read is said once per outage; the capture keeps its
+/// inventory meanwhile.
+async fn follow_database(db: Arc<ControlDb>) {
+    let mut failing = false;
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        match db.refresh_generation().await {
+            Ok(_) if failing => {
+                failing = false;
+                eprintln!("vpcflow: control-plane database readable again");
+            }
+            Ok(_) => {}
+            Err(e) if !failing => {
+                failing = true;
+                eprintln!("vpcflow: warning: cannot follow the control-plane database: {e}");
+            }
+            Err(_) => {}
+        }
+    }
+}
+
 /// Runs `vpcflow serve`.
 pub fn run(args: ServeArgs) -> Result<ExitCode> {
     let inventory = args
@@ -264,20 +313,19 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
     };
     let runtime = runtime()?;
     runtime.block_on(async {
-        let db = Arc::new(ControlDb::open(&args.data).await?);
+        let (db, location) = args.database.open(&args.data).await?;
+        let db = Arc::new(db);
         if let Some((name, text)) = &inventory
             && db.import_inventory(name, text).await?
         {
-            eprintln!(
-                "vpcflow: imported the inventory into {}",
-                args.data.display()
-            );
+            eprintln!("vpcflow: imported the inventory into {location}");
         }
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("--listen {}", args.listen))?;
         let stop = Arc::new(AtomicBool::new(false));
         let live = if args.live {
+            tokio::spawn(follow_database(db.clone()));
             let source = DbSource {
                 db: db.clone(),
                 runtime: tokio::runtime::Handle::current(),
@@ -322,9 +370,13 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
 
 /// Runs `vpcflow token ...`.
 pub fn run_token(args: TokenArgs) -> Result<ExitCode> {
-    let TokenCommand::Create { project, data } = args.command;
+    let TokenCommand::Create {
+        project,
+        data,
+        database,
+    } = args.command;
     runtime()?.block_on(async {
-        let db = ControlDb::open(&data).await?;
+        let (db, _) = database.open(&data).await?;
         println!("{}", db.create_token(&project).await?);
         Ok(ExitCode::SUCCESS)
     })

@@ -7,7 +7,7 @@
 use serde_json::{Value, json};
 
 mod common;
-use common::server::{Server, raw_get, request, token};
+use common::server::{Server, postgres_database, raw_get, request, stored_bytes, token, token_on};
 
 const PROJECT: &str = "5f67944957444bd6bb4fe3b367de8f3d";
 const VPC: &str = "80ee2ed7-605d-49b4-ac6b-6e581acd35a3";
@@ -220,13 +220,9 @@ fn flow_logs_can_be_created_listed_shown_updated_and_deleted() {
     assert_eq!((s, code(&v)), (404, "VPC.3005"));
 }
 
-#[test]
-fn fifty_concurrent_creates_leave_exactly_ten_flow_logs() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path());
-    let t = token(dir.path(), PROJECT);
-    // Every distinct (resource, traffic type, topic) but the two imported,
-    // and some of them twice: 50 creates at once.
+/// 50 creates: every distinct (resource, traffic type, topic) but the two
+/// imported, and 16 of them twice.
+fn fifty_creates() -> Vec<Value> {
     let mut bodies = Vec::new();
     let resources = [("vpc", VPC)]
         .into_iter()
@@ -256,12 +252,21 @@ fn fifty_concurrent_creates_leave_exactly_ten_flow_logs() {
         again["flow_log"]["name"] = json!(format!("again-{i}"));
         bodies.push(again);
     }
+    bodies
+}
+
+/// Sends every create at once, the i-th to `addrs[i % addrs.len()]`, and
+/// checks that exactly the quota was created: 8 beside the 2 imported, the
+/// rest refused as over the quota or duplicates.
+fn create_at_once_up_to_the_quota(addrs: &[&str], t: &str) {
+    let bodies = fifty_creates();
     let path = flow_logs_path(PROJECT);
     let results: Vec<(u16, Value)> = std::thread::scope(|s| {
         let handles: Vec<_> = bodies
             .iter()
-            .map(|b| {
-                let (addr, path, t) = (&server.addr, &path, &t);
+            .enumerate()
+            .map(|(i, b)| {
+                let (addr, path) = (addrs[i % addrs.len()], &path);
                 s.spawn(move || {
                     request(addr, "POST", path, Some(t), Some(b.to_string().as_bytes()))
                 })
@@ -279,10 +284,95 @@ fn fifty_concurrent_creates_leave_exactly_ten_flow_logs() {
         results.iter().any(|(_, v)| v["code"] == "VPC.3003"),
         "someone hit the quota"
     );
+}
+
+#[test]
+fn fifty_concurrent_creates_leave_exactly_ten_flow_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let t = token(dir.path(), PROJECT);
+    create_at_once_up_to_the_quota(&[&server.addr], &t);
+    let path = flow_logs_path(PROJECT);
     let (_, v) = server.request("GET", &path, Some(&t), None);
     assert_eq!(v["flow_logs"].as_array().unwrap().len(), 10);
     let (_, v) = server.request("GET", &format!("/v1/{PROJECT}/quotas"), Some(&t), None);
     assert_eq!(v["quotas"]["resources"][0]["used"], 10);
+}
+
+#[test]
+#[ignore = "needs a PostgreSQL server (VPCFLOW_TEST_POSTGRES): scripts/test.sh starts one"]
+fn two_servers_on_one_postgres_database_are_one_control_plane() {
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let url = postgres_database(&format!("shared by {}", dirs[0].path().display()));
+    let database = ["--database".to_string(), url];
+    // Started together, they race to create the database and its tables
+    // and to import the inventory, which lands once.
+    let servers: Vec<Server> = std::thread::scope(|s| {
+        let handles: Vec<_> = dirs
+            .iter()
+            .map(|d| s.spawn(|| Server::start_on(d.path(), &database)))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let (a, b) = (&servers[0], &servers[1]);
+    // A token made beside one server opens the other.
+    let t = token_on(dirs[1].path(), PROJECT, &database);
+    let path = flow_logs_path(PROJECT);
+    let (s, v) = a.request("GET", &path, Some(&t), None);
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["flow_logs"].as_array().unwrap().len(), 2, "imported once");
+    // The quota is exact across processes: 50 creates at once, half to each.
+    create_at_once_up_to_the_quota(&[&a.addr, &b.addr], &t);
+    let ids = |server: &Server| -> Vec<String> {
+        let (s, v) = server.request("GET", &path, Some(&t), None);
+        assert_eq!(s, 200, "{v}");
+        v["flow_logs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let seen = ids(a);
+    assert_eq!(seen.len(), 10);
+    assert_eq!(ids(b), seen, "both servers list the same flow logs");
+    for server in [a, b] {
+        let (_, v) = server.request("GET", &format!("/v1/{PROJECT}/quotas"), Some(&t), None);
+        assert_eq!(v["quotas"]["resources"][0]["used"], 10);
+    }
+    // A change through one is what the other shows.
+    let one = format!("{path}/{}", seen[3]);
+    let (s, _) = b.request(
+        "PUT",
+        &one,
+        Some(&t),
+        Some(&json!({"flow_log": {"name": "renamed-on-b", "admin_state": false}})),
+    );
+    assert_eq!(s, 200);
+    let (_, v) = a.request("GET", &one, Some(&t), None);
+    assert_eq!(
+        (&v["flow_log"]["name"], &v["flow_log"]["status"]),
+        (&json!("renamed-on-b"), &json!("DOWN"))
+    );
+    let f = &v["flow_log"];
+    let again = body(
+        "again",
+        f["resource_type"].as_str().unwrap(),
+        f["resource_id"].as_str().unwrap(),
+        f["traffic_type"].as_str().unwrap(),
+        f["log_topic_id"].as_str().unwrap(),
+    );
+    let (s, _) = a.request("DELETE", &one, Some(&t), None);
+    assert_eq!(s, 204);
+    let (s, v) = b.request("GET", &one, Some(&t), None);
+    assert_eq!((s, code(&v)), (404, "VPC.3005"));
+    // One server killed, the other carries the whole control plane.
+    let mut servers = servers;
+    let b = servers.pop().unwrap();
+    drop(servers);
+    assert_eq!(ids(&b).len(), 9);
+    let (s, v) = b.request("POST", &path, Some(&t), Some(&again));
+    assert_eq!(s, 200, "the place the delete freed: {v}");
 }
 
 #[test]
@@ -345,16 +435,13 @@ fn a_token_opens_its_own_project_only() {
     // Nothing of ours changed.
     let (_, v) = server.request("GET", &one, Some(&ours), None);
     assert_eq!(v["flow_log"]["admin_state"], true);
-    // Tokens are stored hashed: the database file does not hold them.
-    let db = std::fs::read(dir.path().join("control.db")).unwrap();
-    let wal = std::fs::read(dir.path().join("control.db-wal")).unwrap_or_default();
+    // Tokens are stored hashed: the database does not hold them.
+    let stored = stored_bytes(dir.path());
     for t in [&ours, &theirs] {
-        for bytes in [&db, &wal] {
-            assert!(
-                !bytes.windows(t.len()).any(|w| w == t.as_bytes()),
-                "a token in clear"
-            );
-        }
+        assert!(
+            !stored.windows(t.len()).any(|w| w == t.as_bytes()),
+            "a token in clear"
+        );
     }
 }
 

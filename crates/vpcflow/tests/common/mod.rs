@@ -24,9 +24,12 @@ pub fn examples() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples")
 }
 
-/// The `vpcflow` binary under test.
+/// The `vpcflow` binary under test (never on a control-plane database the
+/// caller's environment names: the tests choose theirs).
 pub fn vpcflow() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_vpcflow"))
+    let mut c = Command::new(env!("CARGO_BIN_EXE_vpcflow"));
+    c.env_remove("VPCFLOW_DATABASE");
+    c
 }
 
 /// Writes a pcap of Ethernet frames; timestamps in microseconds.

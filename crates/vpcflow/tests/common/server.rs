@@ -15,13 +15,58 @@ pub struct Server {
     pub addr: String,
 }
 
+/// The control-plane database of the test servers whose data directory is
+/// `data`: `None` (SQLite, `DIR/control.db`) unless
+/// `VPCFLOW_TEST_CONTROL_DB=postgres`, which gives each data directory a
+/// database of its own on the server `VPCFLOW_TEST_POSTGRES` names
+/// (`scripts/test.sh` starts one and runs the API suites both ways).
+pub fn database_url(data: &Path) -> Option<String> {
+    match std::env::var("VPCFLOW_TEST_CONTROL_DB").as_deref() {
+        Err(_) | Ok("") | Ok("sqlite") => None,
+        Ok("postgres") => Some(postgres_database(&format!("{}", data.display()))),
+        Ok(other) => panic!("VPCFLOW_TEST_CONTROL_DB={other}: expected sqlite or postgres"),
+    }
+}
+
+/// A database named after `key` on the test PostgreSQL server (`vpcflow
+/// serve` creates it when it first connects).
+pub fn postgres_database(key: &str) -> String {
+    use std::hash::{Hash, Hasher};
+    let server = std::env::var("VPCFLOW_TEST_POSTGRES").expect(
+        "this test needs a PostgreSQL server: set VPCFLOW_TEST_POSTGRES=postgres://USER@127.0.0.1:PORT \
+         (scripts/test.sh starts one with scripts/postgres.sh)",
+    );
+    // A fixed-key hash: the same directory names the same database in
+    // every process of the test (server, token command, restarts).
+    let mut h = std::hash::DefaultHasher::new();
+    key.hash(&mut h);
+    format!(
+        "{}/vpcflow_test_{:016x}",
+        server.trim_end_matches('/'),
+        h.finish()
+    )
+}
+
+/// `--database URL` for `data`'s control plane, or nothing (SQLite).
+pub fn database_args(data: &Path) -> Vec<String> {
+    database_url(data)
+        .map(|u| vec!["--database".to_string(), u])
+        .unwrap_or_default()
+}
+
 impl Server {
     pub fn start(data: &Path) -> Server {
+        Server::start_on(data, &database_args(data))
+    }
+
+    /// A server on `data` with extra flags (`--database URL`).
+    pub fn start_on(data: &Path, extra: &[String]) -> Server {
         let mut child = vpcflow()
             .args(["serve", "--listen", "127.0.0.1:0", "--data"])
             .arg(data)
             .arg("--config")
             .arg(examples().join("vpc.toml"))
+            .args(extra)
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
@@ -98,9 +143,15 @@ pub fn request(
 }
 
 pub fn token(data: &Path, project: &str) -> String {
+    token_on(data, project, &database_args(data))
+}
+
+/// A token from `vpcflow token create` with extra flags (`--database URL`).
+pub fn token_on(data: &Path, project: &str, extra: &[String]) -> String {
     let out = vpcflow()
         .args(["token", "create", "--project", project, "--data"])
         .arg(data)
+        .args(extra)
         .output()
         .unwrap();
     assert!(
@@ -109,6 +160,31 @@ pub fn token(data: &Path, project: &str) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// Everything the control plane has stored, as bytes: the SQLite file and
+/// its write-ahead log, or a data dump of the PostgreSQL database.
+pub fn stored_bytes(data: &Path) -> Vec<u8> {
+    match database_url(data) {
+        None => {
+            let mut bytes = std::fs::read(data.join("control.db")).unwrap();
+            bytes.extend(std::fs::read(data.join("control.db-wal")).unwrap_or_default());
+            bytes
+        }
+        Some(url) => {
+            let out = std::process::Command::new("pg_dump")
+                .args(["--data-only", &url])
+                .output()
+                .expect("pg_dump (Debian's postgresql-client) runs");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(!out.stdout.is_empty());
+            out.stdout
+        }
+    }
 }
 
 /// A `GET` without a token; the whole raw answer (status line, headers,
