@@ -229,33 +229,28 @@ impl ControlDb {
             }
             DatabaseLocation::Postgres(url) => (url.clone(), Dialect::Postgres),
         };
-        let connect = || {
-            AnyPoolOptions::new()
-                .max_connections(4)
-                .acquire_timeout(Duration::from_secs(30))
-                .after_connect(move |conn, _| {
-                    Box::pin(async move {
-                        if dialect == Dialect::Sqlite {
-                            for pragma in [
-                                "PRAGMA journal_mode = WAL",
-                                "PRAGMA synchronous = FULL",
-                                "PRAGMA busy_timeout = 10000",
-                            ] {
-                                conn.execute(pragma).await?;
-                            }
+        if dialect == Dialect::Postgres {
+            ensure_postgres_database(&url).await?;
+        }
+        let pool = AnyPoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(30))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if dialect == Dialect::Sqlite {
+                        for pragma in [
+                            "PRAGMA journal_mode = WAL",
+                            "PRAGMA synchronous = FULL",
+                            "PRAGMA busy_timeout = 10000",
+                        ] {
+                            conn.execute(pragma).await?;
                         }
-                        Ok(())
-                    })
+                    }
+                    Ok(())
                 })
-                .connect(&url)
-        };
-        let pool = match connect().await {
-            Err(e) if dialect == Dialect::Postgres && is_missing_database(&e) => {
-                create_postgres_database(&url).await?;
-                connect().await?
-            }
-            other => other?,
-        };
+            })
+            .connect(&url)
+            .await?;
         let db = ControlDb {
             pool,
             dialect,
@@ -910,16 +905,19 @@ fn sqlite_url(path: &Path) -> String {
     url
 }
 
-/// PostgreSQL's "database does not exist" (SQLSTATE 3D000).
-fn is_missing_database(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(d) if d.code().as_deref() == Some("3D000"))
-}
-
-/// Creates the database `url` names, connected to the server's `postgres`
-/// database as the same user. Another process creating it at the same
-/// time is not an error.
-async fn create_postgres_database(url: &str) -> Result<(), ControlError> {
+/// Connects once to the database `url` names, creating it (connected to
+/// the server's `postgres` database as the same user) if it does not
+/// exist; another process creating it at the same time is not an error.
+/// One plain connection first, so an unreachable server or a refused login
+/// is said as such, not as a pool that timed out.
+async fn ensure_postgres_database(url: &str) -> Result<(), ControlError> {
     let options = PgConnectOptions::from_str(url)?;
+    match PgConnection::connect_with(&options).await {
+        Ok(conn) => return Ok(conn.close().await?),
+        // 3D000: invalid_catalog_name, the database does not exist.
+        Err(sqlx::Error::Database(d)) if d.code().as_deref() == Some("3D000") => {}
+        Err(e) => return Err(e.into()),
+    }
     let name = options.get_database().unwrap_or_default().to_string();
     let mut conn = PgConnection::connect_with(&options.database("postgres")).await?;
     let created = conn
@@ -1118,6 +1116,19 @@ mod tests {
         assert_eq!(
             sqlite_url(Path::new("/d/a b?c#d%e.db")),
             "sqlite:///d/a b%3Fc%23d%25e.db?mode=rwc"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_postgres_server_is_said_as_such() {
+        // Nothing listens on port 1 of the loopback.
+        let location = DatabaseLocation::Postgres("postgres://vpcflow@127.0.0.1:1/cp".into());
+        let started = std::time::Instant::now();
+        let e = ControlDb::open(&location).await.unwrap_err().to_string();
+        assert!(e.to_lowercase().contains("refused"), "{e}");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "not a pool timeout"
         );
     }
 
