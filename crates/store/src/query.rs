@@ -225,7 +225,21 @@ impl Query {
             .enable_all()
             .build()
             .map_err(|e| StoreError::Query(e.to_string()))?;
-        match rt.block_on(self.execute(root, &scope, &HashSet::new())) {
+        // A compaction or retention that swaps files between DataFusion's
+        // listing and its reads makes the query fail on a file that is no
+        // longer there; the store is whole on either side of a swap, so
+        // the query is asked again when the files changed under it.
+        let mut retries = 0;
+        let first = loop {
+            let listed = store_files(&scope.dirs)?;
+            let r = rt.block_on(self.execute(root, &scope, &HashSet::new()));
+            if r.is_err() && retries < 5 && store_files(&scope.dirs)? != listed {
+                retries += 1;
+                continue;
+            }
+            break r;
+        };
+        match first {
             Ok(batches) => Ok(QueryResult {
                 batches,
                 skipped: Vec::new(),
@@ -389,10 +403,8 @@ impl Failure {
     }
 }
 
-/// Store files under `dirs` that cannot be read whole, with why: a footer
-/// check first, and when every footer reads, a full read of each file.
-fn unreadable_files(dirs: &[PathBuf]) -> Result<Vec<(PathBuf, String)>, StoreError> {
-    use datafusion::parquet::file::reader::SerializedFileReader;
+/// The store files under `dirs`, sorted.
+fn store_files(dirs: &[PathBuf]) -> Result<Vec<PathBuf>, StoreError> {
     let mut files = Vec::new();
     let mut stack: Vec<PathBuf> = dirs.iter().filter(|d| d.is_dir()).cloned().collect();
     while let Some(d) = stack.pop() {
@@ -409,6 +421,14 @@ fn unreadable_files(dirs: &[PathBuf]) -> Result<Vec<(PathBuf, String)>, StoreErr
         }
     }
     files.sort();
+    Ok(files)
+}
+
+/// Store files under `dirs` that cannot be read whole, with why: a footer
+/// check first, and when every footer reads, a full read of each file.
+fn unreadable_files(dirs: &[PathBuf]) -> Result<Vec<(PathBuf, String)>, StoreError> {
+    use datafusion::parquet::file::reader::SerializedFileReader;
+    let files = store_files(dirs)?;
     let footer = |p: &Path| {
         std::fs::File::open(p)
             .map_err(|e| e.to_string())
@@ -649,6 +669,61 @@ mod tests {
     use super::*;
     use crate::Store;
     use crate::compact::tests::{topology, window};
+
+    /// Queries while the hour they read is written and compacted again and
+    /// again (uploads of one closed hour): every query answers, and with at
+    /// least every record written before it began.
+    #[test]
+    fn queries_answer_while_their_hour_is_compacted_under_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_path_buf();
+        let mut s = Store::open(&root).unwrap();
+        s.compact_in_background();
+        let t = topology();
+        let hour = 1_700_002_800;
+        for m in 0..3 {
+            s.write_window(&t, &window(hour + m * 60)).unwrap();
+        }
+        let written = Arc::new(std::sync::atomic::AtomicUsize::new(9));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let reader = {
+            let (root, written, stop) = (root.clone(), written.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let q = Query {
+                    group: Some("g".into()),
+                    topic: Some("t".into()),
+                    sql: Some("SELECT count(*) AS n FROM records".into()),
+                    confined: true,
+                    ..Query::default()
+                };
+                let mut answered = 0;
+                while !stop.load(std::sync::atomic::Ordering::Acquire) {
+                    let at_least = written.load(std::sync::atomic::Ordering::Acquire);
+                    let r = q
+                        .run(&root)
+                        .unwrap_or_else(|e| panic!("query {answered}: {e}"));
+                    assert!(r.skipped.is_empty(), "{:?}", r.skipped);
+                    let mut out = Vec::new();
+                    r.write(OutputFormat::Csv, &mut out).unwrap();
+                    let n: usize = String::from_utf8(out).unwrap()[2..].trim().parse().unwrap();
+                    assert!(n >= at_least, "query {answered}: {n} < {at_least}");
+                    answered += 1;
+                }
+                answered
+            })
+        };
+        for _ in 0..60 {
+            for m in 0..3 {
+                s.write_window(&t, &window(hour + m * 60)).unwrap();
+            }
+            written.fetch_add(9, std::sync::atomic::Ordering::Release);
+            s.compact_before(u64::MAX).unwrap();
+        }
+        s.finish_compaction().unwrap();
+        stop.store(true, std::sync::atomic::Ordering::Release);
+        let answered = reader.join().unwrap();
+        assert!(answered > 0);
+    }
 
     #[test]
     fn a_confined_query_sees_one_topic_and_only_reads() {
