@@ -22,7 +22,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::testbed::{Testbed, inventory, now, ok};
+use common::testbed::{BOUND, Testbed, inventory, now, ok};
 use common::vpcflow;
 
 const A: &str = "33333333-0000-4000-8000-00000000000a";
@@ -106,7 +106,7 @@ fn the_agent_counts_live_traffic_exactly(capture: &str) {
     let traffic_start = now();
     // B listens on 5000 (allowed) so no ICMP unreachable comes back; 6000 is
     // not allowed by B's security group, so B's nftables drop it.
-    let listener = bed.serve_on_b("import socket,time\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind(('0.0.0.0',5000))\ns.settimeout(8)\nn=0\ntry:\n  while n<25:\n    s.recv(2000); n+=1\nexcept Exception: pass\nprint(n)");
+    let listener = bed.serve_on_b(&format!("import socket,time\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind(('0.0.0.0',5000))\n{BOUND}\ns.settimeout(8)\nn=0\ntry:\n  while n<25:\n    s.recv(2000); n+=1\nexcept Exception: pass\nprint(n)"));
     bed.exec(
         A,
         &[
@@ -125,7 +125,7 @@ fn the_agent_counts_live_traffic_exactly(capture: &str) {
     );
     // A TCP transfer of 300 kB from A to B:5201, with the kernel's own
     // count on A's veth around it (every frame on it is this transfer's).
-    let server = bed.serve_on_b("import socket\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\ns.bind(('0.0.0.0',5201))\ns.listen(1)\ns.settimeout(8)\nc,_=s.accept()\nn=0\nwhile True:\n  d=c.recv(65536)\n  if not d: break\n  n+=len(d)\nc.close()\nprint(n)");
+    let server = bed.serve_on_b(&format!("import socket\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\ns.bind(('0.0.0.0',5201))\ns.listen(1)\n{BOUND}\ns.settimeout(8)\nc,_=s.accept()\nn=0\nwhile True:\n  d=c.recv(65536)\n  if not d: break\n  n+=len(d)\nc.close()\nprint(n)"));
     let (veth_packets, veth_bytes) = bed.veth_l3("vfbtap-a");
     bed.exec(
         A,
@@ -145,7 +145,7 @@ fn the_agent_counts_live_traffic_exactly(capture: &str) {
     // Its receive buffer is forced large (SO_RCVBUFFORCE) and the sender
     // paced a little: on a loaded machine the listener fell behind and the
     // kernel dropped datagrams at its socket, before the count began.
-    let sink = bed.serve_on_b("import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.setsockopt(socket.SOL_SOCKET,33,1<<23)\ns.bind(('0.0.0.0',5201))\ns.settimeout(3)\nn=0\ntry:\n  while True:\n    s.recv(2000); n+=1\nexcept Exception: pass\nprint(n)");
+    let sink = bed.serve_on_b(&format!("import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.setsockopt(socket.SOL_SOCKET,33,1<<23)\ns.bind(('0.0.0.0',5201))\n{BOUND}\ns.settimeout(3)\nn=0\ntry:\n  while True:\n    s.recv(2000); n+=1\nexcept Exception: pass\nprint(n)"));
     bed.exec(
         A,
         &[

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 mod common;
-use common::testbed::{Testbed, inventory, now, ok};
+use common::testbed::{BOUND, Testbed, inventory, now, ok};
 
 const PROJECT: &str = "0c0ffee0000000000000000000000001";
 const PORT_A: &str = "33333333-0000-4000-8000-00000000000a";
@@ -150,7 +150,7 @@ fn flow_logs_changed_through_the_api_drive_live_capture_from_the_next_window() {
         .unwrap();
 
     let send_25 = || {
-        let listener = bed.serve_on_b("import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind(('0.0.0.0',5000))\ns.settimeout(8)\nn=0\ntry:\n  while n<25:\n    s.recv(2000); n+=1\nexcept Exception: pass\nprint(n)");
+        let listener = bed.serve_on_b(&format!("import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind(('0.0.0.0',5000))\n{BOUND}\ns.settimeout(8)\nn=0\ntry:\n  while n<25:\n    s.recv(2000); n+=1\nexcept Exception: pass\nprint(n)"));
         bed.exec(
             PORT_A,
             &[

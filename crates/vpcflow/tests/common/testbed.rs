@@ -49,16 +49,36 @@ impl Testbed {
         let bytes = self.counter(interface, "rx_bytes") + self.counter(interface, "tx_bytes");
         (packets, bytes - 14 * packets)
     }
-    /// Starts a Python server in port B's namespace and gives it time to
-    /// bind; its output is what it prints when done.
+    /// Starts a Python server in port B's namespace and returns once it is
+    /// bound: the script prints `bound` on stderr after its bind (or
+    /// listen), so traffic sent next cannot find the port closed however
+    /// slow the machine. Its output is what it prints when done.
     pub fn serve_on_b(&self, script: &str) -> std::process::Child {
-        let child = Command::new("ip")
+        assert!(script.contains(BOUND), "the script must print {BOUND:?}");
+        let mut child = Command::new("ip")
             .args(["netns", "exec", &format!("{}-p1", self.0), "python3", "-c"])
             .arg(script)
             .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(300));
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if line == "bound" {
+                    let _ = tx.send(());
+                } else {
+                    eprintln!("server on B: {line}");
+                }
+            }
+        });
+        rx.recv_timeout(Duration::from_secs(20))
+            .expect("the server on B did not bind within 20 s");
         child
     }
     pub fn exec(&self, port: &str, args: &[&str]) -> String {
@@ -70,6 +90,9 @@ impl Testbed {
             .args(args))
     }
 }
+
+/// What a [`Testbed::serve_on_b`] script runs once bound.
+pub const BOUND: &str = "import sys;print('bound',file=sys.stderr,flush=True)";
 
 impl Drop for Testbed {
     fn drop(&mut self) {
