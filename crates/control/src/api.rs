@@ -6,7 +6,7 @@
 //! `/health`, `/metrics` (Prometheus text) and `/openapi.json` need no
 //! token.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -99,12 +99,68 @@ pub struct AppState {
     db: Arc<ControlDb>,
     data: Arc<dyn DataPlane>,
     uploads: PathBuf,
+    /// Records queries running, per project.
+    queries: Arc<Mutex<HashMap<String, usize>>>,
 }
 
 impl AppState {
     /// The API's state; uploaded captures are spooled in `uploads`.
     pub fn new(db: Arc<ControlDb>, data: Arc<dyn DataPlane>, uploads: PathBuf) -> AppState {
-        AppState { db, data, uploads }
+        AppState {
+            db,
+            data,
+            uploads,
+            queries: Arc::default(),
+        }
+    }
+}
+
+/// Records queries one project may run at once: a tenant's heavy queries
+/// take at most this many of the server's cores, whatever it sends.
+pub const QUERIES_PER_PROJECT: usize = 2;
+
+/// One running query of a project: holds its place in
+/// [`QUERIES_PER_PROJECT`], and cancels the query when dropped unfinished
+/// (the client went away and hyper dropped the handler).
+struct RunningQuery {
+    project: String,
+    queries: Arc<Mutex<HashMap<String, usize>>>,
+    cancel: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl RunningQuery {
+    fn start(state: &AppState, project: &str) -> Result<RunningQuery, ApiError> {
+        let mut running = state.queries.lock().unwrap_or_else(|e| e.into_inner());
+        let n = running.entry(project.to_string()).or_default();
+        if *n >= QUERIES_PER_PROJECT {
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "VPC.0429",
+                format!(
+                    "the project has {n} records queries running; at most {QUERIES_PER_PROJECT} run at once"
+                ),
+            ));
+        }
+        *n += 1;
+        Ok(RunningQuery {
+            project: project.to_string(),
+            queries: state.queries.clone(),
+            cancel: Arc::default(),
+        })
+    }
+}
+
+impl Drop for RunningQuery {
+    fn drop(&mut self) {
+        self.cancel
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut running = self.queries.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = running.get_mut(&self.project) {
+            *n -= 1;
+            if *n == 0 {
+                running.remove(&self.project);
+            }
+        }
     }
 }
 
@@ -436,7 +492,9 @@ async fn records(
             format!("limit: {limit} is not 1 to {RECORDS_PAGE_MAX}"),
         ));
     }
+    let running = RunningQuery::start(&state, &project)?;
     let query = RecordsQuery {
+        cancel: running.cancel.clone(),
         log_group_id: group,
         log_topic_id: topic,
         since: p.since,
@@ -453,6 +511,7 @@ async fn records(
         .map_err(|e| {
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "VPC.3000", e.to_string())
         })??;
+    drop(running);
     Ok(Json(json!(page)))
 }
 

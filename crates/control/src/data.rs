@@ -58,6 +58,8 @@ pub struct RecordsQuery {
     pub limit: usize,
     /// Rows skipped before the page.
     pub offset: usize,
+    /// Set when the answer is no longer wanted (the client went away).
+    pub cancel: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// One page of a records query.

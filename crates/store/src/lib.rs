@@ -17,6 +17,7 @@
 mod catalog;
 mod compact;
 mod layout;
+pub mod limits;
 mod query;
 mod retention;
 mod schema;
@@ -26,6 +27,7 @@ mod writer;
 pub use catalog::{CATALOG_FILE, Catalog, CatalogGroup, CatalogTopic};
 pub use compact::Compacted;
 pub use layout::civil_date;
+pub use limits::QueryLimits;
 pub use query::{OutputFormat, Query, QueryResult, TimeRange};
 pub use retention::GcReport;
 pub use schema::{COLUMNS, schema};
@@ -53,6 +55,10 @@ pub enum StoreError {
     /// The query could not be planned or run.
     #[error("query: {0}")]
     Query(String),
+    /// The query passed one of its limits (text, memory, time, result
+    /// size; [`limits`]): the message names it.
+    #[error("query refused: {0}")]
+    Limit(String),
     /// Another process has the store open for writing.
     #[error(
         "the store at {dir} is open for writing by another process (one writer at a time; a running agent or server compacts and collects it by itself)"

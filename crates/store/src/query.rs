@@ -5,6 +5,7 @@ use std::collections::HashSet;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use datafusion::arrow::array::{Array, RecordBatch};
 use datafusion::arrow::datatypes::DataType;
@@ -12,6 +13,13 @@ use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::ListingOptions;
 use datafusion::execution::context::SQLOptions;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::physical_optimizer::PhysicalOptimizerRule;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::coop::CooperativeExec;
+use datafusion::prelude::SessionConfig;
+use futures::StreamExt;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::object_store::local::LocalFileSystem;
 use datafusion::object_store::path::Path as ObjectPath;
@@ -19,6 +27,7 @@ use datafusion::prelude::SessionContext;
 
 use crate::StoreError;
 use crate::catalog::Catalog;
+use crate::limits::{QueryLimits, check_sql};
 use crate::schema::schema;
 use crate::skipping::Skipping;
 
@@ -52,7 +61,18 @@ pub struct Query {
     /// table of the whole store is registered), and may only read (no DDL,
     /// DML such as `COPY`, or `SET`). Needs `group` and `topic` as ids.
     pub confined: bool,
+    /// What running it may take (memory, time, result size).
+    pub limits: QueryLimits,
+    /// Set by the caller when the answer is no longer wanted (the client
+    /// went away): the query is cancelled within 50 ms.
+    pub cancel: Option<Arc<AtomicBool>>,
 }
+
+/// Stack of the thread a query is planned and run on: deep (but
+/// admitted, see [`crate::limits`]) expressions recurse through the
+/// planner and optimizer, and a default 2 MiB thread would not hold them.
+/// Only the pages touched are ever committed.
+const QUERY_STACK_BYTES: usize = 256 * 1024 * 1024;
 
 /// How to print a result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -213,7 +233,27 @@ impl Query {
     /// Runs the query over the store at `root`. A store file that cannot be
     /// read is skipped and named in [`QueryResult::skipped`]; the rest of
     /// the store is still answered from.
+    ///
+    /// SQL over the text limits of [`crate::limits`] is refused before it
+    /// is parsed; the query runs on a thread of its own with a deep stack,
+    /// a memory pool of `limits.memory_bytes`, no recursive CTEs, and is
+    /// cancelled at `limits.deadline`.
     pub fn run(&self, root: &Path) -> Result<QueryResult, StoreError> {
+        for text in [&self.sql, &self.filter].into_iter().flatten() {
+            check_sql(text)?;
+        }
+        std::thread::scope(|s| {
+            std::thread::Builder::new()
+                .name("query".into())
+                .stack_size(QUERY_STACK_BYTES)
+                .spawn_scoped(s, || self.run_here(root))
+                .map_err(|e| StoreError::Query(format!("starting the query thread: {e}")))?
+                .join()
+                .unwrap_or_else(|_| Err(StoreError::Query("the query failed unexpectedly".into())))
+        })
+    }
+
+    fn run_here(&self, root: &Path) -> Result<QueryResult, StoreError> {
         if !root.is_dir() {
             return Err(StoreError::io(
                 root,
@@ -229,10 +269,11 @@ impl Query {
         // listing and its reads makes the query fail on a file that is no
         // longer there; the store is whole on either side of a swap, so
         // the query is asked again when the files changed under it.
+        let deadline = tokio::time::Instant::now() + self.limits.deadline;
         let mut retries = 0;
         let first = loop {
             let listed = store_files(&scope.dirs)?;
-            let r = rt.block_on(self.execute(root, &scope, &HashSet::new()));
+            let r = rt.block_on(self.execute_by(deadline, root, &scope, &HashSet::new()));
             if r.is_err() && retries < 5 && store_files(&scope.dirs)? != listed {
                 retries += 1;
                 continue;
@@ -256,7 +297,7 @@ impl Query {
                     .filter_map(|(p, _)| ObjectPath::from_filesystem_path(p).ok())
                     .collect();
                 let batches = rt
-                    .block_on(self.execute(root, &scope, &skip))
+                    .block_on(self.execute_by(deadline, root, &scope, &skip))
                     .map_err(Failure::into_inner)?;
                 Ok(QueryResult {
                     batches,
@@ -269,15 +310,62 @@ impl Query {
         }
     }
 
+    /// [`Query::execute`], cancelled (its plan and streams dropped) at
+    /// `deadline`.
+    async fn execute_by(
+        &self,
+        deadline: tokio::time::Instant,
+        root: &Path,
+        scope: &Scope,
+        skip: &HashSet<ObjectPath>,
+    ) -> Result<Vec<RecordBatch>, Failure> {
+        let cancelled = async {
+            match &self.cancel {
+                Some(flag) => {
+                    while !flag.load(Ordering::Relaxed) {
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    }
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            r = tokio::time::timeout_at(deadline, self.execute(root, scope, skip)) => match r {
+                Ok(r) => r,
+                Err(_) => Err(Failure::Plan(StoreError::Limit(format!(
+                    "the query ran past its deadline of {} s and was cancelled",
+                    self.limits.deadline.as_secs_f64()
+                )))),
+            },
+            () = cancelled => Err(Failure::Plan(StoreError::Query(
+                "the query was cancelled by its caller".into(),
+            ))),
+        }
+    }
+
     async fn execute(
         &self,
         root: &Path,
         scope: &Scope,
         skip: &HashSet<ObjectPath>,
     ) -> Result<Vec<RecordBatch>, Failure> {
-        let plan =
-            |e: datafusion::error::DataFusionError| Failure::Plan(StoreError::Query(e.to_string()));
-        let ctx = SessionContext::new();
+        let plan = |e: datafusion::error::DataFusionError| Failure::Plan(self.failure(e));
+        let mut config = SessionConfig::new();
+        config.options_mut().execution.enable_recursive_ctes = false;
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_limit(self.limits.memory_bytes, 1.0)
+            // Sorts and aggregations over the pool spill; the spill is
+            // bounded too (as much disk as memory, four times over).
+            .with_max_temp_directory_size(self.limits.memory_bytes as u64 * 4)
+            .build_arc()
+            .map_err(plan)?;
+        let state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_runtime_env(runtime)
+            .with_default_features()
+            .with_physical_optimizer_rule(Arc::new(EveryOperatorYields))
+            .build();
+        let ctx = SessionContext::new_with_state(state);
         ctx.register_udf(cidr_contains_udf());
         if !skip.is_empty() {
             let local = ObjectStoreUrl::local_filesystem();
@@ -383,9 +471,72 @@ impl Query {
         if self.limit.is_some() || self.offset > 0 {
             df = df.limit(self.offset, self.limit).map_err(plan)?;
         }
-        df.collect()
-            .await
-            .map_err(|e| Failure::Run(StoreError::Query(e.to_string())))
+        let run = |e| Failure::Run(self.failure(e));
+        let mut stream = df.execute_stream().await.map_err(run)?;
+        let (mut batches, mut bytes) = (Vec::new(), 0usize);
+        while let Some(b) = stream.next().await {
+            let b = b.map_err(run)?;
+            bytes += b.get_array_memory_size();
+            if bytes > self.limits.result_bytes {
+                return Err(Failure::Plan(StoreError::Limit(format!(
+                    "the result is over {} bytes; narrow the query or page it with a limit",
+                    self.limits.result_bytes
+                ))));
+            }
+            batches.push(b);
+        }
+        Ok(batches)
+    }
+
+    /// A DataFusion error as the store's: running out of the query's
+    /// memory pool is a limit of the query, not a fault of the store.
+    fn failure(&self, e: datafusion::error::DataFusionError) -> StoreError {
+        let text = e.to_string();
+        if text.contains("Resources exhausted") {
+            StoreError::Limit(format!(
+                "the query needs more than its {} bytes of memory: {text}",
+                self.limits.memory_bytes
+            ))
+        } else {
+            StoreError::Query(text)
+        }
+    }
+}
+
+/// Wraps every operator of a physical plan in DataFusion's
+/// [`CooperativeExec`], so each batch any operator emits spends the tokio
+/// task's budget. DataFusion makes only leaves and exchanges cooperative;
+/// an operator that makes many batches out of few (a cross join under an
+/// aggregate) would otherwise keep the query's task busy without ever
+/// returning to the runtime, and neither the deadline nor a cancellation
+/// could stop it.
+#[derive(Debug)]
+struct EveryOperatorYields;
+
+impl PhysicalOptimizerRule for EveryOperatorYields {
+    fn name(&self) -> &str {
+        "EveryOperatorYields"
+    }
+
+    fn optimize(
+        &self,
+        plan: Arc<dyn ExecutionPlan>,
+        _config: &datafusion::config::ConfigOptions,
+    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+        use datafusion::common::tree_node::{Transformed, TreeNode};
+        plan.transform_up(|node| {
+            if node.is::<CooperativeExec>() {
+                return Ok(Transformed::no(node));
+            }
+            Ok(Transformed::yes(
+                Arc::new(CooperativeExec::new(node)) as Arc<dyn ExecutionPlan>
+            ))
+        })
+        .map(|t| t.data)
+    }
+
+    fn schema_check(&self) -> bool {
+        true
     }
 }
 
@@ -782,5 +933,136 @@ mod tests {
             ..Query::default()
         };
         assert_eq!(count(wide.run(dir.path()).unwrap()), "count(*)\n15\n");
+    }
+}
+
+#[cfg(test)]
+mod limit_tests {
+    use super::*;
+    use crate::Store;
+    use crate::compact::tests::{topology, window};
+    use std::time::{Duration, Instant};
+
+    fn store() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(dir.path()).unwrap();
+        s.write_window(&topology(), &window(1_700_002_800)).unwrap();
+        dir
+    }
+
+    fn sql(sql: &str, limits: QueryLimits) -> Query {
+        Query {
+            group: Some("g".into()),
+            topic: Some("t".into()),
+            sql: Some(sql.into()),
+            confined: true,
+            limits,
+            ..Query::default()
+        }
+    }
+
+    const TIGHT: QueryLimits = QueryLimits {
+        memory_bytes: 64 * 1024 * 1024,
+        deadline: Duration::from_secs(2),
+        result_bytes: 1024 * 1024,
+    };
+
+    fn limit_error(r: Result<QueryResult, StoreError>) -> String {
+        match r {
+            Err(StoreError::Limit(m)) => m,
+            other => panic!("expected a limit, got {other:?}"),
+        }
+    }
+
+    /// The hardening findings that kept a core busy for minutes (or for
+    /// good) end within their deadline, naming it.
+    #[test]
+    fn endless_queries_end_at_their_deadline() {
+        let dir = store();
+        for endless in [
+            "SELECT count(*) FROM generate_series(1, 100000000000)",
+            "SELECT sum(a.value * b.value) FROM generate_series(1, 1000000) a, generate_series(1, 1000000) b",
+        ] {
+            let t = Instant::now();
+            let e = limit_error(sql(endless, TIGHT).run(dir.path()));
+            assert!(e.contains("deadline of 2 s"), "{endless}: {e}");
+            assert!(t.elapsed() < Duration::from_secs(6), "{endless}: {:?}", t.elapsed());
+        }
+    }
+
+    #[test]
+    fn recursive_ctes_are_off() {
+        let dir = store();
+        let e = sql(
+            "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT count(*) FROM r",
+            TIGHT,
+        )
+        .run(dir.path())
+        .unwrap_err()
+        .to_string();
+        assert!(e.to_lowercase().contains("recursive"), "{e}");
+    }
+
+    #[test]
+    fn memory_and_result_size_are_bounded() {
+        let dir = store();
+        // A hash join's build side of 1e7 rows needs more than 64 MiB
+        // (and cannot spill).
+        let e = limit_error(
+            sql(
+                "SELECT count(*) FROM generate_series(1, 10000000) a JOIN generate_series(1, 10000000) b ON a.value = b.value",
+                QueryLimits {
+                    deadline: Duration::from_secs(60),
+                    ..TIGHT
+                },
+            )
+            .run(dir.path()),
+        );
+        assert!(e.contains("more than its 67108864 bytes of memory"), "{e}");
+        let e = limit_error(
+            sql("SELECT repeat('x', 2000000) AS s", TIGHT).run(dir.path()),
+        );
+        assert!(e.contains("result is over 1048576 bytes"), "{e}");
+    }
+
+    #[test]
+    fn a_cancelled_query_stops() {
+        let dir = store();
+        let flag = Arc::new(AtomicBool::new(false));
+        let mut q = sql(
+            "SELECT count(*) FROM generate_series(1, 100000000000)",
+            QueryLimits::LOCAL,
+        );
+        q.cancel = Some(flag.clone());
+        let setter = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            flag.store(true, Ordering::Relaxed);
+        });
+        let t = Instant::now();
+        let e = q.run(dir.path()).unwrap_err().to_string();
+        setter.join().unwrap();
+        assert!(e.contains("cancelled by its caller"), "{e}");
+        assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    }
+
+    #[test]
+    fn over_deep_sql_is_refused_before_parsing() {
+        let dir = store();
+        let parens = format!("SELECT {}1{}", "(".repeat(30_000), ")".repeat(30_000));
+        assert!(limit_error(sql(&parens, TIGHT).run(dir.path())).contains("bytes"));
+        let nots = format!("SELECT count(*) FROM records WHERE {}true", "NOT ".repeat(40));
+        let t = Instant::now();
+        assert!(limit_error(sql(&nots, TIGHT).run(dir.path())).contains("NOTs"));
+        assert!(t.elapsed() < Duration::from_secs(1));
+        // Just under the limits, a deep query runs (on the query thread's
+        // deep stack) and answers.
+        let deep = format!("SELECT {}1{} AS one", "(".repeat(32), ")".repeat(32));
+        assert_eq!(sql(&deep, TIGHT).run(dir.path()).unwrap().rows(), 1);
+        let sum = format!("SELECT 1{} AS n", "+1".repeat(497));
+        assert_eq!(sql(&sum, TIGHT).run(dir.path()).unwrap().rows(), 1);
+        let nots = format!("SELECT count(*) FROM records WHERE {}true", "NOT ".repeat(16));
+        let t = Instant::now();
+        sql(&nots, TIGHT).run(dir.path()).unwrap();
+        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
     }
 }

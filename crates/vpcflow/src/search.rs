@@ -6,8 +6,21 @@
 //! Field names are the seed's (`log-status`) or the stored columns'
 //! (`log_status`); an unknown field, a malformed value or a dangling
 //! operator is an error naming it.
+//!
+//! A search over [`MAX_SEARCH_BYTES`], nested deeper than
+//! [`MAX_SEARCH_NESTING`], with more than [`MAX_SEARCH_TERMS`] terms or
+//! more `NOT`s than the SQL front end takes is refused, naming the limit,
+//! before the (recursive) parser sees it.
 
 use anyhow::{Result, bail};
+use vpcflow_store::limits::MAX_SQL_NOTS;
+
+/// Longest search accepted, in bytes.
+pub const MAX_SEARCH_BYTES: usize = 4096;
+/// Deepest nesting of parentheses in a search.
+pub const MAX_SEARCH_NESTING: usize = 16;
+/// Most terms (field:value) in a search.
+pub const MAX_SEARCH_TERMS: usize = 100;
 
 const NUMERIC: [&str; 8] = [
     "srcport",
@@ -170,12 +183,44 @@ impl Parser {
     }
 }
 
+/// Refuses a search over the limits, naming the one it passes.
+fn check_limits(search: &str, tokens: &[String]) -> Result<()> {
+    if search.len() > MAX_SEARCH_BYTES {
+        bail!(
+            "the search is {} bytes; at most {MAX_SEARCH_BYTES} are accepted",
+            search.len()
+        );
+    }
+    let (mut depth, mut deepest, mut terms, mut nots) = (0usize, 0, 0, 0);
+    for t in tokens {
+        match t.as_str() {
+            "(" => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            ")" => depth = depth.saturating_sub(1),
+            t if t.eq_ignore_ascii_case("NOT") => nots += 1,
+            t if t.eq_ignore_ascii_case("AND") || t.eq_ignore_ascii_case("OR") => {}
+            _ => terms += 1,
+        }
+    }
+    if deepest > MAX_SEARCH_NESTING {
+        bail!("the search nests parentheses {deepest} deep; at most {MAX_SEARCH_NESTING} are accepted");
+    }
+    if terms > MAX_SEARCH_TERMS {
+        bail!("the search has {terms} terms; at most {MAX_SEARCH_TERMS} are accepted");
+    }
+    if nots > MAX_SQL_NOTS {
+        bail!("the search has {nots} NOTs; at most {MAX_SQL_NOTS} are accepted");
+    }
+    Ok(())
+}
+
 /// The SQL condition of a search.
 pub fn to_sql(search: &str) -> Result<String> {
-    let mut p = Parser {
-        t: tokens(search),
-        i: 0,
-    };
+    let t = tokens(search);
+    check_limits(search, &t)?;
+    let mut p = Parser { t, i: 0 };
     let e = p.or()?;
     if let Some(t) = p.peek() {
         bail!("unexpected `{t}`");
@@ -216,6 +261,30 @@ mod tests {
             "((\"dstport\" = 22 OR \"dstport\" = 3389) AND \"interface_id\" LIKE 'abc%')"
         );
         assert_eq!(to_sql("rule-id:it's").unwrap(), "\"rule_id\" = 'it''s'");
+    }
+
+    /// The hardening findings: searches that overflowed the server's stack
+    /// or made SQL parsing backtrack for minutes are refused at once.
+    #[test]
+    fn searches_over_the_limits_are_refused_naming_them() {
+        let err = |s: &str| to_sql(s).unwrap_err().to_string();
+        let parens = format!("{}dstport:22{}", "(".repeat(5000), ")".repeat(5000));
+        assert!(err(&parens).contains("at most 4096"), "{}", err(&parens));
+        let parens = format!("{}dstport:22{}", "(".repeat(17), ")".repeat(17));
+        assert!(err(&parens).contains("nests parentheses 17 deep"));
+        let nots = format!("{}dstport:22", "NOT ".repeat(40));
+        assert!(err(&nots).contains("40 NOTs"), "{}", err(&nots));
+        let ors = vec!["dstport:22"; 101].join(" OR ");
+        assert!(err(&ors).contains("101 terms"));
+        // At the limits, accepted.
+        let ok = format!(
+            "{}{}dstport:22{}",
+            "NOT ".repeat(16),
+            "(".repeat(16),
+            ")".repeat(16)
+        );
+        to_sql(&ok).unwrap();
+        to_sql(&vec!["dstport:22"; 100].join(" OR ")).unwrap();
     }
 
     #[test]

@@ -19,7 +19,7 @@ use vpcflow_control::db::{ControlDb, DatabaseLocation};
 use vpcflow_core::aggregate::AggregatorConfig;
 use vpcflow_core::{Inventory, Pipeline};
 use vpcflow_policy::DEFAULT_CONNECTIONS;
-use vpcflow_store::{OutputFormat, StoreError, TimeRange};
+use vpcflow_store::{OutputFormat, QueryLimits, StoreError, TimeRange};
 
 use crate::agent::{CaptureOptions, InventorySource};
 use crate::ingest::{Verdicts, inventory_pipeline};
@@ -49,6 +49,16 @@ pub struct ServeArgs {
     live: bool,
     #[command(flatten)]
     capture: CaptureOptions,
+    /// A records query through the API is cancelled after this many
+    /// seconds (or as soon as its client goes away).
+    #[arg(long, value_name = "SECONDS", default_value_t = QueryLimits::SERVER.deadline.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    query_timeout: u64,
+    /// Memory one records query may take, in MiB (past it, it fails naming
+    /// the limit; sorts and aggregations spill first).
+    #[arg(long, value_name = "MIB", default_value_t = QueryLimits::SERVER.memory_bytes as u64 >> 20,
+          value_parser = clap::value_parser!(u64).range(16..=65536))]
+    query_memory: u64,
 }
 
 /// Flags of `vpcflow token`.
@@ -106,6 +116,7 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 struct ServeData {
     sink: Arc<RecordSink>,
     captures: AtomicU64,
+    query_limits: QueryLimits,
 }
 
 impl ServeData {
@@ -207,6 +218,8 @@ impl DataPlane for ServeData {
             limit: Some(q.limit + 1),
             offset: q.offset,
             confined: true,
+            limits: self.query_limits,
+            cancel: Some(q.cancel.clone()),
         };
         let result = match query.run(self.sink.root()) {
             Ok(r) => r,
@@ -216,6 +229,7 @@ impl DataPlane for ServeData {
                 let what = if q.sql.is_some() { "sql" } else { "query" };
                 return Err(DataError::Invalid(format!("{what}: {m}")));
             }
+            Err(e @ StoreError::Limit(_)) => return Err(DataError::Invalid(e.to_string())),
             Err(e) => return Err(DataError::Failed(e.to_string())),
         };
         let mut lines = Vec::new();
@@ -310,6 +324,11 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
     let data = ServeData {
         sink: sink.clone(),
         captures: AtomicU64::new(0),
+        query_limits: QueryLimits {
+            deadline: std::time::Duration::from_secs(args.query_timeout),
+            memory_bytes: usize::try_from(args.query_memory << 20).unwrap_or(usize::MAX),
+            ..QueryLimits::SERVER
+        },
     };
     let runtime = runtime()?;
     runtime.block_on(async {
