@@ -742,21 +742,50 @@ async fn quotas(
     ]}})))
 }
 
-/// Serves the API on `listener` until SIGINT or SIGTERM.
-pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(async {
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = async {
-                    match term.as_mut() {
-                        Some(t) => { t.recv().await; }
-                        None => std::future::pending::<()>().await,
-                    }
-                } => {}
+/// How long a stopping server waits for open requests (a query, a live
+/// tail, an upload) before it closes them.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Resolves on SIGINT or SIGTERM.
+async fn stop_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async {
+            match term.as_mut() {
+                Some(t) => { t.recv().await; }
+                None => std::future::pending::<()>().await,
             }
+        } => {}
+    }
+}
+
+/// Serves the API on `listener` until SIGINT or SIGTERM; then stops
+/// taking connections, lets open requests finish for [`SHUTDOWN_GRACE`]
+/// and returns (a live tail never finishes by itself, so waiting for all
+/// of them would never stop).
+pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> std::io::Result<()> {
+    let (stopping, stop) = tokio::sync::watch::channel(false);
+    let server = axum::serve(listener, router(state))
+        .with_graceful_shutdown(async move {
+            let mut stop = stop;
+            let _ = stop.wait_for(|s| *s).await;
         })
-        .await
+        .into_future();
+    tokio::pin!(server);
+    tokio::select! {
+        served = &mut server => return served,
+        _ = stop_signal() => {}
+    }
+    let _ = stopping.send(true);
+    match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
+        Ok(served) => served,
+        Err(_) => {
+            eprintln!(
+                "vpcflow: requests still open {} s after the stop signal; closing them",
+                SHUTDOWN_GRACE.as_secs()
+            );
+            Ok(())
+        }
+    }
 }

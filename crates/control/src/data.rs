@@ -35,6 +35,14 @@ pub struct IngestReport {
     /// How the capture ended (`complete`, or what cut it short: the frames
     /// before the damage were ingested).
     pub ending: String,
+    /// Frames that reached no record, by reason (`not-ip`,
+    /// `no-monitored-port`, `implausible-timestamp`: before 1990 or more
+    /// than a day ahead of the server's clock, ...); reasons with none are
+    /// left out.
+    pub skipped: std::collections::BTreeMap<String, u64>,
+    /// Capture windows of long gaps without traffic that were not written:
+    /// past a day of NODATA after traffic, the rest of a gap is left out.
+    pub gap_windows_not_reported: u64,
 }
 
 /// A records query of one log topic (ids checked to be the caller's).

@@ -35,7 +35,7 @@ use std::collections::HashMap;
 
 use serde_json::{Map, Value};
 use vpcflow_core::Inventory;
-use vpcflow_core::inventory::InventoryError;
+use vpcflow_core::inventory::{AddressScope, InventoryError};
 
 use crate::model::{FlowLog, FlowLogFilter, FlowLogUpdate, NewFlowLog, Page};
 use crate::resources::{
@@ -201,6 +201,15 @@ struct WriteTx {
     _turn: tokio::sync::OwnedMutexGuard<()>,
 }
 
+/// The live capture's inventory: every project whose model checks.
+#[derive(Debug)]
+pub struct LiveInventory {
+    /// The projects' models and flow logs combined.
+    pub inventory: Inventory,
+    /// Projects left out, with what is wrong in each.
+    pub skipped: Vec<(String, String)>,
+}
+
 /// The control plane's database.
 #[derive(Debug)]
 pub struct ControlDb {
@@ -322,30 +331,66 @@ impl ControlDb {
         self.generation.load(Ordering::Acquire)
     }
 
-    /// Every project's model and flow logs as one inventory (for the live
-    /// capture, which sees every port of the host).
-    pub async fn global_inventory(&self) -> Result<Inventory, ControlError> {
+    /// Every project's model and flow logs as one inventory, for the live
+    /// capture, which sees every port of the host. Each project is checked
+    /// on its own and addresses are unique per project only
+    /// ([`AddressScope::Project`]): tenants may reuse each other's
+    /// addresses. A project whose model does not check is left out and
+    /// named in [`LiveInventory::skipped`], so it never stops the others'
+    /// capture.
+    pub async fn live_inventory(&self) -> Result<LiveInventory, ControlError> {
         let mut conn = self.pool.acquire().await?;
         let projects: Vec<String> = sqlx::query_scalar("SELECT id FROM projects ORDER BY id")
             .fetch_all(&mut *conn)
             .await?;
-        let mut all = Map::new();
+        let mut documents = Vec::new();
+        let mut skipped = Vec::new();
         for p in &projects {
-            let Value::Object(doc) = project_document(&mut conn, p).await? else {
-                continue;
-            };
-            for (k, v) in doc {
-                match (all.get_mut(&k), v) {
-                    (Some(Value::Array(a)), Value::Array(b)) => a.extend(b),
-                    (None, v) => {
-                        all.insert(k, v);
+            let doc = project_document(&mut conn, p).await?;
+            match Inventory::from_json(&format!("project {p}"), &doc) {
+                Ok(_) => documents.push((p.clone(), doc)),
+                Err(e) => skipped.push((p.clone(), inventory_message(e))),
+            }
+        }
+        drop(conn);
+        let combined = |docs: &[(String, Value)]| {
+            let mut all = Map::new();
+            for (_, doc) in docs {
+                let Value::Object(doc) = doc else { continue };
+                for (k, v) in doc {
+                    match (all.get_mut(k), v) {
+                        (Some(Value::Array(a)), Value::Array(b)) => a.extend(b.iter().cloned()),
+                        (None, v) => {
+                            all.insert(k.clone(), v.clone());
+                        }
+                        _ => {}
                     }
-                    _ => {}
+                }
+            }
+            Inventory::from_json_scoped(
+                "the control plane",
+                &Value::Object(all),
+                AddressScope::Project,
+            )
+        };
+        if let Ok(inventory) = combined(&documents) {
+            return Ok(LiveInventory { inventory, skipped });
+        }
+        // Projects that check alone but not together (an id two of them
+        // use): add them one by one, leaving out each that breaks the rest.
+        let mut kept: Vec<(String, Value)> = Vec::new();
+        let mut inventory = combined(&kept).map_err(|e| ControlError::Invalid(inventory_message(e)))?;
+        for (p, doc) in documents {
+            kept.push((p, doc));
+            match combined(&kept) {
+                Ok(inv) => inventory = inv,
+                Err(e) => {
+                    let (p, _) = kept.pop().expect("just pushed");
+                    skipped.push((p, inventory_message(e)));
                 }
             }
         }
-        Inventory::from_json("the control plane", &Value::Object(all))
-            .map_err(|e| ControlError::Invalid(inventory_message(e)))
+        Ok(LiveInventory { inventory, skipped })
     }
 
     /// Creates a token for `project` (creating the project if it is new)
@@ -1232,7 +1277,7 @@ mod tests {
             b.get_flow_log(PROJECT, disabled).await.unwrap().status,
             "DOWN"
         );
-        let inventory = b.global_inventory().await.unwrap();
+        let inventory = b.live_inventory().await.unwrap().inventory;
         assert_eq!(inventory.flow_logs.len(), 10);
         assert!(
             inventory

@@ -26,6 +26,8 @@ pub enum SkipReason {
     NoMonitoredPort,
     /// Its capture window had already been closed (timestamps out of order).
     LateForWindow,
+    /// Its timestamp is outside the [`PlausibleTimes`] the pipeline takes.
+    ImplausibleTimestamp,
 }
 
 impl SkipReason {
@@ -35,6 +37,7 @@ impl SkipReason {
             SkipReason::Wire(s) => s.name(),
             SkipReason::NoMonitoredPort => "no-monitored-port",
             SkipReason::LateForWindow => "late-for-window",
+            SkipReason::ImplausibleTimestamp => "implausible-timestamp",
         }
     }
 }
@@ -52,6 +55,10 @@ pub struct PipelineStats {
     pub no_monitored_port: u64,
     /// Packets whose window had closed.
     pub late_for_window: u64,
+    /// Frames whose timestamp was outside the pipeline's [`PlausibleTimes`].
+    pub implausible_timestamp: u64,
+    /// Windows of long gaps not reported (see [`crate::aggregate::MAX_GAP_NODATA_SECS`]).
+    pub gap_windows_not_reported: u64,
     /// Packets recorded with ports 0 because the capture cut the transport header.
     pub transport_truncated: u64,
     /// Later fragments whose first fragment was not seen (ports 0).
@@ -73,6 +80,7 @@ impl PipelineStats {
             .collect();
         v.push((SkipReason::NoMonitoredPort, self.no_monitored_port));
         v.push((SkipReason::LateForWindow, self.late_for_window));
+        v.push((SkipReason::ImplausibleTimestamp, self.implausible_timestamp));
         v.retain(|(_, n)| *n > 0);
         v
     }
@@ -88,6 +96,48 @@ pub struct Pipeline<P> {
     policy: P,
     closed: Vec<ClosedWindow>,
     stats: PipelineStats,
+    plausible: PlausibleTimes,
+}
+
+/// The timestamps a pipeline takes frames at; frames outside are skipped
+/// and counted as `implausible-timestamp`. A server taking other people's
+/// captures uses [`PlausibleTimes::around`]; the default takes any time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlausibleTimes {
+    /// The earliest timestamp taken.
+    pub earliest: Timestamp,
+    /// The latest timestamp taken.
+    pub latest: Timestamp,
+}
+
+impl PlausibleTimes {
+    /// Every timestamp.
+    pub const ANY: PlausibleTimes = PlausibleTimes {
+        earliest: Timestamp(0),
+        latest: Timestamp(u64::MAX),
+    };
+    /// 1990-01-01T00:00:00Z: no capture of a flow-logged network is older.
+    pub const EARLIEST_SECS: u64 = 631_152_000;
+    /// How far past the current time a capture's clock may run: a day.
+    pub const AHEAD_SECS: u64 = 86_400;
+
+    /// From 1990 to a day after `now`.
+    pub fn around(now: Timestamp) -> PlausibleTimes {
+        PlausibleTimes {
+            earliest: Timestamp::from_secs(Self::EARLIEST_SECS),
+            latest: Timestamp(now.0.saturating_add(Self::AHEAD_SECS * 1_000_000_000)),
+        }
+    }
+
+    fn contains(self, t: Timestamp) -> bool {
+        self.earliest <= t && t <= self.latest
+    }
+}
+
+impl Default for PlausibleTimes {
+    fn default() -> Self {
+        PlausibleTimes::ANY
+    }
 }
 
 /// First fragments remembered at once.
@@ -109,7 +159,14 @@ impl<P: Policy> Pipeline<P> {
             policy,
             closed: Vec::new(),
             stats: PipelineStats::default(),
+            plausible: PlausibleTimes::ANY,
         }
+    }
+
+    /// Takes frames only at `times` (see [`PlausibleTimes`]).
+    pub fn with_plausible_times(mut self, times: PlausibleTimes) -> Pipeline<P> {
+        self.plausible = times;
+        self
     }
 
     /// The ports and flow logs (grows in `--ports-from` mode).
@@ -196,6 +253,10 @@ impl<P: Policy> Pipeline<P> {
     fn parse(&mut self, frame: &Frame<'_>) -> Option<(IpSummary, Timestamp)> {
         self.stats.packets += 1;
         let now = Timestamp(frame.timestamp_ns);
+        if !self.plausible.contains(now) {
+            self.stats.implausible_timestamp += 1;
+            return None;
+        }
         // Every frame, decodable or not, extends the span of reported windows.
         self.aggregator.note_time(now);
         let mut s = match parse_frame(frame.link, frame.data, frame.wire_len) {
@@ -287,6 +348,7 @@ impl<P: Policy> Pipeline<P> {
     fn count(&mut self, from: usize) {
         let a = self.aggregator.stats();
         self.stats.peak_flows = (a.peak_flows, a.peak_memory_bytes);
+        self.stats.gap_windows_not_reported = a.gap_windows_not_reported;
         for w in &self.closed[from..] {
             self.stats.windows += 1;
             for r in &w.records {
@@ -355,6 +417,48 @@ mod tests {
             },
             AcceptAll,
         )
+    }
+
+    /// Hardening finding: a capture's absurd timestamps (1970, or far in
+    /// the future) are skipped and counted where the pipeline is told what
+    /// is plausible, and open no window.
+    #[test]
+    fn implausible_timestamps_are_skipped_and_counted() {
+        let now = Timestamp::from_secs(1_796_000_000);
+        let mut p = pipeline().with_plausible_times(PlausibleTimes::around(now));
+        let data = udp([10, 0, 0, 1], [10, 0, 0, 2], 10);
+        for t in [
+            Timestamp::from_secs(1000),
+            now,
+            Timestamp(now.0 + 86_401 * 1_000_000_000),
+            Timestamp(u64::MAX),
+        ] {
+            p.observe(&Frame {
+                timestamp_ns: t.0,
+                link: LinkType::Ethernet,
+                data: &data,
+                wire_len: data.len() as u32,
+            });
+        }
+        p.finish();
+        assert_eq!(p.stats().implausible_timestamp, 3);
+        assert_eq!(p.stats().packets, 4);
+        assert_eq!(p.stats().attributed, 1);
+        assert_eq!(
+            p.stats().skipped(),
+            vec![(SkipReason::ImplausibleTimestamp, 3)]
+        );
+        let windows: Vec<u64> = p.closed().iter().map(|w| w.start).collect();
+        assert_eq!(windows, vec![WindowLength::DEFAULT.start_of(now)]);
+        // By default every time is taken.
+        let mut any = pipeline();
+        any.observe(&Frame {
+            timestamp_ns: 1_000_000_000_000,
+            link: LinkType::Ethernet,
+            data: &data,
+            wire_len: data.len() as u32,
+        });
+        assert_eq!(any.stats().attributed, 1);
     }
 
     #[test]

@@ -454,6 +454,14 @@ fn report(
             stats.transport_truncated, stats.unmatched_fragments
         )?;
     }
+    if stats.gap_windows_not_reported > 0 {
+        writeln!(
+            err,
+            "vpcflow: warning: {} capture windows of gaps without traffic were not reported: NODATA covers at most {} s after traffic",
+            stats.gap_windows_not_reported,
+            vpcflow_core::aggregate::MAX_GAP_NODATA_SECS
+        )?;
+    }
     let counts: Vec<String> = status_counts(stats)
         .iter()
         .map(|(s, n)| format!("{} {n}", s.as_str()))

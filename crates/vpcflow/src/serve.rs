@@ -17,7 +17,7 @@ use vpcflow_control::data::{
 };
 use vpcflow_control::db::{ControlDb, DatabaseLocation};
 use vpcflow_core::aggregate::AggregatorConfig;
-use vpcflow_core::{Inventory, Pipeline};
+use vpcflow_core::{Inventory, Pipeline, PlausibleTimes, Timestamp};
 use vpcflow_policy::DEFAULT_CONNECTIONS;
 use vpcflow_store::{OutputFormat, QueryLimits, StoreError, TimeRange};
 
@@ -151,7 +151,9 @@ impl DataPlane for ServeData {
             max_records: inventory.max_records_per_window,
             grace_ns: 2_000_000_000,
         };
-        let mut pipeline = inventory_pipeline(inventory, config, None, DEFAULT_CONNECTIONS);
+        let now = Timestamp(crate::query::wall_clock_ns());
+        let mut pipeline = inventory_pipeline(inventory, config, None, DEFAULT_CONNECTIONS)
+            .with_plausible_times(PlausibleTimes::around(now));
         self.sink
             .register(&catalog_groups(inventory))
             .map_err(|e| DataError::Failed(format!("{e:#}")))?;
@@ -171,6 +173,13 @@ impl DataPlane for ServeData {
             eprintln!("vpcflow: warning: compaction: {e}");
         }
         report.frames = capture.frames();
+        let stats = pipeline.stats();
+        report.skipped = stats
+            .skipped()
+            .into_iter()
+            .map(|(reason, n)| (reason.name().to_string(), n))
+            .collect();
+        report.gap_windows_not_reported = stats.gap_windows_not_reported;
         report.ending = match capture.ending() {
             Ending::Clean | Ending::Reading => "complete".to_string(),
             Ending::Truncated => "truncated: the capture was cut inside a block".to_string(),
@@ -277,7 +286,15 @@ impl InventorySource for DbSource {
     }
     fn load(&mut self) -> Result<Inventory> {
         self.seen = self.db.generation();
-        Ok(self.runtime.block_on(self.db.global_inventory())?)
+        let live = self.runtime.block_on(self.db.live_inventory())?;
+        // Said on every reload while it lasts: the project's owner must
+        // fix it, and the others' capture goes on meanwhile.
+        for (project, why) in &live.skipped {
+            eprintln!(
+                "vpcflow: warning: live capture leaves out project {project} until its model is fixed: {why}"
+            );
+        }
+        Ok(live.inventory)
     }
     fn changed(&mut self) -> bool {
         self.db.generation() != self.seen
@@ -331,7 +348,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         },
     };
     let runtime = runtime()?;
-    runtime.block_on(async {
+    let served = runtime.block_on(async {
         let (db, location) = args.database.open(&args.data).await?;
         let db = Arc::new(db);
         if let Some((name, text)) = &inventory
@@ -382,9 +399,15 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
             }
         }
         served?;
-        eprintln!("vpcflow: stopped");
         Ok(ExitCode::SUCCESS)
-    })
+    });
+    // A query still running on a blocking thread has been cancelled (its
+    // request is gone); dropping the runtime would wait for it.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    if served.is_ok() {
+        eprintln!("vpcflow: stopped");
+    }
+    served
 }
 
 /// Runs `vpcflow token ...`.

@@ -190,6 +190,54 @@ fn every_window_between_first_and_last_is_closed_with_nodata() {
     assert_eq!(policy.asked, 2);
 }
 
+/// Hardening finding: two packets 3,000,000 windows apart closed every
+/// window between them in one step (1.28 GB). A day of NODATA follows the
+/// first; the rest of the gap is counted, not reported.
+#[test]
+fn a_gap_of_millions_of_windows_reports_a_day_of_nodata() {
+    let topo = topology(2, &[TrafficType::All]);
+    let mut policy = ScriptedPolicy {
+        reject_port: 0,
+        asked: 0,
+    };
+    let gap = 3_000_000;
+    let deltas = [
+        delta(0, "10.0.0.1", 53, 600, 10),
+        delta(0, "10.0.0.1", 53, 600 + gap * 600, 10),
+    ];
+    let (out, agg) = run(&topo, &mut policy, 10, &deltas);
+    let day = MAX_GAP_NODATA_SECS / 600;
+    assert_eq!(out.len() as u64, 1 + day + 1);
+    assert_eq!(out[day as usize].start, 600 + day * 600);
+    assert_eq!(out.last().unwrap().start, 600 + gap * 600);
+    assert!(matches!(out.last().unwrap().records[0].body, RecordBody::Flow(_)));
+    assert_eq!(agg.stats().gap_windows_not_reported, gap - 1 - day);
+    // Windows just past the first traffic are NODATA for both ports.
+    assert!(out[1].records.iter().all(|r| r.body == RecordBody::NoData));
+}
+
+/// A live source closes one window per tick: a silent day and more keeps
+/// getting its NODATA windows, none cut.
+#[test]
+fn a_clock_ticking_through_a_long_silence_reports_every_window() {
+    let topo = topology(1, &[TrafficType::All]);
+    let mut policy = ScriptedPolicy {
+        reject_port: 0,
+        asked: 0,
+    };
+    let mut agg = Aggregator::new(config(10));
+    let mut out = Vec::new();
+    agg.observe(&topo, &mut policy, &delta(0, "10.0.0.1", 53, 600, 10));
+    let windows = 2 * MAX_GAP_NODATA_SECS / 600;
+    for i in 1..=windows + 1 {
+        let now = Timestamp::from_secs(600 + i * 600);
+        agg.note_time(now);
+        agg.close_until(&topo, now, &mut out);
+    }
+    assert_eq!(out.len() as u64, windows + 1);
+    assert_eq!(agg.stats().gap_windows_not_reported, 0);
+}
+
 #[test]
 fn packets_for_a_closed_window_are_counted_as_late() {
     let topo = topology(1, &[TrafficType::All]);

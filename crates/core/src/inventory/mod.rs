@@ -6,9 +6,14 @@
 //! returns: every id is unique within its kind and safe to print in the
 //! space-separated record format; every reference points at an existing item
 //! (held as an index, so lookups cannot fail); CIDRs, rules and enums are
-//! parsed; no two ports share an IP; a port's IPv4 addresses lie in its
-//! subnet; the flow-log quota and duplicate rules of SPEC §1 hold. A bad file
-//! gets an [`InventoryError`] naming the file, the item and the field.
+//! parsed; no two ports share an IP (of one project, for the control
+//! plane's combined live inventory: see [`AddressScope`]); a port's IPv4
+//! addresses lie in its subnet; the subnets of one VPC do not overlap;
+//! every reference stays inside its item's project (a port's subnet and
+//! security groups, a subnet's network ACL, a rule's remote group, a flow
+//! log's resource and log group); the flow-log quota and duplicate rules of
+//! SPEC §1 hold. A bad file gets an [`InventoryError`] naming the file, the
+//! item and the field.
 
 mod raw;
 pub mod rules;
@@ -262,8 +267,22 @@ fn valid_id(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
 }
 
+/// Where port addresses must be unique.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AddressScope {
+    /// In the whole inventory: a file's ports share one capture, which
+    /// attributes packets to ports by address.
+    #[default]
+    Inventory,
+    /// In each project: the control plane's live inventory combines
+    /// separate tenants' networks, which may reuse each other's addresses
+    /// (live capture attributes by interface, not address).
+    Project,
+}
+
 struct Checker<'a> {
     source: &'a str,
+    addresses: AddressScope,
 }
 
 impl Checker<'_> {
@@ -366,6 +385,7 @@ impl Inventory {
         build(
             &Checker {
                 source: source_name,
+                addresses: AddressScope::Inventory,
             },
             file,
         )
@@ -378,6 +398,15 @@ impl Inventory {
         source_name: &str,
         document: &serde_json::Value,
     ) -> Result<Inventory, InventoryError> {
+        Inventory::from_json_scoped(source_name, document, AddressScope::Inventory)
+    }
+
+    /// [`Inventory::from_json`] with port addresses unique in `addresses`.
+    pub fn from_json_scoped(
+        source_name: &str,
+        document: &serde_json::Value,
+        addresses: AddressScope,
+    ) -> Result<Inventory, InventoryError> {
         let file = <raw::File as serde::Deserialize>::deserialize(document).map_err(|e| {
             InventoryError::Syntax {
                 source_name: source_name.to_string(),
@@ -387,6 +416,7 @@ impl Inventory {
         build(
             &Checker {
                 source: source_name,
+                addresses,
             },
             file,
         )
@@ -512,6 +542,33 @@ fn build(c: &Checker<'_>, f: raw::File) -> Result<Inventory, InventoryError> {
             .as_deref()
             .map(|id| c.resolve(&acl_ix, &item, "network_acl", "network_acl", id))
             .transpose()?;
+        let project = vpcs[vpc].project;
+        if let Some(a) = network_acl
+            && network_acls[a].project != project
+        {
+            return Err(c.err(
+                &item,
+                "network_acl",
+                format!(
+                    "network acl '{}' belongs to project '{}', not to the vpc's project '{}'",
+                    network_acls[a].id, f.project[network_acls[a].project].id, f.project[project].id
+                ),
+            ));
+        }
+        for other in subnets.iter().filter(|o: &&Subnet| o.vpc == vpc) {
+            let overlapping = |a: &IpNet, b: &IpNet| a.contains(&b.network()) || b.contains(&a.network());
+            let v6 = match (&ipv6_cidr, &other.ipv6_cidr) {
+                (Some(a), Some(b)) => overlapping(a, b),
+                _ => false,
+            };
+            if overlapping(&cidr, &other.cidr) || v6 {
+                return Err(c.err(
+                    &item,
+                    if v6 { "ipv6_cidr" } else { "cidr" },
+                    format!("overlaps subnet '{}' of the same vpc", other.id),
+                ));
+            }
+        }
         if let Some(az) = &s.az
             && !valid_id(az)
         {
@@ -545,8 +602,26 @@ fn build(c: &Checker<'_>, f: raw::File) -> Result<Inventory, InventoryError> {
         });
     }
 
+    for (gi, g) in security_groups.iter().enumerate() {
+        for (n, r) in g.rules.iter().enumerate() {
+            if let Remote::Group(o) = r.remote
+                && security_groups[o].project != g.project
+            {
+                let raw = &f.security_group[gi];
+                return Err(c.err(
+                    format!("{} rule #{}", describe("security_group", &raw.id, raw.name.as_ref()), n + 1),
+                    "remote_group_id",
+                    format!(
+                        "security group '{}' belongs to project '{}', not to this group's project '{}'",
+                        security_groups[o].id, f.project[security_groups[o].project].id, f.project[g.project].id
+                    ),
+                ));
+            }
+        }
+    }
+
     let mut ports: Vec<Port> = Vec::new();
-    let mut owner_of_ip: HashMap<IpAddr, &str> = HashMap::new();
+    let mut owner_of_ip: HashMap<(usize, IpAddr), &str> = HashMap::new();
     for p in &f.port {
         let item = describe("port", &p.id, p.name.as_ref());
         let subnet = c.resolve(&subnet_ix, &item, "subnet", "subnet", &p.subnet)?;
@@ -571,7 +646,11 @@ fn build(c: &Checker<'_>, f: raw::File) -> Result<Inventory, InventoryError> {
                     format!("{ip} is not inside subnet '{}'", sn.id),
                 ));
             }
-            if let Some(other) = owner_of_ip.insert(ip, &p.id) {
+            let scope = match c.addresses {
+                AddressScope::Inventory => 0,
+                AddressScope::Project => vpcs[sn.vpc].project,
+            };
+            if let Some(other) = owner_of_ip.insert((scope, ip), &p.id) {
                 return Err(c.err(
                     &item,
                     "ips",
@@ -588,8 +667,20 @@ fn build(c: &Checker<'_>, f: raw::File) -> Result<Inventory, InventoryError> {
             ));
         }
         let mut groups = Vec::new();
+        let project = vpcs[subnets[subnet].vpc].project;
         for g in &p.security_groups {
-            groups.push(c.resolve(&sg_ix, &item, "security_groups", "security_group", g)?);
+            let sg = c.resolve(&sg_ix, &item, "security_groups", "security_group", g)?;
+            if security_groups[sg].project != project {
+                return Err(c.err(
+                    &item,
+                    "security_groups",
+                    format!(
+                        "security group '{g}' belongs to project '{}', not to the port's project '{}'",
+                        f.project[security_groups[sg].project].id, f.project[project].id
+                    ),
+                ));
+            }
+            groups.push(sg);
         }
         if let Some(ifname) = &p.interface
             && (ifname.is_empty() || ifname.len() > 15 || ifname.contains(['/', ' ']))
@@ -695,6 +786,26 @@ fn build(c: &Checker<'_>, f: raw::File) -> Result<Inventory, InventoryError> {
             "log_topic",
             &l.log_topic_id,
         )?;
+        let resource_project = match resource {
+            Resource::Port(i) => vpcs[subnets[ports[i].subnet].vpc].project,
+            Resource::Subnet(i) => vpcs[subnets[i].vpc].project,
+            Resource::Vpc(i) => vpcs[i].project,
+        };
+        for (field, owner) in [
+            ("resource_id", resource_project),
+            ("log_group_id", log_groups[log_group].project),
+        ] {
+            if owner != project {
+                return Err(c.err(
+                    &item,
+                    field,
+                    format!(
+                        "it belongs to project '{}', not to the flow log's project '{}'",
+                        f.project[owner].id, f.project[project].id
+                    ),
+                ));
+            }
+        }
         if log_topics[log_topic].log_group != log_group {
             return Err(c.err(
                 &item,

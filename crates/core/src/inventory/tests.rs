@@ -188,3 +188,116 @@ fn the_same_document_as_json_gives_the_same_inventory() {
         "{e}"
     );
 }
+
+/// A second project with a VPC over the same addresses as the example's,
+/// a subnet, a security group and a log group with a topic.
+const OTHER: &str = "[[project]]\nid = \"other\"\n\
+    [[vpc]]\nid = \"ov\"\nproject = \"other\"\ncidr = \"192.168.0.0/16\"\n\
+    [[subnet]]\nid = \"os\"\nvpc = \"ov\"\ncidr = \"192.168.0.0/24\"\n\
+    [[security_group]]\nid = \"og\"\nproject = \"other\"\n\
+    [[log_group]]\nid = \"olg\"\nproject = \"other\"\n\
+    [[log_topic]]\nid = \"olt\"\nlog_group = \"olg\"\n";
+const A: &str = "5f67944957444bd6bb4fe3b367de8f3d";
+
+fn with_other(extra: &str) -> String {
+    with(&format!("{OTHER}{extra}"))
+}
+
+/// Hardening finding: project A's ports could sit in B's groups, and B's
+/// flow log could cover A's VPC, writing A's traffic into B's log group.
+#[test]
+fn references_across_projects_are_refused() {
+    Inventory::from_toml("ok.toml", &with_other("")).unwrap();
+    let e = err(&with_other(
+        "[[port]]\nid = \"op\"\nsubnet = \"os\"\nips = [\"192.168.0.77\"]\nsecurity_groups = [\"6c5b4a39-8e7f-4d21-b0a9-c8d7e6f5a4b3\"]\n",
+    ));
+    assert!(
+        e.contains(&format!("port 'op': field `security_groups`: security group '6c5b4a39-8e7f-4d21-b0a9-c8d7e6f5a4b3' belongs to project '{A}', not to the port's project 'other'")),
+        "{e}"
+    );
+    let flow_log = |resource_type: &str, resource: &str, group: &str, topic: &str| {
+        format!(
+            "[[flow_log]]\nid = \"ofl\"\nproject = \"other\"\nname = \"theirs\"\nresource_type = \"{resource_type}\"\nresource_id = \"{resource}\"\ntraffic_type = \"all\"\nlog_group_id = \"{group}\"\nlog_topic_id = \"{topic}\"\n"
+        )
+    };
+    let e = err(&with_other(&flow_log(
+        "vpc",
+        "80ee2ed7-605d-49b4-ac6b-6e581acd35a3",
+        "olg",
+        "olt",
+    )));
+    assert!(
+        e.contains(&format!("flow_log 'ofl' (theirs): field `resource_id`: it belongs to project '{A}', not to the flow log's project 'other'")),
+        "{e}"
+    );
+    let e = err(&with_other(&flow_log(
+        "vpc",
+        "ov",
+        "a1b2c3d4-0000-4000-8000-000000000001",
+        "a1b2c3d4-0000-4000-8000-000000000002",
+    )));
+    assert!(e.contains("field `log_group_id`: it belongs to project"), "{e}");
+    Inventory::from_toml("ok.toml", &with_other(&flow_log("vpc", "ov", "olg", "olt"))).unwrap();
+    let e = err(&with_other(
+        "[[subnet]]\nid = \"os2\"\nvpc = \"ov\"\ncidr = \"192.168.1.0/24\"\nnetwork_acl = \"0b9a7c3e-4f6d-4c7a-9a51-2d8f3e1c6b70\"\n",
+    ));
+    assert!(
+        e.contains("subnet 'os2': field `network_acl`: network acl '0b9a7c3e-4f6d-4c7a-9a51-2d8f3e1c6b70' belongs to project"),
+        "{e}"
+    );
+    let e = err(&with_other(
+        "[[security_group]]\nid = \"og2\"\nproject = \"other\"\n[[security_group.rule]]\ndirection = \"ingress\"\nremote_group_id = \"6c5b4a39-8e7f-4d21-b0a9-c8d7e6f5a4b3\"\n",
+    ));
+    assert!(
+        e.contains("security_group 'og2' rule #1: field `remote_group_id`: security group '6c5b4a39-8e7f-4d21-b0a9-c8d7e6f5a4b3' belongs to project"),
+        "{e}"
+    );
+}
+
+#[test]
+fn overlapping_subnets_of_one_vpc_are_refused() {
+    let e = err(&with(
+        "[[subnet]]\nid = \"s9\"\nvpc = \"80ee2ed7-605d-49b4-ac6b-6e581acd35a3\"\ncidr = \"192.168.0.128/25\"\n",
+    ));
+    assert!(
+        e.contains("subnet 's9': field `cidr`: overlaps subnet '93f4cb2d-0e0e-4e2d-a705-e3817bd7ca45' of the same vpc"),
+        "{e}"
+    );
+    let e = err(&with(
+        "[[subnet]]\nid = \"s9\"\nvpc = \"80ee2ed7-605d-49b4-ac6b-6e581acd35a3\"\ncidr = \"192.168.0.0/16\"\n",
+    ));
+    assert!(e.contains("overlaps subnet"), "{e}");
+    // Beside them, and in another VPC over the same addresses: fine.
+    Inventory::from_toml(
+        "ok.toml",
+        &with_other(
+            "[[subnet]]\nid = \"s9\"\nvpc = \"80ee2ed7-605d-49b4-ac6b-6e581acd35a3\"\ncidr = \"192.168.4.0/24\"\n",
+        ),
+    )
+    .unwrap();
+}
+
+/// Hardening finding: the live inventory merged every project and refused
+/// tenant B's port for reusing tenant A's address, freezing A's capture.
+/// In the project scope addresses are unique per project only.
+#[test]
+fn addresses_are_unique_per_project_in_the_project_scope() {
+    let reused = with_other(
+        "[[port]]\nid = \"op\"\nsubnet = \"os\"\nips = [\"192.168.0.154\"]\nsecurity_groups = [\"og\"]\n",
+    );
+    let e = err(&reused);
+    assert!(e.contains("192.168.0.154 is already a fixed IP"), "{e}");
+    let doc: serde_json::Value = toml::from_str(&reused).unwrap();
+    let inv = Inventory::from_json_scoped("live", &doc, AddressScope::Project).unwrap();
+    assert_eq!(inv.ports.len(), 4);
+    // Within one project, still one port per address.
+    let twice = with_other(
+        "[[port]]\nid = \"op\"\nsubnet = \"os\"\nips = [\"192.168.0.9\"]\nsecurity_groups = [\"og\"]\n\
+         [[port]]\nid = \"op2\"\nsubnet = \"os\"\nips = [\"192.168.0.9\"]\nsecurity_groups = [\"og\"]\n",
+    );
+    let doc: serde_json::Value = toml::from_str(&twice).unwrap();
+    let e = Inventory::from_json_scoped("live", &doc, AddressScope::Project)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("192.168.0.9 is already a fixed IP of port 'op'"), "{e}");
+}

@@ -1,0 +1,282 @@
+//! A hostile tenant against a real `vpcflow serve` (issue 13's findings,
+//! one test each): queries that overflowed the server's stack or pinned a
+//! core are refused or end at their deadline while other tenants keep
+//! being answered; one project cannot run more than its share of queries
+//! at once; SIGTERM stops the server even with clients connected.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+mod common;
+use common::examples;
+use common::server::{Server, database_args, raw_get, token};
+
+const PROJECT: &str = "5f67944957444bd6bb4fe3b367de8f3d";
+const OTHER: &str = "another-project";
+const GROUP: &str = "a1b2c3d4-0000-4000-8000-000000000001";
+const TOPIC: &str = "a1b2c3d4-0000-4000-8000-000000000002";
+
+/// Percent-encodes a query-string value.
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn records(param: &str, value: &str) -> String {
+    format!(
+        "/v1/{PROJECT}/log-groups/{GROUP}/log-topics/{TOPIC}/records?{param}={}",
+        encode(value)
+    )
+}
+
+fn healthy(server: &Server) {
+    let t = Instant::now();
+    assert!(raw_get(&server.addr, "/health").starts_with("HTTP/1.1 200"));
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+}
+
+/// A server with the demo capture uploaded, and a token of [`PROJECT`].
+fn server_with_records(dir: &std::path::Path, extra: &[&str]) -> (Server, String) {
+    let mut args = database_args(dir);
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let server = Server::start_on(dir, &args);
+    let t = token(dir, PROJECT);
+    let capture = std::fs::read(examples().join("vpc-demo.pcap")).unwrap();
+    let (s, v) = server.upload(&format!("/v1/{PROJECT}/captures"), Some(&t), &capture);
+    assert_eq!(s, 200, "{v}");
+    (server, t)
+}
+
+/// Finding 1 and 2's text half: each of these requests aborted the server
+/// (stack overflow) or kept a core busy for minutes in SQL parsing.
+#[test]
+fn stack_overflowing_and_backtracking_queries_get_400s_naming_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, t) = server_with_records(dir.path(), &[]);
+    let nested = format!("{}action:REJECT{}", "(".repeat(5000), ")".repeat(5000));
+    let sum = format!("SELECT 1{} AS n", "+1".repeat(999));
+    let unions = format!(
+        "SELECT 1 AS n{}",
+        " UNION ALL SELECT 1".repeat(1000)
+    );
+    let few_unions = format!("SELECT 1 AS n{}", " UNION ALL SELECT 1".repeat(40));
+    let ors = vec!["dstport:22"; 1000].join(" OR ");
+    let nots = format!("{}action:REJECT", "NOT ".repeat(40));
+    let sql_nots = format!(
+        "SELECT count(*) AS n FROM records WHERE {}true{}",
+        "NOT (".repeat(40),
+        ")".repeat(40)
+    );
+    for (param, value, named) in [
+        ("search", nested.as_str(), "at most 4096 are accepted"),
+        ("sql", &sum, "at most 1000 are accepted"),
+        ("sql", &unions, "tokens; at most 1000"),
+        ("sql", &few_unions, "40 set operations"),
+        ("search", &ors, "1000 terms; at most 100"),
+        ("search", &nots, "40 NOTs; at most 16"),
+        ("sql", &sql_nots, "nests parentheses 40 deep; at most 32"),
+    ] {
+        let started = Instant::now();
+        let (s, v) = server.request("GET", &records(param, value), Some(&t), None);
+        assert_eq!(s, 400, "{param} of {} bytes: {v}", value.len());
+        let message = v["message"].as_str().unwrap_or_default();
+        assert!(message.contains(named), "{param}: {message}");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{param}: {:?}",
+            started.elapsed()
+        );
+        healthy(&server);
+    }
+    // At the limits, such queries run and answer.
+    let at_limit = format!(
+        "{}{}action:REJECT{}",
+        "NOT ".repeat(16),
+        "(".repeat(16),
+        ")".repeat(16)
+    );
+    let (s, v) = server.request("GET", &records("search", &at_limit), Some(&t), None);
+    assert_eq!(s, 200, "{v}");
+    let ors = vec!["dstport:22"; 100].join(" OR ");
+    let (s, v) = server.request("GET", &records("search", &ors), Some(&t), None);
+    assert_eq!(s, 200, "{v}");
+    let sum = format!("SELECT 1{} AS n", "+1".repeat(400));
+    let (s, v) = server.request("GET", &records("sql", &sum), Some(&t), None);
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["records"][0]["n"], 401, "{v}");
+}
+
+/// Finding 2's running half: endless and memory-hungry SQL ends within
+/// its deadline with a 400 naming the bound, while another tenant's
+/// queries keep being answered.
+#[test]
+fn endless_and_hungry_sql_ends_at_its_bounds_while_other_tenants_are_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, t) = server_with_records(
+        dir.path(),
+        &["--query-timeout", "3", "--query-memory", "64"],
+    );
+    // The other tenant: a log group and topic of its own.
+    let other = token(dir.path(), OTHER);
+    let (s, v) = server.request(
+        "POST",
+        &format!("/v1/{OTHER}/log-groups"),
+        Some(&other),
+        Some(&json!({"log_group": {"name": "theirs"}})),
+    );
+    assert_eq!(s, 200, "{v}");
+    let group = v["log_group"]["id"].as_str().unwrap().to_string();
+    let (s, v) = server.request(
+        "POST",
+        &format!("/v1/{OTHER}/log-groups/{group}/log-topics"),
+        Some(&other),
+        Some(&json!({"log_topic": {"name": "theirs"}})),
+    );
+    assert_eq!(s, 200, "{v}");
+    let topic = v["log_topic"]["id"].as_str().unwrap().to_string();
+    let theirs = format!(
+        "/v1/{OTHER}/log-groups/{group}/log-topics/{topic}/records?sql={}",
+        encode("SELECT count(*) AS n FROM records")
+    );
+
+    let hostile = [
+        ("SELECT count(*) AS n FROM generate_series(1, 100000000000)", "deadline of 3 s"),
+        (
+            "SELECT sum(a.value * b.value) AS n FROM generate_series(1, 1000000) a, generate_series(1, 1000000) b",
+            "deadline of 3 s",
+        ),
+        (
+            "SELECT count(*) AS n FROM generate_series(1, 10000000) a JOIN generate_series(1, 10000000) b ON a.value = b.value",
+            "67108864 bytes of memory",
+        ),
+        ("SELECT repeat('x', 1500000000) AS s", "bytes"),
+        (
+            "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT count(*) AS n FROM r",
+            "ecursive",
+        ),
+    ];
+    for (sql, named) in hostile {
+        let addr = server.addr.clone();
+        let path = records("sql", sql);
+        let token = t.clone();
+        let started = Instant::now();
+        let attack = std::thread::spawn(move || {
+            common::server::request(&addr, "GET", &path, Some(&token), None)
+        });
+        // Meanwhile the other tenant is answered, promptly.
+        std::thread::sleep(Duration::from_millis(300));
+        for _ in 0..3 {
+            let asked = Instant::now();
+            let (s, v) = server.request("GET", &theirs, Some(&other), None);
+            assert_eq!(s, 200, "{v}");
+            assert_eq!(v["records"][0]["n"], 0, "{v}");
+            assert!(asked.elapsed() < Duration::from_secs(2), "{sql}: {:?}", asked.elapsed());
+        }
+        let (s, v) = attack.join().unwrap();
+        assert_eq!(s, 400, "{sql}: {v}");
+        let message = v["message"].as_str().unwrap_or_default();
+        assert!(message.contains(named), "{sql}: {message}");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{sql}: {:?}",
+            started.elapsed()
+        );
+    }
+}
+
+/// Sends a records request and leaves without reading the answer.
+fn abandon(addr: &str, path: &str, token: &str) -> TcpStream {
+    let mut s = TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nX-Auth-Token: {token}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    s
+}
+
+/// A project runs at most two queries at once (the third is a 429), and
+/// a query whose client went away is cancelled and frees its slot.
+#[test]
+fn a_project_runs_two_queries_at_once_and_a_departed_clients_query_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, t) = server_with_records(dir.path(), &["--query-timeout", "60"]);
+    let endless = records(
+        "sql",
+        "SELECT count(*) AS n FROM generate_series(1, 100000000000)",
+    );
+    let a = abandon(&server.addr, &endless, &t);
+    let b = abandon(&server.addr, &endless, &t);
+    std::thread::sleep(Duration::from_millis(500));
+    let quick = records("sql", "SELECT 1 AS n");
+    let (s, v) = server.request("GET", &quick, Some(&t), None);
+    assert_eq!((s, v["code"].as_str()), (429, Some("VPC.0429")), "{v}");
+    // Both clients leave: their queries stop (not at the 60 s deadline)
+    // and the project may query again.
+    drop((a, b));
+    let left = Instant::now();
+    loop {
+        let (s, v) = server.request("GET", &quick, Some(&t), None);
+        if s == 200 {
+            assert_eq!(v["records"][0]["n"], 1, "{v}");
+            break;
+        }
+        assert_eq!(s, 429, "{v}");
+        assert!(left.elapsed() < Duration::from_secs(10), "slots still taken");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// SIGTERM stops the server within its shutdown grace, even with a live
+/// tail and a long query connected (graceful shutdown waited for them
+/// for good).
+#[test]
+fn sigterm_stops_the_server_with_clients_connected() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut server, t) = server_with_records(dir.path(), &["--query-timeout", "600"]);
+    let tail = abandon(
+        &server.addr,
+        &format!("/v1/{PROJECT}/log-groups/{GROUP}/log-topics/{TOPIC}/tail"),
+        &t,
+    );
+    let query = abandon(
+        &server.addr,
+        &records("sql", "SELECT count(*) AS n FROM generate_series(1, 100000000000)"),
+        &t,
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let pid = server.child.id().to_string();
+    let sent = Instant::now();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            sent.elapsed() < Duration::from_secs(20),
+            "serve still running 20 s after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success(), "{status:?}");
+    // The tail's client sees its stream end rather than hang.
+    let mut tail = tail;
+    tail.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut rest = Vec::new();
+    assert!(tail.read_to_end(&mut rest).is_ok());
+    drop(query);
+}
+
