@@ -379,7 +379,8 @@ impl ControlDb {
         // Projects that check alone but not together (an id two of them
         // use): add them one by one, leaving out each that breaks the rest.
         let mut kept: Vec<(String, Value)> = Vec::new();
-        let mut inventory = combined(&kept).map_err(|e| ControlError::Invalid(inventory_message(e)))?;
+        let mut inventory =
+            combined(&kept).map_err(|e| ControlError::Invalid(inventory_message(e)))?;
         for (p, doc) in documents {
             kept.push((p, doc));
             match combined(&kept) {

@@ -559,10 +559,9 @@ impl Aggregator {
                 if empty_run == max_gap {
                     // The rest of this gap: up to the next window with
                     // traffic, or past `last`.
-                    let resume = self
-                        .open
-                        .first()
-                        .map_or(last.saturating_add(len), |o| o.start.min(last.saturating_add(len)));
+                    let resume = self.open.first().map_or(last.saturating_add(len), |o| {
+                        o.start.min(last.saturating_add(len))
+                    });
                     let resume = resume.max(s + len);
                     self.stats.gap_windows_not_reported += (resume - s) / len;
                     s = resume;

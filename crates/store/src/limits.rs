@@ -68,6 +68,43 @@ fn over(what: String) -> StoreError {
     StoreError::Limit(what)
 }
 
+impl QueryLimits {
+    /// The error of a query that ran past [`QueryLimits::deadline`].
+    pub fn past_deadline(&self) -> StoreError {
+        over(format!(
+            "the query ran past its deadline of {} s and was cancelled",
+            self.deadline.as_secs_f64()
+        ))
+    }
+
+    /// The error of a query that needed more than
+    /// [`QueryLimits::memory_bytes`]; `detail` says where, if known.
+    pub fn out_of_memory(&self, detail: &str) -> StoreError {
+        let detail = if detail.is_empty() {
+            String::new()
+        } else {
+            format!(": {detail}")
+        };
+        over(format!(
+            "the query needs more than its {} bytes of memory{detail}",
+            self.memory_bytes
+        ))
+    }
+
+    /// The error of a result over [`QueryLimits::result_bytes`].
+    pub fn result_too_large(&self) -> StoreError {
+        over(format!(
+            "the result is over {} bytes; narrow the query or page it with a limit",
+            self.result_bytes
+        ))
+    }
+}
+
+/// The error of a query its caller cancelled (the client went away).
+pub fn cancelled() -> StoreError {
+    StoreError::Query("the query was cancelled by its caller".into())
+}
+
 /// Refuses SQL over the text limits, naming the one it passes. Linear in
 /// the text, no recursion.
 pub fn check_sql(sql: &str) -> Result<(), StoreError> {

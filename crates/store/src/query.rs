@@ -13,17 +13,17 @@ use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::ListingOptions;
 use datafusion::execution::context::SQLOptions;
+use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::object_store::local::LocalFileSystem;
+use datafusion::object_store::path::Path as ObjectPath;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::coop::CooperativeExec;
 use datafusion::prelude::SessionConfig;
-use futures::StreamExt;
-use datafusion::execution::object_store::ObjectStoreUrl;
-use datafusion::object_store::local::LocalFileSystem;
-use datafusion::object_store::path::Path as ObjectPath;
 use datafusion::prelude::SessionContext;
+use futures::StreamExt;
 
 use crate::StoreError;
 use crate::catalog::Catalog;
@@ -332,14 +332,9 @@ impl Query {
         tokio::select! {
             r = tokio::time::timeout_at(deadline, self.execute(root, scope, skip)) => match r {
                 Ok(r) => r,
-                Err(_) => Err(Failure::Plan(StoreError::Limit(format!(
-                    "the query ran past its deadline of {} s and was cancelled",
-                    self.limits.deadline.as_secs_f64()
-                )))),
+                Err(_) => Err(Failure::Plan(self.limits.past_deadline())),
             },
-            () = cancelled => Err(Failure::Plan(StoreError::Query(
-                "the query was cancelled by its caller".into(),
-            ))),
+            () = cancelled => Err(Failure::Plan(crate::limits::cancelled())),
         }
     }
 
@@ -478,10 +473,7 @@ impl Query {
             let b = b.map_err(run)?;
             bytes += b.get_array_memory_size();
             if bytes > self.limits.result_bytes {
-                return Err(Failure::Plan(StoreError::Limit(format!(
-                    "the result is over {} bytes; narrow the query or page it with a limit",
-                    self.limits.result_bytes
-                ))));
+                return Err(Failure::Plan(self.limits.result_too_large()));
             }
             batches.push(b);
         }
@@ -493,10 +485,7 @@ impl Query {
     fn failure(&self, e: datafusion::error::DataFusionError) -> StoreError {
         let text = e.to_string();
         if text.contains("Resources exhausted") {
-            StoreError::Limit(format!(
-                "the query needs more than its {} bytes of memory: {text}",
-                self.limits.memory_bytes
-            ))
+            self.limits.out_of_memory(&text)
         } else {
             StoreError::Query(text)
         }
@@ -986,7 +975,11 @@ mod limit_tests {
             let t = Instant::now();
             let e = limit_error(sql(endless, TIGHT).run(dir.path()));
             assert!(e.contains("deadline of 2 s"), "{endless}: {e}");
-            assert!(t.elapsed() < Duration::from_secs(6), "{endless}: {:?}", t.elapsed());
+            assert!(
+                t.elapsed() < Duration::from_secs(6),
+                "{endless}: {:?}",
+                t.elapsed()
+            );
         }
     }
 
@@ -1019,9 +1012,7 @@ mod limit_tests {
             .run(dir.path()),
         );
         assert!(e.contains("more than its 67108864 bytes of memory"), "{e}");
-        let e = limit_error(
-            sql("SELECT repeat('x', 2000000) AS s", TIGHT).run(dir.path()),
-        );
+        let e = limit_error(sql("SELECT repeat('x', 2000000) AS s", TIGHT).run(dir.path()));
         assert!(e.contains("result is over 1048576 bytes"), "{e}");
     }
 
@@ -1050,7 +1041,10 @@ mod limit_tests {
         let dir = store();
         let parens = format!("SELECT {}1{}", "(".repeat(30_000), ")".repeat(30_000));
         assert!(limit_error(sql(&parens, TIGHT).run(dir.path())).contains("bytes"));
-        let nots = format!("SELECT count(*) FROM records WHERE {}true", "NOT ".repeat(40));
+        let nots = format!(
+            "SELECT count(*) FROM records WHERE {}true",
+            "NOT ".repeat(40)
+        );
         let t = Instant::now();
         assert!(limit_error(sql(&nots, TIGHT).run(dir.path())).contains("NOTs"));
         assert!(t.elapsed() < Duration::from_secs(1));
@@ -1060,7 +1054,10 @@ mod limit_tests {
         assert_eq!(sql(&deep, TIGHT).run(dir.path()).unwrap().rows(), 1);
         let sum = format!("SELECT 1{} AS n", "+1".repeat(497));
         assert_eq!(sql(&sum, TIGHT).run(dir.path()).unwrap().rows(), 1);
-        let nots = format!("SELECT count(*) FROM records WHERE {}true", "NOT ".repeat(16));
+        let nots = format!(
+            "SELECT count(*) FROM records WHERE {}true",
+            "NOT ".repeat(16)
+        );
         let t = Instant::now();
         sql(&nots, TIGHT).run(dir.path()).unwrap();
         assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());

@@ -8,6 +8,7 @@ mod client;
 mod compare;
 mod ingest;
 mod query;
+mod query_worker;
 mod rule_stats;
 mod search;
 mod serve;
@@ -55,6 +56,9 @@ enum Command {
     /// Benchmark tooling (see bench/run.sh).
     #[command(hide = true)]
     Bench(bench::BenchArgs),
+    /// One records query of `vpcflow serve`, isolated (internal).
+    #[command(hide = true)]
+    QueryWorker,
 }
 
 fn main() -> ExitCode {
@@ -72,6 +76,7 @@ fn main() -> ExitCode {
         Command::Capture(args) => client::run_capture(args),
         Command::Records(args) => client::run_records(args),
         Command::Bench(args) => bench::run(args).map(|()| ExitCode::SUCCESS),
+        Command::QueryWorker => Ok(query_worker::worker_main()),
     };
     match result {
         Ok(code) => code,

@@ -205,7 +205,9 @@ fn check_limits(search: &str, tokens: &[String]) -> Result<()> {
         }
     }
     if deepest > MAX_SEARCH_NESTING {
-        bail!("the search nests parentheses {deepest} deep; at most {MAX_SEARCH_NESTING} are accepted");
+        bail!(
+            "the search nests parentheses {deepest} deep; at most {MAX_SEARCH_NESTING} are accepted"
+        );
     }
     if terms > MAX_SEARCH_TERMS {
         bail!("the search has {terms} terms; at most {MAX_SEARCH_TERMS} are accepted");

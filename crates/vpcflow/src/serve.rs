@@ -19,7 +19,7 @@ use vpcflow_control::db::{ControlDb, DatabaseLocation};
 use vpcflow_core::aggregate::AggregatorConfig;
 use vpcflow_core::{Inventory, Pipeline, PlausibleTimes, Timestamp};
 use vpcflow_policy::DEFAULT_CONNECTIONS;
-use vpcflow_store::{OutputFormat, QueryLimits, StoreError, TimeRange};
+use vpcflow_store::{QueryLimits, StoreError, TimeRange};
 
 use crate::agent::{CaptureOptions, InventorySource};
 use crate::ingest::{Verdicts, inventory_pipeline};
@@ -230,8 +230,9 @@ impl DataPlane for ServeData {
             limits: self.query_limits,
             cancel: Some(q.cancel.clone()),
         };
-        let result = match query.run(self.sink.root()) {
-            Ok(r) => r,
+        // In a child process: no query can take the server down.
+        let lines = match crate::query_worker::run_isolated(&query, self.sink.root()) {
+            Ok(lines) => lines,
             // A topic nothing was written to yet.
             Err(StoreError::NotFound { .. }) => return Ok(RecordsPage::default()),
             Err(StoreError::Query(m)) => {
@@ -241,10 +242,6 @@ impl DataPlane for ServeData {
             Err(e @ StoreError::Limit(_)) => return Err(DataError::Invalid(e.to_string())),
             Err(e) => return Err(DataError::Failed(e.to_string())),
         };
-        let mut lines = Vec::new();
-        result
-            .write(OutputFormat::Json, &mut lines)
-            .map_err(|e| DataError::Failed(e.to_string()))?;
         let mut records = Vec::new();
         for line in lines.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
             records

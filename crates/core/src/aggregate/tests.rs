@@ -210,7 +210,10 @@ fn a_gap_of_millions_of_windows_reports_a_day_of_nodata() {
     assert_eq!(out.len() as u64, 1 + day + 1);
     assert_eq!(out[day as usize].start, 600 + day * 600);
     assert_eq!(out.last().unwrap().start, 600 + gap * 600);
-    assert!(matches!(out.last().unwrap().records[0].body, RecordBody::Flow(_)));
+    assert!(matches!(
+        out.last().unwrap().records[0].body,
+        RecordBody::Flow(_)
+    ));
     assert_eq!(agg.stats().gap_windows_not_reported, gap - 1 - day);
     // Windows just past the first traffic are NODATA for both ports.
     assert!(out[1].records.iter().all(|r| r.body == RecordBody::NoData));

@@ -551,12 +551,15 @@ fn build(c: &Checker<'_>, f: raw::File) -> Result<Inventory, InventoryError> {
                 "network_acl",
                 format!(
                     "network acl '{}' belongs to project '{}', not to the vpc's project '{}'",
-                    network_acls[a].id, f.project[network_acls[a].project].id, f.project[project].id
+                    network_acls[a].id,
+                    f.project[network_acls[a].project].id,
+                    f.project[project].id
                 ),
             ));
         }
         for other in subnets.iter().filter(|o: &&Subnet| o.vpc == vpc) {
-            let overlapping = |a: &IpNet, b: &IpNet| a.contains(&b.network()) || b.contains(&a.network());
+            let overlapping =
+                |a: &IpNet, b: &IpNet| a.contains(&b.network()) || b.contains(&a.network());
             let v6 = match (&ipv6_cidr, &other.ipv6_cidr) {
                 (Some(a), Some(b)) => overlapping(a, b),
                 _ => false,

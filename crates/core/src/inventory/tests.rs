@@ -236,7 +236,10 @@ fn references_across_projects_are_refused() {
         "a1b2c3d4-0000-4000-8000-000000000001",
         "a1b2c3d4-0000-4000-8000-000000000002",
     )));
-    assert!(e.contains("field `log_group_id`: it belongs to project"), "{e}");
+    assert!(
+        e.contains("field `log_group_id`: it belongs to project"),
+        "{e}"
+    );
     Inventory::from_toml("ok.toml", &with_other(&flow_log("vpc", "ov", "olg", "olt"))).unwrap();
     let e = err(&with_other(
         "[[subnet]]\nid = \"os2\"\nvpc = \"ov\"\ncidr = \"192.168.1.0/24\"\nnetwork_acl = \"0b9a7c3e-4f6d-4c7a-9a51-2d8f3e1c6b70\"\n",
@@ -299,5 +302,8 @@ fn addresses_are_unique_per_project_in_the_project_scope() {
     let e = Inventory::from_json_scoped("live", &doc, AddressScope::Project)
         .unwrap_err()
         .to_string();
-    assert!(e.contains("192.168.0.9 is already a fixed IP of port 'op'"), "{e}");
+    assert!(
+        e.contains("192.168.0.9 is already a fixed IP of port 'op'"),
+        "{e}"
+    );
 }
