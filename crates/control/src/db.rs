@@ -1120,6 +1120,7 @@ async fn check_project(conn: &mut AnyConnection, project: &str) -> Result<(), Co
 mod tests {
     use super::*;
     use crate::model::ResourceType;
+    use serde_json::json;
 
     const PROJECT: &str = "5f67944957444bd6bb4fe3b367de8f3d";
     const GROUP: &str = "a1b2c3d4-0000-4000-8000-000000000001";
@@ -1181,6 +1182,96 @@ mod tests {
     fn example_inventory() -> String {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/vpc.toml");
         std::fs::read_to_string(path).unwrap()
+    }
+
+    fn fields(v: Value) -> Map<String, Value> {
+        let Value::Object(m) = v else { panic!("{v}") };
+        m
+    }
+
+    /// Hardening finding 4: one combined, globally checked inventory let
+    /// tenant B's port with tenant A's address freeze A's live capture.
+    /// Each project is checked alone now; an invalid one is left out and
+    /// named, the others kept.
+    #[tokio::test]
+    async fn the_live_inventory_is_checked_per_project() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = ControlDb::open(&DatabaseLocation::Sqlite(dir.path().join("c.db")))
+            .await
+            .unwrap();
+        db.import_inventory("vpc.toml", &example_inventory())
+            .await
+            .unwrap();
+        let b = "tenant-b";
+        db.create_token(b).await.unwrap();
+        let id = |v: Value| v["id"].as_str().unwrap().to_string();
+        let vpc = id(db
+            .create_resource(
+                b,
+                Kind::Vpc,
+                fields(json!({"name": "b", "cidr": "192.168.0.0/16"})),
+            )
+            .await
+            .unwrap());
+        let subnet = id(db
+            .create_resource(
+                b,
+                Kind::Subnet,
+                fields(json!({"vpc_id": vpc, "cidr": "192.168.0.0/24"})),
+            )
+            .await
+            .unwrap());
+        let sg = id(db
+            .create_resource(b, Kind::SecurityGroup, fields(json!({"name": "b"})))
+            .await
+            .unwrap());
+        db.create_resource(
+            b,
+            Kind::Port,
+            fields(json!({"subnet_id": subnet, "ips": ["192.168.0.154"], "security_groups": [sg]})),
+        )
+        .await
+        .unwrap();
+        let live = db.live_inventory().await.unwrap();
+        assert!(live.skipped.is_empty(), "{:?}", live.skipped);
+        assert_eq!(live.inventory.ports.len(), 4);
+        assert_eq!(live.inventory.flow_logs.len(), 2, "A's flow logs stay");
+
+        // Tenant C's model is invalid (overlapping subnets, as a database
+        // written before that check could hold): C is left out, named.
+        let c = "tenant-c";
+        db.create_token(c).await.unwrap();
+        let mut conn = db.pool.acquire().await.unwrap();
+        let now = now_utc();
+        for (kind, item_id, f) in [
+            (Kind::Vpc, "cv", json!({"cidr": "10.0.0.0/16"})),
+            (
+                Kind::Subnet,
+                "cs1",
+                json!({"vpc_id": "cv", "cidr": "10.0.0.0/24"}),
+            ),
+            (
+                Kind::Subnet,
+                "cs2",
+                json!({"vpc_id": "cv", "cidr": "10.0.0.0/25"}),
+            ),
+        ] {
+            let item = new_item(kind, item_id, fields(f)).unwrap();
+            insert_resource(&mut conn, kind, item_id, c, &item, &now)
+                .await
+                .unwrap();
+        }
+        drop(conn);
+        let live = db.live_inventory().await.unwrap();
+        assert_eq!(live.skipped.len(), 1, "{:?}", live.skipped);
+        assert_eq!(live.skipped[0].0, c);
+        assert!(
+            live.skipped[0].1.contains("overlaps subnet"),
+            "{:?}",
+            live.skipped
+        );
+        assert_eq!(live.inventory.ports.len(), 4);
+        assert_eq!(live.inventory.flow_logs.len(), 2);
     }
 
     /// Every (resource, traffic type, topic) of the example project: 36,
