@@ -132,6 +132,16 @@ fn hex(bytes: &[u8]) -> String {
         .join(" ")
 }
 
+/// Checks the first bytes of a capture (at least 4, or all there are):
+/// a pcap, pcapng or gzip magic number, else the error naming what was
+/// found. For a stream to be refused before the rest of it is read.
+pub fn check_head(name: &str, head: &[u8]) -> Result<(), CaptureError> {
+    if head.starts_with(&[0x1f, 0x8b]) {
+        return Ok(());
+    }
+    check_magic(name, head)
+}
+
 fn is_capture_magic(b: &[u8]) -> bool {
     matches!(
         b,

@@ -16,6 +16,6 @@ mod file;
 mod merge;
 mod write;
 
-pub use file::{CaptureError, CaptureFile, Ending, OwnedFrame};
+pub use file::{CaptureError, CaptureFile, Ending, OwnedFrame, check_head};
 pub use merge::MergedCaptures;
 pub use write::PcapWriter;

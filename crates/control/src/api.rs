@@ -101,7 +101,12 @@ pub struct AppState {
     uploads: PathBuf,
     /// Records queries running, per project.
     queries: Arc<Mutex<HashMap<String, usize>>>,
+    /// The largest upload body taken, in bytes.
+    max_upload_bytes: u64,
 }
+
+/// The default of [`AppState::with_upload_limit`]: 1 GiB.
+pub const MAX_UPLOAD_BYTES: u64 = 1 << 30;
 
 impl AppState {
     /// The API's state; uploaded captures are spooled in `uploads`.
@@ -111,8 +116,39 @@ impl AppState {
             data,
             uploads,
             queries: Arc::default(),
+            max_upload_bytes: MAX_UPLOAD_BYTES,
         }
     }
+
+    /// Refuses upload bodies over `bytes` (413), before more is spooled.
+    pub fn with_upload_limit(mut self, bytes: u64) -> AppState {
+        self.max_upload_bytes = bytes;
+        self
+    }
+}
+
+/// Removes a spooled upload when dropped: on every path out of the
+/// handler, including a client that went away mid-body (the handler's
+/// future is dropped then).
+struct SpoolFile(PathBuf);
+
+impl Drop for SpoolFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Removes the spool files a crashed server left in `uploads` (at start,
+/// before any upload is taken); returns how many.
+pub fn sweep_uploads(uploads: &std::path::Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(uploads) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "capture"))
+        .filter(|e| std::fs::remove_file(e.path()).is_ok())
+        .count()
 }
 
 /// Records queries one project may run at once: a tenant's heavy queries
@@ -547,8 +583,10 @@ async fn tail(
         .into_response())
 }
 
-/// Spools the body to a file (no size limit, never all in memory), then
-/// ingests it as the project's traffic.
+/// Spools the body to a file (never all in memory; its first bytes must
+/// be a capture's magic, and at most the upload limit is taken), then
+/// ingests it as the project's traffic. The spool file is removed on every
+/// path.
 async fn upload_capture(
     State(state): State<AppState>,
     Path(project): Path<String>,
@@ -565,31 +603,35 @@ async fn upload_capture(
     tokio::fs::create_dir_all(&state.uploads)
         .await
         .map_err(|e| failed("upload directory", &e))?;
-    let path = state
-        .uploads
-        .join(format!("{}.capture", uuid::Uuid::new_v4()));
-    let spooled = spool(body, &path).await;
-    let result = match spooled {
-        Err(e) => Err(e),
-        Ok(0) => Err(ApiError::new(
+    let spooled = SpoolFile(
+        state
+            .uploads
+            .join(format!("{}.capture", uuid::Uuid::new_v4())),
+    );
+    match spool(&state, body, &spooled.0).await? {
+        0 => Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "VPC.3001",
             "request body: empty (send a pcap or pcapng file, optionally gzipped)",
         )),
-        Ok(_) => {
+        _ => {
             let data = state.data.clone();
-            let spooled_path = path.clone();
-            tokio::task::spawn_blocking(move || data.ingest(&inventory, &spooled_path))
-                .await
-                .map_err(|e| failed("ingest", &e))
-                .and_then(|r| r.map_err(ApiError::from))
+            let report = tokio::task::spawn_blocking(move || {
+                let r = data.ingest(&inventory, &spooled.0);
+                drop(spooled);
+                r
+            })
+            .await
+            .map_err(|e| failed("ingest", &e))??;
+            Ok(Json(json!({ "capture": report })))
         }
-    };
-    let _ = tokio::fs::remove_file(&path).await;
-    Ok(Json(json!({ "capture": result? })))
+    }
 }
 
-async fn spool(body: Body, path: &std::path::Path) -> Result<u64, ApiError> {
+/// Bytes of a body looked at before any is spooled.
+const UPLOAD_HEAD: usize = 4;
+
+async fn spool(state: &AppState, body: Body, path: &std::path::Path) -> Result<u64, ApiError> {
     let failed = |e: &dyn std::fmt::Display| {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -597,11 +639,21 @@ async fn spool(body: Body, path: &std::path::Path) -> Result<u64, ApiError> {
             format!("spooling the upload: {e}"),
         )
     };
+    let limit = state.max_upload_bytes;
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "VPC.0413",
+            format!("request body: over the upload limit of {limit} bytes"),
+        )
+    };
     let mut file = tokio::fs::File::create(path)
         .await
         .map_err(|e| failed(&e))?;
     let mut body = body;
     let mut n = 0u64;
+    let mut head: Vec<u8> = Vec::with_capacity(UPLOAD_HEAD);
+    let mut checked = false;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| {
             ApiError::new(
@@ -610,10 +662,25 @@ async fn spool(body: Body, path: &std::path::Path) -> Result<u64, ApiError> {
                 format!("request body: {e}"),
             )
         })?;
-        if let Some(chunk) = frame.data_ref() {
-            file.write_all(chunk).await.map_err(|e| failed(&e))?;
-            n += chunk.len() as u64;
+        let Some(chunk) = frame.data_ref() else {
+            continue;
+        };
+        n += chunk.len() as u64;
+        if n > limit {
+            return Err(too_large());
         }
+        if !checked {
+            let take = (UPLOAD_HEAD - head.len()).min(chunk.len());
+            head.extend_from_slice(&chunk[..take]);
+            if head.len() == UPLOAD_HEAD {
+                state.data.check_capture_head(&head)?;
+                checked = true;
+            }
+        }
+        file.write_all(chunk).await.map_err(|e| failed(&e))?;
+    }
+    if !checked && !head.is_empty() {
+        state.data.check_capture_head(&head)?;
     }
     file.flush().await.map_err(|e| failed(&e))?;
     Ok(n)

@@ -104,6 +104,10 @@ pub trait DataPlane: Send + Sync + 'static {
     /// project's model and flow logs) and writes the closed windows to the
     /// log store.
     fn ingest(&self, inventory: &Inventory, path: &Path) -> Result<IngestReport, DataError>;
+    /// Whether an upload whose first bytes are `head` (at least 4, or the
+    /// whole body if shorter) can be a capture: checked before the rest
+    /// of the body is spooled. The error names what was found.
+    fn check_capture_head(&self, head: &[u8]) -> Result<(), DataError>;
     /// Runs a query confined to one log topic.
     fn query(&self, query: &RecordsQuery) -> Result<RecordsPage, DataError>;
     /// Prometheus text of the data plane's counters.

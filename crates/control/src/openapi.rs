@@ -77,6 +77,10 @@ fn query_param(name: &str, schema: Value) -> Value {
 const BAD: (&str, &str) = ("400", "Invalid parameter or body (VPC.3001)");
 const MISSING: (&str, &str) = ("404", "Not found (VPC.3005 flow log, VPC.0404 other)");
 const IN_USE: (&str, &str) = ("409", "In use by other resources (VPC.0409)");
+const BUSY: (&str, &str) = (
+    "429",
+    "The project already runs its most queries at once (VPC.0429)",
+);
 
 fn nullable(t: &str) -> Value {
     json!({ "type": [t, "null"] })
@@ -306,7 +310,7 @@ pub fn document() -> Value {
         format!("{project}/log-groups/{{log_group_id}}/log-topics/{{id}}/records"),
         json!({"get": {"summary": "Query a log topic's records (search, time range, SQL over `records`), by pages",
             "parameters": record_params,
-            "responses": responses(ok_json(reference("RecordsPage")), &[BAD, MISSING])}}),
+            "responses": responses(ok_json(reference("RecordsPage")), &[BAD, MISSING, BUSY])}}),
     );
     paths.insert(
         format!("{project}/log-groups/{{log_group_id}}/log-topics/{{id}}/tail"),

@@ -59,6 +59,11 @@ pub struct ServeArgs {
     #[arg(long, value_name = "MIB", default_value_t = QueryLimits::SERVER.memory_bytes as u64 >> 20,
           value_parser = clap::value_parser!(u64).range(16..=65536))]
     query_memory: u64,
+    /// Largest capture upload taken, in MiB (a larger body is refused with
+    /// 413 as soon as it passes the limit).
+    #[arg(long, value_name = "MIB", default_value_t = vpcflow_control::api::MAX_UPLOAD_BYTES >> 20,
+          value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
+    max_upload: u64,
 }
 
 /// Flags of `vpcflow token`.
@@ -142,6 +147,11 @@ impl ServeData {
 }
 
 impl DataPlane for ServeData {
+    fn check_capture_head(&self, head: &[u8]) -> Result<(), DataError> {
+        vpcflow_capture::check_head("the uploaded capture", head)
+            .map_err(|e| DataError::Invalid(e.to_string()))
+    }
+
     fn ingest(&self, inventory: &Inventory, path: &Path) -> Result<IngestReport, DataError> {
         let file = std::fs::File::open(path).map_err(|e| DataError::Failed(e.to_string()))?;
         let mut capture = CaptureFile::from_reader("the uploaded capture", file)
@@ -324,6 +334,8 @@ async fn follow_database(db: Arc<ControlDb>) {
 
 /// Runs `vpcflow serve`.
 pub fn run(args: ServeArgs) -> Result<ExitCode> {
+    // Tenants' records, tokens and uploads: files 0600, directories 0700.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let inventory = args
         .config
         .as_ref()
@@ -352,6 +364,11 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
             && db.import_inventory(name, text).await?
         {
             eprintln!("vpcflow: imported the inventory into {location}");
+        }
+        let uploads = args.data.join("uploads");
+        let swept = vpcflow_control::api::sweep_uploads(&uploads);
+        if swept > 0 {
+            eprintln!("vpcflow: removed {swept} upload spool files an earlier run left");
         }
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
@@ -385,7 +402,8 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
             "vpcflow: serving the API on http://{}",
             listener.local_addr()?
         );
-        let state = AppState::new(db, Arc::new(data), args.data.join("uploads"));
+        let state =
+            AppState::new(db, Arc::new(data), uploads).with_upload_limit(args.max_upload << 20);
         let served = vpcflow_control::api::serve(listener, state).await;
         // The live capture flushes its open window as a partial one.
         stop.store(true, Ordering::Relaxed);

@@ -334,3 +334,149 @@ fn sigterm_stops_the_server_with_clients_connected() {
     assert!(tail.read_to_end(&mut rest).is_ok());
     drop(query);
 }
+
+/// A pcap file header (microseconds, Ethernet), as an upload starts.
+fn pcap_header() -> Vec<u8> {
+    let mut h = Vec::new();
+    h.extend(0xa1b2_c3d4u32.to_le_bytes());
+    h.extend(2u16.to_le_bytes());
+    h.extend(4u16.to_le_bytes());
+    h.extend([0u8; 8]);
+    h.extend(65535u32.to_le_bytes());
+    h.extend(1u32.to_le_bytes());
+    h
+}
+
+/// Starts an upload that says it is `length` bytes long and sends `sent`
+/// of them; the open connection.
+fn start_upload(addr: &str, token: &str, length: u64, sent: &[u8]) -> TcpStream {
+    let mut s = TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "POST /v1/{PROJECT}/captures HTTP/1.1\r\nHost: x\r\nX-Auth-Token: {token}\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    // The server may answer (and close) before all is sent.
+    let _ = s.write_all(sent);
+    s
+}
+
+/// The answer on `s`, as text (whatever arrives within 10 s).
+fn answer(mut s: TcpStream) -> String {
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    String::from_utf8_lossy(&raw).to_string()
+}
+
+fn spool_files(data: &std::path::Path) -> usize {
+    std::fs::read_dir(data.join("uploads"))
+        .map(|d| d.flatten().count())
+        .unwrap_or(0)
+}
+
+fn wait_for_no_spool_files(data: &std::path::Path) {
+    let t = Instant::now();
+    while spool_files(data) > 0 {
+        assert!(t.elapsed() < Duration::from_secs(10), "a spool file stays");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Hardening finding 5: an upload whose client went away leaked its spool
+/// file for good, and one a crash left behind stayed too.
+#[test]
+fn a_departed_uploads_spool_file_is_removed_and_leftovers_are_swept_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("uploads")).unwrap();
+    std::fs::write(dir.path().join("uploads/left-by-a-crash.capture"), b"x").unwrap();
+    let server = Server::start(dir.path());
+    assert_eq!(spool_files(dir.path()), 0, "swept at start");
+    let t = token(dir.path(), PROJECT);
+    // Gone mid-body.
+    let mut sent = pcap_header();
+    sent.resize(100_000, 0);
+    let upload = start_upload(&server.addr, &t, 10_000_000, &sent);
+    let spooling = Instant::now();
+    while spool_files(dir.path()) == 0 {
+        assert!(
+            spooling.elapsed() < Duration::from_secs(10),
+            "never spooled"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(upload);
+    wait_for_no_spool_files(dir.path());
+    // Gone right after the whole body, before the answer.
+    let capture = std::fs::read(examples().join("vpc-demo.pcap")).unwrap();
+    for _ in 0..5 {
+        drop(start_upload(
+            &server.addr,
+            &t,
+            capture.len() as u64,
+            &capture,
+        ));
+    }
+    wait_for_no_spool_files(dir.path());
+    healthy(&server);
+}
+
+/// Hardening finding 5: 1 GB of zeros was spooled before `not a pcap`;
+/// uploads had no size limit.
+#[test]
+fn junk_is_refused_at_its_first_bytes_and_an_upload_over_the_limit_gets_413() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = database_args(dir.path());
+    args.extend(["--max-upload".to_string(), "1".to_string()]);
+    let server = Server::start_on(dir.path(), &args);
+    let t = token(dir.path(), PROJECT);
+    let asked = Instant::now();
+    let raw = answer(start_upload(&server.addr, &t, 1 << 30, &[0u8; 65536]));
+    assert!(raw.starts_with("HTTP/1.1 400"), "{raw}");
+    assert!(
+        raw.contains("not a pcap or pcapng capture (starts with 00 00 00 00)"),
+        "{raw}"
+    );
+    assert!(
+        asked.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        asked.elapsed()
+    );
+    let mut big = pcap_header();
+    big.resize(2 << 20, 0);
+    let raw = answer(start_upload(&server.addr, &t, big.len() as u64, &big));
+    assert!(raw.starts_with("HTTP/1.1 413"), "{raw}");
+    assert!(
+        raw.contains("VPC.0413") && raw.contains("upload limit of 1048576 bytes"),
+        "{raw}"
+    );
+    wait_for_no_spool_files(dir.path());
+    // Under the limit, a capture is taken.
+    let capture = std::fs::read(examples().join("vpc-demo.pcap")).unwrap();
+    assert!(capture.len() < 1 << 20);
+    let (s, v) = server.upload(&format!("/v1/{PROJECT}/captures"), Some(&t), &capture);
+    assert_eq!(s, 200, "{v}");
+}
+
+/// Hardening finding 5: `control.db` and the store were created 0644.
+#[test]
+fn the_servers_files_are_its_own() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _) = server_with_records(dir.path(), &[]);
+    drop(server);
+    let mut stack = vec![dir.path().to_path_buf()];
+    let mut seen = 0;
+    while let Some(p) = stack.pop() {
+        let meta = std::fs::symlink_metadata(&p).unwrap();
+        if p != dir.path() {
+            let mode = meta.permissions().mode() & 0o777;
+            assert_eq!(mode & 0o077, 0, "{} is {mode:o}", p.display());
+            seen += 1;
+        }
+        if meta.is_dir() {
+            stack.extend(std::fs::read_dir(&p).unwrap().flatten().map(|e| e.path()));
+        }
+    }
+    assert!(seen > 5, "{seen} files");
+}
