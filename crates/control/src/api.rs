@@ -827,32 +827,110 @@ async fn stop_signal() {
     }
 }
 
+/// How long a client may take to send a request's headers: a client that
+/// trickles them holds a connection for at most this long.
+pub const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// Connections one client address may hold open at once; past it new ones
+/// are closed at once, so one client cannot take every connection.
+pub const CONNECTIONS_PER_CLIENT: usize = 256;
+/// Connections open at once in all (kept under the process's file limit).
+pub const MAX_CONNECTIONS: usize = 4096;
+
+/// A connection's place in the per-client count, given back when dropped.
+struct ClientSlot {
+    clients: Arc<Mutex<HashMap<std::net::IpAddr, usize>>>,
+    ip: std::net::IpAddr,
+}
+
+impl ClientSlot {
+    fn take(
+        clients: &Arc<Mutex<HashMap<std::net::IpAddr, usize>>>,
+        ip: std::net::IpAddr,
+    ) -> Option<ClientSlot> {
+        let mut c = clients.lock().unwrap_or_else(|e| e.into_inner());
+        let n = c.entry(ip).or_default();
+        if *n >= CONNECTIONS_PER_CLIENT {
+            return None;
+        }
+        *n += 1;
+        Some(ClientSlot {
+            clients: clients.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut c = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = c.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                c.remove(&self.ip);
+            }
+        }
+    }
+}
+
 /// Serves the API on `listener` until SIGINT or SIGTERM; then stops
 /// taking connections, lets open requests finish for [`SHUTDOWN_GRACE`]
 /// and returns (a live tail never finishes by itself, so waiting for all
-/// of them would never stop).
+/// of them would never stop). Each connection must send its headers
+/// within [`HEADER_READ_TIMEOUT`]; at most [`CONNECTIONS_PER_CLIENT`] per
+/// client address and [`MAX_CONNECTIONS`] in all are open at once.
 pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> std::io::Result<()> {
-    let (stopping, stop) = tokio::sync::watch::channel(false);
-    let server = axum::serve(listener, router(state))
-        .with_graceful_shutdown(async move {
-            let mut stop = stop;
-            let _ = stop.wait_for(|s| *s).await;
-        })
-        .into_future();
-    tokio::pin!(server);
-    tokio::select! {
-        served = &mut server => return served,
-        _ = stop_signal() => {}
+    let app = router(state);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let clients = Arc::new(Mutex::new(HashMap::new()));
+    let total = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let stop = stop_signal();
+    tokio::pin!(stop);
+    let mut failing = false;
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors, most likely: said once per
+                    // spell, and retried shortly.
+                    if !failing {
+                        eprintln!("vpcflow: warning: accepting a connection: {e}");
+                        failing = true;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    continue;
+                }
+            },
+            () = &mut stop => break,
+        };
+        failing = false;
+        let Some(slot) = ClientSlot::take(&clients, peer.ip()) else {
+            continue;
+        };
+        let Ok(permit) = total.clone().try_acquire_owned() else {
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let conn = hyper::server::conn::http1::Builder::new()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT)
+            .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            let _ = conn.await;
+            drop((slot, permit));
+        });
     }
-    let _ = stopping.send(true);
-    match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
-        Ok(served) => served,
-        Err(_) => {
-            eprintln!(
-                "vpcflow: requests still open {} s after the stop signal; closing them",
-                SHUTDOWN_GRACE.as_secs()
-            );
-            Ok(())
-        }
+    drop(listener);
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        eprintln!(
+            "vpcflow: requests still open {} s after the stop signal; closing them",
+            SHUTDOWN_GRACE.as_secs()
+        );
     }
+    Ok(())
 }

@@ -336,6 +336,16 @@ async fn follow_database(db: Arc<ControlDb>) {
 pub fn run(args: ServeArgs) -> Result<ExitCode> {
     // Tenants' records, tokens and uploads: files 0600, directories 0700.
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+    // Every connection is a file descriptor: take all the hard limit
+    // allows, so the connection caps, not the file limit, decide.
+    let files = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    if files.current < files.maximum {
+        let raised = rustix::process::Rlimit {
+            current: files.maximum,
+            maximum: files.maximum,
+        };
+        let _ = rustix::process::setrlimit(rustix::process::Resource::Nofile, raised);
+    }
     let inventory = args
         .config
         .as_ref()

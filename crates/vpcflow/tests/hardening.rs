@@ -480,3 +480,66 @@ fn the_servers_files_are_its_own() {
     }
     assert!(seen > 5, "{seen} files");
 }
+
+/// A connection from `source` (any address of 127.0.0.0/8) to `addr`.
+fn connect_from(source: &str, addr: &str) -> TcpStream {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let s = rt.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+        socket.connect(addr.parse().unwrap()).await.unwrap()
+    });
+    let s = s.into_std().unwrap();
+    // Tokio hands the socket over non-blocking.
+    s.set_nonblocking(false).unwrap();
+    s
+}
+
+/// Hardening finding 5: 1,100 half-sent requests (no token needed) made
+/// `/health` time out for over a minute. One client's connections are
+/// capped, the rest of the world is served, and a client that does not
+/// finish its headers is cut off.
+#[test]
+fn slow_clients_do_not_block_other_clients() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let mut slow = Vec::new();
+    for _ in 0..1100 {
+        let mut s = connect_from("127.0.0.2", &server.addr);
+        let _ = s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n");
+        slow.push(s);
+    }
+    for _ in 0..3 {
+        let asked = Instant::now();
+        let raw = raw_get(&server.addr, "/health");
+        assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
+        assert!(
+            asked.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            asked.elapsed()
+        );
+    }
+    // The slow client's connections past its cap were closed at once, and
+    // the rest once the header timeout passed.
+    let cut = Instant::now();
+    for s in &mut slow {
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut buf = [0u8; 512];
+        let n = match s.read(&mut buf) {
+            Ok(n) => n,
+            // Closed by the server with the half-sent request unread.
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => 0,
+            Err(e) => panic!("still open after {:?}: {e}", cut.elapsed()),
+        };
+        let text = String::from_utf8_lossy(&buf[..n]);
+        assert!(n == 0 || text.starts_with("HTTP/1.1 408"), "{text}");
+    }
+    assert!(
+        cut.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        cut.elapsed()
+    );
+}
