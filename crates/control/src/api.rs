@@ -528,6 +528,15 @@ async fn records(
             format!("limit: {limit} is not 1 to {RECORDS_PAGE_MAX}"),
         ));
     }
+    let offset = p.offset.unwrap_or(0);
+    // The SQL engine counts rows in an i64: a larger offset would wrap.
+    if i64::try_from(offset).is_err() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "VPC.3001",
+            format!("offset: {offset} is over {}", i64::MAX),
+        ));
+    }
     let running = RunningQuery::start(&state, &project)?;
     let query = RecordsQuery {
         cancel: running.cancel.clone(),
@@ -539,7 +548,7 @@ async fn records(
         search: p.search,
         sql: p.sql,
         limit,
-        offset: p.offset.unwrap_or(0),
+        offset,
     };
     let data = state.data.clone();
     let page = tokio::task::spawn_blocking(move || data.query(&query))

@@ -304,7 +304,7 @@ pub fn document() -> Value {
     ));
     record_params.push(query_param(
         "offset",
-        json!({"type": "integer", "minimum": 0}),
+        json!({"type": "integer", "minimum": 0, "maximum": i64::MAX}),
     ));
     paths.insert(
         format!("{project}/log-groups/{{log_group_id}}/log-topics/{{id}}/records"),

@@ -94,6 +94,24 @@ fn stack_overflowing_and_backtracking_queries_get_400s_naming_the_limit() {
         );
         healthy(&server);
     }
+    // An offset past what the SQL engine counts in (it wrapped negative).
+    let (s, v) = server.request(
+        "GET",
+        &format!(
+            "{}&offset=9223372036854775808",
+            records("search", "action:REJECT")
+        ),
+        Some(&t),
+        None,
+    );
+    assert_eq!(s, 400, "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("offset: 9223372036854775808 is over"),
+        "{v}"
+    );
     // At the limits, such queries run and answer.
     let at_limit = format!(
         "{}{}action:REJECT{}",
