@@ -27,7 +27,7 @@ fi
 # The API suites once more with every test server's control plane on
 # PostgreSQL (a database each): the same tests pass on both databases.
 VPCFLOW_TEST_CONTROL_DB=postgres cargo test --locked --features vpcflow/ebpf -p vpcflow \
-    --test api --test api_model --test api_records --test api_cli
+    --test api --test api_model --test api_records --test api_cli --test hardening
 # The API against its own OpenAPI document (schemathesis), on SQLite and
 # on PostgreSQL.
 ./scripts/api-fuzz.sh

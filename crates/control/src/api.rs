@@ -242,6 +242,24 @@ impl Metrics {
     }
 }
 
+/// Refuses a request whose path or query holds an encoded NUL (`%00`):
+/// neither database stores one in text, and no parameter means one.
+async fn refuse_nul(req: Request, next: Next) -> Response {
+    let encoded = req
+        .uri()
+        .path_and_query()
+        .is_some_and(|p| p.as_str().contains("%00"));
+    if encoded {
+        return ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "VPC.3001",
+            "request: a NUL character (%00) in the path or query, which no parameter accepts",
+        )
+        .into_response();
+    }
+    next.run(req).await
+}
+
 async fn count_requests(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
     let method = req.method().as_str().to_string();
     let response = next.run(req).await;
@@ -345,6 +363,7 @@ pub fn router(state: AppState) -> Router {
         .merge(v1)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "VPC.0404", "no such API path") })
         .with_state(state)
+        .layer(middleware::from_fn(refuse_nul))
         .layer(axum::Extension(counters.clone()))
         .layer(middleware::from_fn_with_state(counters, count_requests))
 }

@@ -208,11 +208,27 @@ impl Kind {
     }
 }
 
+/// Whether any string (or key) in `v` holds a NUL character: neither
+/// database stores one in text, and no field means one.
+fn has_nul(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(a) => a.iter().any(has_nul),
+        Value::Object(m) => m.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+        _ => false,
+    }
+}
+
 /// A request body `{"<singular>": {...}}` as a map of API fields.
 pub fn parse_body(kind: Kind, body: &[u8]) -> Result<Map<String, Value>, ControlError> {
     let key = kind.file_key();
     let v: Value =
         serde_json::from_slice(body).map_err(|e| invalid(format!("request body: {e}")))?;
+    if has_nul(&v) {
+        return Err(invalid(
+            "request body: a string holds a NUL character (\\u0000), which no field accepts",
+        ));
+    }
     let Value::Object(mut outer) = v else {
         return Err(invalid(format!(
             "request body: expected {{\"{key}\": {{...}}}}"

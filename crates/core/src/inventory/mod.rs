@@ -243,7 +243,7 @@ pub struct Inventory {
 /// What a flow log's name may be (SPEC §1), for error messages.
 pub const FLOW_LOG_NAME_RULE: &str = "1-64 letters, digits, `_`, `-` or `.`";
 /// What a description may be (SPEC §1), for error messages.
-pub const DESCRIPTION_RULE: &str = "at most 255 characters, without `<` or `>`";
+pub const DESCRIPTION_RULE: &str = "at most 255 characters, without `<`, `>` or NUL";
 
 /// A flow log's name: 1-64 letters, digits, `_`, `-`, `.` (SPEC §1).
 pub fn valid_flow_log_name(name: &str) -> bool {
@@ -256,7 +256,7 @@ pub fn valid_flow_log_name(name: &str) -> bool {
 
 /// A description: at most 255 characters, no `<` or `>` (SPEC §1).
 pub fn valid_description(d: &str) -> bool {
-    d.chars().count() <= 255 && !d.contains(['<', '>'])
+    d.chars().count() <= 255 && !d.contains(['<', '>', '\0'])
 }
 
 /// Ids go into a space-separated format, so they must be printable tokens.
