@@ -208,14 +208,36 @@ impl Kind {
     }
 }
 
-/// Whether any string (or key) in `v` holds a NUL character: neither
-/// database stores one in text, and no field means one.
-fn has_nul(v: &Value) -> bool {
+/// The longest string any model field takes, in characters (names,
+/// descriptions, CIDRs, ids: all far shorter).
+pub const MAX_FIELD_CHARS: usize = 1024;
+
+/// Refuses a body whose strings (or keys) hold a NUL character (neither
+/// database stores one in text, and no field means one) or are longer
+/// than [`MAX_FIELD_CHARS`]; the error names the field.
+fn check_strings(v: &Value, field: &str) -> Result<(), ControlError> {
+    let check = |s: &str, field: &str| {
+        if s.contains('\0') {
+            return Err(invalid(format!(
+                "{field}: a NUL character (\\u0000), which no field accepts"
+            )));
+        }
+        if s.chars().count() > MAX_FIELD_CHARS {
+            return Err(invalid(format!(
+                "{field}: {} characters; at most {MAX_FIELD_CHARS} are accepted",
+                s.chars().count()
+            )));
+        }
+        Ok(())
+    };
     match v {
-        Value::String(s) => s.contains('\0'),
-        Value::Array(a) => a.iter().any(has_nul),
-        Value::Object(m) => m.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
-        _ => false,
+        Value::String(s) => check(s, field),
+        Value::Array(a) => a.iter().try_for_each(|v| check_strings(v, field)),
+        Value::Object(m) => m.iter().try_for_each(|(k, v)| {
+            check(k, field)?;
+            check_strings(v, k)
+        }),
+        _ => Ok(()),
     }
 }
 
@@ -224,11 +246,7 @@ pub fn parse_body(kind: Kind, body: &[u8]) -> Result<Map<String, Value>, Control
     let key = kind.file_key();
     let v: Value =
         serde_json::from_slice(body).map_err(|e| invalid(format!("request body: {e}")))?;
-    if has_nul(&v) {
-        return Err(invalid(
-            "request body: a string holds a NUL character (\\u0000), which no field accepts",
-        ));
-    }
+    check_strings(&v, "request body")?;
     let Value::Object(mut outer) = v else {
         return Err(invalid(format!(
             "request body: expected {{\"{key}\": {{...}}}}"

@@ -563,9 +563,10 @@ fn slow_clients_do_not_block_other_clients() {
 }
 
 /// Found by schemathesis on PostgreSQL: a `marker` holding `%00` was a 500
-/// (PostgreSQL stores no NUL in text). A NUL anywhere is a 400 now.
+/// (PostgreSQL stores no NUL in text). A NUL anywhere is a 400 now, and
+/// so is a field past its length.
 #[test]
-fn nul_characters_are_refused_with_400s() {
+fn nul_characters_and_overlong_fields_are_refused_with_400s() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());
     let t = token(dir.path(), PROJECT);
@@ -584,7 +585,25 @@ fn nul_characters_are_refused_with_400s() {
         Some(&json!({"vpc": {"name": "a\u{0}b", "cidr": "10.9.0.0/16"}})),
     );
     assert_eq!(s, 400, "{v}");
-    assert!(v["message"].as_str().unwrap().contains("NUL"), "{v}");
+    assert!(
+        v["message"].as_str().unwrap().contains("name: a NUL"),
+        "{v}"
+    );
+    // Hardening finding 5: a 1 MiB VPC description was accepted.
+    let (s, v) = server.request(
+        "POST",
+        &format!("/v1/{PROJECT}/vpcs"),
+        Some(&t),
+        Some(&json!({"vpc": {"description": "d".repeat(1 << 20), "cidr": "10.9.0.0/16"}})),
+    );
+    assert_eq!(s, 400, "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("description: 1048576 characters; at most 1024"),
+        "{v}"
+    );
     let (s, v) = server.request(
         "POST",
         &format!("/v1/{PROJECT}/fl/flow_logs"),
