@@ -189,6 +189,11 @@ impl<P: Policy> Pipeline<P> {
         &self.policy
     }
 
+    /// The policy, to link it with another (e.g. an inventory change's).
+    pub fn policy_mut(&mut self) -> &mut P {
+        &mut self.policy
+    }
+
     /// Closed windows not yet taken; drain it.
     pub fn closed(&mut self) -> &mut Vec<ClosedWindow> {
         &mut self.closed

@@ -42,7 +42,8 @@ pub struct RuleInfo {
     pub stage: Stage,
     /// The security group or ACL id (`-` for none).
     pub owner: String,
-    /// The rule id, or `default-deny`, `implicit-allow`, `stateful-return`.
+    /// The rule id, or `default-deny`, `implicit-allow`, `stateful-return`,
+    /// `tracked-connection`.
     pub id: String,
 }
 
@@ -57,7 +58,8 @@ pub struct RuleTable {
     sg_base: Vec<u16>,
     /// Per ACL: first ingress rule, first egress rule, then its four specials.
     acl_base: Vec<(u16, u16, u16)>,
-    /// Security-group default deny, ingress and egress; stateful return.
+    /// Security-group default deny, ingress and egress; stateful return;
+    /// tracked connection.
     globals: u16,
 }
 
@@ -83,6 +85,7 @@ impl RuleTable {
         push(&mut t, Stage::SgIngress, "-", "default-deny");
         push(&mut t, Stage::SgEgress, "-", "default-deny");
         push(&mut t, Stage::Conntrack, "-", "stateful-return");
+        push(&mut t, Stage::Conntrack, "-", "tracked-connection");
         for g in &inv.security_groups {
             t.sg_base.push(t.rules.len() as u16);
             for r in &g.rules {
@@ -158,6 +161,12 @@ impl RuleTable {
         RuleRef(self.globals + 2)
     }
 
+    /// A connection accepted before the rules changed, by a rule the new
+    /// rules no longer have: tracked connections outlive rule changes.
+    pub fn tracked_connection(&self) -> RuleRef {
+        RuleRef(self.globals + 3)
+    }
+
     /// Rule `index` of ACL `acl` in `direction`.
     pub fn acl_rule(&self, acl: usize, direction: RuleDirection, index: usize) -> RuleRef {
         let (i, e, _) = self.acl_base[acl];
@@ -197,7 +206,7 @@ impl RuleTable {
 
 /// Total rules an inventory's table will hold.
 pub fn count(inv: &Inventory) -> usize {
-    4 + inv
+    5 + inv
         .security_groups
         .iter()
         .map(|g| g.rules.len())
@@ -232,6 +241,10 @@ mod tests {
         assert_eq!(ssh_deny.id, "6c5b4a39-8e7f-4d21-b0a9-c8d7e6f5a4b3/3");
         assert_eq!(ssh_deny.stage, Stage::SgIngress);
         assert_eq!(t.get(t.stateful_return()).unwrap().id, "stateful-return");
+        assert_eq!(
+            t.get(t.tracked_connection()).unwrap().id,
+            "tracked-connection"
+        );
         assert_eq!(
             t.get(t.acl_implicit_allow(0, RuleDirection::Egress))
                 .unwrap()

@@ -11,19 +11,25 @@
 //!
 //! Bounded: when full, expired entries are dropped, and if that is not
 //! enough the least recently active half goes ([`Conntrack::evicted`]).
+//!
+//! Across an inventory change, a table hands its accepted connections to
+//! the next engine's ([`Conntrack::find_accepted`], [`Conntrack::adopt`]):
+//! their state (activity, replies seen, closing) travels with them, so the
+//! timeouts run on as if nothing had changed.
 
 use std::net::IpAddr;
 
 use hashbrown::HashMap;
 use vpcflow_core::flow::FiveTuple;
-use vpcflow_core::{Decision, Timestamp};
+use vpcflow_core::{Action, Decision, Timestamp};
 use vpcflow_wire::{IpProtocol, TcpFlags};
 
 const SECOND: u64 = 1_000_000_000;
 
+/// A connection's port and 5-tuple, as first seen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-struct Key {
-    port: u32,
+pub(crate) struct Key {
+    pub(crate) port: u32,
     src: IpAddr,
     dst: IpAddr,
     src_port: u16,
@@ -32,7 +38,7 @@ struct Key {
 }
 
 impl Key {
-    fn of(port: u32, t: &FiveTuple) -> Key {
+    pub(crate) fn of(port: u32, t: &FiveTuple) -> Key {
         Key {
             port,
             src: t.src,
@@ -42,7 +48,11 @@ impl Key {
             protocol: t.protocol.0,
         }
     }
-    fn reversed(self) -> Key {
+    /// The same connection on another port's numbering.
+    pub(crate) fn on_port(self, port: u32) -> Key {
+        Key { port, ..self }
+    }
+    pub(crate) fn reversed(self) -> Key {
         Key {
             src: self.dst,
             dst: self.src,
@@ -53,15 +63,20 @@ impl Key {
     }
 }
 
+/// What is known of one connection.
 #[derive(Debug, Clone, Copy)]
-struct Conn {
-    decision: Decision,
+pub(crate) struct Conn {
+    pub(crate) decision: Decision,
     last_ns: u64,
     replied: bool,
     closing: bool,
 }
 
 impl Conn {
+    /// The same connection's state under another numbering of its rules.
+    pub(crate) fn with_decision(self, decision: Decision) -> Conn {
+        Conn { decision, ..self }
+    }
     fn timeout_ns(&self, protocol: u8) -> u64 {
         SECOND
             * match IpProtocol(protocol) {
@@ -168,6 +183,50 @@ impl Conntrack {
                 closing: closes(tcp_flags),
             },
         );
+    }
+
+    /// The live accepted connection `t` belongs to on `port`, in either
+    /// direction, under the key it was first seen with; not refreshed.
+    /// `Err(())` if the connection is known and was rejected.
+    pub(crate) fn find_accepted(
+        &mut self,
+        now: Timestamp,
+        port: u32,
+        t: &FiveTuple,
+    ) -> Result<Option<(Key, Conn)>, ()> {
+        let key = Key::of(port, t);
+        for k in [key, key.reversed()] {
+            if let Some(c) = self.live(&k, now.0) {
+                return match c.decision.action {
+                    Action::Accept => Ok(Some((k, *c))),
+                    Action::Reject => Err(()),
+                };
+            }
+        }
+        Ok(None)
+    }
+
+    /// Every live accepted connection.
+    pub(crate) fn accepted(&self, now: Timestamp) -> impl Iterator<Item = (Key, Conn)> + '_ {
+        self.map
+            .iter()
+            .filter(move |(k, c)| {
+                c.decision.action == Action::Accept
+                    && now.0.saturating_sub(c.last_ns) <= c.timeout_ns(k.protocol)
+            })
+            .map(|(k, c)| (*k, *c))
+    }
+
+    /// Takes over a connection another table tracked, unless this one
+    /// already knows it (its own state is newer).
+    pub(crate) fn adopt(&mut self, now: Timestamp, key: Key, conn: Conn) {
+        if self.live(&key, now.0).is_some() || self.live(&key.reversed(), now.0).is_some() {
+            return;
+        }
+        if self.map.len() >= self.capacity {
+            self.make_room(now.0);
+        }
+        self.map.insert(key, conn);
     }
 
     fn make_room(&mut self, now: u64) {

@@ -8,6 +8,14 @@
 //! port, so return traffic of an accepted connection is accepted
 //! (`stateful-return`) and every packet of a rejected one stays rejected.
 //!
+//! Tracked connections outlive inventory changes: the engine of a new
+//! inventory [`succeeds`](PolicyEngine::succeed) the old one and takes over
+//! its accepted connections on the ports both monitor, so only new
+//! connections meet the new rules. A connection whose deciding rule is gone
+//! is attributed to `tracked-connection`. Rejected connections are not
+//! carried: the new rules judge them afresh (a rule added to let them in
+//! takes effect at once).
+//!
 //! Guarantees: no I/O, no clock (time is the `now` of each question); the
 //! connection table is bounded (evictions are counted); verdicts of one port
 //! never depend on another port's questions, so the order in which two
@@ -18,15 +26,17 @@ mod evaluate;
 pub mod nft;
 
 use std::net::IpAddr;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use hashbrown::{HashMap, HashSet};
+use vpcflow_core::flow::FiveTuple;
 use vpcflow_core::inventory::rules::{RuleAction, RuleDirection};
 use vpcflow_core::inventory::{Inventory, SecurityGroup};
 use vpcflow_core::policy::FlowQuery;
-use vpcflow_core::rules::RuleTable;
+use vpcflow_core::rules::{RuleTable, Stage};
 use vpcflow_core::{Action, Decision, Direction, Policy, RuleRef, Timestamp, Topology};
 
-use conntrack::{Conntrack, Lookup};
+use conntrack::{Conn, Conntrack, Key, Lookup};
 
 /// Counters of the engine.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -37,6 +47,8 @@ pub struct EngineStats {
     pub stateful_returns: u64,
     /// Flows that belong to a connection already decided (same verdict).
     pub tracked: u64,
+    /// Connections taken over from the engine of the inventory before.
+    pub inherited: u64,
 }
 
 /// Security groups and network ACLs of one inventory.
@@ -50,7 +62,10 @@ pub struct PolicyEngine {
     order: Vec<[Vec<usize>; 2]>,
     /// Subnet of every port IP of the inventory (monitored or not).
     subnet_of: HashMap<IpAddr, usize, foldhash::fast::RandomState>,
-    conntrack: Conntrack,
+    /// `interface-id` of every topology port (the conntrack's port numbers).
+    port_ids: Vec<String>,
+    /// Shared with the engine that succeeds this one, until it retires.
+    tracked: Arc<Mutex<Tracked>>,
     last_decided: Vec<Option<Timestamp>>,
     stats: EngineStats,
 }
@@ -120,7 +135,11 @@ impl PolicyEngine {
             members,
             order,
             subnet_of,
-            conntrack: Conntrack::new(max_connections),
+            port_ids: topology.ports.iter().map(|p| p.id.clone()).collect(),
+            tracked: Arc::new(Mutex::new(Tracked {
+                table: Conntrack::new(max_connections),
+                predecessor: None,
+            })),
             last_decided: vec![None; topology.rules.len()],
             stats: EngineStats::default(),
         }
@@ -131,9 +150,68 @@ impl PolicyEngine {
         self.stats
     }
 
-    /// The connection table (for its counters).
-    pub fn conntrack(&self) -> &Conntrack {
-        &self.conntrack
+    /// Connections tracked now.
+    pub fn connections(&self) -> usize {
+        lock(&self.tracked).table.len()
+    }
+
+    /// Connections dropped to make room while still live.
+    pub fn evicted(&self) -> u64 {
+        lock(&self.tracked).table.evicted
+    }
+
+    /// Makes this engine (of a new inventory) the successor of `previous`:
+    /// a connection `previous` accepted on a port both monitor keeps its
+    /// verdict here, with its rule renumbered (or `tracked-connection` if
+    /// the rule is gone). Until [`retire_predecessor`](Self::retire_predecessor),
+    /// both engines may take questions (the old one for the window it
+    /// still closes).
+    pub fn succeed(&mut self, previous: &PolicyEngine) {
+        let ours: HashMap<&str, u32, foldhash::fast::RandomState> = self
+            .port_ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (id.as_str(), i as u32))
+            .collect();
+        let theirs: HashMap<&str, u32, foldhash::fast::RandomState> = previous
+            .port_ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (id.as_str(), i as u32))
+            .collect();
+        let rules: HashMap<(Stage, &str, &str), RuleRef, foldhash::fast::RandomState> = self
+            .rules
+            .iter()
+            .map(|(r, i)| ((i.stage, i.owner.as_str(), i.id.as_str()), r))
+            .collect();
+        let mut rule_map = vec![None; previous.rules.len()];
+        for (r, i) in previous.rules.iter() {
+            rule_map[usize::from(r.0)] = rules
+                .get(&(i.stage, i.owner.as_str(), i.id.as_str()))
+                .copied();
+        }
+        let predecessor = Predecessor {
+            tracked: Arc::clone(&previous.tracked),
+            ports: self
+                .port_ids
+                .iter()
+                .map(|id| theirs.get(id.as_str()).copied())
+                .collect(),
+            ports_back: previous
+                .port_ids
+                .iter()
+                .map(|id| ours.get(id.as_str()).copied())
+                .collect(),
+            rules: rule_map,
+            tracked_connection: self.rules.tracked_connection(),
+        };
+        lock(&self.tracked).predecessor = Some(predecessor);
+    }
+
+    /// The engine this one succeeded is done: its accepted connections
+    /// that are still live move here, and the link to it is dropped.
+    pub fn retire_predecessor(&self, now: Timestamp) {
+        lock(&self.tracked).absorb(now);
     }
 
     /// When each rule last decided a flow (indexed by [`RuleRef`]).
@@ -186,35 +264,46 @@ impl Policy for PolicyEngine {
         let Some(port) = flow.port.inventory_index else {
             return Decision::ACCEPT;
         };
-        let decision =
-            match self
-                .conntrack
-                .lookup(now, flow.port_index, &flow.tuple, flow.tcp_flags)
-            {
-                Lookup::Same(d) => {
-                    self.stats.tracked += 1;
-                    d
+        let mut tracked = lock(&self.tracked);
+        let mut lookup = tracked
+            .table
+            .lookup(now, flow.port_index, &flow.tuple, flow.tcp_flags);
+        if lookup == Lookup::New
+            && let Some((key, conn)) = tracked.inherited(now, flow.port_index, &flow.tuple)
+        {
+            self.stats.inherited += 1;
+            tracked.table.adopt(now, key, conn);
+            lookup = tracked
+                .table
+                .lookup(now, flow.port_index, &flow.tuple, flow.tcp_flags);
+        }
+        let decision = match lookup {
+            Lookup::Same(d) => {
+                self.stats.tracked += 1;
+                d
+            }
+            Lookup::Return(d) if d.action == Action::Accept => {
+                self.stats.stateful_returns += 1;
+                Decision {
+                    action: Action::Accept,
+                    rule: self.rules.stateful_return(),
+                    also: RuleRef::NONE,
                 }
-                Lookup::Return(d) if d.action == Action::Accept => {
-                    self.stats.stateful_returns += 1;
-                    Decision {
-                        action: Action::Accept,
-                        rule: self.rules.stateful_return(),
-                        also: RuleRef::NONE,
-                    }
-                }
-                Lookup::Return(d) => {
-                    self.stats.tracked += 1;
-                    d
-                }
-                Lookup::New => {
-                    self.stats.evaluated += 1;
-                    let d = self.evaluate(port, flow.direction, flow);
-                    self.conntrack
-                        .insert(now, flow.port_index, &flow.tuple, flow.tcp_flags, d);
-                    d
-                }
-            };
+            }
+            Lookup::Return(d) => {
+                self.stats.tracked += 1;
+                d
+            }
+            Lookup::New => {
+                self.stats.evaluated += 1;
+                let d = self.evaluate(port, flow.direction, flow);
+                tracked
+                    .table
+                    .insert(now, flow.port_index, &flow.tuple, flow.tcp_flags, d);
+                d
+            }
+        };
+        drop(tracked);
         for r in [decision.rule, decision.also] {
             if let Some(slot) = self.last_decided.get_mut(usize::from(r.0))
                 && r != RuleRef::NONE
@@ -223,6 +312,93 @@ impl Policy for PolicyEngine {
             }
         }
         decision
+    }
+}
+
+fn lock(m: &Mutex<Tracked>) -> MutexGuard<'_, Tracked> {
+    // The table stays consistent whatever panicked while holding it: every
+    // change to it is a single map operation.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// An engine's connection table and, until it retires, the engine it
+/// succeeded.
+#[derive(Debug)]
+struct Tracked {
+    table: Conntrack,
+    predecessor: Option<Predecessor>,
+}
+
+/// The engine of the inventory before a change, and how its numbering of
+/// ports and rules maps to its successor's.
+#[derive(Debug)]
+struct Predecessor {
+    tracked: Arc<Mutex<Tracked>>,
+    /// Successor's topology port -> predecessor's.
+    ports: Vec<Option<u32>>,
+    /// Predecessor's topology port -> successor's.
+    ports_back: Vec<Option<u32>>,
+    /// Predecessor's rule refs -> successor's (`None`: the rule is gone).
+    rules: Vec<Option<RuleRef>>,
+    /// The successor's ref for a decision whose rule is gone.
+    tracked_connection: RuleRef,
+}
+
+impl Predecessor {
+    fn translate(&self, d: Decision) -> Decision {
+        let map = |r: RuleRef| {
+            if r == RuleRef::NONE {
+                Some(RuleRef::NONE)
+            } else {
+                self.rules.get(usize::from(r.0)).copied().flatten()
+            }
+        };
+        Decision {
+            action: d.action,
+            rule: map(d.rule).unwrap_or(self.tracked_connection),
+            also: map(d.also).unwrap_or(RuleRef::NONE),
+        }
+    }
+}
+
+impl Tracked {
+    /// The accepted connection `t` belongs to on `port`, as the engines
+    /// before this one track it, in this engine's numbering.
+    fn inherited(&self, now: Timestamp, port: u32, t: &FiveTuple) -> Option<(Key, Conn)> {
+        let p = self.predecessor.as_ref()?;
+        let their_port = (*p.ports.get(port as usize)?)?;
+        let (key, conn) = lock(&p.tracked).find(now, their_port, t)?;
+        Some((
+            key.on_port(port),
+            conn.with_decision(p.translate(conn.decision)),
+        ))
+    }
+
+    /// The accepted connection `t` belongs to on `port`: this table's, or
+    /// if it knows none, its predecessors'. A connection this table
+    /// rejected stops the search.
+    fn find(&mut self, now: Timestamp, port: u32, t: &FiveTuple) -> Option<(Key, Conn)> {
+        match self.table.find_accepted(now, port, t) {
+            Ok(Some(found)) => Some(found),
+            Ok(None) => self.inherited(now, port, t),
+            Err(()) => None,
+        }
+    }
+
+    /// Adopts every live accepted connection of the predecessors on a port
+    /// this engine monitors, and drops the link.
+    fn absorb(&mut self, now: Timestamp) {
+        let Some(p) = self.predecessor.take() else {
+            return;
+        };
+        let mut theirs = lock(&p.tracked);
+        theirs.absorb(now);
+        for (key, conn) in theirs.table.accepted(now) {
+            if let Some(&Some(port)) = p.ports_back.get(key.port as usize) {
+                let conn = conn.with_decision(p.translate(conn.decision));
+                self.table.adopt(now, key.on_port(port), conn);
+            }
+        }
     }
 }
 

@@ -212,6 +212,21 @@ fn setup() -> Setup {
     setup_with(1 << 16)
 }
 
+/// An engine for an inventory given whole.
+fn setup_of(toml: &str) -> Setup {
+    let inv = Inventory::from_toml("t.toml", toml).unwrap();
+    let topology = Topology::from_inventory(&inv);
+    let engine = PolicyEngine::new(&inv, &topology, 1 << 16);
+    Setup { engine, topology }
+}
+
+/// A setup for the inventory after a change, succeeding `previous`.
+fn successor(toml: &str, previous: &Setup) -> Setup {
+    let mut next = setup_of(toml);
+    next.engine.succeed(&previous.engine);
+    next
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Q<'a> {
     port: &'a str,
@@ -704,12 +719,8 @@ fn the_table_stays_bounded_under_a_flood() {
             0x02,
         );
     }
-    assert!(s.engine.conntrack().len() <= 1_000);
-    assert!(
-        s.engine.conntrack().evicted > 40_000,
-        "{}",
-        s.engine.conntrack().evicted
-    );
+    assert!(s.engine.connections() <= 1_000);
+    assert!(s.engine.evicted() > 40_000, "{}", s.engine.evicted());
     // The newest connections are still tracked.
     let last = q("pa", Out, "10.0.1.10", "192.0.195.79", 6, 80, 49_999);
     assert_eq!(s.ask(50, last, 0x12).3, "stateful-return");
@@ -740,4 +751,122 @@ fn verdicts_do_not_depend_on_the_order_ports_are_asked() {
         assert_eq!(run(&order), a, "{order:?}");
     }
     assert_eq!(a[2].as_ref().unwrap().3, "stateful-return");
+}
+
+/// The inventory of [`BASE`] and [`RULES`] after a change: port pa2 is gone
+/// (pb's topology index shifts), g1 has a new first rule (every later ref
+/// shifts), and g3's 5432 rule is replaced by one for 5433.
+fn changed() -> String {
+    let base = BASE.replace(
+        "[[port]]\nid = \"pa2\"\nsubnet = \"sa\"\nips = [\"10.0.1.11\"]\nsecurity_groups = [\"g3\"]\n",
+        "",
+    );
+    let rules = RULES
+        .replace(
+            "id = \"g1\"\nproject = \"p\"\n",
+            "id = \"g1\"\nproject = \"p\"\n[[security_group.rule]]\nid = \"rdp\"\ndirection = \"ingress\"\nprotocol = \"tcp\"\nmultiport = \"3389\"\nremote_ip_prefix = \"0.0.0.0/0\"\n",
+        )
+        .replace(
+            "id = \"pg-from-g1\"\ndirection = \"ingress\"\nprotocol = \"tcp\"\nmultiport = \"5432\"",
+            "id = \"pg-5433\"\ndirection = \"ingress\"\nprotocol = \"tcp\"\nmultiport = \"5433\"",
+        );
+    assert_ne!(base, BASE, "the change removes pa2");
+    assert!(rules.contains("pg-5433") && rules.contains("rdp"));
+    format!("{base}{rules}")
+}
+
+#[test]
+fn connections_open_before_a_change_keep_their_verdicts() {
+    let mut old = setup();
+    let request_out = q("pa", Out, "10.0.1.10", "10.0.2.20", 6, 40000, 5432);
+    let request_in = q("pb", In, "10.0.1.10", "10.0.2.20", 6, 40000, 5432);
+    assert_eq!(old.ask(100, request_out, 0x02).3, "to-db");
+    assert_eq!(old.ask(100, request_in, 0x02).3, "pg-from-g1");
+
+    let mut new = successor(&changed(), &old);
+    // The reply meets connection tracking, not the new rules (pb has no
+    // egress rule at all).
+    let reply = q("pb", Out, "10.0.2.20", "10.0.1.10", 6, 5432, 40000);
+    assert_eq!(
+        new.ask(101, reply, 0x12),
+        (A, "conntrack".into(), "-".into(), "stateful-return".into())
+    );
+    let reply_in = q("pa", In, "10.0.2.20", "10.0.1.10", 6, 5432, 40000);
+    assert_eq!(new.ask(101, reply_in, 0x12).3, "stateful-return");
+    // The request goes on: its rule is gone, the connection stays accepted.
+    assert_eq!(
+        new.ask(160, request_in, 0x10),
+        (
+            A,
+            "conntrack".into(),
+            "-".into(),
+            "tracked-connection".into()
+        )
+    );
+    // Its egress rule still exists (renumbered): named as before.
+    assert_eq!(new.ask(160, request_out, 0x10).3, "to-db");
+    // Two connections (one per port) were taken over.
+    assert_eq!(new.engine.stats().inherited, 2);
+    // A new connection meets the new rules.
+    let other = q("pb", In, "10.0.1.10", "10.0.2.20", 6, 40001, 5432);
+    assert_eq!(new.ask(161, other, 0x02).0, R);
+    // Without the handover, the reply would be judged afresh: REJECT.
+    let mut fresh = setup_of(&changed());
+    assert_eq!(fresh.ask(101, reply, 0x12).0, R);
+}
+
+#[test]
+fn rejected_connections_meet_the_new_rules() {
+    let mut old = setup();
+    let ssh = q("pa", In, "198.51.100.7", "10.0.1.10", 6, 5000, 22);
+    assert_eq!(old.ask(100, ssh, 0x02).3, "ssh-deny-p1");
+    let allowed = RULES.replace(
+        "remote_ip_prefix = \"198.51.100.0/24\"",
+        "remote_ip_prefix = \"192.0.2.0/24\"",
+    );
+    let mut new = successor(&format!("{BASE}{allowed}"), &old);
+    // The rule that let it in takes effect at once.
+    assert_eq!(
+        new.ask(101, ssh, 0x02),
+        (A, "sg-ingress".into(), "g1".into(), "ssh-allow-p2".into())
+    );
+    assert_eq!(new.engine.stats().inherited, 0);
+    assert_eq!(new.engine.stats().evaluated, 1);
+    // The old engine, closing its window, keeps its own verdict.
+    assert_eq!(old.ask(101, ssh, 0x10).0, R);
+}
+
+#[test]
+fn tracking_timeouts_run_on_across_a_change() {
+    let mut old = setup();
+    let dns = q("pa", Out, "10.0.1.10", "10.0.2.20", 17, 40000, 53);
+    assert_eq!(old.ask(100, dns, 0).0, A);
+    let mut new = successor(&changed(), &old);
+    // Unanswered UDP is forgotten after 30 s, whichever engine asks.
+    let late_reply = q("pa", In, "10.0.2.20", "10.0.1.10", 17, 53, 40000);
+    assert_eq!(new.ask(131, late_reply, 0).3, "default-deny");
+}
+
+#[test]
+fn a_retired_engine_hands_over_what_it_still_tracks() {
+    let mut e0 = setup();
+    let a = q("pa", Out, "10.0.1.10", "10.0.2.20", 6, 40000, 5432);
+    let b = q("pa", Out, "10.0.1.10", "10.0.2.20", 6, 40002, 5432);
+    e0.ask(100, a, 0x02);
+    let e1 = successor(&changed(), &e0);
+    // A late packet of e0's window opens b after e1 exists.
+    e0.ask(101, b, 0x02);
+    let mut e2 = successor(&format!("{BASE}{RULES}"), &e1);
+    // Found through e1 in e0 (two changes in one window).
+    let reply_a = q("pa", In, "10.0.2.20", "10.0.1.10", 6, 5432, 40000);
+    assert_eq!(e2.ask(102, reply_a, 0x12).3, "stateful-return");
+    // e0 retires: e1 takes b over; then e1 retires into e2.
+    e1.engine.retire_predecessor(Timestamp::from_secs(103));
+    drop(e0);
+    e2.engine.retire_predecessor(Timestamp::from_secs(103));
+    drop(e1);
+    assert_eq!(e2.engine.connections(), 2);
+    let reply_b = q("pa", In, "10.0.2.20", "10.0.1.10", 6, 5432, 40002);
+    assert_eq!(e2.ask(104, reply_b, 0x12).3, "stateful-return");
+    assert_eq!(e2.engine.stats().evaluated, 0);
 }

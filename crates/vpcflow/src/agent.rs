@@ -506,6 +506,10 @@ impl Agent {
             self.generations[0].pipeline.finish();
             let closed = std::mem::take(self.generations[0].pipeline.closed());
             self.write(0, closed, u64::MAX)?;
+            // What the old rules' engine still tracks moves to its successor.
+            if let Some(e) = self.generations[1].pipeline.policy().engine() {
+                e.retire_predecessor(now);
+            }
             self.generations.remove(0);
         }
         Ok(())
@@ -545,6 +549,16 @@ impl Agent {
         }
         let mut next = self.generation(&inv);
         next.from = boundary;
+        // Connections open now stay tracked (SPEC §2): only new ones meet
+        // the new rules.
+        if let (Some(prev), Verdicts::Engine(e)) = (
+            self.generations
+                .last()
+                .and_then(|g| g.pipeline.policy().engine()),
+            next.pipeline.policy_mut(),
+        ) {
+            e.succeed(prev);
+        }
         // Nothing before the boundary belongs to the new inventory.
         next.pipeline.note_clock(boundary);
         self.generations.push(next);

@@ -103,6 +103,16 @@ pub enum Verdicts {
     Engine(Box<PolicyEngine>),
 }
 
+impl Verdicts {
+    /// The rules' engine, if the run has rules.
+    pub fn engine(&self) -> Option<&PolicyEngine> {
+        match self {
+            Verdicts::AcceptAll(_) => None,
+            Verdicts::Engine(e) => Some(e),
+        }
+    }
+}
+
 impl Policy for Verdicts {
     fn decide(&mut self, now: Timestamp, flow: &FlowQuery<'_>) -> Decision {
         match self {
@@ -480,7 +490,7 @@ fn report(
             s.evaluated,
             s.stateful_returns,
             s.tracked,
-            e.conntrack().evicted
+            e.evicted()
         )?;
     }
     let (flows, bytes) = stats.peak_flows;
