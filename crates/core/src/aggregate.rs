@@ -33,6 +33,10 @@ use vpcflow_wire::IpProtocol;
 /// unused tail of the last chunk is negligible per flow.
 const CHUNK: usize = 4096;
 
+/// How long after its end a window stays open for packets still on their
+/// way (capture rings and kernel counters hand them over late), in ns.
+pub const CLOSE_GRACE_NS: u64 = 2_000_000_000;
+
 /// Aggregation settings.
 #[derive(Debug, Clone, Copy)]
 pub struct AggregatorConfig {

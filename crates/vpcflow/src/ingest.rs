@@ -18,12 +18,9 @@ use vpcflow_core::aggregate::{AggregatorConfig, ClosedWindow};
 use vpcflow_core::attribute::{Attributor, AutoPorts};
 use vpcflow_core::format::{self, Format};
 use vpcflow_core::pipeline::{PipelineStats, status_counts};
-use vpcflow_core::policy::FlowQuery;
-use vpcflow_core::{
-    AcceptAll, Decision, Inventory, Pipeline, Policy, Timestamp, Topology, TrafficType,
-    WindowLength,
-};
-use vpcflow_policy::{DEFAULT_CONNECTIONS, PolicyEngine};
+use vpcflow_core::{AcceptAll, Inventory, Pipeline, TrafficType, WindowLength};
+use vpcflow_policy::DEFAULT_CONNECTIONS;
+pub use vpcflow_runtime::{Verdicts, inventory_pipeline};
 
 use crate::compare::Comparison;
 use crate::rule_stats::RuleStats;
@@ -95,69 +92,11 @@ pub struct IngestArgs {
     captures: Vec<PathBuf>,
 }
 
-/// The policy of a run: the inventory's security groups and ACLs, or none.
-pub enum Verdicts {
-    /// `--ports-from`: everything is accepted.
-    AcceptAll(AcceptAll),
-    /// `--config`: the inventory's rules.
-    Engine(Box<PolicyEngine>),
-}
-
-impl Verdicts {
-    /// The rules' engine, if the run has rules.
-    pub fn engine(&self) -> Option<&PolicyEngine> {
-        match self {
-            Verdicts::AcceptAll(_) => None,
-            Verdicts::Engine(e) => Some(e),
-        }
-    }
-}
-
-impl Policy for Verdicts {
-    fn decide(&mut self, now: Timestamp, flow: &FlowQuery<'_>) -> Decision {
-        match self {
-            Verdicts::AcceptAll(p) => p.decide(now, flow),
-            Verdicts::Engine(p) => p.decide(now, flow),
-        }
-    }
-}
-
 /// Reads and checks an inventory file.
 pub fn load_inventory(path: &PathBuf) -> Result<Inventory> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read inventory {}", path.display()))?;
     Ok(Inventory::from_toml(&path.display().to_string(), &text)?)
-}
-
-/// A pipeline for an inventory, with its rules.
-pub fn inventory_pipeline(
-    inv: &Inventory,
-    config: AggregatorConfig,
-    traffic_type: Option<TrafficType>,
-    max_connections: usize,
-) -> Pipeline<Verdicts> {
-    let mut topology = Topology::from_inventory(inv);
-    if let Some(t) = traffic_type {
-        override_traffic_type(&mut topology, t);
-    }
-    let engine = PolicyEngine::new(inv, &topology, max_connections);
-    let attributor = Attributor::new(&topology);
-    Pipeline::new(
-        topology,
-        attributor,
-        config,
-        Verdicts::Engine(Box::new(engine)),
-    )
-}
-
-fn override_traffic_type(topology: &mut Topology, t: TrafficType) {
-    for fl in &mut topology.flow_logs {
-        fl.traffic_type = t;
-    }
-    // Recompute each port's filter mask.
-    for p in std::mem::take(&mut topology.ports) {
-        topology.push_port(p);
-    }
 }
 
 /// Everything `run` needs, checked.
@@ -206,7 +145,7 @@ impl Settings {
         let config = AggregatorConfig {
             window,
             max_records,
-            grace_ns: 2_000_000_000,
+            grace_ns: vpcflow_core::aggregate::CLOSE_GRACE_NS,
         };
         let (pipeline, proposed) = match (&inventory, &args.compare) {
             (Some(inv), None) => {

@@ -21,10 +21,11 @@ use vpcflow_core::{Inventory, Pipeline, PlausibleTimes, Timestamp};
 use vpcflow_policy::DEFAULT_CONNECTIONS;
 use vpcflow_store::{QueryLimits, StoreError, TimeRange};
 
-use crate::agent::{CaptureOptions, InventorySource};
+use crate::agent::CaptureOptions;
 use crate::ingest::{Verdicts, inventory_pipeline};
 use crate::sink::RecordSink;
 use crate::store_cmd::catalog_groups;
+use vpcflow_runtime::{InventorySource, SourceError};
 
 /// Flags of `vpcflow serve`.
 #[derive(Debug, Args)]
@@ -159,7 +160,7 @@ impl DataPlane for ServeData {
         let config = AggregatorConfig {
             window: inventory.window,
             max_records: inventory.max_records_per_window,
-            grace_ns: 2_000_000_000,
+            grace_ns: vpcflow_core::aggregate::CLOSE_GRACE_NS,
         };
         let now = Timestamp(crate::query::wall_clock_ns());
         let mut pipeline = inventory_pipeline(inventory, config, None, DEFAULT_CONNECTIONS)
@@ -291,7 +292,7 @@ impl InventorySource for DbSource {
     fn describe(&self) -> String {
         "the control plane's flow logs".to_string()
     }
-    fn load(&mut self) -> Result<Inventory> {
+    fn load(&mut self) -> Result<Inventory, SourceError> {
         self.seen = self.db.generation();
         let live = self.runtime.block_on(self.db.live_inventory())?;
         // Said on every reload while it lasts: the project's owner must

@@ -1,0 +1,401 @@
+//! The driver: one inventory generation after another, traffic routed to
+//! the generation whose inventory held when it was seen, windows closed on
+//! the clock and handed to a [`Sink`].
+//!
+//! Sources name the interface (a *tap*) that carried each frame, flow or
+//! loss by its index in [`Driver::interfaces`]; every generation maps taps
+//! to its own topology's ports. An inventory change ([`Driver::apply`])
+//! takes effect at the next window boundary: the running generation closes
+//! the window it has (taking late traffic of it for the close grace), the
+//! new one takes traffic from the boundary on, and its rules' engine
+//! succeeds the old one's, so tracked connections outlive the change.
+//!
+//! Guarantees: a window is written by exactly one generation, once; a
+//! generation that never took traffic before being replaced writes
+//! nothing; [`Driver::finish`] writes the open window as a partial one.
+
+use vpcflow_core::aggregate::{AggregatorConfig, ClosedWindow};
+use vpcflow_core::flow::{Direction, FiveTuple, FlowDelta};
+use vpcflow_core::pipeline::PipelineStats;
+use vpcflow_core::{Inventory, Pipeline, Timestamp, Topology};
+use vpcflow_policy::DEFAULT_CONNECTIONS;
+use vpcflow_wire::Frame;
+
+use crate::verdicts::{Verdicts, inventory_pipeline};
+
+/// An error of a sink, boxed: each sink has its own.
+pub type SinkError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Where closed windows go.
+pub trait Sink {
+    /// Takes a closed window of `topology` (`partial`: cut short by a
+    /// stop). Once this returns `Ok`, the window is the sink's to keep.
+    fn write(
+        &mut self,
+        topology: &Topology,
+        window: &ClosedWindow,
+        partial: bool,
+    ) -> Result<(), SinkError>;
+
+    /// An inventory is about to be used (its log groups and topics).
+    fn register(&mut self, _inventory: &Inventory) -> Result<(), SinkError> {
+        Ok(())
+    }
+
+    /// Hourly upkeep (retention), at `now`.
+    fn upkeep(&mut self, _now: Timestamp) {}
+
+    /// The run is over: everything written is final.
+    fn finish(&mut self) {}
+}
+
+/// A monitored interface: the port's capture point.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interface {
+    /// The interface name.
+    pub name: String,
+    /// Whether it is the host side of the port's tap or veth (directions
+    /// are inverted there, SPEC §1).
+    pub host_side: bool,
+}
+
+impl Interface {
+    /// The port's direction of traffic that left through this interface
+    /// (`outgoing`) or came in through it.
+    pub fn direction(&self, outgoing: bool) -> Direction {
+        if outgoing != self.host_side {
+            Direction::Egress
+        } else {
+            Direction::Ingress
+        }
+    }
+}
+
+/// A flow counted on an interface (by the kernel, or a flow exporter).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TapFlow {
+    /// It left through the interface (else came in).
+    pub outgoing: bool,
+    /// The flow.
+    pub tuple: FiveTuple,
+    /// Packets.
+    pub packets: u64,
+    /// Layer-3 bytes.
+    pub bytes: u64,
+    /// OR of the TCP flags.
+    pub flags_any: u8,
+    /// AND of the TCP flags.
+    pub flags_all: u8,
+    /// When its first packet was seen.
+    pub first: Timestamp,
+}
+
+/// A pipeline and, per tap, the port it counts for in that pipeline.
+struct Generation {
+    pipeline: Pipeline<Verdicts>,
+    /// Tap index -> port index in this pipeline's topology.
+    ports: Vec<Option<u32>>,
+    /// Traffic from this instant on is this generation's (0: the first).
+    from: Timestamp,
+    /// Traffic at or after this instant goes to the next generation.
+    until: Option<Timestamp>,
+}
+
+/// Counters of a run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DriverStats {
+    /// Frames and flow counters taken.
+    pub frames: u64,
+    /// Packets counted, over every generation.
+    pub packets: u64,
+    /// Packets that came after their window was closed.
+    pub late: u64,
+    /// Windows written.
+    pub windows: u64,
+    /// Records written.
+    pub records: u64,
+}
+
+/// The data plane of a long-running process.
+pub struct Driver {
+    config: AggregatorConfig,
+    interfaces: Vec<Interface>,
+    generations: Vec<Generation>,
+    /// Packets and late packets of generations already retired.
+    retired: (u64, u64),
+    stats: DriverStats,
+}
+
+impl Driver {
+    /// A driver for `inventory`, its first generation taking traffic of any
+    /// time.
+    pub fn new(inventory: &Inventory, config: AggregatorConfig) -> Driver {
+        let mut d = Driver {
+            config,
+            interfaces: Vec::new(),
+            generations: Vec::new(),
+            retired: (0, 0),
+            stats: DriverStats::default(),
+        };
+        let first = d.generation(inventory, Timestamp(0));
+        d.generations.push(first);
+        d.add_interfaces(inventory);
+        d
+    }
+
+    /// The windows' settings.
+    pub fn config(&self) -> AggregatorConfig {
+        self.config
+    }
+
+    /// Every interface an inventory so far monitored (taps are never
+    /// removed: a source reopens one whose interface comes back).
+    pub fn interfaces(&self) -> &[Interface] {
+        &self.interfaces
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> DriverStats {
+        let (mut packets, mut late) = self.retired;
+        for g in &self.generations {
+            packets += g.pipeline.stats().packets;
+            late += g.pipeline.stats().late_for_window;
+        }
+        DriverStats {
+            packets,
+            late,
+            ..self.stats
+        }
+    }
+
+    /// The newest generation's pipeline counters.
+    pub fn pipeline_stats(&self) -> &PipelineStats {
+        self.newest().pipeline.stats()
+    }
+
+    fn newest(&self) -> &Generation {
+        self.generations.last().expect("a driver has a generation")
+    }
+
+    /// The start of the window after the one `now` is in.
+    pub fn next_boundary(&self, now: Timestamp) -> Timestamp {
+        Timestamp::from_secs(self.config.window.start_of(now) + self.config.window.secs())
+    }
+
+    fn generation(&self, inv: &Inventory, from: Timestamp) -> Generation {
+        let pipeline = inventory_pipeline(inv, self.config, None, DEFAULT_CONNECTIONS);
+        let ports = self
+            .interfaces
+            .iter()
+            .map(|i| port_of(&pipeline, inv, &i.name))
+            .collect();
+        Generation {
+            pipeline,
+            ports,
+            from,
+            until: None,
+        }
+    }
+
+    /// Adds a tap for every interface of `inv`'s monitored ports not yet
+    /// known, and maps it in every generation.
+    fn add_interfaces(&mut self, inv: &Inventory) {
+        let topology = self.newest().pipeline.topology();
+        let wanted: Vec<Interface> = topology
+            .ports
+            .iter()
+            .filter_map(|p| p.inventory_index)
+            .filter_map(|i| {
+                let p = &inv.ports[i];
+                Some(Interface {
+                    name: p.interface.clone()?,
+                    host_side: p.host_side,
+                })
+            })
+            .collect();
+        for i in wanted {
+            if self.interfaces.iter().any(|t| t.name == i.name) {
+                continue;
+            }
+            self.interfaces.push(i);
+        }
+        let n = self.interfaces.len();
+        let last = self.generations.len() - 1;
+        for (gi, g) in self.generations.iter_mut().enumerate() {
+            while g.ports.len() < n {
+                let name = &self.interfaces[g.ports.len()].name;
+                // Older generations' inventories did not monitor a new
+                // interface: the newest one's mapping is what counts.
+                let port = if gi == last {
+                    port_of(&g.pipeline, inv, name)
+                } else {
+                    None
+                };
+                g.ports.push(port);
+            }
+        }
+    }
+
+    /// The inventory changed at `now`: the new one applies from the next
+    /// window boundary, which is returned.
+    pub fn apply(&mut self, inv: &Inventory, now: Timestamp) -> Timestamp {
+        let boundary = self.next_boundary(now);
+        // A change before the boundary that a previous change already waits
+        // for replaces that one: it has taken no traffic yet, and closing it
+        // would add a second set of records for the window.
+        if self.generations.len() > 1 && self.newest().from == boundary {
+            self.generations.pop();
+        }
+        if let Some(g) = self.generations.last_mut() {
+            g.until = Some(boundary);
+        }
+        let mut next = self.generation(inv, boundary);
+        // Connections open now stay tracked (SPEC §2): only new ones meet
+        // the new rules.
+        if let (Some(prev), Verdicts::Engine(e)) = (
+            self.newest().pipeline.policy().engine(),
+            next.pipeline.policy_mut(),
+        ) {
+            e.succeed(prev);
+        }
+        // Nothing before the boundary belongs to the new inventory.
+        next.pipeline.note_clock(boundary);
+        self.generations.push(next);
+        self.add_interfaces(inv);
+        boundary
+    }
+
+    /// The pipeline that takes traffic of tap `tap` seen at `at`, and the
+    /// tap's port in it.
+    fn route(&mut self, tap: usize, at: Timestamp) -> Option<(&mut Pipeline<Verdicts>, u32)> {
+        let g = self
+            .generations
+            .iter_mut()
+            .find(|g| g.until.is_none_or(|u| at < u))?;
+        let port = (*g.ports.get(tap)?)?;
+        Some((&mut g.pipeline, port))
+    }
+
+    /// A frame captured on tap `tap`.
+    pub fn frame(&mut self, tap: usize, frame: &Frame<'_>, outgoing: bool) {
+        let Some(interface) = self.interfaces.get(tap) else {
+            return;
+        };
+        let direction = interface.direction(outgoing);
+        self.stats.frames += 1;
+        if let Some((pipeline, port)) = self.route(tap, Timestamp(frame.timestamp_ns)) {
+            pipeline.observe_on_port(frame, port, direction);
+        }
+    }
+
+    /// A flow counted on tap `tap`.
+    pub fn flow(&mut self, tap: usize, flow: &TapFlow) {
+        let Some(interface) = self.interfaces.get(tap) else {
+            return;
+        };
+        let direction = interface.direction(flow.outgoing);
+        self.stats.frames += 1;
+        if let Some((pipeline, port)) = self.route(tap, flow.first) {
+            pipeline.observe_flow(&FlowDelta {
+                port,
+                direction,
+                tuple: flow.tuple,
+                packets: flow.packets,
+                bytes: flow.bytes,
+                flags_any: flow.flags_any,
+                flags_all: flow.flags_all,
+                first: flow.first,
+            });
+        }
+    }
+
+    /// Traffic of tap `tap` the source lost around `at`: SKIPDATA.
+    pub fn lost(&mut self, tap: usize, at: Timestamp, packets: u64, bytes: u64) {
+        if let Some((pipeline, port)) = self.route(tap, at) {
+            pipeline.note_lost(port, at, packets, bytes);
+        }
+    }
+
+    /// Advances the clock to `now`: closes due windows into `sink`, and
+    /// retires a replaced generation once its last window is closed.
+    pub fn tick(&mut self, now: Timestamp, sink: &mut dyn Sink) -> Result<(), SinkError> {
+        for gi in 0..self.generations.len() {
+            let g = &mut self.generations[gi];
+            match g.until {
+                // A retiring generation only closes what it has.
+                Some(_) => g.pipeline.tick(now),
+                // One waiting for its first window has no window before it
+                // (the clock would open one: a NODATA the inventory of that
+                // window never asked for).
+                None if now < g.from => {}
+                None => g.pipeline.note_clock(now),
+            }
+            self.write(gi, u64::MAX, sink)?;
+        }
+        while self.generations.len() > 1
+            && self.generations[0]
+                .until
+                .is_some_and(|u| now.0 >= u.0 + self.config.grace_ns)
+        {
+            self.generations[0].pipeline.finish();
+            self.write(0, u64::MAX, sink)?;
+            // What the old rules' engine still tracks moves to its successor.
+            if let Some(e) = self.generations[1].pipeline.policy().engine() {
+                e.retire_predecessor(now);
+            }
+            let old = self.generations.remove(0);
+            self.retired.0 += old.pipeline.stats().packets;
+            self.retired.1 += old.pipeline.stats().late_for_window;
+        }
+        Ok(())
+    }
+
+    /// Stops at `now`: closes every window, the open one as partial.
+    pub fn finish(&mut self, now: Timestamp, sink: &mut dyn Sink) -> Result<(), SinkError> {
+        self.tick(now, sink)?;
+        // A generation still waiting for its boundary never took traffic.
+        while self.generations.len() > 1 && self.newest().from > now {
+            self.generations.pop();
+        }
+        for gi in 0..self.generations.len() {
+            let g = &mut self.generations[gi];
+            g.pipeline.note_clock(now);
+            g.pipeline.finish();
+            self.write(gi, now.secs(), sink)?;
+        }
+        sink.finish();
+        Ok(())
+    }
+
+    /// Writes generation `gi`'s closed windows; those ending after
+    /// `partial_after` (Unix seconds) were cut short.
+    fn write(
+        &mut self,
+        gi: usize,
+        partial_after: u64,
+        sink: &mut dyn Sink,
+    ) -> Result<(), SinkError> {
+        let g = &mut self.generations[gi];
+        let closed = std::mem::take(g.pipeline.closed());
+        for w in &closed {
+            sink.write(g.pipeline.topology(), w, w.end > partial_after)?;
+            self.stats.windows += 1;
+            self.stats.records += w.records.len() as u64;
+        }
+        Ok(())
+    }
+}
+
+/// The port of `pipeline`'s topology captured on interface `name`.
+fn port_of(pipeline: &Pipeline<Verdicts>, inv: &Inventory, name: &str) -> Option<u32> {
+    pipeline
+        .topology()
+        .ports
+        .iter()
+        .position(|p| {
+            p.inventory_index
+                .and_then(|i| inv.ports[i].interface.as_deref())
+                == Some(name)
+        })
+        .map(|p| p as u32)
+}

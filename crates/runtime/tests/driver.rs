@@ -1,0 +1,369 @@
+//! The runtime's driver under a manual clock with a scripted source: no
+//! root, no interfaces, 60-second windows in milliseconds. Generation
+//! flips at window boundaries, connection state across an inventory
+//! change, losses as SKIPDATA and the partial window at a stop.
+
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use vpcflow_core::aggregate::{AggregatorConfig, CLOSE_GRACE_NS, ClosedWindow};
+use vpcflow_core::flow::FiveTuple;
+use vpcflow_core::format::{self, Format};
+use vpcflow_core::{Inventory, Timestamp, Topology, WindowLength};
+use vpcflow_runtime::{
+    Clock, Driver, InventorySource, ManualClock, RunLimits, Sink, SinkError, Source, SourceError,
+    TapFlow,
+};
+use vpcflow_wire::IpProtocol;
+
+/// A window boundary (a multiple of 60 s).
+const T: u64 = 1_800_000_000;
+
+const INVENTORY: &str = r#"
+region = "r1"
+[[project]]
+id = "p"
+[[vpc]]
+id = "vpc"
+project = "p"
+cidr = "10.0.0.0/16"
+[[subnet]]
+id = "sa"
+vpc = "vpc"
+cidr = "10.0.1.0/24"
+[[subnet]]
+id = "sb"
+vpc = "vpc"
+cidr = "10.0.2.0/24"
+[[port]]
+id = "pa"
+subnet = "sa"
+ips = ["10.0.1.10"]
+security_groups = ["client"]
+interface = "vpa"
+[[port]]
+id = "pb"
+subnet = "sb"
+ips = ["10.0.2.20"]
+security_groups = ["db"]
+interface = "vpb"
+[[security_group]]
+id = "client"
+project = "p"
+[[security_group.rule]]
+id = "out"
+direction = "egress"
+remote_ip_prefix = "0.0.0.0/0"
+[[security_group.rule]]
+id = "in"
+direction = "ingress"
+remote_ip_prefix = "0.0.0.0/0"
+[[security_group]]
+id = "db"
+project = "p"
+[[security_group.rule]]
+id = "pg"
+direction = "ingress"
+protocol = "tcp"
+multiport = "5432"
+remote_ip_prefix = "10.0.1.0/24"
+[[log_group]]
+id = "lg"
+project = "p"
+[[log_topic]]
+id = "lt"
+log_group = "lg"
+[[flow_log]]
+id = "fl"
+project = "p"
+name = "all"
+resource_type = "vpc"
+resource_id = "vpc"
+traffic_type = "all"
+log_group_id = "lg"
+log_topic_id = "lt"
+"#;
+
+fn inventory(text: &str) -> Inventory {
+    Inventory::from_toml("t.toml", text).unwrap()
+}
+
+/// The inventory after a change: the database port moved from 5432 to 5433.
+fn moved_to_5433() -> Inventory {
+    let text = INVENTORY.replace(
+        "id = \"pg\"\ndirection = \"ingress\"\nprotocol = \"tcp\"\nmultiport = \"5432\"",
+        "id = \"pg-5433\"\ndirection = \"ingress\"\nprotocol = \"tcp\"\nmultiport = \"5433\"",
+    );
+    assert_ne!(text, INVENTORY);
+    inventory(&text)
+}
+
+fn config() -> AggregatorConfig {
+    AggregatorConfig {
+        window: WindowLength::configured(60).unwrap(),
+        max_records: 400_000,
+        grace_ns: CLOSE_GRACE_NS,
+    }
+}
+
+fn at(secs: u64) -> Timestamp {
+    Timestamp::from_secs(secs)
+}
+
+enum Event {
+    Flow(&'static str, TapFlow),
+    Lost(&'static str, u64),
+}
+
+/// Plays events when the clock reaches them; each poll moves the clock on.
+struct Scripted {
+    clock: ManualClock,
+    events: Vec<(Timestamp, Event)>,
+    next: usize,
+}
+
+impl Scripted {
+    fn play(&mut self, driver: &mut Driver, now: Timestamp) {
+        while let Some((t, e)) = self.events.get(self.next) {
+            if *t > now {
+                break;
+            }
+            let tap = |name: &str| {
+                driver
+                    .interfaces()
+                    .iter()
+                    .position(|i| i.name == name)
+                    .unwrap_or_else(|| panic!("no tap {name}"))
+            };
+            match e {
+                Event::Flow(name, f) => {
+                    let t = tap(name);
+                    driver.flow(t, f);
+                }
+                Event::Lost(name, n) => {
+                    let tp = tap(name);
+                    driver.lost(tp, *t, *n, *n * 100);
+                }
+            }
+            self.next += 1;
+        }
+    }
+}
+
+impl Source for Scripted {
+    fn name(&self) -> &'static str {
+        "scripted"
+    }
+    fn maintain(&mut self, _driver: &mut Driver, _now: Timestamp) {}
+    fn open(&self) -> usize {
+        2
+    }
+    fn poll(
+        &mut self,
+        driver: &mut Driver,
+        clock: &dyn Clock,
+        timeout: Duration,
+    ) -> Result<(), SourceError> {
+        self.clock.advance(timeout.as_nanos() as u64);
+        self.play(driver, clock.now());
+        Ok(())
+    }
+    fn flush(&mut self, driver: &mut Driver, now: Timestamp) {
+        self.play(driver, now);
+    }
+}
+
+/// Inventory versions, each from an instant on.
+struct Versions {
+    clock: ManualClock,
+    versions: Vec<(Timestamp, Inventory)>,
+    loaded: usize,
+}
+
+impl InventorySource for Versions {
+    fn describe(&self) -> String {
+        "versions".into()
+    }
+    fn load(&mut self) -> Result<Inventory, SourceError> {
+        let now = self.clock.now();
+        self.loaded = self.versions.iter().filter(|(t, _)| *t <= now).count();
+        Ok(self.versions[self.loaded - 1].1.clone())
+    }
+    fn changed(&mut self) -> bool {
+        let now = self.clock.now();
+        self.versions.iter().filter(|(t, _)| *t <= now).count() != self.loaded
+    }
+}
+
+/// Every window written, as text lines of the fields that matter here.
+#[derive(Default)]
+struct Collected {
+    windows: Vec<(u64, bool, Vec<String>)>,
+}
+
+impl Sink for Collected {
+    fn write(
+        &mut self,
+        topology: &Topology,
+        window: &ClosedWindow,
+        partial: bool,
+    ) -> Result<(), SinkError> {
+        let fields = Format::parse(
+            "custom:interface-id,srcport,dstport,direction,packets,action,log-status,rule-id",
+        )?;
+        let mut out = Vec::new();
+        for r in &window.records {
+            format::write_record(&fields, topology, r, &mut out)?;
+        }
+        let mut lines: Vec<String> = String::from_utf8(out)?
+            .lines()
+            .filter(|l| !l.contains("NODATA"))
+            .map(str::to_string)
+            .collect();
+        lines.sort();
+        self.windows.push((window.start, partial, lines));
+        Ok(())
+    }
+}
+
+fn tcp(outgoing: bool, sport: u16, dport: u16, flags: u8, first: u64) -> TapFlow {
+    let (a, b) = ("10.0.1.10".parse().unwrap(), "10.0.2.20".parse().unwrap());
+    let (src, dst) = if dport == 40000 || dport == 40001 {
+        (b, a)
+    } else {
+        (a, b)
+    };
+    TapFlow {
+        outgoing,
+        tuple: FiveTuple {
+            src,
+            dst,
+            src_port: sport,
+            dst_port: dport,
+            protocol: IpProtocol::TCP,
+        },
+        packets: 2,
+        bytes: 120,
+        flags_any: flags,
+        flags_all: flags,
+        first: at(first),
+    }
+}
+
+/// Runs from `T` for `secs` seconds.
+fn run(
+    versions: Vec<(Timestamp, Inventory)>,
+    events: Vec<(Timestamp, Event)>,
+    secs: u64,
+) -> Collected {
+    let clock = ManualClock::at(at(T));
+    let mut driver = Driver::new(&versions[0].1, config());
+    let mut source = Scripted {
+        clock: clock.clone(),
+        events,
+        next: 0,
+    };
+    let mut inventories = Versions {
+        clock: clock.clone(),
+        versions,
+        loaded: 1,
+    };
+    let mut sink = Collected::default();
+    vpcflow_runtime::run(
+        &mut driver,
+        &mut source,
+        &mut inventories,
+        &clock,
+        &mut sink,
+        &AtomicBool::new(false),
+        RunLimits {
+            duration: Some(Duration::from_secs(secs)),
+        },
+    )
+    .unwrap();
+    sink
+}
+
+#[test]
+fn a_connection_opened_before_a_reload_keeps_its_replies_accepted() {
+    let events = vec![
+        // Window T: pa opens a connection to pb's database.
+        (
+            at(T + 10),
+            Event::Flow("vpa", tcp(true, 40000, 5432, 0x02, T + 10)),
+        ),
+        (
+            at(T + 10),
+            Event::Flow("vpb", tcp(false, 40000, 5432, 0x02, T + 10)),
+        ),
+        // Window T+60, under the inventory changed at T+30: the replies
+        // (pb has no egress rule: only connection tracking lets them out).
+        (
+            at(T + 70),
+            Event::Flow("vpb", tcp(true, 5432, 40000, 0x12, T + 70)),
+        ),
+        (
+            at(T + 70),
+            Event::Flow("vpa", tcp(false, 5432, 40000, 0x12, T + 70)),
+        ),
+        // A new connection meets the new rules.
+        (
+            at(T + 75),
+            Event::Flow("vpb", tcp(false, 40001, 5432, 0x02, T + 75)),
+        ),
+        (at(T + 80), Event::Lost("vpb", 7)),
+    ];
+    let versions = vec![(at(T), inventory(INVENTORY)), (at(T + 30), moved_to_5433())];
+    let got = run(versions, events, 90);
+    assert_eq!(
+        got.windows,
+        vec![
+            (
+                T,
+                false,
+                vec![
+                    "pa 40000 5432 egress 2 ACCEPT OK out".to_string(),
+                    "pb 40000 5432 ingress 2 ACCEPT OK pg".to_string(),
+                ]
+            ),
+            (
+                T + 60,
+                true,
+                vec![
+                    "pa 5432 40000 ingress 2 ACCEPT OK stateful-return".to_string(),
+                    "pb - - - 7 - SKIPDATA -".to_string(),
+                    "pb 40001 5432 ingress 2 REJECT OK default-deny".to_string(),
+                    "pb 5432 40000 egress 2 ACCEPT OK stateful-return".to_string(),
+                ]
+            ),
+        ]
+    );
+}
+
+#[test]
+fn a_second_change_before_the_boundary_replaces_the_first() {
+    let events = vec![(
+        at(T + 70),
+        Event::Flow("vpb", tcp(false, 40000, 5432, 0x02, T + 70)),
+    )];
+    // Moved to 5433 at T+20, back to 5432 at T+40: window T+60 runs the
+    // last one, and window T is written once.
+    let versions = vec![
+        (at(T), inventory(INVENTORY)),
+        (at(T + 20), moved_to_5433()),
+        (at(T + 40), inventory(INVENTORY)),
+    ];
+    let got = run(versions, events, 125);
+    assert_eq!(
+        got.windows,
+        vec![
+            (T, false, vec![]),
+            (
+                T + 60,
+                false,
+                vec!["pb 40000 5432 ingress 2 ACCEPT OK pg".to_string()]
+            ),
+            (T + 120, true, vec![]),
+        ]
+    );
+}
