@@ -296,8 +296,8 @@ impl Source for LiveSource {
         self.note_drops(driver, now);
         let interfaces = driver.interfaces();
         self.taps.resize_with(interfaces.len(), Tap::default);
-        for t in 0..interfaces.len() {
-            let name = &interfaces[t].name;
+        for (t, interface) in interfaces.iter().enumerate() {
+            let name = &interface.name;
             let now_index = vpcflow_live::interface_index(name).ok().map(|i| i as u32);
             if now_index.is_some() && now_index == self.taps[t].ifindex {
                 continue;
