@@ -71,7 +71,7 @@ mod tests {
         w.write(1_500_000_123_456_000, b"abcdefgh", 8).unwrap();
         w.write(1_500_000_124_000_000, b"xy", 60).unwrap();
         let bytes = w.finish().unwrap();
-        let mut c = CaptureFile::from_reader("w.pcap", std::io::Cursor::new(bytes)).unwrap();
+        let mut c = CaptureFile::from_reader("w.pcap", io::Cursor::new(bytes)).unwrap();
         let f = c.next_frame().unwrap();
         assert_eq!(
             (f.timestamp_ns, f.data, f.wire_len),

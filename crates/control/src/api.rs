@@ -762,7 +762,7 @@ async fn create_flow_log(
     State(db): Shared,
     Path(project): Path<String>,
     body: Bytes,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Value>, ApiError> {
     let new = NewFlowLog::parse(&body)?;
     let f = db.create_flow_log(&project, &new).await?;
     Ok(Json(json!({ "flow_log": f })))
@@ -772,7 +772,7 @@ async fn list_flow_logs(
     State(db): Shared,
     Path(project): Path<String>,
     query: Result<Query<FlowLogFilter>, QueryRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Value>, ApiError> {
     let filter = filter_of(query)?;
     let logs = db.list_flow_logs(&project, &filter).await?;
     Ok(Json(json!({ "flow_logs": logs })))
@@ -781,7 +781,7 @@ async fn list_flow_logs(
 async fn show_flow_log(
     State(db): Shared,
     Path((project, id)): Path<(String, String)>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Value>, ApiError> {
     let f = db.get_flow_log(&project, &id).await?;
     Ok(Json(json!({ "flow_log": f })))
 }
@@ -790,7 +790,7 @@ async fn update_flow_log(
     State(db): Shared,
     Path((project, id)): Path<(String, String)>,
     body: Bytes,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Value>, ApiError> {
     let update = FlowLogUpdate::parse(&body)?;
     let f = db.update_flow_log(&project, &id, &update).await?;
     Ok(Json(json!({ "flow_log": f })))
@@ -814,7 +814,7 @@ async fn quotas(
     State(db): Shared,
     Path(project): Path<String>,
     query: Result<Query<QuotaQuery>, QueryRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Value>, ApiError> {
     let Query(q) = query.map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,

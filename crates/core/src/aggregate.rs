@@ -226,8 +226,8 @@ impl<A: Addr> FlowTable<A> {
     }
 
     fn memory_bytes(&self) -> usize {
-        self.index.capacity() * (std::mem::size_of::<u32>() + 1)
-            + self.chunks.len() * CHUNK * std::mem::size_of::<Entry<A>>()
+        self.index.capacity() * (size_of::<u32>() + 1)
+            + self.chunks.len() * CHUNK * size_of::<Entry<A>>()
     }
 }
 
@@ -351,7 +351,7 @@ impl Aggregator {
                 w.v4.memory_bytes()
                     + w.v6.memory_bytes()
                     + w.v6_order.capacity() * 4
-                    + w.ports.capacity() * std::mem::size_of::<PortWindow>()
+                    + w.ports.capacity() * size_of::<PortWindow>()
             })
             .sum()
     }
@@ -730,7 +730,10 @@ fn fields<A: Addr>(e: &Entry<A>) -> FlowFields {
 }
 
 /// Adds `d` to its flow in `table`; returns whether a new entry was stored.
-#[allow(clippy::too_many_arguments)]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the v4 or v6 table and the port's window are borrowed apart from the window holding both"
+)]
 fn observe_in<A: Addr>(
     table: &mut FlowTable<A>,
     hasher: &foldhash::fast::RandomState,

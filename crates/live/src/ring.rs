@@ -6,7 +6,10 @@
 //! callback; a block is handed back only after the callback has returned for
 //! each of its packets; a malformed block (offsets outside the block) is
 //! handed back without reading past its end.
-#![allow(unsafe_code)]
+#![allow(
+    unsafe_code,
+    reason = "the ring is memory shared with the kernel, read through raw pointers"
+)]
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
@@ -94,7 +97,7 @@ fn setsockopt<T>(fd: &OwnedFd, level: libc::c_int, name: libc::c_int, value: &T)
             level,
             name,
             (value as *const T).cast(),
-            std::mem::size_of::<T>() as libc::socklen_t,
+            size_of::<T>() as libc::socklen_t,
         )
     };
     if r == 0 {
@@ -208,7 +211,7 @@ impl PacketRing {
             libc::bind(
                 ring.fd.as_raw_fd(),
                 (&addr as *const libc::sockaddr_ll).cast(),
-                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+                size_of::<libc::sockaddr_ll>() as libc::socklen_t,
             )
         };
         if r != 0 {
@@ -247,18 +250,18 @@ impl PacketRing {
             let bh1 = unsafe { desc.hdr.bh1 };
             let mut off = bh1.offset_to_first_pkt as usize;
             for _ in 0..bh1.num_pkts {
-                if off + std::mem::size_of::<libc::tpacket3_hdr>() > self.block_size {
+                if off + size_of::<libc::tpacket3_hdr>() > self.block_size {
                     break;
                 }
                 // SAFETY: checked above that the header lies inside the block.
                 let hdr = unsafe {
                     std::ptr::read_unaligned(block.add(off).cast::<libc::tpacket3_hdr>())
                 };
-                let sll_at = off + libc::TPACKET3_HDRLEN - std::mem::size_of::<libc::sockaddr_ll>();
+                let sll_at = off + libc::TPACKET3_HDRLEN - size_of::<libc::sockaddr_ll>();
                 let data_at = off + hdr.tp_mac as usize;
                 let len = hdr.tp_snaplen as usize;
                 if data_at + len > self.block_size
-                    || sll_at + std::mem::size_of::<libc::sockaddr_ll>() > self.block_size
+                    || sll_at + size_of::<libc::sockaddr_ll>() > self.block_size
                 {
                     break;
                 }
@@ -294,7 +297,7 @@ impl PacketRing {
             tp_drops: 0,
             tp_freeze_q_cnt: 0,
         };
-        let mut len = std::mem::size_of::<libc::tpacket_stats_v3>() as libc::socklen_t;
+        let mut len = size_of::<libc::tpacket_stats_v3>() as libc::socklen_t;
         // SAFETY: `s` is a writable tpacket_stats_v3 of the length passed.
         let r = unsafe {
             libc::getsockopt(

@@ -120,10 +120,7 @@ impl PolicyEngine {
                     // file order otherwise (the sort is stable).
                     v.sort_by_key(|&i| {
                         let r = &g.rules[i];
-                        (
-                            r.priority,
-                            r.action != vpcflow_core::inventory::rules::RuleAction::Deny,
-                        )
+                        (r.priority, r.action != RuleAction::Deny)
                     });
                     v
                 })

@@ -326,7 +326,7 @@ impl Source for LiveSource {
         clock: &dyn Clock,
         timeout: Duration,
     ) -> Result<(), SourceError> {
-        #[allow(unused_mut)]
+        #[allow(unused_mut, reason = "only the eBPF source shortens the wait")]
         let mut timeout_ms = timeout.as_millis() as i32;
         #[cfg(feature = "ebpf")]
         if let Some(k) = &self.kernel {

@@ -825,7 +825,7 @@ mod tests {
             s.write_window(&t, &window(hour + m * 60)).unwrap();
         }
         let written = Arc::new(std::sync::atomic::AtomicUsize::new(9));
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop = Arc::new(AtomicBool::new(false));
         let reader = {
             let (root, written, stop) = (root.clone(), written.clone(), stop.clone());
             std::thread::spawn(move || {
@@ -837,8 +837,8 @@ mod tests {
                     ..Query::default()
                 };
                 let mut answered = 0;
-                while !stop.load(std::sync::atomic::Ordering::Acquire) {
-                    let at_least = written.load(std::sync::atomic::Ordering::Acquire);
+                while !stop.load(Ordering::Acquire) {
+                    let at_least = written.load(Ordering::Acquire);
                     let r = q
                         .run(&root)
                         .unwrap_or_else(|e| panic!("query {answered}: {e}"));
@@ -856,11 +856,11 @@ mod tests {
             for m in 0..3 {
                 s.write_window(&t, &window(hour + m * 60)).unwrap();
             }
-            written.fetch_add(9, std::sync::atomic::Ordering::Release);
+            written.fetch_add(9, Ordering::Release);
             s.compact_before(u64::MAX).unwrap();
         }
         s.finish_compaction().unwrap();
-        stop.store(true, std::sync::atomic::Ordering::Release);
+        stop.store(true, Ordering::Release);
         let answered = reader.join().unwrap();
         assert!(answered > 0);
     }

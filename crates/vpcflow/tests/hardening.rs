@@ -449,7 +449,7 @@ fn junk_is_refused_at_its_first_bytes_and_an_upload_over_the_limit_gets_413() {
     let server = Server::start_on(dir.path(), &args);
     let t = token(dir.path(), PROJECT);
     let asked = Instant::now();
-    let raw = answer(start_upload(&server.addr, &t, 1 << 30, &[0u8; 65536]));
+    let raw = answer(start_upload(&server.addr, &t, 1 << 30, &vec![0u8; 65536]));
     assert!(raw.starts_with("HTTP/1.1 400"), "{raw}");
     assert!(
         raw.contains("not a pcap or pcapng capture (starts with 00 00 00 00)"),

@@ -499,5 +499,5 @@ proptest! {
 fn an_ipv4_flow_entry_takes_forty_bytes() {
     // The memory budget of the benchmark (<= 64 bytes per active IPv4 flow,
     // index included) depends on it.
-    assert_eq!(std::mem::size_of::<Entry<[u8; 4]>>(), 40);
+    assert_eq!(size_of::<Entry<[u8; 4]>>(), 40);
 }

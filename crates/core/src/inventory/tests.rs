@@ -25,15 +25,12 @@ fn the_shared_example_is_accepted_unchanged() {
     let deny = &inv.security_groups[0].rules[2];
     assert_eq!(
         deny.remote,
-        rules::Remote::Prefix("203.0.113.66/32".parse().unwrap())
+        Remote::Prefix("203.0.113.66/32".parse().unwrap())
     );
     assert_eq!(deny.ethertype, Some(IpVersion::V4));
     assert_eq!(deny.action, RuleAction::Deny);
     // sg-db's rules name sg-web as remote group.
-    assert_eq!(
-        inv.security_groups[1].rules[0].remote,
-        rules::Remote::Group(0)
-    );
+    assert_eq!(inv.security_groups[1].rules[0].remote, Remote::Group(0));
     // The VPC flow log monitors all three ports; the port flow log one.
     assert_eq!(inv.ports_of(&inv.flow_logs[0]), vec![0, 1, 2]);
     assert_eq!(inv.ports_of(&inv.flow_logs[1]), vec![2]);

@@ -1,5 +1,5 @@
 //! Helpers shared by the end-to-end tests.
-#![allow(dead_code)]
+#![allow(dead_code, reason = "each test binary uses a part of the helpers")]
 
 pub mod server;
 pub mod testbed;
