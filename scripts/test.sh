@@ -14,20 +14,49 @@ trap './scripts/postgres.sh stop "$pg" >/dev/null 2>&1 || true; rm -rf "$pg"' EX
 VPCFLOW_TEST_POSTGRES=$(./scripts/postgres.sh start "$pg")
 export VPCFLOW_TEST_POSTGRES
 echo "test.sh: PostgreSQL for the tests at $VPCFLOW_TEST_POSTGRES" >&2
+# One build serves every run below: the same packages and features each
+# time (`--workspace --features vpcflow/ebpf`), so nothing compiles twice.
+build=(--workspace --locked --features vpcflow/ebpf)
+if command -v cargo-nextest >/dev/null 2>&1; then
+    # Test binaries run in parallel (each test a process of its own; the
+    # live tests name their namespaces by process id). nextest runs no
+    # doctests: `cargo test --doc` does.
+    tests() { cargo nextest run "${build[@]}" --no-fail-fast "$@"; }
+    ignored_too=(--run-ignored all)
+    ignored_only=(--run-ignored only)
+    api_suites='package(vpcflow) & (binary(api) | binary(api_model) | binary(api_records) | binary(api_cli) | binary(hardening))'
+    postgres_tests='test(postgres)'
+else
+    echo "test.sh: cargo-nextest not found, so test binaries run one after another (cargo install cargo-nextest for a faster run)" >&2
+    tests() { cargo test "${build[@]}" "$@"; }
+    ignored_too=(-- --include-ignored)
+    ignored_only=(-- --ignored)
+    api_suites=''
+    postgres_tests=postgres
+fi
 if [ "$(id -u)" -eq 0 ]; then
     # Root can build network namespaces and load BPF: run the live kernel
     # tests too (and the ones that need the PostgreSQL server).
-    cargo test --workspace --locked --features vpcflow/ebpf "$@" -- --include-ignored
+    tests "$@" "${ignored_too[@]}"
 else
     echo "test.sh: not root, so the live kernel tests (marked ignored) do not run" >&2
-    cargo test --workspace --locked --features vpcflow/ebpf "$@"
+    tests "$@"
     # The ignored tests that need only the PostgreSQL server.
-    cargo test --workspace --locked --features vpcflow/ebpf postgres -- --ignored
+    if [ -n "$api_suites" ]; then
+        tests -E "$postgres_tests" "${ignored_only[@]}"
+    else
+        tests "$postgres_tests" "${ignored_only[@]}"
+    fi
 fi
+cargo test "${build[@]}" --doc
 # The API suites once more with every test server's control plane on
 # PostgreSQL (a database each): the same tests pass on both databases.
-VPCFLOW_TEST_CONTROL_DB=postgres cargo test --locked --features vpcflow/ebpf -p vpcflow \
-    --test api --test api_model --test api_records --test api_cli --test hardening
+if [ -n "$api_suites" ]; then
+    VPCFLOW_TEST_CONTROL_DB=postgres tests -E "$api_suites"
+else
+    VPCFLOW_TEST_CONTROL_DB=postgres cargo test "${build[@]}" \
+        --test api --test api_model --test api_records --test api_cli --test hardening
+fi
 # The API against its own OpenAPI document (schemathesis), on SQLite and
 # on PostgreSQL.
 ./scripts/api-fuzz.sh
