@@ -367,3 +367,71 @@ fn a_second_change_before_the_boundary_replaces_the_first() {
         ]
     );
 }
+
+#[test]
+fn a_port_added_by_a_reload_is_logged_from_the_next_window() {
+    let with_pc = format!(
+        "{INVENTORY}\n[[port]]\nid = \"pc\"\nsubnet = \"sa\"\nips = [\"10.0.1.30\"]\n\
+         security_groups = [\"client\"]\ninterface = \"vpc3\"\n"
+    );
+    let mut from_pc = tcp(true, 40002, 5432, 0x02, T + 70);
+    from_pc.tuple.src = "10.0.1.30".parse().unwrap();
+    let events = vec![(at(T + 70), Event::Flow("vpc3", from_pc))];
+    let versions = vec![
+        (at(T), inventory(INVENTORY)),
+        (at(T + 30), inventory(&with_pc)),
+    ];
+    let got = run(versions, events, 90);
+    assert_eq!(
+        got.windows,
+        vec![
+            (T, false, vec![]),
+            (
+                T + 60,
+                true,
+                vec!["pc 40002 5432 egress 2 ACCEPT OK out".to_string()]
+            ),
+        ]
+    );
+}
+
+#[test]
+fn a_traffic_filter_changed_by_a_reload_applies_from_the_next_window() {
+    let rejected_only = INVENTORY.replace("traffic_type = \"all\"", "traffic_type = \"reject\"");
+    let events = vec![
+        (
+            at(T + 10),
+            Event::Flow("vpb", tcp(false, 40000, 5432, 0x02, T + 10)),
+        ),
+        // After the change (at T+30), in the next window: an accepted
+        // connection, no longer logged, and a rejected one.
+        (
+            at(T + 70),
+            Event::Flow("vpb", tcp(false, 40002, 5432, 0x02, T + 70)),
+        ),
+        (
+            at(T + 70),
+            Event::Flow("vpb", tcp(false, 40003, 5433, 0x02, T + 70)),
+        ),
+    ];
+    let versions = vec![
+        (at(T), inventory(INVENTORY)),
+        (at(T + 30), inventory(&rejected_only)),
+    ];
+    let got = run(versions, events, 90);
+    assert_eq!(
+        got.windows,
+        vec![
+            (
+                T,
+                false,
+                vec!["pb 40000 5432 ingress 2 ACCEPT OK pg".to_string()]
+            ),
+            (
+                T + 60,
+                true,
+                vec!["pb 40003 5433 ingress 2 REJECT OK default-deny".to_string()]
+            ),
+        ]
+    );
+}
