@@ -12,141 +12,10 @@
 use std::io::{self, Write};
 use std::net::IpAddr;
 
-use serde::Serialize;
-
-use crate::record::{FlowRecord, RecordBody};
+use crate::record::FlowRecord;
+use crate::schema::{FIELDS, Value, value};
+pub use crate::schema::{Field, V1_FIELDS, V2_FIELDS};
 use crate::topology::Topology;
-
-/// A field a record can print.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Field {
-    /// `version`.
-    Version,
-    /// `project-id`.
-    ProjectId,
-    /// `interface-id`.
-    InterfaceId,
-    /// `srcaddr`.
-    SrcAddr,
-    /// `dstaddr`.
-    DstAddr,
-    /// `srcport`.
-    SrcPort,
-    /// `dstport`.
-    DstPort,
-    /// `protocol`.
-    Protocol,
-    /// `packets`.
-    Packets,
-    /// `bytes`.
-    Bytes,
-    /// `start`.
-    Start,
-    /// `end`.
-    End,
-    /// `action`.
-    Action,
-    /// `log-status`.
-    LogStatus,
-    /// `direction`.
-    Direction,
-    /// `tcp-flag`.
-    TcpFlag,
-    /// `region-id`.
-    RegionId,
-    /// `az-id`.
-    AzId,
-    /// `vpc-id`.
-    VpcId,
-    /// `network-id`.
-    NetworkId,
-    /// Extension: which check decided (`sg-ingress`, `acl-egress`, `conntrack`...).
-    DecidedBy,
-    /// Extension: the security group or network ACL whose rule decided.
-    PolicyId,
-    /// Extension: the deciding rule, `default-deny`, `implicit-allow` or `stateful-return`.
-    RuleId,
-    /// Extension: the flow log the record belongs to.
-    FlowLogId,
-    /// Extension: its log group.
-    LogGroupId,
-    /// Extension: its log topic.
-    LogTopicId,
-}
-
-impl Field {
-    /// Every field: the seed's v2 list, then the extensions.
-    pub const ALL: [Field; 26] = [
-        Field::Version,
-        Field::ProjectId,
-        Field::InterfaceId,
-        Field::SrcAddr,
-        Field::DstAddr,
-        Field::SrcPort,
-        Field::DstPort,
-        Field::Protocol,
-        Field::Packets,
-        Field::Bytes,
-        Field::Start,
-        Field::End,
-        Field::Action,
-        Field::LogStatus,
-        Field::Direction,
-        Field::TcpFlag,
-        Field::RegionId,
-        Field::AzId,
-        Field::VpcId,
-        Field::NetworkId,
-        Field::DecidedBy,
-        Field::PolicyId,
-        Field::RuleId,
-        Field::FlowLogId,
-        Field::LogGroupId,
-        Field::LogTopicId,
-    ];
-
-    /// The field's name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Field::Version => "version",
-            Field::ProjectId => "project-id",
-            Field::InterfaceId => "interface-id",
-            Field::SrcAddr => "srcaddr",
-            Field::DstAddr => "dstaddr",
-            Field::SrcPort => "srcport",
-            Field::DstPort => "dstport",
-            Field::Protocol => "protocol",
-            Field::Packets => "packets",
-            Field::Bytes => "bytes",
-            Field::Start => "start",
-            Field::End => "end",
-            Field::Action => "action",
-            Field::LogStatus => "log-status",
-            Field::Direction => "direction",
-            Field::TcpFlag => "tcp-flag",
-            Field::RegionId => "region-id",
-            Field::AzId => "az-id",
-            Field::VpcId => "vpc-id",
-            Field::NetworkId => "network-id",
-            Field::DecidedBy => "decided-by",
-            Field::PolicyId => "policy-id",
-            Field::RuleId => "rule-id",
-            Field::FlowLogId => "flow-log-id",
-            Field::LogGroupId => "log-group-id",
-            Field::LogTopicId => "log-topic-id",
-        }
-    }
-
-    /// The field called `name`.
-    pub fn parse(name: &str) -> Option<Field> {
-        Field::ALL.iter().copied().find(|f| f.name() == name)
-    }
-}
-
-/// The seed's version 1 fields.
-pub const V1_FIELDS: &[Field] = Field::ALL.split_at(14).0;
-/// The seed's version 2 fields.
-pub const V2_FIELDS: &[Field] = Field::ALL.split_at(20).0;
 
 /// An output format.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -224,37 +93,6 @@ pub fn write_header(format: &Format, out: &mut impl Write) -> io::Result<()> {
     }
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "kebab-case")]
-struct JsonRecord<'a> {
-    version: u8,
-    project_id: &'a str,
-    interface_id: &'a str,
-    srcaddr: Option<IpAddr>,
-    dstaddr: Option<IpAddr>,
-    srcport: Option<u16>,
-    dstport: Option<u16>,
-    protocol: Option<u8>,
-    packets: Option<u64>,
-    bytes: Option<u64>,
-    start: u64,
-    end: u64,
-    action: Option<&'static str>,
-    log_status: &'static str,
-    direction: Option<&'static str>,
-    tcp_flag: Option<&'static str>,
-    region_id: &'a str,
-    az_id: &'a str,
-    vpc_id: &'a str,
-    network_id: &'a str,
-    decided_by: Option<&'static str>,
-    policy_id: Option<&'a str>,
-    rule_id: Option<&'a str>,
-    flow_log_id: &'a str,
-    log_group_id: &'a str,
-    log_topic_id: &'a str,
-}
-
 /// Writes one record as one line.
 pub fn write_record(
     format: &Format,
@@ -284,125 +122,37 @@ fn write_field(
     out: &mut impl Write,
     n: &mut itoa::Buffer,
 ) -> io::Result<()> {
-    let port = &topology.ports[r.port as usize];
-    let flow = match &r.body {
-        RecordBody::Flow(f) => Some(f),
-        _ => None,
-    };
-    let flow_log = &topology.flow_logs[r.flow_log as usize];
-    let rule = flow.and_then(|f| topology.rules.get(f.rule));
-    let dash = b"-";
-    match field {
-        Field::Version => out.write_all(version),
-        Field::ProjectId => out.write_all(port.project_id.as_bytes()),
-        Field::InterfaceId => out.write_all(port.id.as_bytes()),
-        Field::SrcAddr => match flow {
-            Some(f) => write_ip(out, f.tuple.src, n),
-            None => out.write_all(dash),
-        },
-        Field::DstAddr => match flow {
-            Some(f) => write_ip(out, f.tuple.dst, n),
-            None => out.write_all(dash),
-        },
-        Field::SrcPort => num(out, n, flow.map(|f| u64::from(f.tuple.src_port))),
-        Field::DstPort => num(out, n, flow.map(|f| u64::from(f.tuple.dst_port))),
-        Field::Protocol => num(out, n, flow.map(|f| u64::from(f.tuple.protocol.0))),
-        Field::Packets | Field::Bytes => {
-            let (p, b) = match &r.body {
-                RecordBody::Flow(f) => (Some(f.packets), Some(f.bytes)),
-                RecordBody::SkipData { packets, bytes } => (Some(*packets), Some(*bytes)),
-                RecordBody::NoData => (None, None),
-            };
-            num(out, n, if field == Field::Packets { p } else { b })
-        }
-        Field::Start => num(out, n, Some(r.start)),
-        Field::End => num(out, n, Some(r.end)),
-        Field::Action => out.write_all(flow.map_or(&dash[..], |f| f.action.as_str().as_bytes())),
-        Field::LogStatus => out.write_all(r.status().as_str().as_bytes()),
-        Field::Direction => {
-            out.write_all(flow.map_or(&dash[..], |f| f.direction.as_str().as_bytes()))
-        }
-        Field::TcpFlag => out.write_all(
-            flow.and_then(|f| f.tcp_flag)
-                .map_or(&dash[..], |t| t.as_str().as_bytes()),
-        ),
-        Field::RegionId => out.write_all(topology.region.as_bytes()),
-        Field::AzId => out.write_all(port.az_id.as_bytes()),
-        Field::VpcId => out.write_all(port.vpc_id.as_bytes()),
-        Field::NetworkId => out.write_all(port.subnet_id.as_bytes()),
-        Field::DecidedBy => out.write_all(rule.map_or(&dash[..], |r| r.stage.as_str().as_bytes())),
-        Field::PolicyId => out.write_all(rule.map_or(&dash[..], |r| r.owner.as_bytes())),
-        Field::RuleId => out.write_all(rule.map_or(&dash[..], |r| r.id.as_bytes())),
-        Field::FlowLogId => out.write_all(flow_log.id.as_bytes()),
-        Field::LogGroupId => out.write_all(flow_log.log_group_id.as_bytes()),
-        Field::LogTopicId => out.write_all(flow_log.log_topic_id.as_bytes()),
+    if field == Field::Version {
+        return out.write_all(version);
+    }
+    match value(field, topology, r) {
+        Value::Absent => out.write_all(b"-"),
+        Value::Number(v) => out.write_all(n.format(v).as_bytes()),
+        Value::Text(t) => out.write_all(t.as_bytes()),
+        Value::Address(a) => write_ip(out, a, n),
     }
 }
 
-fn num(out: &mut impl Write, n: &mut itoa::Buffer, v: Option<u64>) -> io::Result<()> {
-    match v {
-        Some(v) => out.write_all(n.format(v).as_bytes()),
-        None => out.write_all(b"-"),
-    }
-}
-
+/// One JSON object: every field under its seed name, numbers as numbers,
+/// absent values as `null`.
 fn write_json(topology: &Topology, r: &FlowRecord, out: &mut impl Write) -> io::Result<()> {
-    let port = &topology.ports[r.port as usize];
-    let flow_log = &topology.flow_logs[r.flow_log as usize];
-    let mut j = JsonRecord {
-        version: 2,
-        project_id: &port.project_id,
-        interface_id: &port.id,
-        srcaddr: None,
-        dstaddr: None,
-        srcport: None,
-        dstport: None,
-        protocol: None,
-        packets: None,
-        bytes: None,
-        start: r.start,
-        end: r.end,
-        action: None,
-        log_status: r.status().as_str(),
-        direction: None,
-        tcp_flag: None,
-        region_id: &topology.region,
-        az_id: &port.az_id,
-        vpc_id: &port.vpc_id,
-        network_id: &port.subnet_id,
-        decided_by: None,
-        policy_id: None,
-        rule_id: None,
-        flow_log_id: &flow_log.id,
-        log_group_id: &flow_log.log_group_id,
-        log_topic_id: &flow_log.log_topic_id,
-    };
-    match &r.body {
-        RecordBody::Flow(f) => {
-            j.srcaddr = Some(f.tuple.src);
-            j.dstaddr = Some(f.tuple.dst);
-            j.srcport = Some(f.tuple.src_port);
-            j.dstport = Some(f.tuple.dst_port);
-            j.protocol = Some(f.tuple.protocol.0);
-            j.packets = Some(f.packets);
-            j.bytes = Some(f.bytes);
-            j.action = Some(f.action.as_str());
-            j.direction = Some(f.direction.as_str());
-            j.tcp_flag = f.tcp_flag.map(|t| t.as_str());
-            if let Some(rule) = topology.rules.get(f.rule) {
-                j.decided_by = Some(rule.stage.as_str());
-                j.policy_id = Some(&rule.owner);
-                j.rule_id = Some(&rule.id);
+    let mut n = itoa::Buffer::new();
+    for (i, spec) in FIELDS.iter().enumerate() {
+        out.write_all(if i == 0 { b"{\"" } else { b",\"" })?;
+        out.write_all(spec.name.as_bytes())?;
+        out.write_all(b"\":")?;
+        match value(spec.field, topology, r) {
+            Value::Absent => out.write_all(b"null")?,
+            Value::Number(v) => out.write_all(n.format(v).as_bytes())?,
+            Value::Text(t) => serde_json::to_writer(&mut *out, t).map_err(io::Error::other)?,
+            Value::Address(a) => {
+                out.write_all(b"\"")?;
+                write_ip(out, a, &mut n)?;
+                out.write_all(b"\"")?;
             }
         }
-        RecordBody::SkipData { packets, bytes } => {
-            j.packets = Some(*packets);
-            j.bytes = Some(*bytes);
-        }
-        RecordBody::NoData => {}
     }
-    serde_json::to_writer(&mut *out, &j).map_err(io::Error::other)?;
-    out.write_all(b"\n")
+    out.write_all(b"}\n")
 }
 
 /// Writes an address: IPv4 dotted quad without going through `fmt`, IPv6

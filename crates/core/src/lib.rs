@@ -23,6 +23,7 @@ pub mod pipeline;
 pub mod policy;
 pub mod record;
 pub mod rules;
+pub mod schema;
 pub mod time;
 pub mod topology;
 

@@ -30,7 +30,7 @@ pub use layout::civil_date;
 pub use limits::QueryLimits;
 pub use query::{OutputFormat, Query, QueryResult, TimeRange};
 pub use retention::GcReport;
-pub use schema::{COLUMNS, schema};
+pub use schema::{Column, PARTITIONS, RECORD_INDEX, columns, schema};
 pub use writer::{Store, WrittenFile, read_rows};
 
 /// What went wrong in the store.

@@ -24,11 +24,12 @@ use datafusion::physical_plan::coop::CooperativeExec;
 use datafusion::prelude::SessionConfig;
 use datafusion::prelude::SessionContext;
 use futures::StreamExt;
+use vpcflow_core::format::{Field, V1_FIELDS, V2_FIELDS};
 
 use crate::StoreError;
 use crate::catalog::Catalog;
 use crate::limits::{QueryLimits, check_sql};
-use crate::schema::schema;
+use crate::schema::{PARTITIONS, schema};
 use crate::skipping::Skipping;
 
 /// Records whose capture window overlaps `[since, until)` (Unix seconds).
@@ -101,30 +102,6 @@ pub struct QueryResult {
 fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
-
-/// The seed's fields of a v2 line, as stored columns (`None`: the version).
-const V2_COLUMNS: [Option<&str>; 20] = [
-    None,
-    Some("project_id"),
-    Some("interface_id"),
-    Some("srcaddr"),
-    Some("dstaddr"),
-    Some("srcport"),
-    Some("dstport"),
-    Some("protocol"),
-    Some("packets"),
-    Some("bytes"),
-    Some("start"),
-    Some("end"),
-    Some("action"),
-    Some("log_status"),
-    Some("direction"),
-    Some("tcp_flag"),
-    Some("region_id"),
-    Some("az_id"),
-    Some("vpc_id"),
-    Some("network_id"),
-];
 
 /// The log groups and topics a query reads, by id (`None`: all).
 struct Scope {
@@ -399,7 +376,7 @@ impl Query {
             ctx.register_listing_table(
                 "topic_records",
                 &canonical(dir)?,
-                partitions(&["date", "hour"]),
+                partitions(&PARTITIONS[2..]),
                 Some(schema()),
                 None,
             )
@@ -420,7 +397,7 @@ impl Query {
             ctx.register_listing_table(
                 "all_records",
                 &canonical(root)?,
-                partitions(&["log_group", "log_topic", "date", "hour"]),
+                partitions(&PARTITIONS),
                 Some(schema()),
                 None,
             )
@@ -712,19 +689,25 @@ impl QueryResult {
                 writeln!(out, "{t}").map_err(w)?;
             }
             OutputFormat::V1 | OutputFormat::V2 => {
-                let n = if format == OutputFormat::V1 { 14 } else { 20 };
-                let version = if format == OutputFormat::V1 { "1" } else { "2" };
+                let (fields, version) = if format == OutputFormat::V1 {
+                    (V1_FIELDS, "1")
+                } else {
+                    (V2_FIELDS, "2")
+                };
                 for b in &self.batches {
                     let schema = b.schema();
-                    let idx: Vec<Option<usize>> = V2_COLUMNS[..n]
+                    let idx: Vec<Option<usize>> = fields
                         .iter()
-                        .map(|c| match c {
-                            None => Ok(None),
-                            Some(name) => schema.index_of(name).map(Some).map_err(|_| {
+                        .map(|f| match f {
+                            Field::Version => Ok(None),
+                            f => {
+                                let name = f.spec().column;
+                                schema.index_of(name).map(Some).map_err(|_| {
                                 StoreError::Query(format!(
                                     "--format v1/v2 needs the record columns; the result has no `{name}`"
                                 ))
-                            }),
+                            })
+                            }
                         })
                         .collect::<Result<_, _>>()?;
                     let f = formatters(b, &opts)?;

@@ -22,38 +22,16 @@ pub const MAX_SEARCH_NESTING: usize = 16;
 /// Most terms (field:value) in a search.
 pub const MAX_SEARCH_TERMS: usize = 100;
 
-const NUMERIC: [&str; 8] = [
-    "srcport",
-    "dstport",
-    "protocol",
-    "packets",
-    "bytes",
-    "start",
-    "end",
-    "record_index",
-];
-const TEXT: [&str; 20] = [
-    "project_id",
-    "interface_id",
-    "srcaddr",
-    "dstaddr",
-    "action",
-    "log_status",
-    "direction",
-    "tcp_flag",
-    "region_id",
-    "az_id",
-    "vpc_id",
-    "network_id",
-    "decided_by",
-    "policy_id",
-    "rule_id",
-    "flow_log_id",
-    "log_group",
-    "log_topic",
-    "date",
-    "hour",
-];
+/// The columns a search can name, numeric then text, from the store's
+/// schema (derived from the record's field table) and its partitions.
+fn searchable() -> (Vec<&'static str>, Vec<&'static str>) {
+    let (numeric, text): (Vec<_>, Vec<_>) = vpcflow_store::columns().partition(|c| c.is_number());
+    let names =
+        |cs: Vec<vpcflow_store::Column>| cs.into_iter().map(|c| c.name()).collect::<Vec<_>>();
+    let mut text = names(text);
+    text.extend(vpcflow_store::PARTITIONS);
+    (names(numeric), text)
+}
 
 fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
@@ -79,18 +57,19 @@ fn atom(t: &str) -> Result<String> {
         bail!("`{t}`: no value after `{op}`");
     }
     let col = format!("\"{field}\"");
-    if NUMERIC.contains(&field.as_str()) {
+    let (numeric, text) = searchable();
+    if numeric.contains(&field.as_str()) {
         let n: u64 = value
             .parse()
             .map_err(|_| anyhow::anyhow!("`{t}`: {field} takes a whole number, not `{value}`"))?;
         let op = if op == ":" { "=" } else { op };
         return Ok(format!("{col} {op} {n}"));
     }
-    if !TEXT.contains(&field.as_str()) {
+    if !text.contains(&field.as_str()) {
         bail!(
             "`{t}`: unknown field `{field}`; fields: {}, {}",
-            NUMERIC.join(", "),
-            TEXT.join(", ")
+            numeric.join(", "),
+            text.join(", ")
         );
     }
     if op != ":" && op != "=" {
