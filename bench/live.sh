@@ -20,19 +20,20 @@ rounds=${2:-3}
 [ "$(id -u)" -eq 0 ] || { echo "bench/live.sh needs root (network namespaces)" >&2; exit 1; }
 ./scripts/setup.sh build
 ./scripts/setup.sh bench
-cargo build --release -q -p vpcflow --features ebpf
+cargo build --release -q -p vpcflow -p vpcflow-tools --features vpcflow/ebpf
 bin=$PWD/target/release/vpcflow
+tools=$PWD/target/release/vpcflow-tools
 inv=$PWD/tests/live/testbed.toml
 prefix=vbench
 work=$(mktemp -d)
 cleanup() {
     [ -n "${capture_pid:-}" ] && kill "$capture_pid" 2>/dev/null || true
-    "$bin" testbed --prefix $prefix down >/dev/null 2>&1 || true
+    "$tools" testbed --prefix $prefix down >/dev/null 2>&1 || true
     rm -rf "$work"
 }
 trap cleanup EXIT
-"$bin" testbed --prefix $prefix down >/dev/null 2>&1 || true
-"$bin" testbed --prefix $prefix up --config "$inv" >/dev/null
+"$tools" testbed --prefix $prefix down >/dev/null 2>&1 || true
+"$tools" testbed --prefix $prefix up --config "$inv" >/dev/null
 host="ip netns exec $prefix-host"
 a="ip netns exec $prefix-p0"
 b="ip netns exec $prefix-p1"

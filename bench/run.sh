@@ -13,13 +13,14 @@ cd "$(dirname "$0")/.."
 packets=${1:-5000000}
 flows=${2:-500000}
 ./scripts/setup.sh bench
-cargo build --release -q -p vpcflow
+cargo build --release -q -p vpcflow -p vpcflow-tools
 bin=target/release/vpcflow
+tools=target/release/vpcflow-tools
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cap="$work/bench.pcap"
 data=../shared/data
-"$bin" bench make-capture --out "$cap" --packets "$packets" --flows "$flows" \
+"$tools" bench make-capture --out "$cap" --packets "$packets" --flows "$flows" \
     "$data"/zeek/traces/*.pcap* "$data"/suricata-verify/*.pcap
 
 # CPU seconds (user + system, on CPU 0) of the best of three runs.
@@ -32,8 +33,8 @@ cpu() {
     echo "$best"
 }
 pps() { echo "$packets / $1" | bc; }
-read_s=$(cpu "$bin" bench read "$cap")
-parse_s=$(cpu "$bin" bench parse "$cap")
+read_s=$(cpu "$tools" bench read "$cap")
+parse_s=$(cpu "$tools" bench parse "$cap")
 ingest_s=$(cpu "$bin" ingest --ports-from 0.0.0.0/0 --format v1 -o /dev/null "$cap")
 "$bin" ingest --ports-from 0.0.0.0/0 --format v1 -o /dev/null "$cap" 2>"$work/stats"
 # softflowd cuts the -r path to 15 characters (and then waits forever), and

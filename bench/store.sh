@@ -8,10 +8,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 records=${1:-10000000}
 ./scripts/setup.sh test >/dev/null
-cargo build --release -q -p vpcflow
+cargo build --release -q -p vpcflow-tools
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-target/release/vpcflow bench store --store "$work/store" --records "$records"
+target/release/vpcflow-tools bench store --store "$work/store" --records "$records"
 top10="SELECT srcaddr, sum(bytes) AS bytes FROM records WHERE log_status = 'OK' GROUP BY srcaddr ORDER BY bytes DESC, srcaddr LIMIT 10"
 python3 - "$work/store" "$top10" <<'PY'
 import sys, time, duckdb

@@ -1045,7 +1045,7 @@ fn inventory_message(e: InventoryError) -> String {
             message,
             ..
         } => format!("{item}: {}: {message}", api_field(&field)),
-        InventoryError::Syntax { message, .. } => message,
+        InventoryError::Syntax { message, .. } | InventoryError::Read { message, .. } => message,
     }
 }
 

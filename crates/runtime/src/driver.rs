@@ -49,6 +49,32 @@ pub trait Sink {
     fn finish(&mut self) {}
 }
 
+macro_rules! forward_sink {
+    ($t:ty) => {
+        impl<S: Sink + ?Sized> Sink for $t {
+            fn write(
+                &mut self,
+                topology: &Topology,
+                window: &ClosedWindow,
+                partial: bool,
+            ) -> Result<(), SinkError> {
+                (**self).write(topology, window, partial)
+            }
+            fn register(&mut self, inventory: &Inventory) -> Result<(), SinkError> {
+                (**self).register(inventory)
+            }
+            fn upkeep(&mut self, now: Timestamp) {
+                (**self).upkeep(now);
+            }
+            fn finish(&mut self) {
+                (**self).finish();
+            }
+        }
+    };
+}
+forward_sink!(&mut S);
+forward_sink!(Box<S>);
+
 /// A monitored interface: the port's capture point.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Interface {
@@ -143,6 +169,24 @@ impl Driver {
         d
     }
 
+    /// A driver whose first generation is `pipeline` (built by the caller:
+    /// automatic ports, plausible times), for traffic attributed by address
+    /// ([`Driver::observe`]).
+    pub fn from_pipeline(pipeline: Pipeline<Verdicts>) -> Driver {
+        Driver {
+            config: *pipeline.aggregator().config(),
+            interfaces: Vec::new(),
+            generations: vec![Generation {
+                pipeline,
+                ports: Vec::new(),
+                from: Timestamp(0),
+                until: None,
+            }],
+            retired: (0, 0),
+            stats: DriverStats::default(),
+        }
+    }
+
     /// The windows' settings.
     pub fn config(&self) -> AggregatorConfig {
         self.config
@@ -171,6 +215,11 @@ impl Driver {
     /// The newest generation's pipeline counters.
     pub fn pipeline_stats(&self) -> &PipelineStats {
         self.newest().pipeline.stats()
+    }
+
+    /// The newest generation's pipeline (its topology, its rules' engine).
+    pub fn pipeline(&self) -> &Pipeline<Verdicts> {
+        &self.newest().pipeline
     }
 
     fn newest(&self) -> &Generation {
@@ -274,6 +323,65 @@ impl Driver {
             .find(|g| g.until.is_none_or(|u| at < u))?;
         let port = (*g.ports.get(tap)?)?;
         Some((&mut g.pipeline, port))
+    }
+
+    /// A frame of a capture, attributed to ports by its addresses (a
+    /// capture file holds no tap). The frame's time is the capture's clock:
+    /// windows it passes are closed, to be written by [`Driver::drain`].
+    pub fn observe(&mut self, frame: &Frame<'_>) {
+        self.stats.frames += 1;
+        let at = Timestamp(frame.timestamp_ns);
+        if let Some(g) = self
+            .generations
+            .iter_mut()
+            .find(|g| g.until.is_none_or(|u| at < u))
+        {
+            g.pipeline.observe(frame);
+        }
+    }
+
+    /// Whether closed windows wait to be written.
+    pub fn has_closed(&mut self) -> bool {
+        self.generations
+            .iter_mut()
+            .any(|g| !g.pipeline.closed().is_empty())
+    }
+
+    /// Writes the windows closed so far, without moving the clock.
+    pub fn drain(&mut self, sink: &mut dyn Sink) -> Result<(), SinkError> {
+        for gi in 0..self.generations.len() {
+            self.write(gi, u64::MAX, sink)?;
+        }
+        Ok(())
+    }
+
+    /// The input is over (a capture's end): every window is closed and
+    /// written whole, none partial, and no clock moves past the last frame.
+    pub fn end_of_input(&mut self, sink: &mut dyn Sink) -> Result<(), SinkError> {
+        self.close_all();
+        self.drain(sink)?;
+        sink.finish();
+        Ok(())
+    }
+
+    /// Closes every open window (whole), to be taken or drained.
+    pub fn close_all(&mut self) {
+        for g in &mut self.generations {
+            g.pipeline.finish();
+        }
+    }
+
+    /// Takes the windows closed so far, oldest generation first, instead of
+    /// writing them (for a consumer that needs them side by side).
+    pub fn take_closed(&mut self) -> Vec<ClosedWindow> {
+        let mut all = Vec::new();
+        for g in &mut self.generations {
+            let closed = std::mem::take(g.pipeline.closed());
+            self.stats.windows += closed.len() as u64;
+            self.stats.records += closed.iter().map(|w| w.records.len() as u64).sum::<u64>();
+            all.extend(closed);
+        }
+        all
     }
 
     /// A frame captured on tap `tap`.

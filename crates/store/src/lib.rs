@@ -21,7 +21,9 @@ pub mod limits;
 mod query;
 mod retention;
 mod schema;
+pub mod search;
 mod skipping;
+pub mod worker;
 mod writer;
 
 pub use catalog::{CATALOG_FILE, Catalog, CatalogGroup, CatalogTopic};

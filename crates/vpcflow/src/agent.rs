@@ -18,17 +18,13 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
-use vpcflow_core::aggregate::{AggregatorConfig, ClosedWindow};
+use vpcflow_core::Inventory;
+use vpcflow_core::aggregate::AggregatorConfig;
 use vpcflow_core::time::WindowLength;
-use vpcflow_core::{Inventory, Timestamp, Topology};
 use vpcflow_runtime::{
-    CaptureKind, Clock, Driver, InventorySource, LiveConfig, LiveSource, RunLimits, Sink,
-    SinkError, Source, SourceError, SystemClock,
+    CaptureKind, Clock, Compaction, Driver, InventorySource, LiveConfig, LiveSource, RunLimits,
+    SharedStore, Sink, Source, SourceError, StoreSink, SystemClock,
 };
-
-use crate::ingest::load_inventory;
-use crate::sink::RecordSink;
-use crate::store_cmd::catalog_groups;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum CaptureArg {
@@ -118,64 +114,16 @@ impl InventorySource for FileSource {
     }
     fn load(&mut self) -> Result<Inventory, SourceError> {
         self.mtime = modified(&self.path);
-        Ok(load_inventory(&self.path)?)
+        Ok(Inventory::read(&self.path)?)
     }
     fn changed(&mut self) -> bool {
         modified(&self.path) != self.mtime
     }
 }
 
-/// The log store as the driver's sink: each written file said on stdout,
-/// compaction of the hours before each window.
-struct StoreSink {
-    sink: Arc<RecordSink>,
-    files: u64,
-    compacted: usize,
-}
-
-impl Sink for StoreSink {
-    fn write(
-        &mut self,
-        topology: &Topology,
-        window: &ClosedWindow,
-        partial: bool,
-    ) -> Result<(), SinkError> {
-        for f in &self.sink.write(topology, window, partial)? {
-            println!("{} {}", f.path.display(), f.records);
-            self.files += 1;
-        }
-        if let Err(e) = self.sink.store().compact_before(window.start) {
-            eprintln!("vpcflow: warning: compaction: {e}");
-        }
-        Ok(())
-    }
-
-    fn register(&mut self, inventory: &Inventory) -> Result<(), SinkError> {
-        Ok(self.sink.register(&catalog_groups(inventory))?)
-    }
-
-    fn upkeep(&mut self, now: Timestamp) {
-        match self.sink.store().gc(|_| None, now.secs()) {
-            Ok(r) => {
-                for p in &r.partitions {
-                    eprintln!("vpcflow: retention removed {}", p.display());
-                }
-            }
-            Err(e) => eprintln!("vpcflow: warning: retention: {e}"),
-        }
-    }
-
-    fn finish(&mut self) {
-        let mut store = self.sink.store();
-        let mut c = store.compact_before(u64::MAX).unwrap_or_default();
-        c.extend(store.finish_compaction().unwrap_or_default());
-        self.compacted = c.len();
-    }
-}
-
 /// Runs `vpcflow agent`.
 pub fn run(args: AgentArgs) -> Result<ExitCode> {
-    let sink = Arc::new(RecordSink::open(&args.store)?);
+    let sink = Arc::new(SharedStore::open(&args.store)?);
     sink.store().compact_in_background();
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -195,7 +143,7 @@ pub fn run(args: AgentArgs) -> Result<ExitCode> {
 pub fn run_with(
     args: CaptureOptions,
     mut inventory: Box<dyn InventorySource>,
-    sink: Arc<RecordSink>,
+    sink: Arc<SharedStore>,
     stop: &AtomicBool,
 ) -> Result<()> {
     let clock = SystemClock;
@@ -204,11 +152,11 @@ pub fn run_with(
         .load()
         .map_err(|e| anyhow::anyhow!("{}: {e}", inventory.describe()))?;
     let config = args.aggregator_config(&inv)?;
-    let mut store = StoreSink {
+    let mut store = StoreSink::new(
         sink,
-        files: 0,
-        compacted: 0,
-    };
+        Some(Box::new(std::io::stdout())),
+        Compaction::AsWritten,
+    );
     store.register(&inv).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut driver = Driver::new(&inv, config);
     source.maintain(&mut driver, clock.now());
@@ -220,7 +168,7 @@ pub fn run_with(
         source.name(),
         config.window.secs(),
         inventory.describe(),
-        store.sink.root().display()
+        store.store().root().display()
     );
     let limits = RunLimits {
         duration: args.duration.map(Duration::from_secs),

@@ -8,22 +8,24 @@ use std::fs::File;
 use std::io::{self, BufWriter, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use ipnet::IpNet;
 use vpcflow_capture::{CaptureFile, Ending, MergedCaptures};
-use vpcflow_core::aggregate::{AggregatorConfig, ClosedWindow};
+use vpcflow_core::aggregate::AggregatorConfig;
 use vpcflow_core::attribute::{Attributor, AutoPorts};
-use vpcflow_core::format::{self, Format};
+use vpcflow_core::format::Format;
 use vpcflow_core::pipeline::{PipelineStats, status_counts};
 use vpcflow_core::{AcceptAll, Inventory, Pipeline, TrafficType, WindowLength};
 use vpcflow_policy::DEFAULT_CONNECTIONS;
-pub use vpcflow_runtime::{Verdicts, inventory_pipeline};
-
-use crate::compare::Comparison;
-use crate::rule_stats::RuleStats;
+use vpcflow_runtime::capture::replay;
+use vpcflow_runtime::rule_stats::{RuleStats, Tallied};
+use vpcflow_runtime::{
+    Compaction, Driver, FormatSink, SharedStore, StoreSink, Verdicts, inventory_pipeline, whatif,
+};
 
 /// Captures larger than this get a progress bar (when stderr is a terminal).
 const PROGRESS_BYTES: u64 = 64 << 20;
@@ -92,13 +94,6 @@ pub struct IngestArgs {
     captures: Vec<PathBuf>,
 }
 
-/// Reads and checks an inventory file.
-pub fn load_inventory(path: &PathBuf) -> Result<Inventory> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read inventory {}", path.display()))?;
-    Ok(Inventory::from_toml(&path.display().to_string(), &text)?)
-}
-
 /// Everything `run` needs, checked.
 struct Settings {
     pipeline: Pipeline<Verdicts>,
@@ -106,8 +101,8 @@ struct Settings {
     proposed: Option<Pipeline<Verdicts>>,
     format: Format,
     captures: Vec<CaptureFile>,
-    /// The inventory's log groups and topics, for the store's catalog.
-    catalog: Vec<vpcflow_store::CatalogGroup>,
+    /// The inventory (its log groups and topics go in the store's catalog).
+    inventory: Option<Inventory>,
 }
 
 impl Settings {
@@ -119,7 +114,7 @@ impl Settings {
             TrafficArg::Accept => TrafficType::Accept,
             TrafficArg::Reject => TrafficType::Reject,
         });
-        let inventory = args.config.as_ref().map(load_inventory).transpose()?;
+        let inventory = args.config.as_deref().map(Inventory::read).transpose()?;
         if inventory.is_none() && args.ports_from.is_empty() {
             bail!(
                 "say which addresses are ports: --config FILE (an inventory) or --ports-from CIDR"
@@ -160,7 +155,7 @@ impl Settings {
             (Some(inv), Some(proposed)) => {
                 // Every flow of both must be visible to compare them.
                 let all = Some(TrafficType::All);
-                let other = load_inventory(proposed)?;
+                let other = Inventory::read(proposed)?;
                 (
                     inventory_pipeline(inv, config, all, args.max_connections),
                     Some(inventory_pipeline(
@@ -190,10 +185,7 @@ impl Settings {
             proposed,
             format,
             captures,
-            catalog: inventory
-                .as_ref()
-                .map(crate::store_cmd::catalog_groups)
-                .unwrap_or_default(),
+            inventory,
         })
     }
 }
@@ -201,11 +193,11 @@ impl Settings {
 /// Runs `vpcflow ingest`.
 pub fn run(args: IngestArgs) -> Result<ExitCode> {
     let settings = Settings::resolve(&args)?;
-    let out: Box<dyn Write> = match &args.output {
+    let out: Box<dyn Write + Send> = match &args.output {
         Some(p) => {
             Box::new(File::create(p).with_context(|| format!("cannot create {}", p.display()))?)
         }
-        None => Box::new(io::stdout().lock()),
+        None => Box::new(io::stdout()),
     };
     match stream(settings, &args, BufWriter::with_capacity(1 << 16, out)) {
         Err(e) if is_broken_pipe(&e) => Ok(ExitCode::SUCCESS),
@@ -214,24 +206,28 @@ pub fn run(args: IngestArgs) -> Result<ExitCode> {
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
-    e.downcast_ref::<io::Error>()
-        .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+    e.chain().any(|e| {
+        e.downcast_ref::<io::Error>()
+            .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+    })
 }
 
-/// Where closed windows go.
-enum Sink {
-    Records(Format),
-    Store(Box<vpcflow_store::Store>, usize, usize),
-    Compare(Box<Pipeline<Verdicts>>, Comparison),
+/// A sink's error, for anyhow (which wants it sized).
+fn sink_error(e: vpcflow_runtime::SinkError) -> anyhow::Error {
+    anyhow::Error::from_boxed(e)
 }
 
-fn stream(settings: Settings, args: &IngestArgs, mut out: impl Write) -> Result<ExitCode> {
+fn stream(
+    settings: Settings,
+    args: &IngestArgs,
+    mut out: BufWriter<Box<dyn Write + Send>>,
+) -> Result<ExitCode> {
     let Settings {
-        mut pipeline,
+        pipeline,
         proposed,
         format,
         captures,
-        catalog,
+        inventory,
     } = settings;
     let total_bytes: u64 = captures.iter().filter_map(|c| c.progress().1).sum();
     let bar = (io::stderr().is_terminal() && total_bytes > PROGRESS_BYTES).then(|| {
@@ -244,132 +240,76 @@ fn stream(settings: Settings, args: &IngestArgs, mut out: impl Write) -> Result<
         );
         b
     });
-    let mut sources = MergedCaptures::new(captures);
-    let mut rule_stats = RuleStats::default();
-    let mut sink = match (proposed, &args.store) {
-        (Some(p), _) => Sink::Compare(Box::new(p), Comparison::default()),
-        (None, Some(dir)) => {
-            let mut store = vpcflow_store::Store::open(dir)?;
-            store.register(&catalog)?;
-            store.compact_in_background();
-            Sink::Store(Box::new(store), 0, 0)
-        }
-        (None, None) => {
-            if args.header {
-                format::write_header(&format, &mut out)?;
-            }
-            Sink::Records(format)
+    let mut progress = |c: &MergedCaptures| {
+        if let Some(b) = &bar {
+            b.set_position(c.files().iter().map(|f| f.progress().0).sum());
         }
     };
+    let mut captures = MergedCaptures::new(captures);
+    let mut driver = Driver::from_pipeline(pipeline);
     let started = Instant::now();
-    let mut n: u64 = 0;
-    while let Some(frame) = sources.next_frame() {
-        pipeline.observe(&frame);
-        if let Sink::Compare(p, _) = &mut sink {
-            p.observe(&frame);
+    let mut rule_totals = None;
+    if let Some(proposed) = proposed {
+        let mut theirs = Driver::from_pipeline(proposed);
+        let comparison = whatif::compare(&mut driver, &mut theirs, &mut captures);
+        comparison.report(
+            driver.pipeline().topology(),
+            theirs.pipeline().topology(),
+            &mut out,
+        )?;
+        out.flush()?;
+    } else if let Some(dir) = &args.store {
+        let store = Arc::new(SharedStore::open(dir)?);
+        if let Some(inv) = &inventory {
+            store.register(inv)?;
         }
-        n += 1;
-        if !pipeline.closed().is_empty() {
-            drain(&mut pipeline, &mut sink, &mut rule_stats, &mut out)?;
-        }
-        if n.is_multiple_of(65_536)
-            && let Some(b) = &bar
-        {
-            b.set_position(sources.files().iter().map(|f| f.progress().0).sum());
-        }
+        store.store().compact_in_background();
+        let files = StoreSink::new(store, Some(Box::new(out)), Compaction::AsWritten);
+        let mut sink = Tallied {
+            sink: files,
+            stats: RuleStats::default(),
+        };
+        replay(&mut driver, &mut captures, &mut sink, &mut progress).map_err(sink_error)?;
+        let StoreSink {
+            records,
+            files,
+            compacted,
+            ..
+        } = sink.sink;
+        eprintln!(
+            "vpcflow: stored {records} records in {files} files under {} ({compacted} hours compacted)",
+            dir.display(),
+        );
+        rule_totals = Some(sink.stats);
+    } else {
+        let mut sink = Tallied {
+            sink: FormatSink::new(format, args.header, out)?,
+            stats: RuleStats::default(),
+        };
+        replay(&mut driver, &mut captures, &mut sink, &mut progress).map_err(sink_error)?;
+        sink.sink.into_inner()?;
+        rule_totals = Some(sink.stats);
     }
-    pipeline.finish();
-    if let Sink::Compare(p, _) = &mut sink {
-        p.finish();
-    }
-    drain(&mut pipeline, &mut sink, &mut rule_stats, &mut out)?;
-    match &mut sink {
-        Sink::Compare(proposed, comparison) => {
-            comparison.report(pipeline.topology(), proposed.topology(), &mut out)?;
-        }
-        Sink::Store(store, files, records) => {
-            // The capture is over: no window can land in its hours any more.
-            let compacted = store
-                .compact_before(u64::MAX)
-                .and_then(|mut c| {
-                    c.extend(store.finish_compaction()?);
-                    Ok(c)
-                })
-                .unwrap_or_else(|e| {
-                    eprintln!("vpcflow: warning: compaction: {e}");
-                    Vec::new()
-                });
-            eprintln!(
-                "vpcflow: stored {records} records in {files} files under {} ({} hours compacted)",
-                store.root().display(),
-                compacted.len()
-            );
-        }
-        Sink::Records(_) => {}
-    }
-    out.flush()?;
     if let Some(b) = bar {
         b.finish_and_clear();
     }
     let elapsed = started.elapsed().as_secs_f64();
-    if let (Some(path), Verdicts::Engine(engine)) = (&args.rule_stats, pipeline.policy()) {
+    let pipeline = driver.pipeline();
+    if let (Some(path), Some(totals), Verdicts::Engine(engine)) =
+        (&args.rule_stats, &rule_totals, pipeline.policy())
+    {
         let mut f = BufWriter::new(
             File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
         );
-        rule_stats.write(pipeline.topology(), engine, &mut f)?;
+        totals.write(pipeline.topology(), engine, &mut f)?;
         f.flush()?;
     }
     report(
         pipeline.stats(),
         pipeline.policy(),
-        sources.files(),
+        captures.files(),
         elapsed,
     )
-}
-
-fn drain(
-    pipeline: &mut Pipeline<Verdicts>,
-    sink: &mut Sink,
-    rule_stats: &mut RuleStats,
-    out: &mut impl Write,
-) -> Result<()> {
-    let closed: Vec<ClosedWindow> = std::mem::take(pipeline.closed());
-    for w in &closed {
-        rule_stats.add(w);
-    }
-    match sink {
-        Sink::Records(format) => {
-            for w in &closed {
-                for r in &w.records {
-                    format::write_record(format, pipeline.topology(), r, out)?;
-                }
-            }
-        }
-        Sink::Store(store, files, records) => {
-            for w in &closed {
-                for f in store.write_window(pipeline.topology(), w)? {
-                    // One line per durable file, for scripts (and the crash test).
-                    writeln!(out, "{} {}", f.path.display(), f.records)?;
-                    out.flush()?;
-                    *files += 1;
-                    *records += f.records;
-                }
-                // Windows close in time order: hours before this one are complete.
-                // A failed compaction leaves the hour as it was: whole, just not merged.
-                if let Err(e) = store.compact_before(w.start) {
-                    eprintln!("vpcflow: warning: compaction: {e}");
-                }
-            }
-        }
-        Sink::Compare(proposed, comparison) => {
-            // Both pipelines saw the same frames, so they close the same windows.
-            let theirs: Vec<ClosedWindow> = std::mem::take(proposed.closed());
-            for (a, b) in closed.iter().zip(&theirs) {
-                comparison.add(pipeline.topology(), a, proposed.topology(), b);
-            }
-        }
-    }
-    Ok(())
 }
 
 fn report(

@@ -2,19 +2,11 @@
 //! crates together; every decision about packets and records lives in them.
 
 mod agent;
-mod bench;
-mod bench_api;
 mod client;
-mod compare;
 mod ingest;
 mod query;
-mod query_worker;
-mod rule_stats;
-mod search;
 mod serve;
-mod sink;
 mod store_cmd;
-mod testbed;
 
 use std::process::ExitCode;
 
@@ -51,13 +43,8 @@ enum Command {
     Capture(client::CaptureArgs),
     /// A log topic's records through the API (search, time range, SQL).
     Records(client::RecordsArgs),
-    /// Build an inventory as network namespaces, veths and bridges (root).
-    Testbed(testbed::TestbedArgs),
-    /// Benchmark tooling (see bench/run.sh).
-    #[command(hide = true)]
-    Bench(bench::BenchArgs),
     /// One records query of `vpcflow serve`, isolated (internal).
-    #[command(hide = true)]
+    #[command(name = vpcflow_store::worker::WORKER_COMMAND, hide = true)]
     QueryWorker,
 }
 
@@ -68,15 +55,13 @@ fn main() -> ExitCode {
         Command::Query(args) => query::run(args),
         Command::Store(args) => store_cmd::run(args),
         Command::Agent(args) => agent::run(args),
-        Command::Testbed(args) => testbed::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Token(args) => serve::run_token(args),
         Command::FlowLog(args) => client::run_flow_log(args),
         Command::Resource(args) => client::run_resource(args),
         Command::Capture(args) => client::run_capture(args),
         Command::Records(args) => client::run_records(args),
-        Command::Bench(args) => bench::run(args).map(|()| ExitCode::SUCCESS),
-        Command::QueryWorker => Ok(query_worker::worker_main()),
+        Command::QueryWorker => Ok(vpcflow_store::worker::worker_main()),
     };
     match result {
         Ok(code) => code,

@@ -8,8 +8,6 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use vpcflow_store::{OutputFormat, Query, TimeRange};
 
-use crate::search;
-
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum FormatArg {
     Table,
@@ -155,7 +153,7 @@ pub fn run(args: QueryArgs) -> Result<ExitCode> {
     let filter = if args.search.is_empty() {
         None
     } else {
-        Some(search::to_sql(&args.search.join(" ")).context("search")?)
+        Some(vpcflow_store::search::to_sql(&args.search.join(" ")).context("search")?)
     };
     // A terminal table of every stored column is too wide to read: without
     // SQL it shows the columns people scan records by.

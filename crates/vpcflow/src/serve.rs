@@ -10,22 +10,24 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use vpcflow_capture::{CaptureFile, Ending};
+use vpcflow_capture::{CaptureFile, Ending, MergedCaptures};
 use vpcflow_control::api::AppState;
 use vpcflow_control::data::{
     DataError, DataPlane, IngestReport, RecordsPage, RecordsQuery, TailWindow,
 };
 use vpcflow_control::db::{ControlDb, DatabaseLocation};
-use vpcflow_core::aggregate::AggregatorConfig;
-use vpcflow_core::{Inventory, Pipeline, PlausibleTimes, Timestamp};
+use vpcflow_core::aggregate::{AggregatorConfig, ClosedWindow};
+use vpcflow_core::format::{self, Format};
+use vpcflow_core::{Inventory, PlausibleTimes, Timestamp, Topology};
 use vpcflow_policy::DEFAULT_CONNECTIONS;
 use vpcflow_store::{QueryLimits, StoreError, TimeRange};
 
 use crate::agent::CaptureOptions;
-use crate::ingest::{Verdicts, inventory_pipeline};
-use crate::sink::RecordSink;
-use crate::store_cmd::catalog_groups;
-use vpcflow_runtime::{InventorySource, SourceError};
+use vpcflow_runtime::capture::replay;
+use vpcflow_runtime::{
+    Compaction, Driver, InventorySource, SharedStore, Sink, SourceError, StoreSink, WindowListener,
+    inventory_pipeline,
+};
 
 /// Flags of `vpcflow serve`.
 #[derive(Debug, Args)]
@@ -117,34 +119,53 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
-/// The pipeline and log store behind the API: uploads are ingested here,
-/// and `--live` capture writes into the same sink.
-struct ServeData {
-    sink: Arc<RecordSink>,
-    captures: AtomicU64,
-    query_limits: QueryLimits,
+/// Windows a slow tail listener may fall behind before it misses some.
+const TAIL_BACKLOG: usize = 256;
+
+/// The live tail: every window the store takes, per log topic, as JSON
+/// records, to whoever listens.
+struct Tail(tokio::sync::broadcast::Sender<Arc<TailWindow>>);
+
+impl WindowListener for Tail {
+    fn window(&self, topology: &Topology, w: &ClosedWindow) {
+        if self.0.receiver_count() == 0 {
+            return;
+        }
+        let mut by_topic: std::collections::BTreeMap<usize, Vec<serde_json::Value>> =
+            Default::default();
+        let mut line = Vec::new();
+        for r in &w.records {
+            line.clear();
+            // The tail shows what `--format json` writes, from its writer.
+            if format::write_record(&Format::Json, topology, r, &mut line).is_err() {
+                return;
+            }
+            if let Ok(v) = serde_json::from_slice(&line) {
+                by_topic.entry(r.flow_log as usize).or_default().push(v);
+            }
+        }
+        for (fl, records) in by_topic {
+            let f = &topology.flow_logs[fl];
+            // Nobody listening between the check and now is fine.
+            let _ = self.0.send(Arc::new(TailWindow {
+                log_group_id: f.log_group_id.clone(),
+                log_topic_id: f.log_topic_id.clone(),
+                flow_log_id: f.id.clone(),
+                start: w.start,
+                end: w.end,
+                records,
+            }));
+        }
+    }
 }
 
-impl ServeData {
-    /// Writes the pipeline's closed windows.
-    fn write_closed(
-        &self,
-        pipeline: &mut Pipeline<Verdicts>,
-        report: &mut IngestReport,
-    ) -> Result<(), DataError> {
-        for w in std::mem::take(pipeline.closed()) {
-            for f in self
-                .sink
-                .write(pipeline.topology(), &w, false)
-                .map_err(|e| DataError::Failed(format!("{e:#}")))?
-            {
-                report.files += 1;
-                report.records += f.records as u64;
-            }
-            report.windows += 1;
-        }
-        Ok(())
-    }
+/// The pipeline and log store behind the API: uploads are ingested here,
+/// and `--live` capture writes into the same store.
+struct ServeData {
+    sink: Arc<SharedStore>,
+    tail: tokio::sync::broadcast::Sender<Arc<TailWindow>>,
+    captures: AtomicU64,
+    query_limits: QueryLimits,
 }
 
 impl DataPlane for ServeData {
@@ -154,8 +175,9 @@ impl DataPlane for ServeData {
     }
 
     fn ingest(&self, inventory: &Inventory, path: &Path) -> Result<IngestReport, DataError> {
-        let file = std::fs::File::open(path).map_err(|e| DataError::Failed(e.to_string()))?;
-        let mut capture = CaptureFile::from_reader("the uploaded capture", file)
+        let failed = |e: &dyn std::fmt::Display| DataError::Failed(e.to_string());
+        let file = std::fs::File::open(path).map_err(|e| failed(&e))?;
+        let capture = CaptureFile::from_reader("the uploaded capture", file)
             .map_err(|e| DataError::Invalid(e.to_string()))?;
         let config = AggregatorConfig {
             window: inventory.window,
@@ -163,38 +185,37 @@ impl DataPlane for ServeData {
             grace_ns: vpcflow_core::aggregate::CLOSE_GRACE_NS,
         };
         let now = Timestamp(crate::query::wall_clock_ns());
-        let mut pipeline = inventory_pipeline(inventory, config, None, DEFAULT_CONNECTIONS)
+        let pipeline = inventory_pipeline(inventory, config, None, DEFAULT_CONNECTIONS)
             .with_plausible_times(PlausibleTimes::around(now));
-        self.sink
-            .register(&catalog_groups(inventory))
-            .map_err(|e| DataError::Failed(format!("{e:#}")))?;
-        let mut report = IngestReport::default();
-        while let Some(frame) = capture.next_frame() {
-            pipeline.observe(&frame);
-            if !pipeline.closed().is_empty() {
-                self.write_closed(&mut pipeline, &mut report)?;
-            }
-        }
-        pipeline.finish();
-        self.write_closed(&mut pipeline, &mut report)?;
+        let mut driver = Driver::from_pipeline(pipeline);
+        let mut sink = StoreSink::new(self.sink.clone(), None, Compaction::ByCaller);
+        sink.register(inventory).map_err(|e| failed(&e))?;
+        let mut captures = MergedCaptures::new(vec![capture]);
+        let frames =
+            replay(&mut driver, &mut captures, &mut sink, &mut |_| {}).map_err(|e| failed(&e))?;
         // Hours before the current one get no more live windows; an upload
         // adding to an old hour has it merged again.
         let hour_now = crate::query::wall_clock_ns() / 1_000_000_000 / 3600 * 3600;
         if let Err(e) = self.sink.store().compact_before(hour_now) {
             eprintln!("vpcflow: warning: compaction: {e}");
         }
-        report.frames = capture.frames();
-        let stats = pipeline.stats();
-        report.skipped = stats
-            .skipped()
-            .into_iter()
-            .map(|(reason, n)| (reason.name().to_string(), n))
-            .collect();
-        report.gap_windows_not_reported = stats.gap_windows_not_reported;
-        report.ending = match capture.ending() {
-            Ending::Clean | Ending::Reading => "complete".to_string(),
-            Ending::Truncated => "truncated: the capture was cut inside a block".to_string(),
-            Ending::Corrupt(why) => format!("corrupt: {why}"),
+        let stats = driver.pipeline_stats();
+        let report = IngestReport {
+            frames,
+            windows: sink.windows,
+            records: sink.records,
+            files: sink.files,
+            skipped: stats
+                .skipped()
+                .into_iter()
+                .map(|(reason, n)| (reason.name().to_string(), n))
+                .collect(),
+            gap_windows_not_reported: stats.gap_windows_not_reported,
+            ending: match captures.files()[0].ending() {
+                Ending::Clean | Ending::Reading => "complete".to_string(),
+                Ending::Truncated => "truncated: the capture was cut inside a block".to_string(),
+                Ending::Corrupt(why) => format!("corrupt: {why}"),
+            },
         };
         self.captures.fetch_add(1, Ordering::Relaxed);
         self.sink.frames.fetch_add(report.frames, Ordering::Relaxed);
@@ -225,9 +246,9 @@ impl DataPlane for ServeData {
         let filter = q
             .search
             .as_deref()
-            .map(crate::search::to_sql)
+            .map(vpcflow_store::search::to_sql)
             .transpose()
-            .map_err(|e| invalid("search", e))?;
+            .map_err(|e| invalid("search", e.into()))?;
         let query = vpcflow_store::Query {
             group: Some(q.log_group_id.clone()),
             topic: Some(q.log_topic_id.clone()),
@@ -242,7 +263,7 @@ impl DataPlane for ServeData {
             cancel: Some(q.cancel.clone()),
         };
         // In a child process: no query can take the server down.
-        let lines = match crate::query_worker::run_isolated(&query, self.sink.root()) {
+        let lines = match vpcflow_store::worker::run_isolated(&query, self.sink.root()) {
             Ok(lines) => lines,
             // A topic nothing was written to yet.
             Err(StoreError::NotFound { .. }) => return Ok(RecordsPage::default()),
@@ -276,7 +297,7 @@ impl DataPlane for ServeData {
     }
 
     fn tail(&self) -> tokio::sync::broadcast::Receiver<Arc<TailWindow>> {
-        self.sink.subscribe()
+        self.tail.subscribe()
     }
 }
 
@@ -356,10 +377,15 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
                 .with_context(|| format!("cannot read inventory {}", p.display()))
         })
         .transpose()?;
-    let sink = Arc::new(RecordSink::open(&args.data.join("store"))?);
+    let sink = Arc::new(SharedStore::open(&args.data.join("store"))?);
     sink.store().compact_in_background();
+    let tail = tokio::sync::broadcast::channel(TAIL_BACKLOG).0;
+    if sink.listen(Box::new(Tail(tail.clone()))).is_err() {
+        unreachable!("a new store has no listener");
+    }
     let data = ServeData {
         sink: sink.clone(),
+        tail,
         captures: AtomicU64::new(0),
         query_limits: QueryLimits {
             deadline: std::time::Duration::from_secs(args.query_timeout),

@@ -6,9 +6,8 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Args, Subcommand};
 
-use vpcflow_store::{CatalogGroup, CatalogTopic, Store};
+use vpcflow_store::Store;
 
-use crate::ingest::load_inventory;
 use crate::query::instant;
 
 /// `vpcflow store` subcommands.
@@ -44,28 +43,6 @@ enum StoreCommand {
     },
 }
 
-/// The inventory's log groups and topics as the store's catalog records them.
-pub fn catalog_groups(inv: &vpcflow_core::Inventory) -> Vec<CatalogGroup> {
-    inv.log_groups
-        .iter()
-        .enumerate()
-        .map(|(i, g)| CatalogGroup {
-            id: g.id.clone(),
-            name: g.name.clone(),
-            ttl_in_days: u32::from(g.ttl_in_days),
-            log_topics: inv
-                .log_topics
-                .iter()
-                .filter(|t| t.log_group == i)
-                .map(|t| CatalogTopic {
-                    id: t.id.clone(),
-                    name: t.name.clone(),
-                })
-                .collect(),
-        })
-        .collect()
-}
-
 fn now_or(t: Option<String>) -> Result<u64> {
     Ok(match t {
         Some(t) => instant(&t)?,
@@ -77,7 +54,10 @@ fn now_or(t: Option<String>) -> Result<u64> {
 pub fn run(args: StoreArgs) -> Result<ExitCode> {
     match args.command {
         StoreCommand::Gc { store, config, now } => {
-            let inv = config.as_ref().map(load_inventory).transpose()?;
+            let inv = config
+                .as_deref()
+                .map(vpcflow_core::Inventory::read)
+                .transpose()?;
             let now = now_or(now)?;
             let ttl = |group: &str| {
                 inv.as_ref()?

@@ -1,4 +1,4 @@
-//! The live agent on the testbed: `vpcflow testbed up` builds
+//! The live agent on the testbed: `vpcflow_tools::testbed` builds
 //! `tests/live/testbed.toml` as namespaces, `vpcflow agent` captures on the
 //! ports' host-side interfaces into a store, real traffic runs between the
 //! ports, and the records must count it exactly: N datagrams of known size,

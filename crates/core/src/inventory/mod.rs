@@ -39,6 +39,14 @@ pub const FLOW_LOG_QUOTA: usize = 10;
 /// What is wrong with an inventory file, and where.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InventoryError {
+    /// The file could not be read.
+    #[error("cannot read inventory {path}: {message}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The system's reason.
+        message: String,
+    },
     /// The file is not valid TOML or has unknown fields or wrong types.
     #[error("{source_name}: {message}")]
     Syntax {
@@ -375,6 +383,15 @@ fn version_of(net: &IpNet) -> IpVersion {
 }
 
 impl Inventory {
+    /// Reads, parses and checks the inventory file at `path`.
+    pub fn read(path: &std::path::Path) -> Result<Inventory, InventoryError> {
+        let text = std::fs::read_to_string(path).map_err(|e| InventoryError::Read {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        Inventory::from_toml(&path.display().to_string(), &text)
+    }
+
     /// Parses and checks an inventory. `source_name` (usually the file
     /// name) labels every error.
     pub fn from_toml(source_name: &str, text: &str) -> Result<Inventory, InventoryError> {

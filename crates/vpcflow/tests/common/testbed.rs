@@ -1,11 +1,10 @@
-//! The live tests' testbed: `vpcflow testbed up` of `tests/live/testbed.toml`
-//! (namespaces, veths, bridges, nftables), taken down when dropped.
+//! The live tests' testbed: [`vpcflow_tools::testbed`] of
+//! `tests/live/testbed.toml` (namespaces, veths, bridges, nftables), taken
+//! down when dropped.
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime};
-
-use super::vpcflow;
 
 /// `tests/live/testbed.toml`.
 pub fn inventory() -> PathBuf {
@@ -29,9 +28,8 @@ pub struct Testbed(pub String);
 impl Testbed {
     pub fn up(tag: &str) -> Testbed {
         let prefix = format!("vl{tag}{}", std::process::id() % 100_000);
-        ok(vpcflow()
-            .args(["testbed", "--prefix", &prefix, "up", "--config"])
-            .arg(inventory()));
+        vpcflow_tools::testbed::build(&prefix, &inventory())
+            .unwrap_or_else(|e| panic!("testbed {prefix}: {e:#}"));
         Testbed(prefix)
     }
     /// A host-side veth's kernel counter (`rx_bytes`, `tx_packets`, ...).
@@ -81,13 +79,12 @@ impl Testbed {
             .expect("the server on B did not bind within 20 s");
         child
     }
+    /// Runs `args` in port `port`'s namespace (`host`: the host side),
+    /// which must succeed; its stdout.
     pub fn exec(&self, port: &str, args: &[&str]) -> String {
-        ok(vpcflow()
-            .args(["testbed", "--prefix", &self.0, "exec", "--config"])
-            .arg(inventory())
-            .arg(port)
-            .arg("--")
-            .args(args))
+        let ns = vpcflow_tools::testbed::namespace(&self.0, &inventory(), port)
+            .unwrap_or_else(|e| panic!("testbed {}: {e:#}", self.0));
+        ok(Command::new("ip").args(["netns", "exec", &ns]).args(args))
     }
 }
 
@@ -96,9 +93,9 @@ pub const BOUND: &str = "import sys;print('bound',file=sys.stderr,flush=True)";
 
 impl Drop for Testbed {
     fn drop(&mut self) {
-        let _ = vpcflow()
-            .args(["testbed", "--prefix", &self.0, "down"])
-            .status();
+        if let Err(e) = vpcflow_tools::testbed::down(&self.0) {
+            eprintln!("testbed {}: {e:#}", self.0);
+        }
     }
 }
 

@@ -1,4 +1,4 @@
-//! `vpcflow bench`: tooling for `bench/run.sh` (hidden from `--help`).
+//! `vpcflow-tools bench`: helpers of `bench/*.sh`.
 //!
 //! - `make-capture`: a large capture built from real traces, with addresses
 //!   shifted per copy so it holds many concurrent flows;
@@ -78,7 +78,7 @@ struct Template {
     ip_offset: usize,
 }
 
-/// Runs `vpcflow bench`.
+/// Runs `vpcflow-tools bench`.
 pub fn run(args: BenchArgs) -> Result<()> {
     match args.command {
         BenchCommand::MakeCapture {
@@ -374,7 +374,9 @@ fn bench_store(dir: &std::path::Path, records: u64, per_window: u64) -> Result<(
                     since: Some(t0),
                     until: Some(day_end),
                 },
-                filter: Some(crate::search::to_sql("action:REJECT AND dstport:22")?),
+                filter: Some(vpcflow_store::search::to_sql(
+                    "action:REJECT AND dstport:22",
+                )?),
                 sql: Some("SELECT count(*) AS n, sum(bytes) AS bytes FROM records".to_string()),
                 ..Default::default()
             },

@@ -1,4 +1,4 @@
-//! The server's records queries, each in a child process of its own.
+//! Queries in a child process of their own (the server's records queries).
 //!
 //! A tenant's SQL can ask for memory the query's pool never sees (a scalar
 //! function such as `repeat('x', 1.5e9)` or nested `replace`s build their
@@ -20,9 +20,13 @@ use std::process::{Command, ExitCode, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use crate::limits::check_sql;
+use crate::{OutputFormat, Query, QueryLimits, StoreError, TimeRange};
 use serde::{Deserialize, Serialize};
-use vpcflow_store::limits::check_sql;
-use vpcflow_store::{OutputFormat, Query, QueryLimits, StoreError, TimeRange};
+
+/// The subcommand of the running binary that runs [`worker_main`]: a
+/// binary that runs [`run_isolated`] must hand this argument to it.
+pub const WORKER_COMMAND: &str = "query-worker";
 
 /// The child's data segment beyond the query's memory: the query thread's
 /// deep stack, the runtime's threads, the engine's own tables.
@@ -114,7 +118,7 @@ pub fn run_isolated(q: &Query, root: &Path) -> Result<Vec<u8>, StoreError> {
     let failed = |what: &str, e: std::io::Error| StoreError::Query(format!("{what}: {e}"));
     let exe = std::env::current_exe().map_err(|e| failed("finding the vpcflow binary", e))?;
     let mut child = Command::new(exe)
-        .arg("query-worker")
+        .arg(WORKER_COMMAND)
         // Few malloc arenas: each reserves address space the data limit
         // would count once touched.
         .env("MALLOC_ARENA_MAX", "2")
@@ -152,7 +156,7 @@ pub fn run_isolated(q: &Query, root: &Path) -> Result<Vec<u8>, StoreError> {
             let _ = child.kill();
             let _ = child.wait();
             if cancelled {
-                return Err(vpcflow_store::limits::cancelled());
+                return Err(crate::limits::cancelled());
             }
             return Err(q.limits.past_deadline());
         }
@@ -218,7 +222,8 @@ pub fn run_isolated(q: &Query, root: &Path) -> Result<Vec<u8>, StoreError> {
     )))
 }
 
-/// `vpcflow query-worker`: one query from stdin, its JSON lines on stdout.
+/// The worker's side (the binary's hidden [`WORKER_COMMAND`]): one query
+/// from stdin, its JSON lines on stdout.
 pub fn worker_main() -> ExitCode {
     let answer = |kind: &str, message: &str| {
         eprintln!("vpcflow-query: {kind}: {message}");

@@ -12,8 +12,21 @@
 //! more `NOT`s than the SQL front end takes is refused, naming the limit,
 //! before the (recursive) parser sees it.
 
-use anyhow::{Result, bail};
-use vpcflow_store::limits::MAX_SQL_NOTS;
+use crate::limits::MAX_SQL_NOTS;
+
+/// A search that cannot be turned into SQL: the message names what is
+/// wrong (an unknown field, a malformed value, a passed limit).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct SearchError(String);
+
+type Result<T> = std::result::Result<T, SearchError>;
+
+macro_rules! bail {
+    ($($t:tt)*) => {
+        return Err(SearchError(format!($($t)*)))
+    };
+}
 
 /// Longest search accepted, in bytes.
 pub const MAX_SEARCH_BYTES: usize = 4096;
@@ -25,11 +38,10 @@ pub const MAX_SEARCH_TERMS: usize = 100;
 /// The columns a search can name, numeric then text, from the store's
 /// schema (derived from the record's field table) and its partitions.
 fn searchable() -> (Vec<&'static str>, Vec<&'static str>) {
-    let (numeric, text): (Vec<_>, Vec<_>) = vpcflow_store::columns().partition(|c| c.is_number());
-    let names =
-        |cs: Vec<vpcflow_store::Column>| cs.into_iter().map(|c| c.name()).collect::<Vec<_>>();
+    let (numeric, text): (Vec<_>, Vec<_>) = crate::columns().partition(|c| c.is_number());
+    let names = |cs: Vec<crate::Column>| cs.into_iter().map(|c| c.name()).collect::<Vec<_>>();
     let mut text = names(text);
-    text.extend(vpcflow_store::PARTITIONS);
+    text.extend(crate::PARTITIONS);
     (names(numeric), text)
 }
 
@@ -59,9 +71,11 @@ fn atom(t: &str) -> Result<String> {
     let col = format!("\"{field}\"");
     let (numeric, text) = searchable();
     if numeric.contains(&field.as_str()) {
-        let n: u64 = value
-            .parse()
-            .map_err(|_| anyhow::anyhow!("`{t}`: {field} takes a whole number, not `{value}`"))?;
+        let n: u64 = value.parse().map_err(|_| {
+            SearchError(format!(
+                "`{t}`: {field} takes a whole number, not `{value}`"
+            ))
+        })?;
         let op = if op == ":" { "=" } else { op };
         return Ok(format!("{col} {op} {n}"));
     }

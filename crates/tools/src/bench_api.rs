@@ -1,4 +1,4 @@
-//! `vpcflow bench api`: load on a running `vpcflow serve` from this (second)
+//! `vpcflow-tools bench api`: load on a running `vpcflow serve` from this (second)
 //! process, over loopback with keep-alive connections: 1,000 flow-log
 //! creates across 100 projects (10 each, the quota), then lists of a
 //! random project's flow logs for a while; `GET /health` (no database, no
@@ -11,9 +11,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde_json::{Value, json};
 
-use crate::client::agent;
-
-/// Flags of `vpcflow bench api`.
+/// Flags of `vpcflow-tools bench api`.
 #[derive(Debug, Args)]
 pub struct ApiBenchArgs {
     /// The server.
@@ -167,7 +165,7 @@ fn load(
     })
 }
 
-/// Runs `vpcflow bench api`.
+/// Runs `vpcflow-tools bench api`.
 pub fn run(args: ApiBenchArgs) -> Result<()> {
     let text = std::fs::read_to_string(&args.tokens)
         .with_context(|| format!("--tokens {}", args.tokens.display()))?;
@@ -300,4 +298,12 @@ pub fn run(args: ApiBenchArgs) -> Result<()> {
         list.percentile(0.99).as_secs_f64() / health.percentile(0.99).as_secs_f64()
     );
     Ok(())
+}
+
+/// An HTTP agent that hands error statuses back as answers.
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into()
 }

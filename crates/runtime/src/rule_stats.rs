@@ -1,11 +1,16 @@
-//! `--rule-stats`: what every rule decided over a whole ingest.
+//! Rule totals (`vpcflow ingest --rule-stats`): what every rule decided
+//! over a run, as a sink wrapping another.
 
 use std::io::{self, Write};
 
 use serde::Serialize;
+use vpcflow_core::Inventory;
+use vpcflow_core::Timestamp;
 use vpcflow_core::Topology;
 use vpcflow_core::aggregate::ClosedWindow;
 use vpcflow_policy::PolicyEngine;
+
+use crate::driver::{Sink, SinkError};
 
 /// Totals per rule, indexed by `RuleRef`.
 #[derive(Debug, Default)]
@@ -69,5 +74,34 @@ impl RuleStats {
             out.write_all(b"\n")?;
         }
         Ok(())
+    }
+}
+
+/// A sink that totals each window's rule hits, then hands it on.
+pub struct Tallied<S> {
+    /// Where the windows go.
+    pub sink: S,
+    /// The totals so far.
+    pub stats: RuleStats,
+}
+
+impl<S: Sink> Sink for Tallied<S> {
+    fn write(
+        &mut self,
+        topology: &Topology,
+        window: &ClosedWindow,
+        partial: bool,
+    ) -> Result<(), SinkError> {
+        self.stats.add(window);
+        self.sink.write(topology, window, partial)
+    }
+    fn register(&mut self, inventory: &Inventory) -> Result<(), SinkError> {
+        self.sink.register(inventory)
+    }
+    fn upkeep(&mut self, now: Timestamp) {
+        self.sink.upkeep(now);
+    }
+    fn finish(&mut self) {
+        self.sink.finish();
     }
 }

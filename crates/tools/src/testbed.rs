@@ -1,4 +1,4 @@
-//! `vpcflow testbed`: an inventory built as real network namespaces.
+//! `vpcflow-tools testbed`: an inventory built as real network namespaces.
 //!
 //! Layout (all inside namespaces this command creates; nothing touches the
 //! host's own interfaces):
@@ -18,16 +18,14 @@
 //! `down` removes every namespace with the prefix (and with them every veth,
 //! bridge and ruleset).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use vpcflow_core::Inventory;
 
-use crate::ingest::load_inventory;
-
-/// `vpcflow testbed` subcommands.
+/// `vpcflow-tools testbed` subcommands.
 #[derive(Debug, Args)]
 pub struct TestbedArgs {
     /// Prefix of the namespaces (at most 8 characters).
@@ -107,14 +105,14 @@ fn gateway(net: &ipnet::IpNet) -> Option<(std::net::IpAddr, u8)> {
     }
 }
 
-fn up(prefix: &str, inv: &Inventory, config: &std::path::Path) -> Result<()> {
+fn up(prefix: &str, inv: &Inventory, config: &Path) -> Result<()> {
     let host = format!("{prefix}-host");
     if run_cmd(&["ip", "netns", "list"])?
         .lines()
         .any(|l| l.split_whitespace().next() == Some(host.as_str()))
     {
         bail!(
-            "a testbed with prefix '{prefix}' is up already (vpcflow testbed down --prefix {prefix})"
+            "a testbed with prefix '{prefix}' is up already (vpcflow-tools testbed down --prefix {prefix})"
         );
     }
     // Without IPv6 in the inventory, IPv6 stays off: no router
@@ -248,7 +246,7 @@ fn up(prefix: &str, inv: &Inventory, config: &std::path::Path) -> Result<()> {
         nft(&host, &acl, "acl")?;
     }
     println!(
-        "testbed '{prefix}' is up from {}: run the agent with `vpcflow testbed exec --config {} host -- vpcflow agent ...`",
+        "testbed '{prefix}' is up from {}: run the agent with `vpcflow-tools testbed exec --config {} host -- vpcflow agent ...`",
         config.display(),
         config.display()
     );
@@ -274,31 +272,61 @@ pub fn down(prefix: &str) -> Result<usize> {
     Ok(n)
 }
 
-/// Runs `vpcflow testbed`.
-pub fn run(args: TestbedArgs) -> Result<ExitCode> {
-    let prefix = &args.prefix;
+fn check_prefix(prefix: &str) -> Result<()> {
     if prefix.is_empty() || prefix.len() > 8 || !prefix.bytes().all(|b| b.is_ascii_alphanumeric()) {
         bail!("--prefix '{prefix}': 1 to 8 letters or digits");
     }
+    Ok(())
+}
+
+/// Builds the testbed `prefix` of the inventory at `config` (root): on an
+/// error, whatever was built is removed again.
+pub fn build(prefix: &str, config: &Path) -> Result<()> {
+    check_prefix(prefix)?;
+    let inv = Inventory::read(config)?;
+    if bed_ports(&inv).is_empty() {
+        bail!(
+            "{}: no port has an `interface`; the testbed builds ports with one",
+            config.display()
+        );
+    }
+    if let Err(e) = up(prefix, &inv, config) {
+        // Half a testbed is worse than none.
+        let _ = down(prefix);
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// The namespace of port `port` (an id of the inventory at `config`, or
+/// `host` for the host side) in testbed `prefix`.
+pub fn namespace(prefix: &str, config: &Path, port: &str) -> Result<String> {
+    if port == "host" {
+        return Ok(format!("{prefix}-host"));
+    }
+    let inv = Inventory::read(config)?;
+    let pi = inv
+        .ports
+        .iter()
+        .position(|p| p.id == port)
+        .with_context(|| format!("no port '{port}' in {}", config.display()))?;
+    port_namespace(prefix, &inv, pi).with_context(|| {
+        format!("port '{port}' has no `interface`, so the testbed did not build it")
+    })
+}
+
+/// Runs `vpcflow-tools testbed`.
+pub fn run(args: TestbedArgs) -> Result<ExitCode> {
+    let prefix = &args.prefix;
+    check_prefix(prefix)?;
     match args.command {
         TestbedCommand::Up { config } => {
-            let inv = load_inventory(&config)?;
-            if bed_ports(&inv).is_empty() {
-                bail!(
-                    "{}: no port has an `interface`; the testbed builds ports with one",
-                    config.display()
-                );
-            }
-            if let Err(e) = up(prefix, &inv, &config) {
-                // Half a testbed is worse than none.
-                let _ = down(prefix);
-                return Err(e);
-            }
+            build(prefix, &config)?;
             Ok(ExitCode::SUCCESS)
         }
         TestbedCommand::Down => {
             let n = down(prefix)?;
-            eprintln!("vpcflow: removed {n} namespaces of testbed '{prefix}'");
+            eprintln!("vpcflow-tools: removed {n} namespaces of testbed '{prefix}'");
             Ok(ExitCode::SUCCESS)
         }
         TestbedCommand::Exec {
@@ -306,19 +334,7 @@ pub fn run(args: TestbedArgs) -> Result<ExitCode> {
             port,
             command,
         } => {
-            let ns = if port == "host" {
-                format!("{prefix}-host")
-            } else {
-                let inv = load_inventory(&config)?;
-                let pi = inv
-                    .ports
-                    .iter()
-                    .position(|p| p.id == port)
-                    .with_context(|| format!("no port '{port}' in {}", config.display()))?;
-                port_namespace(prefix, &inv, pi).with_context(|| {
-                    format!("port '{port}' has no `interface`, so the testbed did not build it")
-                })?
-            };
+            let ns = namespace(prefix, &config, &port)?;
             let status = Command::new("ip")
                 .args(["netns", "exec", &ns])
                 .args(&command)

@@ -1,13 +1,18 @@
-//! `--compare`: the flows whose action a proposed inventory would change,
-//! grouped by the rule that changes them.
+//! What-if (`vpcflow ingest --compare`): the flows whose action a proposed
+//! inventory would change, grouped by the rule that changes them. Both
+//! inventories' drivers see the same frames, so they close the same
+//! windows, compared pairwise.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{self, Write};
 
+use vpcflow_capture::MergedCaptures;
 use vpcflow_core::aggregate::ClosedWindow;
 use vpcflow_core::flow::FiveTuple;
 use vpcflow_core::record::{FlowFields, RecordBody};
 use vpcflow_core::{Action, Direction, RuleRef, Topology};
+
+use crate::driver::Driver;
 
 /// Examples printed per group.
 const EXAMPLES: usize = 10;
@@ -146,4 +151,36 @@ impl Comparison {
         }
         Ok(())
     }
+}
+
+/// Replays `captures` through the `current` and the `proposed` inventory's
+/// drivers; the flows whose action changes.
+pub fn compare(
+    current: &mut Driver,
+    proposed: &mut Driver,
+    captures: &mut MergedCaptures,
+) -> Comparison {
+    let mut comparison = Comparison::default();
+    let mut pair = |current: &mut Driver, proposed: &mut Driver| {
+        let (ours, theirs) = (current.take_closed(), proposed.take_closed());
+        for (a, b) in ours.iter().zip(&theirs) {
+            comparison.add(
+                current.pipeline().topology(),
+                a,
+                proposed.pipeline().topology(),
+                b,
+            );
+        }
+    };
+    while let Some(frame) = captures.next_frame() {
+        current.observe(&frame);
+        proposed.observe(&frame);
+        if current.has_closed() {
+            pair(current, proposed);
+        }
+    }
+    current.close_all();
+    proposed.close_all();
+    pair(current, proposed);
+    comparison
 }

@@ -1,0 +1,13 @@
+//! Developer tooling, kept out of the `vpcflow` binary users run:
+//!
+//! - [`testbed`]: an inventory built as real network namespaces, veths,
+//!   bridges and nftables rules (the live tests and `bench/live.sh`);
+//! - [`bench`]: the benchmarks' helpers (`bench/*.sh`): a large capture
+//!   built from real traces, the read and parse baselines, the log store's
+//!   write and query benchmark, load on a running `vpcflow serve`.
+//!
+//! The `vpcflow-tools` binary runs them from the command line.
+
+pub mod bench;
+mod bench_api;
+pub mod testbed;
