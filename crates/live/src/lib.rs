@@ -9,16 +9,21 @@
 //! kernel and reported by [`PacketRing::take_stats`], so they can become
 //! SKIPDATA.
 //!
+//! [`CaptureSystem`] is the seam between a live source's logic and the
+//! kernel ([`Linux`]), so that logic can be tested with a fake host.
+//!
 //! This is the workspace's only crate with `unsafe` code (the ring is
 //! memory shared with the kernel); it is confined to `ring.rs`.
 
 #[cfg(feature = "ebpf")]
 mod ebpf;
 mod ring;
+mod system;
 
 #[cfg(feature = "ebpf")]
 pub use ebpf::{EbpfConfig, FlowCounter, KernelFlow, KernelLoss};
 pub use ring::{PacketRing, RingConfig, RingPacket, RingStats, wait_readable};
+pub use system::{CaptureRing, CaptureSystem, Linux};
 
 /// What went wrong opening or reading a live source.
 #[derive(Debug, thiserror::Error)]

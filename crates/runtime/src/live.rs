@@ -16,7 +16,7 @@
 use std::time::Duration;
 
 use vpcflow_core::Timestamp;
-use vpcflow_live::{LiveError, PacketRing, RingConfig, wait_readable};
+use vpcflow_live::{CaptureRing, CaptureSystem, Linux, LiveError, RingConfig};
 use vpcflow_wire::{Frame, LinkType};
 
 use crate::clock::Clock;
@@ -71,12 +71,11 @@ pub enum LiveSourceError {
 }
 
 /// One monitored interface's capture.
-#[derive(Default)]
-struct Tap {
+struct Tap<R> {
     /// The interface index the capture is bound to; `None` while closed.
     ifindex: Option<u32>,
     /// The af-packet source's ring.
-    ring: Option<PacketRing>,
+    ring: Option<R>,
     /// Packets lost (ring or kernel table full) not yet reported.
     lost_unreported: u64,
 }
@@ -91,32 +90,61 @@ struct Kernel {
     next_collect: Timestamp,
 }
 
-/// The live source.
-pub struct LiveSource {
+impl<R> Default for Tap<R> {
+    fn default() -> Self {
+        Tap {
+            ifindex: None,
+            ring: None,
+            lost_unreported: 0,
+        }
+    }
+}
+
+/// The live source, on this host's kernel ([`Linux`]) or another
+/// [`CaptureSystem`].
+pub struct LiveSource<S: CaptureSystem = Linux> {
+    system: S,
     snaplen: u32,
-    taps: Vec<Tap>,
+    taps: Vec<Tap<S::Ring>>,
     #[cfg(feature = "ebpf")]
     kernel: Option<Kernel>,
-    fds: Vec<libc::pollfd>,
     next_report: Timestamp,
 }
 
-impl LiveSource {
-    /// The source `config` asks for, at `now`.
+impl LiveSource<Linux> {
+    /// The source `config` asks for, on this host, at `now`.
     pub fn new(config: LiveConfig, now: Timestamp) -> Result<LiveSource, LiveSourceError> {
-        if config.flow_table == 0 {
-            return Err(LiveSourceError::EmptyFlowTable);
-        }
         #[cfg(not(feature = "ebpf"))]
         if config.capture == Some(CaptureKind::Ebpf) {
             return Err(LiveSourceError::NoEbpf);
         }
+        #[allow(unused_mut, reason = "only the eBPF source is loaded after")]
+        let mut source = LiveSource::with_system(Linux::default(), config, now)?;
+        #[cfg(feature = "ebpf")]
+        {
+            source.kernel = load_kernel(config, now)?;
+        }
+        Ok(source)
+    }
+}
+
+impl<S: CaptureSystem> LiveSource<S> {
+    /// The AF_PACKET source on `system`'s rings (the kernel's eBPF counters
+    /// are [`LiveSource::new`]'s alone), at `now`.
+    pub fn with_system(
+        system: S,
+        config: LiveConfig,
+        now: Timestamp,
+    ) -> Result<LiveSource<S>, LiveSourceError> {
+        if config.flow_table == 0 {
+            return Err(LiveSourceError::EmptyFlowTable);
+        }
         Ok(LiveSource {
+            system,
             snaplen: config.snaplen,
             taps: Vec::new(),
             #[cfg(feature = "ebpf")]
-            kernel: load_kernel(config, now)?,
-            fds: Vec::new(),
+            kernel: None,
             next_report: now,
         })
     }
@@ -147,10 +175,10 @@ impl LiveSource {
             snaplen: self.snaplen,
             ..RingConfig::default()
         };
-        match PacketRing::open(name, config) {
+        match self.system.open_ring(name, config) {
             Ok(ring) => {
                 eprintln!("vpcflow: capturing {name} (AF_PACKET)");
-                self.taps[t].ifindex = vpcflow_live::interface_index(name).ok().map(|i| i as u32);
+                self.taps[t].ifindex = self.system.interface_index(name);
                 self.taps[t].ring = Some(ring);
             }
             Err(e) => eprintln!("vpcflow: warning: {e} (retrying)"),
@@ -283,7 +311,7 @@ fn load_kernel(config: LiveConfig, now: Timestamp) -> Result<Option<Kernel>, Liv
     }
 }
 
-impl Source for LiveSource {
+impl<S: CaptureSystem> Source for LiveSource<S> {
     fn name(&self) -> &'static str {
         #[cfg(feature = "ebpf")]
         if self.kernel.is_some() {
@@ -298,7 +326,7 @@ impl Source for LiveSource {
         self.taps.resize_with(interfaces.len(), Tap::default);
         for (t, interface) in interfaces.iter().enumerate() {
             let name = &interface.name;
-            let now_index = vpcflow_live::interface_index(name).ok().map(|i| i as u32);
+            let now_index = self.system.interface_index(name);
             if now_index.is_some() && now_index == self.taps[t].ifindex {
                 continue;
             }
@@ -334,11 +362,8 @@ impl Source for LiveSource {
             let wait = k.next_collect.0.saturating_sub(clock.now().0) / 1_000_000;
             timeout_ms = timeout_ms.min(wait as i32);
         }
-        wait_readable(
-            self.taps.iter().filter_map(|t| t.ring.as_ref()),
-            &mut self.fds,
-            timeout_ms,
-        )?;
+        self.system
+            .wait(self.taps.iter().filter_map(|t| t.ring.as_ref()), timeout_ms)?;
         self.drain(driver);
         #[cfg(feature = "ebpf")]
         {
