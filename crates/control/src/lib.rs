@@ -16,6 +16,7 @@
 //!   project before it commits.
 
 pub mod api;
+pub mod client;
 pub mod data;
 pub mod db;
 pub mod model;

@@ -52,6 +52,91 @@ impl WindowLength {
     }
 }
 
+/// A time or duration the user wrote that is not one: the message names it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct TimeParseError(String);
+
+/// Parses `90s`, `15m`, `1h`, `7d`.
+pub fn parse_duration_secs(s: &str) -> Result<u64, TimeParseError> {
+    let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = n
+        .parse()
+        .map_err(|_| TimeParseError(format!("`{s}` is not a duration like 90s, 15m, 1h, 7d")))?;
+    let mult = match unit {
+        "s" | "" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => {
+            return Err(TimeParseError(format!(
+                "`{s}`: the unit must be s, m, h or d"
+            )));
+        }
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| TimeParseError(format!("`{s}` is too long a duration")))
+}
+
+/// Parses Unix seconds or RFC 3339 (`2026-11-24T10:00:00Z`, offsets allowed).
+pub fn parse_instant(s: &str) -> Result<u64, TimeParseError> {
+    if let Ok(n) = s.parse::<u64>() {
+        return Ok(n);
+    }
+    let bad = || {
+        TimeParseError(format!(
+            "`{s}` is neither Unix seconds nor an RFC 3339 time like 2026-11-24T10:00:00Z"
+        ))
+    };
+    let b = s.as_bytes();
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't' | b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return Err(bad());
+    }
+    let num =
+        |r: std::ops::Range<usize>| s.get(r).and_then(|x| x.parse::<i64>().ok()).ok_or_else(bad);
+    let (y, mo, d, h, mi, se) = (
+        num(0..4)?,
+        num(5..7)?,
+        num(8..10)?,
+        num(11..13)?,
+        num(14..16)?,
+        num(17..19)?,
+    );
+    let mut rest = &s[19..];
+    if let Some(r) = rest.strip_prefix('.') {
+        rest = r.trim_start_matches(|c: char| c.is_ascii_digit());
+    }
+    let offset = match rest {
+        "Z" | "z" => 0,
+        r if r.len() == 6 && (r.starts_with('+') || r.starts_with('-')) => {
+            let sign = if r.starts_with('-') { -1 } else { 1 };
+            let hh: i64 = r[1..3].parse().map_err(|_| bad())?;
+            let mm: i64 = r[4..6].parse().map_err(|_| bad())?;
+            sign * (hh * 3600 + mm * 60)
+        }
+        _ => return Err(bad()),
+    };
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
+        return Err(bad());
+    }
+    // Days from civil (Howard Hinnant).
+    let yy = if mo <= 2 { y - 1 } else { y };
+    let era = yy.div_euclid(400);
+    let yoe = yy - era * 400;
+    let mp = (mo + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let t = days * 86_400 + h * 3600 + mi * 60 + se - offset;
+    u64::try_from(t).map_err(|_| bad())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -71,5 +156,28 @@ mod tests {
         assert!(WindowLength::configured(600).is_some());
         assert!(WindowLength::configured(601).is_none());
         assert!(WindowLength::any(0).is_none());
+    }
+
+    #[test]
+    fn instants_and_durations() {
+        assert_eq!(parse_instant("1548752136").unwrap(), 1_548_752_136);
+        assert_eq!(
+            parse_instant("2019-01-29T09:35:36Z").unwrap(),
+            1_548_754_536
+        );
+        assert_eq!(
+            parse_instant("2019-01-29T10:35:36+01:00").unwrap(),
+            1_548_754_536
+        );
+        assert_eq!(
+            parse_instant("2000-02-29T00:00:00.5Z").unwrap(),
+            951_782_400
+        );
+        assert!(parse_instant("yesterday").is_err());
+        assert!(parse_instant("2019-13-01T00:00:00Z").is_err());
+        assert_eq!(parse_duration_secs("15m").unwrap(), 900);
+        assert_eq!(parse_duration_secs("7d").unwrap(), 604_800);
+        assert!(parse_duration_secs("1w").is_err());
+        assert!(parse_duration_secs("400000000000000000d").is_err());
     }
 }

@@ -7,9 +7,14 @@
 //! (a capture's last window is not cut short by a stop), and no window
 //! after the last frame is opened.
 
-use vpcflow_capture::MergedCaptures;
+use std::io::{self, Write};
+
+use vpcflow_capture::{CaptureFile, Ending, MergedCaptures};
+use vpcflow_core::Pipeline;
+use vpcflow_core::pipeline::status_counts;
 
 use crate::driver::{Driver, Sink, SinkError};
+use crate::verdicts::Verdicts;
 
 /// Frames between two calls of the progress callback.
 pub const PROGRESS_EVERY: u64 = 65_536;
@@ -35,4 +40,106 @@ pub fn replay(
     }
     driver.end_of_input(sink)?;
     Ok(frames)
+}
+
+/// Writes what a replay through `pipeline` of `files` saw in `elapsed`
+/// seconds (packets, attribution, skips, records, policy, flow table, how
+/// each capture ended) to `err`. Whether every capture was whole or merely
+/// cut (a corrupt one is an error).
+pub fn write_summary(
+    err: &mut impl Write,
+    pipeline: &Pipeline<Verdicts>,
+    files: &[CaptureFile],
+    elapsed: f64,
+) -> io::Result<bool> {
+    let (stats, policy) = (pipeline.stats(), pipeline.policy());
+    writeln!(
+        err,
+        "vpcflow: read {} packets from {} capture(s) in {:.3} s ({:.0} packets/s)",
+        stats.packets,
+        files.len(),
+        elapsed,
+        stats.packets as f64 / elapsed.max(1e-9)
+    )?;
+    writeln!(err, "  attributed to monitored ports: {}", stats.attributed)?;
+    let skipped = stats.skipped();
+    if !skipped.is_empty() {
+        let list: Vec<String> = skipped
+            .iter()
+            .map(|(r, n)| format!("{} {n}", r.name()))
+            .collect();
+        writeln!(err, "  skipped: {}", list.join(", "))?;
+    }
+    if stats.transport_truncated > 0 || stats.unmatched_fragments > 0 {
+        writeln!(
+            err,
+            "  recorded with ports 0: transport header cut by the capture {}, fragments without their first {}",
+            stats.transport_truncated, stats.unmatched_fragments
+        )?;
+    }
+    if stats.gap_windows_not_reported > 0 {
+        writeln!(
+            err,
+            "vpcflow: warning: {} capture windows of gaps without traffic were not reported: NODATA covers at most {} s after traffic",
+            stats.gap_windows_not_reported,
+            vpcflow_core::aggregate::MAX_GAP_NODATA_SECS
+        )?;
+    }
+    let counts: Vec<String> = status_counts(stats)
+        .iter()
+        .map(|(s, n)| format!("{} {n}", s.as_str()))
+        .collect();
+    writeln!(
+        err,
+        "  records: {} (windows: {})",
+        counts.join(", "),
+        stats.windows
+    )?;
+    if let Verdicts::Engine(e) = policy {
+        let s = e.stats();
+        writeln!(
+            err,
+            "  policy: {} flows evaluated, {} return traffic of accepted connections, {} of connections already decided; {} connections evicted",
+            s.evaluated,
+            s.stateful_returns,
+            s.tracked,
+            e.evicted()
+        )?;
+    }
+    let (flows, bytes) = stats.peak_flows;
+    if flows > 0 {
+        // Tables grow in chunks of thousands of flows, so a per-flow figure
+        // only means something for large inputs.
+        let per_flow = if flows >= 10_000 {
+            format!(" ({:.1} bytes/flow)", bytes as f64 / flows as f64)
+        } else {
+            String::new()
+        };
+        writeln!(
+            err,
+            "  flow table: peak {flows} flows in open windows, {bytes} bytes{per_flow}"
+        )?;
+    }
+    let mut clean = true;
+    for f in files {
+        match f.ending() {
+            Ending::Truncated => writeln!(
+                err,
+                "vpcflow: warning: {}: the capture ends in the middle of a packet; records cover the {} packets before the cut",
+                f.name(),
+                f.frames()
+            )?,
+            Ending::Corrupt(why) => {
+                writeln!(
+                    err,
+                    "vpcflow: error: {}: {why}; records cover the {} packets before it",
+                    f.name(),
+                    f.frames()
+                )?;
+                clean = false;
+            }
+            _ => {}
+        }
+    }
+    Ok(clean)
 }

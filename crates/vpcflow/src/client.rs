@@ -3,7 +3,6 @@
 //! serve`, so a user never needs curl. Answers print as JSON; an error
 //! answer prints its `code: message` and exits with 1.
 
-use std::fs::File;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -12,6 +11,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{Map, Value, json};
 use vpcflow_control::api::collection_path;
+use vpcflow_control::client::{Body, Client};
 use vpcflow_control::resources::Kind;
 
 use crate::ingest::TrafficArg;
@@ -36,13 +36,6 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    fn project_url(&self, path: &str) -> Result<String> {
-        let Some(p) = &self.project else {
-            bail!("say which project: --project ID (or VPCFLOW_PROJECT)")
-        };
-        Ok(format!("{}/v1/{p}/{path}", self.api.trim_end_matches('/')))
-    }
-
     /// Calls the API; prints the answer (JSON, pretty) and returns the exit
     /// code.
     fn call(
@@ -52,89 +45,27 @@ impl Endpoint {
         query: &[(&str, String)],
         body: Option<Body>,
     ) -> Result<ExitCode> {
-        let url = self.project_url(path)?;
+        let Some(project) = &self.project else {
+            bail!("say which project: --project ID (or VPCFLOW_PROJECT)")
+        };
         let token = self.token.as_deref().context(
             "say whose call this is: --token TOKEN (or VPCFLOW_TOKEN; `vpcflow token create` prints one)",
         )?;
-        let agent = agent();
-        let with = |r: ureq::RequestBuilder<ureq::typestate::WithBody>| {
-            let mut r = r.header("X-Auth-Token", token);
-            for (k, v) in query {
-                r = r.query(*k, v);
-            }
-            r
-        };
-        let without = |r: ureq::RequestBuilder<ureq::typestate::WithoutBody>| {
-            let mut r = r.header("X-Auth-Token", token);
-            for (k, v) in query {
-                r = r.query(*k, v);
-            }
-            r
-        };
-        let sent = match (method, body) {
-            ("GET", _) => without(agent.get(&url)).call(),
-            ("DELETE", _) => without(agent.delete(&url)).call(),
-            (m, Some(Body::Json(v))) => {
-                let r = if m == "PUT" {
-                    agent.put(&url)
-                } else {
-                    agent.post(&url)
-                };
-                with(r)
-                    .header("Content-Type", "application/json")
-                    .send(v.to_string().as_bytes())
-            }
-            (_, Some(Body::File(path))) => {
-                let mut f =
-                    File::open(&path).with_context(|| format!("cannot read {}", path.display()))?;
-                with(agent.post(&url))
-                    .header("Content-Type", "application/octet-stream")
-                    .send(ureq::SendBody::from_reader(&mut f))
-            }
-            (m, None) => bail!("{m} needs a body"),
-        };
-        let mut answer = sent.with_context(|| format!("{method} {url}"))?;
-        let status = answer.status();
-        let text = answer
-            .body_mut()
-            .with_config()
-            .limit(1 << 30)
-            .read_to_string()
-            .with_context(|| format!("reading the answer to {method} {url}"))?;
-        let parsed: Option<Value> = serde_json::from_str(&text).ok();
-        if status.is_success() {
-            if let Some(v) = parsed {
+        let answer = Client::new(&self.api, token, project).call(method, path, query, body)?;
+        if answer.is_success() {
+            if let Some(v) = &answer.json {
                 let mut out = std::io::stdout().lock();
-                serde_json::to_writer_pretty(&mut out, &v)?;
+                serde_json::to_writer_pretty(&mut out, v)?;
                 writeln!(out)?;
             }
             return Ok(ExitCode::SUCCESS);
         }
-        match parsed {
-            Some(v) if v["code"].is_string() => eprintln!(
-                "vpcflow: {} {}: {}",
-                status.as_u16(),
-                v["code"].as_str().unwrap_or_default(),
-                v["message"].as_str().unwrap_or_default()
-            ),
-            _ => eprintln!("vpcflow: {} {}", status.as_u16(), text.trim()),
+        match answer.error() {
+            Some((code, message)) => eprintln!("vpcflow: {} {code}: {message}", answer.status),
+            None => eprintln!("vpcflow: {} {}", answer.status, answer.text.trim()),
         }
         Ok(ExitCode::from(1))
     }
-}
-
-/// An HTTP agent that hands back error answers instead of failing on them
-/// (their bodies name what is wrong).
-pub fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into()
-}
-
-enum Body {
-    Json(Value),
-    File(PathBuf),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

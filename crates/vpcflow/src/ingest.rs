@@ -14,14 +14,13 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use ipnet::IpNet;
-use vpcflow_capture::{CaptureFile, Ending, MergedCaptures};
+use vpcflow_capture::{CaptureFile, MergedCaptures};
 use vpcflow_core::aggregate::AggregatorConfig;
 use vpcflow_core::attribute::{Attributor, AutoPorts};
 use vpcflow_core::format::Format;
-use vpcflow_core::pipeline::{PipelineStats, status_counts};
 use vpcflow_core::{AcceptAll, Inventory, Pipeline, TrafficType, WindowLength};
 use vpcflow_policy::DEFAULT_CONNECTIONS;
-use vpcflow_runtime::capture::replay;
+use vpcflow_runtime::capture::{self, replay};
 use vpcflow_runtime::rule_stats::{RuleStats, Tallied};
 use vpcflow_runtime::{
     Compaction, Driver, FormatSink, SharedStore, StoreSink, Verdicts, inventory_pipeline, whatif,
@@ -304,108 +303,15 @@ fn stream(
         totals.write(pipeline.topology(), engine, &mut f)?;
         f.flush()?;
     }
-    report(
-        pipeline.stats(),
-        pipeline.policy(),
+    let clean = capture::write_summary(
+        &mut io::stderr().lock(),
+        pipeline,
         captures.files(),
         elapsed,
-    )
-}
-
-fn report(
-    stats: &PipelineStats,
-    policy: &Verdicts,
-    files: &[CaptureFile],
-    elapsed: f64,
-) -> Result<ExitCode> {
-    let mut err = io::stderr().lock();
-    writeln!(
-        err,
-        "vpcflow: read {} packets from {} capture(s) in {:.3} s ({:.0} packets/s)",
-        stats.packets,
-        files.len(),
-        elapsed,
-        stats.packets as f64 / elapsed.max(1e-9)
     )?;
-    writeln!(err, "  attributed to monitored ports: {}", stats.attributed)?;
-    let skipped = stats.skipped();
-    if !skipped.is_empty() {
-        let list: Vec<String> = skipped
-            .iter()
-            .map(|(r, n)| format!("{} {n}", r.name()))
-            .collect();
-        writeln!(err, "  skipped: {}", list.join(", "))?;
-    }
-    if stats.transport_truncated > 0 || stats.unmatched_fragments > 0 {
-        writeln!(
-            err,
-            "  recorded with ports 0: transport header cut by the capture {}, fragments without their first {}",
-            stats.transport_truncated, stats.unmatched_fragments
-        )?;
-    }
-    if stats.gap_windows_not_reported > 0 {
-        writeln!(
-            err,
-            "vpcflow: warning: {} capture windows of gaps without traffic were not reported: NODATA covers at most {} s after traffic",
-            stats.gap_windows_not_reported,
-            vpcflow_core::aggregate::MAX_GAP_NODATA_SECS
-        )?;
-    }
-    let counts: Vec<String> = status_counts(stats)
-        .iter()
-        .map(|(s, n)| format!("{} {n}", s.as_str()))
-        .collect();
-    writeln!(
-        err,
-        "  records: {} (windows: {})",
-        counts.join(", "),
-        stats.windows
-    )?;
-    if let Verdicts::Engine(e) = policy {
-        let s = e.stats();
-        writeln!(
-            err,
-            "  policy: {} flows evaluated, {} return traffic of accepted connections, {} of connections already decided; {} connections evicted",
-            s.evaluated,
-            s.stateful_returns,
-            s.tracked,
-            e.evicted()
-        )?;
-    }
-    let (flows, bytes) = stats.peak_flows;
-    if flows > 0 {
-        // Tables grow in chunks of thousands of flows, so a per-flow figure
-        // only means something for large inputs.
-        let per_flow = if flows >= 10_000 {
-            format!(" ({:.1} bytes/flow)", bytes as f64 / flows as f64)
-        } else {
-            String::new()
-        };
-        writeln!(
-            err,
-            "  flow table: peak {flows} flows in open windows, {bytes} bytes{per_flow}"
-        )?;
-    }
-    let mut code = ExitCode::SUCCESS;
-    for f in files {
-        match f.ending() {
-            Ending::Truncated => writeln!(
-                err,
-                "vpcflow: warning: {}: the capture ends in the middle of a packet; records cover the {} packets before the cut",
-                f.name(),
-                f.frames()
-            )?,
-            Ending::Corrupt(why) => {
-                writeln!(
-                    err,
-                    "vpcflow: error: {}: {why}; records cover the {} packets before it",
-                    f.name(),
-                    f.frames()
-                )?;
-                code = ExitCode::from(1);
-            }
-            _ => {}
-        }
-    }
-    Ok(code)
+    Ok(if clean {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

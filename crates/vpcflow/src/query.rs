@@ -4,8 +4,10 @@ use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
+use vpcflow_core::time::{parse_duration_secs, parse_instant};
+use vpcflow_runtime::{Clock, SystemClock};
 use vpcflow_store::{OutputFormat, Query, TimeRange};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -53,101 +55,19 @@ pub struct QueryArgs {
     search: Vec<String>,
 }
 
-/// Parses `90s`, `15m`, `1h`, `7d`.
-pub fn duration_secs(s: &str) -> Result<u64> {
-    let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = n
-        .parse()
-        .with_context(|| format!("`{s}` is not a duration like 90s, 15m, 1h, 7d"))?;
-    let mult = match unit {
-        "s" | "" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => bail!("`{s}`: the unit must be s, m, h or d"),
-    };
-    Ok(n * mult)
-}
-
-/// The wall clock, nanoseconds since the Unix epoch (0 before it).
-pub fn wall_clock_ns() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
-}
-
-/// Parses Unix seconds or RFC 3339 (`2026-11-24T10:00:00Z`, offsets allowed).
-pub fn instant(s: &str) -> Result<u64> {
-    if let Ok(n) = s.parse::<u64>() {
-        return Ok(n);
-    }
-    let bad = || {
-        anyhow::anyhow!(
-            "`{s}` is neither Unix seconds nor an RFC 3339 time like 2026-11-24T10:00:00Z"
-        )
-    };
-    let b = s.as_bytes();
-    if b.len() < 20
-        || b[4] != b'-'
-        || b[7] != b'-'
-        || !matches!(b[10], b'T' | b't' | b' ')
-        || b[13] != b':'
-        || b[16] != b':'
-    {
-        return Err(bad());
-    }
-    let num =
-        |r: std::ops::Range<usize>| s.get(r).and_then(|x| x.parse::<i64>().ok()).ok_or_else(bad);
-    let (y, mo, d, h, mi, se) = (
-        num(0..4)?,
-        num(5..7)?,
-        num(8..10)?,
-        num(11..13)?,
-        num(14..16)?,
-        num(17..19)?,
-    );
-    let mut rest = &s[19..];
-    if let Some(r) = rest.strip_prefix('.') {
-        rest = r.trim_start_matches(|c: char| c.is_ascii_digit());
-    }
-    let offset = match rest {
-        "Z" | "z" => 0,
-        r if r.len() == 6 && (r.starts_with('+') || r.starts_with('-')) => {
-            let sign = if r.starts_with('-') { -1 } else { 1 };
-            let hh: i64 = r[1..3].parse().map_err(|_| bad())?;
-            let mm: i64 = r[4..6].parse().map_err(|_| bad())?;
-            sign * (hh * 3600 + mm * 60)
-        }
-        _ => return Err(bad()),
-    };
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
-        return Err(bad());
-    }
-    // Days from civil (Howard Hinnant).
-    let yy = if mo <= 2 { y - 1 } else { y };
-    let era = yy.div_euclid(400);
-    let yoe = yy - era * 400;
-    let mp = (mo + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let t = days * 86_400 + h * 3600 + mi * 60 + se - offset;
-    u64::try_from(t).map_err(|_| bad())
-}
-
 /// Runs `vpcflow query`.
 pub fn run(args: QueryArgs) -> Result<ExitCode> {
     let time = match &args.last {
         Some(d) => {
-            let now = wall_clock_ns() / 1_000_000_000;
+            let now = SystemClock.now().0 / 1_000_000_000;
             TimeRange {
-                since: Some(now.saturating_sub(duration_secs(d)?)),
+                since: Some(now.saturating_sub(parse_duration_secs(d)?)),
                 until: None,
             }
         }
         None => TimeRange {
-            since: args.since.as_deref().map(instant).transpose()?,
-            until: args.until.as_deref().map(instant).transpose()?,
+            since: args.since.as_deref().map(parse_instant).transpose()?,
+            until: args.until.as_deref().map(parse_instant).transpose()?,
         },
     };
     let filter = if args.search.is_empty() {
@@ -195,22 +115,4 @@ pub fn run(args: QueryArgs) -> Result<ExitCode> {
     }
     out.flush().ok();
     Ok(ExitCode::SUCCESS)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn instants_and_durations() {
-        assert_eq!(instant("1548752136").unwrap(), 1_548_752_136);
-        assert_eq!(instant("2019-01-29T09:35:36Z").unwrap(), 1_548_754_536);
-        assert_eq!(instant("2019-01-29T10:35:36+01:00").unwrap(), 1_548_754_536);
-        assert_eq!(instant("2000-02-29T00:00:00.5Z").unwrap(), 951_782_400);
-        assert!(instant("yesterday").is_err());
-        assert!(instant("2019-13-01T00:00:00Z").is_err());
-        assert_eq!(duration_secs("15m").unwrap(), 900);
-        assert_eq!(duration_secs("7d").unwrap(), 604_800);
-        assert!(duration_secs("1w").is_err());
-    }
 }

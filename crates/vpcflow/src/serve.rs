@@ -18,15 +18,16 @@ use vpcflow_control::data::{
 use vpcflow_control::db::{ControlDb, DatabaseLocation};
 use vpcflow_core::aggregate::{AggregatorConfig, ClosedWindow};
 use vpcflow_core::format::{self, Format};
-use vpcflow_core::{Inventory, PlausibleTimes, Timestamp, Topology};
+use vpcflow_core::{Inventory, PlausibleTimes, Topology};
 use vpcflow_policy::DEFAULT_CONNECTIONS;
 use vpcflow_store::{QueryLimits, StoreError, TimeRange};
 
 use crate::agent::CaptureOptions;
+use vpcflow_core::time::{parse_duration_secs, parse_instant};
 use vpcflow_runtime::capture::replay;
 use vpcflow_runtime::{
-    Compaction, Driver, InventorySource, SharedStore, Sink, SourceError, StoreSink, WindowListener,
-    inventory_pipeline,
+    Clock, Compaction, Driver, InventorySource, SharedStore, Sink, SourceError, StoreSink,
+    SystemClock, WindowListener, inventory_pipeline,
 };
 
 /// Flags of `vpcflow serve`.
@@ -184,7 +185,7 @@ impl DataPlane for ServeData {
             max_records: inventory.max_records_per_window,
             grace_ns: vpcflow_core::aggregate::CLOSE_GRACE_NS,
         };
-        let now = Timestamp(crate::query::wall_clock_ns());
+        let now = SystemClock.now();
         let pipeline = inventory_pipeline(inventory, config, None, DEFAULT_CONNECTIONS)
             .with_plausible_times(PlausibleTimes::around(now));
         let mut driver = Driver::from_pipeline(pipeline);
@@ -195,7 +196,7 @@ impl DataPlane for ServeData {
             replay(&mut driver, &mut captures, &mut sink, &mut |_| {}).map_err(|e| failed(&e))?;
         // Hours before the current one get no more live windows; an upload
         // adding to an old hour has it merged again.
-        let hour_now = crate::query::wall_clock_ns() / 1_000_000_000 / 3600 * 3600;
+        let hour_now = SystemClock.now().0 / 1_000_000_000 / 3600 * 3600;
         if let Err(e) = self.sink.store().compact_before(hour_now) {
             eprintln!("vpcflow: warning: compaction: {e}");
         }
@@ -224,23 +225,23 @@ impl DataPlane for ServeData {
 
     fn query(&self, q: &RecordsQuery) -> Result<RecordsPage, DataError> {
         let invalid = |field: &str, e: anyhow::Error| DataError::Invalid(format!("{field}: {e:#}"));
-        let now = crate::query::wall_clock_ns() / 1_000_000_000;
+        let now = SystemClock.now().0 / 1_000_000_000;
         let mut time = TimeRange {
             since: q
                 .since
                 .as_deref()
-                .map(crate::query::instant)
+                .map(parse_instant)
                 .transpose()
-                .map_err(|e| invalid("since", e))?,
+                .map_err(|e| invalid("since", e.into()))?,
             until: q
                 .until
                 .as_deref()
-                .map(crate::query::instant)
+                .map(parse_instant)
                 .transpose()
-                .map_err(|e| invalid("until", e))?,
+                .map_err(|e| invalid("until", e.into()))?,
         };
         if let Some(last) = &q.last {
-            let secs = crate::query::duration_secs(last).map_err(|e| invalid("last", e))?;
+            let secs = parse_duration_secs(last).map_err(|e| invalid("last", e.into()))?;
             time.since = Some(now.saturating_sub(secs));
         }
         let filter = q

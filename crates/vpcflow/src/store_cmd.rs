@@ -6,9 +6,9 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Args, Subcommand};
 
+use vpcflow_core::time::parse_instant;
+use vpcflow_runtime::{Clock, SystemClock};
 use vpcflow_store::Store;
-
-use crate::query::instant;
 
 /// `vpcflow store` subcommands.
 #[derive(Debug, Args)]
@@ -45,8 +45,8 @@ enum StoreCommand {
 
 fn now_or(t: Option<String>) -> Result<u64> {
     Ok(match t {
-        Some(t) => instant(&t)?,
-        None => crate::query::wall_clock_ns() / 1_000_000_000,
+        Some(t) => parse_instant(&t)?,
+        None => SystemClock.now().0 / 1_000_000_000,
     })
 }
 
