@@ -3,18 +3,20 @@
 //! flips at window boundaries, connection state across an inventory
 //! change, losses as SKIPDATA and the partial window at a stop.
 
+mod common;
+
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use vpcflow_core::aggregate::{AggregatorConfig, CLOSE_GRACE_NS, ClosedWindow};
+use vpcflow_core::aggregate::{AggregatorConfig, CLOSE_GRACE_NS};
 use vpcflow_core::flow::FiveTuple;
-use vpcflow_core::format::{self, Format};
-use vpcflow_core::{Inventory, Timestamp, Topology, WindowLength};
+use vpcflow_core::{Inventory, Timestamp, WindowLength};
 use vpcflow_runtime::{
-    Clock, Driver, InventorySource, ManualClock, RunLimits, Sink, SinkError, Source, SourceError,
-    TapFlow,
+    Clock, Driver, InventorySource, ManualClock, RunLimits, Source, SourceError, TapFlow,
 };
 use vpcflow_wire::IpProtocol;
+
+use common::Collected;
 
 /// A window boundary (a multiple of 60 s).
 const T: u64 = 1_800_000_000;
@@ -195,37 +197,6 @@ impl InventorySource for Versions {
     }
 }
 
-/// Every window written, as text lines of the fields that matter here.
-#[derive(Default)]
-struct Collected {
-    windows: Vec<(u64, bool, Vec<String>)>,
-}
-
-impl Sink for Collected {
-    fn write(
-        &mut self,
-        topology: &Topology,
-        window: &ClosedWindow,
-        partial: bool,
-    ) -> Result<(), SinkError> {
-        let fields = Format::parse(
-            "custom:interface-id,srcport,dstport,direction,packets,action,log-status,rule-id",
-        )?;
-        let mut out = Vec::new();
-        for r in &window.records {
-            format::write_record(&fields, topology, r, &mut out)?;
-        }
-        let mut lines: Vec<String> = String::from_utf8(out)?
-            .lines()
-            .filter(|l| !l.contains("NODATA"))
-            .map(str::to_string)
-            .collect();
-        lines.sort();
-        self.windows.push((window.start, partial, lines));
-        Ok(())
-    }
-}
-
 fn tcp(outgoing: bool, sport: u16, dport: u16, flags: u8, first: u64) -> TapFlow {
     let (a, b) = ("10.0.1.10".parse().unwrap(), "10.0.2.20".parse().unwrap());
     let (src, dst) = if dport == 40000 || dport == 40001 {
@@ -268,7 +239,9 @@ fn run(
         versions,
         loaded: 1,
     };
-    let mut sink = Collected::default();
+    let mut sink = Collected::new(
+        "custom:interface-id,srcport,dstport,direction,packets,action,log-status,rule-id",
+    );
     vpcflow_runtime::run(
         &mut driver,
         &mut source,

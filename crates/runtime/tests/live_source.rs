@@ -5,20 +5,23 @@
 //! manual clock: no root, no interfaces, 60-second windows in milliseconds.
 //! (The real kernel paths are the root tier's: `crates/vpcflow/tests/live_*`.)
 
+mod common;
+
 use std::collections::HashMap;
 use std::io;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use vpcflow_core::aggregate::{AggregatorConfig, CLOSE_GRACE_NS, ClosedWindow};
-use vpcflow_core::format::{self, Format};
-use vpcflow_core::{Inventory, Timestamp, Topology, WindowLength};
+use vpcflow_core::aggregate::{AggregatorConfig, CLOSE_GRACE_NS};
+use vpcflow_core::{Inventory, Timestamp, WindowLength};
 use vpcflow_live::{CaptureRing, CaptureSystem, LiveError, RingConfig, RingPacket, RingStats};
 use vpcflow_runtime::{
     CaptureKind, Clock, Driver, InventorySource, LiveConfig, LiveSource, ManualClock, RunLimits,
-    Sink, SinkError, Source, SourceError,
+    Source, SourceError,
 };
+
+use common::Collected;
 
 /// A window boundary (a multiple of 60 s).
 const T: u64 = 1_800_000_000;
@@ -236,33 +239,6 @@ impl InventorySource for OneInventory {
     }
 }
 
-/// Every window written: (start, partial, its non-NODATA records).
-#[derive(Default)]
-struct Collected(Vec<(u64, bool, Vec<String>)>);
-
-impl Sink for Collected {
-    fn write(
-        &mut self,
-        topology: &Topology,
-        window: &ClosedWindow,
-        partial: bool,
-    ) -> Result<(), SinkError> {
-        let fields = Format::parse("custom:interface-id,srcport,direction,packets,log-status")?;
-        let mut out = Vec::new();
-        for r in &window.records {
-            format::write_record(&fields, topology, r, &mut out)?;
-        }
-        let mut lines: Vec<String> = String::from_utf8(out)?
-            .lines()
-            .filter(|l| !l.contains("NODATA"))
-            .map(str::to_string)
-            .collect();
-        lines.sort();
-        self.0.push((window.start, partial, lines));
-        Ok(())
-    }
-}
-
 /// The agent's loop from `T` for `secs` seconds on a fake host playing
 /// `events` (at seconds after `T`); the windows written and the rings
 /// opened.
@@ -295,7 +271,7 @@ fn agent(events: Vec<(u64, Event)>, secs: u64) -> (Collected, Vec<&'static str>)
         },
     );
     source.maintain(&mut driver, clock.now());
-    let mut sink = Collected::default();
+    let mut sink = Collected::new("custom:interface-id,srcport,direction,packets,log-status");
     vpcflow_runtime::run(
         &mut driver,
         &mut source,
@@ -337,7 +313,7 @@ fn an_interface_that_appears_late_is_captured_from_then_on() {
     assert_eq!(opened, ["vpa"]);
     // Stopped 2 s into the next window: written as partial, with no traffic.
     assert_eq!(
-        got.0,
+        got.windows,
         vec![
             window(T, false, &["pa 2000 egress 2 OK"]),
             window(T + 60, true, &[])
@@ -359,7 +335,7 @@ fn an_interface_deleted_and_created_again_is_reopened_on_its_new_index() {
     );
     assert_eq!(opened, ["vpa", "vpa"], "the ring is opened again");
     assert_eq!(
-        got.0,
+        got.windows,
         vec![
             window(T, false, &["pa 1000 egress 1 OK", "pa 2000 egress 1 OK"]),
             window(T + 60, true, &[])
@@ -378,7 +354,7 @@ fn ring_drops_become_the_ports_skipdata() {
         62,
     );
     assert_eq!(
-        got.0,
+        got.windows,
         vec![
             window(T, false, &["pa - - 40 SKIPDATA", "pa 1000 egress 1 OK"]),
             window(T + 60, true, &[])
@@ -398,7 +374,7 @@ fn a_stop_writes_the_open_window_as_partial() {
         70,
     );
     assert_eq!(
-        got.0,
+        got.windows,
         vec![
             window(T, false, &["pa 1000 egress 1 OK"]),
             window(T + 60, true, &["pa 3000 egress 1 OK"]),
