@@ -49,6 +49,13 @@ else
     fi
 fi
 cargo test "${build[@]}" --doc
+# The README's first command: the binary without its store and server
+# (`--no-default-features`) writes the demo's golden records.
+cargo run --locked -q -p vpcflow --no-default-features -- \
+    ingest --config examples/vpc.toml examples/vpc-demo.pcap 2>/dev/null |
+    diff -u tests/golden/demo-v2.txt - >&2 ||
+    { echo "test.sh: the README's first command did not write tests/golden/demo-v2.txt" >&2; exit 1; }
+echo "test.sh: the README's first command wrote the golden records" >&2
 # The API suites once more with every test server's control plane on
 # PostgreSQL (a database each): the same tests pass on both databases.
 if [ -n "$api_suites" ]; then

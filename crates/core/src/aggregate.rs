@@ -48,6 +48,18 @@ pub struct AggregatorConfig {
     pub grace_ns: u64,
 }
 
+impl AggregatorConfig {
+    /// What a data plane running `inventory` aggregates with: its window
+    /// (or `window` when given), its record cap, and the close grace.
+    pub fn of(inventory: &crate::Inventory, window: Option<WindowLength>) -> AggregatorConfig {
+        AggregatorConfig {
+            window: window.unwrap_or(inventory.window),
+            max_records: inventory.max_records_per_window,
+            grace_ns: CLOSE_GRACE_NS,
+        }
+    }
+}
+
 /// A window whose records are final.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClosedWindow {

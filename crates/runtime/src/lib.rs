@@ -8,18 +8,23 @@
 //! - [`Driver`]: inventory generations applied at window boundaries (their
 //!   rules' engines linked, so tracked connections outlive a change),
 //!   windows closed with their grace, partial windows at a stop.
-//! - [`Sink`]: receives whole closed windows ([`sinks`]: text output, the
-//!   log store with its metrics and the live tail; [`rule_stats`] totals;
-//!   [`whatif`] compares two inventories' windows).
+//! - [`Sink`]: receives whole closed windows ([`sinks`]: text output, and
+//!   with the `store` feature the log store with its metrics and the live
+//!   tail; [`rule_stats`] totals; [`whatif`] compares two inventories'
+//!   windows).
 //! - [`Clock`]: the system's, or a [`ManualClock`] that tests move.
 //! - [`run`]: the loop that ties them together, the same for every
 //!   long-running mode; [`capture::replay`] its counterpart for files
-//!   (`ingest`, uploads, the benchmarks).
+//!   (`ingest`, uploads, the benchmarks); `agent` (with the `store`
+//!   feature) is the live loop into the log store that `vpcflow agent` and
+//!   `vpcflow serve --live` run.
 //!
 //! Guarantees: nothing here reads the wall clock but [`SystemClock`];
 //! a window is handed to the sink once, by the generation whose inventory
 //! held at its start.
 
+#[cfg(feature = "store")]
+pub mod agent;
 pub mod capture;
 pub mod clock;
 pub mod driver;
@@ -31,10 +36,14 @@ pub mod source;
 pub mod verdicts;
 pub mod whatif;
 
+#[cfg(feature = "store")]
+pub use agent::{Agent, AgentError, AgentReport, AgentSettings};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use driver::{Driver, DriverStats, Interface, Sink, SinkError, TapFlow};
 pub use live::{CaptureKind, LiveConfig, LiveSource, LiveSourceError};
 pub use run::{RunError, RunLimits, run};
-pub use sinks::{Compaction, FormatSink, SharedStore, StoreSink, WindowListener};
+pub use sinks::FormatSink;
+#[cfg(feature = "store")]
+pub use sinks::{Compaction, SharedStore, StoreSink, WindowListener};
 pub use source::{InventorySource, Source, SourceError};
 pub use verdicts::{Verdicts, inventory_pipeline};

@@ -1,8 +1,8 @@
-//! `vpcflow agent`: flags to the runtime's live source and driver, closed
-//! windows into the log store. The capture itself (eBPF or AF_PACKET, taps
-//! reopened when their interface comes back, losses as SKIPDATA) is
-//! [`vpcflow_runtime::LiveSource`]; inventory generations and windows are
-//! [`vpcflow_runtime::Driver`]'s.
+//! `vpcflow agent`: flags to the runtime's [`vpcflow_runtime::Agent`], an
+//! inventory file as its inventory, closed windows into the log store. The
+//! capture itself (eBPF or AF_PACKET, taps reopened when their interface
+//! comes back, losses as SKIPDATA) is [`vpcflow_runtime::LiveSource`];
+//! inventory generations and windows are [`vpcflow_runtime::Driver`]'s.
 //!
 //! The inventory (a file, or the control plane's database under `vpcflow
 //! serve --live`) is re-read when it changes; the new one applies from the
@@ -19,11 +19,9 @@ use std::time::{Duration, SystemTime};
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use vpcflow_core::Inventory;
-use vpcflow_core::aggregate::AggregatorConfig;
 use vpcflow_core::time::WindowLength;
 use vpcflow_runtime::{
-    CaptureKind, Clock, Compaction, Driver, InventorySource, LiveConfig, LiveSource, RunLimits,
-    SharedStore, Sink, Source, SourceError, StoreSink, SystemClock,
+    Agent, AgentSettings, CaptureKind, InventorySource, LiveConfig, SharedStore, SourceError,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -72,34 +70,33 @@ pub struct CaptureOptions {
 }
 
 impl CaptureOptions {
-    fn live_config(&self) -> LiveConfig {
-        LiveConfig {
-            capture: self.capture.map(|c| match c {
-                CaptureArg::Ebpf => CaptureKind::Ebpf,
-                CaptureArg::AfPacket => CaptureKind::AfPacket,
-            }),
-            snaplen: self.snaplen,
-            flow_table: self.flow_table,
-        }
-    }
-
-    fn aggregator_config(&self, inv: &Inventory) -> Result<AggregatorConfig> {
-        let window = match self.window {
-            Some(s) => WindowLength::configured(s).with_context(|| {
-                format!("--window {s}: the capture window must be 60 to 600 seconds")
-            })?,
-            None => inv.window,
-        };
-        Ok(AggregatorConfig {
+    /// The runtime's agent settings.
+    pub fn settings(&self) -> Result<AgentSettings> {
+        let window = self
+            .window
+            .map(|s| {
+                WindowLength::configured(s).with_context(|| {
+                    format!("--window {s}: the capture window must be 60 to 600 seconds")
+                })
+            })
+            .transpose()?;
+        Ok(AgentSettings {
+            live: LiveConfig {
+                capture: self.capture.map(|c| match c {
+                    CaptureArg::Ebpf => CaptureKind::Ebpf,
+                    CaptureArg::AfPacket => CaptureKind::AfPacket,
+                }),
+                snaplen: self.snaplen,
+                flow_table: self.flow_table,
+            },
             window,
-            max_records: inv.max_records_per_window,
-            grace_ns: vpcflow_core::aggregate::CLOSE_GRACE_NS,
+            duration: self.duration.map(Duration::from_secs),
         })
     }
 }
 
 /// An inventory file, re-read when its modification time changes.
-struct FileSource {
+struct FileInventory {
     path: PathBuf,
     mtime: Option<SystemTime>,
 }
@@ -108,7 +105,7 @@ fn modified(path: &PathBuf) -> Option<SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
-impl InventorySource for FileSource {
+impl InventorySource for FileInventory {
     fn describe(&self) -> String {
         self.path.display().to_string()
     }
@@ -123,69 +120,22 @@ impl InventorySource for FileSource {
 
 /// Runs `vpcflow agent`.
 pub fn run(args: AgentArgs) -> Result<ExitCode> {
-    let sink = Arc::new(SharedStore::open(&args.store)?);
-    sink.store().compact_in_background();
+    let settings = args.capture.settings()?;
+    let store = Arc::new(SharedStore::open(&args.store)?);
+    store.store().compact_in_background();
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, Arc::clone(&stop))
             .context("installing signal handlers")?;
     }
-    let source = FileSource {
+    let inventory = FileInventory {
         path: args.config,
         mtime: None,
     };
-    run_with(args.capture, Box::new(source), sink, &stop)?;
+    let out: Box<dyn std::io::Write + Send> = Box::new(std::io::stdout());
+    let agent = Agent::start(settings, Box::new(inventory), store, Some(out))?;
+    eprintln!("vpcflow: {}", agent.describe());
+    let report = agent.run(&stop)?;
+    eprintln!("vpcflow: {report}");
     Ok(ExitCode::SUCCESS)
-}
-
-/// Captures until `stop` is set: the inventory from `inventory` (followed
-/// as it changes, from the next window on), closed windows into `sink`.
-pub fn run_with(
-    args: CaptureOptions,
-    mut inventory: Box<dyn InventorySource>,
-    sink: Arc<SharedStore>,
-    stop: &AtomicBool,
-) -> Result<()> {
-    let clock = SystemClock;
-    let mut source = LiveSource::new(args.live_config(), clock.now())?;
-    let inv = inventory
-        .load()
-        .map_err(|e| anyhow::anyhow!("{}: {e}", inventory.describe()))?;
-    let config = args.aggregator_config(&inv)?;
-    let mut store = StoreSink::new(
-        sink,
-        Some(Box::new(std::io::stdout())),
-        Compaction::AsWritten,
-    );
-    store.register(&inv).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut driver = Driver::new(&inv, config);
-    source.maintain(&mut driver, clock.now());
-    if source.open() == 0 {
-        eprintln!("vpcflow: warning: no monitored port's interface is here yet; waiting for them");
-    }
-    eprintln!(
-        "vpcflow: agent running ({}): {}-second windows of {} into {}",
-        source.name(),
-        config.window.secs(),
-        inventory.describe(),
-        store.store().root().display()
-    );
-    let limits = RunLimits {
-        duration: args.duration.map(Duration::from_secs),
-    };
-    vpcflow_runtime::run(
-        &mut driver,
-        &mut source,
-        &mut *inventory,
-        &clock,
-        &mut store,
-        stop,
-        limits,
-    )?;
-    let stats = driver.stats();
-    eprintln!(
-        "vpcflow: agent stopped: {} packets ({} too late for their window), {} records in {} files ({} hours compacted)",
-        stats.packets, stats.late, stats.records, store.files, store.compacted
-    );
-    Ok(())
 }

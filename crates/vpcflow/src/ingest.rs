@@ -8,7 +8,6 @@ use std::fs::File;
 use std::io::{self, BufWriter, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
@@ -22,9 +21,7 @@ use vpcflow_core::{AcceptAll, Inventory, Pipeline, TrafficType, WindowLength};
 use vpcflow_policy::DEFAULT_CONNECTIONS;
 use vpcflow_runtime::capture::{self, replay};
 use vpcflow_runtime::rule_stats::{RuleStats, Tallied};
-use vpcflow_runtime::{
-    Compaction, Driver, FormatSink, SharedStore, StoreSink, Verdicts, inventory_pipeline, whatif,
-};
+use vpcflow_runtime::{Driver, FormatSink, Verdicts, inventory_pipeline, whatif};
 
 /// Captures larger than this get a progress bar (when stderr is a terminal).
 const PROGRESS_BYTES: u64 = 64 << 20;
@@ -83,6 +80,7 @@ pub struct IngestArgs {
     /// under this inventory, grouped by the rule that changes them.
     #[arg(long, value_name = "PROPOSED", requires = "config")]
     compare: Option<PathBuf>,
+    #[cfg(feature = "store")]
     /// Write each flow log's records into its log topic in the log store at DIR
     /// (Parquet, see `vpcflow query`) instead of printing them; prints each
     /// file once it is durable, with its record count.
@@ -101,6 +99,7 @@ struct Settings {
     format: Format,
     captures: Vec<CaptureFile>,
     /// The inventory (its log groups and topics go in the store's catalog).
+    #[cfg(feature = "store")]
     inventory: Option<Inventory>,
 }
 
@@ -184,6 +183,7 @@ impl Settings {
             proposed,
             format,
             captures,
+            #[cfg(feature = "store")]
             inventory,
         })
     }
@@ -226,6 +226,7 @@ fn stream(
         proposed,
         format,
         captures,
+        #[cfg(feature = "store")]
         inventory,
     } = settings;
     let total_bytes: u64 = captures.iter().filter_map(|c| c.progress().1).sum();
@@ -257,37 +258,39 @@ fn stream(
             &mut out,
         )?;
         out.flush()?;
-    } else if let Some(dir) = &args.store {
-        let store = Arc::new(SharedStore::open(dir)?);
-        if let Some(inv) = &inventory {
-            store.register(inv)?;
-        }
-        store.store().compact_in_background();
-        let files = StoreSink::new(store, Some(Box::new(out)), Compaction::AsWritten);
-        let mut sink = Tallied {
-            sink: files,
-            stats: RuleStats::default(),
-        };
-        replay(&mut driver, &mut captures, &mut sink, &mut progress).map_err(sink_error)?;
-        let StoreSink {
-            records,
-            files,
-            compacted,
-            ..
-        } = sink.sink;
-        eprintln!(
-            "vpcflow: stored {records} records in {files} files under {} ({compacted} hours compacted)",
-            dir.display(),
-        );
-        rule_totals = Some(sink.stats);
     } else {
-        let mut sink = Tallied {
-            sink: FormatSink::new(format, args.header, out)?,
-            stats: RuleStats::default(),
-        };
-        replay(&mut driver, &mut captures, &mut sink, &mut progress).map_err(sink_error)?;
-        sink.sink.into_inner()?;
-        rule_totals = Some(sink.stats);
+        #[cfg(feature = "store")]
+        let stored = args.store.as_deref();
+        #[cfg(not(feature = "store"))]
+        let stored: Option<&std::path::Path> = None;
+        let mut stats = RuleStats::default();
+        match stored {
+            #[cfg(feature = "store")]
+            Some(dir) => {
+                let files = into_store(dir, inventory.as_ref(), out)?;
+                let mut sink = Tallied { sink: files, stats };
+                replay(&mut driver, &mut captures, &mut sink, &mut progress).map_err(sink_error)?;
+                let s = &sink.sink;
+                eprintln!(
+                    "vpcflow: stored {} records in {} files under {} ({} hours compacted)",
+                    s.records,
+                    s.files,
+                    dir.display(),
+                    s.compacted
+                );
+                stats = sink.stats;
+            }
+            _ => {
+                let mut sink = Tallied {
+                    sink: FormatSink::new(format, args.header, out)?,
+                    stats,
+                };
+                replay(&mut driver, &mut captures, &mut sink, &mut progress).map_err(sink_error)?;
+                sink.sink.into_inner()?;
+                stats = sink.stats;
+            }
+        }
+        rule_totals = Some(stats);
     }
     if let Some(b) = bar {
         b.finish_and_clear();
@@ -314,4 +317,25 @@ fn stream(
     } else {
         ExitCode::from(1)
     })
+}
+
+/// The log store at `dir` as the records' sink, each durable file said on
+/// `out`.
+#[cfg(feature = "store")]
+fn into_store(
+    dir: &std::path::Path,
+    inventory: Option<&Inventory>,
+    out: BufWriter<Box<dyn Write + Send>>,
+) -> Result<vpcflow_runtime::StoreSink> {
+    use vpcflow_runtime::{Compaction, SharedStore, StoreSink};
+    let store = std::sync::Arc::new(SharedStore::open(dir)?);
+    if let Some(inv) = inventory {
+        store.register(inv)?;
+    }
+    store.store().compact_in_background();
+    Ok(StoreSink::new(
+        store,
+        Some(Box::new(out)),
+        Compaction::AsWritten,
+    ))
 }

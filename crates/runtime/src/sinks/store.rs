@@ -1,64 +1,22 @@
-//! The sinks of closed windows:
-//!
-//! - [`FormatSink`]: records as text (v1, v2, custom, JSON lines);
-//! - [`SharedStore`]: the log store of a process (one writer, shared by the
-//!   live capture and uploads) with its counters for `/metrics` and a
-//!   [`WindowListener`] (the live tail);
-//! - [`StoreSink`]: the [`Sink`] writing into a [`SharedStore`], saying
-//!   each durable file, compacting the hours the windows have left behind.
+//! The log store as a sink: [`SharedStore`] (the process's one writer,
+//! shared by live capture and uploads, with its `/metrics` counters and a
+//! [`WindowListener`]) and [`StoreSink`], the driver's sink into it.
 //!
 //! Guarantees: a window is counted once it is durable; a listener sees a
 //! window only after the store has it.
 
-use std::io::{self, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use vpcflow_core::aggregate::ClosedWindow;
-use vpcflow_core::format::{self, Format};
 use vpcflow_core::record::RecordBody;
 use vpcflow_core::{Inventory, Timestamp, Topology};
 use vpcflow_store::{CatalogGroup, CatalogTopic, Store, StoreError, WrittenFile};
 
 use crate::driver::{Sink, SinkError};
-
-/// Records as text into `out`.
-pub struct FormatSink<W> {
-    format: Format,
-    out: W,
-}
-
-impl<W: Write> FormatSink<W> {
-    /// Writes `format`'s records to `out` (the header first if `header`).
-    pub fn new(format: Format, header: bool, mut out: W) -> io::Result<FormatSink<W>> {
-        if header {
-            format::write_header(&format, &mut out)?;
-        }
-        Ok(FormatSink { format, out })
-    }
-
-    /// Flushes and hands the writer back.
-    pub fn into_inner(mut self) -> io::Result<W> {
-        self.out.flush()?;
-        Ok(self.out)
-    }
-}
-
-impl<W: Write> Sink for FormatSink<W> {
-    fn write(
-        &mut self,
-        topology: &Topology,
-        window: &ClosedWindow,
-        _partial: bool,
-    ) -> Result<(), SinkError> {
-        for r in &window.records {
-            format::write_record(&self.format, topology, r, &mut self.out)?;
-        }
-        Ok(())
-    }
-}
 
 /// Told of every window the store took.
 pub trait WindowListener: Send + Sync {

@@ -1,0 +1,17 @@
+//! The sinks of closed windows:
+//!
+//! - [`FormatSink`]: records as text (v1, v2, custom, JSON lines);
+//! - with the `store` feature, [`SharedStore`]: the log store of a process
+//!   (one writer, shared by the live capture and uploads) with its counters
+//!   for `/metrics` and a [`WindowListener`] (the live tail); and
+//!   [`StoreSink`]: the [`crate::Sink`] writing into a [`SharedStore`],
+//!   saying each durable file, compacting the hours the windows have left
+//!   behind.
+
+#[cfg(feature = "store")]
+mod store;
+mod text;
+
+#[cfg(feature = "store")]
+pub use store::{Compaction, SharedStore, StoreSink, WindowListener, catalog_groups};
+pub use text::FormatSink;

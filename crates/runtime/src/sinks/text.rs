@@ -1,0 +1,45 @@
+//! Records as text: v1, v2, custom fields, JSON lines.
+
+use std::io::{self, Write};
+
+use vpcflow_core::Topology;
+use vpcflow_core::aggregate::ClosedWindow;
+use vpcflow_core::format::{self, Format};
+
+use crate::driver::{Sink, SinkError};
+
+/// Records as text into `out`.
+pub struct FormatSink<W> {
+    format: Format,
+    out: W,
+}
+
+impl<W: Write> FormatSink<W> {
+    /// Writes `format`'s records to `out` (the header first if `header`).
+    pub fn new(format: Format, header: bool, mut out: W) -> io::Result<FormatSink<W>> {
+        if header {
+            format::write_header(&format, &mut out)?;
+        }
+        Ok(FormatSink { format, out })
+    }
+
+    /// Flushes and hands the writer back.
+    pub fn into_inner(mut self) -> io::Result<W> {
+        self.out.flush()?;
+        Ok(self.out)
+    }
+}
+
+impl<W: Write> Sink for FormatSink<W> {
+    fn write(
+        &mut self,
+        topology: &Topology,
+        window: &ClosedWindow,
+        _partial: bool,
+    ) -> Result<(), SinkError> {
+        for r in &window.records {
+            format::write_record(&self.format, topology, r, &mut self.out)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,230 @@
+//! The data plane behind the API: uploads replayed through the runtime's
+//! driver into the log store, records queries in an isolated worker
+//! process, `/metrics`, and the live tail of every window the store takes.
+//!
+//! Guarantees: an upload's windows are in the store before its answer; a
+//! records query never runs in the server's own process, so no query can
+//! take the server down; the tail shows a window only once it is durable.
+
+use std::collections::BTreeMap;
+use std::fmt::Display;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::sync::broadcast;
+use vpcflow_capture::{CaptureFile, Ending, MergedCaptures};
+use vpcflow_control::data::{
+    DataError, DataPlane, IngestReport, RecordsPage, RecordsQuery, TailWindow,
+};
+use vpcflow_core::aggregate::{AggregatorConfig, ClosedWindow};
+use vpcflow_core::format::{self, Format};
+use vpcflow_core::time::{parse_duration_secs, parse_instant};
+use vpcflow_core::{Inventory, PlausibleTimes, Topology};
+use vpcflow_policy::DEFAULT_CONNECTIONS;
+use vpcflow_runtime::capture::replay;
+use vpcflow_runtime::{
+    Clock, Compaction, Driver, SharedStore, Sink, StoreSink, SystemClock, WindowListener,
+    inventory_pipeline,
+};
+use vpcflow_store::{QueryLimits, StoreError, TimeRange};
+
+/// Windows a slow tail listener may fall behind before it misses some.
+pub const TAIL_BACKLOG: usize = 256;
+
+/// The live tail: every window the store takes, per log topic, as JSON
+/// records, to whoever listens.
+pub struct Tail(pub broadcast::Sender<Arc<TailWindow>>);
+
+impl WindowListener for Tail {
+    fn window(&self, topology: &Topology, w: &ClosedWindow) {
+        if self.0.receiver_count() == 0 {
+            return;
+        }
+        let mut by_topic: BTreeMap<usize, Vec<serde_json::Value>> = BTreeMap::new();
+        let mut line = Vec::new();
+        for r in &w.records {
+            line.clear();
+            // The tail shows what `--format json` writes, from its writer.
+            if format::write_record(&Format::Json, topology, r, &mut line).is_err() {
+                return;
+            }
+            if let Ok(v) = serde_json::from_slice(&line) {
+                by_topic.entry(r.flow_log as usize).or_default().push(v);
+            }
+        }
+        for (fl, records) in by_topic {
+            let f = &topology.flow_logs[fl];
+            // Nobody listening between the check and now is fine.
+            let _ = self.0.send(Arc::new(TailWindow {
+                log_group_id: f.log_group_id.clone(),
+                log_topic_id: f.log_topic_id.clone(),
+                flow_log_id: f.id.clone(),
+                start: w.start,
+                end: w.end,
+                records,
+            }));
+        }
+    }
+}
+
+/// The pipeline and log store behind the API: uploads are ingested here,
+/// and `--live` capture writes into the same store.
+pub struct StoreDataPlane {
+    store: Arc<SharedStore>,
+    tail: broadcast::Sender<Arc<TailWindow>>,
+    captures: AtomicU64,
+    query_limits: QueryLimits,
+}
+
+impl StoreDataPlane {
+    /// Serves `store` (whose listener becomes the tail), each records query
+    /// under `query_limits`.
+    pub fn new(store: Arc<SharedStore>, query_limits: QueryLimits) -> StoreDataPlane {
+        let tail = broadcast::channel(TAIL_BACKLOG).0;
+        if store.listen(Box::new(Tail(tail.clone()))).is_err() {
+            eprintln!("vpcflow: warning: the store has a listener already; the live tail is off");
+        }
+        StoreDataPlane {
+            store,
+            tail,
+            captures: AtomicU64::new(0),
+            query_limits,
+        }
+    }
+}
+
+fn failed(e: &dyn Display) -> DataError {
+    DataError::Failed(e.to_string())
+}
+
+fn invalid(field: &str, e: &dyn Display) -> DataError {
+    DataError::Invalid(format!("{field}: {e}"))
+}
+
+impl DataPlane for StoreDataPlane {
+    fn check_capture_head(&self, head: &[u8]) -> Result<(), DataError> {
+        vpcflow_capture::check_head("the uploaded capture", head)
+            .map_err(|e| DataError::Invalid(e.to_string()))
+    }
+
+    fn ingest(&self, inventory: &Inventory, path: &Path) -> Result<IngestReport, DataError> {
+        let file = std::fs::File::open(path).map_err(|e| failed(&e))?;
+        let capture = CaptureFile::from_reader("the uploaded capture", file)
+            .map_err(|e| DataError::Invalid(e.to_string()))?;
+        let config = AggregatorConfig::of(inventory, None);
+        let now = SystemClock.now();
+        let pipeline = inventory_pipeline(inventory, config, None, DEFAULT_CONNECTIONS)
+            .with_plausible_times(PlausibleTimes::around(now));
+        let mut driver = Driver::from_pipeline(pipeline);
+        let mut sink = StoreSink::new(self.store.clone(), None, Compaction::ByCaller);
+        sink.register(inventory).map_err(|e| failed(&e))?;
+        let mut captures = MergedCaptures::new(vec![capture]);
+        let frames =
+            replay(&mut driver, &mut captures, &mut sink, &mut |_| {}).map_err(|e| failed(&e))?;
+        // Hours before the current one get no more live windows; an upload
+        // adding to an old hour has it merged again.
+        let hour_now = SystemClock.now().secs() / 3600 * 3600;
+        if let Err(e) = self.store.store().compact_before(hour_now) {
+            eprintln!("vpcflow: warning: compaction: {e}");
+        }
+        let stats = driver.pipeline_stats();
+        let report = IngestReport {
+            frames,
+            windows: sink.windows,
+            records: sink.records,
+            files: sink.files,
+            skipped: stats
+                .skipped()
+                .into_iter()
+                .map(|(reason, n)| (reason.name().to_string(), n))
+                .collect(),
+            gap_windows_not_reported: stats.gap_windows_not_reported,
+            ending: match captures.files()[0].ending() {
+                Ending::Clean | Ending::Reading => "complete".to_string(),
+                Ending::Truncated => "truncated: the capture was cut inside a block".to_string(),
+                Ending::Corrupt(why) => format!("corrupt: {why}"),
+            },
+        };
+        self.captures.fetch_add(1, Ordering::Relaxed);
+        self.store
+            .frames
+            .fetch_add(report.frames, Ordering::Relaxed);
+        Ok(report)
+    }
+
+    fn query(&self, q: &RecordsQuery) -> Result<RecordsPage, DataError> {
+        let mut time = TimeRange {
+            since: q
+                .since
+                .as_deref()
+                .map(parse_instant)
+                .transpose()
+                .map_err(|e| invalid("since", &e))?,
+            until: q
+                .until
+                .as_deref()
+                .map(parse_instant)
+                .transpose()
+                .map_err(|e| invalid("until", &e))?,
+        };
+        if let Some(last) = &q.last {
+            let secs = parse_duration_secs(last).map_err(|e| invalid("last", &e))?;
+            time.since = Some(SystemClock.now().secs().saturating_sub(secs));
+        }
+        let filter = q
+            .search
+            .as_deref()
+            .map(vpcflow_store::search::to_sql)
+            .transpose()
+            .map_err(|e| invalid("search", &e))?;
+        let query = vpcflow_store::Query {
+            group: Some(q.log_group_id.clone()),
+            topic: Some(q.log_topic_id.clone()),
+            time,
+            filter,
+            sql: q.sql.clone(),
+            // One more than the page, to know whether there is a next.
+            limit: Some(q.limit + 1),
+            offset: q.offset,
+            confined: true,
+            limits: self.query_limits,
+            cancel: Some(q.cancel.clone()),
+        };
+        // In a child process: no query can take the server down.
+        let lines = match vpcflow_store::worker::run_isolated(&query, self.store.root()) {
+            Ok(lines) => lines,
+            // A topic nothing was written to yet.
+            Err(StoreError::NotFound { .. }) => return Ok(RecordsPage::default()),
+            Err(StoreError::Query(m)) => {
+                let what = if q.sql.is_some() { "sql" } else { "query" };
+                return Err(DataError::Invalid(format!("{what}: {m}")));
+            }
+            Err(e @ StoreError::Limit(_)) => return Err(DataError::Invalid(e.to_string())),
+            Err(e) => return Err(failed(&e)),
+        };
+        let mut records = Vec::new();
+        for line in lines.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            records.push(serde_json::from_slice(line).map_err(|e| failed(&e))?);
+        }
+        let next_offset = (records.len() > q.limit).then(|| q.offset + q.limit);
+        records.truncate(q.limit);
+        Ok(RecordsPage {
+            records,
+            next_offset,
+        })
+    }
+
+    fn metrics(&self) -> String {
+        format!(
+            "# HELP vpcflow_captures_ingested_total Uploaded captures ingested.\n\
+             # TYPE vpcflow_captures_ingested_total counter\nvpcflow_captures_ingested_total {}\n{}",
+            self.captures.load(Ordering::Relaxed),
+            self.store.metrics()
+        )
+    }
+
+    fn tail(&self) -> broadcast::Receiver<Arc<TailWindow>> {
+        self.tail.subscribe()
+    }
+}

@@ -1,0 +1,217 @@
+//! `vpcflow serve` as a library: the control plane's REST API
+//! (`vpcflow-control`) on its database, with the data plane behind it
+//! ([`data::StoreDataPlane`]: uploads through the runtime's driver into the
+//! log store, records queries in a worker process, the live tail) and,
+//! with `--live`, the runtime's agent capturing under the database's flow
+//! logs ([`live::DatabaseInventory`]).
+//!
+//! Guarantees: the server's files are its own (0600, directories 0700);
+//! connection caps, not the file limit, decide how many clients it takes;
+//! on SIGTERM open requests get a grace, the live capture writes its open
+//! window as a partial one, and the process exits.
+
+pub mod data;
+pub mod live;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use vpcflow_control::ControlError;
+use vpcflow_control::api::AppState;
+use vpcflow_control::db::{ControlDb, DatabaseLocation};
+use vpcflow_runtime::{Agent, AgentError, AgentReport, AgentSettings, SharedStore};
+use vpcflow_store::{QueryLimits, StoreError};
+
+use crate::data::StoreDataPlane;
+use crate::live::{DatabaseInventory, follow_database};
+
+/// What `vpcflow serve` runs with.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    /// Where the API listens.
+    pub listen: SocketAddr,
+    /// The data directory: the log store (`store/`), upload spools, and the
+    /// SQLite control database unless `database` names another.
+    pub data: PathBuf,
+    /// The control database's URL (`postgres://...`, `sqlite://FILE`).
+    pub database: Option<String>,
+    /// An inventory imported at the database's first start: its name and
+    /// text.
+    pub import: Option<(String, String)>,
+    /// Live capture under the control plane's flow logs.
+    pub live: Option<AgentSettings>,
+    /// Bounds of each records query.
+    pub query_limits: QueryLimits,
+    /// The largest capture upload taken, in bytes.
+    pub max_upload: u64,
+}
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The control database could not be opened.
+    #[error("control-plane database ({location}): {error}")]
+    Database {
+        /// Where it is (no password).
+        location: String,
+        /// Why.
+        error: ControlError,
+    },
+    /// The control plane refused something (the imported inventory, a
+    /// token's project).
+    #[error(transparent)]
+    Control(#[from] ControlError),
+    /// The log store.
+    #[error("the log store: {0}")]
+    Store(#[from] StoreError),
+    /// A system call.
+    #[error("{what}: {error}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The error.
+        error: std::io::Error,
+    },
+}
+
+fn io_error(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServerError {
+    let what = what.into();
+    move |error| ServerError::Io { what, error }
+}
+
+/// How long requests still running at a stop have, and a stopped
+/// runtime's blocking threads (a cancelled query) after that.
+const RUNTIME_SHUTDOWN: Duration = Duration::from_secs(2);
+
+fn runtime() -> Result<tokio::runtime::Runtime, ServerError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(io_error("starting the async runtime"))
+}
+
+/// Opens the control database `url` (default: `data/control.db`).
+pub async fn open_database(
+    url: Option<&str>,
+    data: &Path,
+) -> Result<(ControlDb, DatabaseLocation), ServerError> {
+    let location = DatabaseLocation::parse(url, data)?;
+    match ControlDb::open(&location).await {
+        Ok(db) => Ok((db, location)),
+        Err(error) => Err(ServerError::Database {
+            location: location.to_string(),
+            error,
+        }),
+    }
+}
+
+/// A new API token for `project` (created if new) in the control database.
+pub fn create_token(url: Option<&str>, data: &Path, project: &str) -> Result<String, ServerError> {
+    runtime()?.block_on(async {
+        let (db, _) = open_database(url, data).await?;
+        Ok(db.create_token(project).await?)
+    })
+}
+
+/// Files 0600 and directories 0700 (tenants' records, tokens and uploads),
+/// and as many open files as the hard limit allows (every connection is
+/// one: the connection caps, not the file limit, decide).
+fn harden_process() {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit, umask};
+    umask(rustix::fs::Mode::from_raw_mode(0o077));
+    let files = getrlimit(Resource::Nofile);
+    if files.current < files.maximum {
+        let raised = Rlimit {
+            current: files.maximum,
+            maximum: files.maximum,
+        };
+        let _ = setrlimit(Resource::Nofile, raised);
+    }
+}
+
+/// Runs the server until SIGTERM or SIGINT.
+pub fn serve(settings: ServerSettings) -> Result<(), ServerError> {
+    harden_process();
+    let store = Arc::new(SharedStore::open(&settings.data.join("store"))?);
+    store.store().compact_in_background();
+    let data = StoreDataPlane::new(store.clone(), settings.query_limits);
+    let runtime = runtime()?;
+    let served = runtime.block_on(async {
+        let (db, location) = open_database(settings.database.as_deref(), &settings.data).await?;
+        let db = Arc::new(db);
+        if let Some((name, text)) = &settings.import
+            && db.import_inventory(name, text).await?
+        {
+            eprintln!("vpcflow: imported the inventory into {location}");
+        }
+        let uploads = settings.data.join("uploads");
+        let swept = vpcflow_control::api::sweep_uploads(&uploads);
+        if swept > 0 {
+            eprintln!("vpcflow: removed {swept} upload spool files an earlier run left");
+        }
+        let listener = tokio::net::TcpListener::bind(settings.listen)
+            .await
+            .map_err(io_error(format!("--listen {}", settings.listen)))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let live = match settings.live {
+            Some(agent) => Some(start_live(agent, &db, &store, &stop)?),
+            None => None,
+        };
+        let addr = listener.local_addr().map_err(io_error("the listener"))?;
+        eprintln!("vpcflow: serving the API on http://{addr}");
+        let state =
+            AppState::new(db, Arc::new(data), uploads).with_upload_limit(settings.max_upload);
+        let served = vpcflow_control::api::serve(listener, state)
+            .await
+            .map_err(io_error("serving the API"));
+        // The live capture flushes its open window as a partial one.
+        stop.store(true, Ordering::Relaxed);
+        if let Some(t) = live {
+            let joined = tokio::task::spawn_blocking(move || t.join()).await;
+            if !matches!(joined, Ok(Ok(()))) {
+                eprintln!("vpcflow: live capture panicked");
+            }
+        }
+        served
+    });
+    // A query still running on a blocking thread has been cancelled (its
+    // request is gone); dropping the runtime would wait for it.
+    runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
+    if served.is_ok() {
+        eprintln!("vpcflow: stopped");
+    }
+    served
+}
+
+/// Starts the agent on a thread of its own, its inventory the database's.
+/// Call from inside the runtime (it follows the database on a task). A
+/// capture that cannot start or stops early is said, and the API goes on.
+fn start_live(
+    settings: AgentSettings,
+    db: &Arc<ControlDb>,
+    store: &Arc<SharedStore>,
+    stop: &Arc<AtomicBool>,
+) -> Result<std::thread::JoinHandle<()>, ServerError> {
+    tokio::spawn(follow_database(db.clone()));
+    // The inventory is read with `block_on`, so off the runtime's threads.
+    let inventory = DatabaseInventory::new(db.clone(), tokio::runtime::Handle::current());
+    let (store, stop) = (store.clone(), stop.clone());
+    let capture = move || -> Result<AgentReport, AgentError> {
+        let out: Box<dyn std::io::Write + Send> = Box::new(std::io::stdout());
+        let agent = Agent::start(settings, Box::new(inventory), store, Some(out))?;
+        eprintln!("vpcflow: {}", agent.describe());
+        agent.run(&stop)
+    };
+    std::thread::Builder::new()
+        .name("live capture".into())
+        .spawn(move || match capture() {
+            Ok(report) => eprintln!("vpcflow: {report}"),
+            // Said now, not at shutdown: the API keeps serving.
+            Err(e) => eprintln!("vpcflow: error: live capture stopped: {e}"),
+        })
+        .map_err(io_error("starting live capture"))
+}
