@@ -21,10 +21,11 @@ pub mod limits;
 mod query;
 mod retention;
 mod schema;
-pub mod search;
 mod skipping;
 pub mod worker;
 mod writer;
+
+pub use vpcflow_querylang::search;
 
 pub use catalog::{CATALOG_FILE, Catalog, CatalogGroup, CatalogTopic};
 pub use compact::Compacted;

@@ -12,7 +12,8 @@
 //! more `NOT`s than the SQL front end takes is refused, naming the limit,
 //! before the (recursive) parser sees it.
 
-use crate::limits::MAX_SQL_NOTS;
+use crate::columns::{Column, PARTITIONS, columns};
+use crate::sql::MAX_SQL_NOTS;
 
 /// A search that cannot be turned into SQL: the message names what is
 /// wrong (an unknown field, a malformed value, a passed limit).
@@ -38,10 +39,10 @@ pub const MAX_SEARCH_TERMS: usize = 100;
 /// The columns a search can name, numeric then text, from the store's
 /// schema (derived from the record's field table) and its partitions.
 fn searchable() -> (Vec<&'static str>, Vec<&'static str>) {
-    let (numeric, text): (Vec<_>, Vec<_>) = crate::columns().partition(|c| c.is_number());
-    let names = |cs: Vec<crate::Column>| cs.into_iter().map(|c| c.name()).collect::<Vec<_>>();
+    let (numeric, text): (Vec<_>, Vec<_>) = columns().partition(|c| c.is_number());
+    let names = |cs: Vec<Column>| cs.into_iter().map(|c| c.name()).collect::<Vec<_>>();
     let mut text = names(text);
-    text.extend(crate::PARTITIONS);
+    text.extend(PARTITIONS);
     (names(numeric), text)
 }
 
