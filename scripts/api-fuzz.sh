@@ -9,7 +9,10 @@
 # 3.11's ast module ("AST constructor recursion depth mismatch", a tool
 # error, not a finding); one is as fast here (about 30 s).
 # The live tail (an endless event stream) is left out; tests/api_records.rs
-# and tests/live_serve.rs read it.
+# and tests/live_serve.rs read it. Throttling of failed tokens is off
+# (`--auth-failures 0`): schemathesis sends unknown tokens to every
+# operation on purpose, from one address (tests/hardening.rs tests the
+# throttle).
 #
 #   scripts/api-fuzz.sh [VPCFLOW_BINARY]   (default: the debug build)
 set -euo pipefail
@@ -24,7 +27,7 @@ if [ ! -x "$venv/bin/schemathesis" ]; then
 fi
 work=$(mktemp -d)
 trap 'kill "$server" 2>/dev/null; rm -rf "$work"' EXIT
-"$bin" serve --listen 127.0.0.1:0 --data "$work/data" --config examples/vpc.toml 2>"$work/serve.log" &
+"$bin" serve --listen 127.0.0.1:0 --data "$work/data" --config examples/vpc.toml --auth-failures 0 2>"$work/serve.log" &
 server=$!
 for _ in $(seq 100); do grep -q "serving the API on" "$work/serve.log" && break; sleep 0.1; done
 url=$(grep -o 'http://[0-9.:]*' "$work/serve.log" | head -1)

@@ -64,6 +64,10 @@ else
     VPCFLOW_TEST_CONTROL_DB=postgres cargo test "${build[@]}" \
         --test api --test api_model --test api_records --test api_cli --test hardening
 fi
+# Every parser of outside input fuzzed a little (cargo-fuzz, 15 s a
+# target); the inputs it ever kept are replayed by the workspace's tests
+# (vpcflow-fuzzing) above.
+./scripts/fuzz.sh --seconds 15
 # The API against its own OpenAPI document (schemathesis), on SQLite and
 # on PostgreSQL.
 ./scripts/api-fuzz.sh

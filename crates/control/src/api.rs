@@ -24,11 +24,14 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::broadcast::error::RecvError;
+use tower::ServiceExt;
 
 use crate::data::{DataError, DataPlane, RecordsQuery};
 use crate::db::ControlDb;
 use crate::model::{FlowLogFilter, FlowLogUpdate, NewFlowLog, Page};
 use crate::resources::{Kind, parse_body};
+pub use crate::throttle::FAILED_AUTH_LIMIT;
+use crate::throttle::{AuthThrottle, ClientAddr, FAILED_AUTH_WINDOW};
 use crate::{ControlError, FLOW_LOG_QUOTA};
 
 /// An error response.
@@ -103,6 +106,8 @@ pub struct AppState {
     queries: Arc<Mutex<HashMap<String, usize>>>,
     /// The largest upload body taken, in bytes.
     max_upload_bytes: u64,
+    /// Failed authentications per client address.
+    throttle: Arc<AuthThrottle>,
 }
 
 /// The default of [`AppState::with_upload_limit`]: 1 GiB.
@@ -117,7 +122,15 @@ impl AppState {
             uploads,
             queries: Arc::default(),
             max_upload_bytes: MAX_UPLOAD_BYTES,
+            throttle: Arc::default(),
         }
+    }
+
+    /// Throttles a client address after `limit` unknown tokens within
+    /// [`FAILED_AUTH_WINDOW`] (0: never; default [`FAILED_AUTH_LIMIT`]).
+    pub fn with_auth_failure_limit(mut self, limit: u32) -> AppState {
+        self.throttle = Arc::new(AuthThrottle::new(limit));
+        self
     }
 
     /// Refuses upload bodies over `bytes` (413), before more is spooled.
@@ -350,7 +363,10 @@ pub fn router(state: AppState) -> Router {
             post(upload_capture).layer(DefaultBodyLimit::disable()),
         )
         .route_layer(middleware::from_fn_with_state(
-            state.db.clone(),
+            Gate {
+                db: state.db.clone(),
+                throttle: state.throttle.clone(),
+            },
             authenticate,
         ));
     Router::new()
@@ -714,8 +730,36 @@ async fn spool(state: &AppState, body: Body, path: &std::path::Path) -> Result<u
     Ok(n)
 }
 
-/// 401 without a known token, 403 with another project's.
-async fn authenticate(State(db): Shared, req: Request, next: Next) -> Response {
+/// What the token check needs.
+#[derive(Clone)]
+struct Gate {
+    db: Arc<ControlDb>,
+    throttle: Arc<AuthThrottle>,
+}
+
+/// 401 without a known token, 403 with another project's; 429 for a
+/// client address that sent too many unknown tokens ([`crate::throttle`]).
+async fn authenticate(State(gate): State<Gate>, req: Request, next: Next) -> Response {
+    let client = req.extensions().get::<ClientAddr>().map(|c| c.0);
+    let now = std::time::Instant::now();
+    if let Some(wait) = client.and_then(|c| gate.throttle.wait(c, now)) {
+        let mut r = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "APIGW.0429",
+            format!(
+                "too many unknown tokens from this address ({} within {} s); retry in {} s",
+                gate.throttle.limit(),
+                FAILED_AUTH_WINDOW.as_secs(),
+                wait.as_secs() + 1
+            ),
+        )
+        .into_response();
+        r.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            axum::http::HeaderValue::from(wait.as_secs() + 1),
+        );
+        return r;
+    }
     let Some(token) = req
         .headers()
         .get("x-auth-token")
@@ -728,9 +772,12 @@ async fn authenticate(State(db): Shared, req: Request, next: Next) -> Response {
         )
         .into_response();
     };
-    let project = match db.project_of_token(token).await {
+    let project = match gate.db.project_of_token(token).await {
         Ok(Some(p)) => p,
         Ok(None) => {
+            if let Some(c) = client {
+                gate.throttle.failed(c, now);
+            }
             return ApiError::new(StatusCode::UNAUTHORIZED, "APIGW.0301", "unknown token")
                 .into_response();
         }
@@ -939,7 +986,14 @@ pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> std::i
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        // The token check throttles by the client's address.
+        let client = ClientAddr(peer.ip());
+        let service = hyper_util::service::TowerToHyperService::new(app.clone().map_request(
+            move |mut req: hyper::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(client);
+                req
+            },
+        ));
         let conn = hyper::server::conn::http1::Builder::new()
             .timer(hyper_util::rt::TokioTimer::new())
             .header_read_timeout(HEADER_READ_TIMEOUT)

@@ -49,6 +49,10 @@ fn responses(ok: (&str, Value), errors: &[(&str, &str)]) -> Value {
         "403".into(),
         error("The token is another project's (APIGW.0302)"),
     );
+    r.insert(
+        "429".into(),
+        error("Too many unknown tokens from this address (APIGW.0429; Retry-After says when to retry)"),
+    );
     for (status, what) in errors {
         r.insert(status.to_string(), error(what));
     }
@@ -79,7 +83,7 @@ const MISSING: (&str, &str) = ("404", "Not found (VPC.3005 flow log, VPC.0404 ot
 const IN_USE: (&str, &str) = ("409", "In use by other resources (VPC.0409)");
 const BUSY: (&str, &str) = (
     "429",
-    "The project already runs its most queries at once (VPC.0429)",
+    "The project already runs its most queries at once (VPC.0429), or too many unknown tokens from this address (APIGW.0429)",
 );
 
 fn nullable(t: &str) -> Value {

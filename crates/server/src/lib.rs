@@ -47,6 +47,9 @@ pub struct ServerSettings {
     pub query_limits: QueryLimits,
     /// The largest capture upload taken, in bytes.
     pub max_upload: u64,
+    /// Unknown tokens one client address may send a minute before it is
+    /// throttled (0: never).
+    pub auth_failures: u32,
 }
 
 /// Why the server could not start or stopped with an error.
@@ -163,8 +166,9 @@ pub fn serve(settings: ServerSettings) -> Result<(), ServerError> {
         };
         let addr = listener.local_addr().map_err(io_error("the listener"))?;
         eprintln!("vpcflow: serving the API on http://{addr}");
-        let state =
-            AppState::new(db, Arc::new(data), uploads).with_upload_limit(settings.max_upload);
+        let state = AppState::new(db, Arc::new(data), uploads)
+            .with_upload_limit(settings.max_upload)
+            .with_auth_failure_limit(settings.auth_failures);
         let served = vpcflow_control::api::serve(listener, state)
             .await
             .map_err(io_error("serving the API"));

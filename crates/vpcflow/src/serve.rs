@@ -52,6 +52,10 @@ pub struct ServeArgs {
     #[arg(long, value_name = "MIB", default_value_t = vpcflow_control::api::MAX_UPLOAD_BYTES >> 20,
           value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
     max_upload: u64,
+    /// Unknown tokens one client address may send within a minute; past
+    /// them its `/v1/` calls get 429 until the minute is over (0: no limit).
+    #[arg(long, value_name = "N", default_value_t = vpcflow_control::api::FAILED_AUTH_LIMIT)]
+    auth_failures: u32,
 }
 
 /// Flags of `vpcflow token`.
@@ -109,6 +113,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
             ..QueryLimits::SERVER
         },
         max_upload: args.max_upload << 20,
+        auth_failures: args.auth_failures,
     };
     vpcflow_server::serve(settings)?;
     Ok(ExitCode::SUCCESS)

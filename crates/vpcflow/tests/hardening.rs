@@ -621,3 +621,56 @@ fn nul_characters_and_overlong_fields_are_refused_with_400s() {
     );
     healthy(&server);
 }
+
+/// A GET of `path` with `token` from `source`: the status line and the
+/// answer's headers and body.
+fn get_from(source: &str, addr: &str, path: &str, token: &str) -> String {
+    let mut s = connect_from(source, addr);
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nX-Auth-Token: {token}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    answer
+}
+
+/// Hardening finding 5: failed tokens were not throttled. An address that
+/// sends `--auth-failures` unknown tokens gets 429 with Retry-After, good
+/// token or not, while another address keeps its answers.
+#[test]
+fn an_address_guessing_tokens_is_throttled_and_others_are_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let limit = 7;
+    let mut extra = database_args(dir.path());
+    extra.extend(["--auth-failures".to_string(), limit.to_string()]);
+    let server = Server::start_on(dir.path(), &extra);
+    let good = token(dir.path(), "p1");
+    let path = "/v1/p1/fl/flow_logs";
+    for i in 0..limit {
+        let a = get_from("127.0.0.3", &server.addr, path, &format!("guess-{i}"));
+        assert!(a.starts_with("HTTP/1.1 401"), "guess {i}: {a}");
+    }
+    for t in ["guess-again", good.as_str()] {
+        let a = get_from("127.0.0.3", &server.addr, path, t);
+        assert!(a.starts_with("HTTP/1.1 429"), "{a}");
+        assert!(a.contains("APIGW.0429"), "{a}");
+        let retry = a
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("retry-after: ")
+                    .map(str::to_string)
+            })
+            .unwrap_or_else(|| panic!("no Retry-After: {a}"));
+        let secs: u64 = retry.trim().parse().unwrap();
+        assert!((1..=60).contains(&secs), "{secs}");
+    }
+    // Another address: its good token works, its bad one is a plain 401.
+    let a = get_from("127.0.0.4", &server.addr, path, &good);
+    assert!(a.starts_with("HTTP/1.1 200"), "{a}");
+    let a = get_from("127.0.0.4", &server.addr, path, "one-guess");
+    assert!(a.starts_with("HTTP/1.1 401"), "{a}");
+    healthy(&server);
+}
