@@ -674,3 +674,32 @@ fn an_address_guessing_tokens_is_throttled_and_others_are_not() {
     assert!(a.starts_with("HTTP/1.1 401"), "{a}");
     healthy(&server);
 }
+
+/// Hardening finding 5: an idle keep-alive connection must not be held
+/// for good. After an answered request, a client that sends nothing more
+/// is closed once the header timeout (10 s) passes, as one that never
+/// finishes its first request's headers is.
+#[test]
+fn an_idle_keep_alive_connection_is_closed_after_the_header_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let mut s = connect_from("127.0.0.5", &server.addr);
+    s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut buf = [0u8; 1024];
+    let n = s.read(&mut buf).unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    let idle = Instant::now();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let n = match s.read(&mut buf) {
+        Ok(n) => n,
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => 0,
+        Err(e) => panic!("still open after {:?}: {e}", idle.elapsed()),
+    };
+    assert_eq!(n, 0, "{}", String::from_utf8_lossy(&buf[..n]));
+    let waited = idle.elapsed();
+    assert!(
+        waited >= Duration::from_secs(8) && waited < Duration::from_secs(15),
+        "closed after {waited:?}"
+    );
+}
