@@ -59,6 +59,7 @@ impl From<ControlError> for ApiError {
             ControlError::NotFound(_) => (StatusCode::NOT_FOUND, "VPC.3005"),
             ControlError::Duplicate(_) => (StatusCode::CONFLICT, "VPC.3004"),
             ControlError::Quota { .. } => (StatusCode::CONFLICT, "VPC.3003"),
+            ControlError::ResourceQuota { .. } => (StatusCode::CONFLICT, "VPC.0410"),
             ControlError::ResourceNotFound { .. } => (StatusCode::NOT_FOUND, "VPC.0404"),
             ControlError::InUse(_) => (StatusCode::CONFLICT, "VPC.0409"),
             ControlError::Database(_) => (StatusCode::INTERNAL_SERVER_ERROR, "VPC.3000"),
@@ -305,6 +306,17 @@ pub const RESOURCE_KINDS: [Kind; 6] = [
     Kind::SecurityGroup,
     Kind::NetworkAcl,
     Kind::LogGroup,
+];
+
+/// Every kind with a quota: the collections' and log topics.
+const QUOTA_KINDS: [Kind; 7] = [
+    Kind::Vpc,
+    Kind::Subnet,
+    Kind::Port,
+    Kind::SecurityGroup,
+    Kind::NetworkAcl,
+    Kind::LogGroup,
+    Kind::LogTopic,
 ];
 
 /// The path segment of a kind's collection.
@@ -869,19 +881,35 @@ async fn quotas(
             format!("query: {}", e.body_text()),
         )
     })?;
+    let known = std::iter::once("flow_log")
+        .chain(QUOTA_KINDS.iter().map(|k| k.quota_type()))
+        .collect::<Vec<_>>();
     if let Some(t) = q.r#type.as_deref()
-        && t != "flow_log"
+        && !known.contains(&t)
     {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "VPC.3001",
-            format!("type: {t:?} has no quota here (flow_log has)"),
+            format!(
+                "type: {t:?} has no quota here (one of {})",
+                known.join(", ")
+            ),
         ));
     }
-    let used = db.flow_logs_used(&project).await?;
-    Ok(Json(json!({"quotas": {"resources": [
-        {"type": "flow_log", "used": used, "quota": FLOW_LOG_QUOTA, "min": 0}
-    ]}})))
+    let wanted = |t: &str| q.r#type.as_deref().is_none_or(|w| w == t);
+    let mut resources = Vec::new();
+    if wanted("flow_log") {
+        let used = db.flow_logs_used(&project).await?;
+        resources
+            .push(json!({"type": "flow_log", "used": used, "quota": FLOW_LOG_QUOTA, "min": 0}));
+    }
+    for kind in QUOTA_KINDS.iter().filter(|k| wanted(k.quota_type())) {
+        let used = db.resources_used(&project, *kind).await?;
+        resources.push(
+            json!({"type": kind.quota_type(), "used": used, "quota": kind.quota(), "min": 0}),
+        );
+    }
+    Ok(Json(json!({"quotas": {"resources": resources}})))
 }
 
 /// How long a stopping server waits for open requests (a query, a live

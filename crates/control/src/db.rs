@@ -564,6 +564,14 @@ impl ControlDb {
         let id = uuid::Uuid::new_v4().to_string();
         let item = new_item(kind, &id, fields)?;
         let mut w = self.write().await?;
+        // Counted under the write lock, so racing creates cannot pass it.
+        let used = count_resources(&mut w.tx, project, kind).await?;
+        if used >= kind.quota() {
+            return Err(ControlError::ResourceQuota {
+                label: kind.label(),
+                quota: kind.quota(),
+            });
+        }
         insert_resource(&mut w.tx, kind, &id, project, &item, &now_utc()).await?;
         check_project(&mut w.tx, project).await?;
         self.commit(w).await?;
@@ -925,6 +933,12 @@ impl ControlDb {
         Ok((flow_logs as u64, projects as u64))
     }
 
+    /// How many of a kind `project` has.
+    pub async fn resources_used(&self, project: &str, kind: Kind) -> Result<u32, ControlError> {
+        let mut c = self.pool.acquire().await?;
+        count_resources(&mut c, project, kind).await
+    }
+
     /// Flow logs `project` has.
     pub async fn flow_logs_used(&self, project: &str) -> Result<u32, ControlError> {
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM flow_logs WHERE project_id = $1")
@@ -1009,6 +1023,21 @@ fn view_of(row: &AnyRow, project: &str) -> Result<Value, ControlError> {
         &row.try_get::<String, _>("created_at")?,
         &row.try_get::<String, _>("updated_at")?,
     ))
+}
+
+/// How many of a kind `project` has.
+async fn count_resources(
+    conn: &mut AnyConnection,
+    project: &str,
+    kind: Kind,
+) -> Result<u32, ControlError> {
+    let n: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM resources WHERE kind = $1 AND project_id = $2")
+            .bind(kind.file_key())
+            .bind(project)
+            .fetch_one(&mut *conn)
+            .await?;
+    Ok(u32::try_from(n).unwrap_or(u32::MAX))
 }
 
 async fn insert_resource(

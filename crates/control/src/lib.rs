@@ -54,6 +54,15 @@ pub enum ControlError {
         /// The quota.
         quota: u32,
     },
+    /// The project has as many of a kind as its quota allows (409,
+    /// `VPC.0410`).
+    #[error("{label} quota exceeded: a project may have {quota}")]
+    ResourceQuota {
+        /// The kind, in messages.
+        label: &'static str,
+        /// Its quota.
+        quota: u32,
+    },
     /// The database failed.
     #[error("control-plane database: {0}")]
     Database(#[from] sqlx::Error),

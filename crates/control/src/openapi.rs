@@ -81,6 +81,10 @@ fn query_param(name: &str, schema: Value) -> Value {
 const BAD: (&str, &str) = ("400", "Invalid parameter or body (VPC.3001)");
 const MISSING: (&str, &str) = ("404", "Not found (VPC.3005 flow log, VPC.0404 other)");
 const IN_USE: (&str, &str) = ("409", "In use by other resources (VPC.0409)");
+const OVER_QUOTA: (&str, &str) = (
+    "409",
+    "The project's quota of the kind is used up (VPC.0410)",
+);
 const BUSY: (&str, &str) = (
     "429",
     "The project already runs its most queries at once (VPC.0429), or too many unknown tokens from this address (APIGW.0429)",
@@ -199,7 +203,7 @@ fn resource_paths(
                     "responses": responses(ok_json(wrapped(kind.plural(), json!({"type": "array", "items": reference(&base)}))), &[BAD, MISSING])},
             "post": {"summary": format!("Create a {label}"), "parameters": params,
                      "requestBody": {"required": true, "content": json_content(wrapped(key, reference(&create)))},
-                     "responses": responses(ok_json(one.clone()), &[BAD, MISSING])},
+                     "responses": responses(ok_json(one.clone()), &[BAD, MISSING, OVER_QUOTA])},
         }),
     );
     let mut item_params = params;

@@ -116,6 +116,27 @@ impl Kind {
         }
     }
 
+    /// How many of this kind a project may have (the API's quota; an
+    /// inventory imported at first start is the operator's and is not
+    /// held to it). They bound what one tenant can make every write of
+    /// its project check.
+    pub fn quota(self) -> u32 {
+        match self {
+            Kind::Vpc => 100,
+            Kind::Subnet => 1_000,
+            Kind::Port => 5_000,
+            Kind::SecurityGroup => 1_000,
+            Kind::NetworkAcl => 200,
+            Kind::LogGroup => 100,
+            Kind::LogTopic => 1_000,
+        }
+    }
+
+    /// The `type` of its quota (`/v1/{project_id}/quotas`).
+    pub fn quota_type(self) -> &'static str {
+        self.file_key()
+    }
+
     /// In messages.
     pub fn label(self) -> &'static str {
         match self {

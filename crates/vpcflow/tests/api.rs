@@ -201,8 +201,12 @@ fn flow_logs_can_be_created_listed_shown_updated_and_deleted() {
         v,
         json!({"quotas": {"resources": [{"type": "flow_log", "used": 3, "quota": 10, "min": 0}]}})
     );
-    let (s, _) = server.request("GET", &format!("/v1/{PROJECT}/quotas?type=vpc"), t, None);
+    let (s, _) = server.request("GET", &format!("/v1/{PROJECT}/quotas?type=router"), t, None);
     assert_eq!(s, 400);
+    let (s, v) = server.request("GET", &format!("/v1/{PROJECT}/quotas?type=vpc"), t, None);
+    assert_eq!(s, 200);
+    assert_eq!(v["quotas"]["resources"][0]["type"], "vpc");
+    assert_eq!(v["quotas"]["resources"][0]["quota"], 100);
 
     // Delete: 204, then 404 VPC.3005 everywhere.
     let (s, v) = server.request("DELETE", &format!("{path}/{id}"), t, None);

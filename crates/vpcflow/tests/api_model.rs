@@ -360,3 +360,67 @@ fn the_model_is_managed_through_the_api_with_every_change_checked() {
     let (_, v) = a.call("GET", &format!("subnets/{subnet}"), None);
     assert_eq!(code(&v), "VPC.0404");
 }
+
+/// Hardening finding 5: no quotas on model resources (every write checks
+/// the whole project, so a tenant with 80,000 ports slowed its own writes
+/// to a second each). A project has at most its quota of each kind.
+#[test]
+fn a_project_is_held_to_its_quota_of_each_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let a = Client {
+        server: &server,
+        project: OTHER,
+        token: token(dir.path(), OTHER),
+    };
+    let (s, v) = a.call("GET", "quotas", None);
+    assert_eq!(s, 200, "{v}");
+    let quotas = v["quotas"]["resources"].as_array().unwrap();
+    let types: Vec<&str> = quotas.iter().map(|q| q["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        types,
+        [
+            "flow_log",
+            "vpc",
+            "subnet",
+            "port",
+            "security_group",
+            "network_acl",
+            "log_group",
+            "log_topic"
+        ]
+    );
+    let quota = quotas[1]["quota"].as_u64().unwrap();
+    let mut first = String::new();
+    for i in 0..quota {
+        let id = a.create(
+            "vpcs",
+            "vpc",
+            json!({"name": format!("v{i}"), "cidr": format!("10.{i}.0.0/16")}),
+        );
+        if i == 0 {
+            first = id;
+        }
+    }
+    let over = json!({"vpc": {"name": "one-more", "cidr": "172.16.0.0/16"}});
+    let (code, message) = a.fails("POST", "vpcs", Some(over.clone()), 409);
+    assert_eq!(code, "VPC.0410");
+    assert!(
+        message.contains(&format!("VPC quota exceeded: a project may have {quota}")),
+        "{message}"
+    );
+    let (_, v) = a.call("GET", "quotas?type=vpc", None);
+    assert_eq!(v["quotas"]["resources"][0]["used"], quota);
+    // Another project is not held to this one's count.
+    let b = Client {
+        server: &server,
+        project: PROJECT,
+        token: token(dir.path(), PROJECT),
+    };
+    b.create("vpcs", "vpc", json!({"name": "b", "cidr": "10.9.0.0/16"}));
+    // A deleted one frees its place.
+    let (s, _) = a.call("DELETE", &format!("vpcs/{first}"), None);
+    assert_eq!(s, 204);
+    let (s, v) = a.call("POST", "vpcs", Some(over));
+    assert_eq!(s, 200, "{v}");
+}
