@@ -5,7 +5,9 @@
 //! destination is a port's fixed IP, that port's ingress; between two ports,
 //! both. With `--ports-from CIDR`, every address inside one of the CIDRs
 //! becomes a port of its own the first time it is seen (bounded by
-//! [`MAX_AUTO_PORTS`]).
+//! [`MAX_AUTO_PORTS`]; the traffic of addresses past the bound goes to one
+//! more port, [`OVERFLOW_PORT_ID`], whose windows report it as SKIPDATA,
+//! so nothing is dropped unsaid).
 
 use std::net::IpAddr;
 
@@ -18,6 +20,10 @@ use crate::topology::{FlowLogInfo, PortInfo, Topology};
 
 /// Upper bound on automatic ports, so a scan of a /8 cannot exhaust memory.
 pub const MAX_AUTO_PORTS: usize = 1 << 20;
+
+/// The port the traffic of automatic addresses past the bound is counted
+/// on, as SKIPDATA: its packets and bytes are known, its flows are not.
+pub const OVERFLOW_PORT_ID: &str = "auto-overflow";
 
 /// Settings of the automatic-port mode.
 #[derive(Debug, Clone)]
@@ -41,6 +47,10 @@ pub struct Attributor {
     auto: Vec<IpNet>,
     /// Addresses that would have become automatic ports past [`MAX_AUTO_PORTS`].
     pub auto_ports_refused: u64,
+    /// Automatic ports made at most.
+    max_auto_ports: usize,
+    /// The port of [`OVERFLOW_PORT_ID`], once the bound was reached.
+    overflow: Option<u32>,
 }
 
 fn v6_key(a: &std::net::Ipv6Addr) -> u128 {
@@ -55,6 +65,8 @@ impl Attributor {
             v6: HashMap::default(),
             auto: Vec::new(),
             auto_ports_refused: 0,
+            max_auto_ports: MAX_AUTO_PORTS,
+            overflow: None,
         };
         for (i, p) in topology.ports.iter().enumerate() {
             for ip in &p.ips {
@@ -80,6 +92,17 @@ impl Attributor {
         let mut a = Attributor::new(&topology);
         a.auto = settings.cidrs.clone();
         (a, topology)
+    }
+
+    /// Makes at most `n` automatic ports (tests use a small bound).
+    pub fn limit_auto_ports(&mut self, n: usize) {
+        self.max_auto_ports = n;
+    }
+
+    /// The overflow port, if the bound on automatic ports was reached:
+    /// its traffic is SKIPDATA, not flows.
+    pub fn overflow_port(&self) -> Option<u32> {
+        self.overflow
     }
 
     fn insert(&mut self, ip: IpAddr, port: u32) {
@@ -109,9 +132,22 @@ impl Attributor {
         if self.auto.is_empty() || !self.auto.iter().any(|n| n.contains(ip)) {
             return None;
         }
-        if topology.ports.len() >= MAX_AUTO_PORTS {
+        if topology.ports.len() >= self.max_auto_ports {
             self.auto_ports_refused += 1;
-            return None;
+            return Some(*self.overflow.get_or_insert_with(|| {
+                topology.push_port(PortInfo {
+                    id: OVERFLOW_PORT_ID.into(),
+                    project_id: AUTO_ID.into(),
+                    vpc_id: AUTO_ID.into(),
+                    subnet_id: AUTO_ID.into(),
+                    az_id: "-".into(),
+                    ips: Vec::new(),
+                    inventory_index: None,
+                    flow_logs: vec![0],
+                    filters: 0,
+                    first_window: Some(window.start_of(now)),
+                })
+            }));
         }
         let p = topology.push_port(PortInfo {
             id: format!("auto-{ip}"),

@@ -304,6 +304,17 @@ impl<P: Policy> Pipeline<P> {
             };
             let mut counted = false;
             for (port, direction) in targets.into_iter().flatten() {
+                if Some(port) == self.attributor.overflow_port() {
+                    // An address past the bound on automatic ports.
+                    counted |= self.aggregator.note_lost(
+                        &self.topology,
+                        port,
+                        now,
+                        1,
+                        u64::from(s.ip_bytes),
+                    );
+                    continue;
+                }
                 let d = FlowDelta {
                     port,
                     direction,
@@ -464,6 +475,61 @@ mod tests {
             wire_len: data.len() as u32,
         });
         assert_eq!(any.stats().attributed, 1);
+    }
+
+    /// Hardening finding 5: past the bound on automatic ports, packets were
+    /// counted as `no-monitored-port` with no record saying so. They are
+    /// the overflow port's SKIPDATA now: their packets and bytes reported,
+    /// no flow remembered.
+    #[test]
+    fn addresses_past_the_automatic_port_bound_are_reported_as_skipdata() {
+        let mut p = pipeline();
+        p.attributor.limit_auto_ports(2);
+        let mut send = |src: [u8; 4], dst: [u8; 4], payload: usize| {
+            let data = udp(src, dst, payload);
+            p.observe(&Frame {
+                timestamp_ns: 601_000_000_000,
+                link: LinkType::Ethernet,
+                data: &data,
+                wire_len: data.len() as u32,
+            });
+        };
+        send([10, 0, 0, 1], [10, 0, 0, 2], 10);
+        send([10, 0, 0, 3], [192, 0, 2, 1], 100);
+        send([192, 0, 2, 1], [10, 0, 0, 4], 200);
+        send([10, 0, 0, 3], [10, 0, 0, 1], 0);
+        p.finish();
+        assert_eq!(p.stats().no_monitored_port, 0);
+        assert_eq!(p.stats().attributed, 4);
+        assert_eq!(p.attributor.auto_ports_refused, 3);
+        let overflow = p.attributor.overflow_port().expect("an overflow port");
+        assert_eq!(p.topology().ports[overflow as usize].id, "auto-overflow");
+        assert_eq!(p.topology().ports.len(), 3);
+        let w = &p.closed()[0];
+        let skipped: Vec<&RecordBody> = w
+            .records
+            .iter()
+            .filter(|r| r.port == overflow)
+            .map(|r| &r.body)
+            .collect();
+        // 10.0.0.3 (twice) and 10.0.0.4: 128 + 228 + 28 IP bytes.
+        assert_eq!(
+            skipped,
+            vec![
+                &RecordBody::NoData,
+                &RecordBody::SkipData {
+                    packets: 3,
+                    bytes: 128 + 228 + 28
+                }
+            ]
+        );
+        // 10.0.0.3 -> 10.0.0.1 still counts as port 0's ingress.
+        let port0_flows = w
+            .records
+            .iter()
+            .filter(|r| r.port == 0 && matches!(r.body, RecordBody::Flow(_)))
+            .count();
+        assert_eq!(port0_flows, 2);
     }
 
     #[test]
