@@ -55,6 +55,9 @@ const SCHEMA: &[&str] = &[
         seq INTEGER NOT NULL, body TEXT NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL,
         PRIMARY KEY (kind, id))",
     "CREATE INDEX IF NOT EXISTS resources_by_project ON resources (project_id, kind, seq)",
+    // The next `seq` is `MAX(seq) + 1`: without this index every insert
+    // read the whole table (an 80,000-port import took minutes).
+    "CREATE INDEX IF NOT EXISTS resources_by_seq ON resources (seq)",
     "CREATE TABLE IF NOT EXISTS flow_logs (
         id TEXT PRIMARY KEY, project_id TEXT NOT NULL, name TEXT NOT NULL,
         description TEXT NOT NULL, resource_type TEXT NOT NULL, resource_id TEXT NOT NULL,
