@@ -29,7 +29,7 @@ use tower::ServiceExt;
 use crate::data::{DataError, DataPlane, RecordsQuery};
 use crate::db::ControlDb;
 use crate::model::{FlowLogFilter, FlowLogUpdate, NewFlowLog, Page};
-use crate::resources::{Kind, parse_body};
+use crate::resources::{KINDS, Kind, parse_body};
 pub use crate::throttle::FAILED_AUTH_LIMIT;
 use crate::throttle::{AuthThrottle, ClientAddr, FAILED_AUTH_WINDOW};
 use crate::{ControlError, FLOW_LOG_QUOTA};
@@ -306,17 +306,6 @@ pub const RESOURCE_KINDS: [Kind; 6] = [
     Kind::SecurityGroup,
     Kind::NetworkAcl,
     Kind::LogGroup,
-];
-
-/// Every kind with a quota: the collections' and log topics.
-const QUOTA_KINDS: [Kind; 7] = [
-    Kind::Vpc,
-    Kind::Subnet,
-    Kind::Port,
-    Kind::SecurityGroup,
-    Kind::NetworkAcl,
-    Kind::LogGroup,
-    Kind::LogTopic,
 ];
 
 /// The path segment of a kind's collection.
@@ -882,7 +871,7 @@ async fn quotas(
         )
     })?;
     let known = std::iter::once("flow_log")
-        .chain(QUOTA_KINDS.iter().map(|k| k.quota_type()))
+        .chain(KINDS.iter().map(|k| k.quota_type()))
         .collect::<Vec<_>>();
     if let Some(t) = q.r#type.as_deref()
         && !known.contains(&t)
@@ -903,7 +892,7 @@ async fn quotas(
         resources
             .push(json!({"type": "flow_log", "used": used, "quota": FLOW_LOG_QUOTA, "min": 0}));
     }
-    for kind in QUOTA_KINDS.iter().filter(|k| wanted(k.quota_type())) {
+    for kind in KINDS.iter().filter(|k| wanted(k.quota_type())) {
         let used = db.resources_used(&project, *kind).await?;
         resources.push(
             json!({"type": kind.quota_type(), "used": used, "quota": kind.quota(), "min": 0}),
