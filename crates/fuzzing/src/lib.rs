@@ -22,9 +22,12 @@ use vpcflow_runtime::capture::replay;
 use vpcflow_runtime::{Driver, FormatSink, Verdicts, inventory_pipeline};
 use vpcflow_wire::LinkType;
 
+/// A target: its name (its file in `fuzz/fuzz_targets/`) and what it runs.
+pub type Target = (&'static str, fn(&[u8]));
+
 /// Every target, by name: the fuzz targets' and the regression test's one
 /// list.
-pub const TARGETS: [(&str, fn(&[u8])); 6] = [
+pub const TARGETS: [Target; 6] = [
     ("frame", frame),
     ("capture", capture),
     ("inventory_toml", inventory_toml),

@@ -83,6 +83,9 @@ pub struct Interface {
     /// Whether it is the host side of the port's tap or veth (directions
     /// are inverted there, SPEC §1).
     pub host_side: bool,
+    /// What the inventory says of it (`None`: nothing); a tap is the host
+    /// side whatever it says, and saying otherwise is refused.
+    pub declared_host_side: Option<bool>,
 }
 
 impl Interface {
@@ -95,6 +98,18 @@ impl Interface {
             Direction::Ingress
         }
     }
+}
+
+/// An inventory that says a tap device is not the host side of its port.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "interface {interface} is a tap device, always the host side of its port (SPEC §1), but the inventory says host_side = false for port {port}: it is not captured until the inventory is fixed"
+)]
+pub struct TapConflict {
+    /// The interface.
+    pub interface: String,
+    /// Its port's id.
+    pub port: String,
 }
 
 /// A flow counted on an interface (by the kernel, or a flow exporter).
@@ -198,6 +213,31 @@ impl Driver {
         &self.interfaces
     }
 
+    /// The source found interface `t` to be a tap device: always the host
+    /// side of its port (SPEC §1). Refused, naming the interface and its
+    /// port, if the inventory says `host_side = false`.
+    pub fn interface_is_tap(&mut self, t: usize) -> Result<(), TapConflict> {
+        let Some(i) = self.interfaces.get(t) else {
+            return Ok(());
+        };
+        if i.declared_host_side == Some(false) {
+            let newest = self.newest();
+            let port = newest
+                .ports
+                .get(t)
+                .copied()
+                .flatten()
+                .and_then(|p| newest.pipeline.topology().ports.get(p as usize))
+                .map_or_else(|| "-".to_string(), |p| p.id.clone());
+            return Err(TapConflict {
+                interface: i.name.clone(),
+                port,
+            });
+        }
+        self.interfaces[t].host_side = true;
+        Ok(())
+    }
+
     /// Counters.
     pub fn stats(&self) -> DriverStats {
         let (mut packets, mut late) = self.retired;
@@ -258,12 +298,18 @@ impl Driver {
                 let p = &inv.ports[i];
                 Some(Interface {
                     name: p.interface.clone()?,
-                    host_side: p.host_side,
+                    host_side: p.host_side.unwrap_or(false),
+                    declared_host_side: p.host_side,
                 })
             })
             .collect();
         for i in wanted {
-            if self.interfaces.iter().any(|t| t.name == i.name) {
+            if let Some(known) = self.interfaces.iter_mut().find(|t| t.name == i.name) {
+                // What the inventory says may have changed; a tap is marked
+                // the host side again by its source.
+                if known.declared_host_side != i.declared_host_side {
+                    *known = i;
+                }
                 continue;
             }
             self.interfaces.push(i);

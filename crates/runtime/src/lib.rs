@@ -39,7 +39,7 @@ pub mod whatif;
 #[cfg(feature = "store")]
 pub use agent::{Agent, AgentError, AgentReport, AgentSettings};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use driver::{Driver, DriverStats, Interface, Sink, SinkError, TapFlow};
+pub use driver::{Driver, DriverStats, Interface, Sink, SinkError, TapConflict, TapFlow};
 pub use live::{CaptureKind, LiveConfig, LiveSource, LiveSourceError};
 pub use run::{RunError, RunLimits, run};
 pub use sinks::FormatSink;

@@ -78,6 +78,9 @@ struct Tap<R> {
     ring: Option<R>,
     /// Packets lost (ring or kernel table full) not yet reported.
     lost_unreported: u64,
+    /// Not opened: the inventory contradicts what the interface is (said
+    /// once, retried after the next inventory change).
+    refused: bool,
 }
 
 #[cfg(feature = "ebpf")]
@@ -96,6 +99,7 @@ impl<R> Default for Tap<R> {
             ifindex: None,
             ring: None,
             lost_unreported: 0,
+            refused: false,
         }
     }
 }
@@ -322,10 +326,31 @@ impl<S: CaptureSystem> Source for LiveSource<S> {
 
     fn maintain(&mut self, driver: &mut Driver, now: Timestamp) {
         self.note_drops(driver, now);
-        let interfaces = driver.interfaces();
-        self.taps.resize_with(interfaces.len(), Tap::default);
-        for (t, interface) in interfaces.iter().enumerate() {
-            let name = &interface.name;
+        self.taps
+            .resize_with(driver.interfaces().len(), Tap::default);
+        for t in 0..self.taps.len() {
+            let interface = &driver.interfaces()[t];
+            let name = &interface.name.clone();
+            if !interface.host_side && self.system.is_tap(name) {
+                match driver.interface_is_tap(t) {
+                    Ok(()) => {
+                        self.taps[t].refused = false;
+                        eprintln!(
+                            "vpcflow: {name} is a tap device: captured as its port's host side"
+                        );
+                    }
+                    Err(e) => {
+                        if !self.taps[t].refused {
+                            eprintln!("vpcflow: error: {e}");
+                            self.taps[t].refused = true;
+                        }
+                        if self.taps[t].ifindex.is_some() {
+                            self.close(t, name);
+                        }
+                        continue;
+                    }
+                }
+            }
             let now_index = self.system.interface_index(name);
             if now_index.is_some() && now_index == self.taps[t].ifindex {
                 continue;

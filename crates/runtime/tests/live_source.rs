@@ -92,6 +92,9 @@ fn udp_frame(sport: u16) -> Vec<u8> {
 enum Event {
     /// The interface exists from now on, with this index.
     Appear(&'static str, u32),
+    /// A tap device (driver `tun`) exists from now on, with this index:
+    /// the host side of its port, where what the port sends is received.
+    AppearTap(&'static str, u32),
     /// The interface is deleted.
     Vanish(&'static str),
     /// A packet sent from the port, captured by its interface's ring.
@@ -109,6 +112,8 @@ struct Host {
     drops: HashMap<u32, u64>,
     /// Rings opened, by interface name.
     opened: Vec<&'static str>,
+    /// Interfaces that are tap devices.
+    taps: Vec<&'static str>,
 }
 
 /// The fake host: its events play as its clock passes them; waiting moves
@@ -131,6 +136,10 @@ impl FakeSystem {
             match e {
                 Event::Appear(name, index) => {
                     host.interfaces.insert(name, *index);
+                }
+                Event::AppearTap(name, index) => {
+                    host.interfaces.insert(name, *index);
+                    host.taps.push(name);
                 }
                 Event::Vanish(name) => {
                     if let Some(i) = host.interfaces.remove(name) {
@@ -164,20 +173,22 @@ struct FakeRing {
 
 impl CaptureRing for FakeRing {
     fn drain(&mut self, mut f: impl FnMut(&RingPacket<'_>)) -> usize {
-        let frames = self
-            .host
-            .lock()
-            .unwrap()
-            .queued
-            .remove(&self.index)
-            .unwrap_or_default();
+        let (frames, tap) = {
+            let mut host = self.host.lock().unwrap();
+            let tap = host
+                .taps
+                .iter()
+                .any(|t| host.interfaces.get(t) == Some(&self.index));
+            (host.queued.remove(&self.index).unwrap_or_default(), tap)
+        };
         for (at, data) in &frames {
             f(&RingPacket {
                 timestamp_ns: *at,
                 data,
                 wire_len: data.len() as u32,
-                // The port sent it: it left through the port's interface.
-                outgoing: true,
+                // The port sent it: it left through the port's own
+                // interface, and came in at its tap on the host side.
+                outgoing: !tap,
             });
         }
         frames.len()
@@ -199,6 +210,11 @@ impl CaptureSystem for FakeSystem {
 
     fn interface_index(&self, name: &str) -> Option<u32> {
         self.host.lock().unwrap().interfaces.get(name).copied()
+    }
+
+    fn is_tap(&self, name: &str) -> bool {
+        let host = self.host.lock().unwrap();
+        host.interfaces.contains_key(name) && host.taps.contains(&name)
     }
 
     fn open_ring(&mut self, name: &str, _config: RingConfig) -> Result<FakeRing, LiveError> {
@@ -243,6 +259,15 @@ impl InventorySource for OneInventory {
 /// `events` (at seconds after `T`); the windows written and the rings
 /// opened.
 fn agent(events: Vec<(u64, Event)>, secs: u64) -> (Collected, Vec<&'static str>) {
+    agent_with(INVENTORY, events, secs)
+}
+
+/// [`agent`] with another inventory.
+fn agent_with(
+    inventory: &str,
+    events: Vec<(u64, Event)>,
+    secs: u64,
+) -> (Collected, Vec<&'static str>) {
     let clock = ManualClock::at(Timestamp::from_secs(T));
     let host = Arc::new(Mutex::new(Host::default()));
     let mut system = FakeSystem {
@@ -261,7 +286,7 @@ fn agent(events: Vec<(u64, Event)>, secs: u64) -> (Collected, Vec<&'static str>)
         flow_table: 1024,
     };
     let mut source = LiveSource::with_system(system, config, clock.now()).unwrap();
-    let inventory = Inventory::from_toml("t.toml", INVENTORY).unwrap();
+    let inventory = Inventory::from_toml("t.toml", inventory).unwrap();
     let mut driver = Driver::new(
         &inventory,
         AggregatorConfig {
@@ -380,4 +405,43 @@ fn a_stop_writes_the_open_window_as_partial() {
             window(T + 60, true, &["pa 3000 egress 1 OK"]),
         ]
     );
+}
+
+/// SPEC §1, "Where a port is observed": a tap device is the host side of
+/// its port whatever the inventory omits: what the port sent is received
+/// there, and is still its egress.
+#[test]
+fn a_tap_device_is_its_ports_host_side_though_the_inventory_omits_it() {
+    let (got, opened) = agent(
+        vec![
+            (0, Event::AppearTap("vpa", 7)),
+            (50, Event::Packet("vpa", 1000)),
+            (60, Event::Packet("vpa", 1000)),
+        ],
+        61,
+    );
+    assert_eq!(opened, ["vpa"]);
+    assert_eq!(got.windows[0], window(T, false, &["pa 1000 egress 2 OK"]));
+}
+
+/// ... and an inventory that says `host_side = false` of a tap is refused:
+/// the interface is not captured (no false directions), and it is said.
+#[test]
+fn a_tap_the_inventory_calls_the_ports_own_side_is_not_captured() {
+    let inventory = INVENTORY.replace(
+        "interface = \"vpa\"",
+        "interface = \"vpa\"\nhost_side = false",
+    );
+    assert_ne!(inventory, INVENTORY);
+    let (got, opened) = agent_with(
+        &inventory,
+        vec![
+            (0, Event::AppearTap("vpa", 7)),
+            (50, Event::Packet("vpa", 1000)),
+        ],
+        61,
+    );
+    assert!(opened.is_empty(), "{opened:?}");
+    // Nothing captured, so no record with a direction it would have got wrong.
+    assert_eq!(got.windows[0], window(T, false, &[]));
 }

@@ -18,6 +18,7 @@
 //! `down` removes every namespace with the prefix (and with them every veth,
 //! bridge and ruleset).
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
@@ -290,6 +291,21 @@ pub fn build(prefix: &str, config: &Path) -> Result<()> {
             config.display()
         );
     }
+    // The testbed's interfaces are host ends of veths (SPEC §1): a port
+    // that does not say so would have every record's direction inverted.
+    let wrong: Vec<&str> = bed_ports(&inv)
+        .into_iter()
+        .map(|i| &inv.ports[i])
+        .filter(|p| p.host_side != Some(true))
+        .map(|p| p.id.as_str())
+        .collect();
+    if !wrong.is_empty() {
+        bail!(
+            "{}: the testbed builds each port's interface as the host end of a veth, so these ports must say `host_side = true`: {}",
+            config.display(),
+            wrong.join(", ")
+        );
+    }
     if let Err(e) = up(prefix, &inv, config) {
         // Half a testbed is worse than none.
         let _ = down(prefix);
@@ -335,14 +351,14 @@ pub fn run(args: TestbedArgs) -> Result<ExitCode> {
             command,
         } => {
             let ns = namespace(prefix, &config, &port)?;
-            let status = Command::new("ip")
+            // Replaced by the command (through `ip netns exec`, which
+            // execs it in turn): a signal sent to this process id, and
+            // the exit status, are the command's own.
+            let error = Command::new("ip")
                 .args(["netns", "exec", &ns])
                 .args(&command)
-                .status()
-                .context("cannot run ip netns exec")?;
-            Ok(ExitCode::from(
-                status.code().unwrap_or(1).clamp(0, 255) as u8
-            ))
+                .exec();
+            Err(anyhow::Error::from(error).context("cannot run ip netns exec"))
         }
     }
 }

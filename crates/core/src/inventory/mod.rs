@@ -129,8 +129,10 @@ pub struct Port {
     pub security_groups: Vec<usize>,
     /// Linux interface that carries the port (live capture).
     pub interface: Option<String>,
-    /// The interface is the host side of a tap/veth: its RX is the port's egress.
-    pub host_side: bool,
+    /// The interface is the host side of a tap/veth: its RX is the port's
+    /// egress. As the inventory says it (`None`: not said, which is the
+    /// port's own side unless the interface is a tap, SPEC §1).
+    pub host_side: Option<bool>,
 }
 
 /// A security group.

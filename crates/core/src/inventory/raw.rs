@@ -82,8 +82,7 @@ pub(super) struct Port {
     #[serde(default)]
     pub security_groups: Vec<String>,
     pub interface: Option<String>,
-    #[serde(default)]
-    pub host_side: bool,
+    pub host_side: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
