@@ -328,28 +328,39 @@ impl<S: CaptureSystem> Source for LiveSource<S> {
         self.note_drops(driver, now);
         self.taps
             .resize_with(driver.interfaces().len(), Tap::default);
+        // Taps first: whether an interface is the host side must be
+        // settled before its packets are read.
         for t in 0..self.taps.len() {
-            let interface = &driver.interfaces()[t];
-            let name = &interface.name.clone();
-            if !interface.host_side && self.system.is_tap(name) {
-                match driver.interface_is_tap(t) {
-                    Ok(()) => {
-                        self.taps[t].refused = false;
-                        eprintln!(
-                            "vpcflow: {name} is a tap device: captured as its port's host side"
-                        );
+            let i = &driver.interfaces()[t];
+            if i.host_side {
+                continue;
+            }
+            if !self.system.is_tap(&i.name) {
+                // No longer (or never) a tap: nothing to refuse.
+                self.taps[t].refused = false;
+                continue;
+            }
+            match driver.interface_is_tap(t) {
+                Ok(()) => {
+                    self.taps[t].refused = false;
+                    let name = &driver.interfaces()[t].name;
+                    eprintln!("vpcflow: {name} is a tap device: captured as its port's host side");
+                }
+                Err(e) => {
+                    if !self.taps[t].refused {
+                        eprintln!("vpcflow: error: {e}");
+                        self.taps[t].refused = true;
                     }
-                    Err(e) => {
-                        if !self.taps[t].refused {
-                            eprintln!("vpcflow: error: {e}");
-                            self.taps[t].refused = true;
-                        }
-                        if self.taps[t].ifindex.is_some() {
-                            self.close(t, name);
-                        }
-                        continue;
+                    if self.taps[t].ifindex.is_some() {
+                        self.close(t, &driver.interfaces()[t].name);
                     }
                 }
+            }
+        }
+        for (t, interface) in driver.interfaces().iter().enumerate() {
+            let name = &interface.name;
+            if self.taps[t].refused {
+                continue;
             }
             let now_index = self.system.interface_index(name);
             if now_index.is_some() && now_index == self.taps[t].ifindex {
