@@ -136,8 +136,8 @@ struct Entry<A> {
     rule: RuleRef,
     also: RuleRef,
     protocol: u8,
-    /// Bit 0: egress; bit 1: REJECT; bits 2..5: filter bits of the flow
-    /// logs that keep this flow.
+    /// Bit 0: egress; bit 1: REJECT; bits 2..4: filter bits of the flow
+    /// logs that keep this flow; bit 5: infrastructure traffic.
     meta: u8,
     flags_any: u8,
     flags_all: u8,
@@ -148,6 +148,8 @@ struct Entry<A> {
 const META_EGRESS: u8 = 1;
 const META_REJECT: u8 = 2;
 const META_KEPT_SHIFT: u8 = 2;
+const META_KEPT_MASK: u8 = 0b111;
+const META_INFRASTRUCTURE: u8 = 1 << 5;
 
 type Key<A> = (A, A, u32, u16, u16, u8, u8);
 
@@ -160,7 +162,7 @@ impl<A: Addr> Entry<A> {
             self.src_port,
             self.dst_port,
             self.protocol,
-            self.meta & META_EGRESS,
+            self.meta & (META_EGRESS | META_INFRASTRUCTURE),
         )
     }
     fn direction(&self) -> Direction {
@@ -178,15 +180,22 @@ impl<A: Addr> Entry<A> {
         }
     }
     fn kept(&self) -> u8 {
-        self.meta >> META_KEPT_SHIFT
+        (self.meta >> META_KEPT_SHIFT) & META_KEPT_MASK
     }
 }
 
-fn egress_bit(d: Direction) -> u8 {
-    match d {
+/// The meta bits that, with the addresses, ports and protocol, make a flow.
+fn identity_bits(d: &FlowDelta) -> u8 {
+    let egress = match d.direction {
         Direction::Egress => META_EGRESS,
         Direction::Ingress => 0,
-    }
+    };
+    egress
+        | if d.tuple.infrastructure {
+            META_INFRASTRUCTURE
+        } else {
+            0
+        }
 }
 
 #[derive(Debug)]
@@ -730,6 +739,7 @@ fn fields<A: Addr>(e: &Entry<A>) -> FlowFields {
             src_port: e.src_port,
             dst_port: e.dst_port,
             protocol,
+            infrastructure: e.meta & META_INFRASTRUCTURE != 0,
         },
         packets: e.packets,
         bytes: e.bytes,
@@ -764,7 +774,7 @@ fn observe_in<A: Addr>(
         d.tuple.src_port,
         d.tuple.dst_port,
         d.tuple.protocol.0,
-        egress_bit(d.direction),
+        identity_bits(d),
     );
     let hash = hasher.hash_one(key);
     let FlowTable { index, chunks, .. } = table;
@@ -810,7 +820,7 @@ fn observe_in<A: Addr>(
         rule: decision.rule,
         also: decision.also,
         protocol: d.tuple.protocol.0,
-        meta: egress_bit(d.direction)
+        meta: identity_bits(d)
             | if decision.action == Action::Reject {
                 META_REJECT
             } else {

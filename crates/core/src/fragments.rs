@@ -99,6 +99,7 @@ mod tests {
             src_port: ports.0,
             dst_port: ports.1,
             tcp_flags: TcpFlags(0),
+            icmp_type: None,
             fragment: Some(Fragment {
                 id,
                 offset,

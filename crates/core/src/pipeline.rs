@@ -295,13 +295,14 @@ impl<P: Policy> Pipeline<P> {
             } else {
                 0
             };
-            let tuple = FiveTuple {
-                src: s.src,
-                dst: s.dst,
-                src_port: s.src_port,
-                dst_port: s.dst_port,
-                protocol: s.protocol,
-            };
+            let tuple = FiveTuple::new(
+                s.src,
+                s.dst,
+                s.src_port,
+                s.dst_port,
+                s.protocol,
+                s.icmp_type,
+            );
             let mut counted = false;
             for (port, direction) in targets.into_iter().flatten() {
                 if Some(port) == self.attributor.overflow_port() {
@@ -596,6 +597,7 @@ mod tests {
                 src_port: 40000,
                 dst_port: 443,
                 protocol: IpProtocol::TCP,
+                infrastructure: false,
             },
             packets,
             bytes,

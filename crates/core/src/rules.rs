@@ -59,7 +59,7 @@ pub struct RuleTable {
     /// Per ACL: first ingress rule, first egress rule, then its four specials.
     acl_base: Vec<(u16, u16, u16)>,
     /// Security-group default deny, ingress and egress; stateful return;
-    /// tracked connection.
+    /// tracked connection; security-group implicit allow, ingress and egress.
     globals: u16,
 }
 
@@ -86,6 +86,8 @@ impl RuleTable {
         push(&mut t, Stage::SgEgress, "-", "default-deny");
         push(&mut t, Stage::Conntrack, "-", "stateful-return");
         push(&mut t, Stage::Conntrack, "-", "tracked-connection");
+        push(&mut t, Stage::SgIngress, "-", "implicit-allow");
+        push(&mut t, Stage::SgEgress, "-", "implicit-allow");
         for g in &inv.security_groups {
             t.sg_base.push(t.rules.len() as u16);
             for r in &g.rules {
@@ -167,6 +169,18 @@ impl RuleTable {
         RuleRef(self.globals + 3)
     }
 
+    /// Infrastructure traffic (SPEC §1), which every security group allows.
+    pub fn sg_implicit_allow(&self, direction: RuleDirection) -> RuleRef {
+        RuleRef(
+            self.globals
+                + if direction == RuleDirection::Ingress {
+                    4
+                } else {
+                    5
+                },
+        )
+    }
+
     /// Rule `index` of ACL `acl` in `direction`.
     pub fn acl_rule(&self, acl: usize, direction: RuleDirection, index: usize) -> RuleRef {
         let (i, e, _) = self.acl_base[acl];
@@ -191,7 +205,8 @@ impl RuleTable {
         )
     }
 
-    /// Traffic ACL `acl` always lets through (same subnet, 224.0.0.0/24, ...).
+    /// Traffic ACL `acl` always lets through (same subnet, 224.0.0.0/24,
+    /// infrastructure traffic, ...).
     pub fn acl_implicit_allow(&self, acl: usize, direction: RuleDirection) -> RuleRef {
         let s = self.acl_base[acl].2;
         RuleRef(
@@ -206,7 +221,8 @@ impl RuleTable {
 
 /// Total rules an inventory's table will hold.
 pub fn count(inv: &Inventory) -> usize {
-    5 + inv
+    // NONE and the six globals.
+    7 + inv
         .security_groups
         .iter()
         .map(|g| g.rules.len())
@@ -244,6 +260,17 @@ mod tests {
         assert_eq!(
             t.get(t.tracked_connection()).unwrap().id,
             "tracked-connection"
+        );
+        let sg_allow = t.get(t.sg_implicit_allow(RuleDirection::Ingress)).unwrap();
+        assert_eq!(
+            (sg_allow.stage, sg_allow.id.as_str()),
+            (Stage::SgIngress, "implicit-allow")
+        );
+        assert_eq!(
+            t.get(t.sg_implicit_allow(RuleDirection::Egress))
+                .unwrap()
+                .stage,
+            Stage::SgEgress
         );
         assert_eq!(
             t.get(t.acl_implicit_allow(0, RuleDirection::Egress))

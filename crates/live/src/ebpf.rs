@@ -92,6 +92,9 @@ pub struct KernelFlow {
     pub dst_port: u16,
     /// IANA protocol number.
     pub protocol: u8,
+    /// The ICMPv6 message type (`None` for other protocols, or when the
+    /// program could not read it).
+    pub icmp_type: Option<u8>,
     /// Packets.
     pub packets: u64,
     /// Layer-3 bytes.
@@ -348,6 +351,7 @@ fn kernel_flow(key: &[u8], values: &[Vec<u8>], unix_offset: i128) -> Option<Kern
         src_port: u16_at(key, offset_of!(flow_key, src_port)),
         dst_port: u16_at(key, offset_of!(flow_key, dst_port)),
         protocol: key[offset_of!(flow_key, protocol)],
+        icmp_type: Some(key[offset_of!(flow_key, icmp_type)]).filter(|&t| t != 0),
         packets: 0,
         bytes: 0,
         first_ns: u64::MAX,

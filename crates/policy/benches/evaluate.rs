@@ -90,6 +90,7 @@ fn bench(c: &mut Criterion) {
         src_port: (i % 50_000) as u16 + 1024,
         dst_port: 9,
         protocol: IpProtocol::TCP,
+        infrastructure: false,
     };
     let mut g = c.benchmark_group("evaluate");
     g.bench_function("rules_only_sg50_acl100", |b| {

@@ -54,6 +54,9 @@ pub(crate) fn security_groups(
     dir: RuleDirection,
     flow: &FiveTuple,
 ) -> (bool, RuleRef) {
+    if flow.infrastructure {
+        return (true, e.rules.sg_implicit_allow(dir));
+    }
     let remote = match dir {
         RuleDirection::Ingress => flow.src,
         RuleDirection::Egress => flow.dst,
@@ -90,6 +93,9 @@ const METADATA: IpAddr = IpAddr::V4(Ipv4Addr::new(169, 254, 169, 254));
 
 /// Traffic SPEC §1 lets through every network ACL.
 fn always_allowed(e: &PolicyEngine, subnet: usize, dir: RuleDirection, flow: &FiveTuple) -> bool {
+    if flow.infrastructure {
+        return true;
+    }
     let same_subnet = |a: &IpAddr| e.subnet_of.get(a) == Some(&subnet);
     if same_subnet(&flow.src) && same_subnet(&flow.dst) {
         return true;

@@ -4,6 +4,8 @@
 //! For a new flow on a port it answers ACCEPT or REJECT and which rule
 //! decided ([`Decision`]). Egress traffic passes the port's security groups,
 //! then its subnet's network ACL; ingress traffic the ACL, then the groups.
+//! SPEC §1's infrastructure traffic (neighbour discovery, MLD, DHCP) is
+//! allowed by both, as `implicit-allow`, and never tracked.
 //! Both are stateful: [`conntrack`] remembers every decided connection per
 //! port, so return traffic of an accepted connection is accepted
 //! (`stateful-return`) and every packet of a rejected one stays rejected.
@@ -261,6 +263,16 @@ impl Policy for PolicyEngine {
         let Some(port) = flow.port.inventory_index else {
             return Decision::ACCEPT;
         };
+        if flow.tuple.infrastructure {
+            // Always allowed, and never a connection: the kernel leaves
+            // neighbour discovery and MLD untracked, and were it tracked, an
+            // echo request answering a neighbour solicitation would pass as
+            // its return traffic (ICMPv6 tracking ignores the message type).
+            self.stats.evaluated += 1;
+            let d = self.evaluate(port, flow.direction, flow);
+            self.note_decided(now, d);
+            return d;
+        }
         let mut tracked = lock(&self.tracked);
         let mut lookup = tracked
             .table
@@ -301,6 +313,13 @@ impl Policy for PolicyEngine {
             }
         };
         drop(tracked);
+        self.note_decided(now, decision);
+        decision
+    }
+}
+
+impl PolicyEngine {
+    fn note_decided(&mut self, now: Timestamp, decision: Decision) {
         for r in [decision.rule, decision.also] {
             if let Some(slot) = self.last_decided.get_mut(usize::from(r.0))
                 && r != RuleRef::NONE
@@ -308,7 +327,6 @@ impl Policy for PolicyEngine {
                 *slot = Some(now);
             }
         }
-        decision
     }
 }
 

@@ -13,6 +13,7 @@ use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
+use vpcflow_core::flow::{INFRASTRUCTURE_ICMPV6_TYPES, INFRASTRUCTURE_UDP_PORTS};
 use vpcflow_core::inventory::Inventory;
 use vpcflow_core::inventory::rules::{
     AclRule, IpVersion, ProtocolMatch, Remote, RuleAction, RuleDirection, SecurityGroupRule,
@@ -136,10 +137,31 @@ pub fn port_ruleset(inv: &Inventory, port: usize) -> String {
             }
         }
     }
+    let infrastructure = infrastructure_lines("accept");
     format!(
-        "table inet vpcflow_sg {{\n  chain input {{\n    type filter hook input priority 0; policy drop;\n    ct state established,related accept\n    iifname \"lo\" accept\n    icmpv6 type {{ nd-neighbor-solicit, nd-neighbor-advert, nd-router-advert }} accept\n{}  }}\n  chain output {{\n    type filter hook output priority 0; policy drop;\n    ct state established,related accept\n    oifname \"lo\" accept\n    icmpv6 type {{ nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit }} accept\n{}  }}\n}}\n",
+        "table inet vpcflow_sg {{\n  chain input {{\n    type filter hook input priority 0; policy drop;\n    ct state established,related accept\n    iifname \"lo\" accept\n{infrastructure}{}  }}\n  chain output {{\n    type filter hook output priority 0; policy drop;\n    ct state established,related accept\n    oifname \"lo\" accept\n{infrastructure}{}  }}\n}}\n",
         chains[0], chains[1]
     )
+}
+
+/// SPEC §1's infrastructure traffic, which every security group and ACL
+/// lets through, ending in `verdict`; from the same lists the engine reads.
+fn infrastructure_lines(verdict: &str) -> String {
+    let types: Vec<String> = INFRASTRUCTURE_ICMPV6_TYPES
+        .iter()
+        .map(u8::to_string)
+        .collect();
+    let mut out = format!(
+        "    icmpv6 type {{ {} }} {verdict} comment \"implicit-allow\"\n",
+        types.join(", ")
+    );
+    for [a, b] in INFRASTRUCTURE_UDP_PORTS {
+        let _ = writeln!(
+            out,
+            "    udp sport {{ {a}, {b} }} udp dport {{ {a}, {b} }} {verdict} comment \"implicit-allow\""
+        );
+    }
+    out
 }
 
 fn acl_rule_line(r: &AclRule, out: &mut String) {
@@ -192,6 +214,7 @@ pub fn acl_ruleset(inv: &Inventory, subnets: &[(usize, String)]) -> String {
             let _ = writeln!(forward, "    {hook} \"{ifname}\" jump {chain}");
             let _ = writeln!(chains, "  chain {chain} {{");
             // SPEC §1's always-allowed traffic.
+            chains.push_str(&infrastructure_lines("return"));
             let port = if remote == "saddr" { "sport" } else { "dport" };
             let _ = writeln!(
                 chains,
@@ -276,5 +299,35 @@ mod tests {
             .unwrap();
         assert!(telnet < all, "{text}");
         assert_eq!(text.matches("drop comment \"default-deny\"").count(), 2);
+    }
+
+    #[test]
+    fn infrastructure_traffic_passes_groups_and_acls() {
+        let inv = example();
+        let sg = port_ruleset(&inv, 0);
+        let nd = "icmpv6 type { 130, 131, 132, 133, 134, 135, 136, 137, 143 } accept comment \"implicit-allow\"";
+        assert_eq!(sg.matches(nd).count(), 2, "input and output:\n{sg}");
+        assert_eq!(
+            sg.matches("udp sport { 67, 68 } udp dport { 67, 68 } accept")
+                .count(),
+            2,
+            "{sg}"
+        );
+        assert!(sg.contains("udp sport { 546, 547 } udp dport { 546, 547 } accept"));
+        // Before the group's rules, so no deny of theirs can drop it.
+        assert!(
+            sg.find(nd).unwrap() < sg.find("comment \"ingress").unwrap(),
+            "{sg}"
+        );
+        let acl = acl_ruleset(&inv, &[(0, "br-web".into())]);
+        assert_eq!(
+            acl.matches("icmpv6 type { 130, 131, 132, 133, 134, 135, 136, 137, 143 } return")
+                .count(),
+            2,
+            "{acl}"
+        );
+        assert!(
+            acl.find("return comment \"implicit-allow\"").unwrap() < acl.find("no-telnet").unwrap()
+        );
     }
 }

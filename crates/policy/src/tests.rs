@@ -236,6 +236,8 @@ struct Q<'a> {
     proto: u8,
     sport: u16,
     dport: u16,
+    /// ICMP/ICMPv6 message type.
+    icmp: Option<u8>,
 }
 
 fn q<'a>(
@@ -255,6 +257,14 @@ fn q<'a>(
         proto,
         sport,
         dport,
+        icmp: None,
+    }
+}
+
+fn icmpv6<'a>(port: &'a str, dir: Direction, src: &'a str, dst: &'a str, t: u8) -> Q<'a> {
+    Q {
+        icmp: Some(t),
+        ..q(port, dir, src, dst, 58, 0, 0)
     }
 }
 
@@ -268,13 +278,14 @@ impl Setup {
             .position(|p| p.id == x.port)
             .unwrap();
         let port = &self.topology.ports[pi];
-        let tuple = FiveTuple {
-            src: x.src.parse::<IpAddr>().unwrap(),
-            dst: x.dst.parse::<IpAddr>().unwrap(),
-            src_port: x.sport,
-            dst_port: x.dport,
-            protocol: IpProtocol(x.proto),
-        };
+        let tuple = FiveTuple::new(
+            x.src.parse::<IpAddr>().unwrap(),
+            x.dst.parse::<IpAddr>().unwrap(),
+            x.sport,
+            x.dport,
+            IpProtocol(x.proto),
+            x.icmp,
+        );
         let d = self.engine.decide(
             Timestamp::from_secs(at),
             &FlowQuery {
@@ -564,6 +575,67 @@ fn tcp_return_traffic_across_subnets_and_an_acl_is_accepted() {
     // Without the request, the same reply is judged by the rules.
     let mut fresh = setup();
     assert_eq!(fresh.ask(101, back, 0x12).0, R);
+}
+
+#[test]
+fn infrastructure_traffic_is_always_allowed_and_never_a_connection() {
+    let mut s = setup();
+    let (a, b) = ("2001:db8:1::10", "2001:db8:2::20");
+    let implicit = |stage: &str, owner: &str| {
+        (
+            A,
+            stage.to_string(),
+            owner.to_string(),
+            "implicit-allow".to_string(),
+        )
+    };
+    // Port pa (subnet sa, ACL acl-a): its groups allow no ICMPv6 at all.
+    assert_eq!(
+        s.ask(100, icmpv6("pa", In, b, a, 135), 0),
+        implicit("sg-ingress", "-")
+    );
+    assert_eq!(
+        s.ask(100, icmpv6("pa", Out, a, "ff02::16", 143), 0),
+        implicit("acl-egress", "acl-a")
+    );
+    assert_eq!(
+        s.ask(100, icmpv6("pa", Out, a, "ff02::2", 133), 0),
+        implicit("acl-egress", "acl-a")
+    );
+    // An echo request between the same addresses meets the rules, and the
+    // neighbour solicitation before it opened no connection to return on.
+    let echo = s.ask(101, icmpv6("pa", In, b, a, 128), 0);
+    assert_eq!(echo.0, R, "{echo:?}");
+    assert_ne!(echo.3, "stateful-return");
+    let reply_to_ns = s.ask(102, icmpv6("pa", Out, a, b, 129), 0);
+    assert_ne!(reply_to_ns.3, "stateful-return", "{reply_to_ns:?}");
+    // DHCP, both ends on its ports; a flow merely from port 68 is not.
+    assert_eq!(
+        s.ask(
+            103,
+            q("pa", Out, "0.0.0.0", "255.255.255.255", 17, 68, 67),
+            0
+        ),
+        implicit("acl-egress", "acl-a")
+    );
+    assert_eq!(
+        s.ask(103, q("pb", In, "10.0.2.1", "10.0.2.20", 17, 67, 68), 0),
+        implicit("sg-ingress", "-")
+    );
+    assert_eq!(
+        s.ask(104, q("pb", In, "10.0.1.99", "10.0.2.20", 17, 68, 5432), 0)
+            .0,
+        R
+    );
+    // Counted: implicit-allow decided.
+    let t = &s.topology.rules;
+    assert!(
+        s.engine
+            .last_decided(
+                t.sg_implicit_allow(vpcflow_core::inventory::rules::RuleDirection::Ingress)
+            )
+            .is_some()
+    );
 }
 
 #[test]

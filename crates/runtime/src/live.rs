@@ -261,13 +261,14 @@ impl<S: CaptureSystem> LiveSource<S> {
                 t,
                 &TapFlow {
                     outgoing: f.egress,
-                    tuple: FiveTuple {
-                        src: f.src,
-                        dst: f.dst,
-                        src_port: f.src_port,
-                        dst_port: f.dst_port,
-                        protocol: IpProtocol(f.protocol),
-                    },
+                    tuple: FiveTuple::new(
+                        f.src,
+                        f.dst,
+                        f.src_port,
+                        f.dst_port,
+                        IpProtocol(f.protocol),
+                        f.icmp_type,
+                    ),
                     packets: f.packets,
                     bytes: f.bytes,
                     flags_any: f.flags_any,

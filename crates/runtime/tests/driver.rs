@@ -212,6 +212,7 @@ fn tcp(outgoing: bool, sport: u16, dport: u16, flags: u8, first: u64) -> TapFlow
             src_port: sport,
             dst_port: dport,
             protocol: IpProtocol::TCP,
+            infrastructure: false,
         },
         packets: 2,
         bytes: 120,

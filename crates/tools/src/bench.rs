@@ -297,6 +297,7 @@ fn bench_store(dir: &std::path::Path, records: u64, per_window: u64) -> Result<(
                         src_port: sp,
                         dst_port: dp,
                         protocol: proto,
+                        infrastructure: false,
                     },
                     packets,
                     bytes: packets * (40 + (r >> 30) % 1400),

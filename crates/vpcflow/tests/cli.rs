@@ -475,8 +475,8 @@ fn rule_stats_list_every_rule_matched_or_not() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    // 7 security-group rules, 3 ACL rules, 4 ACL specials, 4 globals.
-    assert_eq!(rules.len(), 18);
+    // 7 security-group rules, 3 ACL rules, 4 ACL specials, 6 globals.
+    assert_eq!(rules.len(), 20);
     let db_egress = rules
         .iter()
         .find(|r| r["rule-id"] == "f0e1d2c3-b4a5-4968-8776-5a4b3c2d1e0f/3")

@@ -38,6 +38,9 @@ pub struct IpSummary {
     pub dst_port: u16,
     /// TCP flags; empty for other protocols.
     pub tcp_flags: TcpFlags,
+    /// ICMP or ICMPv6 message type; `None` for other protocols, non-first
+    /// fragments and a cut header.
+    pub icmp_type: Option<u8>,
     /// Fragmentation fields, when the packet is a fragment.
     pub fragment: Option<Fragment>,
     /// The capture cut the transport header before its ports or flags.
@@ -62,6 +65,7 @@ impl IpSummary {
             src_port: t.src_port,
             dst_port: t.dst_port,
             tcp_flags: t.tcp_flags,
+            icmp_type: t.icmp_type,
             fragment,
             transport_truncated: t.truncated,
         }

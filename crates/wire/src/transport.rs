@@ -27,6 +27,12 @@ impl IpProtocol {
     /// UDP-Lite.
     pub const UDPLITE: IpProtocol = IpProtocol(136);
 
+    /// Whether the first byte of this protocol's header is a message type
+    /// (ICMP, ICMPv6).
+    pub fn has_message_type(self) -> bool {
+        matches!(self, IpProtocol::ICMP | IpProtocol::ICMPV6)
+    }
+
     /// Whether the first four bytes of this protocol's header are source and
     /// destination ports. ICMP, ICMPv6 and the rest have none (ports are 0).
     pub fn has_ports(self) -> bool {
@@ -82,12 +88,21 @@ pub struct TransportFields {
     pub dst_port: u16,
     /// TCP flags (empty for other protocols).
     pub tcp_flags: TcpFlags,
+    /// The ICMP or ICMPv6 message type (`None` for other protocols and when
+    /// the capture cut it).
+    pub icmp_type: Option<u8>,
     /// The capture cut the header before the ports (or, for TCP, the flags).
     pub truncated: bool,
 }
 
 /// Reads ports and TCP flags from `header`, the captured upper-layer bytes.
 pub fn transport_fields(protocol: IpProtocol, header: &[u8]) -> TransportFields {
+    if protocol.has_message_type() {
+        return TransportFields {
+            icmp_type: header.first().copied(),
+            ..TransportFields::default()
+        };
+    }
     if !protocol.has_ports() {
         return TransportFields::default();
     }
@@ -131,6 +146,19 @@ mod tests {
     fn portless_protocols_and_truncation() {
         assert_eq!(
             transport_fields(IpProtocol::ICMP, &[8, 0, 1, 2, 3, 4]),
+            TransportFields {
+                icmp_type: Some(8),
+                ..TransportFields::default()
+            }
+        );
+        assert_eq!(
+            transport_fields(IpProtocol::ICMPV6, &[135]).icmp_type,
+            Some(135)
+        );
+        let t = transport_fields(IpProtocol::ICMPV6, &[]);
+        assert!(t.icmp_type.is_none());
+        assert_eq!(
+            transport_fields(IpProtocol::GRE, &[8, 0]),
             TransportFields::default()
         );
         let t = transport_fields(IpProtocol::UDP, &[0, 53]);

@@ -71,6 +71,7 @@ fn delta(port: u32, src: &str, dst_port: u16, t_secs: u64, bytes: u64) -> FlowDe
             src_port: 40000,
             dst_port,
             protocol: IpProtocol::UDP,
+            infrastructure: false,
         },
         packets: 1,
         bytes,
@@ -413,6 +414,7 @@ fn naive(
                                     src_port: k.3,
                                     dst_port: k.4,
                                     protocol: IpProtocol(k.5),
+                                    infrastructure: false,
                                 },
                                 packets: *packets,
                                 bytes: *bytes,
@@ -480,7 +482,7 @@ proptest! {
             FlowDelta {
                 port,
                 direction: if egress { Direction::Egress } else { Direction::Ingress },
-                tuple: FiveTuple { src, dst, src_port: sport, dst_port: dport, protocol: IpProtocol::UDP },
+                tuple: FiveTuple { src, dst, src_port: sport, dst_port: dport, protocol: IpProtocol::UDP , infrastructure: false},
                 packets: 1,
                 bytes,
                 flags_any: 0,
@@ -500,4 +502,42 @@ fn an_ipv4_flow_entry_takes_forty_bytes() {
     // The memory budget of the benchmark (<= 64 bytes per active IPv4 flow,
     // index included) depends on it.
     assert_eq!(size_of::<Entry<[u8; 4]>>(), 40);
+}
+
+#[test]
+fn infrastructure_and_other_icmpv6_between_the_same_addresses_are_two_flows() {
+    let topo = topology(1, &[TrafficType::All]);
+    let mut policy = ScriptedPolicy {
+        reject_port: 1,
+        asked: 0,
+    };
+    let icmp = |t: u8, secs: u64| FlowDelta {
+        tuple: FiveTuple::new(
+            "fe80::1".parse().unwrap(),
+            "fe80::2".parse().unwrap(),
+            0,
+            0,
+            IpProtocol::ICMPV6,
+            Some(t),
+        ),
+        ..delta(0, "10.0.0.1", 0, secs, 72)
+    };
+    // A solicitation, an echo request, then one more of each.
+    let deltas = [
+        icmp(135, 100),
+        icmp(128, 101),
+        icmp(135, 102),
+        icmp(128, 103),
+    ];
+    let (out, _) = run(&topo, &mut policy, 10, &deltas);
+    assert_eq!(policy.asked, 2, "one question per flow");
+    let flows: Vec<(bool, u64)> = out[0]
+        .records
+        .iter()
+        .filter_map(|r| match r.body {
+            RecordBody::Flow(f) => Some((f.tuple.infrastructure, f.packets)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(flows, [(true, 2), (false, 2)]);
 }

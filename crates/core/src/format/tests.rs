@@ -49,6 +49,7 @@ fn dns() -> RecordBody {
             src_port: 38929,
             dst_port: 53,
             protocol: IpProtocol::UDP,
+            infrastructure: false,
         },
         packets: 1,
         bytes: 96,

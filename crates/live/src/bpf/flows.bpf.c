@@ -239,6 +239,9 @@ static __always_inline int count(struct __sk_buff *skb, __u8 egress)
 			};
 			bpf_map_update_elem(&fragments, &fk, &fp, BPF_ANY);
 		}
+	} else if (key.protocol == 58) {
+		/* Left 0 if the capture cut it: 0 is no ICMPv6 type. */
+		bpf_skb_load_bytes(skb, l4, &key.icmp_type, 1);
 	}
 
 	if (generation & 1)

@@ -15,7 +15,9 @@ struct flow_key {
 	__u8 protocol;     /* IANA protocol number */
 	__u8 family;       /* 4 or 6 */
 	__u8 egress;       /* 1: the interface's egress hook, 0: its ingress */
-	__u8 pad;
+	__u8 icmp_type;    /* ICMPv6 message type (0 otherwise): neighbour
+	                    * discovery and an echo between the same addresses
+	                    * are different flows (SPEC 1, infrastructure) */
 };
 
 /* Counters of a flow on one CPU (a CPU that never saw it has packets 0). */

@@ -1,6 +1,6 @@
 //! The live tests' testbed: [`vpcflow_tools::testbed`] of
-//! `tests/live/testbed.toml` (namespaces, veths, bridges, nftables), taken
-//! down when dropped.
+//! `tests/live/testbed.toml` or another inventory (namespaces, veths,
+//! bridges, nftables), taken down when dropped.
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -22,15 +22,21 @@ pub fn ok(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-/// The testbed of one test run, taken down when dropped (even on failure).
-pub struct Testbed(pub String);
+/// The testbed of one test run (its namespace prefix and inventory), taken
+/// down when dropped (even on failure).
+pub struct Testbed(pub String, PathBuf);
 
 impl Testbed {
+    /// The testbed of `tests/live/testbed.toml`.
     pub fn up(tag: &str) -> Testbed {
+        Testbed::up_with(tag, inventory())
+    }
+    /// The testbed of `inventory`.
+    pub fn up_with(tag: &str, inventory: PathBuf) -> Testbed {
         let prefix = format!("vl{tag}{}", std::process::id() % 100_000);
-        vpcflow_tools::testbed::build(&prefix, &inventory())
+        vpcflow_tools::testbed::build(&prefix, &inventory)
             .unwrap_or_else(|e| panic!("testbed {prefix}: {e:#}"));
-        Testbed(prefix)
+        Testbed(prefix, inventory)
     }
     /// A host-side veth's kernel counter (`rx_bytes`, `tx_packets`, ...).
     pub fn counter(&self, interface: &str, name: &str) -> u64 {
@@ -82,7 +88,7 @@ impl Testbed {
     /// Runs `args` in port `port`'s namespace (`host`: the host side),
     /// which must succeed; its stdout.
     pub fn exec(&self, port: &str, args: &[&str]) -> String {
-        let ns = vpcflow_tools::testbed::namespace(&self.0, &inventory(), port)
+        let ns = vpcflow_tools::testbed::namespace(&self.0, &self.1, port)
             .unwrap_or_else(|e| panic!("testbed {}: {e:#}", self.0));
         ok(Command::new("ip").args(["netns", "exec", &ns]).args(args))
     }
