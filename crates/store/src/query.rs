@@ -675,6 +675,24 @@ impl QueryResult {
         self.batches.iter().map(|b| b.num_rows()).sum()
     }
 
+    /// The rows as text, a column's null as `None`: for callers that read
+    /// a small aggregated answer without depending on Arrow themselves.
+    pub fn text_rows(&self) -> Result<Vec<Vec<Option<String>>>, StoreError> {
+        let opts = FormatOptions::default();
+        let mut rows = Vec::with_capacity(self.rows());
+        for b in &self.batches {
+            let f = formatters(b, &opts)?;
+            for row in 0..b.num_rows() {
+                rows.push(
+                    (0..b.num_columns())
+                        .map(|c| (!b.column(c).is_null(row)).then(|| f[c].value(row).to_string()))
+                        .collect(),
+                );
+            }
+        }
+        Ok(rows)
+    }
+
     /// Writes the result.
     pub fn write(&self, format: OutputFormat, out: &mut impl Write) -> Result<(), StoreError> {
         let w = |e: io::Error| StoreError::Query(format!("writing the result: {e}"));

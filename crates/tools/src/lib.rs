@@ -6,8 +6,12 @@
 //!   built from real traces, the read and parse baselines, the log store's
 //!   write and query benchmark, load on a running `vpcflow serve`.
 //!
+//! - [`attacks`]: the example VPC's crafted capture of ordinary traffic and
+//!   attacks, for the analysis tests.
+//!
 //! The `vpcflow-tools` binary runs them from the command line.
 
+pub mod attacks;
 pub mod bench;
 mod bench_api;
 pub mod testbed;

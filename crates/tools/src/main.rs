@@ -4,7 +4,9 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use vpcflow_tools::{bench, testbed};
+use std::path::PathBuf;
+
+use vpcflow_tools::{attacks, bench, testbed};
 
 /// Developer tooling of vpcflow.
 #[derive(Debug, Parser)]
@@ -20,12 +22,30 @@ enum Command {
     Testbed(testbed::TestbedArgs),
     /// Benchmark helpers (see bench/run.sh).
     Bench(bench::BenchArgs),
+    /// Write the example VPC's crafted capture: ordinary traffic and one of
+    /// each attack `vpcflow analyze attacks` finds.
+    AttackCapture {
+        /// The pcap to write.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Ordinary traffic only.
+        #[arg(long)]
+        ordinary_only: bool,
+    },
 }
 
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::Testbed(args) => testbed::run(args),
         Command::Bench(args) => bench::run(args).map(|()| ExitCode::SUCCESS),
+        Command::AttackCapture { out, ordinary_only } => {
+            attacks::write_capture(&out, !ordinary_only)
+                .map(|n| {
+                    eprintln!("wrote {n} packets to {}", out.display());
+                    ExitCode::SUCCESS
+                })
+                .map_err(|e| anyhow::anyhow!("{}: {e}", out.display()))
+        }
     };
     result.unwrap_or_else(|e| {
         eprintln!("vpcflow-tools: error: {e:#}");

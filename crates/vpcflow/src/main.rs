@@ -8,6 +8,8 @@
 
 #[cfg(feature = "store")]
 mod agent;
+#[cfg(feature = "store")]
+mod analyze;
 #[cfg(feature = "server")]
 mod client;
 mod ingest;
@@ -37,6 +39,9 @@ enum Command {
     #[cfg(feature = "store")]
     /// Search the log store: field search, time range, SQL.
     Query(query::QueryArgs),
+    #[cfg(feature = "store")]
+    /// Analyze the records in the log store: attacks.
+    Analyze(analyze::AnalyzeArgs),
     #[cfg(feature = "store")]
     /// Maintain the log store (retention).
     Store(store_cmd::StoreArgs),
@@ -74,6 +79,8 @@ fn main() -> ExitCode {
         Command::Ingest(args) => ingest::run(args),
         #[cfg(feature = "store")]
         Command::Query(args) => query::run(args),
+        #[cfg(feature = "store")]
+        Command::Analyze(args) => analyze::run(args),
         #[cfg(feature = "store")]
         Command::Store(args) => store_cmd::run(args),
         #[cfg(feature = "store")]

@@ -31,15 +31,8 @@ pub struct QueryArgs {
     /// Only this log topic (id or name).
     #[arg(long, value_name = "ID|NAME")]
     topic: Option<String>,
-    /// Only windows that end after this long ago (e.g. 90s, 15m, 1h, 7d).
-    #[arg(long, value_name = "DURATION", conflicts_with_all = ["since", "until"])]
-    last: Option<String>,
-    /// Only windows that end after T (RFC 3339 or Unix seconds).
-    #[arg(long, value_name = "T")]
-    since: Option<String>,
-    /// Only windows that start before T (RFC 3339 or Unix seconds).
-    #[arg(long, value_name = "T")]
-    until: Option<String>,
+    #[command(flatten)]
+    range: RangeArgs,
     /// SQL over the table `records` (the search and the options above narrow it first).
     #[arg(long, value_name = "SQL")]
     sql: Option<String>,
@@ -55,21 +48,42 @@ pub struct QueryArgs {
     search: Vec<String>,
 }
 
+/// The time range flags of the commands that read the store.
+#[derive(Debug, Args)]
+pub struct RangeArgs {
+    /// Only windows that end after this long ago (e.g. 90s, 15m, 1h, 7d).
+    #[arg(long, value_name = "DURATION", conflicts_with_all = ["since", "until"])]
+    last: Option<String>,
+    /// Only windows that end after T (RFC 3339 or Unix seconds).
+    #[arg(long, value_name = "T")]
+    since: Option<String>,
+    /// Only windows that start before T (RFC 3339 or Unix seconds).
+    #[arg(long, value_name = "T")]
+    until: Option<String>,
+}
+
+impl RangeArgs {
+    /// The range the flags name (`--last` counts back from now).
+    pub fn range(&self) -> Result<TimeRange> {
+        Ok(match &self.last {
+            Some(d) => {
+                let now = SystemClock.now().0 / 1_000_000_000;
+                TimeRange {
+                    since: Some(now.saturating_sub(parse_duration_secs(d)?)),
+                    until: None,
+                }
+            }
+            None => TimeRange {
+                since: self.since.as_deref().map(parse_instant).transpose()?,
+                until: self.until.as_deref().map(parse_instant).transpose()?,
+            },
+        })
+    }
+}
+
 /// Runs `vpcflow query`.
 pub fn run(args: QueryArgs) -> Result<ExitCode> {
-    let time = match &args.last {
-        Some(d) => {
-            let now = SystemClock.now().0 / 1_000_000_000;
-            TimeRange {
-                since: Some(now.saturating_sub(parse_duration_secs(d)?)),
-                until: None,
-            }
-        }
-        None => TimeRange {
-            since: args.since.as_deref().map(parse_instant).transpose()?,
-            until: args.until.as_deref().map(parse_instant).transpose()?,
-        },
-    };
+    let time = args.range.range()?;
     let filter = if args.search.is_empty() {
         None
     } else {

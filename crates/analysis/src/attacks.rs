@@ -1,0 +1,465 @@
+//! Attacks in the records: patterns of ingress traffic per capture window,
+//! each a grouping the store computes, with thresholds a user can change.
+//!
+//! | kind | grouped by | found when |
+//! |---|---|---|
+//! | `port-scan` | port, source | TCP/UDP to `port-scan-dstports` or more destination ports |
+//! | `host-sweep` | source | `host-sweep-dstaddrs` or more destination addresses, at most `host-sweep-packets-per-flow` packets a flow (probes, not use) |
+//! | `brute-force` | port, source, service | `brute-force-connections` or more TCP connections to a login service ([`BRUTE_FORCE_SERVICES`]), at most `brute-force-packets-per-connection` packets each |
+//! | `syn-flood` | port, service | `syn-flood-flows` or more `syn_sent` flows from `syn-flood-sources` or more sources |
+//! | `udp-flood` | port, service | UDP at `udp-flood-pps` packets a second or more (averaged over the window) |
+//! | `udp-reflection` | port, reflected service | UDP from a reflection service port ([`REFLECTION_SERVICES`]) at `udp-reflection-bytes-per-second` or more, from `udp-reflection-sources` or more reflectors |
+//! | `denied-burst` | port | `denied-burst-flows` or more REJECT flows, and `denied-burst-factor` times the port's average over the range's other windows |
+//!
+//! Every grouping is per flow log too: a port under two flow logs has its
+//! records in each, and each flow log's view is analyzed on its own (a
+//! finding names its `flow-log-id`). Each finding names the rule that
+//! decided most of its packets: for an attack that got in, the allow rule
+//! to tighten.
+
+use std::collections::HashMap;
+
+use crate::{AnalysisError, Finding, Records, Row};
+
+/// Services whose logins are guessed: FTP, SSH, Telnet, SMTP, POP3, IMAP,
+/// SMB, MS SQL, MySQL, RDP, PostgreSQL, VNC, Redis, MongoDB.
+pub const BRUTE_FORCE_SERVICES: [u16; 14] = [
+    21, 22, 23, 25, 110, 143, 445, 1433, 3306, 3389, 5432, 5900, 6379, 27017,
+];
+
+/// UDP services abused as amplifiers: QOTD, chargen, DNS, portmap, NTP,
+/// NetBIOS, SNMP, CLDAP, SSDP, WS-Discovery, mDNS, memcached.
+pub const REFLECTION_SERVICES: [u16; 12] =
+    [17, 19, 53, 111, 123, 137, 161, 389, 1900, 3702, 5353, 11211];
+
+/// The detectors' thresholds. [`Thresholds::default`] is the documented
+/// default; [`Thresholds::set`] changes one by its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Thresholds {
+    /// `port-scan-dstports`.
+    pub port_scan_dstports: u64,
+    /// `host-sweep-dstaddrs`.
+    pub host_sweep_dstaddrs: u64,
+    /// `host-sweep-packets-per-flow`.
+    pub host_sweep_packets_per_flow: u64,
+    /// `brute-force-connections`.
+    pub brute_force_connections: u64,
+    /// `brute-force-packets-per-connection`.
+    pub brute_force_packets_per_connection: u64,
+    /// `syn-flood-flows`.
+    pub syn_flood_flows: u64,
+    /// `syn-flood-sources`.
+    pub syn_flood_sources: u64,
+    /// `udp-flood-pps`.
+    pub udp_flood_pps: u64,
+    /// `udp-reflection-bytes-per-second`.
+    pub udp_reflection_bytes_per_second: u64,
+    /// `udp-reflection-sources`.
+    pub udp_reflection_sources: u64,
+    /// `denied-burst-flows`.
+    pub denied_burst_flows: u64,
+    /// `denied-burst-factor`.
+    pub denied_burst_factor: u64,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Thresholds {
+            port_scan_dstports: 20,
+            host_sweep_dstaddrs: 3,
+            host_sweep_packets_per_flow: 3,
+            brute_force_connections: 20,
+            brute_force_packets_per_connection: 30,
+            syn_flood_flows: 200,
+            syn_flood_sources: 20,
+            udp_flood_pps: 1_000,
+            udp_reflection_bytes_per_second: 100_000,
+            udp_reflection_sources: 3,
+            denied_burst_flows: 50,
+            denied_burst_factor: 5,
+        }
+    }
+}
+
+impl Thresholds {
+    /// Every threshold's name, in the table's order.
+    pub const NAMES: [&'static str; 12] = [
+        "port-scan-dstports",
+        "host-sweep-dstaddrs",
+        "host-sweep-packets-per-flow",
+        "brute-force-connections",
+        "brute-force-packets-per-connection",
+        "syn-flood-flows",
+        "syn-flood-sources",
+        "udp-flood-pps",
+        "udp-reflection-bytes-per-second",
+        "udp-reflection-sources",
+        "denied-burst-flows",
+        "denied-burst-factor",
+    ];
+
+    fn slot(&mut self, name: &str) -> Option<&mut u64> {
+        Some(match name {
+            "port-scan-dstports" => &mut self.port_scan_dstports,
+            "host-sweep-dstaddrs" => &mut self.host_sweep_dstaddrs,
+            "host-sweep-packets-per-flow" => &mut self.host_sweep_packets_per_flow,
+            "brute-force-connections" => &mut self.brute_force_connections,
+            "brute-force-packets-per-connection" => &mut self.brute_force_packets_per_connection,
+            "syn-flood-flows" => &mut self.syn_flood_flows,
+            "syn-flood-sources" => &mut self.syn_flood_sources,
+            "udp-flood-pps" => &mut self.udp_flood_pps,
+            "udp-reflection-bytes-per-second" => &mut self.udp_reflection_bytes_per_second,
+            "udp-reflection-sources" => &mut self.udp_reflection_sources,
+            "denied-burst-flows" => &mut self.denied_burst_flows,
+            "denied-burst-factor" => &mut self.denied_burst_factor,
+            _ => return None,
+        })
+    }
+
+    /// Sets one threshold from `NAME=VALUE` (a positive integer).
+    pub fn set(&mut self, assignment: &str) -> Result<(), AnalysisError> {
+        let (name, value) = assignment.split_once('=').ok_or_else(|| {
+            AnalysisError::Threshold(format!("'{assignment}': expected NAME=VALUE"))
+        })?;
+        let value: u64 = value
+            .trim()
+            .parse()
+            .ok()
+            .filter(|&v| v > 0)
+            .ok_or_else(|| {
+                AnalysisError::Threshold(format!("{name}: '{value}' is not a positive integer"))
+            })?;
+        let slot = self.slot(name.trim()).ok_or_else(|| {
+            AnalysisError::Threshold(format!(
+                "'{name}' is not one (thresholds: {})",
+                Self::NAMES.join(", ")
+            ))
+        })?;
+        *slot = value;
+        Ok(())
+    }
+}
+
+/// What a detector groups by, besides the window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Key {
+    FlowLog,
+    Port,
+    Source,
+    SourcePort,
+    ServicePort,
+}
+
+impl Key {
+    fn column(self) -> &'static str {
+        match self {
+            Key::FlowLog => "flow_log_id",
+            Key::Port => "interface_id",
+            Key::Source => "srcaddr",
+            Key::SourcePort => "srcport",
+            Key::ServicePort => "dstport",
+        }
+    }
+}
+
+struct Detector {
+    kind: &'static str,
+    keys: &'static [Key],
+    /// A condition on ingress OK records.
+    filter: String,
+    /// A condition on the group.
+    having: String,
+}
+
+fn list(ports: &[u16]) -> String {
+    ports
+        .iter()
+        .map(u16::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn detectors(t: &Thresholds) -> Vec<Detector> {
+    vec![
+        Detector {
+            kind: "port-scan",
+            keys: &[Key::FlowLog, Key::Port, Key::Source],
+            filter: "protocol IN (6, 17)".into(),
+            having: format!("COUNT(DISTINCT dstport) >= {}", t.port_scan_dstports),
+        },
+        Detector {
+            kind: "host-sweep",
+            keys: &[Key::FlowLog, Key::Source],
+            filter: "TRUE".into(),
+            having: format!(
+                "COUNT(DISTINCT dstaddr) >= {} AND SUM(packets) <= {} * COUNT(*)",
+                t.host_sweep_dstaddrs, t.host_sweep_packets_per_flow
+            ),
+        },
+        Detector {
+            kind: "brute-force",
+            keys: &[Key::FlowLog, Key::Port, Key::Source, Key::ServicePort],
+            filter: format!(
+                "protocol = 6 AND dstport IN ({})",
+                list(&BRUTE_FORCE_SERVICES)
+            ),
+            having: format!(
+                "COUNT(*) >= {} AND SUM(packets) <= {} * COUNT(*)",
+                t.brute_force_connections, t.brute_force_packets_per_connection
+            ),
+        },
+        Detector {
+            kind: "syn-flood",
+            keys: &[Key::FlowLog, Key::Port, Key::ServicePort],
+            filter: "protocol = 6 AND tcp_flag = 'syn_sent'".into(),
+            having: format!(
+                "COUNT(*) >= {} AND COUNT(DISTINCT srcaddr) >= {}",
+                t.syn_flood_flows, t.syn_flood_sources
+            ),
+        },
+        Detector {
+            kind: "udp-flood",
+            keys: &[Key::FlowLog, Key::Port, Key::ServicePort],
+            filter: "protocol = 17".into(),
+            having: format!("SUM(packets) >= {} * MAX(\"end\" - start)", t.udp_flood_pps),
+        },
+        Detector {
+            kind: "udp-reflection",
+            keys: &[Key::FlowLog, Key::Port, Key::SourcePort],
+            filter: format!(
+                "protocol = 17 AND srcport IN ({})",
+                list(&REFLECTION_SERVICES)
+            ),
+            having: format!(
+                "SUM(bytes) >= {} * MAX(\"end\" - start) AND COUNT(DISTINCT srcaddr) >= {}",
+                t.udp_reflection_bytes_per_second, t.udp_reflection_sources
+            ),
+        },
+    ]
+}
+
+const MEASURES: &str = "COUNT(DISTINCT srcaddr), COUNT(DISTINCT dstaddr), COUNT(DISTINCT dstport), \
+                        COUNT(*), SUM(packets), SUM(bytes), MIN(action), MAX(action)";
+
+fn actions(min: &str, max: &str) -> String {
+    if min == max {
+        min.to_string()
+    } else {
+        format!("{min},{max}")
+    }
+}
+
+/// The window and key columns of a row, as one map key.
+fn group_key(row: &Row, columns: usize) -> String {
+    (0..columns)
+        .map(|i| row.opt_text(i).unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join("\u{1f}")
+}
+
+/// Per group (window and `keys`) of OK records meeting `condition`: the
+/// rule that decided most of its packets (for an attack that got in, the
+/// allow rule to tighten).
+fn top_rules(
+    records: &Records<'_>,
+    keys: &str,
+    condition: &str,
+    columns: usize,
+) -> Result<HashMap<String, (String, String)>, AnalysisError> {
+    let rows = records.sql(format!(
+        "SELECT start, \"end\", {keys}, policy_id, rule_id FROM (\
+           SELECT start, \"end\", {keys}, policy_id, rule_id, ROW_NUMBER() OVER (\
+             PARTITION BY start, \"end\", {keys} \
+             ORDER BY SUM(packets) DESC, COUNT(*) DESC, policy_id, rule_id) AS rank \
+           FROM records WHERE log_status = 'OK' AND {condition} \
+           GROUP BY start, \"end\", {keys}, policy_id, rule_id) WHERE rank = 1"
+    ))?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            (
+                group_key(r, columns),
+                (
+                    r.opt_text(columns).unwrap_or_else(|| "-".into()),
+                    r.opt_text(columns + 1).unwrap_or_else(|| "-".into()),
+                ),
+            )
+        })
+        .collect())
+}
+
+fn run_detector(records: &Records<'_>, d: &Detector) -> Result<Vec<Finding>, AnalysisError> {
+    let keys = d
+        .keys
+        .iter()
+        .map(|k| k.column())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let rows = records.sql(format!(
+        "SELECT start, \"end\", {keys}, {MEASURES} FROM records \
+         WHERE log_status = 'OK' AND direction = 'ingress' AND ({}) \
+         GROUP BY start, \"end\", {keys} HAVING {}",
+        d.filter, d.having
+    ))?;
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let columns = 2 + d.keys.len();
+    let condition = format!("direction = 'ingress' AND ({})", d.filter);
+    let rules = top_rules(records, &keys, &condition, columns)?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let mut f = Finding {
+            kind: d.kind,
+            start: r.u64(0)?,
+            end: r.u64(1)?,
+            ..Finding::default()
+        };
+        for (i, k) in d.keys.iter().enumerate() {
+            let c = 2 + i;
+            match k {
+                Key::FlowLog => f.flow_log_id = r.text(c)?.to_string(),
+                Key::Port => f.interface_id = Some(r.text(c)?.to_string()),
+                Key::Source => f.srcaddr = Some(r.text(c)?.to_string()),
+                Key::SourcePort => f.srcport = Some(r.u64(c)?),
+                Key::ServicePort => f.dstport = Some(r.u64(c)?),
+            }
+        }
+        let m = columns;
+        f.sources = r.u64(m)?;
+        f.dstaddrs = r.u64(m + 1)?;
+        f.dstports = r.u64(m + 2)?;
+        f.connections = r.u64(m + 3)?;
+        f.packets = r.u64(m + 4)?;
+        f.bytes = r.u64(m + 5)?;
+        f.actions = actions(r.text(m + 6)?, r.text(m + 7)?);
+        if let Some((policy, rule)) = rules.get(&group_key(r, columns)) {
+            f.policy_id = Some(policy.clone());
+            f.rule_id = Some(rule.clone());
+        }
+        out.push(f);
+    }
+    Ok(out)
+}
+
+/// REJECT spikes: per port and window, against the port's other windows.
+fn denied_bursts(records: &Records<'_>, t: &Thresholds) -> Result<Vec<Finding>, AnalysisError> {
+    let windows: HashMap<String, u64> = records
+        .sql(
+            "SELECT flow_log_id, interface_id, COUNT(DISTINCT start) FROM records \
+             GROUP BY flow_log_id, interface_id"
+                .into(),
+        )?
+        .iter()
+        .map(|r| Ok((group_key(r, 2), r.u64(2)?)))
+        .collect::<Result<_, AnalysisError>>()?;
+    let filter = "action = 'REJECT'";
+    let keys = "flow_log_id, interface_id";
+    let rows = records.sql(format!(
+        "SELECT {keys}, start, \"end\", {MEASURES} FROM records \
+         WHERE log_status = 'OK' AND {filter} GROUP BY start, \"end\", {keys}"
+    ))?;
+    let mut total: HashMap<String, u64> = HashMap::new();
+    for r in &rows {
+        *total.entry(group_key(r, 2)).or_default() += r.u64(7)?;
+    }
+    let mut out = Vec::new();
+    let mut rules = None;
+    for r in &rows {
+        let port = group_key(r, 2);
+        let flows = r.u64(7)?;
+        let others = windows.get(&port).copied().unwrap_or(1).saturating_sub(1);
+        let rest = total[&port] - flows;
+        // flows >= factor x (rest / others), kept in integers.
+        let spike = others == 0 || flows * others >= t.denied_burst_factor * rest;
+        if flows < t.denied_burst_flows || !spike {
+            continue;
+        }
+        let rules = match &mut rules {
+            Some(r) => r,
+            None => rules.insert(top_rules(records, keys, filter, 4)?),
+        };
+        let start = r.u64(2)?;
+        let end = r.u64(3)?;
+        let (policy, rule) = rules
+            .get(&format!("{start}\u{1f}{end}\u{1f}{port}"))
+            .cloned()
+            .unwrap_or_else(|| ("-".into(), "-".into()));
+        out.push(Finding {
+            kind: "denied-burst",
+            flow_log_id: r.text(0)?.to_string(),
+            interface_id: Some(r.text(1)?.to_string()),
+            start,
+            end,
+            sources: r.u64(4)?,
+            dstaddrs: r.u64(5)?,
+            dstports: r.u64(6)?,
+            connections: flows,
+            packets: r.u64(8)?,
+            bytes: r.u64(9)?,
+            actions: actions(r.text(10)?, r.text(11)?),
+            policy_id: Some(policy),
+            rule_id: Some(rule),
+            ..Finding::default()
+        });
+    }
+    Ok(out)
+}
+
+/// Every attack in `records`, ordered by window, kind, port, source and
+/// service.
+pub fn find(records: &Records<'_>, t: &Thresholds) -> Result<Vec<Finding>, AnalysisError> {
+    let mut out = Vec::new();
+    for d in detectors(t) {
+        out.extend(run_detector(records, &d)?);
+    }
+    out.extend(denied_bursts(records, t)?);
+    out.sort_by(|a, b| {
+        (
+            a.start,
+            &a.flow_log_id,
+            a.kind,
+            &a.interface_id,
+            &a.srcaddr,
+            a.srcport,
+            a.dstport,
+        )
+            .cmp(&(
+                b.start,
+                &b.flow_log_id,
+                b.kind,
+                &b.interface_id,
+                &b.srcaddr,
+                b.srcport,
+                b.dstport,
+            ))
+    });
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thresholds_are_set_by_name_and_refused_otherwise() {
+        let mut t = Thresholds::default();
+        t.set("port-scan-dstports=50").unwrap();
+        assert_eq!(t.port_scan_dstports, 50);
+        t.set(" udp-flood-pps = 7 ").unwrap();
+        assert_eq!(t.udp_flood_pps, 7);
+        let e = t.set("port-scan=5").unwrap_err().to_string();
+        assert!(
+            e.contains("'port-scan' is not one") && e.contains("syn-flood-flows"),
+            "{e}"
+        );
+        let e = t.set("syn-flood-flows=0").unwrap_err().to_string();
+        assert!(e.contains("not a positive integer"), "{e}");
+        assert!(t.set("syn-flood-flows").is_err());
+        // Every name has a slot.
+        for name in Thresholds::NAMES {
+            t.set(&format!("{name}=3")).unwrap();
+        }
+        assert_eq!(t.denied_burst_factor, 3);
+    }
+}

@@ -1,0 +1,81 @@
+//! Analysis of the records in a log store, for the seed's uses: here,
+//! finding attacks ([`attacks`]).
+//!
+//! Every analysis is SQL pushed down to the store (grouping and counting run
+//! where the records are; only the answer, a few rows per finding, comes
+//! back), then turned into [`Finding`]s: one shape for every kind, written
+//! as JSON lines (kebab-case keys) or a terminal table.
+//!
+//! Guarantees: an analysis reads the store and never writes it; the same
+//! records give the same findings in the same order.
+
+pub mod attacks;
+mod finding;
+
+use std::path::Path;
+
+pub use finding::{Finding, write_json, write_table};
+use vpcflow_store::{Query, StoreError, TimeRange};
+
+/// What went wrong in an analysis.
+#[derive(Debug, thiserror::Error)]
+pub enum AnalysisError {
+    /// The store refused or failed the query.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A threshold name or value that is not one.
+    #[error("threshold {0}")]
+    Threshold(String),
+    /// The store answered with something the analysis did not ask for.
+    #[error("unexpected answer from the store: {0}")]
+    Answer(String),
+}
+
+/// The records an analysis reads: a store, narrowed like `vpcflow query`.
+#[derive(Debug, Clone)]
+pub struct Records<'a> {
+    /// The store's directory.
+    pub store: &'a Path,
+    /// Only this log group (id or name).
+    pub group: Option<String>,
+    /// Only this log topic (id or name).
+    pub topic: Option<String>,
+    /// Only windows overlapping this range.
+    pub time: TimeRange,
+}
+
+/// One row of an answer, its columns as text (`None`: SQL null).
+#[derive(Debug, Clone)]
+struct Row(Vec<Option<String>>);
+
+impl Row {
+    fn text(&self, i: usize) -> Result<&str, AnalysisError> {
+        self.0
+            .get(i)
+            .ok_or_else(|| AnalysisError::Answer(format!("no column {i}")))?
+            .as_deref()
+            .ok_or_else(|| AnalysisError::Answer(format!("column {i} is null")))
+    }
+    fn u64(&self, i: usize) -> Result<u64, AnalysisError> {
+        let t = self.text(i)?;
+        t.parse()
+            .map_err(|_| AnalysisError::Answer(format!("column {i} is {t:?}, not a count")))
+    }
+    fn opt_text(&self, i: usize) -> Option<String> {
+        self.0.get(i).cloned().flatten()
+    }
+}
+
+impl Records<'_> {
+    fn sql(&self, sql: String) -> Result<Vec<Row>, AnalysisError> {
+        let q = Query {
+            group: self.group.clone(),
+            topic: self.topic.clone(),
+            time: self.time,
+            sql: Some(sql),
+            ..Query::default()
+        };
+        let result = q.run(self.store)?;
+        Ok(result.text_rows()?.into_iter().map(Row).collect())
+    }
+}

@@ -1,0 +1,230 @@
+//! `vpcflow analyze attacks` on the example VPC's crafted capture
+//! (`vpcflow_tools::attacks`): ordinary traffic and one of each attack, each
+//! from its own source, ingested with one-minute windows into a store.
+//! Every attack must be found with its port, source and service, nothing
+//! ordinary blamed, thresholds respected, and ordinary traffic alone must
+//! give no finding.
+
+use std::path::Path;
+
+use serde_json::Value;
+use vpcflow_tools::attacks::{START, expect, write_capture};
+
+mod common;
+use common::{examples, vpcflow};
+
+/// The example's VPC-wide flow log (traffic type all).
+const VPC_FLOW_LOG: &str = "f49f2c7a-1d3e-4b5c-9a8b-7c6d5e4f3a21";
+
+fn store_of(dir: &Path, with_attacks: bool) -> std::path::PathBuf {
+    let capture = dir.join("capture.pcap");
+    write_capture(&capture, with_attacks).unwrap();
+    let store = dir.join("store");
+    let o = vpcflow()
+        .args(["ingest", "--config"])
+        .arg(examples().join("vpc.toml"))
+        .args(["--window", "60", "--store"])
+        .arg(&store)
+        .arg(&capture)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    store
+}
+
+fn findings(store: &Path, extra: &[&str]) -> Vec<Value> {
+    let o = vpcflow()
+        .args(["analyze", "attacks", "--format", "json", "--store"])
+        .arg(store)
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8(o.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// (kind, interface-id, srcaddr, srcport, dstport) of each finding of the
+/// VPC-wide flow log.
+fn keys(found: &[Value]) -> Vec<(String, String, String, String, String)> {
+    let s = |v: &Value| match v {
+        Value::Null => "-".to_string(),
+        Value::String(s) => s.clone(),
+        v => v.to_string(),
+    };
+    let mut k: Vec<_> = found
+        .iter()
+        .filter(|f| f["flow-log-id"] == VPC_FLOW_LOG)
+        .map(|f| {
+            (
+                s(&f["kind"]),
+                s(&f["interface-id"]),
+                s(&f["srcaddr"]),
+                s(&f["srcport"]),
+                s(&f["dstport"]),
+            )
+        })
+        .collect();
+    k.sort();
+    k
+}
+
+fn find<'a>(found: &'a [Value], kind: &str) -> &'a Value {
+    found
+        .iter()
+        .find(|f| f["kind"] == kind && f["flow-log-id"] == VPC_FLOW_LOG)
+        .unwrap_or_else(|| panic!("no {kind}: {found:#?}"))
+}
+
+#[test]
+fn every_attack_is_found_with_its_port_source_and_service_and_nothing_ordinary_is_blamed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_of(dir.path(), true);
+    let found = findings(&store, &[]);
+    let k = |kind: &str, port: &str, src: &str, sport: &str, dport: &str| {
+        (
+            kind.to_string(),
+            port.to_string(),
+            src.to_string(),
+            sport.to_string(),
+            dport.to_string(),
+        )
+    };
+    let mut want = vec![
+        k(
+            "brute-force",
+            expect::WEB_1,
+            expect::BRUTE_FORCER,
+            "-",
+            "22",
+        ),
+        k("denied-burst", expect::WEB_2, "-", "-", "-"),
+        k("host-sweep", "-", expect::SWEEPER, "-", "-"),
+        k("port-scan", expect::WEB_2, expect::SCANNER, "-", "-"),
+        k("syn-flood", expect::WEB_2, "-", "-", "443"),
+        k("udp-flood", expect::DB, "-", "-", "53"),
+        k("udp-reflection", expect::WEB_2, "-", "123", "-"),
+    ];
+    want.sort();
+    assert_eq!(keys(&found), want, "{found:#?}");
+    for f in &found {
+        assert_eq!(
+            f["start"], START,
+            "every attack is in the first window: {f}"
+        );
+        assert_eq!(f["end"], START + 60);
+    }
+
+    let scan = find(&found, "port-scan");
+    assert_eq!(scan["dstports"], expect::SCANNED_PORTS);
+    // 80 and 443 were open to it: some of it got in.
+    assert_eq!(scan["actions"], "ACCEPT,REJECT");
+    let sweep = find(&found, "host-sweep");
+    assert_eq!(sweep["dstaddrs"], 3, "the three ports it reached");
+    // The brute force came from the office range SSH is allowed from: the
+    // allow rule is the one to tighten.
+    let brute = find(&found, "brute-force");
+    assert_eq!(brute["connections"], expect::BRUTE_FORCE_CONNECTIONS);
+    assert_eq!(brute["actions"], "ACCEPT");
+    assert_eq!(brute["policy-id"], "6c5b4a39-8e7f-4d21-b0a9-c8d7e6f5a4b3");
+    assert_eq!(brute["rule-id"], "6c5b4a39-8e7f-4d21-b0a9-c8d7e6f5a4b3/2");
+    let syn = find(&found, "syn-flood");
+    assert_eq!(syn["sources"], expect::SYN_FLOOD_SOURCES);
+    assert_eq!(syn["connections"], expect::SYN_FLOOD_SOURCES);
+    assert_eq!(syn["rule-id"], "6c5b4a39-8e7f-4d21-b0a9-c8d7e6f5a4b3/1");
+    let flood = find(&found, "udp-flood");
+    // The flood and the web tier's own five DNS queries.
+    assert_eq!(flood["packets"], expect::FLOOD_PACKETS + 5);
+    assert_eq!(flood["rule-id"], "default-deny", "most of it was rejected");
+    let reflection = find(&found, "udp-reflection");
+    assert_eq!(reflection["sources"], expect::REFLECTORS);
+
+    // The db port's REJECT-only flow log sees the flood too, and only that.
+    let db_log: Vec<&Value> = found
+        .iter()
+        .filter(|f| f["flow-log-id"] != VPC_FLOW_LOG)
+        .collect();
+    assert_eq!(db_log.len(), 1, "{db_log:#?}");
+    assert_eq!(db_log[0]["kind"], "udp-flood");
+    assert_eq!(db_log[0]["packets"], expect::FLOOD_PACKETS);
+
+    // Ordinary sources are never named.
+    for f in &found {
+        let src = f["srcaddr"].as_str().unwrap_or("");
+        assert!(
+            !src.starts_with("198.18.") && src != "203.0.113.7" && src != "192.0.2.123",
+            "an ordinary client blamed: {f}"
+        );
+    }
+
+    // Thresholds: one past what the traffic reaches silences a detector,
+    // exactly at it keeps it.
+    let without = |found: &[Value], kind: &str| {
+        !found
+            .iter()
+            .any(|f| f["kind"] == kind && f["flow-log-id"] == VPC_FLOW_LOG)
+    };
+    let over = findings(
+        &store,
+        &[
+            "--threshold",
+            "port-scan-dstports=101",
+            "--threshold",
+            "brute-force-connections=31",
+            "--threshold",
+            "syn-flood-sources=301",
+            "--threshold",
+            "udp-reflection-sources=13",
+        ],
+    );
+    for kind in ["port-scan", "brute-force", "syn-flood", "udp-reflection"] {
+        assert!(without(&over, kind), "{kind} past its threshold: {over:#?}");
+    }
+    assert!(!without(&over, "udp-flood"));
+    let at = findings(
+        &store,
+        &[
+            "--threshold",
+            "port-scan-dstports=100",
+            "--threshold",
+            "brute-force-connections=30",
+        ],
+    );
+    assert!(!without(&at, "port-scan") && !without(&at, "brute-force"));
+    // The time range narrows what is analyzed.
+    let later = findings(&store, &["--since", &(START + 60).to_string()]);
+    assert!(later.is_empty(), "{later:#?}");
+}
+
+#[test]
+fn ordinary_traffic_alone_yields_no_attack() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_of(dir.path(), false);
+    assert_eq!(findings(&store, &[]), Vec::<Value>::new());
+    let table = vpcflow()
+        .args(["analyze", "attacks", "--store"])
+        .arg(&store)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&table.stdout), "(no findings)\n");
+}
+
+#[test]
+fn a_bad_threshold_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = vpcflow()
+        .args(["analyze", "attacks", "--store"])
+        .arg(dir.path())
+        .args(["--threshold", "port-scan=5"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("'port-scan' is not one") && err.contains("port-scan-dstports"),
+        "{err}"
+    );
+}
