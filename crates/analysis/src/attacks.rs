@@ -326,13 +326,13 @@ fn run_detector(records: &Records<'_>, d: &Detector) -> Result<Vec<Finding>, Ana
             }
         }
         let m = columns;
-        f.sources = r.u64(m)?;
-        f.dstaddrs = r.u64(m + 1)?;
-        f.dstports = r.u64(m + 2)?;
-        f.connections = r.u64(m + 3)?;
-        f.packets = r.u64(m + 4)?;
-        f.bytes = r.u64(m + 5)?;
-        f.actions = actions(r.text(m + 6)?, r.text(m + 7)?);
+        f.sources = Some(r.u64(m)?);
+        f.dstaddrs = Some(r.u64(m + 1)?);
+        f.dstports = Some(r.u64(m + 2)?);
+        f.connections = Some(r.u64(m + 3)?);
+        f.packets = Some(r.u64(m + 4)?);
+        f.bytes = Some(r.u64(m + 5)?);
+        f.actions = Some(actions(r.text(m + 6)?, r.text(m + 7)?));
         if let Some((policy, rule)) = rules.get(&group_key(r, columns)) {
             f.policy_id = Some(policy.clone());
             f.rule_id = Some(rule.clone());
@@ -391,13 +391,13 @@ fn denied_bursts(records: &Records<'_>, t: &Thresholds) -> Result<Vec<Finding>, 
             interface_id: Some(r.text(1)?.to_string()),
             start,
             end,
-            sources: r.u64(4)?,
-            dstaddrs: r.u64(5)?,
-            dstports: r.u64(6)?,
-            connections: flows,
-            packets: r.u64(8)?,
-            bytes: r.u64(9)?,
-            actions: actions(r.text(10)?, r.text(11)?),
+            sources: Some(r.u64(4)?),
+            dstaddrs: Some(r.u64(5)?),
+            dstports: Some(r.u64(6)?),
+            connections: Some(flows),
+            packets: Some(r.u64(8)?),
+            bytes: Some(r.u64(9)?),
+            actions: Some(actions(r.text(10)?, r.text(11)?)),
             policy_id: Some(policy),
             rule_id: Some(rule),
             ..Finding::default()

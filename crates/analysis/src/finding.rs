@@ -30,19 +30,29 @@ pub struct Finding {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dstport: Option<u64>,
     /// Distinct sources.
-    pub sources: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sources: Option<u64>,
     /// Distinct destination addresses.
-    pub dstaddrs: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dstaddrs: Option<u64>,
     /// Distinct destination ports.
-    pub dstports: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dstports: Option<u64>,
     /// Flows (records): one per connection attempt for TCP and UDP.
-    pub connections: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connections: Option<u64>,
     /// Packets.
-    pub packets: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub packets: Option<u64>,
     /// Bytes.
-    pub bytes: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
     /// The actions seen: `ACCEPT`, `REJECT` or `ACCEPT,REJECT`.
-    pub actions: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actions: Option<String>,
+    /// Which check a rule finding is about (`sg-ingress`, `acl-egress`, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decided_by: Option<String>,
     /// The security group or ACL of the rule that let it in (or, when all
     /// of it was rejected, that rejected it).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -50,6 +60,10 @@ pub struct Finding {
     /// That rule: for accepted traffic, the rule to tighten.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rule_id: Option<String>,
+    /// What a person needs to act on it, in words (the shadowing rule, the
+    /// observed use of a broad rule, the top sources of a deny).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 /// One JSON object per line.
@@ -83,31 +97,46 @@ pub fn write_table(findings: &[Finding], out: &mut impl Write) -> io::Result<()>
         "packets",
         "bytes",
         "actions",
+        "decided-by",
+        "policy-id",
         "rule-id",
+        "detail",
     ];
-    let rows: Vec<[String; 15]> = findings
+    let rows: Vec<[String; 18]> = findings
         .iter()
         .map(|f| {
             [
                 f.kind.to_string(),
-                f.flow_log_id.clone(),
+                dash(&Some(f.flow_log_id.clone()).filter(|s| !s.is_empty())),
                 f.start.to_string(),
                 dash(&f.interface_id),
                 dash(&f.srcaddr),
                 num(f.srcport),
                 num(f.dstport),
-                f.sources.to_string(),
-                f.dstaddrs.to_string(),
-                f.dstports.to_string(),
-                f.connections.to_string(),
-                f.packets.to_string(),
-                f.bytes.to_string(),
-                f.actions.clone(),
+                num(f.sources),
+                num(f.dstaddrs),
+                num(f.dstports),
+                num(f.connections),
+                num(f.packets),
+                num(f.bytes),
+                dash(&f.actions),
+                dash(&f.decided_by),
+                dash(&f.policy_id),
                 dash(&f.rule_id),
+                dash(&f.detail),
             ]
         })
         .collect();
-    let mut widths = header.map(str::len);
+    // Only the columns some finding has a value in.
+    let shown: Vec<usize> = (0..header.len())
+        .filter(|&c| rows.iter().any(|r| r[c] != "-"))
+        .collect();
+    let header: Vec<&str> = shown.iter().map(|&c| header[c]).collect();
+    let rows: Vec<Vec<String>> = rows
+        .into_iter()
+        .map(|r| shown.iter().map(|&c| r[c].clone()).collect())
+        .collect();
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for r in &rows {
         for (w, c) in widths.iter_mut().zip(r) {
             *w = (*w).max(c.len());
@@ -115,15 +144,16 @@ pub fn write_table(findings: &[Finding], out: &mut impl Write) -> io::Result<()>
     }
     let line = |cells: &[String]| {
         let mut s = String::new();
-        for (i, (c, w)) in cells.iter().zip(widths).enumerate() {
+        for (i, (c, w)) in cells.iter().zip(&widths).enumerate() {
             if i > 0 {
                 s.push_str("  ");
             }
-            s.push_str(&format!("{c:<w$}"));
+            s.push_str(&format!("{c:<w$}", w = *w));
         }
         s.trim_end().to_string()
     };
-    writeln!(out, "{}", line(&header.map(String::from)))?;
+    let header: Vec<String> = header.iter().map(|h| h.to_string()).collect();
+    writeln!(out, "{}", line(&header))?;
     for r in &rows {
         writeln!(out, "{}", line(r))?;
     }

@@ -1,5 +1,5 @@
-//! Analysis of the records in a log store, for the seed's uses: here,
-//! finding attacks ([`attacks`]).
+//! Analysis of the records in a log store, for the seed's uses: finding
+//! attacks ([`attacks`]) and tuning security groups and ACLs ([`rules`]).
 //!
 //! Every analysis is SQL pushed down to the store (grouping and counting run
 //! where the records are; only the answer, a few rows per finding, comes
@@ -11,6 +11,7 @@
 
 pub mod attacks;
 mod finding;
+pub mod rules;
 
 use std::path::Path;
 

@@ -748,6 +748,7 @@ fn fields<A: Addr>(e: &Entry<A>) -> FlowFields {
         tcp_flag: (protocol == IpProtocol::TCP)
             .then(|| TcpFlag::from_flags(e.flags_any, e.flags_all)),
         rule: e.rule,
+        passed: e.also,
     }
 }
 

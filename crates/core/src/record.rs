@@ -77,6 +77,9 @@ pub struct FlowFields {
     pub tcp_flag: Option<TcpFlag>,
     /// The rule that decided the action (extension field).
     pub rule: RuleRef,
+    /// For ACCEPT, the other check's allowing rule (extension field;
+    /// [`RuleRef::NONE`] when there was no other check).
+    pub passed: RuleRef,
 }
 
 /// What a record says.

@@ -62,6 +62,14 @@ pub enum Field {
     PolicyId,
     /// Extension: the deciding rule, `default-deny`, `implicit-allow` or `stateful-return`.
     RuleId,
+    /// Extension: for ACCEPT, the other check the flow passed (`sg-egress`
+    /// where the ACL decided egress, `acl-ingress` where the group decided
+    /// ingress); absent when there was none.
+    PassedBy,
+    /// Extension: that check's security group or network ACL.
+    PassedPolicyId,
+    /// Extension: that check's allowing rule.
+    PassedRuleId,
     /// Extension: the flow log the record belongs to.
     FlowLogId,
     /// Extension: its log group.
@@ -135,7 +143,7 @@ const fn spec(
 
 /// Every field of a record, in output order: the seed's v2 list, then the
 /// extensions. `FIELDS[f as usize].field == f` for every field.
-pub const FIELDS: [FieldSpec; 26] = [
+pub const FIELDS: [FieldSpec; 29] = [
     spec(
         Field::Version,
         "version",
@@ -344,6 +352,33 @@ pub const FIELDS: [FieldSpec; 26] = [
         true,
     ),
     spec(
+        Field::PassedBy,
+        "passed-by",
+        "passed_by",
+        Kind::Text,
+        true,
+        Tier::Extension,
+        true,
+    ),
+    spec(
+        Field::PassedPolicyId,
+        "passed-policy-id",
+        "passed_policy_id",
+        Kind::Text,
+        true,
+        Tier::Extension,
+        true,
+    ),
+    spec(
+        Field::PassedRuleId,
+        "passed-rule-id",
+        "passed_rule_id",
+        Kind::Text,
+        true,
+        Tier::Extension,
+        true,
+    ),
+    spec(
         Field::FlowLogId,
         "flow-log-id",
         "flow_log_id",
@@ -435,6 +470,7 @@ pub fn value<'a>(field: Field, topology: &'a Topology, r: &'a FlowRecord) -> Val
         _ => None,
     };
     let rule = || flow.and_then(|f| topology.rules.get(f.rule));
+    let passed = || flow.and_then(|f| topology.rules.get(f.passed));
     let flow_log = || &topology.flow_logs[r.flow_log as usize];
     let num = |v: Option<u64>| v.map_or(Value::Absent, Value::Number);
     let text = |v: Option<&'a str>| v.map_or(Value::Absent, Value::Text);
@@ -472,6 +508,9 @@ pub fn value<'a>(field: Field, topology: &'a Topology, r: &'a FlowRecord) -> Val
         Field::DecidedBy => text(rule().map(|r| r.stage.as_str())),
         Field::PolicyId => text(rule().map(|r| r.owner.as_str())),
         Field::RuleId => text(rule().map(|r| r.id.as_str())),
+        Field::PassedBy => text(passed().map(|r| r.stage.as_str())),
+        Field::PassedPolicyId => text(passed().map(|r| r.owner.as_str())),
+        Field::PassedRuleId => text(passed().map(|r| r.id.as_str())),
         Field::FlowLogId => Value::Text(&flow_log().id),
         Field::LogGroupId => Value::Text(&flow_log().log_group_id),
         Field::LogTopicId => Value::Text(&flow_log().log_topic_id),

@@ -313,6 +313,7 @@ fn bench_store(dir: &std::path::Path, records: u64, per_window: u64) -> Result<(
                     },
                     tcp_flag: (proto == IpProtocol::TCP).then_some(TcpFlag::Established),
                     rule: RuleRef::NONE,
+                    passed: RuleRef::NONE,
                 }),
             });
         }

@@ -7,7 +7,9 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use vpcflow_analysis::attacks::{self, Thresholds};
-use vpcflow_analysis::{Records, write_json, write_table};
+use vpcflow_analysis::rules::{self, RuleThresholds};
+use vpcflow_analysis::{Finding, Records, write_json, write_table};
+use vpcflow_core::Inventory;
 
 use crate::query::RangeArgs;
 
@@ -23,6 +25,9 @@ enum What {
     /// Port scans, host sweeps, brute force, SYN and UDP floods, UDP
     /// reflection and bursts of denied traffic, per capture window.
     Attacks(AttacksArgs),
+    /// Security-group and ACL rules against the traffic they saw: unused,
+    /// shadowed and broad rules, and what deny rules rejected.
+    Rules(RulesArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -65,6 +70,36 @@ struct AttacksArgs {
     threshold: Vec<String>,
 }
 
+#[derive(Debug, Args)]
+struct RulesArgs {
+    #[command(flatten)]
+    common: Common,
+    /// The inventory whose rules are analyzed (TOML).
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+}
+
+impl Common {
+    fn records(&self) -> Result<Records<'_>> {
+        Ok(Records {
+            store: &self.store,
+            group: self.group.clone(),
+            topic: self.topic.clone(),
+            time: self.range.range()?,
+        })
+    }
+
+    fn write(&self, findings: &[Finding]) -> Result<ExitCode> {
+        let mut out = BufWriter::new(io::stdout().lock());
+        match self.format {
+            FormatArg::Table => write_table(findings, &mut out)?,
+            FormatArg::Json => write_json(findings, &mut out)?,
+        }
+        out.flush()?;
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
 /// Runs `vpcflow analyze`.
 pub fn run(args: AnalyzeArgs) -> Result<ExitCode> {
     match args.what {
@@ -73,21 +108,14 @@ pub fn run(args: AnalyzeArgs) -> Result<ExitCode> {
             for s in &a.threshold {
                 t.set(s)?;
             }
-            let c = &a.common;
-            let records = Records {
-                store: &c.store,
-                group: c.group.clone(),
-                topic: c.topic.clone(),
-                time: c.range.range()?,
-            };
-            let findings = attacks::find(&records, &t).context("analyze attacks")?;
-            let mut out = BufWriter::new(io::stdout().lock());
-            match c.format {
-                FormatArg::Table => write_table(&findings, &mut out)?,
-                FormatArg::Json => write_json(&findings, &mut out)?,
-            }
-            out.flush()?;
-            Ok(ExitCode::SUCCESS)
+            let findings = attacks::find(&a.common.records()?, &t).context("analyze attacks")?;
+            a.common.write(&findings)
+        }
+        What::Rules(a) => {
+            let inv = Inventory::read(&a.config)?;
+            let findings = rules::find(&a.common.records()?, &inv, &RuleThresholds::default())
+                .context("analyze rules")?;
+            a.common.write(&findings)
         }
     }
 }

@@ -228,3 +228,128 @@ fn a_bad_threshold_is_refused_by_name() {
         "{err}"
     );
 }
+
+/// `analyze rules --format json` over `store`.
+fn rule_findings(store: &Path) -> Vec<Value> {
+    let o = vpcflow()
+        .args(["analyze", "rules", "--format", "json", "--config"])
+        .arg(examples().join("vpc.toml"))
+        .arg("--store")
+        .arg(store)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8(o.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn unused_rules_over_two_runs_in_the_store_are_those_rule_stats_of_one_run_of_both_never_matched() {
+    let dir = tempfile::tempdir().unwrap();
+    let crafted = dir.path().join("crafted.pcap");
+    write_capture(&crafted, true).unwrap();
+    let demo = examples().join("vpc-demo.pcap");
+    let store = dir.path().join("store");
+    // Two runs into one store.
+    for capture in [&demo, &crafted] {
+        let o = vpcflow()
+            .args(["ingest", "--config"])
+            .arg(examples().join("vpc.toml"))
+            .arg("--store")
+            .arg(&store)
+            .arg(capture)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    // One run of both, with rule totals.
+    let stats = dir.path().join("stats.jsonl");
+    let o = vpcflow()
+        .args(["ingest", "--config"])
+        .arg(examples().join("vpc.toml"))
+        .arg("--rule-stats")
+        .arg(&stats)
+        .args(["-o", "/dev/null"])
+        .arg(&demo)
+        .arg(&crafted)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let specials = [
+        "default-deny",
+        "implicit-allow",
+        "stateful-return",
+        "tracked-connection",
+    ];
+    let mut never: Vec<(String, String, String)> = std::fs::read_to_string(&stats)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|r| r["matched"] == false)
+        .filter(|r| !specials.contains(&r["rule-id"].as_str().unwrap()))
+        .map(|r| {
+            (
+                r["decided-by"].as_str().unwrap().to_string(),
+                r["policy-id"].as_str().unwrap().to_string(),
+                r["rule-id"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    never.sort();
+    assert!(
+        !never.is_empty(),
+        "the example has rules the traffic never meets"
+    );
+
+    let found = rule_findings(&store);
+    let mut unused: Vec<(String, String, String)> = found
+        .iter()
+        .filter(|f| f["kind"] == "unused-rule")
+        .map(|f| {
+            (
+                f["decided-by"].as_str().unwrap().to_string(),
+                f["policy-id"].as_str().unwrap().to_string(),
+                f["rule-id"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    unused.sort();
+    assert_eq!(unused, never, "{found:#?}");
+
+    // What the deny rules rejected, with the top source: the scanner's
+    // telnet probe met the ACL's no-telnet rule.
+    let telnet = found
+        .iter()
+        .find(|f| {
+            f["kind"] == "denied-hits"
+                && f["rule-id"] == "no-telnet"
+                && f["flow-log-id"] == VPC_FLOW_LOG
+        })
+        .unwrap_or_else(|| panic!("no denied-hits of no-telnet: {found:#?}"));
+    assert_eq!(telnet["decided-by"], "acl-ingress");
+    let default_deny = found
+        .iter()
+        .find(|f| {
+            f["kind"] == "denied-hits"
+                && f["decided-by"] == "sg-ingress"
+                && f["rule-id"] == "default-deny"
+                && f["flow-log-id"] == VPC_FLOW_LOG
+        })
+        .unwrap_or_else(|| panic!("no default-deny hits: {found:#?}"));
+    assert_eq!(default_deny["srcaddr"], expect::SCANNER, "{default_deny}");
+    assert!(
+        default_deny["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("top sources: {} (", expect::SCANNER)),
+        "{default_deny}"
+    );
+    // The example's rules shadow none of each other.
+    assert!(
+        !found.iter().any(|f| f["kind"] == "shadowed-rule"),
+        "{found:#?}"
+    );
+}

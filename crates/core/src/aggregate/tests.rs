@@ -422,6 +422,7 @@ fn naive(
                                 direction: k.6,
                                 tcp_flag: None,
                                 rule: RuleRef::NONE,
+                                passed: RuleRef::NONE,
                             }),
                         ));
                     } else {

@@ -57,6 +57,7 @@ fn dns() -> RecordBody {
         direction: Direction::Egress,
         tcp_flag: None,
         rule: crate::policy::RuleRef::NONE,
+        passed: crate::policy::RuleRef::NONE,
     })
 }
 
