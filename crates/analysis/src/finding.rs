@@ -12,6 +12,7 @@ pub struct Finding {
     /// `port-scan`, `host-sweep`, `brute-force`, ...
     pub kind: &'static str,
     /// The flow log whose records show it.
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub flow_log_id: String,
     /// The port (`interface-id`), when the finding is about one.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -411,3 +411,60 @@ fn groups_and_topics_by_name_and_a_second_writer_is_refused() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("open for writing by another process"));
 }
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_store_written_before_a_field_existed_is_read_and_written_on() {
+    // Copied: a store takes a lock file and is written to below.
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let fixture =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/store-before-passed");
+    copy_dir(&fixture, &store);
+    // New records beside the old ones.
+    let o = vpcflow()
+        .args(["ingest", "--config"])
+        .arg(examples().join("vpc.toml"))
+        .arg("--store")
+        .arg(&store)
+        .args(["--window", "60"])
+        .arg(examples().join("vpc-demo.pcap"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // The old files' records have no passed-* values, the new ones do.
+    let csv = out(vpcflow().args(["query", "--store"]).arg(&store).args([
+        "--format",
+        "csv",
+        "--sql",
+        "SELECT \"end\" - start AS length, COUNT(*) AS records, COUNT(passed_rule_id) AS passed \
+         FROM records GROUP BY 1 ORDER BY 1",
+    ]));
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines[0], "length,records,passed");
+    let old: Vec<&str> = lines[2].split(',').collect();
+    let new: Vec<&str> = lines[1].split(',').collect();
+    assert_eq!((old[0], old[2]), ("600", "0"), "{csv}");
+    assert_eq!(new[0], "60", "{csv}");
+    assert!(new[2].parse::<u64>().unwrap() > 0, "{csv}");
+    // The analyses read both.
+    let o = vpcflow()
+        .args(["analyze", "rules", "--format", "json", "--config"])
+        .arg(examples().join("vpc.toml"))
+        .arg("--store")
+        .arg(&store)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
