@@ -17,19 +17,37 @@ pub struct Finding {
     /// The port (`interface-id`), when the finding is about one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub interface_id: Option<String>,
+    /// The subnet (`network-id`), when the finding is about one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network_id: Option<String>,
     /// Start of the capture window (Unix seconds).
     pub start: u64,
     /// Its end.
     pub end: u64,
+    /// `ingress` or `egress`, when the finding is about one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub direction: Option<String>,
+    /// `east-west` (the other end is in the port's VPC) or `north-south`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    /// The other end of a port's traffic (a top talker).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote: Option<String>,
     /// The source, when there is one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub srcaddr: Option<String>,
+    /// The destination (of a conversation).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dstaddr: Option<String>,
     /// The source port (for a reflection: the service reflected).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub srcport: Option<u64>,
-    /// The service port attacked.
+    /// The service port attacked (or of a conversation).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dstport: Option<u64>,
+    /// IANA protocol number (of a conversation).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<u64>,
     /// Distinct sources.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sources: Option<u64>,
@@ -88,9 +106,15 @@ pub fn write_table(findings: &[Finding], out: &mut impl Write) -> io::Result<()>
         "flow-log-id",
         "start",
         "interface-id",
+        "network-id",
+        "direction",
+        "scope",
+        "remote",
         "srcaddr",
+        "dstaddr",
         "srcport",
         "dstport",
+        "protocol",
         "sources",
         "dstaddrs",
         "dstports",
@@ -103,7 +127,7 @@ pub fn write_table(findings: &[Finding], out: &mut impl Write) -> io::Result<()>
         "rule-id",
         "detail",
     ];
-    let rows: Vec<[String; 18]> = findings
+    let rows: Vec<[String; 24]> = findings
         .iter()
         .map(|f| {
             [
@@ -111,9 +135,15 @@ pub fn write_table(findings: &[Finding], out: &mut impl Write) -> io::Result<()>
                 dash(&Some(f.flow_log_id.clone()).filter(|s| !s.is_empty())),
                 f.start.to_string(),
                 dash(&f.interface_id),
+                dash(&f.network_id),
+                dash(&f.direction),
+                dash(&f.scope),
+                dash(&f.remote),
                 dash(&f.srcaddr),
+                dash(&f.dstaddr),
                 num(f.srcport),
                 num(f.dstport),
+                num(f.protocol),
                 num(f.sources),
                 num(f.dstaddrs),
                 num(f.dstports),

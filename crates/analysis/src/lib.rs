@@ -1,5 +1,6 @@
-//! Analysis of the records in a log store, for the seed's uses: finding
-//! attacks ([`attacks`]) and tuning security groups and ACLs ([`rules`]).
+//! Analysis of the records in a log store, for the seed's three uses:
+//! tuning security groups and ACLs ([`rules`]), finding attacks
+//! ([`attacks`]) and seeing the direction of traffic ([`traffic`]).
 //!
 //! Every analysis is SQL pushed down to the store (grouping and counting run
 //! where the records are; only the answer, a few rows per finding, comes
@@ -12,6 +13,7 @@
 pub mod attacks;
 mod finding;
 pub mod rules;
+pub mod traffic;
 
 use std::path::Path;
 

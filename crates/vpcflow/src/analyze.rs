@@ -8,8 +8,10 @@ use anyhow::{Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use vpcflow_analysis::attacks::{self, Thresholds};
 use vpcflow_analysis::rules::{self, RuleThresholds};
+use vpcflow_analysis::traffic::{self, TrafficOptions};
 use vpcflow_analysis::{Finding, Records, write_json, write_table};
 use vpcflow_core::Inventory;
+use vpcflow_core::time::parse_duration_secs;
 
 use crate::query::RangeArgs;
 
@@ -28,6 +30,34 @@ enum What {
     /// Security-group and ACL rules against the traffic they saw: unused,
     /// shadowed and broad rules, and what deny rules rejected.
     Rules(RulesArgs),
+    /// The direction of traffic (ingress/egress, east-west/north-south),
+    /// top talkers and top conversations, per port and subnet, over time
+    /// buckets.
+    Traffic(TrafficArgs),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum RankArg {
+    Bytes,
+    Packets,
+}
+
+#[derive(Debug, Args)]
+struct TrafficArgs {
+    #[command(flatten)]
+    common: Common,
+    /// The inventory whose VPCs tell east-west from north-south (TOML).
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+    /// Time bucket (e.g. 10m, 1h, 1d); whole windows, by their start.
+    #[arg(long, value_name = "DURATION", default_value = "1h")]
+    bucket: String,
+    /// Talkers and conversations listed per port, subnet and bucket.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    top: u64,
+    /// Rank talkers and conversations by bytes or by packets.
+    #[arg(long, value_enum, default_value = "bytes")]
+    by: RankArg,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -109,6 +139,17 @@ pub fn run(args: AnalyzeArgs) -> Result<ExitCode> {
                 t.set(s)?;
             }
             let findings = attacks::find(&a.common.records()?, &t).context("analyze attacks")?;
+            a.common.write(&findings)
+        }
+        What::Traffic(a) => {
+            let inv = Inventory::read(&a.config)?;
+            let o = TrafficOptions {
+                bucket_secs: parse_duration_secs(&a.bucket)?,
+                top: a.top,
+                by_packets: matches!(a.by, RankArg::Packets),
+            };
+            let findings =
+                traffic::find(&a.common.records()?, &inv, &o).context("analyze traffic")?;
             a.common.write(&findings)
         }
         What::Rules(a) => {

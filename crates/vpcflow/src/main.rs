@@ -40,7 +40,8 @@ enum Command {
     /// Search the log store: field search, time range, SQL.
     Query(query::QueryArgs),
     #[cfg(feature = "store")]
-    /// Analyze the records in the log store: attacks.
+    /// Analyze the records in the log store: rules to tune, attacks, the
+    /// direction of traffic.
     Analyze(analyze::AnalyzeArgs),
     #[cfg(feature = "store")]
     /// Maintain the log store (retention).

@@ -353,3 +353,125 @@ fn unused_rules_over_two_runs_in_the_store_are_those_rule_stats_of_one_run_of_bo
         "{found:#?}"
     );
 }
+
+fn traffic(store: &Path, extra: &[&str]) -> Vec<Value> {
+    let o = vpcflow()
+        .args(["analyze", "traffic", "--format", "json", "--config"])
+        .arg(examples().join("vpc.toml"))
+        .arg("--store")
+        .arg(store)
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8(o.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn direction_talkers_and_conversations_add_up_to_the_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_of(dir.path(), true);
+    let rows = traffic(&store, &["--bucket", "1h", "--top", "3"]);
+    let of = |kind: &str, port: &str| -> Vec<&Value> {
+        rows.iter()
+            .filter(|r| {
+                r["kind"] == kind && r["interface-id"] == port && r["flow-log-id"] == VPC_FLOW_LOG
+            })
+            .collect()
+    };
+    // The direction rows of each port add up to its records, and the
+    // east-west ones to the traffic whose other end is in the VPC
+    // (192.168.0.0/16), counted here by a query of our own.
+    let sums = vpcflow()
+        .args(["query", "--format", "csv", "--store"])
+        .arg(&store)
+        .args([
+            "--sql",
+            &format!(
+                "SELECT interface_id, SUM(bytes), \
+                   SUM(CASE WHEN (CASE WHEN direction = 'ingress' THEN srcaddr ELSE dstaddr END) \
+                     LIKE '192.168.%' THEN bytes ELSE 0 END) \
+                 FROM records WHERE log_status = 'OK' AND flow_log_id = '{VPC_FLOW_LOG}' \
+                 GROUP BY interface_id"
+            ),
+        ])
+        .output()
+        .unwrap();
+    let sums = String::from_utf8(sums.stdout).unwrap();
+    let mut ports = 0;
+    for line in sums.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        let (total, east_west): (u64, u64) = (f[1].parse().unwrap(), f[2].parse().unwrap());
+        let d = of("direction", f[0]);
+        let sum = |pick: &dyn Fn(&&&Value) -> bool| -> u64 {
+            d.iter()
+                .filter(pick)
+                .map(|r| r["bytes"].as_u64().unwrap())
+                .sum()
+        };
+        assert_eq!(sum(&|_| true), total, "{}: {d:#?}", f[0]);
+        assert_eq!(
+            sum(&|r| r["scope"] == "east-west"),
+            east_west,
+            "{}: {d:#?}",
+            f[0]
+        );
+        assert!(
+            d.iter()
+                .all(|r| r["start"] == 1_699_999_200 && r["end"] == 1_700_002_800)
+        );
+        ports += 1;
+    }
+    assert_eq!(ports, 3, "{sums}");
+    // The db port's top talker is the flooder; web-1's top conversation is
+    // the brute force (30 connections to 22 from one source).
+    let talkers = of("top-talker", expect::DB);
+    assert_eq!(talkers[0]["remote"], expect::FLOODER, "{talkers:#?}");
+    assert_eq!(talkers[0]["packets"], expect::FLOOD_PACKETS);
+    assert!(talkers.len() <= 3);
+    let conversations = of("top-conversation", expect::WEB_1);
+    assert_eq!(
+        conversations[0]["srcaddr"],
+        expect::BRUTE_FORCER,
+        "{conversations:#?}"
+    );
+    assert_eq!(conversations[0]["dstport"], 22);
+    assert_eq!(
+        conversations[0]["connections"],
+        expect::BRUTE_FORCE_CONNECTIONS
+    );
+    // Per subnet too: the web subnet's rows add up to its two ports'.
+    let subnet: u64 = rows
+        .iter()
+        .filter(|r| {
+            r["kind"] == "direction"
+                && r["network-id"] == "93f4cb2d-0e0e-4e2d-a705-e3817bd7ca45"
+                && r["flow-log-id"] == VPC_FLOW_LOG
+        })
+        .map(|r| r["bytes"].as_u64().unwrap())
+        .sum();
+    let web: u64 = [expect::WEB_1, expect::WEB_2]
+        .iter()
+        .flat_map(|p| of("direction", p))
+        .map(|r| r["bytes"].as_u64().unwrap())
+        .sum();
+    assert_eq!(subnet, web);
+    // One-minute buckets split the two minutes; ranking by packets puts the
+    // reflectors' 600-datagram flows first at web-2.
+    let minutes = traffic(&store, &["--bucket", "60s", "--by", "packets"]);
+    let starts: std::collections::BTreeSet<u64> = minutes
+        .iter()
+        .map(|r| r["start"].as_u64().unwrap())
+        .collect();
+    assert_eq!(starts.into_iter().collect::<Vec<_>>(), [START, START + 60]);
+    let first = minutes
+        .iter()
+        .find(|r| r["kind"] == "top-conversation" && r["interface-id"] == expect::WEB_2)
+        .unwrap();
+    assert_eq!(first["srcport"], Value::Null);
+    assert_eq!(first["packets"], 600, "{first}");
+}
