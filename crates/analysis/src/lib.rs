@@ -16,9 +16,11 @@ pub mod rules;
 pub mod traffic;
 
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 pub use finding::{Finding, write_json, write_table};
-use vpcflow_store::{Query, StoreError, TimeRange};
+use vpcflow_store::{Query, QueryLimits, StoreError, TimeRange};
 
 /// What went wrong in an analysis.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +47,29 @@ pub struct Records<'a> {
     pub topic: Option<String>,
     /// Only windows overlapping this range.
     pub time: TimeRange,
+    /// For a tenant: the queries see only the one log topic (`group` and
+    /// `topic` must be ids).
+    pub confined: bool,
+    /// What each query may take.
+    pub limits: QueryLimits,
+    /// Set by the caller when the answer is no longer wanted.
+    pub cancel: Option<Arc<AtomicBool>>,
+}
+
+impl<'a> Records<'a> {
+    /// Every record of the store at `store`, unconfined, with the default
+    /// limits.
+    pub fn of(store: &'a Path) -> Records<'a> {
+        Records {
+            store,
+            group: None,
+            topic: None,
+            time: TimeRange::default(),
+            confined: false,
+            limits: QueryLimits::default(),
+            cancel: None,
+        }
+    }
 }
 
 /// One row of an answer, its columns as text (`None`: SQL null).
@@ -76,6 +101,9 @@ impl Records<'_> {
             topic: self.topic.clone(),
             time: self.time,
             sql: Some(sql),
+            confined: self.confined,
+            limits: self.limits,
+            cancel: self.cancel.clone(),
             ..Query::default()
         };
         let result = q.run(self.store)?;

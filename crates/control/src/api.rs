@@ -26,7 +26,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::broadcast::error::RecvError;
 use tower::ServiceExt;
 
-use crate::data::{DataError, DataPlane, RecordsQuery};
+use crate::data::{AnalysisKind, AnalysisQuery, DataError, DataPlane, RecordsQuery};
 use crate::db::ControlDb;
 use crate::model::{FlowLogFilter, FlowLogUpdate, NewFlowLog, Page};
 use crate::resources::{KINDS, Kind, parse_body};
@@ -356,6 +356,10 @@ pub fn router(state: AppState) -> Router {
             get(records),
         )
         .route(
+            "/v1/{project_id}/log-groups/{log_group_id}/log-topics/{log_topic_id}/analysis/{kind}",
+            get(analysis),
+        )
+        .route(
             "/v1/{project_id}/log-groups/{log_group_id}/log-topics/{log_topic_id}/tail",
             get(tail),
         )
@@ -594,6 +598,78 @@ async fn records(
         })??;
     drop(running);
     Ok(Json(json!(page)))
+}
+
+/// Most rows of a top list an analysis may be asked for.
+pub const ANALYSIS_TOP_MAX: u64 = 1000;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AnalysisParams {
+    since: Option<String>,
+    until: Option<String>,
+    last: Option<String>,
+    thresholds: Option<String>,
+    bucket: Option<String>,
+    top: Option<u64>,
+    by: Option<String>,
+}
+
+/// `vpcflow analyze` of one log topic, against the project's model.
+async fn analysis(
+    State(state): State<AppState>,
+    Path((project, group, topic, kind)): Path<(String, String, String, String)>,
+    q: Result<Query<AnalysisParams>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(p) = q.map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "VPC.3001",
+            format!("query: {}", e.body_text()),
+        )
+    })?;
+    let kind = AnalysisKind::parse(&kind).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "VPC.3001",
+            format!(
+                "analysis: '{kind}' is not one of {}",
+                AnalysisKind::NAMES.join(", ")
+            ),
+        )
+    })?;
+    if let Some(top) = p.top
+        && !(1..=ANALYSIS_TOP_MAX).contains(&top)
+    {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "VPC.3001",
+            format!("top: {top} is not 1 to {ANALYSIS_TOP_MAX}"),
+        ));
+    }
+    topic_of(&state.db, &project, &group, &topic).await?;
+    let inventory = state.db.project_inventory(&project).await?;
+    let running = RunningQuery::start(&state, &project)?;
+    let query = AnalysisQuery {
+        cancel: running.cancel.clone(),
+        log_group_id: group,
+        log_topic_id: topic,
+        since: p.since,
+        until: p.until,
+        last: p.last,
+        thresholds: p.thresholds,
+        bucket: p.bucket,
+        top: p.top,
+        by: p.by,
+    };
+    let data = state.data.clone();
+    let report = tokio::task::spawn_blocking(move || data.analyze(kind, &inventory, &query))
+        .await
+        .map_err(|e| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "VPC.3000", e.to_string())
+        })??;
+    drop(running);
+    Ok(Json(json!(report)))
 }
 
 /// Server-sent events: one `window` event per closed window with records

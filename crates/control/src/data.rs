@@ -70,6 +70,65 @@ pub struct RecordsQuery {
     pub cancel: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
+/// Which analysis of a log topic's records (`vpcflow analyze`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnalysisKind {
+    /// Unused, shadowed and broad rules, deny hits.
+    Rules,
+    /// Scans, sweeps, brute force, floods, reflection, denied bursts.
+    Attacks,
+    /// Direction split, top talkers and conversations.
+    Traffic,
+}
+
+impl AnalysisKind {
+    /// Every kind's path segment.
+    pub const NAMES: [&'static str; 3] = ["rules", "attacks", "traffic"];
+
+    /// The kind of a path segment.
+    pub fn parse(s: &str) -> Option<AnalysisKind> {
+        match s {
+            "rules" => Some(AnalysisKind::Rules),
+            "attacks" => Some(AnalysisKind::Attacks),
+            "traffic" => Some(AnalysisKind::Traffic),
+            _ => None,
+        }
+    }
+}
+
+/// An analysis of one log topic (ids checked to be the caller's).
+#[derive(Debug, Clone, Default)]
+pub struct AnalysisQuery {
+    /// Log group id.
+    pub log_group_id: String,
+    /// Log topic id.
+    pub log_topic_id: String,
+    /// Windows ending after this instant (RFC 3339 or Unix s).
+    pub since: Option<String>,
+    /// Windows starting before this instant.
+    pub until: Option<String>,
+    /// The last duration (`15m`, `2h`, `7d`), instead of since.
+    pub last: Option<String>,
+    /// Attack thresholds, `NAME=VALUE,NAME=VALUE`.
+    pub thresholds: Option<String>,
+    /// Traffic: the time bucket (`1h`).
+    pub bucket: Option<String>,
+    /// Traffic: rows per top list.
+    pub top: Option<u64>,
+    /// Traffic: rank by `bytes` or `packets`.
+    pub by: Option<String>,
+    /// Set when the answer is no longer wanted (the client went away).
+    pub cancel: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// What an analysis found.
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
+pub struct AnalysisReport {
+    /// Findings, as `vpcflow analyze --format json` writes them.
+    #[schema(value_type = Vec<Object>)]
+    pub findings: Vec<serde_json::Value>,
+}
+
 /// One page of a records query.
 #[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct RecordsPage {
@@ -110,6 +169,14 @@ pub trait DataPlane: Send + Sync + 'static {
     fn check_capture_head(&self, head: &[u8]) -> Result<(), DataError>;
     /// Runs a query confined to one log topic.
     fn query(&self, query: &RecordsQuery) -> Result<RecordsPage, DataError>;
+    /// Analyzes one log topic's records against `inventory` (the project's
+    /// model).
+    fn analyze(
+        &self,
+        kind: AnalysisKind,
+        inventory: &Inventory,
+        query: &AnalysisQuery,
+    ) -> Result<AnalysisReport, DataError>;
     /// Prometheus text of the data plane's counters.
     fn metrics(&self) -> String;
     /// Every window's records from now on, as they are written.

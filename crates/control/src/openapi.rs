@@ -10,7 +10,7 @@ use serde_json::{Map, Value, json};
 use utoipa::PartialSchema;
 
 use crate::api::{RESOURCE_KINDS, collection_path};
-use crate::data::{IngestReport, RecordsPage, TailWindow};
+use crate::data::{AnalysisKind, AnalysisReport, IngestReport, RecordsPage, TailWindow};
 use crate::model::{CreateFields, FlowLog, MAX_PAGE, UpdateFields};
 use crate::resources::Kind;
 
@@ -235,6 +235,7 @@ pub fn document() -> Value {
     schemas.insert("FlowLogUpdate".into(), schema_of::<UpdateFields>());
     schemas.insert("IngestReport".into(), schema_of::<IngestReport>());
     schemas.insert("RecordsPage".into(), schema_of::<RecordsPage>());
+    schemas.insert("AnalysisReport".into(), schema_of::<AnalysisReport>());
     schemas.insert("TailWindow".into(), schema_of::<TailWindow>());
 
     let project = "/v1/{project_id}";
@@ -319,6 +320,30 @@ pub fn document() -> Value {
         json!({"get": {"summary": "Query a log topic's records (search, time range, SQL over `records`), by pages",
             "parameters": record_params,
             "responses": responses(ok_json(reference("RecordsPage")), &[BAD, MISSING, BUSY])}}),
+    );
+    let mut analysis_params = vec![
+        path_param("project_id"),
+        path_param("log_group_id"),
+        path_param("id"),
+        json!({"name": "kind", "in": "path", "required": true,
+               "schema": {"type": "string", "enum": AnalysisKind::NAMES}}),
+    ];
+    for p in ["since", "until", "last", "thresholds", "bucket"] {
+        analysis_params.push(query_param(p, json!({"type": "string"})));
+    }
+    analysis_params.push(query_param(
+        "top",
+        json!({"type": "integer", "minimum": 1, "maximum": crate::api::ANALYSIS_TOP_MAX}),
+    ));
+    analysis_params.push(query_param(
+        "by",
+        json!({"type": "string", "enum": ["bytes", "packets"]}),
+    ));
+    paths.insert(
+        format!("{project}/log-groups/{{log_group_id}}/log-topics/{{id}}/analysis/{{kind}}"),
+        json!({"get": {"summary": "Analyze a log topic's records: `rules` (unused, shadowed, broad rules, deny hits), `attacks` (scans, sweeps, brute force, floods, reflection, denied bursts; `thresholds` as NAME=VALUE,...), `traffic` (direction split, top talkers and conversations per `bucket`)",
+            "parameters": analysis_params,
+            "responses": responses(ok_json(reference("AnalysisReport")), &[BAD, MISSING, BUSY])}}),
     );
     paths.insert(
         format!("{project}/log-groups/{{log_group_id}}/log-topics/{{id}}/tail"),

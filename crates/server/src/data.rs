@@ -15,7 +15,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::broadcast;
 use vpcflow_capture::{CaptureFile, Ending, MergedCaptures};
 use vpcflow_control::data::{
-    DataError, DataPlane, IngestReport, RecordsPage, RecordsQuery, TailWindow,
+    AnalysisKind, AnalysisQuery, AnalysisReport, DataError, DataPlane, IngestReport, RecordsPage,
+    RecordsQuery, TailWindow,
 };
 use vpcflow_core::aggregate::{AggregatorConfig, ClosedWindow};
 use vpcflow_core::format::{self, Format};
@@ -102,6 +103,30 @@ fn invalid(field: &str, e: &dyn Display) -> DataError {
     DataError::Invalid(format!("{field}: {e}"))
 }
 
+/// The range of an API query's `since`, `until` and `last` (which counts
+/// back from now and replaces `since`).
+fn time_range(
+    since: Option<&str>,
+    until: Option<&str>,
+    last: Option<&str>,
+) -> Result<TimeRange, DataError> {
+    let mut time = TimeRange {
+        since: since
+            .map(parse_instant)
+            .transpose()
+            .map_err(|e| invalid("since", &e))?,
+        until: until
+            .map(parse_instant)
+            .transpose()
+            .map_err(|e| invalid("until", &e))?,
+    };
+    if let Some(last) = last {
+        let secs = parse_duration_secs(last).map_err(|e| invalid("last", &e))?;
+        time.since = Some(SystemClock.now().secs().saturating_sub(secs));
+    }
+    Ok(time)
+}
+
 impl DataPlane for StoreDataPlane {
     fn check_capture_head(&self, head: &[u8]) -> Result<(), DataError> {
         vpcflow_capture::check_head("the uploaded capture", head)
@@ -153,25 +178,70 @@ impl DataPlane for StoreDataPlane {
         Ok(report)
     }
 
-    fn query(&self, q: &RecordsQuery) -> Result<RecordsPage, DataError> {
-        let mut time = TimeRange {
-            since: q
-                .since
-                .as_deref()
-                .map(parse_instant)
-                .transpose()
-                .map_err(|e| invalid("since", &e))?,
-            until: q
-                .until
-                .as_deref()
-                .map(parse_instant)
-                .transpose()
-                .map_err(|e| invalid("until", &e))?,
+    fn analyze(
+        &self,
+        kind: AnalysisKind,
+        inventory: &Inventory,
+        q: &AnalysisQuery,
+    ) -> Result<AnalysisReport, DataError> {
+        use vpcflow_analysis::{AnalysisError, Records, attacks, rules, traffic};
+        let records = Records {
+            group: Some(q.log_group_id.clone()),
+            topic: Some(q.log_topic_id.clone()),
+            time: time_range(q.since.as_deref(), q.until.as_deref(), q.last.as_deref())?,
+            confined: true,
+            limits: self.query_limits,
+            cancel: Some(q.cancel.clone()),
+            ..Records::of(self.store.root())
         };
-        if let Some(last) = &q.last {
-            let secs = parse_duration_secs(last).map_err(|e| invalid("last", &e))?;
-            time.since = Some(SystemClock.now().secs().saturating_sub(secs));
-        }
+        let found = match kind {
+            AnalysisKind::Rules => rules::find(&records, inventory, &Default::default()),
+            AnalysisKind::Attacks => {
+                let mut t = attacks::Thresholds::default();
+                for s in q.thresholds.iter().flat_map(|s| s.split(',')) {
+                    t.set(s).map_err(|e| invalid("thresholds", &e))?;
+                }
+                attacks::find(&records, &t)
+            }
+            AnalysisKind::Traffic => {
+                let mut o = traffic::TrafficOptions::default();
+                if let Some(b) = &q.bucket {
+                    o.bucket_secs = parse_duration_secs(b).map_err(|e| invalid("bucket", &e))?;
+                }
+                if let Some(top) = q.top {
+                    o.top = top;
+                }
+                o.by_packets = match q.by.as_deref() {
+                    None | Some("bytes") => false,
+                    Some("packets") => true,
+                    Some(other) => {
+                        return Err(invalid("by", &format!("'{other}' is not bytes or packets")));
+                    }
+                };
+                traffic::find(&records, inventory, &o)
+            }
+        };
+        let findings = match found {
+            Ok(f) => f,
+            // A topic nothing was written to yet.
+            Err(AnalysisError::Store(StoreError::NotFound { .. })) => Vec::new(),
+            Err(AnalysisError::Store(e @ StoreError::Limit(_))) => {
+                return Err(DataError::Invalid(e.to_string()));
+            }
+            Err(e @ AnalysisError::Threshold(_)) => return Err(DataError::Invalid(e.to_string())),
+            Err(e) => return Err(failed(&e)),
+        };
+        Ok(AnalysisReport {
+            findings: findings
+                .iter()
+                .map(serde_json::to_value)
+                .collect::<Result<_, _>>()
+                .map_err(|e| failed(&e))?,
+        })
+    }
+
+    fn query(&self, q: &RecordsQuery) -> Result<RecordsPage, DataError> {
+        let time = time_range(q.since.as_deref(), q.until.as_deref(), q.last.as_deref())?;
         let filter = q
             .search
             .as_deref()

@@ -112,10 +112,10 @@ struct RulesArgs {
 impl Common {
     fn records(&self) -> Result<Records<'_>> {
         Ok(Records {
-            store: &self.store,
             group: self.group.clone(),
             topic: self.topic.clone(),
             time: self.range.range()?,
+            ..Records::of(&self.store)
         })
     }
 

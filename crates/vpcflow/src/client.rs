@@ -396,6 +396,70 @@ pub struct RecordsArgs {
     offset: Option<usize>,
 }
 
+/// Flags of `vpcflow analysis`.
+#[derive(Debug, Args)]
+pub struct AnalysisArgs {
+    #[command(flatten)]
+    endpoint: Endpoint,
+    /// `rules`, `attacks` or `traffic` (as `vpcflow analyze`).
+    #[arg(value_parser = ["rules", "attacks", "traffic"])]
+    kind: String,
+    /// The log group.
+    #[arg(long)]
+    log_group_id: String,
+    /// The log topic.
+    #[arg(long)]
+    log_topic_id: String,
+    /// Windows ending after (RFC 3339 or Unix seconds).
+    #[arg(long)]
+    since: Option<String>,
+    /// Windows starting before.
+    #[arg(long)]
+    until: Option<String>,
+    /// The last duration (`15m`, `2h`, `7d`).
+    #[arg(long)]
+    last: Option<String>,
+    /// Attacks: thresholds, `NAME=VALUE,NAME=VALUE`.
+    #[arg(long)]
+    thresholds: Option<String>,
+    /// Traffic: the time bucket (`1h`).
+    #[arg(long)]
+    bucket: Option<String>,
+    /// Traffic: rows per top list.
+    #[arg(long)]
+    top: Option<u64>,
+    /// Traffic: rank by `bytes` or `packets`.
+    #[arg(long)]
+    by: Option<String>,
+}
+
+/// Runs `vpcflow analysis`.
+pub fn run_analysis(args: AnalysisArgs) -> Result<ExitCode> {
+    let mut q: Vec<(&str, String)> = Vec::new();
+    for (k, v) in [
+        ("since", args.since),
+        ("until", args.until),
+        ("last", args.last),
+        ("thresholds", args.thresholds),
+        ("bucket", args.bucket),
+        ("top", args.top.map(|n| n.to_string())),
+        ("by", args.by),
+    ] {
+        if let Some(v) = v {
+            q.push((k, v));
+        }
+    }
+    args.endpoint.call(
+        "GET",
+        &format!(
+            "log-groups/{}/log-topics/{}/analysis/{}",
+            args.log_group_id, args.log_topic_id, args.kind
+        ),
+        &q,
+        None,
+    )
+}
+
 /// Runs `vpcflow records`.
 pub fn run_records(args: RecordsArgs) -> Result<ExitCode> {
     let mut q: Vec<(&str, String)> = Vec::new();

@@ -68,6 +68,10 @@ enum Command {
     #[cfg(feature = "server")]
     /// A log topic's records through the API (search, time range, SQL).
     Records(client::RecordsArgs),
+    #[cfg(feature = "server")]
+    /// Analyze a log topic's records through the API (rules, attacks,
+    /// traffic).
+    Analysis(client::AnalysisArgs),
     #[cfg(feature = "store")]
     /// One records query of `vpcflow serve`, isolated (internal).
     #[command(name = vpcflow_store::worker::WORKER_COMMAND, hide = true)]
@@ -98,6 +102,8 @@ fn main() -> ExitCode {
         Command::Capture(args) => client::run_capture(args),
         #[cfg(feature = "server")]
         Command::Records(args) => client::run_records(args),
+        #[cfg(feature = "server")]
+        Command::Analysis(args) => client::run_analysis(args),
         #[cfg(feature = "store")]
         Command::QueryWorker => Ok(vpcflow_store::worker::worker_main()),
     };
