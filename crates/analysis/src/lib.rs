@@ -13,6 +13,7 @@
 pub mod attacks;
 mod finding;
 pub mod rules;
+pub mod suggest;
 pub mod traffic;
 
 use std::path::Path;
@@ -28,6 +29,9 @@ pub enum AnalysisError {
     /// The store refused or failed the query.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The inventory file, or the suggestion made of it, is not valid.
+    #[error("inventory: {0}")]
+    Inventory(String),
     /// A threshold name or value that is not one.
     #[error("threshold {0}")]
     Threshold(String),

@@ -286,12 +286,44 @@ fn breadth(
     None
 }
 
-/// Every rule finding over `records`, for the rules of `inv`.
-pub fn find(
+/// An allow rule whose use was narrower than what it allows.
+#[derive(Debug, Clone)]
+pub struct BroadRule {
+    /// (decided-by, policy-id, rule-id).
+    pub key: (String, String, String),
+    /// Flows, packets and bytes it decided or passed, and its first and
+    /// last window.
+    pub hits: (u64, u64, u64, u64, u64),
+    /// The remote prefix it allows, when that is broad and few used it.
+    pub net: Option<IpNet>,
+    /// The remote addresses that used it (set when `net` is).
+    pub used_addresses: Vec<std::net::IpAddr>,
+    /// How many ports it allows, when that is broad and few were used.
+    pub port_span: Option<u64>,
+    /// The destination ports used (set when `port_span` is).
+    pub used_ports: Vec<u16>,
+}
+
+/// How the inventory's rules were used over the records.
+#[derive(Debug, Clone, Default)]
+pub struct Usage {
+    /// The range the records cover (first window start, last window end).
+    pub start: u64,
+    /// Its end.
+    pub end: u64,
+    /// Rules of the inventory that decided nothing and let nothing pass:
+    /// (decided-by, policy-id, rule-id).
+    pub unused: Vec<(String, String, String)>,
+    /// Allow rules used much more narrowly than they allow.
+    pub broad: Vec<BroadRule>,
+}
+
+/// How the rules of `inv` were used in `records`.
+pub fn usage(
     records: &Records<'_>,
     inv: &Inventory,
     t: &RuleThresholds,
-) -> Result<Vec<Finding>, AnalysisError> {
+) -> Result<Usage, AnalysisError> {
     let span = records.sql("SELECT MIN(start), MAX(\"end\") FROM records".into())?;
     let (start, end) = match span.first() {
         Some(r) if r.opt_text(0).is_some() => (r.u64(0)?, r.u64(1)?),
@@ -300,8 +332,6 @@ pub fn find(
             records.time.until.unwrap_or(0),
         ),
     };
-    let mut out = shadowed(inv, start, end);
-
     // Hits of every rule, both checks, over every flow log.
     let hits = records.sql(format!(
         "SELECT stage, policy, rule, COUNT(*), SUM(packets), SUM(bytes), MIN(start), MAX(\"end\"), \
@@ -335,7 +365,11 @@ pub fn find(
         "stateful-return",
         "tracked-connection",
     ];
-    let mut broad = Vec::new();
+    let mut u = Usage {
+        start,
+        end,
+        ..Usage::default()
+    };
     for (_, info) in table.iter() {
         if specials.contains(&info.id.as_str()) {
             continue;
@@ -346,42 +380,38 @@ pub fn find(
             info.id.clone(),
         );
         match hit.get(&key) {
-            None => out.push(Finding {
-                kind: "unused-rule",
-                start,
-                end,
-                decided_by: Some(key.0),
-                policy_id: Some(key.1),
-                rule_id: Some(key.2),
-                connections: Some(0),
-                packets: Some(0),
-                bytes: Some(0),
-                detail: Some("decided nothing and let nothing pass in the range".into()),
-                ..Finding::default()
-            }),
+            None => u.unused.push(key),
             Some(&h) => {
                 let Some((net, port_span)) = breadth(inv, t, &key) else {
                     continue;
                 };
-                let narrow_net = net.filter(|_| h.remotes <= t.broad_used_addresses);
-                let narrow_ports = port_span.filter(|_| h.ports <= t.broad_used_ports);
-                if narrow_net.is_some() || narrow_ports.is_some() {
-                    broad.push((key, h, narrow_net, narrow_ports));
+                let net = net.filter(|_| h.remotes <= t.broad_used_addresses);
+                let port_span = port_span.filter(|_| h.ports <= t.broad_used_ports);
+                if net.is_some() || port_span.is_some() {
+                    u.broad.push(BroadRule {
+                        key,
+                        hits: (h.flows, h.packets, h.bytes, h.first, h.last),
+                        net,
+                        used_addresses: Vec::new(),
+                        port_span,
+                        used_ports: Vec::new(),
+                    });
                 }
             }
         }
     }
     // The observed use of the broad rules (few values each, by the test
     // above).
-    if !broad.is_empty() {
-        let wanted: Vec<String> = broad
+    if !u.broad.is_empty() {
+        let wanted: Vec<String> = u
+            .broad
             .iter()
-            .map(|(k, ..)| {
+            .map(|b| {
                 format!(
                     "(stage = {} AND policy = {} AND rule = {})",
-                    quote(&k.0),
-                    quote(&k.1),
-                    quote(&k.2)
+                    quote(&b.key.0),
+                    quote(&b.key.1),
+                    quote(&b.key.2)
                 )
             })
             .collect();
@@ -391,65 +421,97 @@ pub fn find(
              FROM ({BOTH_CHECKS}) WHERE {}",
             wanted.join(" OR ")
         ))?;
-        let mut remotes: HashMap<RuleKey, BTreeMap<String, ()>> = HashMap::new();
-        let mut ports: HashMap<RuleKey, HashSet<u64>> = HashMap::new();
+        let mut addresses: HashMap<RuleKey, BTreeMap<std::net::IpAddr, ()>> = HashMap::new();
+        let mut ports: HashMap<RuleKey, HashSet<u16>> = HashMap::new();
         for r in &used {
             let key = (
                 r.text(0)?.to_string(),
                 r.text(1)?.to_string(),
                 r.text(2)?.to_string(),
             );
-            if let Some(a) = r.opt_text(3) {
-                remotes.entry(key.clone()).or_default().insert(a, ());
+            if let Some(a) = r.opt_text(3).and_then(|a| a.parse().ok()) {
+                addresses.entry(key.clone()).or_default().insert(a, ());
             }
             if let Some(p) = r.opt_text(4).and_then(|p| p.parse().ok()) {
                 ports.entry(key).or_default().insert(p);
             }
         }
-        for (key, h, net, span) in broad {
-            let mut said = Vec::new();
-            if let Some(net) = net {
-                let used: Vec<&String> = remotes
-                    .get(&key)
-                    .map(|m| m.keys().collect())
+        for b in &mut u.broad {
+            if b.net.is_some() {
+                b.used_addresses = addresses
+                    .get(&b.key)
+                    .map(|m| m.keys().copied().collect())
                     .unwrap_or_default();
-                said.push(format!(
-                    "allows {net}, used by {} address(es): {}",
-                    used.len(),
-                    used.iter()
-                        .map(|s| s.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ));
             }
-            if let Some(span) = span {
-                let mut used: Vec<u64> = ports
-                    .get(&key)
+            if b.port_span.is_some() {
+                let mut used: Vec<u16> = ports
+                    .get(&b.key)
                     .map(|s| s.iter().copied().collect())
                     .unwrap_or_default();
                 used.sort_unstable();
-                said.push(format!(
-                    "allows {span} ports, used: {}",
-                    used.iter()
-                        .map(u64::to_string)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ));
+                b.used_ports = used;
             }
-            out.push(Finding {
-                kind: "broad-rule",
-                start: h.first,
-                end: h.last,
-                decided_by: Some(key.0),
-                policy_id: Some(key.1),
-                rule_id: Some(key.2),
-                connections: Some(h.flows),
-                packets: Some(h.packets),
-                bytes: Some(h.bytes),
-                detail: Some(said.join("; ")),
-                ..Finding::default()
-            });
         }
+    }
+    Ok(u)
+}
+
+fn join<T: ToString>(v: &[T]) -> String {
+    v.iter().map(T::to_string).collect::<Vec<_>>().join(", ")
+}
+
+/// Every rule finding over `records`, for the rules of `inv`.
+pub fn find(
+    records: &Records<'_>,
+    inv: &Inventory,
+    t: &RuleThresholds,
+) -> Result<Vec<Finding>, AnalysisError> {
+    let u = usage(records, inv, t)?;
+    let mut out = shadowed(inv, u.start, u.end);
+    for key in &u.unused {
+        out.push(Finding {
+            kind: "unused-rule",
+            start: u.start,
+            end: u.end,
+            decided_by: Some(key.0.clone()),
+            policy_id: Some(key.1.clone()),
+            rule_id: Some(key.2.clone()),
+            connections: Some(0),
+            packets: Some(0),
+            bytes: Some(0),
+            detail: Some("decided nothing and let nothing pass in the range".into()),
+            ..Finding::default()
+        });
+    }
+    for b in &u.broad {
+        let mut said = Vec::new();
+        if let Some(net) = b.net {
+            said.push(format!(
+                "allows {net}, used by {} address(es): {}",
+                b.used_addresses.len(),
+                join(&b.used_addresses)
+            ));
+        }
+        if let Some(span) = b.port_span {
+            said.push(format!(
+                "allows {span} ports, used: {}",
+                join(&b.used_ports)
+            ));
+        }
+        let (flows, packets, bytes, first, last) = b.hits;
+        out.push(Finding {
+            kind: "broad-rule",
+            start: first,
+            end: last,
+            decided_by: Some(b.key.0.clone()),
+            policy_id: Some(b.key.1.clone()),
+            rule_id: Some(b.key.2.clone()),
+            connections: Some(flows),
+            packets: Some(packets),
+            bytes: Some(bytes),
+            detail: Some(said.join("; ")),
+            ..Finding::default()
+        });
     }
     out.extend(denied(records, t)?);
     out.sort_by(|a, b| {

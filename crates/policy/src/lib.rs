@@ -221,16 +221,22 @@ impl PolicyEngine {
     /// Evaluates the rules for a flow of inventory port `port`, ignoring
     /// connection state.
     pub fn evaluate(&self, port: usize, direction: Direction, flow: &FlowQuery<'_>) -> Decision {
+        self.evaluate_tuple(port, direction, &flow.tuple)
+    }
+
+    /// [`evaluate`](Self::evaluate) of a bare 5-tuple (a stored record's,
+    /// replayed against proposed rules).
+    pub fn evaluate_tuple(&self, port: usize, direction: Direction, tuple: &FiveTuple) -> Decision {
         let p = &self.inv.ports[port];
         let dir = match direction {
             Direction::Ingress => RuleDirection::Ingress,
             Direction::Egress => RuleDirection::Egress,
         };
-        let sg = || evaluate::security_groups(self, &p.security_groups, dir, &flow.tuple);
+        let sg = || evaluate::security_groups(self, &p.security_groups, dir, tuple);
         let acl = || {
             self.inv.subnets[p.subnet]
                 .network_acl
-                .map(|a| evaluate::network_acl(self, a, p.subnet, dir, &flow.tuple))
+                .map(|a| evaluate::network_acl(self, a, p.subnet, dir, tuple))
         };
         // SPEC §2: egress meets the groups first, ingress the ACL first.
         let (first, second) = match dir {

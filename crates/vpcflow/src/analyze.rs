@@ -107,6 +107,12 @@ struct RulesArgs {
     /// The inventory whose rules are analyzed (TOML).
     #[arg(long, value_name = "FILE")]
     config: PathBuf,
+    /// Write a least-privilege inventory derived from the range's accepted
+    /// traffic to FILE (unused allow rules removed, broad ones narrowed to
+    /// their use), once replaying the range's accepted flows through it
+    /// rejects none of them; prints the changes instead of the findings.
+    #[arg(long, value_name = "FILE")]
+    suggest: Option<PathBuf>,
 }
 
 impl Common {
@@ -151,6 +157,40 @@ pub fn run(args: AnalyzeArgs) -> Result<ExitCode> {
             let findings =
                 traffic::find(&a.common.records()?, &inv, &o).context("analyze traffic")?;
             a.common.write(&findings)
+        }
+        What::Rules(a) if a.suggest.is_some() => {
+            let out = a.suggest.as_deref().unwrap_or(std::path::Path::new("-"));
+            let text = std::fs::read_to_string(&a.config)
+                .with_context(|| format!("reading {}", a.config.display()))?;
+            let s = vpcflow_analysis::suggest::suggest(
+                &a.common.records()?,
+                &a.config.display().to_string(),
+                &text,
+                &RuleThresholds::default(),
+            )
+            .context("analyze rules --suggest")?;
+            let mut shown = s.changes.clone();
+            shown.extend(s.newly_rejected.iter().cloned());
+            a.common.write(&shown)?;
+            if !s.newly_rejected.is_empty() {
+                anyhow::bail!(
+                    "the suggestion would reject {} of the {} flows the range accepted (listed above): not written",
+                    s.newly_rejected.len(),
+                    s.checked
+                );
+            }
+            // Whole or not at all: a temporary file renamed over the target.
+            let tmp = out.with_extension("toml.tmp");
+            std::fs::write(&tmp, &s.toml)
+                .and_then(|()| std::fs::rename(&tmp, out))
+                .with_context(|| format!("writing {}", out.display()))?;
+            eprintln!(
+                "vpcflow: {} change(s); the {} flow(s) the range accepted by a rule are all accepted by the suggestion; written to {}",
+                s.changes.len(),
+                s.checked,
+                out.display()
+            );
+            Ok(ExitCode::SUCCESS)
         }
         What::Rules(a) => {
             let inv = Inventory::read(&a.config)?;

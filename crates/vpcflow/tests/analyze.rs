@@ -5,6 +5,7 @@
 //! ordinary blamed, thresholds respected, and ordinary traffic alone must
 //! give no finding.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde_json::Value;
@@ -474,4 +475,123 @@ fn direction_talkers_and_conversations_add_up_to_the_records() {
         .unwrap();
     assert_eq!(first["srcport"], Value::Null);
     assert_eq!(first["packets"], 600, "{first}");
+}
+
+/// `ingest --format json` of `captures` with `config`: action by flow and
+/// window.
+fn actions(config: &Path, captures: &[&Path]) -> BTreeMap<String, String> {
+    let o = vpcflow()
+        .args(["ingest", "--format", "json", "--config"])
+        .arg(config)
+        .args(captures)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8(o.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|r| r["log-status"] == "OK" && r["flow-log-id"] == VPC_FLOW_LOG)
+        .map(|r| {
+            let key = [
+                "start",
+                "interface-id",
+                "direction",
+                "srcaddr",
+                "dstaddr",
+                "srcport",
+                "dstport",
+                "protocol",
+            ]
+            .map(|k| r[k].to_string())
+            .join(" ");
+            (key, r["action"].as_str().unwrap().to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn a_suggested_least_privilege_inventory_still_accepts_everything_the_traffic_needed() {
+    let dir = tempfile::tempdir().unwrap();
+    let crafted = dir.path().join("crafted.pcap");
+    write_capture(&crafted, true).unwrap();
+    let demo = examples().join("vpc-demo.pcap");
+    let config = examples().join("vpc.toml");
+    let store = dir.path().join("store");
+    for capture in [&demo, &crafted] {
+        let o = vpcflow()
+            .args(["ingest", "--config"])
+            .arg(&config)
+            .arg("--store")
+            .arg(&store)
+            .arg(capture)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let suggested = dir.path().join("suggested.toml");
+    let o = vpcflow()
+        .args(["analyze", "rules", "--format", "json", "--config"])
+        .arg(&config)
+        .arg("--store")
+        .arg(&store)
+        .arg("--suggest")
+        .arg(&suggested)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("are all accepted by the suggestion"), "{err}");
+    let changes: Vec<Value> = String::from_utf8(o.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        changes.iter().all(|c| c["kind"] == "suggested-change"),
+        "{changes:#?}"
+    );
+    let text = std::fs::read_to_string(&suggested).unwrap();
+    // Narrower: the web tier's all-egress rule is one rule per address it
+    // reached; the unused db egress rule is gone; the rest of the file,
+    // comments included, is as written.
+    let web_egress = changes
+        .iter()
+        .find(|c| c["rule-id"] == "6c5b4a39-8e7f-4d21-b0a9-c8d7e6f5a4b3/4")
+        .unwrap_or_else(|| panic!("{changes:#?}"));
+    assert!(
+        web_egress["detail"]
+            .as_str()
+            .unwrap()
+            .contains("one per address"),
+        "{web_egress}"
+    );
+    assert!(
+        text.contains("remote_ip_prefix = \"192.0.2.123\""),
+        "{text}"
+    );
+    assert!(
+        !text.contains("0.0.0.0/0\"\naction = \"allow\"\npriority = 100"),
+        "{text}"
+    );
+    assert!(text.contains("# Web tier: SSH from the office"), "{text}");
+    let original = std::fs::read_to_string(&config).unwrap();
+    assert!(text.len() != original.len());
+
+    // Replayed for real: every flow the original accepted, the suggestion
+    // accepts.
+    let before = actions(&config, &[&demo, &crafted]);
+    let after = actions(&suggested, &[&demo, &crafted]);
+    let mut accepted = 0;
+    for (flow, action) in &before {
+        if action == "ACCEPT" {
+            accepted += 1;
+            assert_eq!(
+                after.get(flow).map(String::as_str),
+                Some("ACCEPT"),
+                "{flow}"
+            );
+        }
+    }
+    assert!(accepted > 100, "{accepted}");
 }
