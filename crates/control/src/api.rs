@@ -647,6 +647,17 @@ async fn analysis(
             format!("top: {top} is not 1 to {ANALYSIS_TOP_MAX}"),
         ));
     }
+    // Checked whatever the kind, as the document states them.
+    if let Some(by) = &p.by
+        && by != "bytes"
+        && by != "packets"
+    {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "VPC.3001",
+            format!("by: '{by}' is not bytes or packets"),
+        ));
+    }
     topic_of(&state.db, &project, &group, &topic).await?;
     let inventory = state.db.project_inventory(&project).await?;
     let running = RunningQuery::start(&state, &project)?;

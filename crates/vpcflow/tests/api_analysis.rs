@@ -124,6 +124,7 @@ fn a_topics_rules_attacks_and_traffic_through_the_api() {
         ),
         ("/traffic?top=0", "top: 0 is not 1 to 1000"),
         ("/traffic?by=flows", "'flows' is not bytes or packets"),
+        ("/rules?by=null", "'null' is not bytes or packets"),
         ("/traffic?bucket=soon", "bucket"),
         ("/rules?since=yesterday", "since"),
         ("/rules?color=red", "unknown field"),
