@@ -78,7 +78,7 @@ const BOTH_CHECKS: &str = "SELECT decided_by AS stage, policy_id AS policy, rule
 type RuleKey = (String, String, String);
 
 /// What one rule did over the range (both checks).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 struct Hits {
     flows: u64,
     packets: u64,
@@ -316,6 +316,8 @@ pub struct Usage {
     pub unused: Vec<(String, String, String)>,
     /// Allow rules used much more narrowly than they allow.
     pub broad: Vec<BroadRule>,
+    /// What every rule that was hit did.
+    hits: HashMap<RuleKey, Hits>,
 }
 
 /// How the rules of `inv` were used in `records`.
@@ -453,7 +455,40 @@ pub fn usage(
             }
         }
     }
+    u.hits = hit;
     Ok(u)
+}
+
+/// What every rule of `inv` (and every implicit decision) decided or let
+/// pass over `records`, in rule-table order: `--rule-stats` over the
+/// store's range instead of one run.
+pub fn hits(records: &Records<'_>, inv: &Inventory) -> Result<Vec<Finding>, AnalysisError> {
+    let u = usage(records, inv, &RuleThresholds::default())?;
+    let table = RuleTable::from_inventory(inv);
+    Ok(table
+        .iter()
+        .map(|(_, info)| {
+            let key = (
+                info.stage.as_str().to_string(),
+                info.owner.clone(),
+                info.id.clone(),
+            );
+            let h = u.hits.get(&key).copied();
+            let c = h.unwrap_or_default();
+            Finding {
+                kind: "rule-hits",
+                start: h.map_or(u.start, |h| h.first),
+                end: h.map_or(u.end, |h| h.last),
+                decided_by: Some(key.0),
+                policy_id: Some(key.1),
+                rule_id: Some(key.2),
+                connections: Some(c.flows),
+                packets: Some(c.packets),
+                bytes: Some(c.bytes),
+                ..Finding::default()
+            }
+        })
+        .collect())
 }
 
 fn join<T: ToString>(v: &[T]) -> String {

@@ -232,6 +232,14 @@ fn bench_store(dir: &std::path::Path, records: u64, per_window: u64) -> Result<(
         }],
         ..Default::default()
     };
+    // The example's rules, so each record names a deciding rule and the
+    // one it passed (the analyses group by them).
+    let example = vpcflow_core::Inventory::from_toml(
+        "examples/vpc.toml",
+        include_str!("../../../examples/vpc.toml"),
+    )?;
+    topology.rules = vpcflow_core::rules::RuleTable::from_inventory(&example);
+    let rule_count = topology.rules.len() as u64 - 1;
     for p in 0..2_000u32 {
         topology.push_port(PortInfo {
             id: format!("port-{p:05}"),
@@ -312,8 +320,8 @@ fn bench_store(dir: &std::path::Path, records: u64, per_window: u64) -> Result<(
                         Direction::Ingress
                     },
                     tcp_flag: (proto == IpProtocol::TCP).then_some(TcpFlag::Established),
-                    rule: RuleRef::NONE,
-                    passed: RuleRef::NONE,
+                    rule: RuleRef(1 + ((r >> 8) % rule_count) as u16),
+                    passed: RuleRef(((r >> 16) % (rule_count + 1)) as u16),
                 }),
             });
         }

@@ -111,8 +111,13 @@ struct RulesArgs {
     /// traffic to FILE (unused allow rules removed, broad ones narrowed to
     /// their use), once replaying the range's accepted flows through it
     /// rejects none of them; prints the changes instead of the findings.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "hits")]
     suggest: Option<PathBuf>,
+    /// Instead of findings: what every rule decided or let pass over the
+    /// range (flows, packets, bytes, first and last window), as
+    /// `ingest --rule-stats` does for one run.
+    #[arg(long)]
+    hits: bool,
 }
 
 impl Common {
@@ -191,6 +196,11 @@ pub fn run(args: AnalyzeArgs) -> Result<ExitCode> {
                 out.display()
             );
             Ok(ExitCode::SUCCESS)
+        }
+        What::Rules(a) if a.hits => {
+            let inv = Inventory::read(&a.config)?;
+            let found = rules::hits(&a.common.records()?, &inv).context("analyze rules --hits")?;
+            a.common.write(&found)
         }
         What::Rules(a) => {
             let inv = Inventory::read(&a.config)?;

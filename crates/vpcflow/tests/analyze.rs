@@ -595,3 +595,62 @@ fn a_suggested_least_privilege_inventory_still_accepts_everything_the_traffic_ne
     }
     assert!(accepted > 100, "{accepted}");
 }
+
+#[test]
+fn rule_hits_over_the_store_equal_rule_stats_of_one_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = examples().join("vpc-demo.pcap");
+    let config = examples().join("vpc.toml");
+    let store = dir.path().join("store");
+    let o = vpcflow()
+        .args(["ingest", "--config"])
+        .arg(&config)
+        .arg("--store")
+        .arg(&store)
+        .arg(&demo)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stats = dir.path().join("stats.jsonl");
+    let o = vpcflow()
+        .args(["ingest", "--config"])
+        .arg(&config)
+        .arg("--rule-stats")
+        .arg(&stats)
+        .args(["-o", "/dev/null"])
+        .arg(&demo)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // The topic of the VPC flow log, which keeps every flow of the demo
+    // (the db port's reject-only flow log writes a second topic).
+    let o = vpcflow()
+        .args(["analyze", "rules", "--hits", "--format", "json", "--config"])
+        .arg(&config)
+        .arg("--store")
+        .arg(&store)
+        .args(["--topic", "a1b2c3d4-0000-4000-8000-000000000002"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let hits: Vec<Value> = String::from_utf8(o.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let key = |v: &Value, flows: &str| {
+        format!(
+            "{} {} {} {} {} {}",
+            v["decided-by"], v["policy-id"], v["rule-id"], v[flows], v["packets"], v["bytes"]
+        )
+    };
+    // Every rule, in the same order, with the same counts.
+    let stats: Vec<String> = std::fs::read_to_string(&stats)
+        .unwrap()
+        .lines()
+        .map(|l| key(&serde_json::from_str(l).unwrap(), "flows"))
+        .collect();
+    let hits: Vec<String> = hits.iter().map(|h| key(h, "connections")).collect();
+    assert_eq!(hits, stats);
+    assert!(hits.iter().any(|h| !h.ends_with(" 0 0 0")), "{hits:#?}");
+}

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The analyses' benchmark (issue 14): `vpcflow analyze attacks` and
+# `vpcflow analyze rules` over a store of generated records (10 million by
+# default, written through the real writer by `vpcflow-tools bench store`),
+# each the best of 3 runs, beside the same attack groupings written by hand
+# in DuckDB over the same files (the baseline, measured in the same run).
+#
+#   bench/analyze.sh [RECORDS]      (default 10000000)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+records=${1:-10000000}
+./scripts/setup.sh test >/dev/null
+target=${CARGO_TARGET_DIR:-target}
+cargo build --release -q -p vpcflow -p vpcflow-tools
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+"$target/release/vpcflow-tools" bench store --store "$work/store" --records "$records" | head -1
+best() {
+    local best=""
+    for _ in 1 2 3; do
+        local t0 t1
+        t0=$(date +%s.%N)
+        "$@" >"$work/out" 2>"$work/err" || { cat "$work/err" >&2; exit 1; }
+        t1=$(date +%s.%N)
+        best=$(python3 -c "import sys; a=float(sys.argv[1])-float(sys.argv[2]); b=sys.argv[3]; print(a if not b or a<float(b) else b)" "$t1" "$t0" "$best")
+    done
+    echo "$best"
+}
+attacks=$(best "$target/release/vpcflow" analyze attacks --store "$work/store" --format json)
+echo "vpcflow analyze attacks: $attacks s ($(wc -l <"$work/out") findings)"
+rules=$(best "$target/release/vpcflow" analyze rules --config examples/vpc.toml --store "$work/store" --format json)
+echo "vpcflow analyze rules: $rules s ($(wc -l <"$work/out") findings)"
+python3 - "$work/store" "$attacks" <<'PY'
+import sys, time, duckdb
+store, ours = sys.argv[1], float(sys.argv[2])
+con = duckdb.connect()
+con.execute(f"CREATE VIEW records AS SELECT * FROM read_parquet('{store}/**/*.parquet', hive_partitioning = true)")
+ok = "log_status = 'OK' AND direction = 'ingress'"
+m = "count(DISTINCT srcaddr), count(DISTINCT dstaddr), count(DISTINCT dstport), count(*), sum(packets), sum(bytes), min(action), max(action)"
+queries = [
+    f"SELECT start, \"end\", flow_log_id, interface_id, srcaddr, {m} FROM records WHERE {ok} AND protocol IN (6, 17) GROUP BY ALL HAVING count(DISTINCT dstport) >= 20",
+    f"SELECT start, \"end\", flow_log_id, srcaddr, {m} FROM records WHERE {ok} GROUP BY ALL HAVING count(DISTINCT dstaddr) >= 3 AND sum(packets) <= 3 * count(*)",
+    f"SELECT start, \"end\", flow_log_id, interface_id, srcaddr, dstport, {m} FROM records WHERE {ok} AND protocol = 6 AND dstport IN (21, 22, 23, 25, 110, 143, 445, 1433, 3306, 3389, 5432, 5900, 6379, 27017) GROUP BY ALL HAVING count(*) >= 20 AND sum(packets) <= 30 * count(*)",
+    f"SELECT start, \"end\", flow_log_id, interface_id, dstport, {m} FROM records WHERE {ok} AND protocol = 6 AND tcp_flag = 'syn_sent' GROUP BY ALL HAVING count(*) >= 200 AND count(DISTINCT srcaddr) >= 20",
+    f"SELECT start, \"end\", flow_log_id, interface_id, dstport, {m} FROM records WHERE {ok} AND protocol = 17 GROUP BY ALL HAVING sum(packets) >= 1000 * max(\"end\" - start)",
+    f"SELECT start, \"end\", flow_log_id, interface_id, srcport, {m} FROM records WHERE {ok} AND protocol = 17 AND srcport IN (17, 19, 53, 111, 123, 137, 161, 389, 1900, 3702, 5353, 11211) GROUP BY ALL HAVING sum(bytes) >= 100000 * max(\"end\" - start) AND count(DISTINCT srcaddr) >= 3",
+    f"SELECT start, \"end\", flow_log_id, interface_id, {m} FROM records WHERE log_status = 'OK' AND action = 'REJECT' GROUP BY ALL",
+]
+best = None
+for _ in range(3):
+    t = time.perf_counter()
+    for q in queries:
+        con.execute(q).fetchall()
+    d = time.perf_counter() - t
+    best = d if best is None else min(best, d)
+print(f"duckdb, the attack groupings by hand: {best:.3f} s; vpcflow analyze attacks / duckdb = {ours / best:.2f}")
+PY
