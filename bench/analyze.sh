@@ -14,7 +14,8 @@ target=${CARGO_TARGET_DIR:-target}
 cargo build --release -q -p vpcflow -p vpcflow-tools
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-"$target/release/vpcflow-tools" bench store --store "$work/store" --records "$records" | head -1
+"$target/release/vpcflow-tools" bench store --store "$work/store" --records "$records" >"$work/write"
+head -1 "$work/write"
 best() {
     local best=""
     for _ in 1 2 3; do

@@ -167,6 +167,11 @@ struct Detector {
     keys: &'static [Key],
     /// A condition on ingress OK records.
     filter: String,
+    /// A cheap condition on the group that `having` implies (counts and
+    /// sums only): the groups that meet it are few, and only their records
+    /// are grouped again with the distinct counts, which cost a hash set
+    /// per group (10 million groups of one record each took 9 GB).
+    candidates: String,
     /// A condition on the group.
     having: String,
 }
@@ -185,12 +190,17 @@ fn detectors(t: &Thresholds) -> Vec<Detector> {
             kind: "port-scan",
             keys: &[Key::FlowLog, Key::Port, Key::Source],
             filter: "protocol IN (6, 17)".into(),
+            candidates: format!("COUNT(*) >= {}", t.port_scan_dstports),
             having: format!("COUNT(DISTINCT dstport) >= {}", t.port_scan_dstports),
         },
         Detector {
             kind: "host-sweep",
             keys: &[Key::FlowLog, Key::Source],
             filter: "TRUE".into(),
+            candidates: format!(
+                "COUNT(*) >= {} AND SUM(packets) <= {} * COUNT(*)",
+                t.host_sweep_dstaddrs, t.host_sweep_packets_per_flow
+            ),
             having: format!(
                 "COUNT(DISTINCT dstaddr) >= {} AND SUM(packets) <= {} * COUNT(*)",
                 t.host_sweep_dstaddrs, t.host_sweep_packets_per_flow
@@ -203,15 +213,17 @@ fn detectors(t: &Thresholds) -> Vec<Detector> {
                 "protocol = 6 AND dstport IN ({})",
                 list(&BRUTE_FORCE_SERVICES)
             ),
-            having: format!(
+            candidates: format!(
                 "COUNT(*) >= {} AND SUM(packets) <= {} * COUNT(*)",
                 t.brute_force_connections, t.brute_force_packets_per_connection
             ),
+            having: "TRUE".into(),
         },
         Detector {
             kind: "syn-flood",
             keys: &[Key::FlowLog, Key::Port, Key::ServicePort],
             filter: "protocol = 6 AND tcp_flag = 'syn_sent'".into(),
+            candidates: format!("COUNT(*) >= {}", t.syn_flood_flows.max(t.syn_flood_sources)),
             having: format!(
                 "COUNT(*) >= {} AND COUNT(DISTINCT srcaddr) >= {}",
                 t.syn_flood_flows, t.syn_flood_sources
@@ -221,7 +233,8 @@ fn detectors(t: &Thresholds) -> Vec<Detector> {
             kind: "udp-flood",
             keys: &[Key::FlowLog, Key::Port, Key::ServicePort],
             filter: "protocol = 17".into(),
-            having: format!("SUM(packets) >= {} * MAX(\"end\" - start)", t.udp_flood_pps),
+            candidates: format!("SUM(packets) >= {} * MAX(\"end\" - start)", t.udp_flood_pps),
+            having: "TRUE".into(),
         },
         Detector {
             kind: "udp-reflection",
@@ -230,10 +243,11 @@ fn detectors(t: &Thresholds) -> Vec<Detector> {
                 "protocol = 17 AND srcport IN ({})",
                 list(&REFLECTION_SERVICES)
             ),
-            having: format!(
-                "SUM(bytes) >= {} * MAX(\"end\" - start) AND COUNT(DISTINCT srcaddr) >= {}",
+            candidates: format!(
+                "SUM(bytes) >= {} * MAX(\"end\" - start) AND COUNT(*) >= {}",
                 t.udp_reflection_bytes_per_second, t.udp_reflection_sources
             ),
+            having: format!("COUNT(DISTINCT srcaddr) >= {}", t.udp_reflection_sources),
         },
     ]
 }
@@ -257,13 +271,33 @@ fn group_key(row: &Row, columns: usize) -> String {
         .join("\u{1f}")
 }
 
-/// Per group (window and `keys`) of OK records meeting `condition`: the
-/// rule that decided most of its packets (for an attack that got in, the
-/// allow rule to tighten).
+/// The OK records meeting `condition` whose group (window and `keys`)
+/// meets `candidates`, as a relation to select from.
+fn scoped(keys: &[&str], condition: &str, candidates: &str) -> String {
+    let mut on = vec!["records.start = c.k_start".to_string()];
+    let mut picked = vec!["start AS k_start".to_string()];
+    for k in keys {
+        picked.push(format!("{k} AS k_{k}"));
+        on.push(format!("records.{k} = c.k_{k}"));
+    }
+    let by = keys.join(", ");
+    format!(
+        "(SELECT records.* FROM records JOIN (\
+           SELECT {} FROM records WHERE log_status = 'OK' AND {condition} \
+           GROUP BY start, {by} HAVING {candidates}) AS c ON {} \
+         WHERE log_status = 'OK' AND {condition}) AS scoped",
+        picked.join(", "),
+        on.join(" AND ")
+    )
+}
+
+/// Per group (window and `keys`) of the records of `from`: the rule that
+/// decided most of its packets (for an attack that got in, the allow rule
+/// to tighten).
 fn top_rules(
     records: &Records<'_>,
     keys: &str,
-    condition: &str,
+    from: &str,
     columns: usize,
 ) -> Result<HashMap<String, (String, String)>, AnalysisError> {
     let rows = records.sql(format!(
@@ -271,7 +305,7 @@ fn top_rules(
            SELECT start, \"end\", {keys}, policy_id, rule_id, ROW_NUMBER() OVER (\
              PARTITION BY start, \"end\", {keys} \
              ORDER BY SUM(packets) DESC, COUNT(*) DESC, policy_id, rule_id) AS rank \
-           FROM records WHERE log_status = 'OK' AND {condition} \
+           FROM {from} \
            GROUP BY start, \"end\", {keys}, policy_id, rule_id) WHERE rank = 1"
     ))?;
     Ok(rows
@@ -289,24 +323,23 @@ fn top_rules(
 }
 
 fn run_detector(records: &Records<'_>, d: &Detector) -> Result<Vec<Finding>, AnalysisError> {
-    let keys = d
-        .keys
-        .iter()
-        .map(|k| k.column())
-        .collect::<Vec<_>>()
-        .join(", ");
+    let columns: Vec<&str> = d.keys.iter().map(|k| k.column()).collect();
+    let keys = columns.join(", ");
+    let from = scoped(
+        &columns,
+        &format!("direction = 'ingress' AND ({})", d.filter),
+        &d.candidates,
+    );
     let rows = records.sql(format!(
-        "SELECT start, \"end\", {keys}, {MEASURES} FROM records \
-         WHERE log_status = 'OK' AND direction = 'ingress' AND ({}) \
+        "SELECT start, \"end\", {keys}, {MEASURES} FROM {from} \
          GROUP BY start, \"end\", {keys} HAVING {}",
-        d.filter, d.having
+        d.having
     ))?;
     if rows.is_empty() {
         return Ok(Vec::new());
     }
     let columns = 2 + d.keys.len();
-    let condition = format!("direction = 'ingress' AND ({})", d.filter);
-    let rules = top_rules(records, &keys, &condition, columns)?;
+    let rules = top_rules(records, &keys, &from, columns)?;
     let mut out = Vec::with_capacity(rows.len());
     for r in &rows {
         let mut f = Finding {
@@ -355,21 +388,33 @@ fn denied_bursts(records: &Records<'_>, t: &Thresholds) -> Result<Vec<Finding>, 
         .collect::<Result<_, AnalysisError>>()?;
     let filter = "action = 'REJECT'";
     let keys = "flow_log_id, interface_id";
-    let rows = records.sql(format!(
-        "SELECT {keys}, start, \"end\", {MEASURES} FROM records \
-         WHERE log_status = 'OK' AND {filter} GROUP BY start, \"end\", {keys}"
-    ))?;
+    // Every port's REJECT flows over the range (its baseline), then the
+    // measures of the windows that reach the threshold.
     let mut total: HashMap<String, u64> = HashMap::new();
-    for r in &rows {
-        *total.entry(group_key(r, 2)).or_default() += r.u64(7)?;
+    for r in &records.sql(format!(
+        "SELECT {keys}, COUNT(*) FROM records WHERE log_status = 'OK' AND {filter} GROUP BY {keys}"
+    ))? {
+        total.insert(group_key(r, 2), r.u64(2)?);
     }
+    let from = scoped(
+        &["flow_log_id", "interface_id"],
+        filter,
+        &format!("COUNT(*) >= {}", t.denied_burst_flows),
+    );
+    let rows = records.sql(format!(
+        "SELECT {keys}, start, \"end\", {MEASURES} FROM {from} GROUP BY start, \"end\", {keys}"
+    ))?;
     let mut out = Vec::new();
     let mut rules = None;
     for r in &rows {
         let port = group_key(r, 2);
         let flows = r.u64(7)?;
         let others = windows.get(&port).copied().unwrap_or(1).saturating_sub(1);
-        let rest = total[&port] - flows;
+        let rest = total
+            .get(&port)
+            .copied()
+            .unwrap_or(flows)
+            .saturating_sub(flows);
         // flows >= factor x (rest / others), kept in integers.
         let spike = others == 0 || flows * others >= t.denied_burst_factor * rest;
         if flows < t.denied_burst_flows || !spike {
@@ -377,7 +422,7 @@ fn denied_bursts(records: &Records<'_>, t: &Thresholds) -> Result<Vec<Finding>, 
         }
         let rules = match &mut rules {
             Some(r) => r,
-            None => rules.insert(top_rules(records, keys, filter, 4)?),
+            None => rules.insert(top_rules(records, keys, &from, 4)?),
         };
         let start = r.u64(2)?;
         let end = r.u64(3)?;

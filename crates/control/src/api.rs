@@ -395,7 +395,8 @@ fn wrap(key: &str, v: Value) -> Json<Value> {
     Json(Value::Object(m))
 }
 
-fn page_of(q: Result<Query<Page>, QueryRejection>) -> Result<Page, ApiError> {
+/// A request's query parameters, or a 400 naming what is wrong with them.
+fn params<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
     q.map(|Query(p)| p).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -403,6 +404,10 @@ fn page_of(q: Result<Query<Page>, QueryRejection>) -> Result<Page, ApiError> {
             format!("query: {}", e.body_text()),
         )
     })
+}
+
+fn page_of(q: Result<Query<Page>, QueryRejection>) -> Result<Page, ApiError> {
+    params(q)
 }
 
 /// `GET` (list) and `POST` (create) of a kind's collection.
@@ -552,13 +557,7 @@ async fn records(
     Path((project, group, topic)): Path<(String, String, String)>,
     q: Result<Query<RecordsParams>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let Query(p) = q.map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "VPC.3001",
-            format!("query: {}", e.body_text()),
-        )
-    })?;
+    let p = params(q)?;
     topic_of(&state.db, &project, &group, &topic).await?;
     let limit = p.limit.unwrap_or(RECORDS_PAGE);
     if !(1..=RECORDS_PAGE_MAX).contains(&limit) {
@@ -621,13 +620,7 @@ async fn analysis(
     Path((project, group, topic, kind)): Path<(String, String, String, String)>,
     q: Result<Query<AnalysisParams>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let Query(p) = q.map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "VPC.3001",
-            format!("query: {}", e.body_text()),
-        )
-    })?;
+    let p = params(q)?;
     let kind = AnalysisKind::parse(&kind).ok_or_else(|| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -884,13 +877,7 @@ async fn authenticate(State(gate): State<Gate>, req: Request, next: Next) -> Res
 }
 
 fn filter_of(q: Result<Query<FlowLogFilter>, QueryRejection>) -> Result<FlowLogFilter, ApiError> {
-    q.map(|Query(f)| f).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "VPC.3001",
-            format!("query: {}", e.body_text()),
-        )
-    })
+    params(q)
 }
 
 async fn create_flow_log(
@@ -950,13 +937,7 @@ async fn quotas(
     Path(project): Path<String>,
     query: Result<Query<QuotaQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let Query(q) = query.map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "VPC.3001",
-            format!("query: {}", e.body_text()),
-        )
-    })?;
+    let q = params(query)?;
     let known = std::iter::once("flow_log")
         .chain(KINDS.iter().map(|k| k.quota_type()))
         .collect::<Vec<_>>();

@@ -14,6 +14,44 @@ use vpcflow_tools::attacks::{START, expect, write_capture};
 mod common;
 use common::{examples, vpcflow};
 
+/// Runs `vpcflow` with `args`, which must succeed; its stdout.
+fn run_ok<S: AsRef<std::ffi::OsStr>>(args: impl IntoIterator<Item = S>) -> String {
+    let o = vpcflow().args(args).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8(o.stdout).unwrap()
+}
+
+/// `ingest --config CONFIG --store STORE [EXTRA] CAPTURE`.
+fn ingest_into(config: &Path, store: &Path, extra: &[&str], capture: &Path) {
+    let mut args = vec![
+        "ingest".as_ref(),
+        "--config".as_ref(),
+        config.as_os_str(),
+        "--store".as_ref(),
+        store.as_os_str(),
+    ];
+    args.extend(extra.iter().map(std::ffi::OsStr::new));
+    args.push(capture.as_os_str());
+    run_ok(args);
+}
+
+/// `analyze KIND --format json [--config CONFIG] --store STORE [EXTRA]`:
+/// its findings.
+fn analyze(kind: &str, config: Option<&Path>, store: &Path, extra: &[&str]) -> Vec<Value> {
+    let mut args: Vec<&std::ffi::OsStr> = ["analyze", kind, "--format", "json"]
+        .map(std::ffi::OsStr::new)
+        .to_vec();
+    if let Some(c) = config {
+        args.extend(["--config".as_ref(), c.as_os_str()]);
+    }
+    args.extend(["--store".as_ref(), store.as_os_str()]);
+    args.extend(extra.iter().map(std::ffi::OsStr::new));
+    run_ok(args)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 /// The example's VPC-wide flow log (traffic type all).
 const VPC_FLOW_LOG: &str = "f49f2c7a-1d3e-4b5c-9a8b-7c6d5e4f3a21";
 
@@ -21,31 +59,17 @@ fn store_of(dir: &Path, with_attacks: bool) -> std::path::PathBuf {
     let capture = dir.join("capture.pcap");
     write_capture(&capture, with_attacks).unwrap();
     let store = dir.join("store");
-    let o = vpcflow()
-        .args(["ingest", "--config"])
-        .arg(examples().join("vpc.toml"))
-        .args(["--window", "60", "--store"])
-        .arg(&store)
-        .arg(&capture)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    ingest_into(
+        &examples().join("vpc.toml"),
+        &store,
+        &["--window", "60"],
+        &capture,
+    );
     store
 }
 
 fn findings(store: &Path, extra: &[&str]) -> Vec<Value> {
-    let o = vpcflow()
-        .args(["analyze", "attacks", "--format", "json", "--store"])
-        .arg(store)
-        .args(extra)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    String::from_utf8(o.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    analyze("attacks", None, store, extra)
 }
 
 /// (kind, interface-id, srcaddr, srcport, dstport) of each finding of the
@@ -232,19 +256,7 @@ fn a_bad_threshold_is_refused_by_name() {
 
 /// `analyze rules --format json` over `store`.
 fn rule_findings(store: &Path) -> Vec<Value> {
-    let o = vpcflow()
-        .args(["analyze", "rules", "--format", "json", "--config"])
-        .arg(examples().join("vpc.toml"))
-        .arg("--store")
-        .arg(store)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    String::from_utf8(o.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    analyze("rules", Some(&examples().join("vpc.toml")), store, &[])
 }
 
 #[test]
@@ -256,15 +268,7 @@ fn unused_rules_over_two_runs_in_the_store_are_those_rule_stats_of_one_run_of_bo
     let store = dir.path().join("store");
     // Two runs into one store.
     for capture in [&demo, &crafted] {
-        let o = vpcflow()
-            .args(["ingest", "--config"])
-            .arg(examples().join("vpc.toml"))
-            .arg("--store")
-            .arg(&store)
-            .arg(capture)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        ingest_into(&examples().join("vpc.toml"), &store, &[], capture);
     }
     // One run of both, with rule totals.
     let stats = dir.path().join("stats.jsonl");
@@ -356,20 +360,7 @@ fn unused_rules_over_two_runs_in_the_store_are_those_rule_stats_of_one_run_of_bo
 }
 
 fn traffic(store: &Path, extra: &[&str]) -> Vec<Value> {
-    let o = vpcflow()
-        .args(["analyze", "traffic", "--format", "json", "--config"])
-        .arg(examples().join("vpc.toml"))
-        .arg("--store")
-        .arg(store)
-        .args(extra)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    String::from_utf8(o.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    analyze("traffic", Some(&examples().join("vpc.toml")), store, extra)
 }
 
 #[test]
@@ -519,15 +510,7 @@ fn a_suggested_least_privilege_inventory_still_accepts_everything_the_traffic_ne
     let config = examples().join("vpc.toml");
     let store = dir.path().join("store");
     for capture in [&demo, &crafted] {
-        let o = vpcflow()
-            .args(["ingest", "--config"])
-            .arg(&config)
-            .arg("--store")
-            .arg(&store)
-            .arg(capture)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        ingest_into(&config, &store, &[], capture);
     }
     let suggested = dir.path().join("suggested.toml");
     let o = vpcflow()
@@ -602,15 +585,7 @@ fn rule_hits_over_the_store_equal_rule_stats_of_one_run() {
     let demo = examples().join("vpc-demo.pcap");
     let config = examples().join("vpc.toml");
     let store = dir.path().join("store");
-    let o = vpcflow()
-        .args(["ingest", "--config"])
-        .arg(&config)
-        .arg("--store")
-        .arg(&store)
-        .arg(&demo)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    ingest_into(&config, &store, &[], &demo);
     let stats = dir.path().join("stats.jsonl");
     let o = vpcflow()
         .args(["ingest", "--config"])
