@@ -76,6 +76,11 @@ impl<'a> Records<'a> {
     }
 }
 
+/// `'text'` as an SQL literal.
+fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
 /// One row of an answer, its columns as text (`None`: SQL null).
 #[derive(Debug, Clone)]
 struct Row(Vec<Option<String>>);

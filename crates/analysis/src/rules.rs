@@ -28,7 +28,7 @@ use vpcflow_core::inventory::rules::{
 use vpcflow_core::rules::{RuleTable, Stage};
 use vpcflow_policy::evaluation_order;
 
-use crate::{AnalysisError, Finding, Records};
+use crate::{AnalysisError, Finding, Records, quote};
 
 /// When an allow rule counts as broad.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,11 +59,6 @@ impl Default for RuleThresholds {
             denied_top_sources: 5,
         }
     }
-}
-
-/// `'text'` as an SQL literal.
-fn quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
 }
 
 /// The records' rule columns, both checks: one row per (flow, check).

@@ -13,7 +13,7 @@
 
 use vpcflow_core::Inventory;
 
-use crate::{AnalysisError, Finding, Records, Row};
+use crate::{AnalysisError, Finding, Records, Row, quote};
 
 /// How `analyze traffic` groups and ranks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,11 +35,6 @@ impl Default for TrafficOptions {
             by_packets: false,
         }
     }
-}
-
-/// `'text'` as an SQL literal.
-fn quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
 }
 
 /// The other end of a record's traffic.
