@@ -13,7 +13,7 @@ use vpcflow_analysis::{Finding, Records, write_json, write_table};
 use vpcflow_core::Inventory;
 use vpcflow_core::time::parse_duration_secs;
 
-use crate::query::RangeArgs;
+use crate::query::RecordsScope;
 
 /// Flags of `vpcflow analyze`.
 #[derive(Debug, Args)]
@@ -69,17 +69,8 @@ enum FormatArg {
 /// The records an analysis reads, and how it prints.
 #[derive(Debug, Args)]
 struct Common {
-    /// The log store.
-    #[arg(long, value_name = "DIR", default_value = "vpcflow-store")]
-    store: PathBuf,
-    /// Only this log group (id or name).
-    #[arg(long, value_name = "ID|NAME")]
-    group: Option<String>,
-    /// Only this log topic (id or name).
-    #[arg(long, value_name = "ID|NAME")]
-    topic: Option<String>,
     #[command(flatten)]
-    range: RangeArgs,
+    scope: RecordsScope,
     /// Output format: a table, or one JSON object per line.
     #[arg(long, value_enum, default_value = "table")]
     format: FormatArg,
@@ -123,10 +114,10 @@ struct RulesArgs {
 impl Common {
     fn records(&self) -> Result<Records<'_>> {
         Ok(Records {
-            group: self.group.clone(),
-            topic: self.topic.clone(),
-            time: self.range.range()?,
-            ..Records::of(&self.store)
+            group: self.scope.group.clone(),
+            topic: self.scope.topic.clone(),
+            time: self.scope.range.range()?,
+            ..Records::of(&self.scope.store)
         })
     }
 

@@ -22,17 +22,8 @@ enum FormatArg {
 /// Flags of `vpcflow query`.
 #[derive(Debug, Args)]
 pub struct QueryArgs {
-    /// The log store.
-    #[arg(long, value_name = "DIR", default_value = "vpcflow-store")]
-    store: PathBuf,
-    /// Only this log group (id or name).
-    #[arg(long, value_name = "ID|NAME")]
-    group: Option<String>,
-    /// Only this log topic (id or name).
-    #[arg(long, value_name = "ID|NAME")]
-    topic: Option<String>,
     #[command(flatten)]
-    range: RangeArgs,
+    scope: RecordsScope,
     /// SQL over the table `records` (the search and the options above narrow it first).
     #[arg(long, value_name = "SQL")]
     sql: Option<String>,
@@ -46,6 +37,22 @@ pub struct QueryArgs {
     /// `NOT protocol:17`, `bytes>1000000`.
     #[arg(value_name = "SEARCH", num_args = 0..)]
     search: Vec<String>,
+}
+
+/// Which records a command that reads the store reads.
+#[derive(Debug, Args)]
+pub struct RecordsScope {
+    /// The log store.
+    #[arg(long, value_name = "DIR", default_value = "vpcflow-store")]
+    pub store: PathBuf,
+    /// Only this log group (id or name).
+    #[arg(long, value_name = "ID|NAME")]
+    pub group: Option<String>,
+    /// Only this log topic (id or name).
+    #[arg(long, value_name = "ID|NAME")]
+    pub topic: Option<String>,
+    #[command(flatten)]
+    pub range: RangeArgs,
 }
 
 /// The time range flags of the commands that read the store.
@@ -83,7 +90,7 @@ impl RangeArgs {
 
 /// Runs `vpcflow query`.
 pub fn run(args: QueryArgs) -> Result<ExitCode> {
-    let time = args.range.range()?;
+    let time = args.scope.range.range()?;
     let filter = if args.search.is_empty() {
         None
     } else {
@@ -102,15 +109,15 @@ pub fn run(args: QueryArgs) -> Result<ExitCode> {
         (None, _) => None,
     };
     let q = Query {
-        group: args.group.clone(),
-        topic: args.topic.clone(),
+        group: args.scope.group.clone(),
+        topic: args.scope.topic.clone(),
         time,
         filter,
         sql,
         limit: args.limit,
         ..Query::default()
     };
-    let result = q.run(&args.store)?;
+    let result = q.run(&args.scope.store)?;
     for s in &result.skipped {
         eprintln!("vpcflow: warning: skipped an unreadable store file: {s}");
     }
