@@ -2,8 +2,10 @@
 # The analyses' benchmark (issue 14): `vpcflow analyze attacks` and
 # `vpcflow analyze rules` over a store of generated records (10 million by
 # default, written through the real writer by `vpcflow-tools bench store`),
-# each the best of 3 runs, beside the same attack groupings written by hand
-# in DuckDB over the same files (the baseline, measured in the same run).
+# each the best of 3 runs from the window summaries, then once each from
+# the records (`--from-records`, which must print the same findings), beside
+# the same attack groupings written by hand in DuckDB over the same files
+# (the baselines, measured in the same run).
 #
 #   bench/analyze.sh [RECORDS]      (default 10000000)
 set -euo pipefail
@@ -29,8 +31,25 @@ best() {
 }
 attacks=$(best "$target/release/vpcflow" analyze attacks --store "$work/store" --format json)
 echo "vpcflow analyze attacks: $attacks s ($(wc -l <"$work/out") findings)"
+cp "$work/out" "$work/attacks"
 rules=$(best "$target/release/vpcflow" analyze rules --config examples/vpc.toml --store "$work/store" --format json)
 echo "vpcflow analyze rules: $rules s ($(wc -l <"$work/out") findings)"
+cp "$work/out" "$work/rules"
+# The same analyses from the records (the window summaries not read):
+# the baseline the summaries are measured against, and the same findings.
+from_records() {
+    local t0 t1
+    t0=$(date +%s.%N)
+    "$@" --from-records >"$work/out" 2>"$work/err" || { cat "$work/err" >&2; exit 1; }
+    t1=$(date +%s.%N)
+    python3 -c "import sys; print(f'{float(sys.argv[1]) - float(sys.argv[2]):.3f}')" "$t1" "$t0"
+}
+slow=$(from_records "$target/release/vpcflow" analyze attacks --store "$work/store" --format json)
+cmp -s "$work/out" "$work/attacks" || { echo "analyze attacks: the summaries and the records disagree" >&2; exit 1; }
+echo "vpcflow analyze attacks --from-records: $slow s (same findings); summaries / records = $(python3 -c "print(f'{$attacks / $slow:.3f}')")"
+slow=$(from_records "$target/release/vpcflow" analyze rules --config examples/vpc.toml --store "$work/store" --format json)
+cmp -s "$work/out" "$work/rules" || { echo "analyze rules: the summaries and the records disagree" >&2; exit 1; }
+echo "vpcflow analyze rules --from-records: $slow s (same findings); summaries / records = $(python3 -c "print(f'{$rules / $slow:.3f}')")"
 python3 - "$work/store" "$attacks" <<'PY'
 import sys, time, duckdb
 store, ours = sys.argv[1], float(sys.argv[2])

@@ -17,20 +17,16 @@
 //! decided most of its packets: for an attack that got in, the allow rule
 //! to tighten.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
-use crate::{AnalysisError, Finding, Records, Row};
+use crate::{AnalysisError, Finding, Records, Row, quote};
 
-/// Services whose logins are guessed: FTP, SSH, Telnet, SMTP, POP3, IMAP,
-/// SMB, MS SQL, MySQL, RDP, PostgreSQL, VNC, Redis, MongoDB.
-pub const BRUTE_FORCE_SERVICES: [u16; 14] = [
-    21, 22, 23, 25, 110, 143, 445, 1433, 3306, 3389, 5432, 5900, 6379, 27017,
-];
+/// Past this many windows in more than one file, an attack analysis reads
+/// all the records rather than list those windows in its SQL.
+pub const MOST_REPEATED_WINDOWS: usize = 200;
 
-/// UDP services abused as amplifiers: QOTD, chargen, DNS, portmap, NTP,
-/// NetBIOS, SNMP, CLDAP, SSDP, WS-Discovery, mDNS, memcached.
-pub const REFLECTION_SERVICES: [u16; 12] =
-    [17, 19, 53, 111, 123, 137, 161, 389, 1900, 3702, 5353, 11211];
+pub use vpcflow_store::summary::{BRUTE_FORCE_SERVICES, REFLECTION_SERVICES};
+use vpcflow_store::summary::{FLOORS, Measures, Shape, Summaries};
 
 /// The detectors' thresholds. [`Thresholds::default`] is the documented
 /// default; [`Thresholds::set`] changes one by its name.
@@ -64,17 +60,19 @@ pub struct Thresholds {
 
 impl Default for Thresholds {
     fn default() -> Self {
+        // The store's summaries keep what these find (and more).
+        let f = FLOORS;
         Thresholds {
-            port_scan_dstports: 20,
-            host_sweep_dstaddrs: 3,
+            port_scan_dstports: f.port_scan_dstports,
+            host_sweep_dstaddrs: f.host_sweep_dstaddrs,
             host_sweep_packets_per_flow: 3,
-            brute_force_connections: 20,
+            brute_force_connections: f.brute_force_connections,
             brute_force_packets_per_connection: 30,
-            syn_flood_flows: 200,
-            syn_flood_sources: 20,
-            udp_flood_pps: 1_000,
-            udp_reflection_bytes_per_second: 100_000,
-            udp_reflection_sources: 3,
+            syn_flood_flows: f.syn_flood_flows,
+            syn_flood_sources: f.syn_flood_sources,
+            udp_flood_pps: f.udp_flood_pps,
+            udp_reflection_bytes_per_second: f.udp_reflection_bytes_per_second,
+            udp_reflection_sources: f.udp_reflection_sources,
             denied_burst_flows: 50,
             denied_burst_factor: 5,
         }
@@ -114,6 +112,20 @@ impl Thresholds {
             "denied-burst-factor" => &mut self.denied_burst_factor,
             _ => return None,
         })
+    }
+
+    /// Whether the store's window summaries hold every group these find
+    /// (each threshold at or above its floor).
+    pub fn summarized(&self) -> bool {
+        let f = FLOORS;
+        self.port_scan_dstports >= f.port_scan_dstports
+            && self.host_sweep_dstaddrs >= f.host_sweep_dstaddrs
+            && self.brute_force_connections >= f.brute_force_connections
+            && self.syn_flood_flows >= f.syn_flood_flows
+            && self.syn_flood_sources >= f.syn_flood_sources
+            && self.udp_flood_pps >= f.udp_flood_pps
+            && self.udp_reflection_bytes_per_second >= f.udp_reflection_bytes_per_second
+            && self.udp_reflection_sources >= f.udp_reflection_sources
     }
 
     /// Sets one threshold from `NAME=VALUE` (a positive integer).
@@ -164,6 +176,7 @@ impl Key {
 
 struct Detector {
     kind: &'static str,
+    shape: Shape,
     keys: &'static [Key],
     /// A condition on ingress OK records.
     filter: String,
@@ -188,6 +201,7 @@ fn detectors(t: &Thresholds) -> Vec<Detector> {
     vec![
         Detector {
             kind: "port-scan",
+            shape: Shape::PortScan,
             keys: &[Key::FlowLog, Key::Port, Key::Source],
             filter: "protocol IN (6, 17)".into(),
             candidates: format!("COUNT(*) >= {}", t.port_scan_dstports),
@@ -195,6 +209,7 @@ fn detectors(t: &Thresholds) -> Vec<Detector> {
         },
         Detector {
             kind: "host-sweep",
+            shape: Shape::HostSweep,
             keys: &[Key::FlowLog, Key::Source],
             filter: "TRUE".into(),
             candidates: format!(
@@ -208,6 +223,7 @@ fn detectors(t: &Thresholds) -> Vec<Detector> {
         },
         Detector {
             kind: "brute-force",
+            shape: Shape::BruteForce,
             keys: &[Key::FlowLog, Key::Port, Key::Source, Key::ServicePort],
             filter: format!(
                 "protocol = 6 AND dstport IN ({})",
@@ -221,6 +237,7 @@ fn detectors(t: &Thresholds) -> Vec<Detector> {
         },
         Detector {
             kind: "syn-flood",
+            shape: Shape::SynFlood,
             keys: &[Key::FlowLog, Key::Port, Key::ServicePort],
             filter: "protocol = 6 AND tcp_flag = 'syn_sent'".into(),
             candidates: format!("COUNT(*) >= {}", t.syn_flood_flows.max(t.syn_flood_sources)),
@@ -231,6 +248,7 @@ fn detectors(t: &Thresholds) -> Vec<Detector> {
         },
         Detector {
             kind: "udp-flood",
+            shape: Shape::UdpFlood,
             keys: &[Key::FlowLog, Key::Port, Key::ServicePort],
             filter: "protocol = 17".into(),
             candidates: format!("SUM(packets) >= {} * MAX(\"end\" - start)", t.udp_flood_pps),
@@ -238,6 +256,7 @@ fn detectors(t: &Thresholds) -> Vec<Detector> {
         },
         Detector {
             kind: "udp-reflection",
+            shape: Shape::UdpReflection,
             keys: &[Key::FlowLog, Key::Port, Key::SourcePort],
             filter: format!(
                 "protocol = 17 AND srcport IN ({})",
@@ -250,6 +269,147 @@ fn detectors(t: &Thresholds) -> Vec<Detector> {
             having: format!("COUNT(DISTINCT srcaddr) >= {}", t.udp_reflection_sources),
         },
     ]
+}
+
+/// Whether a summarized group's measures meet its detector (the
+/// `candidates` and `having` of [`detectors`], on the measures).
+fn holds(shape: Shape, t: &Thresholds, m: &Measures, seconds: u64) -> bool {
+    let per = |rate: u64| rate.saturating_mul(seconds);
+    match shape {
+        Shape::PortScan => m.dstports >= t.port_scan_dstports,
+        Shape::HostSweep => {
+            m.dstaddrs >= t.host_sweep_dstaddrs
+                && m.packets <= t.host_sweep_packets_per_flow.saturating_mul(m.connections)
+        }
+        Shape::BruteForce => {
+            m.connections >= t.brute_force_connections
+                && m.packets
+                    <= t.brute_force_packets_per_connection
+                        .saturating_mul(m.connections)
+        }
+        Shape::SynFlood => m.connections >= t.syn_flood_flows && m.sources >= t.syn_flood_sources,
+        Shape::UdpFlood => m.packets >= per(t.udp_flood_pps),
+        Shape::UdpReflection => {
+            m.bytes >= per(t.udp_reflection_bytes_per_second)
+                && m.connections >= t.udp_reflection_sources
+                && m.sources >= t.udp_reflection_sources
+        }
+    }
+}
+
+/// A finding's measures and rule from a summary's.
+fn measured(mut f: Finding, m: &Measures) -> Finding {
+    f.sources = Some(m.sources);
+    f.dstaddrs = Some(m.dstaddrs);
+    f.dstports = Some(m.dstports);
+    f.connections = Some(m.connections);
+    f.packets = Some(m.packets);
+    f.bytes = Some(m.bytes);
+    f.actions = Some(actions(&m.actions.0, &m.actions.1));
+    f.policy_id = Some(m.policy_id.clone().unwrap_or_else(|| "-".into()));
+    f.rule_id = Some(m.rule_id.clone().unwrap_or_else(|| "-".into()));
+    f
+}
+
+/// A window of a log topic: (log group, log topic, start).
+type TopicWindow = (String, String, u64);
+
+/// Windows of more than one file: their groups' distinct counts are
+/// per file, so they are analyzed from their records.
+fn repeated_windows(s: &Summaries) -> HashSet<TopicWindow> {
+    let mut seen = HashSet::new();
+    let mut repeated = HashSet::new();
+    for w in &s.windows {
+        let key = (w.log_group.clone(), w.log_topic.clone(), w.summary.start);
+        if !seen.insert(key.clone()) {
+            repeated.insert(key);
+        }
+    }
+    repeated
+}
+
+/// A detector's findings from the summaries of the windows not repeated.
+fn summarized(
+    s: &Summaries,
+    d: &Detector,
+    t: &Thresholds,
+    repeated: &HashSet<TopicWindow>,
+) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for w in &s.windows {
+        let (start, end) = (w.summary.start, w.summary.end);
+        if repeated.contains(&(w.log_group.clone(), w.log_topic.clone(), start)) {
+            continue;
+        }
+        for g in w.summary.groups.iter().filter(|g| g.shape == d.shape) {
+            if !holds(d.shape, t, &g.measures, end.saturating_sub(start)) {
+                continue;
+            }
+            let f = Finding {
+                kind: d.kind,
+                start,
+                end,
+                flow_log_id: g.flow_log_id.clone(),
+                interface_id: g.interface_id.clone(),
+                srcaddr: g.srcaddr.clone(),
+                srcport: g.srcport.map(u64::from),
+                dstport: g.dstport.map(u64::from),
+                ..Finding::default()
+            };
+            out.push(measured(f, &g.measures));
+        }
+    }
+    out
+}
+
+/// REJECT spikes from the summaries (no window repeated).
+fn summarized_denied_bursts(s: &Summaries, t: &Thresholds) -> Vec<Finding> {
+    // Per port: its windows, and its REJECT flows over the range.
+    let mut windows: HashMap<(&str, &str), HashSet<u64>> = HashMap::new();
+    let mut total: HashMap<(&str, &str), u64> = HashMap::new();
+    for w in &s.windows {
+        for p in &w.summary.ports {
+            let key = (p.flow_log_id.as_str(), p.interface_id.as_str());
+            windows.entry(key).or_default().insert(w.summary.start);
+            *total.entry(key).or_default() += p.rejects.as_ref().map_or(0, |m| m.connections);
+        }
+    }
+    let mut out = Vec::new();
+    for w in &s.windows {
+        for p in &w.summary.ports {
+            let Some(m) = &p.rejects else { continue };
+            let key = (p.flow_log_id.as_str(), p.interface_id.as_str());
+            let flows = m.connections;
+            let others = windows.get(&key).map_or(1, HashSet::len) as u64 - 1;
+            let rest = total
+                .get(&key)
+                .copied()
+                .unwrap_or(flows)
+                .saturating_sub(flows);
+            if !is_burst(t, flows, others, rest) {
+                continue;
+            }
+            let f = Finding {
+                kind: "denied-burst",
+                flow_log_id: p.flow_log_id.clone(),
+                interface_id: Some(p.interface_id.clone()),
+                start: w.summary.start,
+                end: w.summary.end,
+                ..Finding::default()
+            };
+            out.push(measured(f, m));
+        }
+    }
+    out
+}
+
+/// Whether a window's `flows` REJECT flows are a burst against the
+/// port's `rest` REJECT flows in its `others` other windows.
+fn is_burst(t: &Thresholds, flows: u64, others: u64, rest: u64) -> bool {
+    // flows >= factor x (rest / others), kept in integers.
+    let spike =
+        others == 0 || flows.saturating_mul(others) >= t.denied_burst_factor.saturating_mul(rest);
+    flows >= t.denied_burst_flows && spike
 }
 
 const MEASURES: &str = "COUNT(DISTINCT srcaddr), COUNT(DISTINCT dstaddr), COUNT(DISTINCT dstport), \
@@ -322,12 +482,21 @@ fn top_rules(
         .collect())
 }
 
-fn run_detector(records: &Records<'_>, d: &Detector) -> Result<Vec<Finding>, AnalysisError> {
+/// A detector's findings from the records (`only`: of these windows).
+fn run_detector(
+    records: &Records<'_>,
+    d: &Detector,
+    only: Option<&str>,
+) -> Result<Vec<Finding>, AnalysisError> {
     let columns: Vec<&str> = d.keys.iter().map(|k| k.column()).collect();
     let keys = columns.join(", ");
     let from = scoped(
         &columns,
-        &format!("direction = 'ingress' AND ({})", d.filter),
+        &format!(
+            "direction = 'ingress' AND ({}) AND ({})",
+            d.filter,
+            only.unwrap_or("TRUE")
+        ),
         &d.candidates,
     );
     let rows = records.sql(format!(
@@ -415,9 +584,7 @@ fn denied_bursts(records: &Records<'_>, t: &Thresholds) -> Result<Vec<Finding>, 
             .copied()
             .unwrap_or(flows)
             .saturating_sub(flows);
-        // flows >= factor x (rest / others), kept in integers.
-        let spike = others == 0 || flows * others >= t.denied_burst_factor * rest;
-        if flows < t.denied_burst_flows || !spike {
+        if !is_burst(t, flows, others, rest) {
             continue;
         }
         let rules = match &mut rules {
@@ -453,12 +620,53 @@ fn denied_bursts(records: &Records<'_>, t: &Thresholds) -> Result<Vec<Finding>, 
 
 /// Every attack in `records`, ordered by window, kind, port, source and
 /// service.
+///
+/// Read from the store's window summaries when every file has one and the
+/// thresholds are at or above their floors; a window in more than one
+/// file is read from its records (all of them, past
+/// [`MOST_REPEATED_WINDOWS`] such windows).
 pub fn find(records: &Records<'_>, t: &Thresholds) -> Result<Vec<Finding>, AnalysisError> {
     let mut out = Vec::new();
-    for d in detectors(t) {
-        out.extend(run_detector(records, &d)?);
+    let summaries = match records.summaries()? {
+        Some(s) if t.summarized() => Some(s),
+        _ => None,
+    };
+    let repeated = summaries.as_ref().map(repeated_windows);
+    match (&summaries, &repeated) {
+        (Some(s), Some(repeated)) if repeated.len() <= MOST_REPEATED_WINDOWS => {
+            let only = (!repeated.is_empty()).then(|| {
+                let mut windows: Vec<String> = repeated
+                    .iter()
+                    .map(|(g, tp, start)| {
+                        format!(
+                            "(log_group = {} AND log_topic = {} AND start = {start})",
+                            quote(g),
+                            quote(tp)
+                        )
+                    })
+                    .collect();
+                windows.sort();
+                windows.join(" OR ")
+            });
+            for d in detectors(t) {
+                out.extend(summarized(s, &d, t, repeated));
+                if let Some(only) = &only {
+                    out.extend(run_detector(records, &d, Some(only))?);
+                }
+            }
+            if repeated.is_empty() {
+                out.extend(summarized_denied_bursts(s, t));
+            } else {
+                out.extend(denied_bursts(records, t)?);
+            }
+        }
+        _ => {
+            for d in detectors(t) {
+                out.extend(run_detector(records, &d, None)?);
+            }
+            out.extend(denied_bursts(records, t)?);
+        }
     }
-    out.extend(denied_bursts(records, t)?);
     out.sort_by(|a, b| {
         (
             a.start,
@@ -506,5 +714,133 @@ mod tests {
             t.set(&format!("{name}=3")).unwrap();
         }
         assert_eq!(t.denied_burst_factor, 3);
+    }
+}
+
+#[cfg(test)]
+mod summary_tests {
+    use std::net::Ipv4Addr;
+
+    use vpcflow_core::aggregate::ClosedWindow;
+    use vpcflow_core::flow::{FiveTuple, TrafficType};
+    use vpcflow_core::record::{FlowFields, FlowRecord, RecordBody};
+    use vpcflow_core::topology::{FlowLogInfo, PortInfo, Topology};
+    use vpcflow_core::{Action, Direction, RuleRef};
+    use vpcflow_store::Store;
+    use vpcflow_wire::IpProtocol;
+
+    use super::*;
+
+    fn topology() -> Topology {
+        let mut t = Topology {
+            region: "r".into(),
+            ..Default::default()
+        };
+        t.flow_logs.push(FlowLogInfo {
+            id: "fl".into(),
+            traffic_type: TrafficType::All,
+            log_group_id: "g".into(),
+            log_topic_id: "t".into(),
+        });
+        t.push_port(PortInfo {
+            id: "port-0".into(),
+            project_id: "p".into(),
+            vpc_id: "v".into(),
+            subnet_id: "s".into(),
+            az_id: "-".into(),
+            ips: Vec::new(),
+            inventory_index: None,
+            flow_logs: vec![0],
+            filters: 0,
+            first_window: None,
+        });
+        t
+    }
+
+    /// A window in which 203.0.113.1 probes 25 ports of port-0, and 60
+    /// of those probes are rejected from 198.51.100.x.
+    fn scan(start: u64) -> ClosedWindow {
+        let flow = |src: Ipv4Addr, dport: u16, action| FlowRecord {
+            flow_log: 0,
+            port: 0,
+            start,
+            end: start + 60,
+            body: RecordBody::Flow(FlowFields {
+                tuple: FiveTuple {
+                    src: src.into(),
+                    dst: Ipv4Addr::new(10, 0, 0, 1).into(),
+                    src_port: 40_000,
+                    dst_port: dport,
+                    protocol: IpProtocol::TCP,
+                    infrastructure: false,
+                },
+                packets: 1,
+                bytes: 60,
+                action,
+                direction: Direction::Ingress,
+                tcp_flag: None,
+                rule: RuleRef(0),
+                passed: RuleRef(0),
+            }),
+        };
+        let mut records: Vec<FlowRecord> = (0..25)
+            .map(|p| flow(Ipv4Addr::new(203, 0, 113, 1), 1000 + p, Action::Accept))
+            .collect();
+        records.extend(
+            (0..60).map(|i| flow(Ipv4Addr::new(198, 51, 100, i as u8), 22, Action::Reject)),
+        );
+        ClosedWindow {
+            start,
+            end: start + 60,
+            records,
+            rule_hits: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_window_in_two_files_is_read_from_its_records_and_the_rest_from_summaries() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = topology();
+        let mut store = Store::open(dir.path()).unwrap();
+        let start = 1_700_002_800;
+        store.write_window(&t, &scan(start)).unwrap();
+        // The second window arrives twice (two writers of one topic, or a
+        // partial window completed later): its distinct counts are per
+        // file, so it is read from its records.
+        store.write_window(&t, &scan(start + 60)).unwrap();
+        store.write_partial_window(&t, &scan(start + 60)).unwrap();
+        drop(store);
+        let th = Thresholds::default();
+        let records = Records::of(dir.path());
+        let from_summaries = find(&records, &th).unwrap();
+        let from_records = find(
+            &Records {
+                from_records: true,
+                ..Records::of(dir.path())
+            },
+            &th,
+        )
+        .unwrap();
+        assert_eq!(from_summaries, from_records);
+        let scans: Vec<(u64, Option<u64>, Option<u64>)> = from_summaries
+            .iter()
+            .filter(|f| f.kind == "port-scan")
+            .map(|f| (f.start, f.dstports, f.connections))
+            .collect();
+        assert_eq!(
+            scans,
+            [
+                (start, Some(25), Some(25)),
+                (start + 60, Some(25), Some(50))
+            ]
+        );
+        // Each window's 60 REJECTs (120 in the doubled one) are a burst
+        // only against nothing: two windows, neither 5 times the other.
+        assert!(from_summaries.iter().all(|f| f.kind != "denied-burst"));
+        // Thresholds below the floors read the records.
+        let mut low = th;
+        low.set("port-scan-dstports=10").unwrap();
+        assert!(!low.summarized());
+        assert_eq!(find(&records, &low).unwrap(), from_records);
     }
 }

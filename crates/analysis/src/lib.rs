@@ -2,10 +2,14 @@
 //! tuning security groups and ACLs ([`rules`]), finding attacks
 //! ([`attacks`]) and seeing the direction of traffic ([`traffic`]).
 //!
-//! Every analysis is SQL pushed down to the store (grouping and counting run
-//! where the records are; only the answer, a few rows per finding, comes
-//! back), then turned into [`Finding`]s: one shape for every kind, written
-//! as JSON lines (kebab-case keys) or a terminal table.
+//! Attacks and rule use are read from the store's window summaries
+//! ([`vpcflow_store::summary`]: what each window holds for them, written
+//! beside its records) where those answer the question; otherwise, and
+//! for traffic and suggestions, the analysis is SQL pushed down to the
+//! store (grouping and counting run where the records are; only the
+//! answer, a few rows per finding, comes back). Both give the same
+//! findings: [`Finding`]s, one shape for every kind, written as JSON lines
+//! (kebab-case keys) or a terminal table.
 //!
 //! Guarantees: an analysis reads the store and never writes it; the same
 //! records give the same findings in the same order.
@@ -21,6 +25,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 pub use finding::{Finding, write_json, write_table};
+use vpcflow_store::summary::Summaries;
 use vpcflow_store::{Query, QueryLimits, StoreError, TimeRange};
 
 /// What went wrong in an analysis.
@@ -58,6 +63,9 @@ pub struct Records<'a> {
     pub limits: QueryLimits,
     /// Set by the caller when the answer is no longer wanted.
     pub cancel: Option<Arc<AtomicBool>>,
+    /// Read the records even where the store's window summaries would
+    /// answer (slower; the summaries' check).
+    pub from_records: bool,
 }
 
 impl<'a> Records<'a> {
@@ -72,6 +80,7 @@ impl<'a> Records<'a> {
             confined: false,
             limits: QueryLimits::default(),
             cancel: None,
+            from_records: false,
         }
     }
 }
@@ -104,6 +113,23 @@ impl Row {
 }
 
 impl Records<'_> {
+    /// The store's window summaries of these records, when every records
+    /// file in scope has one and they are not turned off.
+    fn summaries(&self) -> Result<Option<Summaries>, AnalysisError> {
+        if self.from_records {
+            return Ok(None);
+        }
+        let q = Query {
+            group: self.group.clone(),
+            topic: self.topic.clone(),
+            time: self.time,
+            confined: self.confined,
+            ..Query::default()
+        };
+        let s = q.summaries(self.store)?;
+        Ok((s.unsummarized == 0).then_some(s))
+    }
+
     fn sql(&self, sql: String) -> Result<Vec<Row>, AnalysisError> {
         let q = Query {
             group: self.group.clone(),

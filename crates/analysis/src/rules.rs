@@ -18,7 +18,8 @@
 //! What the store cannot show it does not claim: a flow a flow log did not
 //! keep (its traffic filter, or past the record cap) left no record.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::net::IpAddr;
 
 use ipnet::IpNet;
 use vpcflow_core::Inventory;
@@ -27,6 +28,8 @@ use vpcflow_core::inventory::rules::{
 };
 use vpcflow_core::rules::{RuleTable, Stage};
 use vpcflow_policy::evaluation_order;
+
+use vpcflow_store::summary::{KEPT_VALUES, Summaries};
 
 use crate::{AnalysisError, Finding, Records, quote};
 
@@ -292,7 +295,7 @@ pub struct BroadRule {
     /// The remote prefix it allows, when that is broad and few used it.
     pub net: Option<IpNet>,
     /// The remote addresses that used it (set when `net` is).
-    pub used_addresses: Vec<std::net::IpAddr>,
+    pub used_addresses: Vec<IpAddr>,
     /// How many ports it allows, when that is broad and few were used.
     pub port_span: Option<u64>,
     /// The destination ports used (set when `port_span` is).
@@ -321,40 +324,32 @@ pub fn usage(
     inv: &Inventory,
     t: &RuleThresholds,
 ) -> Result<Usage, AnalysisError> {
-    let span = records.sql("SELECT MIN(start), MAX(\"end\") FROM records".into())?;
-    let (start, end) = match span.first() {
-        Some(r) if r.opt_text(0).is_some() => (r.u64(0)?, r.u64(1)?),
-        _ => (
-            records.time.since.unwrap_or(0),
-            records.time.until.unwrap_or(0),
-        ),
+    let summaries = records.summaries()?.filter(|_| {
+        t.broad_used_addresses <= KEPT_VALUES as u64 && t.broad_used_ports <= KEPT_VALUES as u64
+    });
+    let (span, hit, mut used) = match &summaries {
+        Some(s) => {
+            let (hit, used) = summarized_uses(s);
+            let span = s
+                .windows
+                .iter()
+                .map(|w| (w.summary.start, w.summary.end))
+                .reduce(|a, b| (a.0.min(b.0), a.1.max(b.1)));
+            (span, hit, Some(used))
+        }
+        None => {
+            let span = records.sql("SELECT MIN(start), MAX(\"end\") FROM records".into())?;
+            let span = match span.first() {
+                Some(r) if r.opt_text(0).is_some() => Some((r.u64(0)?, r.u64(1)?)),
+                _ => None,
+            };
+            (span, recorded_hits(records)?, None)
+        }
     };
-    // Hits of every rule, both checks, over every flow log.
-    let hits = records.sql(format!(
-        "SELECT stage, policy, rule, COUNT(*), SUM(packets), SUM(bytes), MIN(start), MAX(\"end\"), \
-           COUNT(DISTINCT CASE WHEN direction = 'ingress' THEN srcaddr ELSE dstaddr END), \
-           COUNT(DISTINCT dstport) \
-         FROM ({BOTH_CHECKS}) GROUP BY stage, policy, rule"
-    ))?;
-    let mut hit: HashMap<RuleKey, Hits> = HashMap::new();
-    for r in &hits {
-        let (Some(stage), Some(policy), Some(rule)) = (r.opt_text(0), r.opt_text(1), r.opt_text(2))
-        else {
-            continue;
-        };
-        hit.insert(
-            (stage, policy, rule),
-            Hits {
-                flows: r.u64(3)?,
-                packets: r.u64(4)?,
-                bytes: r.u64(5)?,
-                first: r.u64(6)?,
-                last: r.u64(7)?,
-                remotes: r.u64(8)?,
-                ports: r.u64(9)?,
-            },
-        );
-    }
+    let (start, end) = span.unwrap_or((
+        records.time.since.unwrap_or(0),
+        records.time.until.unwrap_or(0),
+    ));
     let table = RuleTable::from_inventory(inv);
     let specials = [
         "default-deny",
@@ -400,58 +395,140 @@ pub fn usage(
     // The observed use of the broad rules (few values each, by the test
     // above).
     if !u.broad.is_empty() {
-        let wanted: Vec<String> = u
-            .broad
-            .iter()
-            .map(|b| {
-                format!(
-                    "(stage = {} AND policy = {} AND rule = {})",
-                    quote(&b.key.0),
-                    quote(&b.key.1),
-                    quote(&b.key.2)
-                )
-            })
-            .collect();
-        let used = records.sql(format!(
-            "SELECT DISTINCT stage, policy, rule, \
-               CASE WHEN direction = 'ingress' THEN srcaddr ELSE dstaddr END, dstport \
-             FROM ({BOTH_CHECKS}) WHERE {}",
-            wanted.join(" OR ")
-        ))?;
-        let mut addresses: HashMap<RuleKey, BTreeMap<std::net::IpAddr, ()>> = HashMap::new();
-        let mut ports: HashMap<RuleKey, HashSet<u16>> = HashMap::new();
-        for r in &used {
-            let key = (
-                r.text(0)?.to_string(),
-                r.text(1)?.to_string(),
-                r.text(2)?.to_string(),
-            );
-            if let Some(a) = r.opt_text(3).and_then(|a| a.parse().ok()) {
-                addresses.entry(key.clone()).or_default().insert(a, ());
-            }
-            if let Some(p) = r.opt_text(4).and_then(|p| p.parse().ok()) {
-                ports.entry(key).or_default().insert(p);
-            }
-        }
+        let used = match used.take() {
+            Some(used) => used,
+            None => recorded_uses(records, &u.broad)?,
+        };
         for b in &mut u.broad {
+            let (addresses, ports) = used.get(&b.key).cloned().unwrap_or_default();
             if b.net.is_some() {
-                b.used_addresses = addresses
-                    .get(&b.key)
-                    .map(|m| m.keys().copied().collect())
-                    .unwrap_or_default();
+                b.used_addresses = addresses.into_iter().collect();
             }
             if b.port_span.is_some() {
-                let mut used: Vec<u16> = ports
-                    .get(&b.key)
-                    .map(|s| s.iter().copied().collect())
-                    .unwrap_or_default();
-                used.sort_unstable();
-                b.used_ports = used;
+                b.used_ports = ports.into_iter().collect();
             }
         }
     }
     u.hits = hit;
     Ok(u)
+}
+
+/// The remote addresses and destination ports that used each rule.
+type Used = HashMap<RuleKey, (BTreeSet<IpAddr>, BTreeSet<u16>)>;
+
+/// Hits of every rule, both checks, over every flow log, from the records.
+fn recorded_hits(records: &Records<'_>) -> Result<HashMap<RuleKey, Hits>, AnalysisError> {
+    let hits = records.sql(format!(
+        "SELECT stage, policy, rule, COUNT(*), SUM(packets), SUM(bytes), MIN(start), MAX(\"end\"), \
+           COUNT(DISTINCT CASE WHEN direction = 'ingress' THEN srcaddr ELSE dstaddr END), \
+           COUNT(DISTINCT dstport) \
+         FROM ({BOTH_CHECKS}) GROUP BY stage, policy, rule"
+    ))?;
+    let mut hit: HashMap<RuleKey, Hits> = HashMap::new();
+    for r in &hits {
+        let (Some(stage), Some(policy), Some(rule)) = (r.opt_text(0), r.opt_text(1), r.opt_text(2))
+        else {
+            continue;
+        };
+        hit.insert(
+            (stage, policy, rule),
+            Hits {
+                flows: r.u64(3)?,
+                packets: r.u64(4)?,
+                bytes: r.u64(5)?,
+                first: r.u64(6)?,
+                last: r.u64(7)?,
+                remotes: r.u64(8)?,
+                ports: r.u64(9)?,
+            },
+        );
+    }
+    Ok(hit)
+}
+
+/// The use of the `broad` rules, from the records.
+fn recorded_uses(records: &Records<'_>, broad: &[BroadRule]) -> Result<Used, AnalysisError> {
+    let wanted: Vec<String> = broad
+        .iter()
+        .map(|b| {
+            format!(
+                "(stage = {} AND policy = {} AND rule = {})",
+                quote(&b.key.0),
+                quote(&b.key.1),
+                quote(&b.key.2)
+            )
+        })
+        .collect();
+    let rows = records.sql(format!(
+        "SELECT DISTINCT stage, policy, rule, \
+           CASE WHEN direction = 'ingress' THEN srcaddr ELSE dstaddr END, dstport \
+         FROM ({BOTH_CHECKS}) WHERE {}",
+        wanted.join(" OR ")
+    ))?;
+    let mut used = Used::new();
+    for r in &rows {
+        let key = (
+            r.text(0)?.to_string(),
+            r.text(1)?.to_string(),
+            r.text(2)?.to_string(),
+        );
+        let (addresses, ports) = used.entry(key).or_default();
+        if let Some(a) = r.opt_text(3).and_then(|a| a.parse().ok()) {
+            addresses.insert(a);
+        }
+        if let Some(p) = r.opt_text(4).and_then(|p| p.parse().ok()) {
+            ports.insert(p);
+        }
+    }
+    Ok(used)
+}
+
+/// Hits and use of every rule from the window summaries. A rule's
+/// distinct remotes and ports are exact up to [`KEPT_VALUES`], and only
+/// known to be more past it.
+fn summarized_uses(s: &Summaries) -> (HashMap<RuleKey, Hits>, Used) {
+    let mut hit: HashMap<RuleKey, Hits> = HashMap::new();
+    let mut used = Used::new();
+    let mut more: HashSet<(RuleKey, bool)> = HashSet::new();
+    for w in &s.windows {
+        for r in &w.summary.rules {
+            let key = (r.stage.clone(), r.policy_id.clone(), r.rule_id.clone());
+            let h = hit.entry(key.clone()).or_insert(Hits {
+                first: w.summary.start,
+                last: w.summary.end,
+                ..Hits::default()
+            });
+            h.flows += r.flows;
+            h.packets += r.packets;
+            h.bytes += r.bytes;
+            h.first = h.first.min(w.summary.start);
+            h.last = h.last.max(w.summary.end);
+            let (addresses, ports) = used.entry(key.clone()).or_default();
+            addresses.extend(r.remotes.iter().filter_map(|a| a.parse::<IpAddr>().ok()));
+            ports.extend(r.dstports.iter().copied());
+            if r.more_remotes {
+                more.insert((key.clone(), true));
+            }
+            if r.more_dstports {
+                more.insert((key, false));
+            }
+        }
+    }
+    let past = KEPT_VALUES as u64 + 1;
+    for (key, h) in &mut hit {
+        let (addresses, ports) = &used[key];
+        let count = |n: usize, remotes: bool| {
+            let n = n as u64;
+            if more.contains(&(key.clone(), remotes)) {
+                n.max(past)
+            } else {
+                n
+            }
+        };
+        h.remotes = count(addresses.len(), true);
+        h.ports = count(ports.len(), false);
+    }
+    (hit, used)
 }
 
 /// What every rule of `inv` (and every implicit decision) decided or let
@@ -566,6 +643,63 @@ pub fn find(
 /// Deny rules and default denies that rejected traffic, per flow log, with
 /// their top sources.
 fn denied(records: &Records<'_>, t: &RuleThresholds) -> Result<Vec<Finding>, AnalysisError> {
+    let rules = match records.summaries()? {
+        Some(s) => summarized_denied(&s, t),
+        None => recorded_denied(records, t)?,
+    };
+    Ok(rules
+        .into_iter()
+        .map(|d| {
+            let [flow_log_id, decided_by, policy_id, rule_id] = d.key;
+            Finding {
+                kind: "denied-hits",
+                flow_log_id: flow_log_id.unwrap_or_default(),
+                start: d.first,
+                end: d.last,
+                srcaddr: d.top.first().map(|(a, _)| a.clone()),
+                decided_by,
+                policy_id,
+                rule_id,
+                connections: Some(d.flows),
+                packets: Some(d.packets),
+                bytes: Some(d.bytes),
+                sources: Some(d.sources),
+                dstports: Some(d.dstports),
+                actions: Some("REJECT".into()),
+                detail: Some(format!(
+                    "top sources: {}",
+                    d.top
+                        .iter()
+                        .map(|(a, n)| format!("{a} ({n} flows)"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
+                ..Finding::default()
+            }
+        })
+        .collect())
+}
+
+/// What one deny rule of one flow log rejected over the range.
+#[derive(Debug, Default)]
+struct DeniedRule {
+    /// Flow log, decided-by, policy, rule.
+    key: [Option<String>; 4],
+    flows: u64,
+    packets: u64,
+    bytes: u64,
+    sources: u64,
+    dstports: u64,
+    first: u64,
+    last: u64,
+    /// The top sources, most flows first (then the least address text).
+    top: Vec<(String, u64)>,
+}
+
+fn recorded_denied(
+    records: &Records<'_>,
+    t: &RuleThresholds,
+) -> Result<Vec<DeniedRule>, AnalysisError> {
     let keys = "flow_log_id, decided_by, policy_id, rule_id";
     let condition = "log_status = 'OK' AND action = 'REJECT'";
     let rows = records.sql(format!(
@@ -584,44 +718,74 @@ fn denied(records: &Records<'_>, t: &RuleThresholds) -> Result<Vec<Finding>, Ana
          WHERE rank <= {} ORDER BY {keys}, rank",
         t.denied_top_sources
     ))?;
-    let mut sources: HashMap<Vec<Option<String>>, Vec<(String, u64)>> = HashMap::new();
+    let key = |r: &crate::Row| -> [Option<String>; 4] { std::array::from_fn(|i| r.opt_text(i)) };
+    let mut sources: HashMap<[Option<String>; 4], Vec<(String, u64)>> = HashMap::new();
     for r in &top {
-        let key: Vec<Option<String>> = (0..4).map(|i| r.opt_text(i)).collect();
         sources
-            .entry(key)
+            .entry(key(r))
             .or_default()
             .push((r.opt_text(4).unwrap_or_default(), r.u64(5)?));
     }
-    let mut out = Vec::new();
-    for r in &rows {
-        let key: Vec<Option<String>> = (0..4).map(|i| r.opt_text(i)).collect();
-        let top = sources.get(&key).cloned().unwrap_or_default();
-        out.push(Finding {
-            kind: "denied-hits",
-            flow_log_id: r.opt_text(0).unwrap_or_default(),
-            start: r.u64(9)?,
-            end: r.u64(10)?,
-            srcaddr: top.first().map(|(a, _)| a.clone()),
-            decided_by: r.opt_text(1),
-            policy_id: r.opt_text(2),
-            rule_id: r.opt_text(3),
-            connections: Some(r.u64(4)?),
-            packets: Some(r.u64(5)?),
-            bytes: Some(r.u64(6)?),
-            sources: Some(r.u64(7)?),
-            dstports: Some(r.u64(8)?),
-            actions: Some("REJECT".into()),
-            detail: Some(format!(
-                "top sources: {}",
-                top.iter()
-                    .map(|(a, n)| format!("{a} ({n} flows)"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )),
-            ..Finding::default()
-        });
+    rows.iter()
+        .map(|r| {
+            Ok(DeniedRule {
+                key: key(r),
+                flows: r.u64(4)?,
+                packets: r.u64(5)?,
+                bytes: r.u64(6)?,
+                sources: r.u64(7)?,
+                dstports: r.u64(8)?,
+                first: r.u64(9)?,
+                last: r.u64(10)?,
+                top: sources.get(&key(r)).cloned().unwrap_or_default(),
+            })
+        })
+        .collect()
+}
+
+fn summarized_denied(s: &Summaries, t: &RuleThresholds) -> Vec<DeniedRule> {
+    type Merged = (DeniedRule, HashMap<String, u64>, BTreeSet<u16>);
+    let mut rules: BTreeMap<[Option<String>; 4], Merged> = BTreeMap::new();
+    for w in &s.windows {
+        for d in &w.summary.denied {
+            let key = [
+                Some(d.flow_log_id.clone()),
+                d.decided_by.clone(),
+                d.policy_id.clone(),
+                d.rule_id.clone(),
+            ];
+            let (m, sources, ports) = rules.entry(key.clone()).or_insert_with(|| {
+                let rule = DeniedRule {
+                    key,
+                    first: w.summary.start,
+                    last: w.summary.end,
+                    ..DeniedRule::default()
+                };
+                (rule, HashMap::new(), BTreeSet::new())
+            });
+            m.flows += d.flows;
+            m.packets += d.packets;
+            m.bytes += d.bytes;
+            m.first = m.first.min(w.summary.start);
+            m.last = m.last.max(w.summary.end);
+            for (a, n) in &d.sources {
+                *sources.entry(a.clone()).or_default() += n;
+            }
+            ports.extend(d.dstports.iter().copied());
+        }
     }
-    Ok(out)
+    rules
+        .into_values()
+        .map(|(mut m, sources, ports)| {
+            m.sources = sources.len() as u64;
+            m.dstports = ports.len() as u64;
+            let mut top: Vec<(String, u64)> = sources.into_iter().collect();
+            top.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            top.truncate(t.denied_top_sources as usize);
+            m.top = top;
+            m
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -286,6 +286,23 @@ fn compact_dir(
     let staging_root = root.join(STAGING);
     let staging = staging_root.join(tag);
     fs::create_dir_all(&staging).map_err(|e| StoreError::io(&staging, e))?;
+    // The merged file's summary is its inputs' summaries, one after
+    // another; an input without one (written before summaries existed,
+    // or unreadable) leaves the merged file without one, and analyses
+    // read its records.
+    let summaries: Option<Vec<_>> = files
+        .iter()
+        .map(|f| crate::summary::read(&crate::summary::summary_path(f)).ok())
+        .collect();
+    if let Some(parts) = summaries {
+        let merged = crate::summary::SummaryFile {
+            windows: parts.into_iter().flat_map(|p| p.windows).collect(),
+        };
+        if let Err(e) = crate::summary::write(&staging, &name, &merged) {
+            let _ = fs::remove_dir_all(&staging);
+            return Err(e);
+        }
+    }
     let merged = match write_file(root, &staging, &name, batches) {
         Ok(p) => p,
         Err(e) => {

@@ -10,7 +10,9 @@
 //!   or not at all: written to a hidden temporary name, fsynced, renamed,
 //!   and the directory fsynced; a crash at any moment leaves earlier files
 //!   intact and no partial file visible; [`Store::open`] removes leftovers;
-//! - queries run embedded (Apache DataFusion) over the same files, no server.
+//! - queries run embedded (Apache DataFusion) over the same files, no server;
+//! - each records file has a window summary beside it ([`summary`]) that
+//!   analyses read instead of the records where it answers them.
 //!
 //! This is the only crate that pulls in DataFusion.
 
@@ -22,6 +24,7 @@ mod query;
 mod retention;
 mod schema;
 mod skipping;
+pub mod summary;
 pub mod worker;
 mod writer;
 

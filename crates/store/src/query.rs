@@ -207,6 +207,58 @@ impl Query {
         })
     }
 
+    /// The window summaries of the records this query would read (its log
+    /// group, log topic and time range; its SQL and filter aside). A
+    /// records file without a readable summary is counted in
+    /// [`crate::summary::Summaries::unsummarized`].
+    pub fn summaries(&self, root: &Path) -> Result<crate::summary::Summaries, StoreError> {
+        use crate::summary::{Summaries, TopicWindow, read, summary_path};
+        let scope = self.scope(root)?;
+        let partition = |p: &Path, key: &str| {
+            p.ancestors()
+                .filter_map(|a| a.file_name()?.to_str()?.strip_prefix(key))
+                .next()
+                .unwrap_or_default()
+                .to_string()
+        };
+        let mut retries = 0;
+        'listing: loop {
+            let mut out = Summaries::default();
+            for file in store_files(&scope.dirs)? {
+                let summary = match read(&summary_path(&file)) {
+                    Ok(s) => s,
+                    // A compaction or retention swapped the files away
+                    // after they were listed: list again.
+                    Err(_) if !file.exists() && retries < 5 => {
+                        retries += 1;
+                        continue 'listing;
+                    }
+                    Err(_) => {
+                        out.unsummarized += 1;
+                        continue;
+                    }
+                };
+                let (log_group, log_topic) = (
+                    partition(&file, "log_group="),
+                    partition(&file, "log_topic="),
+                );
+                for w in summary.windows {
+                    if self.time.since.is_some_and(|s| w.end <= s)
+                        || self.time.until.is_some_and(|u| w.start >= u)
+                    {
+                        continue;
+                    }
+                    out.windows.push(TopicWindow {
+                        log_group: log_group.clone(),
+                        log_topic: log_topic.clone(),
+                        summary: w,
+                    });
+                }
+            }
+            return Ok(out);
+        }
+    }
+
     /// Runs the query over the store at `root`. A store file that cannot be
     /// read is skipped and named in [`QueryResult::skipped`]; the rest of
     /// the store is still answered from.
@@ -521,7 +573,7 @@ impl Failure {
 }
 
 /// The store files under `dirs`, sorted.
-fn store_files(dirs: &[PathBuf]) -> Result<Vec<PathBuf>, StoreError> {
+pub(crate) fn store_files(dirs: &[PathBuf]) -> Result<Vec<PathBuf>, StoreError> {
     let mut files = Vec::new();
     let mut stack: Vec<PathBuf> = dirs.iter().filter(|d| d.is_dir()).cloned().collect();
     while let Some(d) = stack.pop() {

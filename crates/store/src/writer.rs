@@ -108,7 +108,11 @@ impl Store {
                 let path = entry.path();
                 if path.is_dir() {
                     stack.push(path);
-                } else if path.to_string_lossy().ends_with(TMP) {
+                } else if path.to_string_lossy().ends_with(TMP)
+                    || crate::summary::records_file_of(&path).is_some_and(|r| !r.exists())
+                {
+                    // Leftovers: a temporary file, or the summary of a
+                    // window whose records a crash kept from being written.
                     fs::remove_file(&path).map_err(|e| StoreError::io(&path, e))?;
                 }
             }
@@ -216,8 +220,16 @@ impl Store {
                 path: dir.join(&name).display().to_string(),
                 message,
             })?;
+            let summary = crate::summary::SummaryFile {
+                windows: vec![crate::summary::summarize(
+                    topology, w.start, w.end, &records,
+                )],
+            };
             let path = {
                 let _hour = lock_hour_dirs(&self.hour_dirs);
+                // The summary first: a records file without one is then
+                // always one written before summaries existed.
+                crate::summary::write(&dir, &name, &summary)?;
                 write_file(&self.root, &dir, &name, [Ok(b)])?
             };
             self.touched.insert(dir, (w.start / 3600 + 1) * 3600);

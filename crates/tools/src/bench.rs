@@ -268,6 +268,7 @@ fn bench_store(dir: &std::path::Path, records: u64, per_window: u64) -> Result<(
     let mut written = 0u64;
     let mut as_written = 0u64;
     let mut window = 0u64;
+    let mut last = None;
     while written < records {
         let start = t0 + window * 600;
         let n = per_window.min(records - written);
@@ -327,17 +328,16 @@ fn bench_store(dir: &std::path::Path, records: u64, per_window: u64) -> Result<(
         }
         // A closed window lists its records port by port (interface-id order).
         recs.sort_by_key(|r| r.port);
-        for f in store.write_window(
-            &topology,
-            &ClosedWindow {
-                start,
-                end: start + 600,
-                records: recs,
-                rule_hits: Vec::new(),
-            },
-        )? {
+        let closed = ClosedWindow {
+            start,
+            end: start + 600,
+            records: recs,
+            rule_hits: Vec::new(),
+        };
+        for f in store.write_window(&topology, &closed)? {
             as_written += std::fs::metadata(&f.path)?.len();
         }
+        last = Some(closed);
         // As ingest and the agent do: an hour is compacted once it is over.
         store.compact_before(start)?;
         written += n;
@@ -347,7 +347,7 @@ fn bench_store(dir: &std::path::Path, records: u64, per_window: u64) -> Result<(
     store.compact_before(u64::MAX)?;
     store.finish_compaction()?;
     let drained = started.elapsed().as_secs_f64();
-    let mut bytes = 0u64;
+    let (mut bytes, mut summaries) = (0u64, 0u64);
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         for e in std::fs::read_dir(&d)?.flatten() {
@@ -356,18 +356,46 @@ fn bench_store(dir: &std::path::Path, records: u64, per_window: u64) -> Result<(
                 stack.push(p);
             } else {
                 bytes += e.metadata()?.len();
+                if p.to_string_lossy()
+                    .ends_with(vpcflow_store::summary::SUMMARY_SUFFIX)
+                {
+                    summaries += e.metadata()?.len();
+                }
             }
         }
     }
     println!(
         "write: {written} records in {secs:.3} s = {:.0} records/s durable \
          ({drained:.3} s = {:.0} records/s until every hour was compacted, on a second thread); \
-         {bytes} bytes on disk = {:.2} bytes/record ({:.2} before compaction)",
+         {bytes} bytes on disk = {:.2} bytes/record ({:.2} before compaction), \
+         of which window summaries {:.2} bytes/record",
         written as f64 / secs,
         written as f64 / drained,
         bytes as f64 / written as f64,
-        as_written as f64 / written as f64
+        as_written as f64 / written as f64,
+        summaries as f64 / written as f64
     );
+    // What the window summary costs the writer: summarizing the last
+    // window again, against the average durable write of one window.
+    if let Some(w) = &last {
+        let listed: Vec<(usize, &FlowRecord)> = w.records.iter().enumerate().collect();
+        let mut best = f64::MAX;
+        for _ in 0..3 {
+            let t = Instant::now();
+            std::hint::black_box(vpcflow_store::summary::summarize(
+                &topology, w.start, w.end, &listed,
+            ));
+            best = best.min(t.elapsed().as_secs_f64());
+        }
+        let per_window = secs / window as f64;
+        println!(
+            "window summary: {:.1} ms of a window's {:.1} ms durable write ({:.0}%, {} records)",
+            best * 1e3,
+            per_window * 1e3,
+            100.0 * best / per_window,
+            w.records.len()
+        );
+    }
     let day_end = t0 + 86_400;
     for (name, q) in [
         (

@@ -74,6 +74,10 @@ struct Common {
     /// Output format: a table, or one JSON object per line.
     #[arg(long, value_enum, default_value = "table")]
     format: FormatArg,
+    /// Read the records even where the store's window summaries answer
+    /// (slower; the same findings: a check of the summaries).
+    #[arg(long)]
+    from_records: bool,
 }
 
 #[derive(Debug, Args)]
@@ -81,7 +85,8 @@ struct AttacksArgs {
     #[command(flatten)]
     common: Common,
     /// Change a detector's threshold, NAME=VALUE (repeatable). Names and
-    /// defaults: port-scan-dstports 20, host-sweep-dstaddrs 3,
+    /// defaults (also the least that the store's window summaries answer;
+    /// lower ones read the records): port-scan-dstports 20, host-sweep-dstaddrs 3,
     /// host-sweep-packets-per-flow 3, brute-force-connections 20,
     /// brute-force-packets-per-connection 30, syn-flood-flows 200,
     /// syn-flood-sources 20, udp-flood-pps 1000,
@@ -117,6 +122,7 @@ impl Common {
             group: self.scope.group.clone(),
             topic: self.scope.topic.clone(),
             time: self.scope.range.range()?,
+            from_records: self.from_records,
             ..Records::of(&self.scope.store)
         })
     }

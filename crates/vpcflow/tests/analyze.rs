@@ -36,7 +36,9 @@ fn ingest_into(config: &Path, store: &Path, extra: &[&str], capture: &Path) {
 }
 
 /// `analyze KIND --format json [--config CONFIG] --store STORE [EXTRA]`:
-/// its findings.
+/// its findings. Attacks and rules are read from the store's window
+/// summaries; each is asked again with `--from-records`, which must give
+/// the same findings.
 fn analyze(kind: &str, config: Option<&Path>, store: &Path, extra: &[&str]) -> Vec<Value> {
     let mut args: Vec<&std::ffi::OsStr> = ["analyze", kind, "--format", "json"]
         .map(std::ffi::OsStr::new)
@@ -46,8 +48,16 @@ fn analyze(kind: &str, config: Option<&Path>, store: &Path, extra: &[&str]) -> V
     }
     args.extend(["--store".as_ref(), store.as_os_str()]);
     args.extend(extra.iter().map(std::ffi::OsStr::new));
-    run_ok(args)
-        .lines()
+    let out = run_ok(&args);
+    if kind != "traffic" && !extra.contains(&"--suggest") {
+        args.push("--from-records".as_ref());
+        assert_eq!(
+            out,
+            run_ok(&args),
+            "analyze {kind} {extra:?}: the summaries and the records disagree"
+        );
+    }
+    out.lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
 }
