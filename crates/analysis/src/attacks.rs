@@ -26,7 +26,7 @@ use crate::{AnalysisError, Finding, Records, Row, quote};
 pub const MOST_REPEATED_WINDOWS: usize = 200;
 
 pub use vpcflow_store::summary::{BRUTE_FORCE_SERVICES, REFLECTION_SERVICES};
-use vpcflow_store::summary::{FLOORS, Measures, Shape, Summaries};
+use vpcflow_store::summary::{FLOORS, Measures, Shape, TopicWindow};
 
 /// The detectors' thresholds. [`Thresholds::default`] is the documented
 /// default; [`Thresholds::set`] changes one by its name.
@@ -312,95 +312,105 @@ fn measured(mut f: Finding, m: &Measures) -> Finding {
 }
 
 /// A window of a log topic: (log group, log topic, start).
-type TopicWindow = (String, String, u64);
+type WindowKey = (String, String, u64);
 
-/// Windows of more than one file: their groups' distinct counts are
-/// per file, so they are analyzed from their records.
-fn repeated_windows(s: &Summaries) -> HashSet<TopicWindow> {
-    let mut seen = HashSet::new();
-    let mut repeated = HashSet::new();
-    for w in &s.windows {
-        let key = (w.log_group.clone(), w.log_topic.clone(), w.summary.start);
-        if !seen.insert(key.clone()) {
-            repeated.insert(key);
-        }
-    }
-    repeated
+/// What an attack analysis keeps of the window summaries, folded one
+/// window at a time: the findings and the few port windows that may be
+/// bursts, not the summaries.
+#[derive(Default)]
+struct Folded {
+    /// Each detector's findings, with their window.
+    findings: Vec<(WindowKey, Finding)>,
+    /// How many summaries each window has.
+    seen: HashMap<WindowKey, u32>,
+    /// Per port: the windows it has records in, and its REJECT flows.
+    ports: HashMap<(String, String), (u64, u64)>,
+    /// Port windows with enough REJECT flows to be a burst.
+    bursts: Vec<Finding>,
 }
 
-/// A detector's findings from the summaries of the windows not repeated.
-fn summarized(
-    s: &Summaries,
-    d: &Detector,
-    t: &Thresholds,
-    repeated: &HashSet<TopicWindow>,
-) -> Vec<Finding> {
-    let mut out = Vec::new();
-    for w in &s.windows {
-        let (start, end) = (w.summary.start, w.summary.end);
-        if repeated.contains(&(w.log_group.clone(), w.log_topic.clone(), start)) {
+fn fold(acc: &mut Folded, w: TopicWindow, detectors: &[Detector], t: &Thresholds) {
+    let (start, end) = (w.summary.start, w.summary.end);
+    let key = (w.log_group, w.log_topic, start);
+    *acc.seen.entry(key.clone()).or_default() += 1;
+    for g in w.summary.groups {
+        let Some(d) = detectors.iter().find(|d| d.shape == g.shape) else {
+            continue;
+        };
+        if !holds(d.shape, t, &g.measures, end.saturating_sub(start)) {
             continue;
         }
-        for g in w.summary.groups.iter().filter(|g| g.shape == d.shape) {
-            if !holds(d.shape, t, &g.measures, end.saturating_sub(start)) {
-                continue;
-            }
-            let f = Finding {
-                kind: d.kind,
-                start,
-                end,
-                flow_log_id: g.flow_log_id.clone(),
-                interface_id: g.interface_id.clone(),
-                srcaddr: g.srcaddr.clone(),
-                srcport: g.srcport.map(u64::from),
-                dstport: g.dstport.map(u64::from),
-                ..Finding::default()
-            };
-            out.push(measured(f, &g.measures));
-        }
+        let f = Finding {
+            kind: d.kind,
+            start,
+            end,
+            flow_log_id: g.flow_log_id,
+            interface_id: g.interface_id,
+            srcaddr: g.srcaddr,
+            srcport: g.srcport.map(u64::from),
+            dstport: g.dstport.map(u64::from),
+            ..Finding::default()
+        };
+        acc.findings.push((key.clone(), measured(f, &g.measures)));
     }
-    out
-}
-
-/// REJECT spikes from the summaries (no window repeated).
-fn summarized_denied_bursts(s: &Summaries, t: &Thresholds) -> Vec<Finding> {
-    // Per port: its windows, and its REJECT flows over the range.
-    let mut windows: HashMap<(&str, &str), HashSet<u64>> = HashMap::new();
-    let mut total: HashMap<(&str, &str), u64> = HashMap::new();
-    for w in &s.windows {
-        for p in &w.summary.ports {
-            let key = (p.flow_log_id.as_str(), p.interface_id.as_str());
-            windows.entry(key).or_default().insert(w.summary.start);
-            *total.entry(key).or_default() += p.rejects.as_ref().map_or(0, |m| m.connections);
-        }
-    }
-    let mut out = Vec::new();
-    for w in &s.windows {
-        for p in &w.summary.ports {
-            let Some(m) = &p.rejects else { continue };
-            let key = (p.flow_log_id.as_str(), p.interface_id.as_str());
-            let flows = m.connections;
-            let others = windows.get(&key).map_or(1, HashSet::len) as u64 - 1;
-            let rest = total
-                .get(&key)
-                .copied()
-                .unwrap_or(flows)
-                .saturating_sub(flows);
-            if !is_burst(t, flows, others, rest) {
-                continue;
-            }
+    for p in w.summary.ports {
+        let flows = p.rejects.as_ref().map_or(0, |m| m.connections);
+        let port = acc
+            .ports
+            .entry((p.flow_log_id.clone(), p.interface_id.clone()))
+            .or_default();
+        port.0 += 1;
+        port.1 += flows;
+        if let Some(m) = p.rejects.filter(|_| flows >= t.denied_burst_flows) {
             let f = Finding {
                 kind: "denied-burst",
-                flow_log_id: p.flow_log_id.clone(),
-                interface_id: Some(p.interface_id.clone()),
-                start: w.summary.start,
-                end: w.summary.end,
+                flow_log_id: p.flow_log_id,
+                interface_id: Some(p.interface_id),
+                start,
+                end,
                 ..Finding::default()
             };
-            out.push(measured(f, m));
+            acc.bursts.push(measured(f, &m));
         }
     }
-    out
+}
+
+impl Folded {
+    /// Windows in more than one file: their groups' distinct counts are
+    /// per file, so they are read from their records.
+    fn repeated(&self) -> Vec<&WindowKey> {
+        let mut v: Vec<&WindowKey> = self
+            .seen
+            .iter()
+            .filter(|&(_, &n)| n > 1)
+            .map(|(k, _)| k)
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// The bursts against each port's other windows (no window repeated,
+    /// so each port's windows are counted once).
+    fn denied_bursts(&mut self, t: &Thresholds) -> Vec<Finding> {
+        let bursts = std::mem::take(&mut self.bursts);
+        bursts
+            .into_iter()
+            .filter(|f| {
+                let key = (
+                    f.flow_log_id.clone(),
+                    f.interface_id.clone().unwrap_or_default(),
+                );
+                let flows = f.connections.unwrap_or_default();
+                let (windows, total) = self.ports.get(&key).copied().unwrap_or((1, flows));
+                is_burst(
+                    t,
+                    flows,
+                    windows.saturating_sub(1),
+                    total.saturating_sub(flows),
+                )
+            })
+            .collect()
+    }
 }
 
 /// Whether a window's `flows` REJECT flows are a burst against the
@@ -626,16 +636,18 @@ fn denied_bursts(records: &Records<'_>, t: &Thresholds) -> Result<Vec<Finding>, 
 /// file is read from its records (all of them, past
 /// [`MOST_REPEATED_WINDOWS`] such windows).
 pub fn find(records: &Records<'_>, t: &Thresholds) -> Result<Vec<Finding>, AnalysisError> {
-    let mut out = Vec::new();
-    let summaries = match records.summaries()? {
-        Some(s) if t.summarized() => Some(s),
-        _ => None,
+    let detectors = detectors(t);
+    let folded = if t.summarized() {
+        records.fold_summaries(Folded::default, |acc, w| fold(acc, w, &detectors, t))?
+    } else {
+        None
     };
-    let repeated = summaries.as_ref().map(repeated_windows);
-    match (&summaries, &repeated) {
-        (Some(s), Some(repeated)) if repeated.len() <= MOST_REPEATED_WINDOWS => {
+    let mut out = Vec::new();
+    match folded {
+        Some(mut s) if s.repeated().len() <= MOST_REPEATED_WINDOWS => {
+            let repeated: HashSet<WindowKey> = s.repeated().into_iter().cloned().collect();
             let only = (!repeated.is_empty()).then(|| {
-                let mut windows: Vec<String> = repeated
+                s.repeated()
                     .iter()
                     .map(|(g, tp, start)| {
                         format!(
@@ -644,25 +656,29 @@ pub fn find(records: &Records<'_>, t: &Thresholds) -> Result<Vec<Finding>, Analy
                             quote(tp)
                         )
                     })
-                    .collect();
-                windows.sort();
-                windows.join(" OR ")
+                    .collect::<Vec<_>>()
+                    .join(" OR ")
             });
-            for d in detectors(t) {
-                out.extend(summarized(s, &d, t, repeated));
-                if let Some(only) = &only {
-                    out.extend(run_detector(records, &d, Some(only))?);
+            let findings = std::mem::take(&mut s.findings);
+            out.extend(
+                findings
+                    .into_iter()
+                    .filter(|(k, _)| !repeated.contains(k))
+                    .map(|(_, f)| f),
+            );
+            match &only {
+                None => out.extend(s.denied_bursts(t)),
+                Some(only) => {
+                    for d in &detectors {
+                        out.extend(run_detector(records, d, Some(only))?);
+                    }
+                    out.extend(denied_bursts(records, t)?);
                 }
-            }
-            if repeated.is_empty() {
-                out.extend(summarized_denied_bursts(s, t));
-            } else {
-                out.extend(denied_bursts(records, t)?);
             }
         }
         _ => {
-            for d in detectors(t) {
-                out.extend(run_detector(records, &d, None)?);
+            for d in &detectors {
+                out.extend(run_detector(records, d, None)?);
             }
             out.extend(denied_bursts(records, t)?);
         }

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 pub use finding::{Finding, write_json, write_table};
-use vpcflow_store::summary::Summaries;
+use vpcflow_store::summary::TopicWindow;
 use vpcflow_store::{Query, QueryLimits, StoreError, TimeRange};
 
 /// What went wrong in an analysis.
@@ -113,9 +113,13 @@ impl Row {
 }
 
 impl Records<'_> {
-    /// The store's window summaries of these records, when every records
-    /// file in scope has one and they are not turned off.
-    fn summaries(&self) -> Result<Option<Summaries>, AnalysisError> {
+    /// Folds `f` over the store's window summaries of these records; `None`
+    /// when a records file in scope has none, or summaries are turned off.
+    fn fold_summaries<T>(
+        &self,
+        init: impl Fn() -> T,
+        f: impl FnMut(&mut T, TopicWindow),
+    ) -> Result<Option<T>, AnalysisError> {
         if self.from_records {
             return Ok(None);
         }
@@ -126,8 +130,7 @@ impl Records<'_> {
             confined: self.confined,
             ..Query::default()
         };
-        let s = q.summaries(self.store)?;
-        Ok((s.unsummarized == 0).then_some(s))
+        Ok(q.fold_summaries(self.store, init, f)?)
     }
 
     fn sql(&self, sql: String) -> Result<Vec<Row>, AnalysisError> {

@@ -29,7 +29,7 @@ use vpcflow_core::inventory::rules::{
 use vpcflow_core::rules::{RuleTable, Stage};
 use vpcflow_policy::evaluation_order;
 
-use vpcflow_store::summary::{KEPT_VALUES, Summaries};
+use vpcflow_store::summary::{KEPT_VALUES, TopicWindow};
 
 use crate::{AnalysisError, Finding, Records, quote};
 
@@ -324,17 +324,16 @@ pub fn usage(
     inv: &Inventory,
     t: &RuleThresholds,
 ) -> Result<Usage, AnalysisError> {
-    let summaries = records.summaries()?.filter(|_| {
-        t.broad_used_addresses <= KEPT_VALUES as u64 && t.broad_used_ports <= KEPT_VALUES as u64
-    });
-    let (span, hit, mut used) = match &summaries {
-        Some(s) => {
-            let (hit, used) = summarized_uses(s);
-            let span = s
-                .windows
-                .iter()
-                .map(|w| (w.summary.start, w.summary.end))
-                .reduce(|a, b| (a.0.min(b.0), a.1.max(b.1)));
+    let summarized =
+        t.broad_used_addresses <= KEPT_VALUES as u64 && t.broad_used_ports <= KEPT_VALUES as u64;
+    let folded = if summarized {
+        records.fold_summaries(UsesFold::default, UsesFold::add)?
+    } else {
+        None
+    };
+    let (span, hit, mut used) = match folded {
+        Some(f) => {
+            let (span, hit, used) = f.finish();
             (span, hit, Some(used))
         }
         None => {
@@ -483,52 +482,75 @@ fn recorded_uses(records: &Records<'_>, broad: &[BroadRule]) -> Result<Used, Ana
     Ok(used)
 }
 
-/// Hits and use of every rule from the window summaries. A rule's
-/// distinct remotes and ports are exact up to [`KEPT_VALUES`], and only
-/// known to be more past it.
-fn summarized_uses(s: &Summaries) -> (HashMap<RuleKey, Hits>, Used) {
-    let mut hit: HashMap<RuleKey, Hits> = HashMap::new();
-    let mut used = Used::new();
-    let mut more: HashSet<(RuleKey, bool)> = HashSet::new();
-    for w in &s.windows {
-        for r in &w.summary.rules {
-            let key = (r.stage.clone(), r.policy_id.clone(), r.rule_id.clone());
-            let h = hit.entry(key.clone()).or_insert(Hits {
-                first: w.summary.start,
-                last: w.summary.end,
+/// Hits and use of every rule from the window summaries, folded one
+/// window at a time. A rule's distinct remotes and ports are exact up to
+/// [`KEPT_VALUES`], and only known to be more past it.
+#[derive(Default)]
+struct UsesFold {
+    span: Option<(u64, u64)>,
+    hits: HashMap<RuleKey, Hits>,
+    used: Used,
+    /// (rule, remotes or ports) with more than [`KEPT_VALUES`].
+    more: HashSet<(RuleKey, bool)>,
+}
+
+impl UsesFold {
+    fn add(&mut self, w: TopicWindow) {
+        let (start, end) = (w.summary.start, w.summary.end);
+        self.span = Some(
+            self.span
+                .map_or((start, end), |(a, b)| (a.min(start), b.max(end))),
+        );
+        for r in w.summary.rules {
+            let key = (r.stage, r.policy_id, r.rule_id);
+            let h = self.hits.entry(key.clone()).or_insert(Hits {
+                first: start,
+                last: end,
                 ..Hits::default()
             });
             h.flows += r.flows;
             h.packets += r.packets;
             h.bytes += r.bytes;
-            h.first = h.first.min(w.summary.start);
-            h.last = h.last.max(w.summary.end);
-            let (addresses, ports) = used.entry(key.clone()).or_default();
+            h.first = h.first.min(start);
+            h.last = h.last.max(end);
+            let (addresses, ports) = self.used.entry(key.clone()).or_default();
             addresses.extend(r.remotes.iter().filter_map(|a| a.parse::<IpAddr>().ok()));
             ports.extend(r.dstports.iter().copied());
-            if r.more_remotes {
-                more.insert((key.clone(), true));
+            // Past the kept values only "more" matters: keep the sets small.
+            let more_remotes = r.more_remotes || addresses.len() > KEPT_VALUES;
+            let more_ports = r.more_dstports || ports.len() > KEPT_VALUES;
+            while addresses.len() > KEPT_VALUES {
+                addresses.pop_last();
             }
-            if r.more_dstports {
-                more.insert((key, false));
+            while ports.len() > KEPT_VALUES {
+                ports.pop_last();
+            }
+            if more_remotes {
+                self.more.insert((key.clone(), true));
+            }
+            if more_ports {
+                self.more.insert((key, false));
             }
         }
     }
-    let past = KEPT_VALUES as u64 + 1;
-    for (key, h) in &mut hit {
-        let (addresses, ports) = &used[key];
-        let count = |n: usize, remotes: bool| {
-            let n = n as u64;
-            if more.contains(&(key.clone(), remotes)) {
-                n.max(past)
-            } else {
-                n
-            }
-        };
-        h.remotes = count(addresses.len(), true);
-        h.ports = count(ports.len(), false);
+
+    fn finish(mut self) -> (Option<(u64, u64)>, HashMap<RuleKey, Hits>, Used) {
+        let past = KEPT_VALUES as u64 + 1;
+        for (key, h) in &mut self.hits {
+            let (addresses, ports) = &self.used[key];
+            let count = |n: usize, remotes: bool| {
+                let n = n as u64;
+                if self.more.contains(&(key.clone(), remotes)) {
+                    n.max(past)
+                } else {
+                    n
+                }
+            };
+            h.remotes = count(addresses.len(), true);
+            h.ports = count(ports.len(), false);
+        }
+        (self.span, self.hits, self.used)
     }
-    (hit, used)
 }
 
 /// What every rule of `inv` (and every implicit decision) decided or let
@@ -643,8 +665,8 @@ pub fn find(
 /// Deny rules and default denies that rejected traffic, per flow log, with
 /// their top sources.
 fn denied(records: &Records<'_>, t: &RuleThresholds) -> Result<Vec<Finding>, AnalysisError> {
-    let rules = match records.summaries()? {
-        Some(s) => summarized_denied(&s, t),
+    let rules = match records.fold_summaries(DeniedFold::default, DeniedFold::add)? {
+        Some(f) => f.finish(t),
         None => recorded_denied(records, t)?,
     };
     Ok(rules
@@ -743,22 +765,21 @@ fn recorded_denied(
         .collect()
 }
 
-fn summarized_denied(s: &Summaries, t: &RuleThresholds) -> Vec<DeniedRule> {
-    type Merged = (DeniedRule, HashMap<String, u64>, BTreeSet<u16>);
-    let mut rules: BTreeMap<[Option<String>; 4], Merged> = BTreeMap::new();
-    for w in &s.windows {
-        for d in &w.summary.denied {
-            let key = [
-                Some(d.flow_log_id.clone()),
-                d.decided_by.clone(),
-                d.policy_id.clone(),
-                d.rule_id.clone(),
-            ];
-            let (m, sources, ports) = rules.entry(key.clone()).or_insert_with(|| {
+/// What deny rules rejected, from the window summaries, folded one window
+/// at a time.
+#[derive(Default)]
+struct DeniedFold(BTreeMap<[Option<String>; 4], (DeniedRule, HashMap<String, u64>, BTreeSet<u16>)>);
+
+impl DeniedFold {
+    fn add(&mut self, w: TopicWindow) {
+        let (start, end) = (w.summary.start, w.summary.end);
+        for d in w.summary.denied {
+            let key = [Some(d.flow_log_id), d.decided_by, d.policy_id, d.rule_id];
+            let (m, sources, ports) = self.0.entry(key.clone()).or_insert_with(|| {
                 let rule = DeniedRule {
                     key,
-                    first: w.summary.start,
-                    last: w.summary.end,
+                    first: start,
+                    last: end,
                     ..DeniedRule::default()
                 };
                 (rule, HashMap::new(), BTreeSet::new())
@@ -766,26 +787,29 @@ fn summarized_denied(s: &Summaries, t: &RuleThresholds) -> Vec<DeniedRule> {
             m.flows += d.flows;
             m.packets += d.packets;
             m.bytes += d.bytes;
-            m.first = m.first.min(w.summary.start);
-            m.last = m.last.max(w.summary.end);
-            for (a, n) in &d.sources {
-                *sources.entry(a.clone()).or_default() += n;
+            m.first = m.first.min(start);
+            m.last = m.last.max(end);
+            for (a, n) in d.sources {
+                *sources.entry(a).or_default() += n;
             }
-            ports.extend(d.dstports.iter().copied());
+            ports.extend(d.dstports);
         }
     }
-    rules
-        .into_values()
-        .map(|(mut m, sources, ports)| {
-            m.sources = sources.len() as u64;
-            m.dstports = ports.len() as u64;
-            let mut top: Vec<(String, u64)> = sources.into_iter().collect();
-            top.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-            top.truncate(t.denied_top_sources as usize);
-            m.top = top;
-            m
-        })
-        .collect()
+
+    fn finish(self, t: &RuleThresholds) -> Vec<DeniedRule> {
+        self.0
+            .into_values()
+            .map(|(mut m, sources, ports)| {
+                m.sources = sources.len() as u64;
+                m.dstports = ports.len() as u64;
+                let mut top: Vec<(String, u64)> = sources.into_iter().collect();
+                top.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+                top.truncate(t.denied_top_sources as usize);
+                m.top = top;
+                m
+            })
+            .collect()
+    }
 }
 
 #[cfg(test)]

@@ -207,12 +207,20 @@ impl Query {
         })
     }
 
-    /// The window summaries of the records this query would read (its log
-    /// group, log topic and time range; its SQL and filter aside). A
-    /// records file without a readable summary is counted in
-    /// [`crate::summary::Summaries::unsummarized`].
-    pub fn summaries(&self, root: &Path) -> Result<crate::summary::Summaries, StoreError> {
-        use crate::summary::{Summaries, TopicWindow, read, summary_path};
+    /// Folds `f` over the window summaries of the records this query would
+    /// read (its log group, log topic and time range; its SQL and filter
+    /// aside), one window at a time, so memory holds what `f` keeps rather
+    /// than the range. `None` when a records file in scope has no readable
+    /// summary (one written before summaries existed): the summaries are
+    /// then not the whole of the records. A compaction or retention that
+    /// swaps files away under the fold starts it again from `init`.
+    pub fn fold_summaries<T>(
+        &self,
+        root: &Path,
+        init: impl Fn() -> T,
+        mut f: impl FnMut(&mut T, crate::summary::TopicWindow),
+    ) -> Result<Option<T>, StoreError> {
+        use crate::summary::{TopicWindow, read, summary_path};
         let scope = self.scope(root)?;
         let partition = |p: &Path, key: &str| {
             p.ancestors()
@@ -223,20 +231,19 @@ impl Query {
         };
         let mut retries = 0;
         'listing: loop {
-            let mut out = Summaries::default();
-            for file in store_files(&scope.dirs)? {
+            let files = store_files(&scope.dirs)?;
+            if files.iter().any(|f| !summary_path(f).exists()) {
+                return Ok(None);
+            }
+            let mut acc = init();
+            for file in files {
                 let summary = match read(&summary_path(&file)) {
                     Ok(s) => s,
-                    // A compaction or retention swapped the files away
-                    // after they were listed: list again.
                     Err(_) if !file.exists() && retries < 5 => {
                         retries += 1;
                         continue 'listing;
                     }
-                    Err(_) => {
-                        out.unsummarized += 1;
-                        continue;
-                    }
+                    Err(_) => return Ok(None),
                 };
                 let (log_group, log_topic) = (
                     partition(&file, "log_group="),
@@ -248,14 +255,17 @@ impl Query {
                     {
                         continue;
                     }
-                    out.windows.push(TopicWindow {
-                        log_group: log_group.clone(),
-                        log_topic: log_topic.clone(),
-                        summary: w,
-                    });
+                    f(
+                        &mut acc,
+                        TopicWindow {
+                            log_group: log_group.clone(),
+                            log_topic: log_topic.clone(),
+                            summary: w,
+                        },
+                    );
                 }
             }
-            return Ok(out);
+            return Ok(Some(acc));
         }
     }
 

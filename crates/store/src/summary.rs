@@ -276,17 +276,6 @@ pub struct TopicWindow {
     pub summary: WindowSummary,
 }
 
-/// The summaries of the windows a query would read.
-#[derive(Debug, Clone, Default)]
-pub struct Summaries {
-    /// Every window summary in scope (a window in two files appears twice).
-    pub windows: Vec<TopicWindow>,
-    /// Records files in scope that have no summary (written before
-    /// summaries existed): while there are any, the summaries are not the
-    /// whole store.
-    pub unsummarized: usize,
-}
-
 /// The summary file of a records file.
 pub fn summary_path(records_file: &Path) -> PathBuf {
     let mut s = records_file.as_os_str().to_owned();
@@ -871,22 +860,27 @@ mod tests {
             time: crate::TimeRange { since, until: None },
             ..Query::default()
         };
-        let s = q(None).summaries(dir.path()).unwrap();
-        assert_eq!((s.windows.len(), s.unsummarized), (2, 0));
-        assert_eq!(s.windows[0].log_topic, "t");
-        assert_eq!(s.windows[0].summary, summary_of(&window()));
-        let later = q(Some(START + 60)).summaries(dir.path()).unwrap();
-        assert_eq!(later.windows.len(), 1);
-        assert_eq!(later.windows[0].summary.start, START + 600);
+        let all = |q: Query| {
+            q.fold_summaries(dir.path(), Vec::new, |v, w| v.push(w))
+                .unwrap()
+        };
+        let s = all(q(None)).unwrap();
+        assert_eq!(s.len(), 2);
+        assert_eq!(s[0].log_topic, "t");
+        assert_eq!(s[0].summary, summary_of(&window()));
+        let later = all(q(Some(START + 60))).unwrap();
+        assert_eq!(later.len(), 1);
+        assert_eq!(later[0].summary.start, START + 600);
         // Compacted: one records file, its summary both windows.
         assert_eq!(store.compact_before(u64::MAX).unwrap().len(), 1);
-        let merged = q(None).summaries(dir.path()).unwrap();
-        assert_eq!(merged.windows.len(), 2);
-        assert_eq!(merged.windows[0].summary, s.windows[0].summary);
-        assert_eq!(merged.windows[1].summary, s.windows[1].summary);
+        let merged = all(q(None)).unwrap();
+        assert_eq!(merged.len(), 2);
+        assert_eq!(merged[0].summary, s[0].summary);
+        assert_eq!(merged[1].summary, s[1].summary);
         drop(store);
-        // A records file without a summary is counted; a summary without
-        // its records file is removed when the store is opened.
+        // A records file without a summary: the summaries are not the
+        // whole store; a summary without its records file is removed when
+        // the store is opened.
         let files = crate::query::store_files(&[dir.path().to_path_buf()]).unwrap();
         assert_eq!(files.len(), 1);
         let summary = summary_path(&files[0]);
@@ -895,8 +889,7 @@ mod tests {
             .join("log_group=g/log_topic=t/x.parquet.summary.json.zst");
         fs::copy(&summary, &orphan).unwrap();
         fs::remove_file(&summary).unwrap();
-        let s = q(None).summaries(dir.path()).unwrap();
-        assert_eq!((s.windows.len(), s.unsummarized), (0, 1));
+        assert!(all(q(None)).is_none());
         drop(Store::open(dir.path()).unwrap());
         assert!(!orphan.exists());
     }
