@@ -25,8 +25,8 @@ use crate::{AnalysisError, Finding, Records, Row, quote};
 /// all the records rather than list those windows in its SQL.
 pub const MOST_REPEATED_WINDOWS: usize = 200;
 
+use vpcflow_store::summary::{AttackView, FLOORS, Measures, Shape, TopicWindow};
 pub use vpcflow_store::summary::{BRUTE_FORCE_SERVICES, REFLECTION_SERVICES};
-use vpcflow_store::summary::{FLOORS, Measures, Shape, TopicWindow};
 
 /// The detectors' thresholds. [`Thresholds::default`] is the documented
 /// default; [`Thresholds::set`] changes one by its name.
@@ -329,7 +329,7 @@ struct Folded {
     bursts: Vec<Finding>,
 }
 
-fn fold(acc: &mut Folded, w: TopicWindow, detectors: &[Detector], t: &Thresholds) {
+fn fold(acc: &mut Folded, w: TopicWindow<AttackView>, detectors: &[Detector], t: &Thresholds) {
     let (start, end) = (w.summary.start, w.summary.end);
     let key = (w.log_group, w.log_topic, start);
     *acc.seen.entry(key.clone()).or_default() += 1;

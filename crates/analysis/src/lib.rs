@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 pub use finding::{Finding, write_json, write_table};
-use vpcflow_store::summary::TopicWindow;
+use vpcflow_store::summary::{SummaryView, TopicWindow};
 use vpcflow_store::{Query, QueryLimits, StoreError, TimeRange};
 
 /// What went wrong in an analysis.
@@ -115,10 +115,10 @@ impl Row {
 impl Records<'_> {
     /// Folds `f` over the store's window summaries of these records; `None`
     /// when a records file in scope has none, or summaries are turned off.
-    fn fold_summaries<T>(
+    fn fold_summaries<W: SummaryView, T>(
         &self,
         init: impl Fn() -> T,
-        f: impl FnMut(&mut T, TopicWindow),
+        f: impl FnMut(&mut T, TopicWindow<W>),
     ) -> Result<Option<T>, AnalysisError> {
         if self.from_records {
             return Ok(None);

@@ -29,7 +29,7 @@ use vpcflow_core::inventory::rules::{
 use vpcflow_core::rules::{RuleTable, Stage};
 use vpcflow_policy::evaluation_order;
 
-use vpcflow_store::summary::{KEPT_VALUES, TopicWindow};
+use vpcflow_store::summary::{KEPT_VALUES, RuleView, TopicWindow};
 
 use crate::{AnalysisError, Finding, Records, quote};
 
@@ -324,16 +324,39 @@ pub fn usage(
     inv: &Inventory,
     t: &RuleThresholds,
 ) -> Result<Usage, AnalysisError> {
+    Ok(usage_and_denied(records, inv, t, false)?.0)
+}
+
+/// [`usage`] and, with `denied` and from the window summaries in the same
+/// pass, what the deny rules rejected (`None`: ask the records).
+fn usage_and_denied(
+    records: &Records<'_>,
+    inv: &Inventory,
+    t: &RuleThresholds,
+    denied: bool,
+) -> Result<(Usage, Option<Vec<DeniedRule>>), AnalysisError> {
     let summarized =
         t.broad_used_addresses <= KEPT_VALUES as u64 && t.broad_used_ports <= KEPT_VALUES as u64;
     let folded = if summarized {
-        records.fold_summaries(UsesFold::default, UsesFold::add)?
+        records.fold_summaries(
+            <(UsesFold, DeniedFold)>::default,
+            |(uses, deny), w: TopicWindow<RuleView>| {
+                uses.add(&w);
+                if denied {
+                    deny.add(w);
+                }
+            },
+        )?
     } else {
         None
     };
+    let mut denied_rules = None;
     let (span, hit, mut used) = match folded {
-        Some(f) => {
+        Some((f, deny)) => {
             let (span, hit, used) = f.finish();
+            if denied {
+                denied_rules = Some(deny.finish(t));
+            }
             (span, hit, Some(used))
         }
         None => {
@@ -409,7 +432,7 @@ pub fn usage(
         }
     }
     u.hits = hit;
-    Ok(u)
+    Ok((u, denied_rules))
 }
 
 /// The remote addresses and destination ports that used each rule.
@@ -495,14 +518,14 @@ struct UsesFold {
 }
 
 impl UsesFold {
-    fn add(&mut self, w: TopicWindow) {
+    fn add(&mut self, w: &TopicWindow<RuleView>) {
         let (start, end) = (w.summary.start, w.summary.end);
         self.span = Some(
             self.span
                 .map_or((start, end), |(a, b)| (a.min(start), b.max(end))),
         );
-        for r in w.summary.rules {
-            let key = (r.stage, r.policy_id, r.rule_id);
+        for r in &w.summary.rules {
+            let key = (r.stage.clone(), r.policy_id.clone(), r.rule_id.clone());
             let h = self.hits.entry(key.clone()).or_insert(Hits {
                 first: start,
                 last: end,
@@ -595,7 +618,7 @@ pub fn find(
     inv: &Inventory,
     t: &RuleThresholds,
 ) -> Result<Vec<Finding>, AnalysisError> {
-    let u = usage(records, inv, t)?;
+    let (u, denied_rules) = usage_and_denied(records, inv, t, true)?;
     let mut out = shadowed(inv, u.start, u.end);
     for key in &u.unused {
         out.push(Finding {
@@ -642,7 +665,11 @@ pub fn find(
             ..Finding::default()
         });
     }
-    out.extend(denied(records, t)?);
+    let denied_rules = match denied_rules {
+        Some(d) => d,
+        None => recorded_denied(records, t)?,
+    };
+    out.extend(denied(denied_rules));
     out.sort_by(|a, b| {
         (
             a.kind,
@@ -664,12 +691,8 @@ pub fn find(
 
 /// Deny rules and default denies that rejected traffic, per flow log, with
 /// their top sources.
-fn denied(records: &Records<'_>, t: &RuleThresholds) -> Result<Vec<Finding>, AnalysisError> {
-    let rules = match records.fold_summaries(DeniedFold::default, DeniedFold::add)? {
-        Some(f) => f.finish(t),
-        None => recorded_denied(records, t)?,
-    };
-    Ok(rules
+fn denied(rules: Vec<DeniedRule>) -> Vec<Finding> {
+    rules
         .into_iter()
         .map(|d| {
             let [flow_log_id, decided_by, policy_id, rule_id] = d.key;
@@ -699,7 +722,7 @@ fn denied(records: &Records<'_>, t: &RuleThresholds) -> Result<Vec<Finding>, Ana
                 ..Finding::default()
             }
         })
-        .collect())
+        .collect()
 }
 
 /// What one deny rule of one flow log rejected over the range.
@@ -771,7 +794,7 @@ fn recorded_denied(
 struct DeniedFold(BTreeMap<[Option<String>; 4], (DeniedRule, HashMap<String, u64>, BTreeSet<u16>)>);
 
 impl DeniedFold {
-    fn add(&mut self, w: TopicWindow) {
+    fn add(&mut self, w: TopicWindow<RuleView>) {
         let (start, end) = (w.summary.start, w.summary.end);
         for d in w.summary.denied {
             let key = [Some(d.flow_log_id), d.decided_by, d.policy_id, d.rule_id];

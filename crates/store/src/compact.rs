@@ -292,7 +292,10 @@ fn compact_dir(
     // read its records.
     let summaries: Option<Vec<_>> = files
         .iter()
-        .map(|f| crate::summary::read(&crate::summary::summary_path(f)).ok())
+        .map(|f| {
+            crate::summary::read::<crate::summary::WindowSummary>(&crate::summary::summary_path(f))
+                .ok()
+        })
         .collect();
     if let Some(parts) = summaries {
         let merged = crate::summary::SummaryFile {

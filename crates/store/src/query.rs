@@ -214,11 +214,11 @@ impl Query {
     /// summary (one written before summaries existed): the summaries are
     /// then not the whole of the records. A compaction or retention that
     /// swaps files away under the fold starts it again from `init`.
-    pub fn fold_summaries<T>(
+    pub fn fold_summaries<W: crate::summary::SummaryView, T>(
         &self,
         root: &Path,
         init: impl Fn() -> T,
-        mut f: impl FnMut(&mut T, crate::summary::TopicWindow),
+        mut f: impl FnMut(&mut T, crate::summary::TopicWindow<W>),
     ) -> Result<Option<T>, StoreError> {
         use crate::summary::{TopicWindow, read, summary_path};
         let scope = self.scope(root)?;
@@ -237,7 +237,7 @@ impl Query {
             }
             let mut acc = init();
             for file in files {
-                let summary = match read(&summary_path(&file)) {
+                let summary = match read::<W>(&summary_path(&file)) {
                     Ok(s) => s,
                     Err(_) if !file.exists() && retries < 5 => {
                         retries += 1;
@@ -250,8 +250,9 @@ impl Query {
                     partition(&file, "log_topic="),
                 );
                 for w in summary.windows {
-                    if self.time.since.is_some_and(|s| w.end <= s)
-                        || self.time.until.is_some_and(|u| w.start >= u)
+                    let (start, end) = w.window();
+                    if self.time.since.is_some_and(|s| end <= s)
+                        || self.time.until.is_some_and(|u| start >= u)
                     {
                         continue;
                     }

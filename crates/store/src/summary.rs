@@ -258,22 +258,77 @@ pub struct WindowSummary {
     pub denied: Vec<Denied>,
 }
 
-/// A summary file: the windows of one records file.
+/// A summary file: the windows of one records file (`W`: the whole
+/// [`WindowSummary`], or a [`SummaryView`] of part of it).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub(crate) struct SummaryFile {
-    pub(crate) windows: Vec<WindowSummary>,
+pub(crate) struct SummaryFile<W = WindowSummary> {
+    pub(crate) windows: Vec<W>,
 }
 
-/// A window summary and the log topic whose records it summarizes.
+/// What a reader decodes of each window summary: the whole of it, or only
+/// the parts it reads (the rest is skipped, not built).
+pub trait SummaryView: serde::de::DeserializeOwned {
+    /// The window's start and end.
+    fn window(&self) -> (u64, u64);
+}
+
+impl SummaryView for WindowSummary {
+    fn window(&self) -> (u64, u64) {
+        (self.start, self.end)
+    }
+}
+
+/// The parts of a window summary that attacks read.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct AttackView {
+    /// The window's start.
+    pub start: u64,
+    /// Its end.
+    pub end: u64,
+    /// See [`WindowSummary::groups`].
+    pub groups: Vec<Group>,
+    /// See [`WindowSummary::ports`].
+    pub ports: Vec<PortWindow>,
+}
+
+impl SummaryView for AttackView {
+    fn window(&self) -> (u64, u64) {
+        (self.start, self.end)
+    }
+}
+
+/// The parts of a window summary that rules read.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct RuleView {
+    /// The window's start.
+    pub start: u64,
+    /// Its end.
+    pub end: u64,
+    /// See [`WindowSummary::rules`].
+    pub rules: Vec<RuleUse>,
+    /// See [`WindowSummary::denied`].
+    pub denied: Vec<Denied>,
+}
+
+impl SummaryView for RuleView {
+    fn window(&self) -> (u64, u64) {
+        (self.start, self.end)
+    }
+}
+
+/// A window summary (or a view of it) and the log topic whose records it
+/// summarizes.
 #[derive(Debug, Clone)]
-pub struct TopicWindow {
+pub struct TopicWindow<W = WindowSummary> {
     /// The log group's id.
     pub log_group: String,
     /// The log topic's id.
     pub log_topic: String,
     /// The summary.
-    pub summary: WindowSummary,
+    pub summary: W,
 }
 
 /// The summary file of a records file.
@@ -289,7 +344,7 @@ pub(crate) fn records_file_of(p: &Path) -> Option<PathBuf> {
     s.strip_suffix(SUMMARY_SUFFIX).map(PathBuf::from)
 }
 
-pub(crate) fn read(path: &Path) -> Result<SummaryFile, StoreError> {
+pub(crate) fn read<W: SummaryView>(path: &Path) -> Result<SummaryFile<W>, StoreError> {
     let bad = |e: &dyn std::fmt::Display| StoreError::Encode {
         path: path.display().to_string(),
         message: format!("not a window summary: {e}"),
@@ -861,7 +916,7 @@ mod tests {
             ..Query::default()
         };
         let all = |q: Query| {
-            q.fold_summaries(dir.path(), Vec::new, |v, w| v.push(w))
+            q.fold_summaries(dir.path(), Vec::new, |v, w: TopicWindow| v.push(w))
                 .unwrap()
         };
         let s = all(q(None)).unwrap();

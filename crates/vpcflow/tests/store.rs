@@ -210,8 +210,20 @@ fn a_writer_killed_at_random_moments_leaves_only_whole_files() {
         "SELECT count(*) AS n FROM records",
     ]));
     assert_eq!(count, format!("n\n{visible_rows}\n"));
+    // Every records file has its window summary (written before it).
+    for f in files.iter().filter(|f| f.ends_with(".parquet")) {
+        let summary = format!("{f}{}", vpcflow_store::summary::SUMMARY_SUFFIX);
+        assert!(Path::new(&summary).exists(), "{f} has no summary");
+    }
     vpcflow_store::Store::open(&store).unwrap();
-    assert!(walk(&store).iter().all(|f| !f.ends_with(".tmp")));
+    let left = walk(&store);
+    assert!(left.iter().all(|f| !f.ends_with(".tmp")));
+    // A summary whose records file a kill kept from being written is gone.
+    for f in &left {
+        if let Some(records) = f.strip_suffix(vpcflow_store::summary::SUMMARY_SUFFIX) {
+            assert!(Path::new(records).exists(), "{f} outlived its records file");
+        }
+    }
 }
 
 /// A store holding the demo capture's records under the example inventory.
