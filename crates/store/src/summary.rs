@@ -27,7 +27,9 @@
 //!   later, two writers) is analyzed from its records;
 //! - compaction concatenates the summaries of the files it merges.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
+
+use foldhash::{HashMap, HashMapExt, HashSet};
 use std::fs;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -373,28 +375,21 @@ pub(crate) fn write(dir: &Path, records_name: &str, s: &SummaryFile) -> Result<(
     fs::rename(&tmp, &path).map_err(|e| StoreError::io(&path, e))
 }
 
-/// One OK record's fields, as the summary reads them.
-struct Flow<'a> {
-    flow_log: &'a str,
-    port: &'a str,
-    f: &'a FlowFields,
-}
-
-/// A group's key within a window.
+/// A group's key within a window: indexes into the topology, so the
+/// per-record work hashes integers; names are looked up per group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-struct Key<'a> {
+struct Key {
     shape: Shape,
-    flow_log: &'a str,
-    port: Option<&'a str>,
+    flow_log: u32,
+    port: Option<u32>,
     src: Option<IpAddr>,
     srcport: Option<u16>,
     dstport: Option<u16>,
 }
 
 /// The shapes a flow counts in, with its key in each.
-fn keys<'a>(r: &Flow<'a>, out: &mut Vec<Key<'a>>) {
+fn keys(r: &FlowRecord, f: &FlowFields, out: &mut Vec<Key>) {
     out.clear();
-    let f = r.f;
     if f.direction != Direction::Ingress {
         return;
     }
@@ -445,31 +440,41 @@ impl Tally {
 /// Everything [`Measures`] needs, for the few groups that may meet their
 /// floor.
 #[derive(Debug, Default)]
-struct Full<'a> {
+struct Full {
     tally: Tally,
     sources: HashSet<IpAddr>,
     dstaddrs: HashSet<IpAddr>,
     dstports: HashSet<u16>,
     actions: BTreeSet<&'static str>,
-    /// (policy, rule) -> (packets, flows).
-    rules: HashMap<(Option<&'a str>, Option<&'a str>), (u64, u64)>,
+    /// Deciding rule -> (packets, flows).
+    rules: HashMap<RuleRef, (u64, u64)>,
 }
 
-impl<'a> Full<'a> {
-    fn add(&mut self, f: &FlowFields, rule: (Option<&'a str>, Option<&'a str>)) {
+impl Full {
+    fn add(&mut self, f: &FlowFields) {
         self.tally.add(f);
         self.sources.insert(f.tuple.src);
         self.dstaddrs.insert(f.tuple.dst);
         self.dstports.insert(f.tuple.dst_port);
         self.actions.insert(f.action.as_str());
-        let r = self.rules.entry(rule).or_default();
+        let r = self.rules.entry(f.rule).or_default();
         r.0 += f.packets;
         r.1 += 1;
     }
 
-    fn measures(&self) -> Measures {
+    fn measures(&self, topology: &Topology) -> Measures {
+        // By policy and rule id (two table entries may share them).
+        let mut by_id: BTreeMap<(Option<&str>, Option<&str>), (u64, u64)> = BTreeMap::new();
+        for (&rule, &(packets, flows)) in &self.rules {
+            let info = topology.rules.get(rule);
+            let t = by_id
+                .entry((info.map(|i| i.owner.as_str()), info.map(|i| i.id.as_str())))
+                .or_default();
+            t.0 += packets;
+            t.1 += flows;
+        }
         // Most packets, then most flows, then the least ids (absent last).
-        let top = self.rules.iter().min_by(|(ka, va), (kb, vb)| {
+        let top = by_id.iter().min_by(|(ka, va), (kb, vb)| {
             vb.0.cmp(&va.0)
                 .then(vb.1.cmp(&va.1))
                 .then(absent_last(**ka).cmp(&absent_last(**kb)))
@@ -511,9 +516,9 @@ fn may_meet(shape: Shape, t: &Tally, seconds: u64) -> bool {
         Shape::HostSweep => t.flows >= f.host_sweep_dstaddrs,
         Shape::BruteForce => t.flows >= f.brute_force_connections,
         Shape::SynFlood => t.flows >= f.syn_flood_flows.max(f.syn_flood_sources),
-        Shape::UdpFlood => t.packets >= f.udp_flood_pps * seconds,
+        Shape::UdpFlood => t.packets >= f.udp_flood_pps.saturating_mul(seconds),
         Shape::UdpReflection => {
-            t.bytes >= f.udp_reflection_bytes_per_second * seconds
+            t.bytes >= f.udp_reflection_bytes_per_second.saturating_mul(seconds)
                 && t.flows >= f.udp_reflection_sources
         }
     }
@@ -531,9 +536,6 @@ fn meets(shape: Shape, m: &Measures) -> bool {
     }
 }
 
-/// Deny rule key: flow log, stage, policy, rule.
-type DenyKey<'a> = (&'a str, Option<&'a str>, Option<&'a str>, Option<&'a str>);
-
 #[derive(Default)]
 struct DenyAcc {
     tally: Tally,
@@ -550,6 +552,31 @@ struct RuleAcc {
     more_dstports: bool,
 }
 
+impl RuleAcc {
+    fn add(&mut self, f: &FlowFields) {
+        self.tally.add(f);
+        let remote = if f.direction == Direction::Ingress {
+            f.tuple.src
+        } else {
+            f.tuple.dst
+        };
+        if !self.remotes.contains(&remote) {
+            if self.remotes.len() < KEPT_VALUES {
+                self.remotes.insert(remote);
+            } else {
+                self.more_remotes = true;
+            }
+        }
+        if !self.dstports.contains(&f.tuple.dst_port) {
+            if self.dstports.len() < KEPT_VALUES {
+                self.dstports.insert(f.tuple.dst_port);
+            } else {
+                self.more_dstports = true;
+            }
+        }
+    }
+}
+
 /// Summarizes one window's records of one log topic (`records` as the
 /// writer lists them).
 pub fn summarize(
@@ -559,106 +586,66 @@ pub fn summarize(
     records: &[(usize, &FlowRecord)],
 ) -> WindowSummary {
     let seconds = end.saturating_sub(start);
-    let rule_of = |r: RuleRef| {
-        let info = topology.rules.get(r);
-        (
-            info.map(|i| i.stage.as_str()),
-            info.map(|i| i.owner.as_str()),
-            info.map(|i| i.id.as_str()),
-        )
-    };
+    let flow_log_id = |i: u32| topology.flow_logs[i as usize].id.as_str();
+    let port_id = |i: u32| topology.ports[i as usize].id.as_str();
     let flows = || {
         records.iter().filter_map(|&(_, r)| match &r.body {
-            RecordBody::Flow(f) => Some(Flow {
-                flow_log: &topology.flow_logs[r.flow_log as usize].id,
-                port: &topology.ports[r.port as usize].id,
-                f,
-            }),
+            RecordBody::Flow(f) => Some((r, f)),
             _ => None,
         })
     };
     // Ports with records (any log status), in the order written.
     let mut ports: Vec<PortWindow> = Vec::new();
-    let mut port_index: HashMap<(&str, &str), usize> = HashMap::new();
+    let mut port_index: HashMap<(u32, u32), usize> = HashMap::new();
     for &(_, r) in records {
-        let key = (
-            topology.flow_logs[r.flow_log as usize].id.as_str(),
-            topology.ports[r.port as usize].id.as_str(),
-        );
-        port_index.entry(key).or_insert_with(|| {
+        port_index.entry((r.flow_log, r.port)).or_insert_with(|| {
             ports.push(PortWindow {
-                flow_log_id: key.0.to_string(),
-                interface_id: key.1.to_string(),
+                flow_log_id: flow_log_id(r.flow_log).to_string(),
+                interface_id: port_id(r.port).to_string(),
                 rejects: None,
             });
             ports.len() - 1
         });
     }
     // First pass: counts and sums of every group; rule use; denies.
-    let mut tallies: HashMap<Key<'_>, Tally> = HashMap::new();
-    let mut rules: HashMap<(&str, &str, &str), RuleAcc> = HashMap::new();
-    let mut denied: HashMap<DenyKey<'_>, DenyAcc> = HashMap::new();
-    let mut port_rejects: HashMap<(&str, &str), Full<'_>> = HashMap::new();
+    let mut tallies: HashMap<Key, Tally> = HashMap::new();
+    let mut rules: HashMap<RuleRef, RuleAcc> = HashMap::new();
+    let mut denied: HashMap<(u32, RuleRef), DenyAcc> = HashMap::new();
+    let mut port_rejects: HashMap<(u32, u32), Full> = HashMap::new();
     let mut ks = Vec::with_capacity(Shape::ALL.len());
-    for r in flows() {
-        let f = r.f;
-        keys(&r, &mut ks);
+    for (r, f) in flows() {
+        keys(r, f, &mut ks);
         for k in &ks {
             tallies.entry(*k).or_default().add(f);
         }
-        let decided = rule_of(f.rule);
-        let remote = if f.direction == Direction::Ingress {
-            f.tuple.src
-        } else {
-            f.tuple.dst
-        };
-        for (stage, policy, rule) in [decided, rule_of(f.passed)] {
-            let (Some(stage), Some(policy), Some(rule)) = (stage, policy, rule) else {
-                continue;
-            };
-            let u = rules.entry((stage, policy, rule)).or_default();
-            u.tally.add(f);
-            if !u.remotes.contains(&remote) {
-                if u.remotes.len() < KEPT_VALUES {
-                    u.remotes.insert(remote);
-                } else {
-                    u.more_remotes = true;
-                }
-            }
-            if !u.dstports.contains(&f.tuple.dst_port) {
-                if u.dstports.len() < KEPT_VALUES {
-                    u.dstports.insert(f.tuple.dst_port);
-                } else {
-                    u.more_dstports = true;
-                }
-            }
+        rules.entry(f.rule).or_default().add(f);
+        if f.passed != f.rule {
+            rules.entry(f.passed).or_default().add(f);
+        } else if topology.rules.get(f.passed).is_some() {
+            // The same rule decided and passed: it counts twice, as each
+            // check's row does.
+            rules.entry(f.passed).or_default().tally.add(f);
         }
         if f.action == Action::Reject {
-            let d = denied
-                .entry((r.flow_log, decided.0, decided.1, decided.2))
-                .or_default();
+            let d = denied.entry((r.flow_log, f.rule)).or_default();
             d.tally.add(f);
             *d.sources.entry(f.tuple.src).or_default() += 1;
             d.dstports.insert(f.tuple.dst_port);
-            port_rejects
-                .entry((r.flow_log, r.port))
-                .or_default()
-                .add(f, (decided.1, decided.2));
+            port_rejects.entry((r.flow_log, r.port)).or_default().add(f);
         }
     }
     // Second pass: the full measures of the groups that may meet a floor.
-    let mut full: HashMap<Key<'_>, Full<'_>> = tallies
+    let mut full: HashMap<Key, Full> = tallies
         .iter()
         .filter(|(k, t)| may_meet(k.shape, t, seconds))
         .map(|(k, _)| (*k, Full::default()))
         .collect();
     if !full.is_empty() {
-        for r in flows() {
-            keys(&r, &mut ks);
+        for (r, f) in flows() {
+            keys(r, f, &mut ks);
             for k in &ks {
                 if let Some(acc) = full.get_mut(k) {
-                    let (_, policy, rule) = rule_of(r.f.rule);
-                    acc.add(r.f, (policy, rule));
+                    acc.add(f);
                 }
             }
         }
@@ -666,11 +653,11 @@ pub fn summarize(
     let mut groups: Vec<Group> = full
         .iter()
         .filter_map(|(k, acc)| {
-            let m = acc.measures();
+            let m = acc.measures(topology);
             meets(k.shape, &m).then(|| Group {
                 shape: k.shape,
-                flow_log_id: k.flow_log.to_string(),
-                interface_id: k.port.map(str::to_string),
+                flow_log_id: flow_log_id(k.flow_log).to_string(),
+                interface_id: k.port.map(|p| port_id(p).to_string()),
                 srcaddr: k.src.map(|a| a.to_string()),
                 srcport: k.srcport,
                 dstport: k.dstport,
@@ -698,28 +685,66 @@ pub fn summarize(
     });
     for (key, acc) in &port_rejects {
         if let Some(&i) = port_index.get(key) {
-            ports[i].rejects = Some(acc.measures());
+            ports[i].rejects = Some(acc.measures(topology));
         }
     }
-    let mut rules: Vec<RuleUse> = rules
-        .into_iter()
-        .map(|((stage, policy, rule), u)| RuleUse {
-            stage: stage.to_string(),
-            policy_id: policy.to_string(),
-            rule_id: rule.to_string(),
-            flows: u.tally.flows,
-            packets: u.tally.packets,
-            bytes: u.tally.bytes,
-            remotes: u.remotes.iter().map(IpAddr::to_string).collect(),
-            more_remotes: u.more_remotes,
-            dstports: u.dstports,
-            more_dstports: u.more_dstports,
-        })
-        .collect();
-    rules.sort_by(|a, b| {
-        (&a.stage, &a.policy_id, &a.rule_id).cmp(&(&b.stage, &b.policy_id, &b.rule_id))
-    });
-    let mut denied: Vec<Denied> = denied
+    // Rule use by (stage, policy, rule), as the records name them.
+    let mut by_name: BTreeMap<(&str, &str, &str), RuleUse> = BTreeMap::new();
+    for (rule, u) in rules {
+        let Some(info) = topology.rules.get(rule) else {
+            continue;
+        };
+        let (stage, policy, id) = (info.stage.as_str(), info.owner.as_str(), info.id.as_str());
+        let e = by_name
+            .entry((stage, policy, id))
+            .or_insert_with(|| RuleUse {
+                stage: stage.to_string(),
+                policy_id: policy.to_string(),
+                rule_id: id.to_string(),
+                flows: 0,
+                packets: 0,
+                bytes: 0,
+                remotes: BTreeSet::new(),
+                more_remotes: false,
+                dstports: BTreeSet::new(),
+                more_dstports: false,
+            });
+        e.flows += u.tally.flows;
+        e.packets += u.tally.packets;
+        e.bytes += u.tally.bytes;
+        e.remotes.extend(u.remotes.iter().map(IpAddr::to_string));
+        e.more_remotes |= u.more_remotes || e.remotes.len() > KEPT_VALUES;
+        e.dstports.extend(u.dstports);
+        e.more_dstports |= u.more_dstports || e.dstports.len() > KEPT_VALUES;
+        while e.remotes.len() > KEPT_VALUES {
+            e.remotes.pop_last();
+        }
+        while e.dstports.len() > KEPT_VALUES {
+            e.dstports.pop_last();
+        }
+    }
+    // Denies by (flow log, stage, policy, rule), as the records name them.
+    type Names<'a> = (&'a str, Option<&'a str>, Option<&'a str>, Option<&'a str>);
+    let mut merged: BTreeMap<Names<'_>, DenyAcc> = BTreeMap::new();
+    for ((flow_log, rule), d) in denied {
+        let info = topology.rules.get(rule);
+        let e = merged
+            .entry((
+                flow_log_id(flow_log),
+                info.map(|i| i.stage.as_str()),
+                info.map(|i| i.owner.as_str()),
+                info.map(|i| i.id.as_str()),
+            ))
+            .or_default();
+        e.tally.flows += d.tally.flows;
+        e.tally.packets += d.tally.packets;
+        e.tally.bytes += d.tally.bytes;
+        for (a, n) in d.sources {
+            *e.sources.entry(a).or_default() += n;
+        }
+        e.dstports.extend(d.dstports);
+    }
+    let denied: Vec<Denied> = merged
         .into_iter()
         .map(|((flow_log, stage, policy, rule), d)| {
             let mut sources: Vec<(String, u64)> = d
@@ -741,20 +766,12 @@ pub fn summarize(
             }
         })
         .collect();
-    denied.sort_by(|a, b| {
-        (&a.flow_log_id, &a.decided_by, &a.policy_id, &a.rule_id).cmp(&(
-            &b.flow_log_id,
-            &b.decided_by,
-            &b.policy_id,
-            &b.rule_id,
-        ))
-    });
     WindowSummary {
         start,
         end,
         groups,
         ports,
-        rules,
+        rules: by_name.into_values().collect(),
         denied,
     }
 }
