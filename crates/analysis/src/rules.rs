@@ -791,7 +791,11 @@ fn recorded_denied(
 /// What deny rules rejected, from the window summaries, folded one window
 /// at a time.
 #[derive(Default)]
-struct DeniedFold(BTreeMap<[Option<String>; 4], (DeniedRule, HashMap<String, u64>, BTreeSet<u16>)>);
+struct DeniedFold(BTreeMap<[Option<String>; 4], DeniedSoFar>);
+
+/// A deny rule's totals so far, every source with its flows, and every
+/// destination port.
+type DeniedSoFar = (DeniedRule, HashMap<String, u64>, BTreeSet<u16>);
 
 impl DeniedFold {
     fn add(&mut self, w: TopicWindow<RuleView>) {

@@ -464,7 +464,7 @@ impl Full {
 
     fn measures(&self, topology: &Topology) -> Measures {
         // By policy and rule id (two table entries may share them).
-        let mut by_id: BTreeMap<(Option<&str>, Option<&str>), (u64, u64)> = BTreeMap::new();
+        let mut by_id: BTreeMap<PolicyRule<'_>, (u64, u64)> = BTreeMap::new();
         for (&rule, &(packets, flows)) in &self.rules {
             let info = topology.rules.get(rule);
             let t = by_id
@@ -500,10 +500,11 @@ impl Full {
     }
 }
 
+/// A policy id and rule id, either absent.
+type PolicyRule<'a> = (Option<&'a str>, Option<&'a str>);
+
 /// A rule key ordered as SQL orders ascending: absent values last.
-fn absent_last<'a>(
-    k: (Option<&'a str>, Option<&'a str>),
-) -> (bool, Option<&'a str>, bool, Option<&'a str>) {
+fn absent_last(k: PolicyRule<'_>) -> (bool, Option<&str>, bool, Option<&str>) {
     (k.0.is_none(), k.0, k.1.is_none(), k.1)
 }
 
