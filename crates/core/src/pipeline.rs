@@ -6,7 +6,7 @@
 //! end of input. Windows close on the frames' own timestamps (or, for a live
 //! source, on the clock the caller passes to [`Pipeline::tick`]).
 
-use vpcflow_wire::{Frame, IpProtocol, IpSummary, Skip, parse_frame};
+use vpcflow_wire::{Frame, IpProtocol, IpSummary, Skip, TcpFlags, parse_frame};
 
 use crate::aggregate::{Aggregator, AggregatorConfig, ClosedWindow};
 use crate::attribute::Attributor;
@@ -242,6 +242,76 @@ impl<P: Policy> Pipeline<P> {
         } else {
             self.stats.late_for_window += delta.packets;
         }
+    }
+
+    /// Adds a flow the network exported (NetFlow, IPFIX, sFlow): `packets`
+    /// packets and `bytes` bytes of `tuple` that began at `first`,
+    /// attributed to ports by its addresses as a frame of [`Pipeline::observe`]
+    /// is, and counted in the window of its first packet. Windows close as
+    /// the exported flows' times pass them (plus the grace), as frames'
+    /// times do.
+    pub fn observe_exported(
+        &mut self,
+        tuple: FiveTuple,
+        packets: u64,
+        bytes: u64,
+        tcp_flags: u8,
+        first: Timestamp,
+    ) {
+        self.stats.packets += packets;
+        if !self.plausible.contains(first) {
+            self.stats.implausible_timestamp += packets;
+            return;
+        }
+        self.aggregator.note_time(first);
+        let window = self.aggregator.config().window;
+        let targets =
+            self.attributor
+                .attribute(&tuple.src, &tuple.dst, first, window, &mut self.topology);
+        if targets.iter().all(Option::is_none) {
+            self.stats.no_monitored_port += packets;
+        } else {
+            let flags = if tuple.protocol == IpProtocol::TCP {
+                tcp_flags
+            } else {
+                0
+            };
+            let mut counted = false;
+            for (port, direction) in targets.into_iter().flatten() {
+                if Some(port) == self.attributor.overflow_port() {
+                    counted |=
+                        self.aggregator
+                            .note_lost(&self.topology, port, first, packets, bytes);
+                    continue;
+                }
+                let d = FlowDelta {
+                    port,
+                    direction,
+                    tuple,
+                    packets,
+                    bytes,
+                    // An export gives the OR of the flags only: for one
+                    // packet that is all of them; otherwise only a flow
+                    // without ACK can have had SYN in every packet.
+                    flags_any: flags,
+                    flags_all: if packets > 1 && flags & TcpFlags::ACK != 0 {
+                        flags & !TcpFlags::SYN
+                    } else {
+                        flags
+                    },
+                    first,
+                };
+                counted |= self
+                    .aggregator
+                    .observe(&self.topology, &mut self.policy, &d);
+            }
+            if counted {
+                self.stats.attributed += packets;
+            } else {
+                self.stats.late_for_window += packets;
+            }
+        }
+        self.tick(first);
     }
 
     /// Counts packets (and their bytes, 0 if unknown) the capture lost on

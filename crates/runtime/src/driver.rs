@@ -386,6 +386,28 @@ impl Driver {
         }
     }
 
+    /// A flow the network exported (NetFlow, IPFIX), attributed to ports
+    /// by its addresses; its first packet's time is the exporter's clock,
+    /// as a frame's is the capture's (see [`Pipeline::observe_exported`]).
+    pub fn observe_exported(
+        &mut self,
+        tuple: FiveTuple,
+        packets: u64,
+        bytes: u64,
+        tcp_flags: u8,
+        first: Timestamp,
+    ) {
+        self.stats.frames += 1;
+        if let Some(g) = self
+            .generations
+            .iter_mut()
+            .find(|g| g.until.is_none_or(|u| first < u))
+        {
+            g.pipeline
+                .observe_exported(tuple, packets, bytes, tcp_flags, first);
+        }
+    }
+
     /// Whether closed windows wait to be written.
     pub fn has_closed(&mut self) -> bool {
         self.generations

@@ -37,35 +37,117 @@ pub enum TrafficArg {
     Reject,
 }
 
+/// Which addresses are ports, and how their windows are kept: the flags
+/// `ingest` and `collect` share.
+#[derive(Debug, Args)]
+pub struct PortsArgs {
+    /// Inventory file (TOML): VPCs, subnets, ports, security groups, ACLs, flow logs.
+    #[arg(long, value_name = "FILE", conflicts_with = "ports_from")]
+    pub config: Option<PathBuf>,
+    /// Without an inventory: every address in CIDR seen in the traffic becomes a port
+    /// (`auto-<address>`) under one flow log, all traffic accepted. Repeatable.
+    #[arg(long, value_name = "CIDR")]
+    pub ports_from: Vec<IpNet>,
+    /// Capture window length in seconds (60..=600; default: the inventory's, else 600).
+    #[arg(long, value_name = "SECONDS")]
+    pub window: Option<u32>,
+    /// Traffic filter of the automatic flow log; with --config, replaces every flow log's.
+    #[arg(long, value_enum)]
+    pub traffic_type: Option<TrafficArg>,
+    /// Records kept per port, flow log and window (default: the inventory's, else 400000).
+    #[arg(long, value_name = "N")]
+    pub max_records: Option<u32>,
+    /// Connections the security groups and ACLs track at once.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_CONNECTIONS)]
+    pub max_connections: usize,
+    /// Region printed in v2 records of automatic ports.
+    #[arg(long, value_name = "NAME", default_value = "-")]
+    pub region: String,
+}
+
+impl PortsArgs {
+    /// The inventory, if given, and the aggregator's settings (`grace_ns`:
+    /// how long a window stays open past its end).
+    pub fn resolve(&self, grace_ns: u64) -> Result<(Option<Inventory>, AggregatorConfig)> {
+        let inventory = self.config.as_deref().map(Inventory::read).transpose()?;
+        if inventory.is_none() && self.ports_from.is_empty() {
+            bail!(
+                "say which addresses are ports: --config FILE (an inventory) or --ports-from CIDR"
+            );
+        }
+        let window = match self.window {
+            Some(s) => WindowLength::configured(s).with_context(|| {
+                format!("--window {s}: the capture window must be 60 to 600 seconds")
+            })?,
+            None => inventory
+                .as_ref()
+                .map_or(WindowLength::DEFAULT, |i| i.window),
+        };
+        let max_records = match self.max_records {
+            Some(0) => bail!("--max-records 0: at least one record per window must be kept"),
+            Some(n) => n,
+            None => inventory
+                .as_ref()
+                .map_or(vpcflow_core::inventory::DEFAULT_MAX_RECORDS, |i| {
+                    i.max_records_per_window
+                }),
+        };
+        Ok((
+            inventory,
+            AggregatorConfig {
+                window,
+                max_records,
+                grace_ns,
+            },
+        ))
+    }
+
+    /// The traffic filter, if one replaces the flow logs'.
+    pub fn traffic_type(&self) -> Option<TrafficType> {
+        self.traffic_type.map(|t| match t {
+            TrafficArg::All => TrafficType::All,
+            TrafficArg::Accept => TrafficType::Accept,
+            TrafficArg::Reject => TrafficType::Reject,
+        })
+    }
+
+    /// The pipeline of `inventory`, or of automatic ports.
+    pub fn pipeline(
+        &self,
+        inventory: Option<&Inventory>,
+        config: AggregatorConfig,
+    ) -> Pipeline<Verdicts> {
+        match inventory {
+            Some(inv) => {
+                let p = inventory_pipeline(inv, config, self.traffic_type(), self.max_connections);
+                if p.topology().ports.is_empty() {
+                    eprintln!(
+                        "vpcflow: warning: the inventory has no port under an enabled flow log, so no records will be written"
+                    );
+                }
+                p
+            }
+            None => {
+                let (attributor, topology) = Attributor::automatic(&AutoPorts {
+                    cidrs: self.ports_from.clone(),
+                    traffic_type: self.traffic_type().unwrap_or(TrafficType::All),
+                    region: self.region.clone(),
+                });
+                Pipeline::new(topology, attributor, config, Verdicts::AcceptAll(AcceptAll))
+            }
+        }
+    }
+}
+
 /// Flags of `vpcflow ingest`.
 #[derive(Debug, Args)]
 pub struct IngestArgs {
-    /// Inventory file (TOML): VPCs, subnets, ports, security groups, ACLs, flow logs.
-    #[arg(long, value_name = "FILE", conflicts_with = "ports_from")]
-    config: Option<PathBuf>,
-    /// Without an inventory: every address in CIDR seen in the captures becomes a port
-    /// (`auto-<address>`) under one flow log, all traffic accepted. Repeatable.
-    #[arg(long, value_name = "CIDR")]
-    ports_from: Vec<IpNet>,
-    /// Capture window length in seconds (60..=600; default: the inventory's, else 600).
-    #[arg(long, value_name = "SECONDS")]
-    window: Option<u32>,
+    #[command(flatten)]
+    ports: PortsArgs,
     /// Output format: v1, v2, json, or custom:FIELD,FIELD,... (seed fields and
     /// decided-by, policy-id, rule-id, flow-log-id, log-group-id, log-topic-id).
     #[arg(long, value_name = "FORMAT", default_value = "v2")]
     format: String,
-    /// Traffic filter of the automatic flow log; with --config, replaces every flow log's.
-    #[arg(long, value_enum)]
-    traffic_type: Option<TrafficArg>,
-    /// Records kept per port, flow log and window (default: the inventory's, else 400000).
-    #[arg(long, value_name = "N")]
-    max_records: Option<u32>,
-    /// Connections the security groups and ACLs track at once.
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_CONNECTIONS)]
-    max_connections: usize,
-    /// Region printed in v2 records of automatic ports.
-    #[arg(long, value_name = "NAME", default_value = "-")]
-    region: String,
     /// Print the field names first.
     #[arg(long)]
     header: bool,
@@ -107,72 +189,21 @@ impl Settings {
     fn resolve(args: &IngestArgs) -> Result<Settings> {
         let format =
             Format::parse(&args.format).with_context(|| format!("--format {}", args.format))?;
-        let traffic_type = args.traffic_type.map(|t| match t {
-            TrafficArg::All => TrafficType::All,
-            TrafficArg::Accept => TrafficType::Accept,
-            TrafficArg::Reject => TrafficType::Reject,
-        });
-        let inventory = args.config.as_deref().map(Inventory::read).transpose()?;
-        if inventory.is_none() && args.ports_from.is_empty() {
-            bail!(
-                "say which addresses are ports: --config FILE (an inventory) or --ports-from CIDR"
-            );
-        }
-        let window = match args.window {
-            Some(s) => WindowLength::configured(s).with_context(|| {
-                format!("--window {s}: the capture window must be 60 to 600 seconds")
-            })?,
-            None => inventory
-                .as_ref()
-                .map_or(WindowLength::DEFAULT, |i| i.window),
-        };
-        let max_records = match args.max_records {
-            Some(0) => bail!("--max-records 0: at least one record per window must be kept"),
-            Some(n) => n,
-            None => inventory
-                .as_ref()
-                .map_or(vpcflow_core::inventory::DEFAULT_MAX_RECORDS, |i| {
-                    i.max_records_per_window
-                }),
-        };
-        let config = AggregatorConfig {
-            window,
-            max_records,
-            grace_ns: vpcflow_core::aggregate::CLOSE_GRACE_NS,
-        };
+        let (inventory, config) = args
+            .ports
+            .resolve(vpcflow_core::aggregate::CLOSE_GRACE_NS)?;
         let (pipeline, proposed) = match (&inventory, &args.compare) {
-            (Some(inv), None) => {
-                let p = inventory_pipeline(inv, config, traffic_type, args.max_connections);
-                if p.topology().ports.is_empty() {
-                    eprintln!(
-                        "vpcflow: warning: the inventory has no port under an enabled flow log, so no records will be written"
-                    );
-                }
-                (p, None)
-            }
             (Some(inv), Some(proposed)) => {
                 // Every flow of both must be visible to compare them.
                 let all = Some(TrafficType::All);
                 let other = Inventory::read(proposed)?;
+                let connections = args.ports.max_connections;
                 (
-                    inventory_pipeline(inv, config, all, args.max_connections),
-                    Some(inventory_pipeline(
-                        &other,
-                        config,
-                        all,
-                        args.max_connections,
-                    )),
+                    inventory_pipeline(inv, config, all, connections),
+                    Some(inventory_pipeline(&other, config, all, connections)),
                 )
             }
-            (None, _) => {
-                let (attributor, topology) = Attributor::automatic(&AutoPorts {
-                    cidrs: args.ports_from.clone(),
-                    traffic_type: traffic_type.unwrap_or(TrafficType::All),
-                    region: args.region.clone(),
-                });
-                let p = Pipeline::new(topology, attributor, config, Verdicts::AcceptAll(AcceptAll));
-                (p, None)
-            }
+            _ => (args.ports.pipeline(inventory.as_ref(), config), None),
         };
         let mut captures = Vec::new();
         for path in &args.captures {
@@ -212,7 +243,7 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 }
 
 /// A sink's error, for anyhow (which wants it sized).
-fn sink_error(e: vpcflow_runtime::SinkError) -> anyhow::Error {
+pub(crate) fn sink_error(e: vpcflow_runtime::SinkError) -> anyhow::Error {
     anyhow::Error::from_boxed(e)
 }
 
@@ -322,7 +353,7 @@ fn stream(
 /// The log store at `dir` as the records' sink, each durable file said on
 /// `out`.
 #[cfg(feature = "store")]
-fn into_store(
+pub(crate) fn into_store(
     dir: &std::path::Path,
     inventory: Option<&Inventory>,
     out: BufWriter<Box<dyn Write + Send>>,

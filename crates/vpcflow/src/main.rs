@@ -12,6 +12,8 @@ mod agent;
 mod analyze;
 #[cfg(feature = "server")]
 mod client;
+#[cfg(feature = "store")]
+mod collect;
 mod ingest;
 #[cfg(feature = "store")]
 mod query;
@@ -49,6 +51,10 @@ enum Command {
     #[cfg(feature = "store")]
     /// Capture live on the monitored ports' interfaces into the log store.
     Agent(agent::AgentArgs),
+    #[cfg(feature = "store")]
+    /// Receive NetFlow v5/v9 and IPFIX exports and turn them into flow
+    /// records.
+    Collect(collect::CollectArgs),
     #[cfg(feature = "server")]
     /// Run the control plane: the REST API on its database.
     Serve(serve::ServeArgs),
@@ -90,6 +96,8 @@ fn main() -> ExitCode {
         Command::Store(args) => store_cmd::run(args),
         #[cfg(feature = "store")]
         Command::Agent(args) => agent::run(args),
+        #[cfg(feature = "store")]
+        Command::Collect(args) => collect::run(args),
         #[cfg(feature = "server")]
         Command::Serve(args) => serve::run(args),
         #[cfg(feature = "server")]
