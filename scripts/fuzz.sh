@@ -36,7 +36,8 @@ cargo fuzz build -s none --fuzz-dir fuzz >&2
 summary=()
 for t in "${targets[@]}"; do
     corpus=fuzz/corpus/$t
-    mkdir -p "$corpus"
+    # seed.py makes shared-data seeds for the targets that read captures.
+    mkdir -p "$corpus" "$seeds/$t"
     log=$(mktemp)
     # Inputs: this target's kept corpus (written to), its seeds, the shared data's.
     if ! cargo fuzz run -s none --fuzz-dir fuzz "$t" "$corpus" "fuzz/seeds/$t" "$seeds/$t" -- \

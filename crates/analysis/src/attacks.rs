@@ -360,7 +360,7 @@ fn fold(acc: &mut Folded, w: TopicWindow<AttackView>, detectors: &[Detector], t:
             .entry((p.flow_log_id.clone(), p.interface_id.clone()))
             .or_default();
         port.0 += 1;
-        port.1 += flows;
+        port.1 = port.1.saturating_add(flows);
         if let Some(m) = p.rejects.filter(|_| flows >= t.denied_burst_flows) {
             let f = Finding {
                 kind: "denied-burst",

@@ -531,9 +531,9 @@ impl UsesFold {
                 last: end,
                 ..Hits::default()
             });
-            h.flows += r.flows;
-            h.packets += r.packets;
-            h.bytes += r.bytes;
+            h.flows = h.flows.saturating_add(r.flows);
+            h.packets = h.packets.saturating_add(r.packets);
+            h.bytes = h.bytes.saturating_add(r.bytes);
             h.first = h.first.min(start);
             h.last = h.last.max(end);
             let (addresses, ports) = self.used.entry(key.clone()).or_default();
@@ -811,13 +811,14 @@ impl DeniedFold {
                 };
                 (rule, HashMap::new(), BTreeSet::new())
             });
-            m.flows += d.flows;
-            m.packets += d.packets;
-            m.bytes += d.bytes;
+            m.flows = m.flows.saturating_add(d.flows);
+            m.packets = m.packets.saturating_add(d.packets);
+            m.bytes = m.bytes.saturating_add(d.bytes);
             m.first = m.first.min(start);
             m.last = m.last.max(end);
             for (a, n) in d.sources {
-                *sources.entry(a).or_default() += n;
+                let s = sources.entry(a).or_default();
+                *s = s.saturating_add(n);
             }
             ports.extend(d.dstports);
         }

@@ -265,8 +265,8 @@ impl PortWindow {
     fn skip(&mut self, bits: u8, d: &FlowDelta) {
         for t in 0..3 {
             if bits & (1 << t) != 0 {
-                self.skipped_packets[t] += d.packets;
-                self.skipped_bytes[t] += d.bytes;
+                self.skipped_packets[t] = self.skipped_packets[t].saturating_add(d.packets);
+                self.skipped_bytes[t] = self.skipped_bytes[t].saturating_add(d.bytes);
             }
         }
     }
@@ -435,7 +435,7 @@ impl Aggregator {
         d: &FlowDelta,
     ) -> bool {
         let Some(start) = self.note_time(d.first) else {
-            self.stats.late_packets += d.packets;
+            self.stats.late_packets = self.stats.late_packets.saturating_add(d.packets);
             return false;
         };
         let wi = match self.open.last() {
@@ -624,8 +624,8 @@ impl Aggregator {
                 let h = &mut hits[i];
                 h.rule = rule;
                 h.flows += 1;
-                h.packets += packets;
-                h.bytes += bytes;
+                h.packets = h.packets.saturating_add(packets);
+                h.bytes = h.bytes.saturating_add(bytes);
             };
             for e in w.v4.iter() {
                 add(e.rule, e.packets, e.bytes);
@@ -782,8 +782,9 @@ fn observe_in<A: Addr>(
     if let Some(&i) = index.find(hash, |&i| FlowTable::get(chunks, i).key() == key) {
         let i = i as usize;
         let e = &mut chunks[i / CHUNK][i % CHUNK];
-        e.packets += d.packets;
-        e.bytes += d.bytes;
+        // Counts from outside (an exporter's) may be anything: never wrap.
+        e.packets = e.packets.saturating_add(d.packets);
+        e.bytes = e.bytes.saturating_add(d.bytes);
         e.flags_any |= d.flags_any;
         e.flags_all &= d.flags_all;
         let missed = relevant(mask, e.action()) & !e.kept();

@@ -231,16 +231,17 @@ impl<P: Policy> Pipeline<P> {
     /// before their replies, and closes windows with
     /// [`Pipeline::note_clock`].
     pub fn observe_flow(&mut self, delta: &FlowDelta) {
-        self.stats.packets += delta.packets;
+        self.stats.packets = self.stats.packets.saturating_add(delta.packets);
         if delta.port as usize >= self.topology.ports.len() {
-            self.stats.no_monitored_port += delta.packets;
+            self.stats.no_monitored_port =
+                self.stats.no_monitored_port.saturating_add(delta.packets);
         } else if self
             .aggregator
             .observe(&self.topology, &mut self.policy, delta)
         {
-            self.stats.attributed += delta.packets;
+            self.stats.attributed = self.stats.attributed.saturating_add(delta.packets);
         } else {
-            self.stats.late_for_window += delta.packets;
+            self.stats.late_for_window = self.stats.late_for_window.saturating_add(delta.packets);
         }
     }
 
@@ -258,9 +259,10 @@ impl<P: Policy> Pipeline<P> {
         tcp_flags: u8,
         first: Timestamp,
     ) {
-        self.stats.packets += packets;
+        self.stats.packets = self.stats.packets.saturating_add(packets);
         if !self.plausible.contains(first) {
-            self.stats.implausible_timestamp += packets;
+            self.stats.implausible_timestamp =
+                self.stats.implausible_timestamp.saturating_add(packets);
             return;
         }
         self.aggregator.note_time(first);
@@ -269,7 +271,7 @@ impl<P: Policy> Pipeline<P> {
             self.attributor
                 .attribute(&tuple.src, &tuple.dst, first, window, &mut self.topology);
         if targets.iter().all(Option::is_none) {
-            self.stats.no_monitored_port += packets;
+            self.stats.no_monitored_port = self.stats.no_monitored_port.saturating_add(packets);
         } else {
             let flags = if tuple.protocol == IpProtocol::TCP {
                 tcp_flags
@@ -306,9 +308,9 @@ impl<P: Policy> Pipeline<P> {
                     .observe(&self.topology, &mut self.policy, &d);
             }
             if counted {
-                self.stats.attributed += packets;
+                self.stats.attributed = self.stats.attributed.saturating_add(packets);
             } else {
-                self.stats.late_for_window += packets;
+                self.stats.late_for_window = self.stats.late_for_window.saturating_add(packets);
             }
         }
         self.tick(first);

@@ -27,8 +27,9 @@ pub type Target = (&'static str, fn(&[u8]));
 
 /// Every target, by name: the fuzz targets' and the regression test's one
 /// list.
-pub const TARGETS: [Target; 6] = [
+pub const TARGETS: [Target; 7] = [
     ("frame", frame),
+    ("export", export),
     ("capture", capture),
     ("inventory_toml", inventory_toml),
     ("inventory_json", inventory_json),
@@ -52,6 +53,42 @@ pub fn frame(data: &[u8]) {
         .unwrap_or(u32::MAX)
         .saturating_add(cut);
     let _ = vpcflow_wire::parse_frame(link, frame, wire_len);
+}
+
+/// NetFlow/IPFIX datagrams from one exporter through `vpcflow collect`'s
+/// decoder and into the pipeline (every address a port, a small record
+/// cap): the input is datagrams, each after its 2-byte big-endian length,
+/// so that templates of one apply to the next.
+pub fn export(mut data: &[u8]) {
+    let any: Vec<IpNet> = vec![IpNet::V4(Default::default()), IpNet::V6(Default::default())];
+    let (attributor, topology) = Attributor::automatic(&AutoPorts {
+        cidrs: any,
+        traffic_type: TrafficType::All,
+        region: "-".into(),
+    });
+    let config = AggregatorConfig {
+        max_records: 4,
+        ..AggregatorConfig::of(example_inventory(), None)
+    };
+    let pipeline = Pipeline::new(topology, attributor, config, Verdicts::AcceptAll(AcceptAll));
+    let mut driver = Driver::from_pipeline(pipeline);
+    let mut decoder = vpcflow_flowexport::Decoder::new();
+    let exporter = std::net::SocketAddr::from(([127, 0, 0, 1], 2055));
+    let Ok(mut sink) = FormatSink::new(Format::V2, false, std::io::sink()) else {
+        return;
+    };
+    while let [a, b, rest @ ..] = data {
+        let n = usize::from(u16::from_be_bytes([*a, *b])).min(rest.len());
+        let (datagram, next) = rest.split_at(n);
+        let _ = decoder.decode(exporter, datagram, &mut |f| driver.exported(f));
+        if let Err(e) = driver.drain(&mut sink) {
+            panic!("writing into io::sink failed: {e}");
+        }
+        data = next;
+    }
+    if let Err(e) = driver.end_of_input(&mut sink) {
+        panic!("writing into io::sink failed: {e}");
+    }
 }
 
 /// The inventory the capture target decides with (the shared example).

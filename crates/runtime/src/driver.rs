@@ -18,8 +18,9 @@ use vpcflow_core::aggregate::{AggregatorConfig, ClosedWindow};
 use vpcflow_core::flow::{Direction, FiveTuple, FlowDelta};
 use vpcflow_core::pipeline::PipelineStats;
 use vpcflow_core::{Inventory, Pipeline, Timestamp, Topology};
+use vpcflow_flowexport::ExportedFlow;
 use vpcflow_policy::DEFAULT_CONNECTIONS;
-use vpcflow_wire::Frame;
+use vpcflow_wire::{Frame, IpProtocol};
 
 use crate::verdicts::{Verdicts, inventory_pipeline};
 
@@ -129,6 +130,26 @@ pub struct TapFlow {
     pub flags_all: u8,
     /// When its first packet was seen.
     pub first: Timestamp,
+}
+
+/// The five-tuple of an exported flow. ICMP has no ports in a record (as
+/// a captured packet's); its type, from NetFlow's `type × 256 + code`
+/// destination port, only tells infrastructure traffic (SPEC §1).
+fn exported_tuple(f: &ExportedFlow) -> FiveTuple {
+    let icmp = matches!(f.protocol, 1 | 58);
+    let (src_port, dst_port) = if icmp {
+        (0, 0)
+    } else {
+        (f.src_port, f.dst_port)
+    };
+    FiveTuple::new(
+        f.src,
+        f.dst,
+        src_port,
+        dst_port,
+        IpProtocol(f.protocol),
+        icmp.then_some((f.dst_port >> 8) as u8),
+    )
 }
 
 /// A pipeline and, per tap, the port it counts for in that pipeline.
@@ -242,7 +263,7 @@ impl Driver {
     pub fn stats(&self) -> DriverStats {
         let (mut packets, mut late) = self.retired;
         for g in &self.generations {
-            packets += g.pipeline.stats().packets;
+            packets = packets.saturating_add(g.pipeline.stats().packets);
             late += g.pipeline.stats().late_for_window;
         }
         DriverStats {
@@ -389,14 +410,8 @@ impl Driver {
     /// A flow the network exported (NetFlow, IPFIX), attributed to ports
     /// by its addresses; its first packet's time is the exporter's clock,
     /// as a frame's is the capture's (see [`Pipeline::observe_exported`]).
-    pub fn observe_exported(
-        &mut self,
-        tuple: FiveTuple,
-        packets: u64,
-        bytes: u64,
-        tcp_flags: u8,
-        first: Timestamp,
-    ) {
+    pub fn exported(&mut self, f: &ExportedFlow) {
+        let first = Timestamp(f.first_ns);
         self.stats.frames += 1;
         if let Some(g) = self
             .generations
@@ -404,7 +419,7 @@ impl Driver {
             .find(|g| g.until.is_none_or(|u| first < u))
         {
             g.pipeline
-                .observe_exported(tuple, packets, bytes, tcp_flags, first);
+                .observe_exported(exported_tuple(f), f.packets, f.bytes, f.tcp_flags, first);
         }
     }
 

@@ -41,8 +41,8 @@ impl RuleStats {
             }
             let t = &mut self.totals[i];
             t.0 += h.flows;
-            t.1 += h.packets;
-            t.2 += h.bytes;
+            t.1 = t.1.saturating_add(h.packets);
+            t.2 = t.2.saturating_add(h.bytes);
         }
     }
 

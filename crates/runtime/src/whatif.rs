@@ -88,8 +88,8 @@ impl Comparison {
                 .entry((f.action, g.action, rule_name(proposed, g.rule)))
                 .or_default();
             group.flows += 1;
-            group.packets += f.packets;
-            group.bytes += f.bytes;
+            group.packets = group.packets.saturating_add(f.packets);
+            group.bytes = group.bytes.saturating_add(f.bytes);
             group.was.insert(rule_name(current, f.rule));
             if group.examples.len() < EXAMPLES {
                 let t = &f.tuple;

@@ -432,8 +432,9 @@ struct Tally {
 impl Tally {
     fn add(&mut self, f: &FlowFields) {
         self.flows += 1;
-        self.packets += f.packets;
-        self.bytes += f.bytes;
+        // Counts from an exporter may be anything: never wrap.
+        self.packets = self.packets.saturating_add(f.packets);
+        self.bytes = self.bytes.saturating_add(f.bytes);
     }
 }
 
@@ -458,7 +459,7 @@ impl Full {
         self.dstports.insert(f.tuple.dst_port);
         self.actions.insert(f.action.as_str());
         let r = self.rules.entry(f.rule).or_default();
-        r.0 += f.packets;
+        r.0 = r.0.saturating_add(f.packets);
         r.1 += 1;
     }
 
@@ -711,8 +712,8 @@ pub fn summarize(
                 more_dstports: false,
             });
         e.flows += u.tally.flows;
-        e.packets += u.tally.packets;
-        e.bytes += u.tally.bytes;
+        e.packets = e.packets.saturating_add(u.tally.packets);
+        e.bytes = e.bytes.saturating_add(u.tally.bytes);
         e.remotes.extend(u.remotes.iter().map(IpAddr::to_string));
         e.more_remotes |= u.more_remotes || e.remotes.len() > KEPT_VALUES;
         e.dstports.extend(u.dstports);
@@ -738,8 +739,8 @@ pub fn summarize(
             ))
             .or_default();
         e.tally.flows += d.tally.flows;
-        e.tally.packets += d.tally.packets;
-        e.tally.bytes += d.tally.bytes;
+        e.tally.packets = e.tally.packets.saturating_add(d.tally.packets);
+        e.tally.bytes = e.tally.bytes.saturating_add(d.tally.bytes);
         for (a, n) in d.sources {
             *e.sources.entry(a).or_default() += n;
         }

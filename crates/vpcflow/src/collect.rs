@@ -17,12 +17,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use vpcflow_core::Timestamp;
-use vpcflow_core::flow::FiveTuple;
 use vpcflow_core::format::Format;
-use vpcflow_flowexport::{Decoder, ExportedFlow};
+use vpcflow_flowexport::Decoder;
 use vpcflow_runtime::{Driver, FormatSink, Sink};
-use vpcflow_wire::IpProtocol;
 
 use crate::ingest::{PortsArgs, into_store, sink_error};
 
@@ -49,26 +46,6 @@ pub struct CollectArgs {
     /// at DIR instead of printing them.
     #[arg(long, value_name = "DIR")]
     store: Option<PathBuf>,
-}
-
-/// The five-tuple of an exported flow. ICMP has no ports in a record (as
-/// a captured packet's); its type, from NetFlow's `type × 256 + code`
-/// destination port, only tells infrastructure traffic (SPEC §1).
-fn tuple(f: &ExportedFlow) -> FiveTuple {
-    let icmp = matches!(f.protocol, 1 | 58);
-    let (src_port, dst_port) = if icmp {
-        (0, 0)
-    } else {
-        (f.src_port, f.dst_port)
-    };
-    FiveTuple::new(
-        f.src,
-        f.dst,
-        src_port,
-        dst_port,
-        IpProtocol(f.protocol),
-        icmp.then_some((f.dst_port >> 8) as u8),
-    )
 }
 
 /// What the collector received.
@@ -113,15 +90,7 @@ pub fn run(args: CollectArgs) -> Result<ExitCode> {
         match socket.recv_from(&mut buf) {
             Ok((n, from)) => {
                 counts.datagrams += 1;
-                let result = decoder.decode(from, &buf[..n], &mut |f| {
-                    driver.observe_exported(
-                        tuple(f),
-                        f.packets,
-                        f.bytes,
-                        f.tcp_flags,
-                        Timestamp(f.first_ns),
-                    );
-                });
+                let result = decoder.decode(from, &buf[..n], &mut |f| driver.exported(f));
                 match result {
                     Ok(d) => {
                         counts.flows += u64::from(d.flows);
