@@ -1,6 +1,8 @@
-//! Flow export datagrams from the network's own exporters (routers,
-//! switches, Open vSwitch, softflowd): NetFlow v5, NetFlow v9 (RFC 3954)
-//! and IPFIX (RFC 7011), decoded into [`ExportedFlow`]s.
+//! Flow export datagrams: from the network's own exporters (routers,
+//! switches, Open vSwitch, softflowd), NetFlow v5, NetFlow v9 (RFC 3954)
+//! and IPFIX (RFC 7011) decoded into [`ExportedFlow`]s; and vpcflow's own
+//! records encoded as IPFIX ([`IpfixEncoder`]) for the collectors people
+//! run.
 //!
 //! v9 and IPFIX describe their records with templates; a [`Decoder`] keeps
 //! the templates of each exporter and observation domain (source id), as
@@ -19,7 +21,11 @@
 //!   refreshes must wait for the next one.
 
 mod decode;
+mod encode;
 mod fields;
 
-pub use decode::{Datagram, Decoder, ExportError, ExportedFlow, Version};
+pub use decode::{Datagram, Decoder, ExportError, ExportedFlow, MOST_TEMPLATES, Version};
+pub use encode::{
+    ENTERPRISE, ENTERPRISE_ELEMENTS, IpfixEncoder, IpfixRecord, TEMPLATE_V4, TEMPLATE_V6,
+};
 pub use fields::Element;

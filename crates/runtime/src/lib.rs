@@ -42,8 +42,8 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use driver::{Driver, DriverStats, Interface, Sink, SinkError, TapConflict, TapFlow};
 pub use live::{CaptureKind, LiveConfig, LiveSource, LiveSourceError};
 pub use run::{RunError, RunLimits, run};
-pub use sinks::FormatSink;
 #[cfg(feature = "store")]
 pub use sinks::{Compaction, SharedStore, StoreSink, WindowListener};
+pub use sinks::{FormatSink, IPFIX_MTU, IpfixSink};
 pub use source::{InventorySource, Source, SourceError};
 pub use verdicts::{Verdicts, inventory_pipeline};

@@ -168,6 +168,11 @@ pub struct IngestArgs {
     /// file once it is durable, with its record count.
     #[arg(long, value_name = "DIR", conflicts_with_all = ["compare", "output"])]
     store: Option<PathBuf>,
+    /// Export each window's records as IPFIX over UDP to a collector
+    /// (`ipfix://HOST:PORT`: nfcapd, goflow2, Akvorado...) instead of
+    /// printing them.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["compare", "output", "store"])]
+    export: Option<String>,
     /// Capture files (pcap or pcapng, optionally gzip-compressed), read as one timeline.
     #[arg(required = true, value_name = "CAPTURE")]
     captures: Vec<PathBuf>,
@@ -295,33 +300,45 @@ fn stream(
         #[cfg(not(feature = "store"))]
         let stored: Option<&std::path::Path> = None;
         let mut stats = RuleStats::default();
-        match stored {
-            #[cfg(feature = "store")]
-            Some(dir) => {
-                let files = into_store(dir, inventory.as_ref(), out)?;
-                let mut sink = Tallied { sink: files, stats };
-                replay(&mut driver, &mut captures, &mut sink, &mut progress).map_err(sink_error)?;
-                let s = &sink.sink;
-                eprintln!(
-                    "vpcflow: stored {} records in {} files under {} ({} hours compacted)",
-                    s.records,
-                    s.files,
-                    dir.display(),
-                    s.compacted
-                );
-                stats = sink.stats;
+        if let Some(url) = &args.export {
+            let ipfix = vpcflow_runtime::IpfixSink::connect(url)
+                .with_context(|| format!("--export {url}"))?;
+            let mut sink = Tallied { sink: ipfix, stats };
+            replay(&mut driver, &mut captures, &mut sink, &mut progress).map_err(sink_error)?;
+            eprintln!("vpcflow: exported {} records to {url}", sink.sink.records);
+            stats = sink.stats;
+            rule_totals = Some(stats);
+        } else {
+            match stored {
+                #[cfg(feature = "store")]
+                Some(dir) => {
+                    let files = into_store(dir, inventory.as_ref(), out)?;
+                    let mut sink = Tallied { sink: files, stats };
+                    replay(&mut driver, &mut captures, &mut sink, &mut progress)
+                        .map_err(sink_error)?;
+                    let s = &sink.sink;
+                    eprintln!(
+                        "vpcflow: stored {} records in {} files under {} ({} hours compacted)",
+                        s.records,
+                        s.files,
+                        dir.display(),
+                        s.compacted
+                    );
+                    stats = sink.stats;
+                }
+                _ => {
+                    let mut sink = Tallied {
+                        sink: FormatSink::new(format, args.header, out)?,
+                        stats,
+                    };
+                    replay(&mut driver, &mut captures, &mut sink, &mut progress)
+                        .map_err(sink_error)?;
+                    sink.sink.into_inner()?;
+                    stats = sink.stats;
+                }
             }
-            _ => {
-                let mut sink = Tallied {
-                    sink: FormatSink::new(format, args.header, out)?,
-                    stats,
-                };
-                replay(&mut driver, &mut captures, &mut sink, &mut progress).map_err(sink_error)?;
-                sink.sink.into_inner()?;
-                stats = sink.stats;
-            }
+            rule_totals = Some(stats);
         }
-        rule_totals = Some(stats);
     }
     if let Some(b) = bar {
         b.finish_and_clear();

@@ -1,7 +1,8 @@
-//! `vpcflow collect` against a real exporter: softflowd (Debian) replays
-//! the example VPC's capture as NetFlow v5, v9 and IPFIX, and the records
-//! vpcflow makes of the exports must be those `vpcflow ingest` makes of
-//! the capture itself.
+//! NetFlow and IPFIX in and out, against real peers from Debian.
+//!
+//! In: `vpcflow collect` and softflowd, which replays the example VPC's
+//! capture as NetFlow v5, v9 and IPFIX; the records vpcflow makes of the
+//! exports must be those `vpcflow ingest` makes of the capture itself.
 //!
 //! The comparison, precisely: per (port, direction, action, five-tuple),
 //! summed over windows (softflowd `-r` stamps flows with its wall clock
@@ -9,8 +10,14 @@
 //! not the capture's), the packets are equal, and the bytes are at least
 //! vpcflow's (the IP length, SPEC §2) and at most 6 more per packet
 //! (softflowd counts a short frame's Ethernet padding). NetFlow v5 carries
-//! IPv4 only, so its comparison leaves IPv6 out. Needs softflowd
-//! (`scripts/setup.sh test` installs it).
+//! IPv4 only, so its comparison leaves IPv6 out.
+//!
+//! Out: `vpcflow ingest --export ipfix://` to nfcapd; `nfdump` must read
+//! back every OK record: addresses, ports, protocol, packets, bytes, and
+//! the window as the flow's start and end. (nfdump 1.7 keeps no
+//! `forwardingStatus`, so ACCEPT and REJECT are not compared there.)
+//!
+//! Needs softflowd and nfdump (`scripts/setup.sh test` installs them).
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -127,4 +134,110 @@ fn softflowd_exports_give_the_records_of_the_capture_itself() {
             );
         }
     }
+}
+
+#[test]
+fn nfcapd_reads_back_every_record_exported_as_ipfix() {
+    let capture = examples().join("vpc-demo.pcap");
+    let dir = tempfile::tempdir().unwrap();
+    let flows = dir.path().join("flows");
+    std::fs::create_dir(&flows).unwrap();
+    // A free UDP port for nfcapd (nothing else binds loopback ports here).
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut nfcapd = Command::new("nfcapd")
+        .arg("-w")
+        .arg(&flows)
+        .args(["-b", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nfcapd (scripts/setup.sh test installs nfdump)");
+    std::thread::sleep(Duration::from_millis(700));
+    let o = vpcflow()
+        .args(["ingest", "--config"])
+        .arg(examples().join("vpc.toml"))
+        .args(["--export", &format!("ipfix://127.0.0.1:{port}")])
+        .arg(&capture)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    std::thread::sleep(Duration::from_millis(700));
+    let killed = Command::new("kill")
+        .args(["-TERM", &nfcapd.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    nfcapd.wait().unwrap();
+    let dump = Command::new("nfdump")
+        .env("TZ", "UTC")
+        .arg("-R")
+        .arg(&flows)
+        .args(["-q", "-o", "fmt:%ts,%te,%sa,%da,%sp,%dp,%pr,%pkt,%byt"])
+        .output()
+        .unwrap();
+    assert!(
+        dump.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dump.stderr)
+    );
+    let mut got: Vec<String> = String::from_utf8(dump.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| l.split(',').map(str::trim).collect::<Vec<_>>().join(" "))
+        .collect();
+    got.sort();
+    // The same records, as ingest prints them, in nfdump's terms.
+    let o = vpcflow()
+        .args(["ingest", "--config"])
+        .arg(examples().join("vpc.toml"))
+        .args(["--format", "custom:start,end,srcaddr,dstaddr,srcport,dstport,protocol,packets,bytes,action,log-status"])
+        .arg(&capture)
+        .output()
+        .unwrap();
+    let name = |p: &str| match p {
+        "6" => "TCP".to_string(),
+        "17" => "UDP".to_string(),
+        "58" => "ICMP6".to_string(),
+        p => p.to_string(),
+    };
+    let time = |t: &str| {
+        let o = Command::new("date")
+            .env("TZ", "UTC")
+            .args(["-d", &format!("@{t}"), "+%Y-%m-%d %H:%M:%S.000"])
+            .output()
+            .unwrap();
+        String::from_utf8(o.stdout).unwrap().trim().to_string()
+    };
+    let mut want: Vec<String> = String::from_utf8(o.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| l.split(' ').collect::<Vec<_>>())
+        .filter(|f| f[10] == "OK")
+        .map(|f| {
+            // nfdump prints an ICMP flow's destination port as type.code.
+            let dport = if name(f[6]).starts_with("ICMP") {
+                "0.0"
+            } else {
+                f[5]
+            };
+            format!(
+                "{} {} {} {} {} {dport} {} {} {}",
+                time(f[0]),
+                time(f[1]),
+                f[2],
+                f[3],
+                f[4],
+                name(f[6]),
+                f[7],
+                f[8]
+            )
+        })
+        .collect();
+    want.sort();
+    assert!(want.len() > 10, "{want:#?}");
+    assert_eq!(got, want);
 }

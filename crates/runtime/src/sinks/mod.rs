@@ -1,6 +1,7 @@
 //! The sinks of closed windows:
 //!
 //! - [`FormatSink`]: records as text (v1, v2, custom, JSON lines);
+//! - [`IpfixSink`]: records as IPFIX over UDP, to a collector;
 //! - with the `store` feature, [`SharedStore`]: the log store of a process
 //!   (one writer, shared by the live capture and uploads) with its counters
 //!   for `/metrics` and a [`WindowListener`] (the live tail); and
@@ -8,9 +9,12 @@
 //!   saying each durable file, compacting the hours the windows have left
 //!   behind.
 
+mod ipfix;
 #[cfg(feature = "store")]
 mod store;
 mod text;
+
+pub use ipfix::{IPFIX_MTU, IpfixSink};
 
 #[cfg(feature = "store")]
 pub use store::{Compaction, SharedStore, StoreSink, WindowListener, catalog_groups};
