@@ -307,7 +307,7 @@ mod tests {
             start: 1_700_000_400,
             end: 1_700_001_000,
             ingress: true,
-            accepted: i % 2 == 0,
+            accepted: i.is_multiple_of(2),
             interface_id: "port-a",
             flow_log_id: "fl",
             log_status: "OK",
