@@ -89,6 +89,11 @@ pub struct Datagram {
     pub incomplete: u32,
     /// Templates learned, refreshed or withdrawn.
     pub templates: u32,
+    /// What the sequence number says went missing since the exporter's
+    /// previous datagram: data records (v5, IPFIX) or export packets (v9).
+    /// A sequence number that goes back (an exporter restarted, or a
+    /// datagram reordered) starts the count again and loses nothing.
+    pub lost: u32,
 }
 
 /// Why a datagram (or the rest of it) could not be decoded.
@@ -163,6 +168,8 @@ pub struct Decoder {
     /// Per exporter and domain: when its uptime began (Unix ms), from an
     /// IPFIX options record's `systemInitTimeMilliseconds`.
     system_init: HashMap<(SocketAddr, u32), u64>,
+    /// Per exporter, protocol and domain: the next sequence number.
+    next_sequence: HashMap<(SocketAddr, Version, u32), u32>,
 }
 
 /// A cursor over big-endian bytes; every read checks the bounds.
@@ -348,12 +355,27 @@ impl Decoder {
                 len: data.len(),
             });
         }
-        match u16::from_be_bytes([data[0], data[1]]) {
+        let mut d = match u16::from_be_bytes([data[0], data[1]]) {
             5 => v5(data, out),
             9 => self.v9(exporter, data, out),
             10 => self.ipfix(exporter, data, out),
             v => Err(ExportError::Version(v)),
+        }?;
+        let key = (exporter, d.version, d.domain);
+        let advance = match d.version {
+            Version::V9 => 1,
+            Version::V5 | Version::Ipfix => d.data_records,
+        };
+        if let Some(&expected) = self.next_sequence.get(&key) {
+            let gap = d.sequence.wrapping_sub(expected);
+            // Ahead by less than half the space: lost; else it went back.
+            if gap < 1 << 31 {
+                d.lost = gap;
+            }
         }
+        self.next_sequence
+            .insert(key, d.sequence.wrapping_add(advance));
+        Ok(d)
     }
 
     fn v9(
@@ -388,6 +410,7 @@ impl Decoder {
             unknown_template_sets: 0,
             incomplete: 0,
             templates: 0,
+            lost: 0,
         };
         self.sets(exporter, h.0, &mut d, Some(clock), out)?;
         Ok(d)
@@ -426,6 +449,7 @@ impl Decoder {
             unknown_template_sets: 0,
             incomplete: 0,
             templates: 0,
+            lost: 0,
         };
         self.sets(exporter, &data[16..len], &mut d, None, out)?;
         Ok(d)
@@ -659,6 +683,7 @@ fn v5(data: &[u8], out: &mut dyn FnMut(&ExportedFlow)) -> Result<Datagram, Expor
         unknown_template_sets: 0,
         incomplete: 0,
         templates: 0,
+        lost: 0,
     };
     for i in 0..count {
         let r = &data[HEADER + i * RECORD..HEADER + (i + 1) * RECORD];
@@ -822,6 +847,14 @@ mod tests {
             (f.packets, f.bytes, f.dst_port, f.tcp_flags),
             (4, 240, 22, 0x12)
         );
+        // The next datagram of the exporter should say sequence 43: one
+        // that says 45 lost two flows; one that goes back lost nothing.
+        let mut dec = Decoder::new();
+        assert_eq!(collect(&mut dec, &m).0.unwrap().lost, 0);
+        m[16..20].copy_from_slice(&45u32.to_be_bytes());
+        assert_eq!(collect(&mut dec, &m).0.unwrap().lost, 2);
+        m[16..20].copy_from_slice(&7u32.to_be_bytes());
+        assert_eq!(collect(&mut dec, &m).0.unwrap().lost, 0);
         // A count past the datagram is refused, naming it.
         m[2..4].copy_from_slice(&2u16.to_be_bytes());
         let e = collect(&mut Decoder::new(), &m).0.unwrap_err();

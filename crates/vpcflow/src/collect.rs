@@ -19,7 +19,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use vpcflow_core::format::Format;
 use vpcflow_flowexport::Decoder;
-use vpcflow_runtime::{Driver, FormatSink, Sink};
+use vpcflow_runtime::{Driver, FormatSink, IpfixSink, Sink};
 
 use crate::ingest::{PortsArgs, into_store, sink_error};
 
@@ -46,6 +46,10 @@ pub struct CollectArgs {
     /// at DIR instead of printing them.
     #[arg(long, value_name = "DIR")]
     store: Option<PathBuf>,
+    /// Export each window's records as IPFIX over UDP
+    /// (`ipfix://HOST:PORT`) instead of printing them.
+    #[arg(long, value_name = "URL", conflicts_with = "store")]
+    export: Option<String>,
 }
 
 /// What the collector received.
@@ -55,6 +59,7 @@ struct Counts {
     flows: u64,
     unknown_template_sets: u64,
     incomplete: u64,
+    lost: BTreeMap<&'static str, u64>,
     malformed: BTreeMap<&'static str, u64>,
 }
 
@@ -78,9 +83,12 @@ pub fn run(args: CollectArgs) -> Result<ExitCode> {
     }
     let out: Box<dyn Write + Send> = Box::new(io::stdout());
     let out = BufWriter::with_capacity(1 << 16, out);
-    let mut sink: Box<dyn Sink> = match &args.store {
-        Some(dir) => Box::new(into_store(dir, inventory.as_ref(), out)?),
-        None => Box::new(FormatSink::new(format, args.header, out)?),
+    let mut sink: Box<dyn Sink> = match (&args.store, &args.export) {
+        (Some(dir), _) => Box::new(into_store(dir, inventory.as_ref(), out)?),
+        (None, Some(url)) => {
+            Box::new(IpfixSink::connect(url).with_context(|| format!("--export {url}"))?)
+        }
+        (None, None) => Box::new(FormatSink::new(format, args.header, out)?),
     };
     eprintln!("vpcflow: collecting on {} (udp)", socket.local_addr()?);
     let mut decoder = Decoder::new();
@@ -96,6 +104,10 @@ pub fn run(args: CollectArgs) -> Result<ExitCode> {
                         counts.flows += u64::from(d.flows);
                         counts.unknown_template_sets += u64::from(d.unknown_template_sets);
                         counts.incomplete += u64::from(d.incomplete);
+                        if d.lost > 0 {
+                            *counts.lost.entry(d.version.as_str()).or_default() +=
+                                u64::from(d.lost);
+                        }
                     }
                     Err(e) => *counts.malformed.entry(e.name()).or_default() += 1,
                 }
@@ -114,6 +126,18 @@ pub fn run(args: CollectArgs) -> Result<ExitCode> {
     driver.end_of_input(sink.as_mut()).map_err(sink_error)?;
     drop(sink);
     let stats = driver.pipeline_stats();
+    let lost: Vec<String> = counts
+        .lost
+        .iter()
+        .map(|(v, n)| {
+            let what = if *v == "netflow-v9" {
+                "export packets"
+            } else {
+                "flows"
+            };
+            format!("{n} {what} ({v})")
+        })
+        .collect();
     let malformed: Vec<String> = counts
         .malformed
         .iter()
@@ -122,7 +146,7 @@ pub fn run(args: CollectArgs) -> Result<ExitCode> {
     eprintln!(
         "vpcflow: collected {} flows ({} packets, {} attributed to ports, {} late for their window) \
          from {} datagrams; {} data sets before their template, {} flows without addresses, \
-         malformed datagrams: {}",
+         malformed datagrams: {}; lost by sequence numbers: {}",
         counts.flows,
         stats.packets,
         stats.attributed,
@@ -134,6 +158,11 @@ pub fn run(args: CollectArgs) -> Result<ExitCode> {
             "none".to_string()
         } else {
             malformed.join(", ")
+        },
+        if lost.is_empty() {
+            "none".to_string()
+        } else {
+            lost.join(", ")
         }
     );
     Ok(ExitCode::SUCCESS)
