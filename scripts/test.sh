@@ -56,6 +56,8 @@ cargo run --locked -q -p vpcflow --no-default-features -- \
     diff -u tests/golden/demo-v2.txt - >&2 ||
     { echo "test.sh: the README's first command did not write tests/golden/demo-v2.txt" >&2; exit 1; }
 echo "test.sh: the README's first command wrote the golden records" >&2
+# The binary's own tests in that build too (its flags without the store's).
+cargo test --locked -q -p vpcflow --no-default-features --bins >&2
 # The API suites once more with every test server's control plane on
 # PostgreSQL (a database each): the same tests pass on both databases.
 if [ -n "$api_suites" ]; then

@@ -5,7 +5,9 @@
 //! - `read` and `parse`: the baselines (reading frames; reading and parsing
 //!   them) that `vpcflow ingest` is compared with in the same run;
 //! - `store`: the log store's write and query benchmark (`bench/store.sh`);
-//! - `api`: load on a running `vpcflow serve` (`bench/api.sh`).
+//! - `api`: load on a running `vpcflow serve` (`bench/api.sh`);
+//! - `ipfix-stream` and `replay`: the exporter of the collector benchmark
+//!   (`bench/collect.sh`).
 
 use std::collections::HashSet;
 use std::fs::File;
@@ -58,6 +60,27 @@ enum BenchCommand {
     },
     /// Load a running `vpcflow serve`: flow-log creates and lists.
     Api(crate::bench_api::ApiBenchArgs),
+    /// Write a stream of IPFIX messages (vpcflow's encoder) to a file.
+    IpfixStream {
+        /// The stream file (created).
+        #[arg(long)]
+        out: PathBuf,
+        /// Flows in it.
+        #[arg(long, default_value_t = 1_000_000)]
+        flows: u64,
+    },
+    /// Send a stream file's messages as UDP datagrams.
+    Replay {
+        /// The stream file.
+        #[arg(long)]
+        stream: PathBuf,
+        /// Where to.
+        #[arg(long)]
+        to: std::net::SocketAddr,
+        /// Datagrams a second at most.
+        #[arg(long, default_value_t = 10_000)]
+        rate: u64,
+    },
     /// Write generated records into a log store, then time two queries.
     Store {
         /// The store (created).
@@ -99,6 +122,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
             Ok(())
         }
         BenchCommand::Api(args) => crate::bench_api::run(args),
+        BenchCommand::IpfixStream { out, flows } => crate::bench_export::write_stream(&out, flows),
+        BenchCommand::Replay { stream, to, rate } => crate::bench_export::replay(&stream, to, rate),
         BenchCommand::Store {
             store,
             records,

@@ -166,12 +166,13 @@ pub struct IngestArgs {
     /// Write each flow log's records into its log topic in the log store at DIR
     /// (Parquet, see `vpcflow query`) instead of printing them; prints each
     /// file once it is durable, with its record count.
-    #[arg(long, value_name = "DIR", conflicts_with_all = ["compare", "output"])]
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["compare", "output", "export"])]
     store: Option<PathBuf>,
     /// Export each window's records as IPFIX over UDP to a collector
     /// (`ipfix://HOST:PORT`: nfcapd, goflow2, Akvorado...) instead of
     /// printing them.
-    #[arg(long, value_name = "URL", conflicts_with_all = ["compare", "output", "store"])]
+    // (`store` names this one: it exists only with the store feature.)
+    #[arg(long, value_name = "URL", conflicts_with_all = ["compare", "output"])]
     export: Option<String>,
     /// Capture files (pcap or pcapng, optionally gzip-compressed), read as one timeline.
     #[arg(required = true, value_name = "CAPTURE")]

@@ -123,3 +123,16 @@ fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every flag's conflicts and requirements name flags that exist, in
+    /// this build's features (clap checks them only when the command line
+    /// is parsed, so a broken one would panic at the user's first run).
+    #[test]
+    fn the_command_line_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
+}
