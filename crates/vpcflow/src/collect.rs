@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -50,6 +51,41 @@ pub struct CollectArgs {
     /// (`ipfix://HOST:PORT`) instead of printing them.
     #[arg(long, value_name = "URL", conflicts_with = "store")]
     export: Option<String>,
+}
+
+/// Datagrams received and waiting to be decoded, at most.
+const QUEUED_DATAGRAMS: usize = 4_096;
+
+/// Receives datagrams into buffers given back by the decoder (no
+/// allocation once enough are in circulation) until `stop`.
+fn receive(
+    socket: &UdpSocket,
+    stop: &AtomicBool,
+    queue: &mpsc::SyncSender<(SocketAddr, Vec<u8>)>,
+    free: &mpsc::Receiver<Vec<u8>>,
+) -> io::Result<()> {
+    let mut buf = vec![0u8; 65_535];
+    while !stop.load(Ordering::Relaxed) {
+        match socket.recv_from(&mut buf) {
+            Ok((n, from)) => {
+                let mut datagram = free.try_recv().unwrap_or_default();
+                datagram.clear();
+                datagram.extend_from_slice(&buf[..n]);
+                if queue.send((from, datagram)).is_err() {
+                    break;
+                }
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// What the collector received.
@@ -91,14 +127,27 @@ pub fn run(args: CollectArgs) -> Result<ExitCode> {
         (None, None) => Box::new(FormatSink::new(format, args.header, out)?),
     };
     eprintln!("vpcflow: collecting on {} (udp)", socket.local_addr()?);
+    // A thread of its own receives, so that a window being written never
+    // leaves the socket unread (its kernel buffer holds a few hundred
+    // datagrams: a fraction of a second at an exporter's pace).
+    let (queue, received) = mpsc::sync_channel::<(SocketAddr, Vec<u8>)>(QUEUED_DATAGRAMS);
+    let (give_back, free) = mpsc::channel::<Vec<u8>>();
+    let receiver = {
+        let stop = Arc::clone(&stop);
+        std::thread::Builder::new()
+            .name("collect-recv".into())
+            .spawn(move || receive(&socket, &stop, &queue, &free))
+            .context("starting the receiving thread")?
+    };
     let mut decoder = Decoder::new();
     let mut counts = Counts::default();
-    let mut buf = vec![0u8; 65_535];
-    while !stop.load(Ordering::Relaxed) {
-        match socket.recv_from(&mut buf) {
-            Ok((n, from)) => {
+    loop {
+        match received.recv_timeout(Duration::from_millis(100)) {
+            Ok((from, datagram)) => {
                 counts.datagrams += 1;
-                let result = decoder.decode(from, &buf[..n], &mut |f| driver.exported(f));
+                let result = decoder.decode(from, &datagram, &mut |f| driver.exported(f));
+                // Its buffer goes back to be received into again.
+                let _ = give_back.send(datagram);
                 match result {
                     Ok(d) => {
                         counts.flows += u64::from(d.flows);
@@ -112,17 +161,16 @@ pub fn run(args: CollectArgs) -> Result<ExitCode> {
                     Err(e) => *counts.malformed.entry(e.name()).or_default() += 1,
                 }
             }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock
-                        | io::ErrorKind::TimedOut
-                        | io::ErrorKind::Interrupted
-                ) => {}
-            Err(e) => return Err(e).context("receiving exports"),
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            // Stopped, and every datagram received is decoded.
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
         driver.drain(sink.as_mut()).map_err(sink_error)?;
     }
+    receiver
+        .join()
+        .map_err(|_| anyhow::anyhow!("the receiving thread failed"))?
+        .context("receiving exports")?;
     driver.end_of_input(sink.as_mut()).map_err(sink_error)?;
     drop(sink);
     let stats = driver.pipeline_stats();
