@@ -96,6 +96,23 @@ pub struct Datagram {
     pub lost: u32,
 }
 
+impl Datagram {
+    fn new(version: Version, sequence: u32, domain: u32, export_ns: u64) -> Datagram {
+        Datagram {
+            version,
+            sequence,
+            domain,
+            export_ns,
+            flows: 0,
+            data_records: 0,
+            unknown_template_sets: 0,
+            incomplete: 0,
+            templates: 0,
+            lost: 0,
+        }
+    }
+}
+
 /// Why a datagram (or the rest of it) could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ExportError {
@@ -400,18 +417,7 @@ impl Decoder {
             export_ns: i128::from(secs) * SECOND,
             uptime_ms: uptime,
         };
-        let mut d = Datagram {
-            version: Version::V9,
-            sequence,
-            domain,
-            export_ns,
-            flows: 0,
-            data_records: 0,
-            unknown_template_sets: 0,
-            incomplete: 0,
-            templates: 0,
-            lost: 0,
-        };
+        let mut d = Datagram::new(Version::V9, sequence, domain, export_ns);
         self.sets(exporter, h.0, &mut d, Some(clock), out)?;
         Ok(d)
     }
@@ -439,18 +445,12 @@ impl Decoder {
                 left: data.len(),
             });
         }
-        let mut d = Datagram {
-            version: Version::Ipfix,
+        let mut d = Datagram::new(
+            Version::Ipfix,
             sequence,
             domain,
-            export_ns: clamp_ns(i128::from(secs) * SECOND),
-            flows: 0,
-            data_records: 0,
-            unknown_template_sets: 0,
-            incomplete: 0,
-            templates: 0,
-            lost: 0,
-        };
+            clamp_ns(i128::from(secs) * SECOND),
+        );
         self.sets(exporter, &data[16..len], &mut d, None, out)?;
         Ok(d)
     }
@@ -673,18 +673,12 @@ fn v5(data: &[u8], out: &mut dyn FnMut(&ExportedFlow)) -> Result<Datagram, Expor
         export_ns: export,
         uptime_ms: u32_at(4),
     };
-    let mut d = Datagram {
-        version: Version::V5,
-        sequence: u32_at(16),
-        domain: u32::from(u16_at(20)),
-        export_ns: clamp_ns(export),
-        flows: 0,
-        data_records: 0,
-        unknown_template_sets: 0,
-        incomplete: 0,
-        templates: 0,
-        lost: 0,
-    };
+    let mut d = Datagram::new(
+        Version::V5,
+        u32_at(16),
+        u32::from(u16_at(20)),
+        clamp_ns(export),
+    );
     for i in 0..count {
         let r = &data[HEADER + i * RECORD..HEADER + (i + 1) * RECORD];
         let v4 = |o: usize| IpAddr::from(Ipv4Addr::new(r[o], r[o + 1], r[o + 2], r[o + 3]));
