@@ -2,8 +2,8 @@
 # The collector's benchmark (issue 21): one stream of IPFIX messages
 # (1 million flows by default, written by vpcflow's own encoder) sent over
 # loopback UDP, paced, to `vpcflow collect` (every 10.0.0.0/16 address a
-# port, records into a log store) and, in the same run, to nfcapd (writing
-# its own files): each receiver's CPU time (user + system, from wait4),
+# port, records into a log store; then again, records as text: the
+# pipeline's share) and, in the same run, to nfcapd (writing its own files): each receiver's CPU time (user + system, from wait4),
 # flows per CPU second, and the ratio. A receiver that did not get every
 # flow is reported as such (the pacing was too fast for it), not timed.
 #
@@ -44,14 +44,19 @@ run() { # NAME PORT COMMAND...
 p=$(port)
 run vpcflow "$p" "$target/release/vpcflow" collect --listen "127.0.0.1:$p" --ports-from 10.0.0.0/16 --store "$work/store"
 got_vpcflow=$(grep -o 'collected [0-9]* flows' "$work/vpcflow.err" | grep -o '[0-9]*')
+# The same without the store: the pipeline's share of the cost.
+p=$(port)
+run text "$p" "$target/release/vpcflow" collect --listen "127.0.0.1:$p" --ports-from 10.0.0.0/16 --format custom:packets
+got_text=$(grep -o 'collected [0-9]* flows' "$work/text.err" | grep -o '[0-9]*')
 mkdir -p "$work/nf"
 p=$(port)
 run nfcapd "$p" nfcapd -w "$work/nf" -b 127.0.0.1 -p "$p"
 got_nfcapd=$(grep -o 'Flows: [0-9]*' "$work/nfcapd.err" | grep -o '[0-9]*' | tail -1)
 echo "stream: $flows flows, $(cat "$work/vpcflow.replay")"
-python3 - "$flows" "$got_vpcflow" "$(cat "$work/vpcflow.cpu")" "$got_nfcapd" "$(cat "$work/nfcapd.cpu")" <<'PY'
+python3 - "$flows" "$got_vpcflow" "$(cat "$work/vpcflow.cpu")" "$got_nfcapd" "$(cat "$work/nfcapd.cpu")" "$got_text" "$(cat "$work/text.cpu")" <<'PY'
 import sys
 flows, gv, cv, gn, cn = int(sys.argv[1]), int(sys.argv[2] or 0), float(sys.argv[3]), int(sys.argv[4] or 0), float(sys.argv[5])
+gt, ct = int(sys.argv[6] or 0), float(sys.argv[7])
 def line(name, got, cpu):
     if got != flows:
         print(f"{name}: received {got} of {flows} flows (paced too fast for it): not timed")
@@ -59,6 +64,7 @@ def line(name, got, cpu):
     print(f"{name}: {cpu:.3f} CPU s = {flows / cpu:,.0f} flows per CPU second")
     return cpu
 a = line("vpcflow collect (records into a log store)", gv, cv)
+line("vpcflow collect (records as text, no store)", gt, ct)
 b = line("nfcapd (its own files)", gn, cn)
 if a and b:
     print(f"vpcflow CPU / nfcapd CPU = {a / b:.2f}")
