@@ -412,12 +412,12 @@ impl Decoder {
         let secs = h.u32().ok_or_else(short)?;
         let sequence = h.u32().ok_or_else(short)?;
         let domain = h.u32().ok_or_else(short)?;
-        let export_ns = clamp_ns(i128::from(secs) * SECOND);
+        let export = i128::from(secs) * SECOND;
         let clock = Uptime::Header {
-            export_ns: i128::from(secs) * SECOND,
+            export_ns: export,
             uptime_ms: uptime,
         };
-        let mut d = Datagram::new(Version::V9, sequence, domain, export_ns);
+        let mut d = Datagram::new(Version::V9, sequence, domain, clamp_ns(export));
         self.sets(exporter, h.0, &mut d, Some(clock), out)?;
         Ok(d)
     }

@@ -95,6 +95,17 @@ enum BenchCommand {
     },
 }
 
+/// A xorshift64 generator from `seed` (not zero): the benchmarks' traffic
+/// is random but the same in every run.
+pub(crate) fn xorshift(mut seed: u64) -> impl FnMut() -> u64 {
+    move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    }
+}
+
 struct Template {
     data: Vec<u8>,
     wire_len: u32,
@@ -281,13 +292,7 @@ fn bench_store(dir: &std::path::Path, records: u64, per_window: u64) -> Result<(
     }
     let mut store = vpcflow_store::Store::open(dir)?;
     store.compact_in_background();
-    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
-    let mut next = move || {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        rng
-    };
+    let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
     let t0 = 1_700_000_400u64;
     let started = Instant::now();
     let mut written = 0u64;
@@ -335,7 +340,7 @@ fn bench_store(dir: &std::path::Path, records: u64, per_window: u64) -> Result<(
                     },
                     packets,
                     bytes: packets * (40 + (r >> 30) % 1400),
-                    action: if r % 17 == 0 {
+                    action: if r.is_multiple_of(17) {
                         Action::Reject
                     } else {
                         Action::Accept

@@ -18,13 +18,7 @@ use vpcflow_flowexport::{IpfixEncoder, IpfixRecord};
 pub fn write_stream(out: &Path, flows: u64) -> Result<()> {
     let mut w = BufWriter::new(File::create(out).with_context(|| out.display().to_string())?);
     let mut enc = IpfixEncoder::new(1, 1_400);
-    let mut rng = 0x2545_f491_4f6c_dd1du64;
-    let mut next = move || {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        rng
-    };
+    let mut next = crate::bench::xorshift(0x2545_f491_4f6c_dd1d);
     let t0 = 1_700_000_400u64;
     let mut written = 0u64;
     let mut messages = 0u64;
