@@ -1,5 +1,9 @@
 //! Attacks in the records: patterns of ingress traffic per capture window,
-//! each a grouping the store computes, with thresholds a user can change.
+//! each a grouping with thresholds a user can change. The groupings come
+//! from the store's window summaries (which keep every group at or above
+//! the default thresholds, with exact measures) when those answer, else
+//! the store computes them in SQL over the records; both give the same
+//! findings.
 //!
 //! | kind | grouped by | found when |
 //! |---|---|---|
