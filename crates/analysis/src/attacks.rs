@@ -801,6 +801,7 @@ mod summary_tests {
                 tcp_flag: None,
                 rule: RuleRef(0),
                 passed: RuleRef(0),
+                sampling_rate: 1,
             }),
         };
         let mut records: Vec<FlowRecord> = (0..25)

@@ -137,7 +137,8 @@ struct Entry<A> {
     also: RuleRef,
     protocol: u8,
     /// Bit 0: egress; bit 1: REJECT; bits 2..4: filter bits of the flow
-    /// logs that keep this flow; bit 5: infrastructure traffic.
+    /// logs that keep this flow; bit 5: infrastructure traffic; bit 6:
+    /// estimated from samples (at its port window's sampling rate).
     meta: u8,
     flags_any: u8,
     flags_all: u8,
@@ -150,6 +151,7 @@ const META_REJECT: u8 = 2;
 const META_KEPT_SHIFT: u8 = 2;
 const META_KEPT_MASK: u8 = 0b111;
 const META_INFRASTRUCTURE: u8 = 1 << 5;
+const META_SAMPLED: u8 = 1 << 6;
 
 type Key<A> = (A, A, u32, u16, u16, u8, u8);
 
@@ -259,6 +261,11 @@ struct PortWindow {
     skipped_bytes: [u64; 3],
     /// Flows stored only to remember their verdict.
     unkept: u32,
+    /// The largest sampling rate of the port's sampled flows (0: none).
+    /// Kept per port rather than per flow, so that entries stay 40 bytes:
+    /// a port's samples come from one agent at one rate, and where rates
+    /// mix, a record says the largest.
+    sampling_rate: u32,
 }
 
 impl PortWindow {
@@ -690,13 +697,13 @@ impl Aggregator {
                             let e = FlowTable::get(&w.v6.chunks, b6[j]);
                             j += 1;
                             if e.kept() & bit != 0 {
-                                push(fields(e));
+                                push(fields(e, pw));
                             }
                         } else {
                             let e = FlowTable::get(&w.v4.chunks, b4[i]);
                             i += 1;
                             if e.kept() & bit != 0 {
-                                push(fields(e));
+                                push(fields(e, pw));
                             }
                         }
                     }
@@ -730,7 +737,12 @@ impl Aggregator {
     }
 }
 
-fn fields<A: Addr>(e: &Entry<A>) -> FlowFields {
+fn fields<A: Addr>(e: &Entry<A>, pw: Option<&PortWindow>) -> FlowFields {
+    let sampling_rate = if e.meta & META_SAMPLED != 0 {
+        pw.map_or(1, |pw| pw.sampling_rate.max(1))
+    } else {
+        1
+    };
     let protocol = IpProtocol(e.protocol);
     FlowFields {
         tuple: FiveTuple {
@@ -749,6 +761,7 @@ fn fields<A: Addr>(e: &Entry<A>) -> FlowFields {
             .then(|| TcpFlag::from_flags(e.flags_any, e.flags_all)),
         rule: e.rule,
         passed: e.also,
+        sampling_rate,
     }
 }
 
@@ -787,6 +800,10 @@ fn observe_in<A: Addr>(
         e.bytes = e.bytes.saturating_add(d.bytes);
         e.flags_any |= d.flags_any;
         e.flags_all &= d.flags_all;
+        if d.sampling_rate > 1 {
+            e.meta |= META_SAMPLED;
+            pw.sampling_rate = pw.sampling_rate.max(d.sampling_rate);
+        }
         let missed = relevant(mask, e.action()) & !e.kept();
         if missed != 0 {
             pw.skip(missed, d);
@@ -813,6 +830,12 @@ fn observe_in<A: Addr>(
         }
         pw.unkept += 1;
     }
+    let sampled = if d.sampling_rate > 1 {
+        pw.sampling_rate = pw.sampling_rate.max(d.sampling_rate);
+        META_SAMPLED
+    } else {
+        0
+    };
     let i = table.push(Entry {
         src,
         dst,
@@ -828,7 +851,8 @@ fn observe_in<A: Addr>(
             } else {
                 0
             }
-            | kept << META_KEPT_SHIFT,
+            | kept << META_KEPT_SHIFT
+            | sampled,
         flags_any: d.flags_any,
         flags_all: d.flags_all,
         packets: d.packets,

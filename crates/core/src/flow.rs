@@ -191,6 +191,9 @@ pub struct FlowDelta {
     pub flags_all: u8,
     /// When the first packet was seen.
     pub first: Timestamp,
+    /// 1 when the packets were counted; N when they are estimates from
+    /// sampling 1 packet in N.
+    pub sampling_rate: u32,
 }
 
 #[cfg(test)]

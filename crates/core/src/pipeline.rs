@@ -250,7 +250,8 @@ impl<P: Policy> Pipeline<P> {
     /// attributed to ports by its addresses as a frame of [`Pipeline::observe`]
     /// is, and counted in the window of its first packet. Windows close as
     /// the exported flows' times pass them (plus the grace), as frames'
-    /// times do.
+    /// times do. A `sampling_rate` above 1 says the counts are estimates
+    /// from 1-in-N samples; the records say so (`sampling-rate`).
     pub fn observe_exported(
         &mut self,
         tuple: FiveTuple,
@@ -258,6 +259,7 @@ impl<P: Policy> Pipeline<P> {
         bytes: u64,
         tcp_flags: u8,
         first: Timestamp,
+        sampling_rate: u32,
     ) {
         self.stats.packets = self.stats.packets.saturating_add(packets);
         if !self.plausible.contains(first) {
@@ -302,6 +304,7 @@ impl<P: Policy> Pipeline<P> {
                         flags
                     },
                     first,
+                    sampling_rate,
                 };
                 counted |= self
                     .aggregator
@@ -397,6 +400,7 @@ impl<P: Policy> Pipeline<P> {
                     flags_any: flags,
                     flags_all: flags,
                     first: now,
+                    sampling_rate: 1,
                 };
                 counted |= self
                     .aggregator
@@ -676,6 +680,7 @@ mod tests {
             flags_any: flags,
             flags_all: flags,
             first: Timestamp::from_secs(first_s),
+            sampling_rate: 1,
         };
         // Two collections of one window: one record with their sums.
         p.observe_flow(&delta(3, 180, 601, 0x02));

@@ -80,6 +80,10 @@ pub struct FlowFields {
     /// For ACCEPT, the other check's allowing rule (extension field;
     /// [`RuleRef::NONE`] when there was no other check).
     pub passed: RuleRef,
+    /// 1 when the packets and bytes were counted; N when they are
+    /// estimates from sampling 1 packet in N (the largest N of the
+    /// record's samples).
+    pub sampling_rate: u32,
 }
 
 /// What a record says.

@@ -70,6 +70,9 @@ pub enum Field {
     PassedPolicyId,
     /// Extension: that check's allowing rule.
     PassedRuleId,
+    /// Extension: N when the record's packets and bytes are estimates from
+    /// sampling 1 packet in N (sFlow); absent when they were counted.
+    SamplingRate,
     /// Extension: the flow log the record belongs to.
     FlowLogId,
     /// Extension: its log group.
@@ -143,7 +146,7 @@ const fn spec(
 
 /// Every field of a record, in output order: the seed's v2 list, then the
 /// extensions. `FIELDS[f as usize].field == f` for every field.
-pub const FIELDS: [FieldSpec; 29] = [
+pub const FIELDS: [FieldSpec; 30] = [
     spec(
         Field::Version,
         "version",
@@ -379,6 +382,15 @@ pub const FIELDS: [FieldSpec; 29] = [
         true,
     ),
     spec(
+        Field::SamplingRate,
+        "sampling-rate",
+        "sampling_rate",
+        Kind::Number,
+        true,
+        Tier::Extension,
+        true,
+    ),
+    spec(
         Field::FlowLogId,
         "flow-log-id",
         "flow_log_id",
@@ -511,6 +523,9 @@ pub fn value<'a>(field: Field, topology: &'a Topology, r: &'a FlowRecord) -> Val
         Field::PassedBy => text(passed().map(|r| r.stage.as_str())),
         Field::PassedPolicyId => text(passed().map(|r| r.owner.as_str())),
         Field::PassedRuleId => text(passed().map(|r| r.id.as_str())),
+        Field::SamplingRate => num(flow
+            .filter(|f| f.sampling_rate > 1)
+            .map(|f| u64::from(f.sampling_rate))),
         Field::FlowLogId => Value::Text(&flow_log().id),
         Field::LogGroupId => Value::Text(&flow_log().log_group_id),
         Field::LogTopicId => Value::Text(&flow_log().log_topic_id),

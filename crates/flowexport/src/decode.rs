@@ -23,6 +23,8 @@ pub enum Version {
     V9,
     /// IPFIX (version 10).
     Ipfix,
+    /// sFlow version 5.
+    Sflow,
 }
 
 impl Version {
@@ -32,6 +34,7 @@ impl Version {
             Version::V5 => "netflow-v5",
             Version::V9 => "netflow-v9",
             Version::Ipfix => "ipfix",
+            Version::Sflow => "sflow-v5",
         }
     }
 }
@@ -63,6 +66,9 @@ pub struct ExportedFlow {
     pub input_interface: Option<u32>,
     /// The exporter's output interface index, when exported.
     pub output_interface: Option<u32>,
+    /// 1 if the packets were counted; N if they are an estimate from
+    /// sampling 1 packet in N (sFlow), packets and bytes scaled by N.
+    pub sampling_rate: u32,
 }
 
 /// What a datagram held.
@@ -74,30 +80,33 @@ pub struct Datagram {
     /// or export packets before it (v9).
     pub sequence: u32,
     /// The observation domain (IPFIX) or source id (v9); v5's engine type
-    /// and id.
+    /// and id; sFlow's sub-agent.
     pub domain: u32,
-    /// When the exporter sent it, nanoseconds since the Unix epoch.
+    /// When the exporter sent it (sFlow: when it was received),
+    /// nanoseconds since the Unix epoch.
     pub export_ns: u64,
     /// Flows handed over.
     pub flows: u32,
     /// Data records (all of them, flows or options) — what IPFIX counts in
-    /// its sequence numbers.
+    /// its sequence numbers; sFlow's samples.
     pub data_records: u32,
     /// Records of data sets whose template is not known (yet): skipped.
     pub unknown_template_sets: u32,
-    /// Flow records without both addresses: skipped.
+    /// Flow records without both addresses (sFlow: samples of no IP
+    /// packet): skipped.
     pub incomplete: u32,
     /// Templates learned, refreshed or withdrawn.
     pub templates: u32,
     /// What the sequence number says went missing since the exporter's
-    /// previous datagram: data records (v5, IPFIX) or export packets (v9).
+    /// previous datagram: data records (v5, IPFIX) or export packets (v9,
+    /// sFlow).
     /// A sequence number that goes back (an exporter restarted, or a
     /// datagram reordered) starts the count again and loses nothing.
     pub lost: u32,
 }
 
 impl Datagram {
-    fn new(version: Version, sequence: u32, domain: u32, export_ns: u64) -> Datagram {
+    pub(crate) fn new(version: Version, sequence: u32, domain: u32, export_ns: u64) -> Datagram {
         Datagram {
             version,
             sequence,
@@ -124,9 +133,9 @@ pub enum ExportError {
         /// The datagram's length.
         len: usize,
     },
-    /// Not NetFlow v5, v9 or IPFIX.
-    #[error("version {0} is not NetFlow v5, v9 or IPFIX (10)")]
-    Version(u16),
+    /// Not NetFlow v5, v9, IPFIX or sFlow v5.
+    #[error("version {0} is not NetFlow v5, v9, IPFIX (10) or sFlow v5")]
+    Version(u32),
     /// A length field disagrees with the datagram.
     #[error("{what} length {len} disagrees with the {left} bytes left")]
     Length {
@@ -190,10 +199,10 @@ pub struct Decoder {
 }
 
 /// A cursor over big-endian bytes; every read checks the bounds.
-struct Bytes<'a>(&'a [u8]);
+pub(crate) struct Bytes<'a>(pub(crate) &'a [u8]);
 
 impl<'a> Bytes<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+    pub(crate) fn take(&mut self, n: usize) -> Option<&'a [u8]> {
         if self.0.len() < n {
             return None;
         }
@@ -201,10 +210,10 @@ impl<'a> Bytes<'a> {
         self.0 = b;
         Some(a)
     }
-    fn u16(&mut self) -> Option<u16> {
+    pub(crate) fn u16(&mut self) -> Option<u16> {
         self.take(2).map(|b| u16::from_be_bytes([b[0], b[1]]))
     }
-    fn u32(&mut self) -> Option<u32> {
+    pub(crate) fn u32(&mut self) -> Option<u32> {
         self.take(4)
             .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
     }
@@ -342,6 +351,7 @@ impl Partial {
             last_ns,
             input_interface: self.input,
             output_interface: self.output,
+            sampling_rate: 1,
         })
     }
 }
@@ -357,18 +367,20 @@ impl Decoder {
         self.templates.len()
     }
 
-    /// Decodes one datagram from `exporter`, handing each flow to `out` as
-    /// it is read. On an error, the flows before the fault were handed
-    /// over.
+    /// Decodes one datagram from `exporter`, received at `received_ns`
+    /// (which only sFlow, having no clock of its own, uses), handing each
+    /// flow to `out` as it is read. On an error, the flows before the
+    /// fault were handed over.
     pub fn decode(
         &mut self,
         exporter: SocketAddr,
         data: &[u8],
+        received_ns: u64,
         out: &mut dyn FnMut(&ExportedFlow),
     ) -> Result<Datagram, ExportError> {
-        if data.len() < 2 {
+        if data.len() < 4 {
             return Err(ExportError::ShortHeader {
-                what: "NetFlow/IPFIX",
+                what: "NetFlow/IPFIX/sFlow",
                 len: data.len(),
             });
         }
@@ -376,11 +388,16 @@ impl Decoder {
             5 => v5(data, out),
             9 => self.v9(exporter, data, out),
             10 => self.ipfix(exporter, data, out),
-            v => Err(ExportError::Version(v)),
+            // sFlow's version is 32 bits.
+            0 => match u32::from_be_bytes([data[0], data[1], data[2], data[3]]) {
+                5 => crate::sflow::sflow(data, received_ns, out),
+                v => Err(ExportError::Version(v)),
+            },
+            v => Err(ExportError::Version(u32::from(v))),
         }?;
         let key = (exporter, d.version, d.domain);
         let advance = match d.version {
-            Version::V9 => 1,
+            Version::V9 | Version::Sflow => 1,
             Version::V5 | Version::Ipfix => d.data_records,
         };
         if let Some(&expected) = self.next_sequence.get(&key) {
@@ -698,6 +715,7 @@ fn v5(data: &[u8], out: &mut dyn FnMut(&ExportedFlow)) -> Result<Datagram, Expor
             dst_port: r16(34),
             tcp_flags: r[37],
             protocol: r[38],
+            sampling_rate: 1,
         };
         d.flows += 1;
         d.data_records += 1;
@@ -719,7 +737,7 @@ mod tests {
         data: &[u8],
     ) -> (Result<Datagram, ExportError>, Vec<ExportedFlow>) {
         let mut flows = Vec::new();
-        let r = dec.decode(exporter(), data, &mut |f| flows.push(*f));
+        let r = dec.decode(exporter(), data, 0, &mut |f| flows.push(*f));
         (r, flows)
     }
 
@@ -860,7 +878,7 @@ mod tests {
     fn bad_datagrams_are_named_errors() {
         let mut dec = Decoder::new();
         assert_eq!(
-            collect(&mut dec, &[0]).0.unwrap_err().name(),
+            collect(&mut dec, &[0, 0, 0]).0.unwrap_err().name(),
             "short-header"
         );
         assert_eq!(
@@ -884,14 +902,18 @@ mod tests {
         #[test]
         fn no_input_panics(data in proptest::collection::vec(proptest::num::u8::ANY, 0..600)) {
             let mut dec = Decoder::new();
-            let _ = dec.decode(exporter(), &data, &mut |_| {});
+            let _ = dec.decode(exporter(), &data, 0, &mut |_| {});
             // With a known template, random data sets too.
-            let _ = dec.decode(exporter(), &ipfix(&[set(2, &template())]), &mut |_| {});
+            let _ = dec.decode(exporter(), &ipfix(&[set(2, &template())]), 0, &mut |_| {});
             let mut m = data.clone();
             m.splice(0..0, ipfix(&[]).into_iter().take(16));
             let len = m.len().min(65_535) as u16;
             m[2..4].copy_from_slice(&len.to_be_bytes());
-            let _ = dec.decode(exporter(), &m, &mut |_| {});
+            let _ = dec.decode(exporter(), &m, 0, &mut |_| {});
+            // And as sFlow samples.
+            let mut m = crate::sflow::tests::datagram(1, &[]);
+            m.extend(&data);
+            let _ = dec.decode(exporter(), &m, 0, &mut |_| {});
         }
     }
 }

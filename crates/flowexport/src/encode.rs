@@ -334,7 +334,7 @@ mod tests {
         let mut flows = Vec::new();
         let mut sequences = Vec::new();
         for m in &messages {
-            let d = dec.decode(from, m, &mut |f| flows.push(*f)).unwrap();
+            let d = dec.decode(from, m, 0, &mut |f| flows.push(*f)).unwrap();
             assert_eq!((d.domain, d.unknown_template_sets), (3, 0));
             sequences.push((d.sequence, d.data_records));
         }

@@ -1,6 +1,7 @@
 //! Flow export datagrams: from the network's own exporters (routers,
-//! switches, Open vSwitch, softflowd), NetFlow v5, NetFlow v9 (RFC 3954)
-//! and IPFIX (RFC 7011) decoded into [`ExportedFlow`]s; and vpcflow's own
+//! switches, Open vSwitch, softflowd, sFlow agents), NetFlow v5, NetFlow
+//! v9 (RFC 3954), IPFIX (RFC 7011) and sFlow v5 decoded into
+//! [`ExportedFlow`]s; and vpcflow's own
 //! records encoded as IPFIX ([`IpfixEncoder`]) for the collectors people
 //! run.
 //!
@@ -23,6 +24,7 @@
 mod decode;
 mod encode;
 mod fields;
+mod sflow;
 
 pub use decode::{Datagram, Decoder, ExportError, ExportedFlow, MOST_TEMPLATES, Version};
 pub use encode::{

@@ -80,7 +80,11 @@ pub fn export(mut data: &[u8]) {
     while let [a, b, rest @ ..] = data {
         let n = usize::from(u16::from_be_bytes([*a, *b])).min(rest.len());
         let (datagram, next) = rest.split_at(n);
-        let _ = decoder.decode(exporter, datagram, &mut |f| driver.exported(f));
+        // sFlow's samples count when received: a fixed instant.
+        let received_ns = 1_700_000_000_000_000_000;
+        let _ = decoder.decode(exporter, datagram, received_ns, &mut |f| {
+            driver.exported(f);
+        });
         if let Err(e) = driver.drain(&mut sink) {
             panic!("writing into io::sink failed: {e}");
         }

@@ -418,8 +418,14 @@ impl Driver {
             .iter_mut()
             .find(|g| g.until.is_none_or(|u| first < u))
         {
-            g.pipeline
-                .observe_exported(exported_tuple(f), f.packets, f.bytes, f.tcp_flags, first);
+            g.pipeline.observe_exported(
+                exported_tuple(f),
+                f.packets,
+                f.bytes,
+                f.tcp_flags,
+                first,
+                f.sampling_rate,
+            );
         }
     }
 
@@ -496,6 +502,7 @@ impl Driver {
                 flags_any: flow.flags_any,
                 flags_all: flow.flags_all,
                 first: flow.first,
+                sampling_rate: 1,
             });
         }
     }

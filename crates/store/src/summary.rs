@@ -816,6 +816,7 @@ mod tests {
                 tcp_flag: None,
                 rule: RuleRef(0),
                 passed: RuleRef(0),
+                sampling_rate: 1,
             }),
         }
     }

@@ -20,7 +20,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use vpcflow_core::format::Format;
 use vpcflow_flowexport::Decoder;
-use vpcflow_runtime::{Driver, FormatSink, IpfixSink, Sink};
+use vpcflow_runtime::{Clock, Driver, FormatSink, IpfixSink, Sink, SystemClock};
 
 use crate::ingest::{PortsArgs, into_store, sink_error};
 
@@ -56,12 +56,16 @@ pub struct CollectArgs {
 /// Datagrams received and waiting to be decoded, at most.
 const QUEUED_DATAGRAMS: usize = 4_096;
 
+/// A datagram: its exporter, when it came (sFlow counts its samples
+/// then), its bytes.
+type Received = (SocketAddr, u64, Vec<u8>);
+
 /// Receives datagrams into buffers given back by the decoder (no
 /// allocation once enough are in circulation) until `stop`.
 fn receive(
     socket: &UdpSocket,
     stop: &AtomicBool,
-    queue: &mpsc::SyncSender<(SocketAddr, Vec<u8>)>,
+    queue: &mpsc::SyncSender<Received>,
     free: &mpsc::Receiver<Vec<u8>>,
 ) -> io::Result<()> {
     let mut buf = vec![0u8; 65_535];
@@ -71,7 +75,7 @@ fn receive(
                 let mut datagram = free.try_recv().unwrap_or_default();
                 datagram.clear();
                 datagram.extend_from_slice(&buf[..n]);
-                if queue.send((from, datagram)).is_err() {
+                if queue.send((from, SystemClock.now().0, datagram)).is_err() {
                     break;
                 }
             }
@@ -130,7 +134,7 @@ pub fn run(args: CollectArgs) -> Result<ExitCode> {
     // A thread of its own receives, so that a window being written never
     // leaves the socket unread (its kernel buffer holds a few hundred
     // datagrams: a fraction of a second at an exporter's pace).
-    let (queue, received) = mpsc::sync_channel::<(SocketAddr, Vec<u8>)>(QUEUED_DATAGRAMS);
+    let (queue, received) = mpsc::sync_channel::<Received>(QUEUED_DATAGRAMS);
     let (give_back, free) = mpsc::channel::<Vec<u8>>();
     let receiver = {
         let stop = Arc::clone(&stop);
@@ -143,9 +147,10 @@ pub fn run(args: CollectArgs) -> Result<ExitCode> {
     let mut counts = Counts::default();
     loop {
         match received.recv_timeout(Duration::from_millis(100)) {
-            Ok((from, datagram)) => {
+            Ok((from, received_ns, datagram)) => {
                 counts.datagrams += 1;
-                let result = decoder.decode(from, &datagram, &mut |f| driver.exported(f));
+                let result =
+                    decoder.decode(from, &datagram, received_ns, &mut |f| driver.exported(f));
                 // Its buffer goes back to be received into again.
                 let _ = give_back.send(datagram);
                 match result {

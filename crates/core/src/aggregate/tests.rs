@@ -78,6 +78,7 @@ fn delta(port: u32, src: &str, dst_port: u16, t_secs: u64, bytes: u64) -> FlowDe
         flags_any: 0,
         flags_all: 0,
         first: Timestamp::from_secs(t_secs),
+        sampling_rate: 1,
     }
 }
 
@@ -423,6 +424,7 @@ fn naive(
                                 tcp_flag: None,
                                 rule: RuleRef::NONE,
                                 passed: RuleRef::NONE,
+                                sampling_rate: 1,
                             }),
                         ));
                     } else {
@@ -489,6 +491,7 @@ proptest! {
                 flags_any: 0,
                 flags_all: 0,
                 first: Timestamp::from_secs(t),
+                sampling_rate: 1,
             }
         }).collect();
         let mut policy = ScriptedPolicy { reject_port: 3, asked: 0 };
@@ -541,4 +544,44 @@ fn infrastructure_and_other_icmpv6_between_the_same_addresses_are_two_flows() {
         })
         .collect();
     assert_eq!(flows, [(true, 2), (false, 2)]);
+}
+
+#[test]
+fn records_of_sampled_flows_say_their_sampling_rate_and_counted_ones_do_not() {
+    let topo = topology(2, &[TrafficType::All]);
+    let mut policy = ScriptedPolicy {
+        reject_port: 0,
+        asked: 0,
+    };
+    let sampled = |port, src, rate| FlowDelta {
+        packets: u64::from(rate),
+        sampling_rate: rate,
+        ..delta(port, src, 53, 10, 100)
+    };
+    let deltas = [
+        sampled(0, "10.0.0.1", 512),
+        delta(0, "10.0.0.2", 53, 11, 100),
+        // A later sample of the first flow, at another rate: the largest.
+        sampled(0, "10.0.0.1", 1024),
+        sampled(1, "10.0.0.3", 64),
+    ];
+    let (out, _) = run(&topo, &mut policy, 100, &deltas);
+    let rates: Vec<(u32, String, u64, u32)> = out
+        .iter()
+        .flat_map(|w| &w.records)
+        .filter_map(|r| match r.body {
+            RecordBody::Flow(f) => {
+                Some((r.port, f.tuple.src.to_string(), f.packets, f.sampling_rate))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        rates,
+        [
+            (0, "10.0.0.1".to_string(), 1536, 1024),
+            (0, "10.0.0.2".to_string(), 1, 1),
+            (1, "10.0.0.3".to_string(), 64, 64),
+        ]
+    );
 }

@@ -58,6 +58,7 @@ fn dns() -> RecordBody {
         tcp_flag: None,
         rule: crate::policy::RuleRef::NONE,
         passed: crate::policy::RuleRef::NONE,
+        sampling_rate: 1,
     })
 }
 
