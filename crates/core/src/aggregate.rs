@@ -266,6 +266,9 @@ struct PortWindow {
     /// a port's samples come from one agent at one rate, and where rates
     /// mix, a record says the largest.
     sampling_rate: u32,
+    /// Traffic of an unknown size was lost (an exporter's sequence numbers
+    /// said so): a SKIPDATA record even if no packet is known lost.
+    lost_unknown: bool,
 }
 
 impl PortWindow {
@@ -542,6 +545,26 @@ impl Aggregator {
         true
     }
 
+    /// Notes that traffic of `port` of an unknown size was lost around
+    /// `at` (an exporter's sequence numbers skipped): the port's window
+    /// gets a SKIPDATA record under each flow log, with the packets and
+    /// bytes known lost (0 if none are). Returns `false` when that window
+    /// is already closed.
+    pub fn note_unknown_loss(&mut self, topology: &Topology, port: u32, at: Timestamp) -> bool {
+        let Some(start) = self.note_time(at) else {
+            return false;
+        };
+        let wi = self.window_index(start);
+        let w = &mut self.open[wi];
+        let p = port as usize;
+        if w.ports.len() <= p {
+            w.ports
+                .resize(topology.ports.len().max(p + 1), PortWindow::default());
+        }
+        w.ports[p].lost_unknown = true;
+        true
+    }
+
     /// Closes every window that ended at least the grace period before `now`.
     pub fn close_until(
         &mut self,
@@ -719,7 +742,7 @@ impl Aggregator {
                     records.push(rec(RecordBody::NoData));
                 }
                 if let Some(pw) = pw
-                    && pw.skipped_packets[t.index()] > 0
+                    && (pw.skipped_packets[t.index()] > 0 || pw.lost_unknown)
                 {
                     records.push(rec(RecordBody::SkipData {
                         packets: pw.skipped_packets[t.index()],

@@ -251,7 +251,8 @@ impl<P: Policy> Pipeline<P> {
     /// is, and counted in the window of its first packet. Windows close as
     /// the exported flows' times pass them (plus the grace), as frames'
     /// times do. A `sampling_rate` above 1 says the counts are estimates
-    /// from 1-in-N samples; the records say so (`sampling-rate`).
+    /// from 1-in-N samples; the records say so (`sampling-rate`). Returns
+    /// the ports the flow was attributed to.
     pub fn observe_exported(
         &mut self,
         tuple: FiveTuple,
@@ -260,18 +261,19 @@ impl<P: Policy> Pipeline<P> {
         tcp_flags: u8,
         first: Timestamp,
         sampling_rate: u32,
-    ) {
+    ) -> [Option<u32>; 2] {
         self.stats.packets = self.stats.packets.saturating_add(packets);
         if !self.plausible.contains(first) {
             self.stats.implausible_timestamp =
                 self.stats.implausible_timestamp.saturating_add(packets);
-            return;
+            return [None; 2];
         }
         self.aggregator.note_time(first);
         let window = self.aggregator.config().window;
         let targets =
             self.attributor
                 .attribute(&tuple.src, &tuple.dst, first, window, &mut self.topology);
+        let ports = targets.map(|t| t.map(|(port, _)| port));
         if targets.iter().all(Option::is_none) {
             self.stats.no_monitored_port = self.stats.no_monitored_port.saturating_add(packets);
         } else {
@@ -317,6 +319,14 @@ impl<P: Policy> Pipeline<P> {
             }
         }
         self.tick(first);
+        ports
+    }
+
+    /// Notes that traffic of `port` of an unknown size was lost around
+    /// `at` (an exporter's sequence numbers skipped): SKIPDATA in that
+    /// window, with what is known lost (see [`Aggregator::note_unknown_loss`]).
+    pub fn note_unknown_loss(&mut self, port: u32, at: Timestamp) {
+        self.aggregator.note_unknown_loss(&self.topology, port, at);
     }
 
     /// Counts packets (and their bytes, 0 if unknown) the capture lost on

@@ -82,9 +82,12 @@ pub fn export(mut data: &[u8]) {
         let (datagram, next) = rest.split_at(n);
         // sFlow's samples count when received: a fixed instant.
         let received_ns = 1_700_000_000_000_000_000;
-        let _ = decoder.decode(exporter, datagram, received_ns, &mut |f| {
-            driver.exported(f);
-        });
+        if let Ok(d) = decoder.decode(exporter, datagram, received_ns, &mut |f| {
+            driver.exported(exporter, f);
+        }) && d.lost > 0
+        {
+            driver.exported_lost(exporter, vpcflow_core::Timestamp(d.export_ns));
+        }
         if let Err(e) = driver.drain(&mut sink) {
             panic!("writing into io::sink failed: {e}");
         }

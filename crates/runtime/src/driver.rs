@@ -14,6 +14,9 @@
 //! generation that never took traffic before being replaced writes
 //! nothing; [`Driver::finish`] writes the open window as a partial one.
 
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
 use vpcflow_core::aggregate::{AggregatorConfig, ClosedWindow};
 use vpcflow_core::flow::{Direction, FiveTuple, FlowDelta};
 use vpcflow_core::pipeline::PipelineStats;
@@ -161,6 +164,9 @@ struct Generation {
     from: Timestamp,
     /// Traffic at or after this instant goes to the next generation.
     until: Option<Timestamp>,
+    /// Per exporter, the ports its flows were attributed to (a bit per
+    /// port index): where a loss its sequence numbers tell is reported.
+    exporter_ports: HashMap<SocketAddr, Vec<u64>>,
 }
 
 /// Counters of a run.
@@ -217,6 +223,7 @@ impl Driver {
                 ports: Vec::new(),
                 from: Timestamp(0),
                 until: None,
+                exporter_ports: HashMap::new(),
             }],
             retired: (0, 0),
             stats: DriverStats::default(),
@@ -304,6 +311,7 @@ impl Driver {
             ports,
             from,
             until: None,
+            exporter_ports: HashMap::new(),
         }
     }
 
@@ -407,10 +415,11 @@ impl Driver {
         }
     }
 
-    /// A flow the network exported (NetFlow, IPFIX), attributed to ports
-    /// by its addresses; its first packet's time is the exporter's clock,
-    /// as a frame's is the capture's (see [`Pipeline::observe_exported`]).
-    pub fn exported(&mut self, f: &ExportedFlow) {
+    /// A flow `exporter` exported (NetFlow, IPFIX, sFlow), attributed to
+    /// ports by its addresses; its first packet's time is the exporter's
+    /// clock, as a frame's is the capture's (see
+    /// [`Pipeline::observe_exported`]).
+    pub fn exported(&mut self, exporter: SocketAddr, f: &ExportedFlow) {
         let first = Timestamp(f.first_ns);
         self.stats.frames += 1;
         if let Some(g) = self
@@ -418,7 +427,7 @@ impl Driver {
             .iter_mut()
             .find(|g| g.until.is_none_or(|u| first < u))
         {
-            g.pipeline.observe_exported(
+            let ports = g.pipeline.observe_exported(
                 exported_tuple(f),
                 f.packets,
                 f.bytes,
@@ -426,6 +435,34 @@ impl Driver {
                 first,
                 f.sampling_rate,
             );
+            for port in ports.into_iter().flatten() {
+                let bits = g.exporter_ports.entry(exporter).or_default();
+                let (word, bit) = (port as usize / 64, port % 64);
+                if bits.len() <= word {
+                    bits.resize(word + 1, 0);
+                }
+                bits[word] |= 1 << bit;
+            }
+        }
+    }
+
+    /// `exporter`'s sequence numbers say that flows of an unknown size
+    /// went missing before `at` (its clock): every port its flows have
+    /// reached gets a SKIPDATA record in the window of `at`.
+    pub fn exported_lost(&mut self, exporter: SocketAddr, at: Timestamp) {
+        if let Some(g) = self
+            .generations
+            .iter_mut()
+            .find(|g| g.until.is_none_or(|u| at < u))
+            && let Some(bits) = g.exporter_ports.get(&exporter)
+        {
+            for (word, &w) in bits.iter().enumerate() {
+                for bit in 0..64 {
+                    if w & (1 << bit) != 0 {
+                        g.pipeline.note_unknown_loss((word * 64 + bit) as u32, at);
+                    }
+                }
+            }
         }
     }
 

@@ -409,3 +409,66 @@ fn a_traffic_filter_changed_by_a_reload_applies_from_the_next_window() {
         ]
     );
 }
+
+/// An exported flow of `packets` from `src` to `dst` at `secs`.
+fn exported(
+    src: [u8; 4],
+    dst: [u8; 4],
+    packets: u64,
+    secs: u64,
+) -> vpcflow_flowexport::ExportedFlow {
+    vpcflow_flowexport::ExportedFlow {
+        src: src.into(),
+        dst: dst.into(),
+        src_port: 40_000,
+        dst_port: 5432,
+        protocol: 6,
+        packets,
+        bytes: packets * 100,
+        tcp_flags: 0x18,
+        first_ns: at(secs).0,
+        last_ns: at(secs).0,
+        input_interface: None,
+        output_interface: None,
+        sampling_rate: 1,
+    }
+}
+
+#[test]
+fn an_exporters_lost_flows_are_skipdata_on_the_ports_it_reports_only() {
+    let mut driver = Driver::new(&inventory(INVENTORY), config());
+    let a = "192.0.2.1:2055".parse().unwrap();
+    let b = "192.0.2.2:2055".parse().unwrap();
+    let mut sink = Collected::new("custom:interface-id,srcaddr,packets,bytes,log-status");
+    // Exporter a sees the client (pa) talk to the outside; b sees the
+    // database (pb).
+    driver.exported(a, &exported([10, 0, 1, 10], [192, 0, 2, 99], 3, T + 1));
+    driver.exported(b, &exported([10, 0, 2, 20], [192, 0, 2, 98], 4, T + 2));
+    // a's sequence numbers skip in this window, and again in the next.
+    driver.exported_lost(a, at(T + 30));
+    driver.exported(a, &exported([10, 0, 1, 10], [192, 0, 2, 99], 1, T + 61));
+    driver.exported_lost(a, at(T + 62));
+    driver.end_of_input(&mut sink).unwrap();
+    let windows: Vec<(u64, Vec<String>)> =
+        sink.windows.into_iter().map(|(s, _, l)| (s, l)).collect();
+    assert_eq!(
+        windows,
+        [
+            (
+                T,
+                vec![
+                    "pa - 0 0 SKIPDATA".to_string(),
+                    "pa 10.0.1.10 3 300 OK".to_string(),
+                    "pb 10.0.2.20 4 400 OK".to_string(),
+                ]
+            ),
+            (
+                T + 60,
+                vec![
+                    "pa - 0 0 SKIPDATA".to_string(),
+                    "pa 10.0.1.10 1 100 OK".to_string(),
+                ]
+            ),
+        ]
+    );
+}

@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Args;
+use vpcflow_core::Timestamp;
 use vpcflow_core::format::Format;
 use vpcflow_flowexport::Decoder;
 use vpcflow_runtime::{Clock, Driver, FormatSink, IpfixSink, Sink, SystemClock};
@@ -149,8 +150,9 @@ pub fn run(args: CollectArgs) -> Result<ExitCode> {
         match received.recv_timeout(Duration::from_millis(100)) {
             Ok((from, received_ns, datagram)) => {
                 counts.datagrams += 1;
-                let result =
-                    decoder.decode(from, &datagram, received_ns, &mut |f| driver.exported(f));
+                let result = decoder.decode(from, &datagram, received_ns, &mut |f| {
+                    driver.exported(from, f);
+                });
                 // Its buffer goes back to be received into again.
                 let _ = give_back.send(datagram);
                 match result {
@@ -161,6 +163,7 @@ pub fn run(args: CollectArgs) -> Result<ExitCode> {
                         if d.lost > 0 {
                             *counts.lost.entry(d.version.as_str()).or_default() +=
                                 u64::from(d.lost);
+                            driver.exported_lost(from, Timestamp(d.export_ns));
                         }
                     }
                     Err(e) => *counts.malformed.entry(e.name()).or_default() += 1,
