@@ -367,6 +367,14 @@ impl Decoder {
         self.templates.len()
     }
 
+    /// Forgets what `exporter` said: its templates, start time and
+    /// sequence numbers (its TCP session ended; RFC 7011 §8).
+    pub fn forget(&mut self, exporter: SocketAddr) {
+        self.templates.retain(|k, _| k.0 != exporter);
+        self.system_init.retain(|k, _| k.0 != exporter);
+        self.next_sequence.retain(|k, _| k.0 != exporter);
+    }
+
     /// Decodes one datagram from `exporter`, received at `received_ns`
     /// (which only sFlow, having no clock of its own, uses), handing each
     /// flow to `out` as it is read. On an error, the flows before the

@@ -106,6 +106,9 @@ pub struct IpfixEncoder {
     /// Data records sent so far (the next message's sequence number).
     sequence: u32,
     buf: Vec<u8>,
+    /// Over a session (TCP), templates are sent once, at its start.
+    session: bool,
+    templates_sent: bool,
 }
 
 impl IpfixEncoder {
@@ -117,13 +120,30 @@ impl IpfixEncoder {
             mtu: mtu.max(512),
             sequence: 0,
             buf: Vec::with_capacity(mtu.max(512)),
+            session: false,
+            templates_sent: false,
         }
+    }
+
+    /// An encoder for a session (IPFIX over TCP): templates go with the
+    /// first batch only, until [`IpfixEncoder::new_session`] (RFC 7011
+    /// §8: templates are not refreshed over reliable transports).
+    pub fn for_session(domain: u32, mtu: usize) -> IpfixEncoder {
+        IpfixEncoder {
+            session: true,
+            ..IpfixEncoder::new(domain, mtu)
+        }
+    }
+
+    /// A new session begins: the next batch starts with the templates.
+    pub fn new_session(&mut self) {
+        self.templates_sent = false;
     }
 
     /// Encodes `records` as messages exported at `export_secs`, handing
     /// each to `send`; the first message starts with the templates (sent
     /// again with every batch, as UDP asks: a collector that starts late
-    /// learns them from the next).
+    /// learns them from the next; over a session, with its first batch).
     pub fn encode<E>(
         &mut self,
         export_secs: u32,
@@ -131,7 +151,10 @@ impl IpfixEncoder {
         send: &mut dyn FnMut(&[u8]) -> Result<(), E>,
     ) -> Result<(), E> {
         self.start(export_secs);
-        self.templates();
+        if !(self.session && self.templates_sent) {
+            self.templates();
+            self.templates_sent = true;
+        }
         let mut set: Option<(u16, usize)> = None;
         let mut in_message = 0u32;
         for r in records {

@@ -2,9 +2,10 @@
 //! windows closed on a clock, closed windows out to sinks.
 //!
 //! - [`Source`]: what produces traffic (the [`LiveSource`] of this host's
-//!   interfaces; flow exporters later), named by tap, handed to the
-//!   driver; capture files are [`capture::replay`]ed, their frames'
-//!   timestamps the clock.
+//!   interfaces), named by tap, handed to the driver; capture files are
+//!   [`capture::replay`]ed, their frames' timestamps the clock; flow
+//!   exports are received by the [`Collector`], their flows' own times
+//!   the clock.
 //! - [`Driver`]: inventory generations applied at window boundaries (their
 //!   rules' engines linked, so tracked connections outlive a change),
 //!   windows closed with their grace, partial windows at a stop.
@@ -27,6 +28,7 @@
 pub mod agent;
 pub mod capture;
 pub mod clock;
+pub mod collector;
 pub mod driver;
 pub mod live;
 pub mod rule_stats;
@@ -39,6 +41,7 @@ pub mod whatif;
 #[cfg(feature = "store")]
 pub use agent::{Agent, AgentError, AgentReport, AgentSettings};
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use collector::{CollectReport, Collector, EXPORT_GRACE};
 pub use driver::{Driver, DriverStats, Interface, Sink, SinkError, TapConflict, TapFlow};
 pub use live::{CaptureKind, LiveConfig, LiveSource, LiveSourceError};
 pub use run::{RunError, RunLimits, run};

@@ -93,7 +93,7 @@ pub fn run(
 
 /// The inventory changed: the new one applies from the next window (a bad
 /// one is reported and the running one kept).
-fn reload(
+pub(crate) fn reload(
     driver: &mut Driver,
     inventory: &mut dyn InventorySource,
     sink: &mut dyn Sink,

@@ -168,9 +168,9 @@ pub struct IngestArgs {
     /// file once it is durable, with its record count.
     #[arg(long, value_name = "DIR", conflicts_with_all = ["compare", "output", "export"])]
     store: Option<PathBuf>,
-    /// Export each window's records as IPFIX over UDP to a collector
-    /// (`ipfix://HOST:PORT`: nfcapd, goflow2, Akvorado...) instead of
-    /// printing them.
+    /// Export each window's records as IPFIX to a collector, over UDP
+    /// (`ipfix://HOST:PORT`: nfcapd, goflow2, Akvorado...) or TCP
+    /// (`ipfix+tcp://HOST:PORT`), instead of printing them.
     // (`store` names this one: it exists only with the store feature.)
     #[arg(long, value_name = "URL", conflicts_with_all = ["compare", "output"])]
     export: Option<String>,

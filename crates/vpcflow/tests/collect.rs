@@ -58,23 +58,40 @@ fn totals(records: &str) -> Totals {
 /// The records `vpcflow collect` makes (in `format`) of what `export`
 /// sends to the address it is given, and what it said on stderr.
 fn collected_from(format: &str, export: impl FnOnce(&str)) -> (String, String) {
+    let mut config = vec!["--config".to_string()];
+    config.push(examples().join("vpc.toml").display().to_string());
+    collect_with(&config, format, |addrs| export(&addrs[0]))
+}
+
+/// The records `vpcflow collect ARGS` makes (in `format`) of what
+/// `export` sends to the addresses it is given (UDP, then TCP if ARGS
+/// has `--listen-tcp`), and what it said on stderr.
+fn collect_with(args: &[String], format: &str, export: impl FnOnce(&[String])) -> (String, String) {
     let mut child = vpcflow()
-        .args(["collect", "--listen", "127.0.0.1:0", "--config"])
-        .arg(examples().join("vpc.toml"))
+        .args(["collect", "--listen", "127.0.0.1:0"])
+        .args(args)
         .args(["--format", format])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let mut err = BufReader::new(child.stderr.take().unwrap());
-    let mut first = String::new();
-    err.read_line(&mut first).unwrap();
-    let addr = first
-        .split_whitespace()
-        .find(|w| w.starts_with("127.0.0.1:"))
-        .unwrap_or_else(|| panic!("no address in {first:?}"))
-        .to_string();
-    export(&addr);
+    let listeners = if args.iter().any(|a| a == "--listen-tcp") {
+        2
+    } else {
+        1
+    };
+    let addrs: Vec<String> = (0..listeners)
+        .map(|_| {
+            let mut line = String::new();
+            err.read_line(&mut line).unwrap();
+            line.split_whitespace()
+                .find(|w| w.starts_with("127.0.0.1:"))
+                .unwrap_or_else(|| panic!("no address in {line:?}"))
+                .to_string()
+        })
+        .collect();
+    export(&addrs);
     // The export is a few datagrams on loopback; then the collector stops
     // on SIGTERM and writes what it holds.
     std::thread::sleep(Duration::from_millis(500));
@@ -208,6 +225,66 @@ fn softflowd_exports_give_the_records_of_the_capture_itself() {
                 "v{version} {k}: {b} bytes exported, {bytes} in the capture"
             );
         }
+    }
+}
+
+#[test]
+fn records_exported_as_ipfix_over_udp_and_tcp_are_collected_back_unchanged() {
+    // Ports by address only, on one side of every flow: each exported
+    // record is one port's, and collected back to that port alone (under
+    // an inventory, a flow between two monitored ports is exported once
+    // per port, and a collector attributing by address counts it on both).
+    let fields = "custom:interface-id,direction,action,srcaddr,dstaddr,srcport,dstport,protocol,packets,bytes,log-status,start,end,tcp-flag";
+    let capture = examples().join("vpc-demo.pcap");
+    let ports = ["--ports-from".to_string(), "192.168.0.0/24".to_string()];
+    let o = vpcflow()
+        .args(["ingest", "--format", fields])
+        .args(&ports)
+        .arg(&capture)
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let mut want: Vec<String> = String::from_utf8(o.stdout)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    want.sort();
+    assert!(
+        want.iter().filter(|l| l.contains(" OK ")).count() > 5,
+        "{want:?}"
+    );
+    for tcp in [false, true] {
+        let mut args = ports.to_vec();
+        if tcp {
+            args.extend(["--listen-tcp".to_string(), "127.0.0.1:0".to_string()]);
+        }
+        let (records, said) = collect_with(&args, fields, |addrs| {
+            let url = if tcp {
+                format!("ipfix+tcp://{}", addrs[1])
+            } else {
+                format!("ipfix://{}", addrs[0])
+            };
+            let o = vpcflow()
+                .args(["ingest", "--export", &url])
+                .args(&ports)
+                .arg(&capture)
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        });
+        let mut got: Vec<String> = records.lines().map(String::from).collect();
+        got.sort();
+        assert_eq!(got, want, "tcp: {tcp}; {said}");
+        let sessions = if tcp {
+            "(1 TCP sessions)"
+        } else {
+            "(0 TCP sessions)"
+        };
+        assert!(
+            said.contains(sessions) && said.contains("malformed datagrams: none"),
+            "{said}"
+        );
     }
 }
 

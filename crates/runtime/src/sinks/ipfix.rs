@@ -1,8 +1,14 @@
 //! [`IpfixSink`]: each closed window's flow records exported as IPFIX over
-//! UDP, to the collectors people already run.
+//! UDP or TCP, to the collectors people already run.
+//!
+//! An export is a copy for other tools, not the log store: a collector
+//! that is down does not stop vpcflow. Over UDP nothing can tell; over TCP
+//! a window whose session breaks is said (with how many of its records
+//! were not sent) and the next window connects again.
 
-use std::io;
-use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
+use std::io::{self, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs, UdpSocket};
+use std::time::Duration;
 
 use vpcflow_core::aggregate::ClosedWindow;
 use vpcflow_core::record::{RecordBody, TcpFlag};
@@ -16,30 +22,65 @@ use crate::driver::{Sink, SinkError};
 /// IP and UDP headers, with room for tunnels).
 pub const IPFIX_MTU: usize = 1_400;
 
-/// Exports the OK records of each closed window as IPFIX over UDP (NODATA
-/// and SKIPDATA records have no addresses to export).
+/// IPFIX messages over TCP stay within this many bytes (the message
+/// length field's 16 bits, less room for one more record).
+pub const IPFIX_SESSION_MESSAGE: usize = 60_000;
+
+/// How long connecting to a TCP collector may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug)]
+enum Transport {
+    Udp(UdpSocket),
+    /// The session, while it holds.
+    Tcp(SocketAddr, Option<TcpStream>),
+}
+
+/// Exports the OK records of each closed window as IPFIX (NODATA and
+/// SKIPDATA records have no addresses to export).
 #[derive(Debug)]
 pub struct IpfixSink {
-    socket: UdpSocket,
+    transport: Transport,
     encoder: IpfixEncoder,
     /// Records exported.
     pub records: u64,
+    /// Records of windows whose TCP session broke or could not connect
+    /// (those of a broken one may have been sent in part).
+    pub unsent: u64,
 }
 
 impl IpfixSink {
-    /// A sink exporting to `url`, `ipfix://HOST:PORT` (UDP).
+    /// A sink exporting to `url`: `ipfix://HOST:PORT` (UDP) or
+    /// `ipfix+tcp://HOST:PORT` (TCP, connected now, so that a collector
+    /// that is not there is said at once).
     pub fn connect(url: &str) -> io::Result<IpfixSink> {
         let bad = |why: String| io::Error::new(io::ErrorKind::InvalidInput, why);
-        let Some(target) = url.strip_prefix("ipfix://") else {
-            return Err(bad(format!(
-                "{url}: expected ipfix://HOST:PORT (IPFIX over UDP)"
-            )));
+        let (target, tcp) = match (
+            url.strip_prefix("ipfix://"),
+            url.strip_prefix("ipfix+tcp://"),
+        ) {
+            (Some(t), _) => (t, false),
+            (_, Some(t)) => (t, true),
+            _ => {
+                return Err(bad(format!(
+                    "{url}: expected ipfix://HOST:PORT (IPFIX over UDP) or ipfix+tcp://HOST:PORT"
+                )));
+            }
         };
         let to: SocketAddr = target
             .to_socket_addrs()
             .map_err(|e| bad(format!("{url}: {e}")))?
             .next()
             .ok_or_else(|| bad(format!("{url}: no address")))?;
+        if tcp {
+            let stream = TcpStream::connect_timeout(&to, CONNECT_TIMEOUT)?;
+            return Ok(IpfixSink {
+                transport: Transport::Tcp(to, Some(stream)),
+                encoder: IpfixEncoder::for_session(0, IPFIX_SESSION_MESSAGE),
+                records: 0,
+                unsent: 0,
+            });
+        }
         let local: SocketAddr = if to.is_ipv6() {
             "[::]:0".parse().map_err(|_| bad("[::]:0".into()))?
         } else {
@@ -48,9 +89,10 @@ impl IpfixSink {
         let socket = UdpSocket::bind(local)?;
         socket.connect(to)?;
         Ok(IpfixSink {
-            socket,
+            transport: Transport::Udp(socket),
             encoder: IpfixEncoder::new(0, IPFIX_MTU),
             records: 0,
+            unsent: 0,
         })
     }
 }
@@ -105,10 +147,57 @@ impl Sink for IpfixSink {
             })
             .collect();
         let export = u32::try_from(window.end).unwrap_or(u32::MAX);
-        let socket = &self.socket;
-        self.encoder
-            .encode(export, &records, &mut |m| socket.send(m).map(|_| ()))
-            .map_err(|e| Box::new(e) as SinkError)?;
+        match &mut self.transport {
+            Transport::Udp(socket) => {
+                let sent = self
+                    .encoder
+                    .encode(export, &records, &mut |m| socket.send(m).map(|_| ()));
+                match sent {
+                    Ok(()) => {}
+                    // A connected UDP socket hears of an earlier datagram's
+                    // ICMP port unreachable: the collector is not (yet) up.
+                    Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {}
+                    Err(e) => return Err(Box::new(e)),
+                }
+            }
+            Transport::Tcp(to, session) => {
+                if session.is_none() {
+                    match TcpStream::connect_timeout(to, CONNECT_TIMEOUT) {
+                        Ok(s) => {
+                            *session = Some(s);
+                            self.encoder.new_session();
+                        }
+                        Err(e) => {
+                            self.unsent += records.len() as u64;
+                            eprintln!(
+                                "vpcflow: warning: IPFIX collector {to}: {e}; {} records of the window at {} not exported",
+                                records.len(),
+                                window.start
+                            );
+                            return Ok(());
+                        }
+                    }
+                }
+                let mut sent = 0usize;
+                let result = match session {
+                    Some(stream) => self.encoder.encode(export, &records, &mut |m| {
+                        stream.write_all(m)?;
+                        sent += 1;
+                        Ok::<(), io::Error>(())
+                    }),
+                    None => Ok(()),
+                };
+                if let Err(e) = result {
+                    *session = None;
+                    eprintln!(
+                        "vpcflow: warning: IPFIX collector {to}: {e}; the window at {} was cut after {sent} messages, the next window connects again",
+                        window.start
+                    );
+                    self.unsent += records.len() as u64;
+                    return Ok(());
+                }
+            }
+        }
         self.records += records.len() as u64;
         Ok(())
     }
