@@ -3,12 +3,14 @@
 //! ([`data::StoreDataPlane`]: uploads through the runtime's driver into the
 //! log store, records queries in a worker process, the live tail) and,
 //! with `--live`, the runtime's agent capturing under the database's flow
-//! logs ([`live::DatabaseInventory`]).
+//! logs ([`live::DatabaseInventory`]); with `--collect`, the runtime's
+//! collector taking flow exports (NetFlow, IPFIX, sFlow) under them too.
 //!
 //! Guarantees: the server's files are its own (0600, directories 0700);
 //! connection caps, not the file limit, decide how many clients it takes;
 //! on SIGTERM open requests get a grace, the live capture writes its open
-//! window as a partial one, and the process exits.
+//! window as a partial one, the collector its open windows whole, and the
+//! process exits.
 
 pub mod data;
 pub mod live;
@@ -22,7 +24,11 @@ use std::time::Duration;
 use vpcflow_control::ControlError;
 use vpcflow_control::api::AppState;
 use vpcflow_control::db::{ControlDb, DatabaseLocation};
-use vpcflow_runtime::{Agent, AgentError, AgentReport, AgentSettings, SharedStore};
+use vpcflow_core::aggregate::AggregatorConfig;
+use vpcflow_runtime::{
+    Agent, AgentError, AgentReport, AgentSettings, Collector, Compaction, Driver, InventorySource,
+    SharedStore, Sink, StoreSink, SystemClock,
+};
 use vpcflow_store::{QueryLimits, StoreError};
 
 use crate::data::StoreDataPlane;
@@ -43,6 +49,8 @@ pub struct ServerSettings {
     pub import: Option<(String, String)>,
     /// Live capture under the control plane's flow logs.
     pub live: Option<AgentSettings>,
+    /// Flow exports received under the control plane's flow logs.
+    pub collect: Option<CollectSettings>,
     /// Bounds of each records query.
     pub query_limits: QueryLimits,
     /// The largest capture upload taken, in bytes.
@@ -50,6 +58,17 @@ pub struct ServerSettings {
     /// Unknown tokens one client address may send a minute before it is
     /// throttled (0: never).
     pub auth_failures: u32,
+}
+
+/// Where `vpcflow serve --collect` receives flow exports.
+#[derive(Debug, Clone, Copy)]
+pub struct CollectSettings {
+    /// UDP: NetFlow v5, v9, IPFIX, sFlow v5.
+    pub udp: SocketAddr,
+    /// TCP: IPFIX.
+    pub tcp: Option<SocketAddr>,
+    /// How long a window stays open past its end on the exporters' clock.
+    pub grace: Duration,
 }
 
 /// Why the server could not start or stopped with an error.
@@ -160,8 +179,15 @@ pub fn serve(settings: ServerSettings) -> Result<(), ServerError> {
             .await
             .map_err(io_error(format!("--listen {}", settings.listen)))?;
         let stop = Arc::new(AtomicBool::new(false));
+        if settings.live.is_some() || settings.collect.is_some() {
+            tokio::spawn(follow_database(db.clone()));
+        }
         let live = match settings.live {
             Some(agent) => Some(start_live(agent, &db, &store, &stop)?),
+            None => None,
+        };
+        let collect = match settings.collect {
+            Some(collect) => Some(start_collect(collect, &db, &store, &stop)?),
             None => None,
         };
         let addr = listener.local_addr().map_err(io_error("the listener"))?;
@@ -174,10 +200,12 @@ pub fn serve(settings: ServerSettings) -> Result<(), ServerError> {
             .map_err(io_error("serving the API"));
         // The live capture flushes its open window as a partial one.
         stop.store(true, Ordering::Relaxed);
-        if let Some(t) = live {
-            let joined = tokio::task::spawn_blocking(move || t.join()).await;
-            if !matches!(joined, Ok(Ok(()))) {
-                eprintln!("vpcflow: live capture panicked");
+        for (what, t) in [("live capture", live), ("collector", collect)] {
+            if let Some(t) = t {
+                let joined = tokio::task::spawn_blocking(move || t.join()).await;
+                if !matches!(joined, Ok(Ok(()))) {
+                    eprintln!("vpcflow: {what} panicked");
+                }
             }
         }
         served
@@ -200,7 +228,6 @@ fn start_live(
     store: &Arc<SharedStore>,
     stop: &Arc<AtomicBool>,
 ) -> Result<std::thread::JoinHandle<()>, ServerError> {
-    tokio::spawn(follow_database(db.clone()));
     // The inventory is read with `block_on`, so off the runtime's threads.
     let inventory = DatabaseInventory::new(db.clone(), tokio::runtime::Handle::current());
     let (store, stop) = (store.clone(), stop.clone());
@@ -218,4 +245,56 @@ fn start_live(
             Err(e) => eprintln!("vpcflow: error: live capture stopped: {e}"),
         })
         .map_err(io_error("starting live capture"))
+}
+
+/// Binds the collector's sockets (a bad address fails the start) and runs
+/// it on a thread of its own, its inventory the database's, its windows
+/// into the log store. Call from inside the runtime. A collector that
+/// stops early is said, and the API goes on.
+fn start_collect(
+    settings: CollectSettings,
+    db: &Arc<ControlDb>,
+    store: &Arc<SharedStore>,
+    stop: &Arc<AtomicBool>,
+) -> Result<std::thread::JoinHandle<()>, ServerError> {
+    let collector = Collector::bind(settings.udp, settings.tcp)
+        .map_err(io_error(format!("--collect {}", settings.udp)))?;
+    let udp = collector
+        .udp_addr()
+        .map_err(io_error("the collector's socket"))?;
+    eprintln!("vpcflow: collecting flow exports on {udp} (udp)");
+    if let Some(tcp) = collector.tcp_addr() {
+        let tcp = tcp.map_err(io_error("the collector's socket"))?;
+        eprintln!("vpcflow: collecting IPFIX on {tcp} (tcp)");
+    }
+    let mut inventory = DatabaseInventory::new(db.clone(), tokio::runtime::Handle::current());
+    let (store, stop) = (store.clone(), stop.clone());
+    let grace_ns = u64::try_from(settings.grace.as_nanos()).unwrap_or(u64::MAX);
+    let collect = move || -> Result<String, String> {
+        let inv = inventory.load().map_err(|e| e.to_string())?;
+        let config = AggregatorConfig {
+            grace_ns,
+            ..AggregatorConfig::of(&inv, None)
+        };
+        let mut sink = StoreSink::new(store, None, Compaction::AsWritten);
+        sink.register(&inv).map_err(|e| e.to_string())?;
+        let mut driver = Driver::new(&inv, config);
+        let report = collector
+            .run(
+                &mut driver,
+                &mut sink,
+                Some(&mut inventory),
+                &SystemClock,
+                &stop,
+            )
+            .map_err(|e| e.to_string())?;
+        Ok(report.to_string())
+    };
+    std::thread::Builder::new()
+        .name("collector".into())
+        .spawn(move || match collect() {
+            Ok(report) => eprintln!("vpcflow: {report}"),
+            Err(e) => eprintln!("vpcflow: error: the collector stopped: {e}"),
+        })
+        .map_err(io_error("starting the collector"))
 }

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use vpcflow_server::ServerSettings;
+use vpcflow_runtime::EXPORT_GRACE;
+use vpcflow_server::{CollectSettings, ServerSettings};
 use vpcflow_store::QueryLimits;
 
 use crate::agent::CaptureOptions;
@@ -37,6 +38,18 @@ pub struct ServeArgs {
     live: bool,
     #[command(flatten)]
     capture: CaptureOptions,
+    /// Also receive flow exports (NetFlow v5, v9, IPFIX, sFlow v5) on this
+    /// UDP address, into the log store under the control plane's flow
+    /// logs (ports by address), as `vpcflow collect` does.
+    #[arg(long, value_name = "ADDR:PORT")]
+    collect: Option<SocketAddr>,
+    /// Also receive IPFIX over TCP on this address (with --collect).
+    #[arg(long, value_name = "ADDR:PORT", requires = "collect")]
+    collect_tcp: Option<SocketAddr>,
+    /// Seconds a collected window stays open past its end on the
+    /// exporters' clock.
+    #[arg(long, value_name = "SECONDS", default_value_t = EXPORT_GRACE.as_secs(), requires = "collect")]
+    collect_grace: u64,
     /// A records query through the API is cancelled after this many
     /// seconds (or as soon as its client goes away).
     #[arg(long, value_name = "SECONDS", default_value_t = QueryLimits::SERVER.deadline.as_secs(),
@@ -107,6 +120,11 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         database: args.database.url,
         import,
         live: args.live.then(|| args.capture.settings()).transpose()?,
+        collect: args.collect.map(|udp| CollectSettings {
+            udp,
+            tcp: args.collect_tcp,
+            grace: Duration::from_secs(args.collect_grace),
+        }),
         query_limits: QueryLimits {
             deadline: Duration::from_secs(args.query_timeout),
             memory_bytes: usize::try_from(args.query_memory << 20).unwrap_or(usize::MAX),

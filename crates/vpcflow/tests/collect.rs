@@ -393,3 +393,88 @@ fn nfcapd_reads_back_every_record_exported_as_ipfix() {
     assert!(want.len() > 10, "{want:#?}");
     assert_eq!(got, want);
 }
+
+#[test]
+fn serve_collects_exports_into_its_store_under_the_control_planes_flow_logs() {
+    let capture = examples().join("vpc-demo.pcap");
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut extra = common::server::database_args(&data);
+    extra.extend(["--collect".to_string(), format!("127.0.0.1:{port}")]);
+    let server = common::server::Server::start_on(&data, &extra);
+    // softflowd's IPFIX of the capture, as in the collect test.
+    let sf_dir = tempfile::tempdir().unwrap();
+    std::fs::copy(&capture, sf_dir.path().join("c.pcap")).unwrap();
+    let sf = Command::new("softflowd")
+        .current_dir(sf_dir.path())
+        .args([
+            "-r",
+            "c.pcap",
+            "-n",
+            &format!("127.0.0.1:{port}"),
+            "-v",
+            "10",
+        ])
+        .args(["-d", "-c", "sf.ctl", "-p", "sf.pid"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("softflowd (scripts/setup.sh test installs it)");
+    assert!(sf.success());
+    std::thread::sleep(Duration::from_millis(500));
+    // SIGTERM: the collector writes its open windows into the store.
+    let mut server = server;
+    let killed = Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    assert!(server.child.wait().unwrap().success());
+    let o = vpcflow()
+        .args(["query", "--format", "json", "--store"])
+        .arg(data.join("store"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let fields = FIELDS
+        .trim_start_matches("custom:")
+        .split(',')
+        .collect::<Vec<_>>();
+    let stored: String = String::from_utf8(o.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let line: Vec<String> = fields
+                .iter()
+                // The store's JSON names fields by column.
+                .map(|f| match &v[f.replace('-', "_")] {
+                    serde_json::Value::Null => "-".to_string(),
+                    serde_json::Value::String(s) => s.clone(),
+                    n => n.to_string(),
+                })
+                .collect();
+            line.join(" ") + "\n"
+        })
+        .collect();
+    let got = totals(&stored);
+    let want = totals(&ingested(&capture, FIELDS));
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        want.keys().collect::<Vec<_>>(),
+        "the flows differ"
+    );
+    for (k, &(packets, bytes)) in &want {
+        let (p, b) = got[k];
+        assert_eq!(p, packets, "{k}: packets");
+        assert!(
+            b >= bytes && b <= bytes + 6 * packets,
+            "{k}: {b} bytes, {bytes} in the capture"
+        );
+    }
+}
