@@ -109,6 +109,7 @@ fn field_schema(name: &str) -> Value {
         "ips" | "security_groups" => strings(),
         "rules" | "ingress_rules" | "egress_rules" => objects(),
         "host_side" => nullable("boolean"),
+        "if_index" => json!({"type": ["integer", "null"], "minimum": 0, "maximum": u32::MAX}),
         "ttl_in_days" => json!({"type": ["integer", "null"], "minimum": 1, "maximum": 365}),
         _ => nullable("string"),
     }

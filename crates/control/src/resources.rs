@@ -182,6 +182,8 @@ impl Kind {
                 "security_groups",
                 "interface",
                 "host_side",
+                "exporter",
+                "if_index",
             ],
             Kind::SecurityGroup => &["name", "description", "rules"],
             Kind::NetworkAcl => &["name", "description", "ingress_rules", "egress_rules"],

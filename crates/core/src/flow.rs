@@ -196,6 +196,24 @@ pub struct FlowDelta {
     pub sampling_rate: u32,
 }
 
+/// A flow an exporter counted (NetFlow, IPFIX, sFlow), as
+/// [`Pipeline::observe_exported`](crate::Pipeline::observe_exported) takes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExportedDelta {
+    /// The flow.
+    pub tuple: FiveTuple,
+    /// Packets (estimated, when sampled).
+    pub packets: u64,
+    /// Layer-3 bytes (likewise).
+    pub bytes: u64,
+    /// OR of the TCP flags seen.
+    pub tcp_flags: u8,
+    /// Its first packet, on the exporter's clock.
+    pub first: Timestamp,
+    /// 1 when counted; N when estimated from 1-in-N samples.
+    pub sampling_rate: u32,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,7 +10,7 @@ use vpcflow_wire::{Frame, IpProtocol, IpSummary, Skip, TcpFlags, parse_frame};
 
 use crate::aggregate::{Aggregator, AggregatorConfig, ClosedWindow};
 use crate::attribute::Attributor;
-use crate::flow::{Direction, FiveTuple, FlowDelta};
+use crate::flow::{Direction, ExportedDelta, FiveTuple, FlowDelta};
 use crate::fragments::FragmentTracker;
 use crate::policy::Policy;
 use crate::record::LogStatus;
@@ -245,23 +245,27 @@ impl<P: Policy> Pipeline<P> {
         }
     }
 
-    /// Adds a flow the network exported (NetFlow, IPFIX, sFlow): `packets`
-    /// packets and `bytes` bytes of `tuple` that began at `first`,
-    /// attributed to ports by its addresses as a frame of [`Pipeline::observe`]
-    /// is, and counted in the window of its first packet. Windows close as
-    /// the exported flows' times pass them (plus the grace), as frames'
-    /// times do. A `sampling_rate` above 1 says the counts are estimates
-    /// from 1-in-N samples; the records say so (`sampling-rate`). Returns
-    /// the ports the flow was attributed to.
+    /// Adds a flow the network exported (NetFlow, IPFIX, sFlow), counted
+    /// in the window of its first packet, and returns the ports it was
+    /// attributed to: `on` them if given (an exporter whose interfaces are
+    /// mapped to ports), else by its addresses as a frame of
+    /// [`Pipeline::observe`] is. Windows close as the exported flows' times
+    /// pass them (plus the grace), as frames' times do. A sampling rate
+    /// above 1 says the counts are estimates from 1-in-N samples; the
+    /// records say so (`sampling-rate`).
     pub fn observe_exported(
         &mut self,
-        tuple: FiveTuple,
-        packets: u64,
-        bytes: u64,
-        tcp_flags: u8,
-        first: Timestamp,
-        sampling_rate: u32,
+        delta: &ExportedDelta,
+        on: Option<[Option<(u32, Direction)>; 2]>,
     ) -> [Option<u32>; 2] {
+        let ExportedDelta {
+            tuple,
+            packets,
+            bytes,
+            tcp_flags,
+            first,
+            sampling_rate,
+        } = *delta;
         self.stats.packets = self.stats.packets.saturating_add(packets);
         if !self.plausible.contains(first) {
             self.stats.implausible_timestamp =
@@ -270,9 +274,13 @@ impl<P: Policy> Pipeline<P> {
         }
         self.aggregator.note_time(first);
         let window = self.aggregator.config().window;
-        let targets =
-            self.attributor
-                .attribute(&tuple.src, &tuple.dst, first, window, &mut self.topology);
+        let targets = match on {
+            Some(targets) => targets,
+            None => {
+                self.attributor
+                    .attribute(&tuple.src, &tuple.dst, first, window, &mut self.topology)
+            }
+        };
         let ports = targets.map(|t| t.map(|(port, _)| port));
         if targets.iter().all(Option::is_none) {
             self.stats.no_monitored_port = self.stats.no_monitored_port.saturating_add(packets);

@@ -14,11 +14,11 @@
 //! generation that never took traffic before being replaced writes
 //! nothing; [`Driver::finish`] writes the open window as a partial one.
 
-use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
 
 use vpcflow_core::aggregate::{AggregatorConfig, ClosedWindow};
-use vpcflow_core::flow::{Direction, FiveTuple, FlowDelta};
+use vpcflow_core::flow::{Direction, ExportedDelta, FiveTuple, FlowDelta};
 use vpcflow_core::pipeline::PipelineStats;
 use vpcflow_core::{Inventory, Pipeline, Timestamp, Topology};
 use vpcflow_flowexport::ExportedFlow;
@@ -167,6 +167,11 @@ struct Generation {
     /// Per exporter, the ports its flows were attributed to (a bit per
     /// port index): where a loss its sequence numbers tell is reported.
     exporter_ports: HashMap<SocketAddr, Vec<u64>>,
+    /// (exporter address, interface index) -> port index, from the
+    /// inventory: the flows of these exporters are attributed by interface.
+    exporter_interfaces: HashMap<(IpAddr, u32), u32>,
+    /// The exporters with interfaces in `exporter_interfaces`.
+    mapped_exporters: HashSet<IpAddr>,
 }
 
 /// Counters of a run.
@@ -224,6 +229,8 @@ impl Driver {
                 from: Timestamp(0),
                 until: None,
                 exporter_ports: HashMap::new(),
+                exporter_interfaces: HashMap::new(),
+                mapped_exporters: HashSet::new(),
             }],
             retired: (0, 0),
             stats: DriverStats::default(),
@@ -299,6 +306,16 @@ impl Driver {
         Timestamp::from_secs(self.config.window.start_of(now) + self.config.window.secs())
     }
 
+    /// Attributes the flows of exporters whose interfaces `inv` (the
+    /// inventory the pipeline of [`Driver::from_pipeline`] was built
+    /// from) maps to ports by interface (see [`Driver::exported`]).
+    pub fn with_exporter_interfaces(mut self, inv: &Inventory) -> Driver {
+        if let Some(g) = self.generations.last_mut() {
+            (g.exporter_interfaces, g.mapped_exporters) = exporter_interfaces(&g.pipeline, inv);
+        }
+        self
+    }
+
     fn generation(&self, inv: &Inventory, from: Timestamp) -> Generation {
         let pipeline = inventory_pipeline(inv, self.config, None, DEFAULT_CONNECTIONS);
         let ports = self
@@ -306,12 +323,15 @@ impl Driver {
             .iter()
             .map(|i| port_of(&pipeline, inv, &i.name))
             .collect();
+        let (exporter_interfaces, mapped_exporters) = exporter_interfaces(&pipeline, inv);
         Generation {
             pipeline,
             ports,
             from,
             until: None,
             exporter_ports: HashMap::new(),
+            exporter_interfaces,
+            mapped_exporters,
         }
     }
 
@@ -415,10 +435,13 @@ impl Driver {
         }
     }
 
-    /// A flow `exporter` exported (NetFlow, IPFIX, sFlow), attributed to
-    /// ports by its addresses; its first packet's time is the exporter's
-    /// clock, as a frame's is the capture's (see
-    /// [`Pipeline::observe_exported`]).
+    /// A flow `exporter` exported (NetFlow, IPFIX, sFlow); its first
+    /// packet's time is the exporter's clock, as a frame's is the
+    /// capture's (see [`Pipeline::observe_exported`]). An exporter whose
+    /// interfaces the inventory maps to ports (by its address) has its
+    /// flows attributed by interface: in on a port's interface is the
+    /// port's egress, out on one its ingress, other interfaces no port's.
+    /// Any other exporter's flows are attributed by their addresses.
     pub fn exported(&mut self, exporter: SocketAddr, f: &ExportedFlow) {
         let first = Timestamp(f.first_ns);
         self.stats.frames += 1;
@@ -427,14 +450,25 @@ impl Driver {
             .iter_mut()
             .find(|g| g.until.is_none_or(|u| first < u))
         {
-            let ports = g.pipeline.observe_exported(
-                exported_tuple(f),
-                f.packets,
-                f.bytes,
-                f.tcp_flags,
+            let on = g.mapped_exporters.contains(&exporter.ip()).then(|| {
+                let port = |index: Option<u32>, direction| {
+                    let p = g.exporter_interfaces.get(&(exporter.ip(), index?))?;
+                    Some((*p, direction))
+                };
+                [
+                    port(f.input_interface, Direction::Egress),
+                    port(f.output_interface, Direction::Ingress),
+                ]
+            });
+            let delta = ExportedDelta {
+                tuple: exported_tuple(f),
+                packets: f.packets,
+                bytes: f.bytes,
+                tcp_flags: f.tcp_flags,
                 first,
-                f.sampling_rate,
-            );
+                sampling_rate: f.sampling_rate,
+            };
+            let ports = g.pipeline.observe_exported(&delta, on);
             for port in ports.into_iter().flatten() {
                 let bits = g.exporter_ports.entry(exporter).or_default();
                 let (word, bit) = (port as usize / 64, port % 64);
@@ -622,6 +656,26 @@ impl Driver {
 }
 
 /// The port of `pipeline`'s topology captured on interface `name`.
+/// The ports `inv` puts on exporters' interfaces, as indexes into
+/// `pipeline`'s topology, and those exporters.
+fn exporter_interfaces(
+    pipeline: &Pipeline<Verdicts>,
+    inv: &Inventory,
+) -> (HashMap<(IpAddr, u32), u32>, HashSet<IpAddr>) {
+    let on: HashMap<(IpAddr, u32), u32> = pipeline
+        .topology()
+        .ports
+        .iter()
+        .enumerate()
+        .filter_map(|(p, port)| {
+            let on = inv.ports.get(port.inventory_index?)?.exporter_interface?;
+            Some((on, p as u32))
+        })
+        .collect();
+    let exporters = on.keys().map(|(e, _)| *e).collect();
+    (on, exporters)
+}
+
 fn port_of(pipeline: &Pipeline<Verdicts>, inv: &Inventory, name: &str) -> Option<u32> {
     pipeline
         .topology()

@@ -472,3 +472,44 @@ fn an_exporters_lost_flows_are_skipdata_on_the_ports_it_reports_only() {
         ]
     );
 }
+
+#[test]
+fn an_exporter_with_mapped_interfaces_has_its_flows_attributed_by_interface() {
+    let text = INVENTORY
+        .replace(
+            "interface = \"vpa\"",
+            "interface = \"vpa\"\nexporter = \"192.0.2.1\"\nif_index = 3",
+        )
+        .replace(
+            "interface = \"vpb\"",
+            "interface = \"vpb\"\nexporter = \"192.0.2.1\"\nif_index = 4",
+        );
+    let mut driver = Driver::new(&inventory(&text), config());
+    let mapped = "192.0.2.1:2055".parse().unwrap();
+    let other = "192.0.2.2:2055".parse().unwrap();
+    let on = |input, output, packets, src, dst| vpcflow_flowexport::ExportedFlow {
+        input_interface: Some(input),
+        output_interface: Some(output),
+        ..exported(src, dst, packets, T + 1)
+    };
+    // In on pa's interface, out on the uplink: pa's egress only, though
+    // the destination is pb's address (pb is counted where it is seen).
+    driver.exported(mapped, &on(3, 9, 2, [10, 0, 1, 10], [10, 0, 2, 20]));
+    // In on the uplink, out on pb's: pb's ingress.
+    driver.exported(mapped, &on(9, 4, 5, [192, 0, 2, 99], [10, 0, 2, 20]));
+    // Neither interface a port's: no port's, whatever the addresses.
+    driver.exported(mapped, &on(9, 8, 7, [10, 0, 1, 10], [10, 0, 2, 20]));
+    // An exporter the inventory does not map: by address, both ports.
+    driver.exported(other, &on(3, 4, 11, [10, 0, 1, 10], [10, 0, 2, 20]));
+    let mut sink = Collected::new("custom:interface-id,direction,srcaddr,packets,log-status");
+    driver.end_of_input(&mut sink).unwrap();
+    let windows: Vec<Vec<String>> = sink.windows.into_iter().map(|(_, _, l)| l).collect();
+    assert_eq!(
+        windows,
+        [vec![
+            "pa egress 10.0.1.10 13 OK".to_string(),
+            "pb ingress 10.0.1.10 11 OK".to_string(),
+            "pb ingress 192.0.2.99 5 OK".to_string(),
+        ]]
+    );
+}

@@ -60,6 +60,9 @@ pub fn run(args: CollectArgs) -> Result<ExitCode> {
     let (inventory, config) = args.ports.resolve(grace_ns)?;
     let pipeline = args.ports.pipeline(inventory.as_ref(), config);
     let mut driver = Driver::from_pipeline(pipeline);
+    if let Some(inv) = &inventory {
+        driver = driver.with_exporter_interfaces(inv);
+    }
     let collector =
         Collector::bind(args.listen, args.listen_tcp).with_context(|| match args.listen_tcp {
             Some(tcp) => format!("--listen {} / --listen-tcp {tcp}: cannot bind", args.listen),

@@ -133,6 +133,11 @@ pub struct Port {
     /// egress. As the inventory says it (`None`: not said, which is the
     /// port's own side unless the interface is a tap, SPEC §1).
     pub host_side: Option<bool>,
+    /// The flow exporter (its address) and its interface index that carry
+    /// the port: exported flows that entered the exporter there are the
+    /// port's egress, flows that left there its ingress. An exporter with
+    /// such ports has its flows attributed by interface only.
+    pub exporter_interface: Option<(IpAddr, u32)>,
 }
 
 /// A security group.
@@ -644,6 +649,7 @@ fn build(c: &Checker<'_>, f: raw::File) -> Result<Inventory, InventoryError> {
 
     let mut ports: Vec<Port> = Vec::new();
     let mut owner_of_ip: HashMap<(usize, IpAddr), &str> = HashMap::new();
+    let mut owner_of_exporter_interface: HashMap<(IpAddr, u32), &str> = HashMap::new();
     for p in &f.port {
         let item = describe("port", &p.id, p.name.as_ref());
         let subnet = c.resolve(&subnet_ix, &item, "subnet", "subnet", &p.subnet)?;
@@ -713,6 +719,39 @@ fn build(c: &Checker<'_>, f: raw::File) -> Result<Inventory, InventoryError> {
                 format!("`{ifname}` is not a Linux interface name"),
             ));
         }
+        let exporter_interface = match (&p.exporter, p.if_index) {
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(c.err(
+                    &item,
+                    "if_index",
+                    "a port with an exporter needs the exporter's interface index too",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(c.err(
+                    &item,
+                    "exporter",
+                    "an interface index needs the exporter (its IP address) it is on",
+                ));
+            }
+            (Some(e), Some(index)) => {
+                let exporter: IpAddr = e
+                    .trim()
+                    .parse()
+                    .map_err(|_| c.err(&item, "exporter", format!("`{e}` is not an IP address")))?;
+                if let Some(other) = owner_of_exporter_interface.insert((exporter, index), &p.id) {
+                    return Err(c.err(
+                        &item,
+                        "if_index",
+                        format!(
+                            "interface {index} of exporter {exporter} is already port '{other}'"
+                        ),
+                    ));
+                }
+                Some((exporter, index))
+            }
+        };
         ports.push(Port {
             id: p.id.clone(),
             subnet,
@@ -722,6 +761,7 @@ fn build(c: &Checker<'_>, f: raw::File) -> Result<Inventory, InventoryError> {
             security_groups: groups,
             interface: p.interface.clone(),
             host_side: p.host_side,
+            exporter_interface,
         });
     }
 

@@ -83,6 +83,8 @@ pub(super) struct Port {
     pub security_groups: Vec<String>,
     pub interface: Option<String>,
     pub host_side: Option<bool>,
+    pub exporter: Option<String>,
+    pub if_index: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -304,3 +304,59 @@ fn addresses_are_unique_per_project_in_the_project_scope() {
         "{e}"
     );
 }
+
+#[test]
+fn exporter_interfaces_are_both_given_valid_and_one_port_each() {
+    let port = |id: &str, ip: &str, extra: &str| {
+        format!(
+            "[[port]]\nid = \"{id}\"\nsubnet = \"93f4cb2d-0e0e-4e2d-a705-e3817bd7ca45\"\nips = [\"{ip}\"]\nsecurity_groups = [\"6c5b4a39-8e7f-4d21-b0a9-c8d7e6f5a4b3\"]\n{extra}"
+        )
+    };
+    let ok = Inventory::from_toml(
+        "ok.toml",
+        &with(&port(
+            "p9",
+            "192.168.0.9",
+            "exporter = \"192.0.2.1\"\nif_index = 7\n",
+        )),
+    )
+    .unwrap();
+    let p9 = ok.ports.iter().find(|p| p.id == "p9").unwrap();
+    assert_eq!(
+        p9.exporter_interface,
+        Some(("192.0.2.1".parse().unwrap(), 7))
+    );
+    let e = err(&with(&port(
+        "p9",
+        "192.168.0.9",
+        "exporter = \"192.0.2.1\"\n",
+    )));
+    assert!(e.contains("port 'p9': field `if_index`"), "{e}");
+    let e = err(&with(&port("p9", "192.168.0.9", "if_index = 7\n")));
+    assert!(e.contains("port 'p9': field `exporter`"), "{e}");
+    let e = err(&with(&port(
+        "p9",
+        "192.168.0.9",
+        "exporter = \"sw1\"\nif_index = 7\n",
+    )));
+    assert!(e.contains("`sw1` is not an IP address"), "{e}");
+    let e = err(&with(&format!(
+        "{}{}",
+        port(
+            "p9",
+            "192.168.0.9",
+            "exporter = \"192.0.2.1\"\nif_index = 7\n"
+        ),
+        port(
+            "p8",
+            "192.168.0.8",
+            "exporter = \"192.0.2.1\"\nif_index = 7\n"
+        )
+    )));
+    assert!(
+        e.contains(
+            "port 'p8': field `if_index`: interface 7 of exporter 192.0.2.1 is already port 'p9'"
+        ),
+        "{e}"
+    );
+}
