@@ -6,9 +6,9 @@
 #   scripts/setup.sh test    tshark (the tests' independent oracle); iproute2,
 #                            nftables, tcpdump, python3, ping (the live tests);
 #                            duckdb for Python (the store's interoperability test);
-#                            softflowd, pmacct and nfdump (the NetFlow and sFlow exporters
-#                            `vpcflow collect` and the collector `--export ipfix://` are
-#                            tested against)
+#                            softflowd, pmacct, Open vSwitch and nfdump (the NetFlow, IPFIX
+#                            and sFlow exporters `vpcflow collect` and the collector
+#                            `--export ipfix://` are tested against)
 #   scripts/setup.sh bench   softflowd, bc (the pipeline benchmark), iperf3 (the live one)
 #   scripts/setup.sh fuzz    python3 with venv (schemathesis, scripts/api-fuzz.sh)
 #   scripts/setup.sh postgres a PostgreSQL server and its client tools (the
@@ -19,7 +19,7 @@ set -euo pipefail
 # Each entry is what shows a package is there (a command, or a file or glob) : the package.
 case "${1:-test}" in
     build) want=(clang:clang pkg-config:pkg-config /usr/include/libelf.h:libelf-dev /usr/include/zlib.h:zlib1g-dev) ;;
-    test) want=(tshark:tshark ip:iproute2 nft:nftables tcpdump:tcpdump python3:python3 ping:iputils-ping softflowd:softflowd nfcapd:nfdump pmacctd:pmacct) ;;
+    test) want=(tshark:tshark ip:iproute2 nft:nftables tcpdump:tcpdump python3:python3 ping:iputils-ping softflowd:softflowd nfcapd:nfdump pmacctd:pmacct ovs-vswitchd:openvswitch-switch) ;;
     bench) want=(softflowd:softflowd bc:bc taskset:util-linux iperf3:iperf3 tcpdump:tcpdump ip:iproute2 nft:nftables ping:iputils-ping) ;;
     fuzz) want=(python3:python3) ;;
     postgres) want=('/usr/lib/postgresql/*/bin/initdb:postgresql' pg_dump:postgresql-client runuser:util-linux) ;;

@@ -39,6 +39,18 @@ impl Version {
     }
 }
 
+/// Where an exporter observed a flow (IPFIX `flowDirection`): entering it
+/// on its input interface, or leaving it on its output interface. An
+/// exporter that observes both (Open vSwitch samples on input and output)
+/// reports each packet twice, once each way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Observation {
+    /// Observed entering the exporter (`flowDirection` 0).
+    Ingress,
+    /// Observed leaving it (`flowDirection` 1).
+    Egress,
+}
+
 /// One flow of an export: what vpcflow needs of it, typed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ExportedFlow {
@@ -69,6 +81,8 @@ pub struct ExportedFlow {
     /// 1 if the packets were counted; N if they are an estimate from
     /// sampling 1 packet in N (sFlow), packets and bytes scaled by N.
     pub sampling_rate: u32,
+    /// Where the exporter observed it, when the record says.
+    pub observation: Option<Observation>,
 }
 
 /// What a datagram held.
@@ -274,7 +288,10 @@ struct Partial {
     end_uptime: Option<u64>,
     start_ms: Option<u64>,
     end_ms: Option<u64>,
+    start_before_export_us: Option<u64>,
+    end_before_export_us: Option<u64>,
     system_init_ms: Option<u64>,
+    observation: Option<Observation>,
     input: Option<u32>,
     output: Option<u32>,
 }
@@ -308,6 +325,12 @@ impl Partial {
                 }
             }
             Element::IcmpTypeCode | Element::Icmp6TypeCode => self.icmp = Some(n as u16),
+            Element::IcmpType => {
+                self.icmp = Some(((n as u16) << 8) | (self.icmp.unwrap_or(0) & 0xff));
+            }
+            Element::IcmpCode => {
+                self.icmp = Some((self.icmp.unwrap_or(0) & 0xff00) | (n as u16 & 0xff));
+            }
             Element::InputInterface => self.input = Some(n as u32),
             Element::OutputInterface => self.output = Some(n as u32),
             Element::StartUptime => self.start_uptime = Some(n),
@@ -316,24 +339,39 @@ impl Partial {
             Element::EndSeconds => self.end_ms = Some(n.saturating_mul(1000)),
             Element::StartMillis => self.start_ms = Some(n),
             Element::EndMillis => self.end_ms = Some(n),
+            Element::StartDeltaMicros => self.start_before_export_us = Some(n),
+            Element::EndDeltaMicros => self.end_before_export_us = Some(n),
             Element::SystemInitMillis => self.system_init_ms = Some(n),
+            Element::FlowDirection => {
+                self.observation = match n {
+                    0 => Some(Observation::Ingress),
+                    1 => Some(Observation::Egress),
+                    _ => None,
+                };
+            }
             _ => {}
         }
     }
 
     /// The flow, with times from the record's absolute times, else its
-    /// uptimes read with `uptime`, else the export time.
+    /// times before the export, else its uptimes read with `uptime`, else
+    /// the export time.
     fn flow(self, uptime: Option<Uptime>, export_ns: u64) -> Option<ExportedFlow> {
         let (src, dst) = (self.src?, self.dst?);
-        let at = |abs_ms: Option<u64>, up: Option<u64>| -> u64 {
-            match (abs_ms, up, uptime) {
-                (Some(ms), _, _) => clamp_ns(i128::from(ms) * MS),
-                (None, Some(up), Some(clock)) => clock.at(up),
+        let at = |abs_ms: Option<u64>, before_us: Option<u64>, up: Option<u64>| -> u64 {
+            match (abs_ms, before_us, up, uptime) {
+                (Some(ms), _, _, _) => clamp_ns(i128::from(ms) * MS),
+                (None, Some(us), _, _) => clamp_ns(i128::from(export_ns) - i128::from(us) * 1_000),
+                (None, None, Some(up), Some(clock)) => clock.at(up),
                 _ => export_ns,
             }
         };
-        let first_ns = at(self.start_ms, self.start_uptime);
-        let last_ns = at(self.end_ms, self.end_uptime).max(first_ns);
+        let first_ns = at(
+            self.start_ms,
+            self.start_before_export_us,
+            self.start_uptime,
+        );
+        let last_ns = at(self.end_ms, self.end_before_export_us, self.end_uptime).max(first_ns);
         let dst_port = match (self.protocol, self.icmp) {
             (1 | 58, Some(tc)) if self.dst_port == 0 => tc,
             _ => self.dst_port,
@@ -352,6 +390,7 @@ impl Partial {
             input_interface: self.input,
             output_interface: self.output,
             sampling_rate: 1,
+            observation: self.observation,
         })
     }
 }
@@ -408,12 +447,19 @@ impl Decoder {
             Version::V9 | Version::Sflow => 1,
             Version::V5 | Version::Ipfix => d.data_records,
         };
-        if let Some(&expected) = self.next_sequence.get(&key) {
-            let gap = d.sequence.wrapping_sub(expected);
-            // Ahead by less than half the space: lost; else it went back.
-            if gap < 1 << 31 {
-                d.lost = gap;
+        match self.next_sequence.get(&key) {
+            Some(&expected) => {
+                let gap = d.sequence.wrapping_sub(expected);
+                // Ahead by less than half the space: lost; else it went back.
+                if gap < 1 << 31 {
+                    d.lost = gap;
+                }
             }
+            // The count starts at the first message with data records:
+            // some exporters (Open vSwitch) number their template-only
+            // messages from 1, not 0, and nothing was lost before.
+            None if d.data_records == 0 && d.version == Version::Ipfix => return Ok(d),
+            None => {}
         }
         self.next_sequence
             .insert(key, d.sequence.wrapping_add(advance));
@@ -724,6 +770,7 @@ fn v5(data: &[u8], out: &mut dyn FnMut(&ExportedFlow)) -> Result<Datagram, Expor
             tcp_flags: r[37],
             protocol: r[38],
             sampling_rate: 1,
+            observation: None,
         };
         d.flows += 1;
         d.data_records += 1;
@@ -838,6 +885,51 @@ mod tests {
         let (r, _) = collect(&mut dec, &ipfix(&[set(2, &withdraw), data]));
         assert_eq!(r.unwrap().unknown_template_sets, 1);
         assert_eq!(dec.templates(), 0);
+    }
+
+    #[test]
+    fn open_vswitch_style_records_give_observation_icmp_and_times_before_export() {
+        // ICMP type and code apart, where the flow was observed, its times
+        // as microseconds before the export; templates numbered from 1.
+        let mut t = 300u16.to_be_bytes().to_vec();
+        t.extend(10u16.to_be_bytes());
+        for (id, len) in [
+            (8u16, 4u16),
+            (12, 4),
+            (4, 1),
+            (2, 8),
+            (1, 8),
+            (61, 1),
+            (176, 1),
+            (177, 1),
+            (158, 4),
+            (159, 4),
+        ] {
+            t.extend(id.to_be_bytes());
+            t.extend(len.to_be_bytes());
+        }
+        let mut r = vec![10, 9, 0, 1, 10, 9, 0, 2, 1];
+        r.extend(5u64.to_be_bytes());
+        r.extend(420u64.to_be_bytes());
+        r.extend([1, 8, 0]);
+        r.extend(3_000_000u32.to_be_bytes());
+        r.extend(2_000_000u32.to_be_bytes());
+        let mut dec = Decoder::new();
+        let mut templates = ipfix(&[set(2, &t)]);
+        templates[8..12].copy_from_slice(&1u32.to_be_bytes());
+        assert_eq!(collect(&mut dec, &templates).0.unwrap().lost, 0);
+        let mut data = ipfix(&[set(300, &r)]);
+        data[8..12].copy_from_slice(&2u32.to_be_bytes());
+        let (d, flows) = collect(&mut dec, &data);
+        assert_eq!(d.unwrap().lost, 0, "no data record came before");
+        let f = flows[0];
+        assert_eq!((f.protocol, f.dst_port, f.packets), (1, 0x0800, 5));
+        assert_eq!(f.observation, Some(Observation::Egress));
+        assert_eq!(f.first_ns, 1_699_999_997_000_000_000);
+        assert_eq!(f.last_ns, 1_699_999_998_000_000_000);
+        // The next message should say 3: one that says 5 lost two.
+        data[8..12].copy_from_slice(&5u32.to_be_bytes());
+        assert_eq!(collect(&mut dec, &data).0.unwrap().lost, 2);
     }
 
     #[test]

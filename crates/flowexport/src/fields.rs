@@ -50,8 +50,17 @@ pub enum Element {
     StartMillis,
     /// `flowEndMilliseconds` (153).
     EndMillis,
+    /// `flowStartDeltaMicroseconds` (158): microseconds before the export.
+    StartDeltaMicros,
+    /// `flowEndDeltaMicroseconds` (159).
+    EndDeltaMicros,
     /// `systemInitTimeMilliseconds` (160): when the exporter's uptime began.
     SystemInitMillis,
+    /// `icmpTypeIPv4` (176) or `icmpTypeIPv6` (178), as Open vSwitch
+    /// exports them.
+    IcmpType,
+    /// `icmpCodeIPv4` (177) or `icmpCodeIPv6` (179).
+    IcmpCode,
     /// Anything else (skipped).
     Other,
 }
@@ -87,7 +96,11 @@ impl Element {
             151 => Element::EndSeconds,
             152 => Element::StartMillis,
             153 => Element::EndMillis,
+            158 => Element::StartDeltaMicros,
+            159 => Element::EndDeltaMicros,
             160 => Element::SystemInitMillis,
+            176 | 178 => Element::IcmpType,
+            177 | 179 => Element::IcmpCode,
             _ => Element::Other,
         }
     }

@@ -26,7 +26,9 @@ mod encode;
 mod fields;
 mod sflow;
 
-pub use decode::{Datagram, Decoder, ExportError, ExportedFlow, MOST_TEMPLATES, Version};
+pub use decode::{
+    Datagram, Decoder, ExportError, ExportedFlow, MOST_TEMPLATES, Observation, Version,
+};
 pub use encode::{
     ENTERPRISE, ENTERPRISE_ELEMENTS, IpfixEncoder, IpfixRecord, TEMPLATE_V4, TEMPLATE_V6,
 };

@@ -153,6 +153,7 @@ fn packet(format: u32, data: &[u8]) -> Option<ExportedFlow> {
         input_interface: None,
         output_interface: None,
         sampling_rate: 1,
+        observation: None,
     };
     match format {
         SAMPLED_HEADER => {

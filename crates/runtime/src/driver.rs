@@ -21,7 +21,7 @@ use vpcflow_core::aggregate::{AggregatorConfig, ClosedWindow};
 use vpcflow_core::flow::{Direction, ExportedDelta, FiveTuple, FlowDelta};
 use vpcflow_core::pipeline::PipelineStats;
 use vpcflow_core::{Inventory, Pipeline, Timestamp, Topology};
-use vpcflow_flowexport::ExportedFlow;
+use vpcflow_flowexport::{ExportedFlow, Observation};
 use vpcflow_policy::DEFAULT_CONNECTIONS;
 use vpcflow_wire::{Frame, IpProtocol};
 
@@ -440,8 +440,10 @@ impl Driver {
     /// capture's (see [`Pipeline::observe_exported`]). An exporter whose
     /// interfaces the inventory maps to ports (by its address) has its
     /// flows attributed by interface: in on a port's interface is the
-    /// port's egress, out on one its ingress, other interfaces no port's.
-    /// Any other exporter's flows are attributed by their addresses.
+    /// port's egress, out on one its ingress, other interfaces no port's;
+    /// a record observed entering (leaving) the exporter counts on its
+    /// input (output) interface only. Any other exporter's flows are
+    /// attributed by their addresses.
     pub fn exported(&mut self, exporter: SocketAddr, f: &ExportedFlow) {
         let first = Timestamp(f.first_ns);
         self.stats.frames += 1;
@@ -455,9 +457,15 @@ impl Driver {
                     let p = g.exporter_interfaces.get(&(exporter.ip(), index?))?;
                     Some((*p, direction))
                 };
+                // An observation where the flow entered (or left) the
+                // exporter counts on that interface's port only: the
+                // other way's observation of the same packets counts on
+                // the other.
+                let input = f.observation != Some(Observation::Egress);
+                let output = f.observation != Some(Observation::Ingress);
                 [
-                    port(f.input_interface, Direction::Egress),
-                    port(f.output_interface, Direction::Ingress),
+                    port(f.input_interface.filter(|_| input), Direction::Egress),
+                    port(f.output_interface.filter(|_| output), Direction::Ingress),
                 ]
             });
             let delta = ExportedDelta {

@@ -431,6 +431,7 @@ fn exported(
         input_interface: None,
         output_interface: None,
         sampling_rate: 1,
+        observation: None,
     }
 }
 
@@ -501,14 +502,28 @@ fn an_exporter_with_mapped_interfaces_has_its_flows_attributed_by_interface() {
     driver.exported(mapped, &on(9, 8, 7, [10, 0, 1, 10], [10, 0, 2, 20]));
     // An exporter the inventory does not map: by address, both ports.
     driver.exported(other, &on(3, 4, 11, [10, 0, 1, 10], [10, 0, 2, 20]));
+    // Observed entering the exporter (IPFIX flowDirection): on the input
+    // interface's port only; its observation leaving is the output's.
+    let observed = |observation, packets| vpcflow_flowexport::ExportedFlow {
+        observation: Some(observation),
+        ..on(3, 4, packets, [10, 0, 1, 10], [10, 0, 2, 20])
+    };
+    driver.exported(
+        mapped,
+        &observed(vpcflow_flowexport::Observation::Ingress, 100),
+    );
+    driver.exported(
+        mapped,
+        &observed(vpcflow_flowexport::Observation::Egress, 1000),
+    );
     let mut sink = Collected::new("custom:interface-id,direction,srcaddr,packets,log-status");
     driver.end_of_input(&mut sink).unwrap();
     let windows: Vec<Vec<String>> = sink.windows.into_iter().map(|(_, _, l)| l).collect();
     assert_eq!(
         windows,
         [vec![
-            "pa egress 10.0.1.10 13 OK".to_string(),
-            "pb ingress 10.0.1.10 11 OK".to_string(),
+            "pa egress 10.0.1.10 113 OK".to_string(),
+            "pb ingress 10.0.1.10 1011 OK".to_string(),
             "pb ingress 192.0.2.99 5 OK".to_string(),
         ]]
     );
