@@ -8,7 +8,9 @@
 #                            duckdb for Python (the store's interoperability test);
 #                            softflowd, pmacct, Open vSwitch and nfdump (the NetFlow, IPFIX
 #                            and sFlow exporters `vpcflow collect` and the collector
-#                            `--export ipfix://` are tested against)
+#                            `--export ipfix://` are tested against); the seed cloud's
+#                            Python SDK, pinned in tests/sdk/requirements.txt, in a venv
+#                            (VPCFLOW_SDK_VENV, default /var/tmp/vpcflow-sdk-venv)
 #   scripts/setup.sh bench   softflowd, bc (the pipeline benchmark), iperf3 (the live one)
 #   scripts/setup.sh fuzz    python3 with venv (schemathesis, scripts/api-fuzz.sh)
 #   scripts/setup.sh postgres a PostgreSQL server and its client tools (the
@@ -37,10 +39,27 @@ for w in "${want[@]}"; do
     else command -v "$check" >/dev/null 2>&1 && continue; fi
     missing+=("${w#*:}")
 done
-if [ "${1:-test}" = fuzz ] && ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
-    missing+=(python3-venv)
+if [ "${1:-test}" = fuzz ] || [ "${1:-test}" = test ]; then
+    python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 fi
-[ ${#missing[@]} -eq 0 ] && exit 0
+# The seed cloud's Python SDK (tests/sdk), pinned, in a venv of its own;
+# made again when the pins change.
+sdk_venv() {
+    [ "${1:-test}" = test ] || return 0
+    local venv=${VPCFLOW_SDK_VENV:-/var/tmp/vpcflow-sdk-venv}
+    local pins
+    pins="$(dirname "$0")/../tests/sdk/requirements.txt"
+    cmp -s "$pins" "$venv/requirements.txt" 2>/dev/null && return 0
+    echo "setup: installing the seed cloud's SDK into $venv (PyPI)" >&2
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q -r "$pins"
+    cp "$pins" "$venv/requirements.txt"
+}
+if [ ${#missing[@]} -eq 0 ]; then
+    sdk_venv "${1:-test}"
+    exit 0
+fi
 echo "setup: installing ${missing[*]}" >&2
 if [ "$(id -u)" -eq 0 ]; then sudo=(); elif command -v sudo >/dev/null; then sudo=(sudo); else
     echo "setup: need root to install ${missing[*]} (apt-get install ${missing[*]})" >&2
@@ -51,3 +70,4 @@ export DEBIAN_FRONTEND=noninteractive
 echo "wireshark-common wireshark-common/install-setuid boolean false" | "${sudo[@]}" debconf-set-selections 2>/dev/null || true
 "${sudo[@]}" apt-get update -qq
 "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+sdk_venv "${1:-test}"

@@ -1,7 +1,9 @@
 //! The REST API (SPEC §1): the seed cloud's flow-log paths and bodies.
 //!
-//! Every `/v1/{project_id}/...` request must carry `X-Auth-Token`: no or
-//! an unknown token is 401, a token of another project 403, before any
+//! Every `/v1/{project_id}/...` request must carry `X-Auth-Token` or be
+//! signed with an access key as the seed cloud's SDKs sign
+//! ([`crate::signing`]): no or an unknown token, or a bad signature, is
+//! 401 naming why, a token or key of another project 403, before any
 //! handler runs. Errors are `{"code": "VPC.xxxx", "message": "..."}`.
 //! `/health`, `/metrics` (Prometheus text) and `/openapi.json` need no
 //! token.
@@ -30,6 +32,7 @@ use crate::data::{AnalysisKind, AnalysisQuery, DataError, DataPlane, RecordsQuer
 use crate::db::ControlDb;
 use crate::model::{FlowLogFilter, FlowLogUpdate, NewFlowLog, Page};
 use crate::resources::{KINDS, Kind, parse_body};
+use crate::signing::{self, Authorization, SealingKey, SignatureError};
 pub use crate::throttle::FAILED_AUTH_LIMIT;
 use crate::throttle::{AuthThrottle, ClientAddr, FAILED_AUTH_WINDOW};
 use crate::{ControlError, FLOW_LOG_QUOTA};
@@ -109,6 +112,9 @@ pub struct AppState {
     max_upload_bytes: u64,
     /// Failed authentications per client address.
     throttle: Arc<AuthThrottle>,
+    /// What access keys' secrets are sealed with; `None`: signed requests
+    /// are refused.
+    sealing_key: Option<Arc<SealingKey>>,
 }
 
 /// The default of [`AppState::with_upload_limit`]: 1 GiB.
@@ -124,6 +130,7 @@ impl AppState {
             queries: Arc::default(),
             max_upload_bytes: MAX_UPLOAD_BYTES,
             throttle: Arc::default(),
+            sealing_key: None,
         }
     }
 
@@ -131,6 +138,13 @@ impl AppState {
     /// [`FAILED_AUTH_WINDOW`] (0: never; default [`FAILED_AUTH_LIMIT`]).
     pub fn with_auth_failure_limit(mut self, limit: u32) -> AppState {
         self.throttle = Arc::new(AuthThrottle::new(limit));
+        self
+    }
+
+    /// Takes requests signed with access keys (`SDK-HMAC-SHA256`) whose
+    /// secrets `key` sealed.
+    pub fn with_access_keys(mut self, key: SealingKey) -> AppState {
+        self.sealing_key = Some(Arc::new(key));
         self
     }
 
@@ -371,6 +385,7 @@ pub fn router(state: AppState) -> Router {
             Gate {
                 db: state.db.clone(),
                 throttle: state.throttle.clone(),
+                sealing_key: state.sealing_key.clone(),
             },
             authenticate,
         ));
@@ -816,10 +831,105 @@ async fn spool(state: &AppState, body: Body, path: &std::path::Path) -> Result<u
 struct Gate {
     db: Arc<ControlDb>,
     throttle: Arc<AuthThrottle>,
+    sealing_key: Option<Arc<SealingKey>>,
 }
 
-/// 401 without a known token, 403 with another project's; 429 for a
-/// client address that sent too many unknown tokens ([`crate::throttle`]).
+/// The largest body of a signed request whose hash is checked (the API's
+/// JSON bodies are far smaller; a capture upload sends
+/// `X-Sdk-Content-Sha256: UNSIGNED-PAYLOAD`).
+const MOST_SIGNED_BODY: usize = 4 << 20;
+
+/// A signed request's check: its project, or the 401 (or 413) to answer.
+async fn check_signature(
+    gate: &Gate,
+    req: Request,
+    authorization: &str,
+) -> Result<(String, Request), Response> {
+    let refuse = |e: SignatureError| {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "APIGW.0301",
+            format!("Incorrect IAM authentication information: {e}"),
+        )
+        .into_response()
+    };
+    let Some(key) = &gate.sealing_key else {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "APIGW.0301",
+            "this server takes X-Auth-Token only: it has no access keys",
+        )
+        .into_response());
+    };
+    let auth = Authorization::parse(authorization).map_err(refuse)?;
+    // (Read before the first await: a request is not `Sync`.)
+    let date = req
+        .headers()
+        .get("x-sdk-date")
+        .and_then(|v| v.to_str().ok())
+        .ok_or(SignatureError::Date)
+        .map_err(refuse)?;
+    signing::check_date(date, chrono::Utc::now().timestamp()).map_err(refuse)?;
+    let (project, secret) = match gate.db.access_key(&auth.access_key, key).await {
+        Ok(Some(found)) => found,
+        Ok(None) => return Err(refuse(SignatureError::UnknownKey(auth.access_key))),
+        Err(e) => return Err(ApiError::from(e).into_response()),
+    };
+    let (parts, body) = req.into_parts();
+    let declared = parts
+        .headers
+        .get("x-sdk-content-sha256")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let (body, hash) = match declared {
+        Some(h) => (Body::new(body), h),
+        None => {
+            let bytes = match axum::body::to_bytes(body, MOST_SIGNED_BODY).await {
+                Ok(b) => b,
+                Err(_) => {
+                    return Err(ApiError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "VPC.0413",
+                        format!(
+                            "a signed body of more than {MOST_SIGNED_BODY} bytes must be sent with X-Sdk-Content-Sha256: UNSIGNED-PAYLOAD"
+                        ),
+                    )
+                    .into_response());
+                }
+            };
+            let hash = signing::body_hash(&bytes);
+            (Body::from(bytes), hash)
+        }
+    };
+    let received = signing::Received {
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
+        query: parts.uri.query(),
+        body_hash: &hash,
+    };
+    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    let canonical =
+        signing::canonical_request(&received, &auth.signed_headers, header).map_err(refuse)?;
+    let date = header("x-sdk-date").unwrap_or_default();
+    if !signing::verify(
+        &secret,
+        &signing::string_to_sign(date, &canonical),
+        &auth.signature,
+    ) {
+        return Err(refuse(SignatureError::Mismatch));
+    }
+    let path_project = parts.uri.path().split('/').nth(2).unwrap_or_default();
+    if let Some(p) = header("x-project-id")
+        && p != path_project
+    {
+        return Err(refuse(SignatureError::ProjectHeader(p.to_string())));
+    }
+    Ok((project, Request::from_parts(parts, body)))
+}
+
+/// 401 without a known token or a valid signature, 403 with another
+/// project's; 429 for a client address that sent too many unknown tokens
+/// or bad signatures ([`crate::throttle`]).
 async fn authenticate(State(gate): State<Gate>, req: Request, next: Next) -> Response {
     let client = req.extensions().get::<ClientAddr>().map(|c| c.0);
     let now = std::time::Instant::now();
@@ -841,35 +951,55 @@ async fn authenticate(State(gate): State<Gate>, req: Request, next: Next) -> Res
         );
         return r;
     }
-    let Some(token) = req
+    let signed = req
         .headers()
-        .get("x-auth-token")
+        .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-    else {
-        return ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "APIGW.0301",
-            "an X-Auth-Token header is required",
-        )
-        .into_response();
-    };
-    let project = match gate.db.project_of_token(token).await {
-        Ok(Some(p)) => p,
-        Ok(None) => {
-            if let Some(c) = client {
-                gate.throttle.failed(c, now);
+        .filter(|v| v.starts_with(signing::ALGORITHM))
+        .map(str::to_string);
+    let (project, req) = if let Some(authorization) = signed {
+        match check_signature(&gate, req, &authorization).await {
+            Ok(checked) => checked,
+            Err(refused) => {
+                if refused.status() == StatusCode::UNAUTHORIZED
+                    && let Some(c) = client
+                {
+                    gate.throttle.failed(c, now);
+                }
+                return refused;
             }
-            return ApiError::new(StatusCode::UNAUTHORIZED, "APIGW.0301", "unknown token")
-                .into_response();
         }
-        Err(e) => return ApiError::from(e).into_response(),
+    } else {
+        let Some(token) = req
+            .headers()
+            .get("x-auth-token")
+            .and_then(|v| v.to_str().ok())
+        else {
+            return ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "APIGW.0301",
+                "an X-Auth-Token header or an SDK-HMAC-SHA256 signature is required",
+            )
+            .into_response();
+        };
+        match gate.db.project_of_token(token).await {
+            Ok(Some(p)) => (p, req),
+            Ok(None) => {
+                if let Some(c) = client {
+                    gate.throttle.failed(c, now);
+                }
+                return ApiError::new(StatusCode::UNAUTHORIZED, "APIGW.0301", "unknown token")
+                    .into_response();
+            }
+            Err(e) => return ApiError::from(e).into_response(),
+        }
     };
     let path_project = req.uri().path().split('/').nth(2).unwrap_or_default();
     if path_project != project {
         return ApiError::new(
             StatusCode::FORBIDDEN,
             "APIGW.0302",
-            format!("the token is not valid for project {path_project}"),
+            format!("the token or access key is not valid for project {path_project}"),
         )
         .into_response();
     }

@@ -5,7 +5,8 @@
 //! Guarantees, on either:
 //! - every read and write of a project's resources is scoped by its
 //!   project id;
-//! - tokens are stored as SHA-256 hashes, never in the clear;
+//! - tokens are stored as SHA-256 hashes, never in the clear, and access
+//!   keys' secrets sealed (`signing::SealingKey`);
 //! - writes that check something (the flow-log quota, duplicates, the
 //!   project's model) are serialized across every process on the database:
 //!   each takes the database's write lock as its first statement (SQLite's
@@ -47,6 +48,9 @@ const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS projects (id TEXT PRIMARY KEY, created_at TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS tokens (hash TEXT PRIMARY KEY, project_id TEXT NOT NULL REFERENCES projects(id), created_at TEXT NOT NULL)",
+    // Access keys: the secret sealed with the servers' sealing key
+    // (`signing::SealingKey`), never in the clear.
+    "CREATE TABLE IF NOT EXISTS access_keys (access_key TEXT PRIMARY KEY, project_id TEXT NOT NULL REFERENCES projects(id), sealed_secret TEXT NOT NULL, created_at TEXT NOT NULL)",
     // Every resource but flow logs, as its inventory item (JSON, without id
     // and project); `parent_id` is the owning VPC, subnet or log group, and
     // `seq` keeps creation order for the inventory document.
@@ -89,6 +93,21 @@ const POSTGRES_WRITE_LOCK: i64 = 0x0076_7063_666c_6f77;
 /// UTC now as the API writes times (`yyyy-MM-ddTHH:mm:ss`).
 pub fn now_utc() -> String {
     chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S").to_string()
+}
+
+/// A project id a token or access key may be made for.
+fn check_project_id(project: &str) -> Result<(), ControlError> {
+    if project.is_empty()
+        || project.len() > 64
+        || !project
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    {
+        return Err(ControlError::Invalid(format!(
+            "project id {project:?}: 1-64 letters, digits or `-`"
+        )));
+    }
+    Ok(())
 }
 
 fn hash_token(token: &str) -> String {
@@ -400,16 +419,7 @@ impl ControlDb {
     /// Creates a token for `project` (creating the project if it is new)
     /// and returns it; only its hash is stored.
     pub async fn create_token(&self, project: &str) -> Result<String, ControlError> {
-        if project.is_empty()
-            || project.len() > 64
-            || !project
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        {
-            return Err(ControlError::Invalid(format!(
-                "project id {project:?}: 1-64 letters, digits or `-`"
-            )));
-        }
+        check_project_id(project)?;
         let token = format!(
             "vft_{}{}",
             uuid::Uuid::new_v4().simple(),
@@ -430,6 +440,52 @@ impl ControlDb {
             .await?;
         w.tx.commit().await?;
         Ok(token)
+    }
+
+    /// Creates an access key for `project` (creating the project if it
+    /// is new) and returns it with its secret; the secret is stored sealed
+    /// with `key`.
+    pub async fn create_access_key(
+        &self,
+        project: &str,
+        key: &crate::signing::SealingKey,
+    ) -> Result<(String, String), ControlError> {
+        check_project_id(project)?;
+        let (access_key, secret) = crate::signing::new_access_key()
+            .map_err(|e| ControlError::Invalid(format!("no randomness for a new key: {e}")))?;
+        let now = now_utc();
+        let mut w = self.write().await?;
+        sqlx::query("INSERT INTO projects (id, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+            .bind(project)
+            .bind(&now)
+            .execute(&mut *w.tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO access_keys (access_key, project_id, sealed_secret, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&access_key)
+        .bind(project)
+        .bind(key.seal(&access_key, &secret))
+        .bind(&now)
+        .execute(&mut *w.tx)
+        .await?;
+        w.tx.commit().await?;
+        Ok((access_key, secret))
+    }
+
+    /// The project and the (unsealed) secret of an access key, if it is one.
+    pub async fn access_key(
+        &self,
+        access_key: &str,
+        key: &crate::signing::SealingKey,
+    ) -> Result<Option<(String, String)>, ControlError> {
+        let row: Option<(String, String)> = sqlx::query_as(
+            "SELECT project_id, sealed_secret FROM access_keys WHERE access_key = $1",
+        )
+        .bind(access_key)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.and_then(|(project, sealed)| Some((project, key.open(access_key, &sealed)?))))
     }
 
     /// The project a token is for, if it is a token.

@@ -22,6 +22,7 @@ pub mod db;
 pub mod model;
 pub mod openapi;
 pub mod resources;
+pub mod signing;
 pub mod throttle;
 
 /// What can go wrong in the control plane.

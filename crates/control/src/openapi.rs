@@ -377,8 +377,12 @@ pub fn document() -> Value {
         "paths": paths,
         "components": {
             "schemas": schemas,
-            "securitySchemes": {"token": {"type": "apiKey", "in": "header", "name": "X-Auth-Token"}},
+            "securitySchemes": {
+                "token": {"type": "apiKey", "in": "header", "name": "X-Auth-Token"},
+                "access_key": {"type": "apiKey", "in": "header", "name": "Authorization",
+                    "description": "SDK-HMAC-SHA256 Access=AK, SignedHeaders=..., Signature=... with X-Sdk-Date, as the seed cloud's SDKs sign (vpcflow token create --access-key)"},
+            },
         },
-        "security": [{"token": []}],
+        "security": [{"token": []}, {"access_key": []}],
     })
 }

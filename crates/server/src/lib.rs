@@ -24,6 +24,7 @@ use std::time::Duration;
 use vpcflow_control::ControlError;
 use vpcflow_control::api::AppState;
 use vpcflow_control::db::{ControlDb, DatabaseLocation};
+use vpcflow_control::signing::{SEALING_KEY_FILE, SealingKey};
 use vpcflow_core::aggregate::AggregatorConfig;
 use vpcflow_runtime::{
     Agent, AgentError, AgentReport, AgentSettings, Collector, Compaction, Driver, InventorySource,
@@ -139,6 +140,29 @@ pub fn create_token(url: Option<&str>, data: &Path, project: &str) -> Result<Str
     })
 }
 
+/// The key access keys' secrets are sealed with: `DATA/access-keys.key`,
+/// made at first use (servers sharing a database must share it).
+fn sealing_key(data: &Path) -> Result<SealingKey, ServerError> {
+    std::fs::create_dir_all(data).map_err(io_error(format!("{}", data.display())))?;
+    let path = data.join(SEALING_KEY_FILE);
+    SealingKey::load_or_create(&path).map_err(io_error(format!("{}", path.display())))
+}
+
+/// A new access key and its secret for `project` (created if new) in the
+/// control database; the secret is stored sealed with the data directory's
+/// key, and shown only now.
+pub fn create_access_key(
+    url: Option<&str>,
+    data: &Path,
+    project: &str,
+) -> Result<(String, String), ServerError> {
+    let key = sealing_key(data)?;
+    runtime()?.block_on(async {
+        let (db, _) = open_database(url, data).await?;
+        Ok(db.create_access_key(project, &key).await?)
+    })
+}
+
 /// Files 0600 and directories 0700 (tenants' records, tokens and uploads),
 /// and as many open files as the hard limit allows (every connection is
 /// one: the connection caps, not the file limit, decide).
@@ -193,6 +217,7 @@ pub fn serve(settings: ServerSettings) -> Result<(), ServerError> {
         let addr = listener.local_addr().map_err(io_error("the listener"))?;
         eprintln!("vpcflow: serving the API on http://{addr}");
         let state = AppState::new(db, Arc::new(data), uploads)
+            .with_access_keys(sealing_key(&settings.data)?)
             .with_upload_limit(settings.max_upload)
             .with_auth_failure_limit(settings.auth_failures);
         let served = vpcflow_control::api::serve(listener, state)

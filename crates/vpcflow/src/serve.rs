@@ -80,11 +80,16 @@ pub struct TokenArgs {
 
 #[derive(Debug, Subcommand)]
 enum TokenCommand {
-    /// Print a new API token for a project (created if new).
+    /// Print a new API token for a project (created if new), or with
+    /// --access-key an access key and its secret key (shown only now) for
+    /// the seed cloud's SDKs, which sign requests with them.
     Create {
         /// The project.
         #[arg(long)]
         project: String,
+        /// An access key and secret key (AK/SK) instead of a token.
+        #[arg(long)]
+        access_key: bool,
         /// Data directory of the `vpcflow serve` it is for.
         #[arg(long, value_name = "DIR", default_value = "vpcflow-data")]
         data: PathBuf,
@@ -141,9 +146,15 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
 pub fn run_token(args: TokenArgs) -> Result<ExitCode> {
     let TokenCommand::Create {
         project,
+        access_key,
         data,
         database,
     } = args.command;
+    if access_key {
+        let (ak, sk) = vpcflow_server::create_access_key(database.url.as_deref(), &data, &project)?;
+        println!("access_key {ak}\nsecret_key {sk}");
+        return Ok(ExitCode::SUCCESS);
+    }
     println!(
         "{}",
         vpcflow_server::create_token(database.url.as_deref(), &data, &project)?

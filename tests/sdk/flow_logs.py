@@ -1,0 +1,79 @@
+"""The seed cloud's Python SDK (huaweicloudsdkvpc, its v2 VpcClient),
+unchanged, against `vpcflow serve`: every flow-log operation signed with an
+access key (SDK-HMAC-SHA256), sync and async; a wrong secret and another
+project's key refused with the gateway's code.
+
+    python flow_logs.py ENDPOINT PROJECT AK SK OTHER_PROJECT OTHER_AK OTHER_SK
+
+Prints one line per check; exits non-zero at the first that fails.
+"""
+import sys
+
+from huaweicloudsdkcore.auth.credentials import BasicCredentials
+from huaweicloudsdkcore.exceptions.exceptions import ClientRequestException
+from huaweicloudsdkvpc.v2 import (
+    CreateFlowLogReq, CreateFlowLogReqBody, CreateFlowLogRequest, DeleteFlowLogRequest,
+    ListFlowLogsRequest, ShowFlowLogRequest, UpdateFlowLogReq, UpdateFlowLogReqBody,
+    UpdateFlowLogRequest, VpcAsyncClient, VpcClient,
+)
+
+endpoint, project, ak, sk, other_project, other_ak, other_sk = sys.argv[1:8]
+PORT = "1d515d18-1b36-47dc-a983-bd6512aed4bd"
+GROUP = "a1b2c3d4-0000-4000-8000-000000000001"
+TOPIC = "a1b2c3d4-0000-4000-8000-000000000002"
+
+
+def client(key, secret, project_id, kind=VpcClient):
+    return (kind.new_builder()
+            .with_credentials(BasicCredentials(key, secret, project_id))
+            .with_endpoints([endpoint])
+            .build())
+
+
+def check(what, ok):
+    print(("ok   " if ok else "FAIL ") + what, flush=True)
+    if not ok:
+        sys.exit(1)
+
+
+def refused(what, call, status, code):
+    try:
+        call()
+    except ClientRequestException as e:
+        check(f"{what}: {e.status_code} {e.error_code} {e.error_msg}",
+              e.status_code == status and e.error_code == code)
+        return
+    check(f"{what}: not refused", False)
+
+
+c = client(ak, sk, project)
+before = c.list_flow_logs(ListFlowLogsRequest()).flow_logs
+check(f"list: {len(before)} flow logs", len(before) >= 1)
+created = c.create_flow_log(CreateFlowLogRequest(body=CreateFlowLogReqBody(flow_log=CreateFlowLogReq(
+    name="sdk-made", description="through the SDK", resource_type="port", resource_id=PORT,
+    traffic_type="reject", log_group_id=GROUP, log_topic_id=TOPIC)))).flow_log
+check(f"create: {created.id} {created.status}",
+      created.name == "sdk-made" and created.traffic_type == "reject" and created.resource_id == PORT)
+shown = c.show_flow_log(ShowFlowLogRequest(flowlog_id=created.id)).flow_log
+check(f"show: {shown.name} {shown.status}", shown.id == created.id and shown.status == "ACTIVE")
+updated = c.update_flow_log(UpdateFlowLogRequest(flowlog_id=created.id, body=UpdateFlowLogReqBody(
+    flow_log=UpdateFlowLogReq(name="sdk-renamed", admin_state=False)))).flow_log
+check(f"update: {updated.name} {updated.admin_state} {updated.status}",
+      updated.name == "sdk-renamed" and updated.admin_state is False and updated.status == "DOWN")
+filtered = c.list_flow_logs(ListFlowLogsRequest(traffic_type="reject", resource_id=PORT)).flow_logs
+check(f"list filtered: {[f.name for f in filtered]}", "sdk-renamed" in [f.name for f in filtered])
+c.delete_flow_log(DeleteFlowLogRequest(flowlog_id=created.id))
+refused("show deleted", lambda: c.show_flow_log(ShowFlowLogRequest(flowlog_id=created.id)), 404, "VPC.3005")
+
+
+# The async client answers with a future.
+after = client(ak, sk, project, VpcAsyncClient).list_flow_logs_async(
+    ListFlowLogsRequest()).result().flow_logs
+check(f"async list: {len(after)} flow logs", [f.id for f in after] == [f.id for f in before])
+refused("wrong secret", lambda: client(ak, sk[:-1] + ("A" if sk[-1] != "A" else "B"), project)
+        .list_flow_logs(ListFlowLogsRequest()), 401, "APIGW.0301")
+refused("unknown key", lambda: client("NOSUCHKEY0000000000", sk, project)
+        .list_flow_logs(ListFlowLogsRequest()), 401, "APIGW.0301")
+refused("another project's key", lambda: client(other_ak, other_sk, project)
+        .list_flow_logs(ListFlowLogsRequest()), 403, "APIGW.0302")
+print("all checks passed")
