@@ -49,11 +49,17 @@ def refused(what, call, status, code):
 c = client(ak, sk, project)
 before = c.list_flow_logs(ListFlowLogsRequest()).flow_logs
 check(f"list: {len(before)} flow logs", len(before) >= 1)
+# `Port`, as the SDK documents it; `index_enabled`, which it can send.
 created = c.create_flow_log(CreateFlowLogRequest(body=CreateFlowLogReqBody(flow_log=CreateFlowLogReq(
-    name="sdk-made", description="through the SDK", resource_type="port", resource_id=PORT,
-    traffic_type="reject", log_group_id=GROUP, log_topic_id=TOPIC)))).flow_log
+    name="sdk-made", description="through the SDK", resource_type="Port", resource_id=PORT,
+    traffic_type="reject", log_group_id=GROUP, log_topic_id=TOPIC, index_enabled=True)))).flow_log
 check(f"create: {created.id} {created.status}",
-      created.name == "sdk-made" and created.traffic_type == "reject" and created.resource_id == PORT)
+      created.name == "sdk-made" and created.traffic_type == "reject" and created.resource_id == PORT
+      and created.resource_type == "port")
+# Every field the SDK's model has is filled.
+empty = [a for a in type(created).openapi_types if getattr(created, a) is None]
+check(f"every FlowLogResp field filled ({', '.join(type(created).openapi_types)}); empty: {empty}",
+      not empty and created.tenant_id == project and created.log_store_type == "lts")
 shown = c.show_flow_log(ShowFlowLogRequest(flowlog_id=created.id)).flow_log
 check(f"show: {shown.name} {shown.status}", shown.id == created.id and shown.status == "ACTIVE")
 updated = c.update_flow_log(UpdateFlowLogRequest(flowlog_id=created.id, body=UpdateFlowLogReqBody(
@@ -62,6 +68,13 @@ check(f"update: {updated.name} {updated.admin_state} {updated.status}",
       updated.name == "sdk-renamed" and updated.admin_state is False and updated.status == "DOWN")
 filtered = c.list_flow_logs(ListFlowLogsRequest(traffic_type="reject", resource_id=PORT)).flow_logs
 check(f"list filtered: {[f.name for f in filtered]}", "sdk-renamed" in [f.name for f in filtered])
+for query, found in [
+    (dict(tenant_id=project, log_store_type="lts", resource_type="Port"), True),
+    (dict(tenant_id=other_project), False),
+    (dict(log_store_type="obs"), False),
+]:
+    names = [f.name for f in c.list_flow_logs(ListFlowLogsRequest(**query)).flow_logs]
+    check(f"list {query}: {names}", ("sdk-renamed" in names) == found)
 c.delete_flow_log(DeleteFlowLogRequest(flowlog_id=created.id))
 refused("show deleted", lambda: c.show_flow_log(ShowFlowLogRequest(flowlog_id=created.id)), 404, "VPC.3005")
 

@@ -402,6 +402,17 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn(refuse_nul))
         .layer(axum::Extension(counters.clone()))
         .layer(middleware::from_fn_with_state(counters, count_requests))
+        .layer(middleware::map_response(with_request_id))
+}
+
+/// Every response says its request id (`X-Request-Id`), as the seed
+/// cloud's do, so that a client's report can name the request.
+async fn with_request_id(mut response: Response) -> Response {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    if let Ok(v) = axum::http::HeaderValue::from_str(&id) {
+        response.headers_mut().insert("x-request-id", v);
+    }
+    response
 }
 
 fn wrap(key: &str, v: Value) -> Json<Value> {

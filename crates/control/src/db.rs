@@ -38,7 +38,7 @@ use serde_json::{Map, Value};
 use vpcflow_core::Inventory;
 use vpcflow_core::inventory::{AddressScope, InventoryError};
 
-use crate::model::{FlowLog, FlowLogFilter, FlowLogUpdate, NewFlowLog, Page};
+use crate::model::{FlowLog, FlowLogFilter, FlowLogUpdate, LOG_STORE_TYPE, NewFlowLog, Page};
 use crate::resources::{
     KINDS, Kind, Owner, api_field, api_view, document_item, new_item, update_item,
 };
@@ -129,9 +129,11 @@ fn flow_log(row: &AnyRow) -> Result<FlowLog, sqlx::Error> {
     } else {
         "ACTIVE"
     };
+    let project_id: String = row.try_get("project_id")?;
     Ok(FlowLog {
         id: row.try_get("id")?,
-        project_id: row.try_get("project_id")?,
+        tenant_id: project_id.clone(),
+        project_id,
         name: row.try_get("name")?,
         description: row.try_get("description")?,
         resource_type: row.try_get("resource_type")?,
@@ -139,6 +141,7 @@ fn flow_log(row: &AnyRow) -> Result<FlowLog, sqlx::Error> {
         traffic_type: row.try_get("traffic_type")?,
         log_group_id: row.try_get("log_group_id")?,
         log_topic_id: row.try_get("log_topic_id")?,
+        log_store_type: LOG_STORE_TYPE.to_string(),
         admin_state,
         status: status.to_string(),
         created_at: row.try_get("created_at")?,
@@ -891,13 +894,27 @@ impl ControlDb {
         filter: &FlowLogFilter,
     ) -> Result<Vec<FlowLog>, ControlError> {
         let limit = filter.page_size()?;
+        // Every flow log is the project's and in the log store: another
+        // tenant or store type matches none.
+        if filter.tenant_id.as_ref().is_some_and(|t| t != project)
+            || filter
+                .log_store_type
+                .as_ref()
+                .is_some_and(|t| !t.eq_ignore_ascii_case(LOG_STORE_TYPE))
+        {
+            return Ok(Vec::new());
+        }
+        let resource_type = filter
+            .resource_type
+            .as_ref()
+            .map(|t| t.to_ascii_lowercase());
         let mut sql = format!("{FLOW_LOG_SELECT} WHERE f.project_id = $1");
         let mut binds: Vec<String> = vec![project.to_string()];
         let columns = [
             ("id", &filter.id),
             ("name", &filter.name),
             ("description", &filter.description),
-            ("resource_type", &filter.resource_type),
+            ("resource_type", &resource_type),
             ("resource_id", &filter.resource_id),
             ("traffic_type", &filter.traffic_type),
             ("log_group_id", &filter.log_group_id),

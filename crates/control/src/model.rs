@@ -17,6 +17,8 @@ pub struct FlowLog {
     pub id: String,
     /// Owning project.
     pub project_id: String,
+    /// Owning project, as the seed cloud names it.
+    pub tenant_id: String,
     /// Name.
     pub name: String,
     /// Description (empty if none).
@@ -31,6 +33,9 @@ pub struct FlowLog {
     pub log_group_id: String,
     /// Destination log topic.
     pub log_topic_id: String,
+    /// Where the records are stored: `lts` (the log store), as the seed
+    /// cloud says.
+    pub log_store_type: String,
     /// Enabled.
     pub admin_state: bool,
     /// `ACTIVE`, `DOWN` (disabled) or `ERROR` (resource or topic gone).
@@ -40,6 +45,9 @@ pub struct FlowLog {
     /// UTC, `yyyy-MM-ddTHH:mm:ss`.
     pub updated_at: String,
 }
+
+/// The one `log_store_type`: the log store.
+pub const LOG_STORE_TYPE: &str = "lts";
 
 /// What a flow log monitors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,6 +131,11 @@ pub(crate) struct CreateFields {
     log_topic_id: String,
     #[serde(default)]
     admin_state: Option<bool>,
+    /// The seed cloud's index switch: accepted; records are always
+    /// searchable.
+    #[serde(default)]
+    #[allow(dead_code, reason = "accepted as the seed cloud's SDK sends it")]
+    index_enabled: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -144,6 +157,10 @@ pub(crate) struct UpdateFields {
     id: Option<serde_json::Value>,
     #[schema(ignore)]
     project_id: Option<serde_json::Value>,
+    #[schema(ignore)]
+    tenant_id: Option<serde_json::Value>,
+    #[schema(ignore)]
+    log_store_type: Option<serde_json::Value>,
     #[schema(ignore)]
     resource_type: Option<serde_json::Value>,
     #[schema(ignore)]
@@ -206,7 +223,8 @@ impl NewFlowLog {
         check_name(&f.name)?;
         let description = f.description.unwrap_or_default();
         check_description(&description)?;
-        let resource_type = match f.resource_type.as_str() {
+        // Any case: the SDK documents `Port`, the API `port`.
+        let resource_type = match f.resource_type.to_ascii_lowercase().as_str() {
             "port" => ResourceType::Port,
             "network" => ResourceType::Network,
             "vpc" => ResourceType::Vpc,
@@ -250,6 +268,8 @@ impl FlowLogUpdate {
         let immutable = [
             ("id", &f.id),
             ("project_id", &f.project_id),
+            ("tenant_id", &f.tenant_id),
+            ("log_store_type", &f.log_store_type),
             ("resource_type", &f.resource_type),
             ("resource_id", &f.resource_id),
             ("traffic_type", &f.traffic_type),
@@ -298,6 +318,10 @@ pub struct FlowLogFilter {
     pub log_group_id: Option<String>,
     /// Log topic.
     pub log_topic_id: Option<String>,
+    /// The project, as the seed cloud names it.
+    pub tenant_id: Option<String>,
+    /// `lts`.
+    pub log_store_type: Option<String>,
     /// Admin state.
     pub admin_state: Option<bool>,
     /// Status.

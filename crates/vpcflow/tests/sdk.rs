@@ -3,7 +3,8 @@
 //! the venv `scripts/setup.sh test` makes) signs every request with an
 //! access key from `vpcflow token create --access-key`; and signed
 //! requests the SDK would never send (a stale date, another project's
-//! `X-Project-Id`, a tampered body) refused, naming why.
+//! `X-Project-Id`, a wrong secret) refused, naming why; every response
+//! with an `X-Request-Id`.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -162,6 +163,24 @@ fn signed_requests_are_refused_for_a_stale_date_or_another_projects_header() {
     let (status, body) = signed_get(&server.addr, &ak, "not-the-secret", &now, &[]);
     assert_eq!(status, 401, "{body}");
     assert!(body.contains("verify aksk signature fail"), "{body}");
+    // Every response names its request, distinct each time.
+    let ids: Vec<String> = ["/health", "/v1/p/fl/flow_logs", "/nowhere"]
+        .iter()
+        .map(|path| {
+            let raw = common::server::raw_get(&server.addr, path);
+            raw.lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("x-request-id: ")
+                        .map(str::to_string)
+                })
+                .unwrap_or_else(|| panic!("no X-Request-Id: {raw}"))
+        })
+        .collect();
+    assert!(
+        ids.iter().all(|i| i.len() == 32) && ids[0] != ids[1] && ids[1] != ids[2],
+        "{ids:?}"
+    );
 }
 
 /// Now as `yyyyMMddTHHmmssZ` (the test's own clock: `date -u`).
