@@ -9,8 +9,9 @@
 #                            softflowd, pmacct, Open vSwitch and nfdump (the NetFlow, IPFIX
 #                            and sFlow exporters `vpcflow collect` and the collector
 #                            `--export ipfix://` are tested against); the seed cloud's
-#                            Python SDK, pinned in tests/sdk/requirements.txt, in a venv
-#                            (VPCFLOW_SDK_VENV, default /var/tmp/vpcflow-sdk-venv)
+#                            Python SDK, Vector's VRL and flowlogs-reader, pinned in
+#                            tests/python-requirements.txt, in a venv (VPCFLOW_TEST_VENV,
+#                            default /var/tmp/vpcflow-test-venv)
 #   scripts/setup.sh bench   softflowd, bc (the pipeline benchmark), iperf3 (the live one)
 #   scripts/setup.sh fuzz    python3 with venv (schemathesis, scripts/api-fuzz.sh)
 #   scripts/setup.sh postgres a PostgreSQL server and its client tools (the
@@ -42,22 +43,23 @@ done
 if [ "${1:-test}" = fuzz ] || [ "${1:-test}" = test ]; then
     python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 fi
-# The seed cloud's Python SDK (tests/sdk), pinned, in a venv of its own;
-# made again when the pins change.
-sdk_venv() {
+# The Python packages the tests use (the seed cloud's SDK, the other
+# cloud's flow-log tools), pinned, in a venv of their own; made again when
+# the pins change.
+test_venv() {
     [ "${1:-test}" = test ] || return 0
-    local venv=${VPCFLOW_SDK_VENV:-/var/tmp/vpcflow-sdk-venv}
+    local venv=${VPCFLOW_TEST_VENV:-/var/tmp/vpcflow-test-venv}
     local pins
-    pins="$(dirname "$0")/../tests/sdk/requirements.txt"
+    pins="$(dirname "$0")/../tests/python-requirements.txt"
     cmp -s "$pins" "$venv/requirements.txt" 2>/dev/null && return 0
-    echo "setup: installing the seed cloud's SDK into $venv (PyPI)" >&2
+    echo "setup: installing tests/python-requirements.txt into $venv (PyPI)" >&2
     rm -rf "$venv"
     python3 -m venv "$venv"
     "$venv/bin/pip" install -q -r "$pins"
     cp "$pins" "$venv/requirements.txt"
 }
 if [ ${#missing[@]} -eq 0 ]; then
-    sdk_venv "${1:-test}"
+    test_venv "${1:-test}"
     exit 0
 fi
 echo "setup: installing ${missing[*]}" >&2
@@ -70,4 +72,4 @@ export DEBIAN_FRONTEND=noninteractive
 echo "wireshark-common wireshark-common/install-setuid boolean false" | "${sudo[@]}" debconf-set-selections 2>/dev/null || true
 "${sudo[@]}" apt-get update -qq
 "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-sdk_venv "${1:-test}"
+test_venv "${1:-test}"

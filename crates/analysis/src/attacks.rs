@@ -802,6 +802,7 @@ mod summary_tests {
                 rule: RuleRef(0),
                 passed: RuleRef(0),
                 sampling_rate: 1,
+                tcp_flags: 0,
             }),
         };
         let mut records: Vec<FlowRecord> = (0..25)

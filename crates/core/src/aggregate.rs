@@ -27,7 +27,7 @@ use crate::policy::{Decision, FlowQuery, Policy, RuleRef};
 use crate::record::{FlowFields, FlowRecord, RecordBody, TcpFlag};
 use crate::time::{Timestamp, WindowLength};
 use crate::topology::{Topology, filter_bit};
-use vpcflow_wire::IpProtocol;
+use vpcflow_wire::{IpProtocol, TcpFlags};
 
 /// Flows per storage chunk: large enough to amortise, small enough that the
 /// unused tail of the last chunk is negligible per flow.
@@ -138,7 +138,8 @@ struct Entry<A> {
     protocol: u8,
     /// Bit 0: egress; bit 1: REJECT; bits 2..4: filter bits of the flow
     /// logs that keep this flow; bit 5: infrastructure traffic; bit 6:
-    /// estimated from samples (at its port window's sampling rate).
+    /// estimated from samples (at its port window's sampling rate); bit 7:
+    /// a packet had SYN and ACK both (`tcp-flags`' SYN-ACK).
     meta: u8,
     flags_any: u8,
     flags_all: u8,
@@ -152,6 +153,18 @@ const META_KEPT_SHIFT: u8 = 2;
 const META_KEPT_MASK: u8 = 0b111;
 const META_INFRASTRUCTURE: u8 = 1 << 5;
 const META_SAMPLED: u8 = 1 << 6;
+const META_SYN_ACK: u8 = 1 << 7;
+
+/// [`META_SYN_ACK`] if some packet of `d` surely had SYN and ACK: all of
+/// them had both.
+fn syn_ack_bit(d: &FlowDelta) -> u8 {
+    let syn_ack = TcpFlags::SYN | TcpFlags::ACK;
+    if d.flags_all & syn_ack == syn_ack {
+        META_SYN_ACK
+    } else {
+        0
+    }
+}
 
 type Key<A> = (A, A, u32, u16, u16, u8, u8);
 
@@ -785,6 +798,18 @@ fn fields<A: Addr>(e: &Entry<A>, pw: Option<&PortWindow>) -> FlowFields {
         rule: e.rule,
         passed: e.also,
         sampling_rate,
+        tcp_flags: if protocol == IpProtocol::TCP {
+            // The other cloud's bitmask: FIN, SYN, RST, and ACK only as
+            // part of a SYN-ACK (18).
+            e.flags_any & (TcpFlags::FIN | TcpFlags::SYN | TcpFlags::RST)
+                | if e.meta & META_SYN_ACK != 0 {
+                    TcpFlags::ACK
+                } else {
+                    0
+                }
+        } else {
+            0
+        },
     }
 }
 
@@ -823,6 +848,7 @@ fn observe_in<A: Addr>(
         e.bytes = e.bytes.saturating_add(d.bytes);
         e.flags_any |= d.flags_any;
         e.flags_all &= d.flags_all;
+        e.meta |= syn_ack_bit(d);
         if d.sampling_rate > 1 {
             e.meta |= META_SAMPLED;
             pw.sampling_rate = pw.sampling_rate.max(d.sampling_rate);
@@ -875,7 +901,8 @@ fn observe_in<A: Addr>(
                 0
             }
             | kept << META_KEPT_SHIFT
-            | sampled,
+            | sampled
+            | syn_ack_bit(d),
         flags_any: d.flags_any,
         flags_all: d.flags_all,
         packets: d.packets,

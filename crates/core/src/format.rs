@@ -1,5 +1,5 @@
-//! Record formats: the seed's v1 and v2 text lines, custom field lists, and
-//! JSON lines.
+//! Record formats: the seed's v1 and v2 text lines, custom field lists,
+//! JSON lines, and the other big cloud's lines ([`AWS_FIELDS`]).
 //!
 //! Text: fields separated by single spaces, `-` for a missing value, IPv6 in
 //! RFC 5952 form (SPEC §2); v1 and v2 are the seed's field lists, byte for
@@ -12,7 +12,11 @@
 use std::io::{self, Write};
 use std::net::IpAddr;
 
-use crate::record::FlowRecord;
+mod aws;
+
+pub use aws::{AWS_DEFAULT, AWS_FIELDS, AwsField, AwsValue, aws_field};
+
+use crate::record::{FlowRecord, RecordBody};
 use crate::schema::{FIELDS, Value, value};
 pub use crate::schema::{Field, V1_FIELDS, V2_FIELDS};
 use crate::topology::Topology;
@@ -26,6 +30,9 @@ pub enum Format {
     V2,
     /// Text with the fields given, in their order.
     Custom(Vec<Field>),
+    /// The other big cloud's lines: its field names, in the order given
+    /// (`aws`: its default format), version the highest among them.
+    Aws(Vec<AwsField>),
     /// JSON lines with every field.
     Json,
 }
@@ -33,8 +40,8 @@ pub enum Format {
 /// A format string that names no format or an unknown field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FormatError {
-    /// Not v1, v2, json or custom:...
-    #[error("`{0}` is not a format: use v1, v2, json or custom:FIELD,FIELD,...")]
+    /// Not v1, v2, json, custom:... or aws[:...]
+    #[error("`{0}` is not a format: use v1, v2, json, custom:FIELD,FIELD,... or aws[:FIELD,...]")]
     Unknown(String),
     /// A custom field list names an unknown field.
     #[error("`{field}` is not a field; fields are: {known}")]
@@ -47,12 +54,30 @@ pub enum FormatError {
 }
 
 impl Format {
-    /// Parses `v1`, `v2`, `json` or `custom:FIELD,FIELD,...`.
+    /// Parses `v1`, `v2`, `json`, `custom:FIELD,FIELD,...`, `aws` or
+    /// `aws:FIELD,FIELD,...` (AWS names).
     pub fn parse(s: &str) -> Result<Format, FormatError> {
+        let aws_list = |names: &mut dyn Iterator<Item = &str>| {
+            names
+                .map(|f| {
+                    aws_field(f.trim()).ok_or_else(|| FormatError::UnknownField {
+                        field: f.trim().to_string(),
+                        known: AWS_FIELDS
+                            .iter()
+                            .map(|a| a.name)
+                            .collect::<Vec<_>>()
+                            .join(","),
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(Format::Aws)
+        };
         match s {
             "v1" => Ok(Format::V1),
             "v2" => Ok(Format::V2),
             "json" => Ok(Format::Json),
+            "aws" => aws_list(&mut AWS_DEFAULT.iter().copied()),
+            _ if s.starts_with("aws:") => aws_list(&mut s["aws:".len()..].split(',')),
             _ => {
                 let Some(list) = s.strip_prefix("custom:") else {
                     return Err(FormatError::Unknown(s.to_string()));
@@ -71,19 +96,23 @@ impl Format {
         }
     }
 
-    /// The text fields of this format; `None` for JSON.
+    /// The text fields of this format; `None` for JSON and AWS lines.
     pub fn fields(&self) -> Option<&[Field]> {
         match self {
             Format::V1 => Some(V1_FIELDS),
             Format::V2 => Some(V2_FIELDS),
             Format::Custom(f) => Some(f),
-            Format::Json => None,
+            Format::Json | Format::Aws(_) => None,
         }
     }
 }
 
 /// Writes the field-name line (`--header`); JSON has none.
 pub fn write_header(format: &Format, out: &mut impl Write) -> io::Result<()> {
+    if let Format::Aws(fields) = format {
+        let names: Vec<&str> = fields.iter().map(|f| f.name).collect();
+        return writeln!(out, "{}", names.join(" "));
+    }
     match format.fields() {
         Some(fields) => {
             let names: Vec<&str> = fields.iter().map(|f| f.name()).collect();
@@ -100,6 +129,9 @@ pub fn write_record(
     r: &FlowRecord,
     out: &mut impl Write,
 ) -> io::Result<()> {
+    if let Format::Aws(fields) = format {
+        return write_aws(fields, topology, r, out);
+    }
     let Some(fields) = format.fields() else {
         return write_json(topology, r, out);
     };
@@ -131,6 +163,34 @@ fn write_field(
         Value::Text(t) => out.write_all(t.as_bytes()),
         Value::Address(a) => write_ip(out, a, n),
     }
+}
+
+/// One AWS line.
+fn write_aws(
+    fields: &[AwsField],
+    topology: &Topology,
+    r: &FlowRecord,
+    out: &mut impl Write,
+) -> io::Result<()> {
+    let mut n = itoa::Buffer::new();
+    let version = fields.iter().map(|f| f.version).max().unwrap_or(2);
+    let version = [b'0' + version];
+    for (i, f) in fields.iter().enumerate() {
+        if i > 0 {
+            out.write_all(b" ")?;
+        }
+        match f.value {
+            AwsValue::Version => out.write_all(&version)?,
+            AwsValue::Field(field) => write_field(field, &version, topology, r, out, &mut n)?,
+            AwsValue::Type => out.write_all(match &r.body {
+                RecordBody::Flow(flow) if flow.tuple.src.is_ipv6() => b"IPv6",
+                RecordBody::Flow(_) => b"IPv4",
+                _ => b"-",
+            })?,
+            AwsValue::Absent => out.write_all(b"-")?,
+        }
+    }
+    out.write_all(b"\n")
 }
 
 /// One JSON object: every field under its seed name, numbers as numbers,

@@ -84,6 +84,10 @@ pub struct FlowFields {
     /// estimates from sampling 1 packet in N (the largest N of the
     /// record's samples).
     pub sampling_rate: u32,
+    /// TCP flags seen, as the other big cloud's flow logs give them
+    /// (`tcp-flags`): FIN 1, SYN 2, RST 4, and ACK 16 only with a SYN-ACK
+    /// packet; 0 for other protocols.
+    pub tcp_flags: u8,
 }
 
 /// What a record says.

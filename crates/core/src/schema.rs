@@ -73,6 +73,9 @@ pub enum Field {
     /// Extension: N when the record's packets and bytes are estimates from
     /// sampling 1 packet in N (sFlow); absent when they were counted.
     SamplingRate,
+    /// Extension: the TCP flags seen as the other big cloud's flow logs
+    /// give them (FIN 1, SYN 2, RST 4, SYN-ACK 18); absent but for TCP.
+    TcpFlags,
     /// Extension: the flow log the record belongs to.
     FlowLogId,
     /// Extension: its log group.
@@ -146,7 +149,7 @@ const fn spec(
 
 /// Every field of a record, in output order: the seed's v2 list, then the
 /// extensions. `FIELDS[f as usize].field == f` for every field.
-pub const FIELDS: [FieldSpec; 30] = [
+pub const FIELDS: [FieldSpec; 31] = [
     spec(
         Field::Version,
         "version",
@@ -391,6 +394,15 @@ pub const FIELDS: [FieldSpec; 30] = [
         true,
     ),
     spec(
+        Field::TcpFlags,
+        "tcp-flags",
+        "tcp_flags",
+        Kind::Number,
+        true,
+        Tier::Extension,
+        true,
+    ),
+    spec(
         Field::FlowLogId,
         "flow-log-id",
         "flow_log_id",
@@ -526,6 +538,9 @@ pub fn value<'a>(field: Field, topology: &'a Topology, r: &'a FlowRecord) -> Val
         Field::SamplingRate => num(flow
             .filter(|f| f.sampling_rate > 1)
             .map(|f| u64::from(f.sampling_rate))),
+        Field::TcpFlags => num(flow
+            .filter(|f| f.tuple.protocol == vpcflow_wire::IpProtocol::TCP)
+            .map(|f| u64::from(f.tcp_flags))),
         Field::FlowLogId => Value::Text(&flow_log().id),
         Field::LogGroupId => Value::Text(&flow_log().log_group_id),
         Field::LogTopicId => Value::Text(&flow_log().log_topic_id),

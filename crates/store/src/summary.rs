@@ -817,6 +817,7 @@ mod tests {
                 rule: RuleRef(0),
                 passed: RuleRef(0),
                 sampling_rate: 1,
+                tcp_flags: 0,
             }),
         }
     }

@@ -354,6 +354,7 @@ fn bench_store(dir: &std::path::Path, records: u64, per_window: u64) -> Result<(
                     rule: RuleRef(1 + ((r >> 8) % rule_count) as u16),
                     passed: RuleRef(((r >> 16) % (rule_count + 1)) as u16),
                     sampling_rate: 1,
+                    tcp_flags: 0,
                 }),
             });
         }

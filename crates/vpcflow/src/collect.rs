@@ -33,7 +33,8 @@ pub struct CollectArgs {
     /// for flows exported late (an exporter's active timeout should fit).
     #[arg(long, value_name = "SECONDS", default_value_t = EXPORT_GRACE.as_secs())]
     grace: u64,
-    /// Output format: v1, v2, json, or custom:FIELD,FIELD,...
+    /// Output format: v1, v2, json, custom:FIELD,FIELD,..., aws or
+    /// aws:FIELD,... (as for ingest).
     #[arg(long, value_name = "FORMAT", default_value = "v2")]
     format: String,
     /// Print the field names first.

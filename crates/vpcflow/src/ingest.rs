@@ -144,8 +144,10 @@ impl PortsArgs {
 pub struct IngestArgs {
     #[command(flatten)]
     ports: PortsArgs,
-    /// Output format: v1, v2, json, or custom:FIELD,FIELD,... (seed fields and
-    /// decided-by, policy-id, rule-id, flow-log-id, log-group-id, log-topic-id).
+    /// Output format: v1, v2, json, custom:FIELD,FIELD,... (seed fields and
+    /// the extension fields: decided-by, policy-id, rule-id, passed-*,
+    /// sampling-rate, tcp-flags, flow-log-id, log-group-id, log-topic-id),
+    /// or aws / aws:FIELD,... (the other big cloud's lines).
     #[arg(long, value_name = "FORMAT", default_value = "v2")]
     format: String,
     /// Print the field names first.

@@ -1,6 +1,6 @@
 //! The seed cloud's SDK against `vpcflow serve`, unchanged: its Python SDK
-//! (`tests/sdk/flow_logs.py`, pinned in `tests/sdk/requirements.txt`, in
-//! the venv `scripts/setup.sh test` makes) signs every request with an
+//! (`tests/sdk/flow_logs.py`, pinned in `tests/python-requirements.txt`,
+//! in the venv `scripts/setup.sh test` makes) signs every request with an
 //! access key from `vpcflow token create --access-key`; and signed
 //! requests the SDK would never send (a stale date, another project's
 //! `X-Project-Id`, a wrong secret) refused, naming why; every response
@@ -46,21 +46,6 @@ fn access_key(data: &Path, project: &str) -> (String, String) {
     (field("access_key "), field("secret_key "))
 }
 
-/// The venv's Python with the SDK (`VPCFLOW_SDK_PYTHON`, or where
-/// `scripts/setup.sh test` puts it).
-fn sdk_python() -> PathBuf {
-    let python = std::env::var_os("VPCFLOW_SDK_PYTHON").map_or_else(
-        || PathBuf::from("/var/tmp/vpcflow-sdk-venv/bin/python"),
-        PathBuf::from,
-    );
-    assert!(
-        python.exists(),
-        "{}: no Python with the seed cloud's SDK; scripts/setup.sh test makes its venv",
-        python.display()
-    );
-    python
-}
-
 #[test]
 fn the_seed_clouds_python_sdk_works_unchanged_with_an_access_key() {
     let dir = tempfile::tempdir().unwrap();
@@ -69,7 +54,7 @@ fn the_seed_clouds_python_sdk_works_unchanged_with_an_access_key() {
     let (ak, sk) = access_key(&data, PROJECT);
     let (other_ak, other_sk) = access_key(&data, "other-project");
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/sdk/flow_logs.py");
-    let o = Command::new(sdk_python())
+    let o = Command::new(common::test_python())
         .arg(script)
         .arg(format!("http://{}", server.addr))
         .args([PROJECT, &ak, &sk, "other-project", &other_ak, &other_sk])

@@ -425,6 +425,7 @@ fn naive(
                                 rule: RuleRef::NONE,
                                 passed: RuleRef::NONE,
                                 sampling_rate: 1,
+                                tcp_flags: 0,
                             }),
                         ));
                     } else {

@@ -59,6 +59,7 @@ fn dns() -> RecordBody {
         rule: crate::policy::RuleRef::NONE,
         passed: crate::policy::RuleRef::NONE,
         sampling_rate: 1,
+        tcp_flags: 0,
     })
 }
 

@@ -194,3 +194,19 @@ pub fn demo_frames() -> Vec<(u64, Vec<u8>)> {
     at(600_000_000, ip_frame(web1, db, 17, 38930, 53, 0, 70));
     v
 }
+
+/// The Python of the tests' venv, with `tests/python-requirements.txt`
+/// (`scripts/setup.sh test` makes it; `VPCFLOW_TEST_VENV` moves it).
+pub fn test_python() -> PathBuf {
+    let venv = std::env::var_os("VPCFLOW_TEST_VENV").map_or_else(
+        || PathBuf::from("/var/tmp/vpcflow-test-venv"),
+        PathBuf::from,
+    );
+    let python = venv.join("bin/python");
+    assert!(
+        python.exists(),
+        "{}: no venv with tests/python-requirements.txt; scripts/setup.sh test makes it",
+        python.display()
+    );
+    python
+}
