@@ -13,7 +13,7 @@ from huaweicloudsdkcore.auth.credentials import BasicCredentials
 from huaweicloudsdkcore.exceptions.exceptions import ClientRequestException
 from huaweicloudsdkvpc.v2 import (
     CreateFlowLogReq, CreateFlowLogReqBody, CreateFlowLogRequest, DeleteFlowLogRequest,
-    ListFlowLogsRequest, ShowFlowLogRequest, UpdateFlowLogReq, UpdateFlowLogReqBody,
+    ListFlowLogsRequest, ShowFlowLogRequest, ShowQuotaRequest, UpdateFlowLogReq, UpdateFlowLogReqBody,
     UpdateFlowLogRequest, VpcAsyncClient, VpcClient,
 )
 
@@ -75,6 +75,26 @@ for query, found in [
 ]:
     names = [f.name for f in c.list_flow_logs(ListFlowLogsRequest(**query)).flow_logs]
     check(f"list {query}: {names}", ("sdk-renamed" in names) == found)
+quota = c.show_quota(ShowQuotaRequest(type="flow_log")).quotas.resources
+check(f"quota: {[(q.type, q.used, q.quota) for q in quota]}",
+      [(q.type, q.used, q.quota) for q in quota] == [("flow_log", len(before) + 1, 10)])
+# Up to the quota of 10, then the SDK's exception with our code.
+made = []
+combos = [(port, traffic, topic) for port in (PORT, "7a2c9e41-5b3d-4f60-8e1a-2c4b6d8f0a13")
+          for traffic in ("all", "accept") for topic in (TOPIC, "a1b2c3d4-0000-4000-8000-000000000003")]
+
+
+def create(port, traffic, topic, i):
+    return c.create_flow_log(CreateFlowLogRequest(body=CreateFlowLogReqBody(flow_log=CreateFlowLogReq(
+        name=f"quota-{i}", resource_type="port", resource_id=port, traffic_type=traffic,
+        log_group_id=GROUP, log_topic_id=topic)))).flow_log.id
+
+
+for i, combo in enumerate(combos[:10 - len(before) - 1]):
+    made.append(create(*combo, i))
+refused("the eleventh flow log", lambda: create(*combos[-1], 99), 409, "VPC.3003")
+for m in made:
+    c.delete_flow_log(DeleteFlowLogRequest(flowlog_id=m))
 c.delete_flow_log(DeleteFlowLogRequest(flowlog_id=created.id))
 refused("show deleted", lambda: c.show_flow_log(ShowFlowLogRequest(flowlog_id=created.id)), 404, "VPC.3005")
 
