@@ -226,6 +226,18 @@ struct WriteTx {
     _turn: tokio::sync::OwnedMutexGuard<()>,
 }
 
+impl WriteTx {
+    /// Adds `project` if it is new (a token or key for it is being made).
+    async fn add_project(&mut self, project: &str, now: &str) -> Result<(), ControlError> {
+        sqlx::query("INSERT INTO projects (id, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+            .bind(project)
+            .bind(now)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+}
+
 /// The live capture's inventory: every project whose model checks.
 #[derive(Debug)]
 pub struct LiveInventory {
@@ -430,11 +442,7 @@ impl ControlDb {
         );
         let now = now_utc();
         let mut w = self.write().await?;
-        sqlx::query("INSERT INTO projects (id, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-            .bind(project)
-            .bind(&now)
-            .execute(&mut *w.tx)
-            .await?;
+        w.add_project(project, &now).await?;
         sqlx::query("INSERT INTO tokens (hash, project_id, created_at) VALUES ($1, $2, $3)")
             .bind(hash_token(&token))
             .bind(project)
@@ -458,11 +466,7 @@ impl ControlDb {
             .map_err(|e| ControlError::Invalid(format!("no randomness for a new key: {e}")))?;
         let now = now_utc();
         let mut w = self.write().await?;
-        sqlx::query("INSERT INTO projects (id, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-            .bind(project)
-            .bind(&now)
-            .execute(&mut *w.tx)
-            .await?;
+        w.add_project(project, &now).await?;
         sqlx::query(
             "INSERT INTO access_keys (access_key, project_id, sealed_secret, created_at) VALUES ($1, $2, $3, $4)",
         )
@@ -547,13 +551,10 @@ impl ControlDb {
                 .unwrap_or_default()
         };
         for p in items("project") {
-            sqlx::query(
-                "INSERT INTO projects (id, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-            )
-            .bind(p["id"].as_str())
-            .bind(&now)
-            .execute(&mut *w.tx)
-            .await?;
+            // The file was checked: every project has its id.
+            if let Some(id) = p["id"].as_str() {
+                w.add_project(id, &now).await?;
+            }
         }
         // The file was checked, so every owner exists and comes earlier
         // in KINDS than what it owns.

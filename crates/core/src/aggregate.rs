@@ -538,9 +538,28 @@ impl Aggregator {
         packets: u64,
         bytes: u64,
     ) -> bool {
-        let Some(start) = self.note_time(at) else {
+        let bits = topology.ports.get(port as usize).map_or(0, |pi| pi.filters);
+        let Some(pw) = self.port_window(topology, port, at) else {
             return false;
         };
+        for t in 0..3 {
+            if bits & (1 << t) != 0 {
+                pw.skipped_packets[t] += packets;
+                pw.skipped_bytes[t] += bytes;
+            }
+        }
+        true
+    }
+
+    /// `port`'s counters in the open window of `at`; `None` when that
+    /// window is already closed.
+    fn port_window(
+        &mut self,
+        topology: &Topology,
+        port: u32,
+        at: Timestamp,
+    ) -> Option<&mut PortWindow> {
+        let start = self.note_time(at)?;
         let wi = self.window_index(start);
         let w = &mut self.open[wi];
         let p = port as usize;
@@ -548,14 +567,7 @@ impl Aggregator {
             w.ports
                 .resize(topology.ports.len().max(p + 1), PortWindow::default());
         }
-        let bits = topology.ports.get(p).map_or(0, |pi| pi.filters);
-        for t in 0..3 {
-            if bits & (1 << t) != 0 {
-                w.ports[p].skipped_packets[t] += packets;
-                w.ports[p].skipped_bytes[t] += bytes;
-            }
-        }
-        true
+        Some(&mut w.ports[p])
     }
 
     /// Notes that traffic of `port` of an unknown size was lost around
@@ -564,18 +576,13 @@ impl Aggregator {
     /// bytes known lost (0 if none are). Returns `false` when that window
     /// is already closed.
     pub fn note_unknown_loss(&mut self, topology: &Topology, port: u32, at: Timestamp) -> bool {
-        let Some(start) = self.note_time(at) else {
-            return false;
-        };
-        let wi = self.window_index(start);
-        let w = &mut self.open[wi];
-        let p = port as usize;
-        if w.ports.len() <= p {
-            w.ports
-                .resize(topology.ports.len().max(p + 1), PortWindow::default());
+        match self.port_window(topology, port, at) {
+            Some(pw) => {
+                pw.lost_unknown = true;
+                true
+            }
+            None => false,
         }
-        w.ports[p].lost_unknown = true;
-        true
     }
 
     /// Closes every window that ended at least the grace period before `now`.
