@@ -13,7 +13,8 @@ from huaweicloudsdkcore.auth.credentials import BasicCredentials
 from huaweicloudsdkcore.exceptions.exceptions import ClientRequestException
 from huaweicloudsdkvpc.v2 import (
     CreateFlowLogReq, CreateFlowLogReqBody, CreateFlowLogRequest, DeleteFlowLogRequest,
-    ListFlowLogsRequest, ShowFlowLogRequest, ShowQuotaRequest, UpdateFlowLogReq, UpdateFlowLogReqBody,
+    ListFlowLogsRequest, ListPortsRequest, ListSecurityGroupsRequest, ListSubnetsRequest,
+    ListVpcsRequest, ShowFlowLogRequest, ShowQuotaRequest, UpdateFlowLogReq, UpdateFlowLogReqBody,
     UpdateFlowLogRequest, VpcAsyncClient, VpcClient,
 )
 
@@ -109,4 +110,26 @@ refused("unknown key", lambda: client("NOSUCHKEY0000000000", sk, project)
         .list_flow_logs(ListFlowLogsRequest()), 401, "APIGW.0301")
 refused("another project's key", lambda: client(other_ak, other_sk, project)
         .list_flow_logs(ListFlowLogsRequest()), 403, "APIGW.0302")
+# The model, read through the SDK's own models: the fields vpcflow knows
+# are filled under the cloud's names.
+def filled(what, objects, fields):
+    empty = sorted({f for o in objects for f in fields if getattr(o, f) in (None, "", [])})
+    check(f"{what}: {len(objects)}, {', '.join(fields)} filled; empty: {empty}", objects and not empty)
+
+
+filled("vpcs", c.list_vpcs(ListVpcsRequest()).vpcs,
+       ["id", "name", "cidr", "status", "tenant_id", "created_at", "updated_at"])
+subnets = c.list_subnets(ListSubnetsRequest()).subnets
+filled("subnets", subnets, ["id", "name", "cidr", "gateway_ip", "availability_zone", "vpc_id",
+                            "status", "tenant_id", "neutron_network_id", "neutron_subnet_id"])
+ports = c.list_ports(ListPortsRequest()).ports
+filled("ports", ports, ["id", "network_id", "mac_address", "fixed_ips", "status",
+                        "security_groups", "tenant_id", "admin_state_up"])
+port = next(p for p in ports if p.id == PORT)
+check(f"port fixed_ips: {[(f.subnet_id, f.ip_address) for f in port.fixed_ips]}",
+      [f.ip_address for f in port.fixed_ips] == ["192.168.0.154"])
+groups = c.list_security_groups(ListSecurityGroupsRequest()).security_groups
+filled("security groups", groups, ["id", "name", "security_group_rules"])
+rules = [r for g in groups for r in g.security_group_rules]
+filled("security group rules", rules, ["id", "security_group_id", "direction", "ethertype", "tenant_id"])
 print("all checks passed")

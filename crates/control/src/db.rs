@@ -657,7 +657,7 @@ impl ControlDb {
         .fetch_optional(&self.pool)
         .await?
         .ok_or_else(|| not_found(kind, id))?;
-        view_of(&row, project)
+        view_of(kind, &row, project)
     }
 
     /// `project`'s resources of a kind (under `parent`, if given), in
@@ -696,7 +696,7 @@ impl ControlDb {
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(|r| view_of(r, project)).collect()
+        rows.iter().map(|r| view_of(kind, r, project)).collect()
     }
 
     /// Changes a resource; the project's model must stay valid.
@@ -718,7 +718,7 @@ impl ControlDb {
         .await?
         .ok_or_else(|| not_found(kind, id))?;
         let mut item = body_of(&row)?;
-        update_item(kind, &mut item, fields)?;
+        update_item(kind, id, &mut item, fields)?;
         sqlx::query("UPDATE resources SET body = $1, updated_at = $2 WHERE kind = $3 AND id = $4")
             .bind(Value::Object(item).to_string())
             .bind(now_utc())
@@ -1092,8 +1092,9 @@ fn body_of(row: &AnyRow) -> Result<Map<String, Value>, ControlError> {
 }
 
 /// A resource row (id, body, times) as the API shows it.
-fn view_of(row: &AnyRow, project: &str) -> Result<Value, ControlError> {
+fn view_of(kind: Kind, row: &AnyRow, project: &str) -> Result<Value, ControlError> {
     Ok(api_view(
+        kind,
         &row.try_get::<String, _>("id")?,
         project,
         &body_of(row)?,

@@ -312,6 +312,7 @@ pub fn new_item(
     id: &str,
     fields: Map<String, Value>,
 ) -> Result<Map<String, Value>, ControlError> {
+    let (echoed, fields) = split_echoed(kind, fields);
     let mut item = Map::new();
     for (k, v) in fields {
         let f = to_file_name(kind, &k)?;
@@ -339,6 +340,7 @@ pub fn new_item(
         _ => {}
     }
     name_rules(kind, &mut item)?;
+    check_echoed(kind, id, &item, echoed)?;
     Ok(item)
 }
 
@@ -346,9 +348,11 @@ pub fn new_item(
 /// fields the kind cannot change are refused, naming them.
 pub fn update_item(
     kind: Kind,
+    id: &str,
     item: &mut Map<String, Value>,
     fields: Map<String, Value>,
 ) -> Result<(), ControlError> {
+    let (echoed, fields) = split_echoed(kind, fields);
     for (k, v) in fields {
         if kind.immutable().contains(&k.as_str()) {
             return Err(invalid(format!(
@@ -363,7 +367,88 @@ pub fn update_item(
             item.insert(f, v);
         }
     }
-    name_rules(kind, item)
+    name_rules(kind, item)?;
+    check_echoed(kind, id, item, echoed)
+}
+
+/// The fields of a body that are the seed cloud's read-only names
+/// ([`cloud_fields`]) rather than ones the kind takes: a resource read
+/// and sent back carries them.
+type Echoed = Vec<(String, Value)>;
+
+fn split_echoed(kind: Kind, fields: Map<String, Value>) -> (Echoed, Map<String, Value>) {
+    let cloud: Vec<String> = cloud_fields(kind, "", "", &Map::new())
+        .into_iter()
+        .map(|(k, _)| k)
+        .chain(CLOUD_ONLY_WHEN_SET.iter().map(|k| k.to_string()))
+        .collect();
+    let mut echoed = Vec::new();
+    let mut rest = Map::new();
+    for (k, v) in fields {
+        if !kind.api_fields().contains(&k.as_str()) && cloud.contains(&k) {
+            echoed.push((k, v));
+        } else {
+            rest.insert(k, v);
+        }
+    }
+    (echoed, rest)
+}
+
+/// Cloud names [`cloud_fields`] gives only when the resource has the
+/// value (so an empty resource does not list them).
+const CLOUD_ONLY_WHEN_SET: &[&str] = &[
+    "availability_zone",
+    "gateway_ip",
+    "gateway_ip_v6",
+    "cidr_v6",
+    "mac_address",
+];
+
+/// Echoed cloud fields must be what the resource gives them (or the
+/// project, for `tenant_id`, which the path checks): sent back unchanged,
+/// they are taken; set to something else, they are refused, naming ours.
+fn check_echoed(
+    kind: Kind,
+    id: &str,
+    item: &Map<String, Value>,
+    echoed: Echoed,
+) -> Result<(), ControlError> {
+    if echoed.is_empty() {
+        return Ok(());
+    }
+    // The project is the path's: `tenant_id`s (the resource's, its
+    // rules') are not compared.
+    fn without_tenant(v: &Value) -> Value {
+        match v {
+            Value::Object(m) => Value::Object(
+                m.iter()
+                    .filter(|(k, _)| *k != "tenant_id")
+                    .map(|(k, v)| (k.clone(), without_tenant(v)))
+                    .collect(),
+            ),
+            Value::Array(a) => Value::Array(a.iter().map(without_tenant).collect()),
+            other => other.clone(),
+        }
+    }
+    let derived: Map<String, Value> = cloud_fields(kind, id, "", item).into_iter().collect();
+    for (k, v) in echoed {
+        if k == "tenant_id"
+            || derived
+                .get(&k)
+                .is_some_and(|d| without_tenant(d) == without_tenant(&v))
+        {
+            continue;
+        }
+        return Err(invalid(format!(
+            "{k} is read-only here (the seed cloud's name for what the {} says in {}); it would be {}",
+            kind.label(),
+            kind.api_fields().join(", "),
+            derived
+                .get(&k)
+                .map_or("absent".to_string(), Value::to_string)
+        )));
+    }
+    Ok(())
 }
 
 /// Rules get ids (UUIDs) where they have none, so the API can name them.
@@ -402,6 +487,7 @@ fn default_security_group_rules(group: &str) -> Value {
 
 /// A stored item as the API shows it.
 pub fn api_view(
+    kind: Kind,
     id: &str,
     project: &str,
     item: &Map<String, Value>,
@@ -416,7 +502,152 @@ pub fn api_view(
     }
     out.insert("created_at".into(), Value::from(created_at));
     out.insert("updated_at".into(), Value::from(updated_at));
+    for (k, v) in cloud_fields(kind, id, project, item) {
+        out.entry(k).or_insert(v);
+    }
     Value::Object(out)
+}
+
+/// The seed cloud's names for what a resource already says, beside ours,
+/// so that its SDK's models are filled: `tenant_id`, `status`, a port's
+/// `fixed_ips`, `mac_address` and `network_id`, a subnet's
+/// `availability_zone` and `gateway_ip`, a group's
+/// `security_group_rules`...
+fn cloud_fields(
+    kind: Kind,
+    id: &str,
+    project: &str,
+    item: &Map<String, Value>,
+) -> Vec<(String, Value)> {
+    let text = |k: &str| item.get(k).and_then(Value::as_str).map(str::to_string);
+    let mut out = vec![("tenant_id".to_string(), Value::from(project))];
+    let mut add = |k: &str, v: Value| out.push((k.to_string(), v));
+    match kind {
+        Kind::Vpc => {
+            add("status", Value::from("OK"));
+            add(
+                "description",
+                Value::from(text("description").unwrap_or_default()),
+            );
+            add("routes", Value::Array(Vec::new()));
+            add("enterprise_project_id", Value::from("0"));
+        }
+        Kind::Subnet => {
+            add("status", Value::from("ACTIVE"));
+            add(
+                "description",
+                Value::from(text("description").unwrap_or_default()),
+            );
+            add("dhcp_enable", Value::from(true));
+            add("neutron_network_id", Value::from(id));
+            add("neutron_subnet_id", Value::from(id));
+            if let Some(az) = text("az") {
+                add("availability_zone", Value::from(az));
+            }
+            if let Some(gateway) = text("cidr").and_then(|c| first_host(&c)) {
+                add("gateway_ip", Value::from(gateway));
+            }
+            let v6 = text("ipv6_cidr");
+            add("ipv6_enable", Value::from(v6.is_some()));
+            if let Some(v6) = v6 {
+                if let Some(gateway) = first_host(&v6) {
+                    add("gateway_ip_v6", Value::from(gateway));
+                }
+                add("cidr_v6", Value::from(v6));
+            }
+        }
+        Kind::Port => {
+            let subnet = text("subnet").unwrap_or_default();
+            add("status", Value::from("ACTIVE"));
+            add("admin_state_up", Value::from(true));
+            add("network_id", Value::from(subnet.clone()));
+            if let Some(mac) = text("mac") {
+                add("mac_address", Value::from(mac));
+            }
+            let ips = item
+                .get("ips")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            let fixed: Vec<Value> = ips
+                .iter()
+                .map(|ip| serde_json::json!({"subnet_id": subnet, "ip_address": ip}))
+                .collect();
+            add("fixed_ips", Value::Array(fixed));
+            add("device_id", Value::from(""));
+            add("device_owner", Value::from(""));
+        }
+        Kind::SecurityGroup => {
+            add(
+                "description",
+                Value::from(text("description").unwrap_or_default()),
+            );
+            add("enterprise_project_id", Value::from("0"));
+            let rules = item
+                .get("rule")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            let rules: Vec<Value> = rules
+                .iter()
+                .enumerate()
+                .map(|(n, r)| cloud_rule(r, n, id, project))
+                .collect();
+            add("security_group_rules", Value::Array(rules));
+        }
+        _ => {}
+    }
+    out
+}
+
+/// The `n`th security-group rule as the seed cloud shows it (its id as
+/// the inventory gives it, positional when written without one).
+fn cloud_rule(rule: &Value, n: usize, group: &str, project: &str) -> Value {
+    let text = |k: &str| rule.get(k).and_then(Value::as_str).map(str::to_string);
+    let prefix = text("remote_ip_prefix");
+    let ethertype = text("ethertype").unwrap_or_else(|| {
+        if prefix.as_deref().is_some_and(|p| p.contains(':')) {
+            "IPv6".into()
+        } else {
+            "IPv4".into()
+        }
+    });
+    let (min, max) = match text("multiport")
+        .as_deref()
+        .map(|m| m.split_once('-').unwrap_or((m, m)))
+    {
+        Some((a, b)) => (a.trim().parse::<u16>().ok(), b.trim().parse::<u16>().ok()),
+        None => (None, None),
+    };
+    let protocol = match rule.get("protocol") {
+        Some(Value::Number(n)) => Value::from(n.to_string()),
+        Some(Value::String(p)) => Value::from(p.clone()),
+        _ => Value::Null,
+    };
+    serde_json::json!({
+        "id": text("id").unwrap_or_else(|| vpcflow_core::inventory::positional_rule_id(group, n)),
+        "security_group_id": group,
+        "tenant_id": project,
+        "description": text("description").unwrap_or_default(),
+        "direction": text("direction").unwrap_or_default(),
+        "ethertype": ethertype,
+        "protocol": protocol,
+        "port_range_min": min,
+        "port_range_max": max,
+        "remote_ip_prefix": prefix,
+        "remote_group_id": text("remote_group_id"),
+    })
+}
+
+/// The first host address of a CIDR (a subnet's gateway, as the seed
+/// cloud gives it by default).
+fn first_host(cidr: &str) -> Option<String> {
+    let net: ipnet::IpNet = cidr.parse().ok()?;
+    let first = match net.network() {
+        std::net::IpAddr::V4(a) => std::net::IpAddr::V4((u32::from(a).checked_add(1)?).into()),
+        std::net::IpAddr::V6(a) => std::net::IpAddr::V6((u128::from(a).checked_add(1)?).into()),
+    };
+    Some(first.to_string())
 }
 
 /// A stored item as an inventory document lists it.
@@ -461,7 +692,7 @@ mod tests {
             json!({"vpc": "v1", "cidr": "10.0.0.0/24", "network_acl": "a1"})
         );
         assert_eq!(Kind::Subnet.parent_of(&item).as_deref(), Some("v1"));
-        let view = api_view("s1", "p", &item, "t0", "t1");
+        let view = api_view(Kind::Subnet, "s1", "p", &item, "t0", "t1");
         assert_eq!(view["vpc_id"], "v1");
         assert_eq!(view["network_acl_id"], "a1");
         assert_eq!(view["project_id"], "p");
@@ -529,6 +760,7 @@ mod tests {
         let mut item = map(json!({"subnet": "s", "ips": ["10.0.0.5"], "name": "web"}));
         update_item(
             Kind::Port,
+            "p1",
             &mut item,
             map(json!({"name": null, "mac": "fa:16:3e:00:00:01"})),
         )
@@ -537,15 +769,29 @@ mod tests {
         assert_eq!(item["mac"], "fa:16:3e:00:00:01");
         let m = err(update_item(
             Kind::Port,
+            "p1",
             &mut item,
             map(json!({"subnet_id": "t"})),
         ));
         assert_eq!(m, "subnet_id cannot be changed after a port is created");
         let m = err(update_item(
             Kind::Port,
+            "p1",
             &mut item,
             map(json!({"created_at": "x"})),
         ));
         assert_eq!(m, "created_at: set by the server");
+        // The seed cloud's names a read gives are taken back unchanged, and
+        // refused when changed.
+        let view = api_view(Kind::Port, "p1", "proj", &item, "t0", "t1");
+        let mut echo = view.as_object().unwrap().clone();
+        for server_set in ["id", "project_id", "created_at", "updated_at", "subnet_id"] {
+            echo.remove(server_set);
+        }
+        update_item(Kind::Port, "p1", &mut item, echo.clone()).unwrap();
+        echo.insert("mac_address".into(), json!("fa:16:3e:00:00:02"));
+        let m = err(update_item(Kind::Port, "p1", &mut item, echo));
+        assert!(m.starts_with("mac_address is read-only here"), "{m}");
+        assert!(m.contains("\"fa:16:3e:00:00:01\""), "{m}");
     }
 }

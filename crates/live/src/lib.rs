@@ -22,7 +22,7 @@ mod system;
 
 #[cfg(feature = "ebpf")]
 pub use ebpf::{EbpfConfig, FlowCounter, KernelFlow, KernelLoss};
-pub use ring::{PacketRing, RingConfig, RingPacket, RingStats, wait_readable};
+pub use ring::{PacketRing, RingConfig, RingPacket, RingStats, setsockopt, wait_readable};
 pub use system::{CaptureRing, CaptureSystem, Linux};
 
 /// What went wrong opening or reading a live source.

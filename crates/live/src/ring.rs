@@ -88,7 +88,13 @@ pub struct PacketRing {
 // status word, so moving the ring to another thread is sound.
 unsafe impl Send for PacketRing {}
 
-fn setsockopt<T>(fd: &OwnedFd, level: libc::c_int, name: libc::c_int, value: &T) -> io::Result<()> {
+/// Sets a socket option of `fd` to `value` (its bytes, as the option takes).
+pub fn setsockopt<T>(
+    fd: &impl AsRawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: &T,
+) -> io::Result<()> {
     // SAFETY: `value` points to a live `T` of the size passed, and the kernel
     // only reads it during the call.
     let r = unsafe {

@@ -47,6 +47,12 @@ pub const QUEUED_DATAGRAMS: usize = 4_096;
 /// TCP sessions served at once, at most.
 pub const MOST_SESSIONS: usize = 256;
 
+/// The UDP socket's receive buffer asked for: an exporter's burst (a
+/// router flushing its cache) must wait there while a window is written.
+/// Root may go past the system's `net.core.rmem_max` (SO_RCVBUFFORCE);
+/// others get what it allows.
+pub const RECEIVE_BUFFER_BYTES: libc::c_int = 16 << 20;
+
 /// How often the receiving threads look at the stop flag.
 const WAKE_EVERY: Duration = Duration::from_millis(100);
 
@@ -135,6 +141,21 @@ impl Collector {
     pub fn bind(udp: SocketAddr, tcp: Option<SocketAddr>) -> io::Result<Collector> {
         let socket = UdpSocket::bind(udp)?;
         socket.set_read_timeout(Some(WAKE_EVERY))?;
+        let raised = vpcflow_live::setsockopt(
+            &socket,
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            &RECEIVE_BUFFER_BYTES,
+        );
+        if raised.is_err() {
+            // Not root: as much as the system allows.
+            let _ = vpcflow_live::setsockopt(
+                &socket,
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUF,
+                &RECEIVE_BUFFER_BYTES,
+            );
+        }
         let tcp = tcp.map(TcpListener::bind).transpose()?;
         if let Some(l) = &tcp {
             l.set_nonblocking(true)?;

@@ -1014,7 +1014,7 @@ fn sg_rule(
     let id = match &r.id {
         Some(id) if valid_id(id) => id.clone(),
         Some(id) => return Err(c.err(item, "id", format!("`{id}` is not a valid id"))),
-        None => format!("{group_id}/{}", n + 1),
+        None => positional_rule_id(group_id, n),
     };
     Ok(SecurityGroupRule {
         id,
@@ -1115,6 +1115,12 @@ fn acl_rules(
         });
     }
     Ok(out)
+}
+
+/// The id of a security group's rule written without one: the group's
+/// id and the rule's place in its list, from 1 (`GROUP/3`).
+pub fn positional_rule_id(group_id: &str, index: usize) -> String {
+    format!("{group_id}/{}", index + 1)
 }
 
 #[cfg(test)]
