@@ -14,48 +14,7 @@ use vpcflow_core::{Inventory, WindowLength};
 use vpcflow_flowexport::{IpfixEncoder, IpfixRecord};
 use vpcflow_runtime::{Collector, Driver, EXPORT_GRACE, SystemClock};
 
-use common::Collected;
-
-const INVENTORY: &str = r#"
-region = "r1"
-[[project]]
-id = "p"
-[[vpc]]
-id = "vpc"
-project = "p"
-cidr = "10.0.0.0/16"
-[[subnet]]
-id = "sa"
-vpc = "vpc"
-cidr = "10.0.1.0/24"
-[[port]]
-id = "pa"
-subnet = "sa"
-ips = ["10.0.1.10"]
-security_groups = ["open"]
-[[security_group]]
-id = "open"
-project = "p"
-[[security_group.rule]]
-id = "in"
-direction = "ingress"
-remote_ip_prefix = "0.0.0.0/0"
-[[log_group]]
-id = "lg"
-project = "p"
-[[log_topic]]
-id = "lt"
-log_group = "lg"
-[[flow_log]]
-id = "fl"
-project = "p"
-name = "all"
-resource_type = "vpc"
-resource_id = "vpc"
-traffic_type = "all"
-log_group_id = "lg"
-log_topic_id = "lt"
-"#;
+use common::{Collected, INVENTORY};
 
 fn record(packets: u64) -> IpfixRecord<'static> {
     IpfixRecord {

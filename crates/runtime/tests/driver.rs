@@ -16,75 +16,10 @@ use vpcflow_runtime::{
 };
 use vpcflow_wire::IpProtocol;
 
-use common::Collected;
+use common::{Collected, INVENTORY};
 
 /// A window boundary (a multiple of 60 s).
 const T: u64 = 1_800_000_000;
-
-const INVENTORY: &str = r#"
-region = "r1"
-[[project]]
-id = "p"
-[[vpc]]
-id = "vpc"
-project = "p"
-cidr = "10.0.0.0/16"
-[[subnet]]
-id = "sa"
-vpc = "vpc"
-cidr = "10.0.1.0/24"
-[[subnet]]
-id = "sb"
-vpc = "vpc"
-cidr = "10.0.2.0/24"
-[[port]]
-id = "pa"
-subnet = "sa"
-ips = ["10.0.1.10"]
-security_groups = ["client"]
-interface = "vpa"
-[[port]]
-id = "pb"
-subnet = "sb"
-ips = ["10.0.2.20"]
-security_groups = ["db"]
-interface = "vpb"
-[[security_group]]
-id = "client"
-project = "p"
-[[security_group.rule]]
-id = "out"
-direction = "egress"
-remote_ip_prefix = "0.0.0.0/0"
-[[security_group.rule]]
-id = "in"
-direction = "ingress"
-remote_ip_prefix = "0.0.0.0/0"
-[[security_group]]
-id = "db"
-project = "p"
-[[security_group.rule]]
-id = "pg"
-direction = "ingress"
-protocol = "tcp"
-multiport = "5432"
-remote_ip_prefix = "10.0.1.0/24"
-[[log_group]]
-id = "lg"
-project = "p"
-[[log_topic]]
-id = "lt"
-log_group = "lg"
-[[flow_log]]
-id = "fl"
-project = "p"
-name = "all"
-resource_type = "vpc"
-resource_id = "vpc"
-traffic_type = "all"
-log_group_id = "lg"
-log_topic_id = "lt"
-"#;
 
 fn inventory(text: &str) -> Inventory {
     Inventory::from_toml("t.toml", text).unwrap()
