@@ -14,7 +14,8 @@ from huaweicloudsdkcore.exceptions.exceptions import ClientRequestException
 from huaweicloudsdkvpc.v2 import (
     CreateFlowLogReq, CreateFlowLogReqBody, CreateFlowLogRequest, DeleteFlowLogRequest,
     ListFlowLogsRequest, ListPortsRequest, ListSecurityGroupsRequest, ListSubnetsRequest,
-    ListVpcsRequest, ShowFlowLogRequest, ShowQuotaRequest, UpdateFlowLogReq, UpdateFlowLogReqBody,
+    ListVpcsRequest, ShowFlowLogRequest, ShowQuotaRequest, CreatePortRequest,
+    CreatePortRequestBody, CreatePortOption, FixedIp, ShowPortRequest, DeletePortRequest, UpdateFlowLogReq, UpdateFlowLogReqBody,
     UpdateFlowLogRequest, VpcAsyncClient, VpcClient,
 )
 
@@ -132,4 +133,15 @@ groups = c.list_security_groups(ListSecurityGroupsRequest()).security_groups
 filled("security groups", groups, ["id", "name", "security_group_rules"])
 rules = [r for g in groups for r in g.security_group_rules]
 filled("security group rules", rules, ["id", "security_group_id", "direction", "ethertype", "tenant_id"])
+# A port created as the SDK writes it (network_id, fixed_ips), read back.
+subnet = port.network_id
+made = c.create_port(CreatePortRequest(body=CreatePortRequestBody(port=CreatePortOption(
+    name="sdk-port", network_id=subnet, fixed_ips=[FixedIp(ip_address="192.168.0.77", subnet_id=subnet)],
+    security_groups=port.security_groups, admin_state_up=True)))).port
+shown = c.show_port(ShowPortRequest(port_id=made.id)).port
+check(f"port created: {shown.id} {shown.network_id} {[f.ip_address for f in shown.fixed_ips]}",
+      shown.network_id == subnet and [f.ip_address for f in shown.fixed_ips] == ["192.168.0.77"]
+      and shown.name == "sdk-port")
+c.delete_port(DeletePortRequest(port_id=made.id))
+refused("port deleted", lambda: c.show_port(ShowPortRequest(port_id=made.id)), 404, "VPC.0404")
 print("all checks passed")

@@ -312,6 +312,7 @@ pub fn new_item(
     id: &str,
     fields: Map<String, Value>,
 ) -> Result<Map<String, Value>, ControlError> {
+    let fields = take_cloud_names(kind, fields, true)?;
     let (echoed, fields) = split_echoed(kind, fields);
     let mut item = Map::new();
     for (k, v) in fields {
@@ -352,6 +353,7 @@ pub fn update_item(
     item: &mut Map<String, Value>,
     fields: Map<String, Value>,
 ) -> Result<(), ControlError> {
+    let fields = take_cloud_names(kind, fields, false)?;
     let (echoed, fields) = split_echoed(kind, fields);
     for (k, v) in fields {
         if kind.immutable().contains(&k.as_str()) {
@@ -369,6 +371,109 @@ pub fn update_item(
     }
     name_rules(kind, item)?;
     check_echoed(kind, id, item, echoed)
+}
+
+/// A body written with the seed cloud's names (as its SDK sends them)
+/// where ours are absent: a port's `network_id`, `fixed_ips` and
+/// `mac_address`, a subnet's `availability_zone` and `cidr_v6`, a group's
+/// `security_group_rules`, taken as ours. Where both are sent, or in an
+/// update of a field that cannot change, the cloud's is an echo
+/// ([`check_echoed`]).
+fn take_cloud_names(
+    kind: Kind,
+    mut fields: Map<String, Value>,
+    creating: bool,
+) -> Result<Map<String, Value>, ControlError> {
+    let renames: &[(&str, &str)] = match kind {
+        Kind::Port => &[
+            ("network_id", "subnet_id"),
+            ("mac_address", "mac"),
+            ("fixed_ips", "ips"),
+        ],
+        Kind::Subnet => &[("availability_zone", "az"), ("cidr_v6", "ipv6_cidr")],
+        Kind::SecurityGroup => &[("security_group_rules", "rules")],
+        _ => &[],
+    };
+    for (cloud, ours) in renames {
+        if fields.contains_key(*ours) || (!creating && kind.immutable().contains(ours)) {
+            continue;
+        }
+        let Some(v) = fields.remove(*cloud) else {
+            continue;
+        };
+        let v = match *cloud {
+            "fixed_ips" => {
+                let subnet = fields
+                    .get("subnet_id")
+                    .or(fields.get("network_id"))
+                    .cloned();
+                Value::Array(
+                    v.as_array()
+                        .ok_or_else(|| invalid("fixed_ips: expected a list"))?
+                        .iter()
+                        .map(|ip| {
+                            if let (Some(s), Some(mine)) = (ip.get("subnet_id"), &subnet)
+                                && s != mine
+                            {
+                                return Err(invalid(format!(
+                                    "fixed_ips: {s} is not the port's subnet {mine}"
+                                )));
+                            }
+                            ip.get("ip_address").cloned().ok_or_else(|| {
+                                invalid("fixed_ips: every entry needs an ip_address")
+                            })
+                        })
+                        .collect::<Result<Vec<_>, _>>()?,
+                )
+            }
+            "security_group_rules" => Value::Array(
+                v.as_array()
+                    .ok_or_else(|| invalid("security_group_rules: expected a list"))?
+                    .iter()
+                    .map(our_rule)
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+            _ => v,
+        };
+        fields.insert(ours.to_string(), v);
+    }
+    Ok(fields)
+}
+
+/// A security-group rule written as the seed cloud writes it, as ours
+/// (`port_range_min`/`max` become `multiport`).
+fn our_rule(rule: &Value) -> Result<Value, ControlError> {
+    let r = rule
+        .as_object()
+        .ok_or_else(|| invalid("security_group_rules: every rule is an object"))?;
+    let mut out = Map::new();
+    for k in [
+        "id",
+        "description",
+        "direction",
+        "ethertype",
+        "protocol",
+        "remote_ip_prefix",
+        "remote_group_id",
+    ] {
+        if let Some(v) = r.get(k).filter(|v| !v.is_null()) {
+            out.insert(k.to_string(), v.clone());
+        }
+    }
+    let port = |k: &str| r.get(k).and_then(Value::as_u64);
+    match (port("port_range_min"), port("port_range_max")) {
+        (None, None) => {}
+        (Some(a), Some(b)) if a == b => {
+            out.insert("multiport".into(), Value::from(a.to_string()));
+        }
+        (Some(a), Some(b)) => {
+            out.insert("multiport".into(), Value::from(format!("{a}-{b}")));
+        }
+        (Some(a), None) | (None, Some(a)) => {
+            out.insert("multiport".into(), Value::from(a.to_string()));
+        }
+    }
+    Ok(Value::Object(out))
 }
 
 /// The fields of a body that are the seed cloud's read-only names
@@ -753,6 +858,52 @@ mod tests {
             ))
             .contains("expected a list")
         );
+    }
+
+    #[test]
+    fn bodies_in_the_seed_clouds_names_are_taken_as_ours() {
+        let port = new_item(
+            Kind::Port,
+            "p1",
+            map(
+                json!({"network_id": "s1", "mac_address": "fa:16:3e:00:00:09",
+                       "fixed_ips": [{"subnet_id": "s1", "ip_address": "10.0.0.9"}],
+                       "security_groups": ["g"], "admin_state_up": true}),
+            ),
+        )
+        .unwrap();
+        assert_eq!(
+            Value::Object(port),
+            json!({"subnet": "s1", "mac": "fa:16:3e:00:00:09", "ips": ["10.0.0.9"], "security_groups": ["g"]})
+        );
+        let m = err(new_item(
+            Kind::Port,
+            "p2",
+            map(
+                json!({"network_id": "s1", "fixed_ips": [{"subnet_id": "s2", "ip_address": "10.0.0.9"}]}),
+            ),
+        ));
+        assert!(m.contains("not the port's subnet"), "{m}");
+        let group = new_item(
+            Kind::SecurityGroup,
+            "g1",
+            map(json!({"name": "web", "security_group_rules": [
+                {"direction": "ingress", "ethertype": "IPv4", "protocol": "tcp",
+                 "port_range_min": 80, "port_range_max": 443, "remote_ip_prefix": "0.0.0.0/0"},
+                {"direction": "ingress", "protocol": "tcp", "port_range_min": 22, "port_range_max": 22}]})),
+        )
+        .unwrap();
+        let rules = group["rule"].as_array().unwrap();
+        assert_eq!(rules[0]["multiport"], "80-443");
+        assert_eq!(rules[1]["multiport"], "22");
+        assert!(rules.iter().all(|r| r["id"].is_string()), "{rules:?}");
+        let subnet = new_item(
+            Kind::Subnet,
+            "s1",
+            map(json!({"vpc_id": "v", "cidr": "10.0.0.0/24", "availability_zone": "az1"})),
+        )
+        .unwrap();
+        assert_eq!(subnet["az"], "az1");
     }
 
     #[test]
