@@ -27,12 +27,12 @@
 //! them).
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 mod common;
+use common::collect::collect_with;
 use common::{examples, vpcflow};
 
 const FIELDS: &str = "custom:interface-id,direction,action,srcaddr,dstaddr,srcport,dstport,protocol,packets,bytes,log-status";
@@ -61,50 +61,6 @@ fn collected_from(format: &str, export: impl FnOnce(&str)) -> (String, String) {
     let mut config = vec!["--config".to_string()];
     config.push(examples().join("vpc.toml").display().to_string());
     collect_with(&config, format, |addrs| export(&addrs[0]))
-}
-
-/// The records `vpcflow collect ARGS` makes (in `format`) of what
-/// `export` sends to the addresses it is given (UDP, then TCP if ARGS
-/// has `--listen-tcp`), and what it said on stderr.
-fn collect_with(args: &[String], format: &str, export: impl FnOnce(&[String])) -> (String, String) {
-    let mut child = vpcflow()
-        .args(["collect", "--listen", "127.0.0.1:0"])
-        .args(args)
-        .args(["--format", format])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = BufReader::new(child.stderr.take().unwrap());
-    let listeners = if args.iter().any(|a| a == "--listen-tcp") {
-        2
-    } else {
-        1
-    };
-    let addrs: Vec<String> = (0..listeners)
-        .map(|_| {
-            let mut line = String::new();
-            err.read_line(&mut line).unwrap();
-            line.split_whitespace()
-                .find(|w| w.starts_with("127.0.0.1:"))
-                .unwrap_or_else(|| panic!("no address in {line:?}"))
-                .to_string()
-        })
-        .collect();
-    export(&addrs);
-    // The export is a few datagrams on loopback; then the collector stops
-    // on SIGTERM and writes what it holds.
-    std::thread::sleep(Duration::from_millis(500));
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let out = child.wait_with_output().unwrap();
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
-    assert!(out.status.success(), "collect: {rest}");
-    (String::from_utf8(out.stdout).unwrap(), rest)
 }
 
 /// The records `vpcflow collect` makes of softflowd's export of

@@ -16,14 +16,13 @@
 //! installs openvswitch-switch): `#[ignore]`d so a plain `cargo test` says
 //! it did not run; `scripts/test.sh` (and CI, as root) runs it.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 mod common;
+use common::collect::collect_with;
 use common::testbed::ok;
-use common::vpcflow;
 
 /// A private Open vSwitch with one userspace bridge and two namespaces on it.
 struct Ovs {
@@ -195,47 +194,26 @@ impl Drop for Ovs {
 /// Runs `vpcflow collect` while `export` points Open vSwitch at it and
 /// five pings cross the bridge; returns its records and what it said.
 fn collected(ovs: &Ovs, inventory: &Path, export: impl FnOnce(&str)) -> (Vec<String>, String) {
-    let mut child = vpcflow()
-        .args(["collect", "--listen", "127.0.0.1:0", "--config"])
-        .arg(inventory)
-        .args(["--format", "custom:interface-id,direction,action,srcaddr,dstaddr,protocol,packets,bytes,log-status,sampling-rate"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    err.read_line(&mut line).unwrap();
-    let addr = line
-        .split_whitespace()
-        .find(|w| w.starts_with("127.0.0.1:"))
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .to_string();
-    export(&addr);
-    std::thread::sleep(Duration::from_millis(500));
-    ok(Command::new("ip").args([
-        "netns",
-        "exec",
-        &ovs.namespace("a"),
-        "ping",
-        "-c",
-        "5",
-        "-i",
-        "0.2",
-        "10.9.0.2",
-    ]));
-    // Open vSwitch exports a flow at its active timeout (1 s here).
-    std::thread::sleep(Duration::from_secs(4));
-    ok(Command::new("kill").args(["-TERM", &child.id().to_string()]));
-    let out = child.wait_with_output().unwrap();
-    let mut said = String::new();
-    std::io::Read::read_to_string(&mut err, &mut said).unwrap();
-    assert!(out.status.success(), "{said}");
-    let mut records: Vec<String> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(String::from)
-        .collect();
+    let args = ["--config".to_string(), inventory.display().to_string()];
+    let format = "custom:interface-id,direction,action,srcaddr,dstaddr,protocol,packets,bytes,log-status,sampling-rate";
+    let (out, said) = collect_with(&args, format, |addrs| {
+        export(&addrs[0]);
+        std::thread::sleep(Duration::from_millis(500));
+        ok(Command::new("ip").args([
+            "netns",
+            "exec",
+            &ovs.namespace("a"),
+            "ping",
+            "-c",
+            "5",
+            "-i",
+            "0.2",
+            "10.9.0.2",
+        ]));
+        // Open vSwitch exports a flow at its active timeout (1 s here).
+        std::thread::sleep(Duration::from_secs(4));
+    });
+    let mut records: Vec<String> = out.lines().map(String::from).collect();
     records.sort();
     (records, said)
 }

@@ -1,6 +1,7 @@
 //! Helpers shared by the end-to-end tests.
 #![allow(dead_code, reason = "each test binary uses a part of the helpers")]
 
+pub mod collect;
 pub mod server;
 pub mod testbed;
 
