@@ -50,7 +50,8 @@ echo "vpcflow analyze attacks --from-records: $slow s (same findings); summaries
 slow=$(from_records "$target/release/vpcflow" analyze rules --config examples/vpc.toml --store "$work/store" --format json)
 cmp -s "$work/out" "$work/rules" || { echo "analyze rules: the summaries and the records disagree" >&2; exit 1; }
 echo "vpcflow analyze rules --from-records: $slow s (same findings); summaries / records = $(python3 -c "print(f'{$rules / $slow:.3f}')")"
-python3 - "$work/store" "$attacks" <<'PY'
+# DuckDB from the tests' venv (scripts/setup.sh test makes it).
+"${VPCFLOW_TEST_VENV:-/var/tmp/vpcflow-test-venv}/bin/python" - "$work/store" "$attacks" <<'PY'
 import sys, time, duckdb
 store, ours = sys.argv[1], float(sys.argv[2])
 con = duckdb.connect()

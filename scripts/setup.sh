@@ -5,11 +5,13 @@
 #                            eBPF source, `cargo build --features ebpf`)
 #   scripts/setup.sh test    tshark (the tests' independent oracle); iproute2,
 #                            nftables, tcpdump, python3, ping (the live tests);
-#                            duckdb for Python (the store's interoperability test);
+#                            Java (Spark, one of the engines the store is read with);
 #                            softflowd, pmacct, Open vSwitch and nfdump (the NetFlow, IPFIX
 #                            and sFlow exporters `vpcflow collect` and the collector
 #                            `--export ipfix://` are tested against); the seed cloud's
-#                            Python SDK, Vector's VRL and flowlogs-reader, pinned in
+#                            Python SDK, Vector's VRL and flowlogs-reader, and the
+#                            engines that read the store (DuckDB, Polars, pyarrow,
+#                            chDB, PySpark), pinned in
 #                            tests/python-requirements.txt, in a venv (VPCFLOW_TEST_VENV,
 #                            default /var/tmp/vpcflow-test-venv)
 #   scripts/setup.sh bench   softflowd, bc (the pipeline benchmark), iperf3 (the live one)
@@ -22,17 +24,12 @@ set -euo pipefail
 # Each entry is what shows a package is there (a command, or a file or glob) : the package.
 case "${1:-test}" in
     build) want=(clang:clang pkg-config:pkg-config /usr/include/libelf.h:libelf-dev /usr/include/zlib.h:zlib1g-dev) ;;
-    test) want=(tshark:tshark ip:iproute2 nft:nftables tcpdump:tcpdump python3:python3 ping:iputils-ping softflowd:softflowd nfcapd:nfdump pmacctd:pmacct ovs-vswitchd:openvswitch-switch) ;;
+    test) want=(tshark:tshark ip:iproute2 nft:nftables tcpdump:tcpdump python3:python3 ping:iputils-ping softflowd:softflowd nfcapd:nfdump pmacctd:pmacct ovs-vswitchd:openvswitch-switch java:openjdk-17-jre-headless) ;;
     bench) want=(softflowd:softflowd bc:bc taskset:util-linux iperf3:iperf3 tcpdump:tcpdump ip:iproute2 nft:nftables ping:iputils-ping) ;;
     fuzz) want=(python3:python3) ;;
     postgres) want=('/usr/lib/postgresql/*/bin/initdb:postgresql' pg_dump:postgresql-client runuser:util-linux) ;;
     *) echo "usage: $0 build|test|bench|fuzz|postgres" >&2; exit 2 ;;
 esac
-# DuckDB for Python: the log store's interoperability test reads the store with it.
-if [ "${1:-test}" = test ] && ! python3 -c 'import duckdb' 2>/dev/null; then
-    echo "setup: installing duckdb (PyPI)" >&2
-    python3 -m pip install -q duckdb
-fi
 missing=()
 for w in "${want[@]}"; do
     check=${w%%:*}

@@ -9,6 +9,7 @@
 //! more port, [`OVERFLOW_PORT_ID`], whose windows report it as SKIPDATA,
 //! so nothing is dropped unsaid).
 
+use crate::schema::NOT_KNOWN;
 use std::net::IpAddr;
 
 use hashbrown::HashMap;
@@ -140,7 +141,7 @@ impl Attributor {
                     project_id: AUTO_ID.into(),
                     vpc_id: AUTO_ID.into(),
                     subnet_id: AUTO_ID.into(),
-                    az_id: "-".into(),
+                    az_id: NOT_KNOWN.into(),
                     ips: Vec::new(),
                     inventory_index: None,
                     flow_logs: vec![0],
@@ -154,7 +155,7 @@ impl Attributor {
             project_id: AUTO_ID.into(),
             vpc_id: AUTO_ID.into(),
             subnet_id: AUTO_ID.into(),
-            az_id: "-".into(),
+            az_id: NOT_KNOWN.into(),
             ips: vec![*ip],
             inventory_index: None,
             flow_logs: vec![0],

@@ -6,6 +6,7 @@
 use crate::inventory::Inventory;
 use crate::inventory::rules::RuleDirection;
 use crate::policy::RuleRef;
+use crate::schema::NOT_KNOWN;
 
 /// Which check decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -40,11 +41,18 @@ impl Stage {
 pub struct RuleInfo {
     /// Which check.
     pub stage: Stage,
-    /// The security group or ACL id (`-` for none).
+    /// The security group or ACL id ([`NOT_KNOWN`] for none).
     pub owner: String,
     /// The rule id, or `default-deny`, `implicit-allow`, `stateful-return`,
     /// `tracked-connection`.
     pub id: String,
+}
+
+impl RuleInfo {
+    /// The owner as records give it: absent for the built-in rules.
+    pub fn policy_id(&self) -> Option<&str> {
+        (self.owner != NOT_KNOWN).then_some(self.owner.as_str())
+    }
 }
 
 /// Most rules a deployment may have (a [`RuleRef`] is 16 bits; 0 is none).
@@ -69,8 +77,8 @@ impl RuleTable {
         let mut t = RuleTable {
             rules: vec![RuleInfo {
                 stage: Stage::Conntrack,
-                owner: "-".into(),
-                id: "-".into(),
+                owner: NOT_KNOWN.into(),
+                id: NOT_KNOWN.into(),
             }],
             ..Default::default()
         };
@@ -82,12 +90,12 @@ impl RuleTable {
             });
         };
         t.globals = t.rules.len() as u16;
-        push(&mut t, Stage::SgIngress, "-", "default-deny");
-        push(&mut t, Stage::SgEgress, "-", "default-deny");
-        push(&mut t, Stage::Conntrack, "-", "stateful-return");
-        push(&mut t, Stage::Conntrack, "-", "tracked-connection");
-        push(&mut t, Stage::SgIngress, "-", "implicit-allow");
-        push(&mut t, Stage::SgEgress, "-", "implicit-allow");
+        push(&mut t, Stage::SgIngress, NOT_KNOWN, "default-deny");
+        push(&mut t, Stage::SgEgress, NOT_KNOWN, "default-deny");
+        push(&mut t, Stage::Conntrack, NOT_KNOWN, "stateful-return");
+        push(&mut t, Stage::Conntrack, NOT_KNOWN, "tracked-connection");
+        push(&mut t, Stage::SgIngress, NOT_KNOWN, "implicit-allow");
+        push(&mut t, Stage::SgEgress, NOT_KNOWN, "implicit-allow");
         for g in &inv.security_groups {
             t.sg_base.push(t.rules.len() as u16);
             for r in &g.rules {

@@ -121,9 +121,9 @@ pub struct FieldSpec {
     pub nullable: bool,
     /// Seed v1, v2 or extension.
     pub tier: Tier,
-    /// Whether the log store keeps it as a column of each record (`version`
-    /// belongs to the text format asked for; log group and topic are the
-    /// store's partitions).
+    /// Whether the log store keeps it as a column of each record (log group
+    /// and topic are the store's partitions). The stored `version` is 2, the
+    /// format that holds every stored field; a text format prints its own.
     pub stored: bool,
 }
 
@@ -147,6 +147,11 @@ const fn spec(
     }
 }
 
+/// What the model holds where something is not known (a port's
+/// availability zone, the region of an address range, the owner of a
+/// built-in rule): records show it as absent, never as text.
+pub const NOT_KNOWN: &str = "-";
+
 /// Every field of a record, in output order: the seed's v2 list, then the
 /// extensions. `FIELDS[f as usize].field == f` for every field.
 pub const FIELDS: [FieldSpec; 31] = [
@@ -157,7 +162,7 @@ pub const FIELDS: [FieldSpec; 31] = [
         Kind::Number,
         false,
         Tier::V1,
-        false,
+        true,
     ),
     spec(
         Field::ProjectId,
@@ -299,7 +304,7 @@ pub const FIELDS: [FieldSpec; 31] = [
         "region-id",
         "region_id",
         Kind::Text,
-        false,
+        true,
         Tier::V2,
         true,
     ),
@@ -308,7 +313,7 @@ pub const FIELDS: [FieldSpec; 31] = [
         "az-id",
         "az_id",
         Kind::Text,
-        false,
+        true,
         Tier::V2,
         true,
     ),
@@ -497,7 +502,12 @@ pub fn value<'a>(field: Field, topology: &'a Topology, r: &'a FlowRecord) -> Val
     let passed = || flow.and_then(|f| topology.rules.get(f.passed));
     let flow_log = || &topology.flow_logs[r.flow_log as usize];
     let num = |v: Option<u64>| v.map_or(Value::Absent, Value::Number);
-    let text = |v: Option<&'a str>| v.map_or(Value::Absent, Value::Text);
+    // A placeholder for what is not known is absent, like a missing
+    // value: one null convention in every format and the store.
+    let text = |v: Option<&'a str>| {
+        v.filter(|s| *s != NOT_KNOWN)
+            .map_or(Value::Absent, Value::Text)
+    };
     match field {
         Field::Version => Value::Number(2),
         Field::ProjectId => Value::Text(&port.project_id),
@@ -525,15 +535,15 @@ pub fn value<'a>(field: Field, topology: &'a Topology, r: &'a FlowRecord) -> Val
         Field::LogStatus => Value::Text(r.status().as_str()),
         Field::Direction => text(flow.map(|f| f.direction.as_str())),
         Field::TcpFlag => text(flow.and_then(|f| f.tcp_flag).map(|t| t.as_str())),
-        Field::RegionId => Value::Text(&topology.region),
-        Field::AzId => Value::Text(&port.az_id),
+        Field::RegionId => text(Some(&topology.region)),
+        Field::AzId => text(Some(&port.az_id)),
         Field::VpcId => Value::Text(&port.vpc_id),
         Field::NetworkId => Value::Text(&port.subnet_id),
         Field::DecidedBy => text(rule().map(|r| r.stage.as_str())),
-        Field::PolicyId => text(rule().map(|r| r.owner.as_str())),
+        Field::PolicyId => text(rule().and_then(|r| r.policy_id())),
         Field::RuleId => text(rule().map(|r| r.id.as_str())),
         Field::PassedBy => text(passed().map(|r| r.stage.as_str())),
-        Field::PassedPolicyId => text(passed().map(|r| r.owner.as_str())),
+        Field::PassedPolicyId => text(passed().and_then(|r| r.policy_id())),
         Field::PassedRuleId => text(passed().map(|r| r.id.as_str())),
         Field::SamplingRate => num(flow
             .filter(|f| f.sampling_rate > 1)

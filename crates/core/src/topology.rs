@@ -7,6 +7,7 @@
 //! stable for the life of the topology; records refer to ports and flow logs
 //! by index.
 
+use crate::schema::NOT_KNOWN;
 use std::net::IpAddr;
 
 use crate::flow::TrafficType;
@@ -103,7 +104,7 @@ impl Topology {
                 project_id: inv.projects[vpc.project].id.clone(),
                 vpc_id: vpc.id.clone(),
                 subnet_id: subnet.id.clone(),
-                az_id: subnet.az.clone().unwrap_or_else(|| "-".into()),
+                az_id: subnet.az.clone().unwrap_or_else(|| NOT_KNOWN.into()),
                 ips: port.ips.clone(),
                 inventory_index: Some(p),
                 flow_logs,

@@ -12,7 +12,7 @@
 //! more `NOT`s than the SQL front end takes is refused, naming the limit,
 //! before the (recursive) parser sees it.
 
-use crate::columns::{Column, PARTITIONS, columns};
+use crate::columns::{ColumnType, PARTITIONS, columns};
 use crate::sql::MAX_SQL_NOTS;
 
 /// A search that cannot be turned into SQL: the message names what is
@@ -37,13 +37,25 @@ pub const MAX_SEARCH_NESTING: usize = 16;
 pub const MAX_SEARCH_TERMS: usize = 100;
 
 /// The columns a search can name, numeric then text, from the store's
-/// schema (derived from the record's field table) and its partitions.
+/// schema (derived from the record's field table) and its partitions. The
+/// timestamps are SQL's: a search has `start` and `end`.
 fn searchable() -> (Vec<&'static str>, Vec<&'static str>) {
-    let (numeric, text): (Vec<_>, Vec<_>) = columns().partition(|c| c.is_number());
-    let names = |cs: Vec<Column>| cs.into_iter().map(|c| c.name()).collect::<Vec<_>>();
-    let mut text = names(text);
-    text.extend(PARTITIONS);
-    (names(numeric), text)
+    let (mut numeric, mut text) = (Vec::new(), Vec::new());
+    for c in columns() {
+        match c.ty() {
+            ColumnType::Number => numeric.push(c.name()),
+            ColumnType::Text => text.push(c.name()),
+            ColumnType::Timestamp => {}
+        }
+    }
+    for p in PARTITIONS {
+        if p.number {
+            numeric.push(p.name);
+        } else {
+            text.push(p.name);
+        }
+    }
+    (numeric, text)
 }
 
 fn quote(s: &str) -> String {

@@ -2,7 +2,7 @@
 //! by id, with their names and retention, so a query can name a group by
 //! its name and retention runs without the inventory at hand.
 //!
-//! Kept in `catalog.json` at the store's root, replaced atomically (temp
+//! Kept in `_catalog.json` at the store's root, replaced atomically (temp
 //! name, fsync, rename, directory fsync). Writers merge what they know into
 //! it; an entry is never removed (records of a deleted group stay queryable
 //! until they expire).
@@ -15,8 +15,23 @@ use serde::{Deserialize, Serialize};
 
 use crate::StoreError;
 
-/// File name of the catalog under the store's root.
-pub const CATALOG_FILE: &str = "catalog.json";
+/// File name of the catalog under the store's root: `_` first, so the
+/// Hive-style readers that scan the store's directory (pyarrow datasets,
+/// Spark) skip it as metadata.
+pub const CATALOG_FILE: &str = "_catalog.json";
+
+/// The catalog's name in earlier versions' stores.
+const LEGACY_CATALOG_FILE: &str = "catalog.json";
+
+/// Renames an earlier version's catalog to [`CATALOG_FILE`].
+pub(crate) fn migrate_legacy_name(root: &Path) -> Result<(), StoreError> {
+    let (legacy, path) = (root.join(LEGACY_CATALOG_FILE), root.join(CATALOG_FILE));
+    if legacy.exists() && !path.exists() {
+        fs::rename(&legacy, &path).map_err(|e| StoreError::io(&legacy, e))?;
+        crate::writer::fsync_dir(root)?;
+    }
+    Ok(())
+}
 
 /// A log topic as the catalog knows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,8 +68,13 @@ pub struct Catalog {
 
 impl Catalog {
     /// Reads the catalog of the store at `root` (empty if it has none).
+    /// A store no writer has opened since an upgrade still has its catalog
+    /// under the earlier name; that is read then.
     pub fn load(root: &Path) -> Result<Catalog, StoreError> {
-        let path = root.join(CATALOG_FILE);
+        let mut path = root.join(CATALOG_FILE);
+        if !path.exists() && root.join(LEGACY_CATALOG_FILE).exists() {
+            path = root.join(LEGACY_CATALOG_FILE);
+        }
         match fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| StoreError::Encode {
                 path: path.display().to_string(),

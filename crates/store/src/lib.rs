@@ -1,9 +1,14 @@
 //! The embedded log store: where flow records land and are searched.
 //!
 //! Records of a log topic are Parquet files partitioned Hive-style,
-//! `log_group=<id>/log_topic=<id>/date=YYYY-MM-DD/hour=HH/<file>.parquet`,
-//! so DuckDB, Spark, Trino or ClickHouse can read the same directory. Columns
-//! are the seed's fields with `-` turned into `_`, plus the extension fields.
+//! `log_group=<id>/log_topic=<id>/date=YYYYMMDD/hour=H/<file>.parquet`,
+//! so DuckDB, Polars, pyarrow, chDB/ClickHouse, Spark or Trino read the same
+//! directory alike: the date and hour are integers to all of them, nothing
+//! else a directory scan reads is named but Parquet (the catalog and the
+//! summaries start with `_`, the lock and temporary files with `.`), the
+//! window's bounds are also timestamps (`start_time`, `end_time`), and a
+//! value a record lacks is NULL, never `-`. Columns are the seed's fields
+//! with `-` turned into `_` (`version` included), plus the extension fields.
 //!
 //! Guarantees:
 //! - a closed window's records of one log topic become visible all at once
@@ -36,7 +41,9 @@ pub use layout::civil_date;
 pub use limits::QueryLimits;
 pub use query::{OutputFormat, Query, QueryResult, TimeRange};
 pub use retention::GcReport;
-pub use schema::{Column, PARTITIONS, RECORD_INDEX, columns, schema};
+pub use schema::{
+    Column, ColumnType, END_TIME, PARTITIONS, RECORD_INDEX, START_TIME, columns, schema,
+};
 pub use writer::{Store, WrittenFile, read_rows};
 
 /// What went wrong in the store.

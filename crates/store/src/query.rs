@@ -29,7 +29,7 @@ use vpcflow_core::format::{Field, V1_FIELDS, V2_FIELDS};
 use crate::StoreError;
 use crate::catalog::Catalog;
 use crate::limits::{QueryLimits, check_sql};
-use crate::schema::{PARTITIONS, schema};
+use crate::schema::{PARTITIONS, Partition, partition_type, schema};
 use crate::skipping::Skipping;
 
 /// Records whose capture window overlaps `[since, until)` (Unix seconds).
@@ -320,6 +320,16 @@ impl Query {
             }
             break r;
         };
+        if first.is_err()
+            && let Some(old) = crate::layout::legacy_partition_under(&scope.dirs)
+        {
+            return Err(StoreError::Query(format!(
+                "{} is in the partition layout of an earlier vpcflow \
+                 (date=YYYY-MM-DD/hour=HH); open the store for writing once \
+                 (vpcflow ingest --store, agent or serve) to move it to this one",
+                old.display()
+            )));
+        }
         match first {
             Ok(batches) => Ok(QueryResult {
                 batches,
@@ -419,11 +429,11 @@ impl Query {
                 .map(|d| format!("{}/", d.display()))
                 .map_err(|e| Failure::Plan(StoreError::io(dir, e)))
         };
-        let partitions = |names: &[&str]| {
+        let partitions = |parts: &[Partition]| {
             opts.clone().with_table_partition_cols(
-                names
+                parts
                     .iter()
-                    .map(|c| (c.to_string(), DataType::Utf8))
+                    .map(|p| (p.name.to_string(), partition_type(p)))
                     .collect(),
             )
         };

@@ -8,6 +8,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use crate::StoreError;
+use crate::layout::{name, partition_end, subdirs};
 
 /// What a collection removed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -16,40 +17,6 @@ pub struct GcReport {
     pub partitions: Vec<PathBuf>,
     /// Log groups in the store with no retention given (kept).
     pub unknown_groups: Vec<String>,
-}
-
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * ((m + 9) % 12) + 2) / 5 + d - 1;
-    era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468
-}
-
-/// Unix second at which the hour partition `date=YYYY-MM-DD/hour=HH` ends.
-fn partition_end(date: &str, hour: &str) -> Option<u64> {
-    let d = date.strip_prefix("date=")?;
-    let h: i64 = hour.strip_prefix("hour=")?.parse().ok()?;
-    let mut parts = d.split('-').map(|p| p.parse::<i64>().ok());
-    let (y, m, dd) = (parts.next()??, parts.next()??, parts.next()??);
-    u64::try_from(days_from_civil(y, m, dd) * 86_400 + (h + 1) * 3600).ok()
-}
-
-fn subdirs(dir: &Path) -> Result<Vec<PathBuf>, StoreError> {
-    let mut v: Vec<PathBuf> = fs::read_dir(dir)
-        .map_err(|e| StoreError::io(dir, e))?
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.is_dir())
-        .collect();
-    v.sort();
-    Ok(v)
-}
-
-fn name(p: &Path) -> String {
-    p.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
 }
 
 /// Removes every hour partition older than its group's retention at `now`
@@ -147,16 +114,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn partition_ends() {
-        assert_eq!(partition_end("date=1970-01-01", "hour=00"), Some(3600));
-        assert_eq!(
-            partition_end("date=2019-01-29", "hour=08"),
-            Some(1_548_752_400)
-        );
-        assert_eq!(partition_end("date=2019-01-29", "nonsense"), None);
-    }
-
-    #[test]
     fn expired_hours_go_and_others_stay() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
@@ -166,11 +123,11 @@ mod tests {
             fs::write(p.join("x.parquet"), b"x").unwrap();
             p
         };
-        let old = mk("a", "2019-01-01", "00");
-        let edge = mk("a", "2019-01-01", "23");
-        let keep = mk("a", "2019-01-02", "00");
-        let other = mk("b", "2019-01-01", "00");
-        let unknown = mk("c", "2000-01-01", "00");
+        let old = mk("a", "20190101", "0");
+        let edge = mk("a", "20190101", "23");
+        let keep = mk("a", "20190102", "0");
+        let other = mk("b", "20190101", "0");
+        let unknown = mk("c", "20000101", "0");
         // now = 2019-01-09T00:00:00Z; group a keeps 7 days, b 30.
         let now = 1_546_992_000;
         let r = gc(
@@ -187,10 +144,6 @@ mod tests {
         assert!(keep.exists() && other.exists() && unknown.exists());
         assert_eq!(r.partitions.len(), 2);
         assert_eq!(r.unknown_groups, vec!["c".to_string()]);
-        assert!(
-            !root
-                .join("log_group=a/log_topic=t/date=2019-01-01")
-                .exists()
-        );
+        assert!(!root.join("log_group=a/log_topic=t/date=20190101").exists());
     }
 }

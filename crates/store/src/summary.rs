@@ -3,8 +3,8 @@
 //! of months reads a small fraction of what the records hold.
 //!
 //! A summary is a zstd-compressed JSON file next to the Parquet file it
-//! summarizes (`<file>.summary.json.zst`, which no `*.parquet` scan picks
-//! up). It holds,
+//! summarizes (`_<file>.summary.json.zst`, which no `*.parquet` glob picks
+//! up and directory scans skip as metadata). It holds,
 //! per window in the file:
 //! - **groups**: the attack shapes' groups ([`Shape`]) that meet the
 //!   [`FLOORS`], each with its exact measures over the window;
@@ -42,8 +42,13 @@ use vpcflow_core::{Action, Direction, RuleRef};
 use crate::StoreError;
 use crate::writer::TMP;
 
-/// What a records file's summary is named after it.
+/// What a records file's summary is named after it:
+/// `<SUMMARY_PREFIX><records file name><SUMMARY_SUFFIX>`.
 pub const SUMMARY_SUFFIX: &str = ".summary.json.zst";
+/// The summary's name starts with it, so the Hive-style readers that scan
+/// a directory (pyarrow datasets, Spark) skip summaries as metadata, and
+/// nothing under the partition tree reads as records but Parquet.
+pub const SUMMARY_PREFIX: &str = "_";
 
 /// How many distinct remote addresses and destination ports a rule's use
 /// keeps per window; past it, the rule's use is only known to be wider.
@@ -333,17 +338,35 @@ pub struct TopicWindow<W = WindowSummary> {
     pub summary: W,
 }
 
+fn summary_name(records_name: &str) -> String {
+    format!("{SUMMARY_PREFIX}{records_name}{SUMMARY_SUFFIX}")
+}
+
 /// The summary file of a records file.
 pub fn summary_path(records_file: &Path) -> PathBuf {
-    let mut s = records_file.as_os_str().to_owned();
-    s.push(SUMMARY_SUFFIX);
-    PathBuf::from(s)
+    let name = records_file
+        .file_name()
+        .unwrap_or_default()
+        .to_string_lossy();
+    records_file.with_file_name(summary_name(&name))
 }
 
 /// The records file a summary file summarizes, if `p` names a summary.
-pub(crate) fn records_file_of(p: &Path) -> Option<PathBuf> {
-    let s = p.to_str()?;
-    s.strip_suffix(SUMMARY_SUFFIX).map(PathBuf::from)
+pub fn records_file_of(p: &Path) -> Option<PathBuf> {
+    let name = p.file_name()?.to_str()?;
+    let records = name
+        .strip_prefix(SUMMARY_PREFIX)?
+        .strip_suffix(SUMMARY_SUFFIX)?;
+    Some(p.with_file_name(records))
+}
+
+/// The name now of a summary named as earlier versions named it (the
+/// records file's name and [`SUMMARY_SUFFIX`], no prefix), if `p` is one.
+pub(crate) fn renamed_legacy(p: &Path) -> Option<PathBuf> {
+    let name = p.file_name()?.to_str()?;
+    let records = name.strip_suffix(SUMMARY_SUFFIX)?;
+    (!name.starts_with(SUMMARY_PREFIX) && !name.starts_with('.'))
+        .then(|| p.with_file_name(summary_name(records)))
 }
 
 pub(crate) fn read<W: SummaryView>(path: &Path) -> Result<SummaryFile<W>, StoreError> {
@@ -361,7 +384,7 @@ pub(crate) fn read<W: SummaryView>(path: &Path) -> Result<SummaryFile<W>, StoreE
 pub(crate) fn write(dir: &Path, records_name: &str, s: &SummaryFile) -> Result<(), StoreError> {
     use std::io::Write;
     fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
-    let path = dir.join(format!("{records_name}{SUMMARY_SUFFIX}"));
+    let path = dir.join(summary_name(records_name));
     let tmp = dir.join(format!(".{records_name}{SUMMARY_SUFFIX}{TMP}"));
     let encode = |e: &dyn std::fmt::Display| StoreError::Encode {
         path: path.display().to_string(),
@@ -469,7 +492,10 @@ impl Full {
         for (&rule, &(packets, flows)) in &self.rules {
             let info = topology.rules.get(rule);
             let t = by_id
-                .entry((info.map(|i| i.owner.as_str()), info.map(|i| i.id.as_str())))
+                .entry((
+                    info.and_then(|i| i.policy_id()),
+                    info.map(|i| i.id.as_str()),
+                ))
                 .or_default();
             t.0 += packets;
             t.1 += flows;
@@ -734,7 +760,7 @@ pub fn summarize(
             .entry((
                 flow_log_id(flow_log),
                 info.map(|i| i.stage.as_str()),
-                info.map(|i| i.owner.as_str()),
+                info.and_then(|i| i.policy_id()),
                 info.map(|i| i.id.as_str()),
             ))
             .or_default();
@@ -962,7 +988,7 @@ mod tests {
         let summary = summary_path(&files[0]);
         let orphan = dir
             .path()
-            .join("log_group=g/log_topic=t/x.parquet.summary.json.zst");
+            .join("log_group=g/log_topic=t/_x.parquet.summary.json.zst");
         fs::copy(&summary, &orphan).unwrap();
         fs::remove_file(&summary).unwrap();
         assert!(all(q(None)).is_none());

@@ -81,7 +81,10 @@ pub(crate) fn properties() -> WriterProperties {
 impl Store {
     /// Opens (creating) a store and removes what a crashed writer left:
     /// temporary files, and an interrupted compaction (either side of its
-    /// atomic swap is a whole state, see [`Store::compact_hour`]).
+    /// atomic swap is a whole state, see [`Store::compact_hour`]). A store
+    /// of an earlier layout is moved to this one first (the catalog's and
+    /// the summaries' names, the partitions' directories), each step a
+    /// rename, so a crash mid-way is finished by the next open.
     pub fn open(root: &Path) -> Result<Store, StoreError> {
         fs::create_dir_all(root).map_err(|e| StoreError::io(root, e))?;
         let lock_path = root.join(LOCK);
@@ -101,6 +104,8 @@ impl Store {
             Err(fs::TryLockError::Error(e)) => return Err(StoreError::io(&lock_path, e)),
         }
         crate::compact::clean_staging(root)?;
+        crate::catalog::migrate_legacy_name(root)?;
+        crate::layout::migrate_legacy_partitions(root)?;
         let mut stack = vec![root.to_path_buf()];
         while let Some(dir) = stack.pop() {
             for entry in fs::read_dir(&dir).map_err(|e| StoreError::io(&dir, e))? {
@@ -108,7 +113,16 @@ impl Store {
                 let path = entry.path();
                 if path.is_dir() {
                     stack.push(path);
-                } else if path.to_string_lossy().ends_with(TMP)
+                    continue;
+                }
+                let path = match crate::summary::renamed_legacy(&path) {
+                    Some(to) => {
+                        fs::rename(&path, &to).map_err(|e| StoreError::io(&path, e))?;
+                        to
+                    }
+                    None => path,
+                };
+                if path.to_string_lossy().ends_with(TMP)
                     || crate::summary::records_file_of(&path).is_some_and(|r| !r.exists())
                 {
                     // Leftovers: a temporary file, or the summary of a

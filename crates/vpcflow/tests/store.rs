@@ -212,16 +212,16 @@ fn a_writer_killed_at_random_moments_leaves_only_whole_files() {
     assert_eq!(count, format!("n\n{visible_rows}\n"));
     // Every records file has its window summary (written before it).
     for f in files.iter().filter(|f| f.ends_with(".parquet")) {
-        let summary = format!("{f}{}", vpcflow_store::summary::SUMMARY_SUFFIX);
-        assert!(Path::new(&summary).exists(), "{f} has no summary");
+        let summary = vpcflow_store::summary::summary_path(Path::new(f));
+        assert!(summary.exists(), "{f} has no summary");
     }
     vpcflow_store::Store::open(&store).unwrap();
     let left = walk(&store);
     assert!(left.iter().all(|f| !f.ends_with(".tmp")));
     // A summary whose records file a kill kept from being written is gone.
     for f in &left {
-        if let Some(records) = f.strip_suffix(vpcflow_store::summary::SUMMARY_SUFFIX) {
-            assert!(Path::new(records).exists(), "{f} outlived its records file");
+        if let Some(records) = vpcflow_store::summary::records_file_of(Path::new(f)) {
+            assert!(records.exists(), "{f} outlived its records file");
         }
     }
 }
@@ -286,50 +286,223 @@ fn retention_removes_what_is_older_than_the_groups_ttl() {
         2,
         "hour 08 of both topics: {removed}"
     );
-    assert!(removed.lines().all(|l| l.contains("hour=08")));
+    assert!(removed.lines().all(|l| l.contains("hour=8")));
     let after = count(&store);
     assert!(0 < after && after < before, "{before} -> {after}");
     gc("2019-02-06T00:00:00Z");
     assert_eq!(count(&store), 0);
 }
 
+/// What one engine saw of a store (a line of tests/interop/engines.py).
+#[derive(Debug)]
+struct EngineView {
+    engine: String,
+    rows: u64,
+    columns: Vec<String>,
+    digest: String,
+    top_talkers: Vec<(String, u64, u64)>,
+    types: std::collections::BTreeMap<String, String>,
+    dashes: Vec<String>,
+}
+
+impl EngineView {
+    fn parse(line: &str) -> EngineView {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let text = |v: &serde_json::Value| v.as_str().unwrap().to_string();
+        let texts = |v: &serde_json::Value| v.as_array().unwrap().iter().map(text).collect();
+        EngineView {
+            engine: text(&v["engine"]),
+            rows: v["rows"].as_u64().unwrap(),
+            columns: texts(&v["columns"]),
+            digest: text(&v["digest"]),
+            top_talkers: v["top_talkers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| (text(&t[0]), t[1].as_u64().unwrap(), t[2].as_u64().unwrap()))
+                .collect(),
+            types: v["types"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .map(|(k, t)| (k.clone(), text(t)))
+                .collect(),
+            dashes: texts(&v["dashes"]),
+        }
+    }
+}
+
 #[test]
-fn duckdb_reads_the_store_and_agrees_on_top_talkers() {
-    let ok = Command::new("python3")
-        .args(["-c", "import duckdb"])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        ok,
-        "this test needs DuckDB for Python (scripts/setup.sh test installs it: pip install duckdb)"
-    );
+fn every_engine_reads_the_store_alike() {
+    // One store of two log groups: every address a port (no zone, no
+    // rule owner: NULLs) and the example VPC (rules, NODATA records).
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("s");
-    let all = [
-        "--ports-from",
-        "0.0.0.0/0",
-        "--ports-from",
-        "::/0",
-        "--store",
-    ];
     for trace in ["zeek/traces/wikipedia.pcap", "zeek/traces/ftp_ipv4.pcap"] {
         out(vpcflow()
-            .arg("ingest")
-            .args(all)
+            .args([
+                "ingest",
+                "--ports-from",
+                "0.0.0.0/0",
+                "--ports-from",
+                "::/0",
+            ])
+            .arg("--store")
             .arg(&store)
             .arg(shared_data().join(trace)));
     }
+    out(vpcflow()
+        .args(["ingest", "--config"])
+        .arg(examples().join("vpc.toml"))
+        .arg("--store")
+        .arg(&store)
+        .arg(examples().join("vpc-demo.pcap")));
+    let ours = dir.path().join("ours.json");
+    let all = out(vpcflow().args(["query", "--store"]).arg(&store).args([
+        "--format",
+        "json",
+        "--sql",
+        "SELECT * FROM records",
+    ]));
+    std::fs::write(&ours, &all).unwrap();
     let sql = "SELECT srcaddr, sum(bytes) AS bytes, count(*) AS flows FROM records \
                WHERE log_status = 'OK' GROUP BY srcaddr ORDER BY bytes DESC, srcaddr LIMIT 10";
-    let ours = out(vpcflow()
+    let top: Vec<(String, u64, u64)> = out(vpcflow()
         .args(["query", "--store"])
         .arg(&store)
-        .args(["--format", "csv", "--sql", sql]));
-    let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/interop/duckdb_query.py");
-    let theirs = out(Command::new("python3").arg(script).arg(&store).arg(sql));
-    assert_eq!(ours.lines().count(), 11, "{ours}");
-    assert_eq!(ours, theirs);
+        .args(["--format", "csv", "--sql", sql]))
+    .lines()
+    .skip(1)
+    .map(|l| {
+        let f: Vec<&str> = l.split(',').collect();
+        (
+            f[0].to_string(),
+            f[1].parse().unwrap(),
+            f[2].parse().unwrap(),
+        )
+    })
+    .collect();
+    assert_eq!(top.len(), 10);
+    let script =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/interop/engines.py");
+    let o = Command::new(common::test_python())
+        .arg(script)
+        .arg(&store)
+        .arg(&ours)
+        .env("SPARK_LOCAL_IP", "127.0.0.1")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let views: Vec<EngineView> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(EngineView::parse)
+        .collect();
+    let names: Vec<&str> = views.iter().map(|v| v.engine.as_str()).collect();
+    assert_eq!(
+        names,
+        ["vpcflow", "duckdb", "polars", "pyarrow", "chdb", "spark"]
+    );
+    let (mine, engines) = views.split_first().unwrap();
+    assert_eq!(mine.rows, all.lines().count() as u64);
+    assert!(mine.rows > 150, "{}", mine.rows);
+    for must in [
+        "version",
+        "start_time",
+        "end_time",
+        "date",
+        "hour",
+        "log_group",
+    ] {
+        assert!(
+            mine.columns.iter().any(|c| c == must),
+            "{must}: {:?}",
+            mine.columns
+        );
+    }
+    for v in engines {
+        let e = &v.engine;
+        // The same rows, every column and partition, value for value.
+        assert_eq!(v.columns, mine.columns, "{e}");
+        assert_eq!((v.rows, &v.digest), (mine.rows, &mine.digest), "{e}");
+        assert_eq!(v.top_talkers, top, "{e}");
+        // One null convention: nothing absent reads as `-`.
+        assert!(v.dashes.is_empty(), "{e}: `-` in {:?}", v.dashes);
+        // The partitions are integers to every engine; the bounds instants.
+        for p in ["date", "hour"] {
+            let t = v.types[p].to_ascii_lowercase();
+            assert!(t.contains("int"), "{e} types {p} as {t}");
+        }
+        let t = v.types["start_time"].to_ascii_lowercase();
+        assert!(t.contains("time"), "{e} types start_time as {t}");
+    }
+}
+
+#[test]
+fn a_store_of_the_earlier_layout_moves_when_a_writer_opens_it() {
+    let (_dir, store) = demo_store();
+    let csv = |sql: &str| {
+        out(vpcflow()
+            .args(["query", "--store"])
+            .arg(&store)
+            .args(["--format", "csv", "--sql", sql]))
+    };
+    let by_hour = "SELECT date, hour, count(*) AS n FROM records GROUP BY 1, 2 ORDER BY 1, 2";
+    let before = csv(by_hour);
+    assert_eq!(before.lines().next(), Some("date,hour,n"));
+    assert!(
+        before.contains("\n20190129,8,") && before.contains("\n20190129,9,"),
+        "{before}"
+    );
+    // Back to the earlier names: catalog.json, `<file>.summary.json.zst`,
+    // date=YYYY-MM-DD/hour=HH.
+    std::fs::rename(store.join("_catalog.json"), store.join("catalog.json")).unwrap();
+    for f in walk(&store) {
+        let p = Path::new(&f);
+        if let Some(records) = vpcflow_store::summary::records_file_of(p) {
+            let name = records.file_name().unwrap().to_str().unwrap();
+            std::fs::rename(p, p.with_file_name(format!("{name}.summary.json.zst"))).unwrap();
+        }
+    }
+    for topic in std::fs::read_dir(store.join("log_group=a1b2c3d4-0000-4000-8000-000000000001"))
+        .unwrap()
+        .flatten()
+    {
+        let date = topic.path().join("date=20190129");
+        for (new, old) in [("hour=8", "hour=08"), ("hour=9", "hour=09")] {
+            std::fs::rename(date.join(new), date.join(old)).unwrap();
+        }
+        std::fs::rename(&date, topic.path().join("date=2019-01-29")).unwrap();
+    }
+    // A query names what it found; it does not write.
+    let o = vpcflow()
+        .args(["query", "--store"])
+        .arg(&store)
+        .args(["--sql", by_hour])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("earlier vpcflow") && err.contains("hour=08"),
+        "{err}"
+    );
+    // The catalog under its earlier name is still read.
+    let catalog = vpcflow_store::Catalog::load(&store).unwrap();
+    assert_eq!(catalog.log_groups.len(), 1);
+    // A writer opening the store moves it, and the summaries are read again.
+    vpcflow_store::Store::open(&store).unwrap();
+    assert_eq!(csv(by_hour), before);
+    let files = walk(&store);
+    assert!(
+        files.iter().any(|f| f.ends_with("/_catalog.json")),
+        "{files:?}"
+    );
+    for f in files.iter().filter(|f| f.ends_with(".parquet")) {
+        assert!(f.contains("/date=20190129/hour="), "{f}");
+        assert!(
+            vpcflow_store::summary::summary_path(Path::new(f)).exists(),
+            "{f}"
+        );
+    }
 }
 
 #[test]

@@ -18,6 +18,7 @@
 mod raw;
 pub mod rules;
 
+use crate::schema::NOT_KNOWN;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::net::IpAddr;
@@ -481,8 +482,8 @@ fn build(c: &Checker<'_>, f: raw::File) -> Result<Inventory, InventoryError> {
         Some(0) => return Err(c.err(top, "max_records_per_window", "must be at least 1")),
         Some(n) => n,
     };
-    let region = f.region.unwrap_or_else(|| "-".to_string());
-    if region != "-" && !valid_id(&region) {
+    let region = f.region.unwrap_or_else(|| NOT_KNOWN.to_string());
+    if region != NOT_KNOWN && !valid_id(&region) {
         return Err(c.err(
             top,
             "region",
