@@ -17,6 +17,13 @@ from huaweicloudsdkvpc.v2 import (
     ListVpcsRequest, ShowFlowLogRequest, ShowQuotaRequest, CreatePortRequest,
     CreatePortRequestBody, CreatePortOption, FixedIp, ShowPortRequest, DeletePortRequest, UpdateFlowLogReq, UpdateFlowLogReqBody,
     UpdateFlowLogRequest, VpcAsyncClient, VpcClient,
+    CreateVpcRequest, CreateVpcRequestBody, CreateVpcOption, ShowVpcRequest, DeleteVpcRequest,
+    CreateSubnetRequest, CreateSubnetRequestBody, CreateSubnetOption, ShowSubnetRequest,
+    UpdateSubnetRequest, UpdateSubnetRequestBody, UpdateSubnetOption, DeleteSubnetRequest,
+    CreateSecurityGroupRequest, CreateSecurityGroupRequestBody, CreateSecurityGroupOption,
+    DeleteSecurityGroupRequest, CreateSecurityGroupRuleRequest, CreateSecurityGroupRuleRequestBody,
+    CreateSecurityGroupRuleOption, ListSecurityGroupRulesRequest, ShowSecurityGroupRuleRequest,
+    DeleteSecurityGroupRuleRequest,
 )
 
 endpoint, project, ak, sk, other_project, other_ak, other_sk = sys.argv[1:8]
@@ -144,4 +151,67 @@ check(f"port created: {shown.id} {shown.network_id} {[f.ip_address for f in show
       and shown.name == "sdk-port")
 c.delete_port(DeletePortRequest(port_id=made.id))
 refused("port deleted", lambda: c.show_port(ShowPortRequest(port_id=made.id)), 404, "VPC.0404")
+# A VPC, a subnet in it, a security group and its rules, made through the
+# SDK as its documentation shows, then removed through it.
+vpc = c.create_vpc(CreateVpcRequest(body=CreateVpcRequestBody(vpc=CreateVpcOption(
+    cidr="10.77.0.0/16", name="sdk-vpc", description="made by the SDK")))).vpc
+filled("vpc created", [vpc], ["id", "name", "cidr", "description", "status", "tenant_id",
+                              "created_at", "updated_at"])
+check(f"vpc shown: {vpc.id}", c.show_vpc(ShowVpcRequest(vpc_id=vpc.id)).vpc.cidr == "10.77.0.0/16")
+sub = c.create_subnet(CreateSubnetRequest(body=CreateSubnetRequestBody(subnet=CreateSubnetOption(
+    name="sdk-subnet", cidr="10.77.1.0/24", vpc_id=vpc.id, gateway_ip="10.77.1.1",
+    availability_zone="ab-cdef-3a")))).subnet
+filled("subnet created", [sub], ["id", "name", "cidr", "gateway_ip", "availability_zone", "vpc_id",
+                                 "status", "tenant_id", "neutron_network_id", "neutron_subnet_id"])
+refused("a subnet gateway that is not its first host", lambda: c.create_subnet(CreateSubnetRequest(
+    body=CreateSubnetRequestBody(subnet=CreateSubnetOption(
+        name="bad", cidr="10.77.2.0/24", vpc_id=vpc.id, gateway_ip="10.77.2.254")))), 400, "VPC.3001")
+listed = c.list_subnets(ListSubnetsRequest(vpc_id=vpc.id)).subnets
+check(f"subnets of the VPC: {[x.name for x in listed]}", [x.id for x in listed] == [sub.id])
+c.update_subnet(UpdateSubnetRequest(vpc_id=vpc.id, subnet_id=sub.id, body=UpdateSubnetRequestBody(
+    subnet=UpdateSubnetOption(name="sdk-subnet-renamed"))))
+check("subnet renamed under its VPC's path",
+      c.show_subnet(ShowSubnetRequest(subnet_id=sub.id)).subnet.name == "sdk-subnet-renamed")
+sg = c.create_security_group(CreateSecurityGroupRequest(body=CreateSecurityGroupRequestBody(
+    security_group=CreateSecurityGroupOption(name="sdk-sg", vpc_id=vpc.id)))).security_group
+check(f"group created with the default rules: {len(sg.security_group_rules)}",
+      len(sg.security_group_rules) == 4 and sg.name == "sdk-sg")
+rule = c.create_security_group_rule(CreateSecurityGroupRuleRequest(
+    body=CreateSecurityGroupRuleRequestBody(security_group_rule=CreateSecurityGroupRuleOption(
+        security_group_id=sg.id, direction="ingress", ethertype="IPv4", protocol="tcp",
+        port_range_min=22, port_range_max=22, remote_ip_prefix="203.0.113.0/24",
+        description="ssh from the office")))).security_group_rule
+filled("rule created", [rule], ["id", "security_group_id", "direction", "ethertype", "protocol",
+                                "port_range_min", "port_range_max", "remote_ip_prefix",
+                                "description", "tenant_id"])
+check(f"rule as written: {rule.protocol} {rule.port_range_min}-{rule.port_range_max}",
+      rule.protocol == "tcp" and (rule.port_range_min, rule.port_range_max) == (22, 22)
+      and rule.security_group_id == sg.id)
+refused("a rule of an unknown protocol", lambda: c.create_security_group_rule(
+    CreateSecurityGroupRuleRequest(body=CreateSecurityGroupRuleRequestBody(
+        security_group_rule=CreateSecurityGroupRuleOption(
+            security_group_id=sg.id, direction="ingress", protocol="nonsense",
+            remote_ip_prefix="0.0.0.0/0")))), 400, "VPC.3001")
+refused("a rule of an unknown group", lambda: c.create_security_group_rule(
+    CreateSecurityGroupRuleRequest(body=CreateSecurityGroupRuleRequestBody(
+        security_group_rule=CreateSecurityGroupRuleOption(
+            security_group_id="no-such-group", direction="ingress",
+            remote_ip_prefix="0.0.0.0/0")))), 404, "VPC.0404")
+rules = c.list_security_group_rules(ListSecurityGroupRulesRequest(security_group_id=sg.id)) \
+    .security_group_rules
+check(f"the group's rules: {len(rules)}", len(rules) == 5 and rules[-1].id == rule.id)
+shown = c.show_security_group_rule(ShowSecurityGroupRuleRequest(security_group_rule_id=rule.id)) \
+    .security_group_rule
+check(f"rule shown: {shown.id}", shown.remote_ip_prefix == "203.0.113.0/24")
+c.delete_security_group_rule(DeleteSecurityGroupRuleRequest(security_group_rule_id=rule.id))
+rules = c.list_security_group_rules(ListSecurityGroupRulesRequest(security_group_id=sg.id)) \
+    .security_group_rules
+check(f"rule deleted, the others kept their ids: {len(rules)}",
+      [r.id for r in rules] == [r.id for r in sg.security_group_rules])
+refused("rule gone", lambda: c.show_security_group_rule(
+    ShowSecurityGroupRuleRequest(security_group_rule_id=rule.id)), 404, "VPC.0404")
+c.delete_security_group(DeleteSecurityGroupRequest(security_group_id=sg.id))
+c.delete_subnet(DeleteSubnetRequest(vpc_id=vpc.id, subnet_id=sub.id))
+c.delete_vpc(DeleteVpcRequest(vpc_id=vpc.id))
+refused("vpc deleted", lambda: c.show_vpc(ShowVpcRequest(vpc_id=vpc.id)), 404, "VPC.0404")
 print("all checks passed")

@@ -31,7 +31,9 @@ use tower::ServiceExt;
 use crate::data::{AnalysisKind, AnalysisQuery, DataError, DataPlane, RecordsQuery};
 use crate::db::ControlDb;
 use crate::model::{FlowLogFilter, FlowLogUpdate, NewFlowLog, Page};
-use crate::resources::{KINDS, Kind, parse_body};
+use crate::resources::{
+    KINDS, Kind, SECURITY_GROUP_RULE, SECURITY_GROUP_RULES, parse_body, parse_cloud_rule,
+};
 use crate::signing::{self, Authorization, SealingKey, SignatureError};
 pub use crate::throttle::FAILED_AUTH_LIMIT;
 use crate::throttle::{AuthThrottle, ClientAddr, FAILED_AUTH_WINDOW};
@@ -378,6 +380,20 @@ pub fn router(state: AppState) -> Router {
             get(tail),
         )
         .route(
+            "/v1/{project_id}/vpcs/{vpc_id}/subnets/{subnet_id}",
+            get(show_vpc_subnet)
+                .put(update_vpc_subnet)
+                .delete(delete_vpc_subnet),
+        )
+        .route(
+            "/v1/{project_id}/security-group-rules",
+            get(list_security_group_rules).post(create_security_group_rule),
+        )
+        .route(
+            "/v1/{project_id}/security-group-rules/{rule_id}",
+            get(show_security_group_rule).delete(delete_security_group_rule),
+        )
+        .route(
             "/v1/{project_id}/captures",
             post(upload_capture).layer(DefaultBodyLimit::disable()),
         )
@@ -436,14 +452,181 @@ fn page_of(q: Result<Query<Page>, QueryRejection>) -> Result<Page, ApiError> {
     params(q)
 }
 
+/// The subnet `subnet` of `project`, if it is in the VPC `vpc` (else 404):
+/// the seed cloud updates and deletes a subnet under its VPC's path.
+async fn subnet_in(
+    db: &ControlDb,
+    project: &str,
+    vpc: &str,
+    subnet: &str,
+) -> Result<Value, ApiError> {
+    let s = db.get_resource(project, Kind::Subnet, subnet).await?;
+    if s["vpc_id"] != vpc {
+        return Err(ControlError::ResourceNotFound {
+            kind: Kind::Subnet.label(),
+            id: format!("{subnet} in VPC {vpc}"),
+        }
+        .into());
+    }
+    Ok(s)
+}
+
+async fn show_vpc_subnet(
+    State(db): Shared,
+    Path((project, vpc, subnet)): Path<(String, String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let s = subnet_in(&db, &project, &vpc, &subnet).await?;
+    Ok(wrap(Kind::Subnet.file_key(), s))
+}
+
+async fn update_vpc_subnet(
+    State(db): Shared,
+    Path((project, vpc, subnet)): Path<(String, String, String)>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    subnet_in(&db, &project, &vpc, &subnet).await?;
+    let fields = parse_body(Kind::Subnet, &body)?;
+    let s = db
+        .update_resource(&project, Kind::Subnet, &subnet, fields)
+        .await?;
+    Ok(wrap(Kind::Subnet.file_key(), s))
+}
+
+async fn delete_vpc_subnet(
+    State(db): Shared,
+    Path((project, vpc, subnet)): Path<(String, String, String)>,
+) -> Result<StatusCode, ApiError> {
+    subnet_in(&db, &project, &vpc, &subnet).await?;
+    db.delete_resource(&project, Kind::Subnet, &subnet).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The filters of the seed cloud's security-group rule list.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleFilter {
+    security_group_id: Option<String>,
+    direction: Option<String>,
+    protocol: Option<String>,
+    remote_ip_prefix: Option<String>,
+    limit: Option<u32>,
+    marker: Option<String>,
+}
+
+async fn list_security_group_rules(
+    State(db): Shared,
+    Path(project): Path<String>,
+    q: Result<Query<RuleFilter>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let f = params(q)?;
+    let limit = Page {
+        limit: f.limit,
+        marker: None,
+    }
+    .size()? as usize;
+    let mut rules = db.security_group_rules(&project).await?;
+    if let Some(m) = &f.marker {
+        let at = rules
+            .iter()
+            .position(|r| r["id"] == m.as_str())
+            .ok_or_else(|| ControlError::Invalid(format!("marker: no security group rule {m}")))?;
+        rules.drain(..=at);
+    }
+    let matches = |r: &Value, k: &str, want: &Option<String>| {
+        want.as_ref()
+            .is_none_or(|w| r[k].as_str().is_some_and(|v| v.eq_ignore_ascii_case(w)))
+    };
+    let rules: Vec<Value> = rules
+        .into_iter()
+        .filter(|r| {
+            matches(r, "security_group_id", &f.security_group_id)
+                && matches(r, "direction", &f.direction)
+                && matches(r, "protocol", &f.protocol)
+                && matches(r, "remote_ip_prefix", &f.remote_ip_prefix)
+        })
+        .take(limit)
+        .collect();
+    Ok(wrap(SECURITY_GROUP_RULES, Value::Array(rules)))
+}
+
+async fn create_security_group_rule(
+    State(db): Shared,
+    Path(project): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let (group, rule) = parse_cloud_rule(&body)?;
+    let r = db
+        .create_security_group_rule(&project, &group, rule)
+        .await?;
+    Ok(wrap(SECURITY_GROUP_RULE, r))
+}
+
+async fn show_security_group_rule(
+    State(db): Shared,
+    Path((project, id)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let r = db.security_group_rule(&project, &id).await?;
+    Ok(wrap(SECURITY_GROUP_RULE, r))
+}
+
+async fn delete_security_group_rule(
+    State(db): Shared,
+    Path((project, id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    db.delete_security_group_rule(&project, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A resource list's query: its page, and the parent filter the seed
+/// cloud's SDK sends (a subnet's `vpc_id`, a port's `network_id`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResourceList {
+    limit: Option<u32>,
+    marker: Option<String>,
+    vpc_id: Option<String>,
+    network_id: Option<String>,
+}
+
+impl ResourceList {
+    fn parent(&self, kind: Kind) -> Result<Option<&str>, ApiError> {
+        let (ok, other) = match kind {
+            Kind::Subnet => (&self.vpc_id, ("network_id", &self.network_id)),
+            Kind::Port => (&self.network_id, ("vpc_id", &self.vpc_id)),
+            _ => match (&self.vpc_id, &self.network_id) {
+                (Some(_), _) => return Err(unknown_filter(kind, "vpc_id")),
+                (_, Some(_)) => return Err(unknown_filter(kind, "network_id")),
+                _ => return Ok(None),
+            },
+        };
+        if other.1.is_some() {
+            return Err(unknown_filter(kind, other.0));
+        }
+        Ok(ok.as_deref())
+    }
+}
+
+fn unknown_filter(kind: Kind, name: &str) -> ApiError {
+    ControlError::Invalid(format!(
+        "query: a {} list has no filter `{name}`",
+        kind.label()
+    ))
+    .into()
+}
+
 /// `GET` (list) and `POST` (create) of a kind's collection.
 fn collection(kind: Kind) -> MethodRouter<AppState> {
     get(
         move |State(db): Shared,
               Path(project): Path<String>,
-              q: Result<Query<Page>, QueryRejection>| async move {
-            let page = page_of(q)?;
-            let items = db.list_resources(&project, kind, None, &page).await?;
+              q: Result<Query<ResourceList>, QueryRejection>| async move {
+            let q = params(q)?;
+            let page = Page {
+                limit: q.limit,
+                marker: q.marker.clone(),
+            };
+            let parent = q.parent(kind)?;
+            let items = db.list_resources(&project, kind, parent, &page).await?;
             Ok::<_, ApiError>(wrap(kind.plural(), Value::Array(items)))
         },
     )

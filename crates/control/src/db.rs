@@ -40,7 +40,8 @@ use vpcflow_core::inventory::{AddressScope, InventoryError};
 
 use crate::model::{FlowLog, FlowLogFilter, FlowLogUpdate, LOG_STORE_TYPE, NewFlowLog, Page};
 use crate::resources::{
-    KINDS, Kind, Owner, api_field, api_view, document_item, new_item, update_item,
+    KINDS, Kind, Owner, SECURITY_GROUP_RULES, add_rule, api_field, api_view, document_item,
+    new_item, remove_rule, update_item,
 };
 use crate::{ControlError, FLOW_LOG_QUOTA};
 
@@ -719,16 +720,106 @@ impl ControlDb {
         .ok_or_else(|| not_found(kind, id))?;
         let mut item = body_of(&row)?;
         update_item(kind, id, &mut item, fields)?;
-        sqlx::query("UPDATE resources SET body = $1, updated_at = $2 WHERE kind = $3 AND id = $4")
-            .bind(Value::Object(item).to_string())
-            .bind(now_utc())
-            .bind(kind.file_key())
-            .bind(id)
-            .execute(&mut *w.tx)
-            .await?;
-        check_project(&mut w.tx, project).await?;
+        store_item(&mut w, project, kind, id, item).await?;
         self.commit(w).await?;
         self.get_resource(project, kind, id).await
+    }
+
+    /// The project's security-group rules as the seed cloud lists them
+    /// (`/v1/{project_id}/security-group-rules`), group by group in the
+    /// order they were made, each group's in its order.
+    pub async fn security_group_rules(&self, project: &str) -> Result<Vec<Value>, ControlError> {
+        let rows = sqlx::query(
+            "SELECT id, body, created_at, updated_at FROM resources
+             WHERE kind = $1 AND project_id = $2 ORDER BY seq",
+        )
+        .bind(Kind::SecurityGroup.file_key())
+        .bind(project)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::new();
+        for r in &rows {
+            if let Value::Object(mut g) = view_of(Kind::SecurityGroup, r, project)?
+                && let Some(Value::Array(rules)) = g.remove(SECURITY_GROUP_RULES)
+            {
+                out.extend(rules);
+            }
+        }
+        Ok(out)
+    }
+
+    /// One security-group rule as the seed cloud shows it.
+    pub async fn security_group_rule(
+        &self,
+        project: &str,
+        rule_id: &str,
+    ) -> Result<Value, ControlError> {
+        self.security_group_rules(project)
+            .await?
+            .into_iter()
+            .find(|r| r["id"] == rule_id)
+            .ok_or_else(|| ControlError::ResourceNotFound {
+                kind: "security group rule",
+                id: rule_id.to_string(),
+            })
+    }
+
+    /// Adds a rule to one of the project's security groups (the cloud's
+    /// `POST /v1/{project_id}/security-group-rules`): read, change and
+    /// check of the whole model in one write transaction, so two rules
+    /// added at once both land and a bad one changes nothing.
+    pub async fn create_security_group_rule(
+        &self,
+        project: &str,
+        group: &str,
+        rule: Value,
+    ) -> Result<Value, ControlError> {
+        let kind = Kind::SecurityGroup;
+        let mut w = self.write().await?;
+        let row = sqlx::query(
+            "SELECT body FROM resources WHERE kind = $1 AND id = $2 AND project_id = $3",
+        )
+        .bind(kind.file_key())
+        .bind(group)
+        .bind(project)
+        .fetch_optional(&mut *w.tx)
+        .await?
+        .ok_or_else(|| not_found(kind, group))?;
+        let mut item = body_of(&row)?;
+        let id = add_rule(group, &mut item, rule);
+        store_item(&mut w, project, kind, group, item).await?;
+        self.commit(w).await?;
+        self.security_group_rule(project, &id).await
+    }
+
+    /// Deletes a security-group rule of the project, wherever it is (one
+    /// write transaction, as [`ControlDb::create_security_group_rule`]).
+    pub async fn delete_security_group_rule(
+        &self,
+        project: &str,
+        rule_id: &str,
+    ) -> Result<(), ControlError> {
+        let kind = Kind::SecurityGroup;
+        let mut w = self.write().await?;
+        let rows = sqlx::query(
+            "SELECT id, body FROM resources WHERE kind = $1 AND project_id = $2 ORDER BY seq",
+        )
+        .bind(kind.file_key())
+        .bind(project)
+        .fetch_all(&mut *w.tx)
+        .await?;
+        for row in &rows {
+            let group: String = row.try_get("id")?;
+            let mut item = body_of(row)?;
+            if remove_rule(&group, &mut item, rule_id) {
+                store_item(&mut w, project, kind, &group, item).await?;
+                return self.commit(w).await;
+            }
+        }
+        Err(ControlError::ResourceNotFound {
+            kind: "security group rule",
+            id: rule_id.to_string(),
+        })
     }
 
     /// Deletes a resource nothing else of the project uses (a subnet with
@@ -1072,6 +1163,25 @@ async fn ensure_postgres_database(url: &str) -> Result<(), ControlError> {
         }
         other => other.map(|_| ()).map_err(ControlError::from),
     }
+}
+
+/// Writes a changed resource and checks the project's model with it,
+/// inside the caller's write.
+async fn store_item(
+    w: &mut WriteTx,
+    project: &str,
+    kind: Kind,
+    id: &str,
+    item: Map<String, Value>,
+) -> Result<(), ControlError> {
+    sqlx::query("UPDATE resources SET body = $1, updated_at = $2 WHERE kind = $3 AND id = $4")
+        .bind(Value::Object(item).to_string())
+        .bind(now_utc())
+        .bind(kind.file_key())
+        .bind(id)
+        .execute(&mut *w.tx)
+        .await?;
+    check_project(&mut w.tx, project).await
 }
 
 fn not_found(kind: Kind, id: &str) -> ControlError {

@@ -300,6 +300,73 @@ pub fn document() -> Value {
         Kind::LogTopic,
         names,
     );
+    // The seed cloud's own paths for a subnet under its VPC and for
+    // security-group rules one by one.
+    let subnet = wrapped("subnet", reference("Subnet"));
+    let in_vpc = [
+        path_param("project_id"),
+        path_param("vpc_id"),
+        path_param("subnet_id"),
+    ];
+    paths.insert(
+        format!("{project}/vpcs/{{vpc_id}}/subnets/{{subnet_id}}"),
+        json!({
+            "get": {"summary": "Show a subnet of a VPC", "parameters": in_vpc,
+                    "responses": responses(ok_json(subnet.clone()), &[MISSING])},
+            "put": {"summary": "Update a subnet of a VPC", "parameters": in_vpc,
+                    "requestBody": {"required": true, "content": json_content(wrapped("subnet", reference("SubnetUpdate")))},
+                    "responses": responses(ok_json(subnet), &[BAD, MISSING])},
+            "delete": {"summary": "Delete a subnet of a VPC", "parameters": in_vpc,
+                       "responses": responses(no_content(), &[MISSING, IN_USE])},
+        }),
+    );
+    let rule_schema = json!({"type": "object", "required": ["security_group_id", "direction"],
+        "properties": {
+            "security_group_id": {"type": "string"}, "description": {"type": "string"},
+            "direction": {"type": "string", "enum": ["ingress", "egress"]},
+            "ethertype": {"type": "string", "enum": ["IPv4", "IPv6"]},
+            "protocol": {"type": "string"},
+            "port_range_min": {"type": "integer", "minimum": 0, "maximum": 65535},
+            "port_range_max": {"type": "integer", "minimum": 0, "maximum": 65535},
+            "remote_ip_prefix": {"type": "string"}, "remote_group_id": {"type": "string"}}});
+    schemas.insert("SecurityGroupRuleCreate".into(), rule_schema.clone());
+    let mut rule_view = rule_schema;
+    if let Some(p) = rule_view["properties"].as_object_mut() {
+        p.insert("id".into(), json!({"type": "string"}));
+        p.insert("tenant_id".into(), json!({"type": "string"}));
+    }
+    schemas.insert("SecurityGroupRule".into(), rule_view);
+    let rule = wrapped("security_group_rule", reference("SecurityGroupRule"));
+    let mut rule_list = vec![path_param("project_id")];
+    for f in [
+        "security_group_id",
+        "direction",
+        "protocol",
+        "remote_ip_prefix",
+    ] {
+        rule_list.push(query_param(f, json!({"type": "string"})));
+    }
+    rule_list.extend(page_params());
+    paths.insert(
+        format!("{project}/security-group-rules"),
+        json!({
+            "get": {"summary": "List security-group rules", "parameters": rule_list,
+                    "responses": responses(ok_json(wrapped("security_group_rules", json!({"type": "array", "items": reference("SecurityGroupRule")}))), &[BAD])},
+            "post": {"summary": "Add a rule to a security group", "parameters": [path_param("project_id")],
+                     "requestBody": {"required": true, "content": json_content(wrapped("security_group_rule", reference("SecurityGroupRuleCreate")))},
+                     "responses": responses(ok_json(rule.clone()), &[BAD, MISSING])},
+        }),
+    );
+    let one_rule = [path_param("project_id"), path_param("rule_id")];
+    paths.insert(
+        format!("{project}/security-group-rules/{{rule_id}}"),
+        json!({
+            "get": {"summary": "Show a security-group rule", "parameters": one_rule,
+                    "responses": responses(ok_json(rule), &[MISSING])},
+            "delete": {"summary": "Delete a security-group rule", "parameters": one_rule,
+                       "responses": responses(no_content(), &[MISSING])},
+        }),
+    );
     let mut record_params = vec![
         path_param("project_id"),
         path_param("log_group_id"),

@@ -266,7 +266,11 @@ fn check_strings(v: &Value, field: &str) -> Result<(), ControlError> {
 
 /// A request body `{"<singular>": {...}}` as a map of API fields.
 pub fn parse_body(kind: Kind, body: &[u8]) -> Result<Map<String, Value>, ControlError> {
-    let key = kind.file_key();
+    parse_wrapped(kind.file_key(), body)
+}
+
+/// A request body `{"<key>": {...}}`: the inner object.
+fn parse_wrapped(key: &str, body: &[u8]) -> Result<Map<String, Value>, ControlError> {
     let v: Value =
         serde_json::from_slice(body).map_err(|e| invalid(format!("request body: {e}")))?;
     check_strings(&v, "request body")?;
@@ -394,6 +398,11 @@ fn take_cloud_names(
         Kind::SecurityGroup => &[("security_group_rules", "rules")],
         _ => &[],
     };
+    // The cloud takes a group's `vpc_id` and documents it as unused; so
+    // does vpcflow (a group is the project's, any VPC's ports may use it).
+    if kind == Kind::SecurityGroup {
+        fields.remove("vpc_id");
+    }
     for (cloud, ours) in renames {
         if fields.contains_key(*ours) || (!creating && kind.immutable().contains(ours)) {
             continue;
@@ -474,6 +483,108 @@ fn our_rule(rule: &Value) -> Result<Value, ControlError> {
         }
     }
     Ok(Value::Object(out))
+}
+
+/// The body key of a security-group rule on the seed cloud's own path
+/// (`/v1/{project_id}/security-group-rules`), and of its list.
+pub const SECURITY_GROUP_RULE: &str = "security_group_rule";
+/// See [`SECURITY_GROUP_RULE`].
+pub const SECURITY_GROUP_RULES: &str = "security_group_rules";
+
+/// The fields a rule created on that path may have, as the cloud names them.
+const CLOUD_RULE_FIELDS: [&str; 9] = [
+    "security_group_id",
+    "description",
+    "direction",
+    "ethertype",
+    "protocol",
+    "port_range_min",
+    "port_range_max",
+    "remote_ip_prefix",
+    "remote_group_id",
+];
+
+/// A `{"security_group_rule": {...}}` create body: the group it goes in,
+/// and the rule in our shape (checked with the rest of the model when it
+/// is stored). The id is the server's to give.
+pub fn parse_cloud_rule(body: &[u8]) -> Result<(String, Value), ControlError> {
+    let mut fields = parse_wrapped(SECURITY_GROUP_RULE, body)?;
+    if let Some(k) = fields
+        .keys()
+        .find(|k| !CLOUD_RULE_FIELDS.contains(&k.as_str()))
+    {
+        let hint = if k == "id" {
+            ": set by the server".to_string()
+        } else {
+            format!(
+                "; a security group rule has {}",
+                CLOUD_RULE_FIELDS.join(", ")
+            )
+        };
+        return Err(invalid(format!("unknown field `{k}`{hint}")));
+    }
+    let group = match fields.remove("security_group_id") {
+        Some(Value::String(g)) => g,
+        Some(_) => return Err(invalid("security_group_id: must be an id")),
+        None => return Err(invalid("security_group_id: required")),
+    };
+    if !fields.get("direction").is_some_and(Value::is_string) {
+        return Err(invalid("direction: required (ingress or egress)"));
+    }
+    for k in ["port_range_min", "port_range_max"] {
+        if let Some(v) = fields.get(k).filter(|v| !v.is_null())
+            && v.as_u64().is_none_or(|p| p > 65_535)
+        {
+            return Err(invalid(format!("{k}: {v} is not a port (0..=65535)")));
+        }
+    }
+    Ok((group, our_rule(&Value::Object(fields))?))
+}
+
+/// Adds `rule` (ours, from [`parse_cloud_rule`]) to the security group
+/// `group`'s stored item, with a new id, which it returns. Rules the
+/// group had without ids keep the positional ids they were shown with:
+/// adding or removing one must not renumber the others.
+pub fn add_rule(group: &str, item: &mut Map<String, Value>, mut rule: Value) -> String {
+    let id = uuid::Uuid::new_v4().to_string();
+    if let Value::Object(r) = &mut rule {
+        r.insert("id".into(), Value::from(id.clone()));
+    }
+    with_rules(group, item, |rules| rules.push(rule));
+    id
+}
+
+/// Removes the rule `rule_id` from the security group `group`'s stored
+/// item, if it has it (the others keep their ids, as in [`add_rule`]).
+pub fn remove_rule(group: &str, item: &mut Map<String, Value>, rule_id: &str) -> bool {
+    with_rules(group, item, |rules| {
+        let before = rules.len();
+        rules.retain(|r| r.get("id").and_then(Value::as_str) != Some(rule_id));
+        rules.len() != before
+    })
+}
+
+/// Runs `f` on the group's rule list, every rule given the id it is
+/// shown with first.
+fn with_rules<R>(
+    group: &str,
+    item: &mut Map<String, Value>,
+    f: impl FnOnce(&mut Vec<Value>) -> R,
+) -> R {
+    let mut rules = match item.remove("rule") {
+        Some(Value::Array(rules)) => rules,
+        _ => Vec::new(),
+    };
+    for (n, r) in rules.iter_mut().enumerate() {
+        if let Value::Object(r) = r {
+            r.entry("id").or_insert_with(|| {
+                Value::from(vpcflow_core::inventory::positional_rule_id(group, n))
+            });
+        }
+    }
+    let out = f(&mut rules);
+    item.insert("rule".into(), Value::Array(rules));
+    out
 }
 
 /// The fields of a body that are the seed cloud's read-only names

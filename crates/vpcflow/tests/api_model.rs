@@ -424,3 +424,125 @@ fn a_project_is_held_to_its_quota_of_each_kind() {
     let (s, v) = a.call("POST", "vpcs", Some(over));
     assert_eq!(s, 200, "{v}");
 }
+
+#[test]
+fn rules_on_the_clouds_own_path_land_together_and_keep_the_others_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let a = Client {
+        server: &server,
+        project: PROJECT,
+        token: token(dir.path(), PROJECT),
+    };
+    // A group of the imported inventory: its rules have positional ids.
+    let group = "6c5b4a39-8e7f-4d21-b0a9-c8d7e6f5a4b3";
+    let rules_of = |a: &Client<'_>| -> Vec<String> {
+        let (s, v) = a.call(
+            "GET",
+            &format!("security-group-rules?security_group_id={group}"),
+            None,
+        );
+        assert_eq!(s, 200, "{v}");
+        v["security_group_rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let before = rules_of(&a);
+    assert!(
+        before.iter().any(|id| id == &format!("{group}/1")),
+        "{before:?}"
+    );
+    // Eight rules added at once: every one lands (one write each).
+    let added: Vec<String> = std::thread::scope(|s| {
+        let calls: Vec<_> = (0..8)
+            .map(|i| {
+                let a = &a;
+                s.spawn(move || {
+                    a.create(
+                        "security-group-rules",
+                        "security_group_rule",
+                        json!({"security_group_id": group, "direction": "ingress",
+                               "protocol": "tcp", "port_range_min": 8000 + i,
+                               "port_range_max": 8000 + i,
+                               "remote_ip_prefix": "198.51.100.0/24"}),
+                    )
+                })
+            })
+            .collect();
+        calls.into_iter().map(|c| c.join().unwrap()).collect()
+    });
+    let after = rules_of(&a);
+    assert_eq!(after.len(), before.len() + 8, "{after:?}");
+    assert_eq!(after[..before.len()], before[..]);
+    assert!(added.iter().all(|id| after.contains(id)));
+    // The cloud's multiport form, as the group itself shows it.
+    let (_, g) = a.call("GET", &format!("security-groups/{group}"), None);
+    let ports: Vec<&str> = g["security_group"]["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["multiport"].as_str())
+        .collect();
+    assert!(
+        (8000..8008).all(|p| ports.contains(&p.to_string().as_str())),
+        "{ports:?}"
+    );
+    // Deleting the first rule leaves every other id as it was (a
+    // positional id's `/` is percent-encoded in the path).
+    let (s, v) = a.call(
+        "DELETE",
+        &format!("security-group-rules/{}", before[0].replace('/', "%2F")),
+        None,
+    );
+    assert_eq!(s, 204, "{v}");
+    assert_eq!(rules_of(&a), after[1..]);
+    // Bad bodies name what is wrong, and change nothing.
+    for (body, says) in [
+        (
+            json!({"direction": "ingress"}),
+            "security_group_id: required",
+        ),
+        (
+            json!({"security_group_id": group, "direction": "ingress", "id": "mine"}),
+            "set by the server",
+        ),
+        (
+            json!({"security_group_id": group, "direction": "ingress", "port_range_min": 70000}),
+            "port_range_min",
+        ),
+        (
+            json!({"security_group_id": group, "direction": "sideways", "remote_ip_prefix": "0.0.0.0/0"}),
+            "direction",
+        ),
+    ] {
+        let (c, m) = a.fails(
+            "POST",
+            "security-group-rules",
+            Some(json!({ "security_group_rule": body })),
+            400,
+        );
+        assert_eq!(c, "VPC.3001");
+        assert!(m.contains(says), "{m}");
+    }
+    assert_eq!(rules_of(&a), after[1..]);
+    // Another project sees none of them.
+    let b = Client {
+        server: &server,
+        project: OTHER,
+        token: token(dir.path(), OTHER),
+    };
+    let (s, v) = b.call("GET", "security-group-rules", None);
+    assert_eq!(
+        (s, v["security_group_rules"].as_array().map(Vec::len)),
+        (200, Some(0))
+    );
+    b.fails(
+        "DELETE",
+        &format!("security-group-rules/{}", added[0]),
+        None,
+        404,
+    );
+}

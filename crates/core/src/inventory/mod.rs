@@ -1012,8 +1012,14 @@ fn sg_rule(
     if !(1..=100).contains(&priority) {
         return Err(c.err(item, "priority", format!("{priority} is outside 1..=100")));
     }
+    // A positional id kept as the rule's own (by the API, when the
+    // group's rules change) is an id too.
+    let positional = |id: &str| {
+        id.rsplit_once('/')
+            .is_some_and(|(g, k)| valid_id(g) && k.parse::<usize>().is_ok_and(|k| k > 0))
+    };
     let id = match &r.id {
-        Some(id) if valid_id(id) => id.clone(),
+        Some(id) if valid_id(id) || positional(id) => id.clone(),
         Some(id) => return Err(c.err(item, "id", format!("`{id}` is not a valid id"))),
         None => positional_rule_id(group_id, n),
     };
