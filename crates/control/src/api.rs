@@ -30,6 +30,7 @@ use tower::ServiceExt;
 
 use crate::data::{AnalysisKind, AnalysisQuery, DataError, DataPlane, RecordsQuery};
 use crate::db::ControlDb;
+use crate::firewall;
 use crate::model::{FlowLogFilter, FlowLogUpdate, NewFlowLog, Page};
 use crate::resources::{
     KINDS, Kind, SECURITY_GROUP_RULE, SECURITY_GROUP_RULES, parse_body, parse_cloud_rule,
@@ -386,6 +387,20 @@ pub fn router(state: AppState) -> Router {
                 .delete(delete_vpc_subnet),
         )
         .route(
+            "/v3/{project_id}/vpc/firewalls",
+            get(list_firewalls).post(create_firewall),
+        )
+        .route(
+            "/v3/{project_id}/vpc/firewalls/{firewall_id}",
+            get(show_firewall)
+                .put(update_firewall)
+                .delete(delete_firewall),
+        )
+        .route(
+            "/v3/{project_id}/vpc/firewalls/{firewall_id}/{action}",
+            axum::routing::put(firewall_action),
+        )
+        .route(
             "/v1/{project_id}/security-group-rules",
             get(list_security_group_rules).post(create_security_group_rule),
         )
@@ -499,6 +514,185 @@ async fn delete_vpc_subnet(
     subnet_in(&db, &project, &vpc, &subnet).await?;
     db.delete_resource(&project, Kind::Subnet, &subnet).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// A network ACL as the seed cloud's v3 firewall, with its subnets.
+async fn firewall_of(db: &ControlDb, project: &str, id: &str) -> Result<Value, ApiError> {
+    let acl = db.get_resource(project, Kind::NetworkAcl, id).await?;
+    let subnets = acl_subnets(db, project).await?;
+    Ok(firewall::view(
+        &acl,
+        subnets.get(id).map_or(&[], Vec::as_slice),
+    ))
+}
+
+/// The project's subnets by the network ACL they are associated with.
+async fn acl_subnets(
+    db: &ControlDb,
+    project: &str,
+) -> Result<HashMap<String, Vec<String>>, ApiError> {
+    let mut by_acl: HashMap<String, Vec<String>> = HashMap::new();
+    let all = db
+        .list_resources(project, Kind::Subnet, None, &Page::default())
+        .await?;
+    for s in all {
+        if let (Some(acl), Some(id)) = (s["network_acl_id"].as_str(), s["id"].as_str()) {
+            by_acl
+                .entry(acl.to_string())
+                .or_default()
+                .push(id.to_string());
+        }
+    }
+    Ok(by_acl)
+}
+
+/// The filters of the seed cloud's firewall list.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FirewallFilter {
+    id: Option<String>,
+    name: Option<String>,
+    status: Option<String>,
+    admin_state_up: Option<bool>,
+    enterprise_project_id: Option<String>,
+    limit: Option<u32>,
+    marker: Option<String>,
+}
+
+async fn list_firewalls(
+    State(db): Shared,
+    Path(project): Path<String>,
+    q: Result<Query<FirewallFilter>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let f = params(q)?;
+    let page = Page {
+        limit: f.limit,
+        marker: f.marker.clone(),
+    };
+    let acls = db
+        .list_resources(&project, Kind::NetworkAcl, None, &page)
+        .await?;
+    let subnets = acl_subnets(&db, &project).await?;
+    // Every ACL here is ACTIVE, on, and of enterprise project "0".
+    let epid_ok = f.enterprise_project_id.as_deref().is_none_or(|e| e == "0")
+        && f.status.as_deref().is_none_or(|s| s == "ACTIVE")
+        && f.admin_state_up != Some(false);
+    let views: Vec<Value> = acls
+        .iter()
+        .filter(|a| {
+            epid_ok
+                && f.id.as_deref().is_none_or(|i| a["id"] == i)
+                && f.name.as_deref().is_none_or(|n| a["name"] == n)
+        })
+        .map(|a| {
+            let id = a["id"].as_str().unwrap_or_default();
+            firewall::view(a, subnets.get(id).map_or(&[], Vec::as_slice))
+        })
+        .collect();
+    Ok(wrap(firewall::FIREWALLS, Value::Array(views)))
+}
+
+async fn create_firewall(
+    State(db): Shared,
+    Path(project): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let f = firewall::inner(
+        firewall::parse(&body, &[firewall::FIREWALL])?,
+        &[
+            "name",
+            "description",
+            "enterprise_project_id",
+            "admin_state_up",
+            "type",
+        ],
+    )?;
+    let made = db
+        .create_resource(&project, Kind::NetworkAcl, firewall::acl_fields(f)?)
+        .await?;
+    let id = made["id"].as_str().unwrap_or_default().to_string();
+    Ok(wrap(
+        firewall::FIREWALL,
+        firewall_of(&db, &project, &id).await?,
+    ))
+}
+
+async fn show_firewall(
+    State(db): Shared,
+    Path((project, id)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(wrap(
+        firewall::FIREWALL,
+        firewall_of(&db, &project, &id).await?,
+    ))
+}
+
+async fn update_firewall(
+    State(db): Shared,
+    Path((project, id)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let f = firewall::inner(
+        firewall::parse(&body, &[firewall::FIREWALL])?,
+        &["name", "description", "admin_state_up"],
+    )?;
+    db.update_resource(&project, Kind::NetworkAcl, &id, firewall::acl_fields(f)?)
+        .await?;
+    Ok(wrap(
+        firewall::FIREWALL,
+        firewall_of(&db, &project, &id).await?,
+    ))
+}
+
+async fn delete_firewall(
+    State(db): Shared,
+    Path((project, id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    db.delete_resource(&project, Kind::NetworkAcl, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The firewall's rule and subnet calls (`insert-rules`, `remove-rules`,
+/// `update-rules`, `associate-subnets`, `disassociate-subnets`), each one
+/// write transaction checked like any change.
+async fn firewall_action(
+    State(db): Shared,
+    Path((project, id, action)): Path<(String, String, String)>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let kind = Kind::NetworkAcl;
+    match action.as_str() {
+        "insert-rules" | "remove-rules" | "update-rules" => {
+            let f = firewall::inner(
+                firewall::parse(&body, &[firewall::FIREWALL])?,
+                &["ingress_rules", "egress_rules", "insert_after_rule"],
+            )?;
+            db.modify_resource(&project, kind, &id, |item| match action.as_str() {
+                "insert-rules" => firewall::insert_rules(item, &f),
+                "remove-rules" => firewall::remove_rules(item, &f),
+                _ => firewall::update_rules(item, &f),
+            })
+            .await?;
+        }
+        "associate-subnets" | "disassociate-subnets" => {
+            let f = firewall::parse(&body, &["subnets"])?;
+            db.get_resource(&project, kind, &id).await?;
+            let subnets = firewall::subnets_of(&f)?;
+            db.set_subnets_acl(&project, &id, &subnets, action == "associate-subnets")
+                .await?;
+        }
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "VPC.0404",
+                format!("no firewall call `{action}`"),
+            ));
+        }
+    }
+    Ok(wrap(
+        firewall::FIREWALL,
+        firewall_of(&db, &project, &id).await?,
+    ))
 }
 
 /// The filters of the seed cloud's security-group rule list.

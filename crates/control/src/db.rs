@@ -708,20 +708,10 @@ impl ControlDb {
         id: &str,
         fields: Map<String, Value>,
     ) -> Result<Value, ControlError> {
-        let mut w = self.write().await?;
-        let row = sqlx::query(
-            "SELECT body FROM resources WHERE kind = $1 AND id = $2 AND project_id = $3",
-        )
-        .bind(kind.file_key())
-        .bind(id)
-        .bind(project)
-        .fetch_optional(&mut *w.tx)
-        .await?
-        .ok_or_else(|| not_found(kind, id))?;
-        let mut item = body_of(&row)?;
-        update_item(kind, id, &mut item, fields)?;
-        store_item(&mut w, project, kind, id, item).await?;
-        self.commit(w).await?;
+        self.modify_resource(project, kind, id, |item| {
+            update_item(kind, id, item, fields)
+        })
+        .await?;
         self.get_resource(project, kind, id).await
     }
 
@@ -774,22 +764,71 @@ impl ControlDb {
         group: &str,
         rule: Value,
     ) -> Result<Value, ControlError> {
-        let kind = Kind::SecurityGroup;
+        let id = self
+            .modify_resource(project, Kind::SecurityGroup, group, |item| {
+                Ok(add_rule(group, item, rule))
+            })
+            .await?;
+        self.security_group_rule(project, &id).await
+    }
+
+    /// Changes the stored item of one resource with `f`: read, change,
+    /// write and check of the whole model in one write transaction, so
+    /// changes made at once all land and a bad one changes nothing.
+    pub async fn modify_resource<T>(
+        &self,
+        project: &str,
+        kind: Kind,
+        id: &str,
+        f: impl FnOnce(&mut Map<String, Value>) -> Result<T, ControlError>,
+    ) -> Result<T, ControlError> {
         let mut w = self.write().await?;
         let row = sqlx::query(
             "SELECT body FROM resources WHERE kind = $1 AND id = $2 AND project_id = $3",
         )
         .bind(kind.file_key())
-        .bind(group)
+        .bind(id)
         .bind(project)
         .fetch_optional(&mut *w.tx)
         .await?
-        .ok_or_else(|| not_found(kind, group))?;
+        .ok_or_else(|| not_found(kind, id))?;
         let mut item = body_of(&row)?;
-        let id = add_rule(group, &mut item, rule);
-        store_item(&mut w, project, kind, group, item).await?;
+        let out = f(&mut item)?;
+        store_item(&mut w, project, kind, id, item).await?;
         self.commit(w).await?;
-        self.security_group_rule(project, &id).await
+        Ok(out)
+    }
+
+    /// Sets (or, with `None`, clears) the network ACL of each of
+    /// `subnets`, in one write transaction; a subnet of another ACL is
+    /// left alone when clearing.
+    pub async fn set_subnets_acl(
+        &self,
+        project: &str,
+        acl: &str,
+        subnets: &[String],
+        associate: bool,
+    ) -> Result<(), ControlError> {
+        let mut w = self.write().await?;
+        for subnet in subnets {
+            let row = sqlx::query(
+                "SELECT body FROM resources WHERE kind = $1 AND id = $2 AND project_id = $3",
+            )
+            .bind(Kind::Subnet.file_key())
+            .bind(subnet)
+            .bind(project)
+            .fetch_optional(&mut *w.tx)
+            .await?
+            .ok_or_else(|| not_found(Kind::Subnet, subnet))?;
+            let mut item = body_of(&row)?;
+            if associate {
+                item.insert("network_acl".into(), Value::from(acl));
+            } else if item.get("network_acl").and_then(Value::as_str) == Some(acl) {
+                item.remove("network_acl");
+            }
+            store_item(&mut w, project, Kind::Subnet, subnet, item).await?;
+        }
+        self.commit(w).await
     }
 
     /// Deletes a security-group rule of the project, wherever it is (one

@@ -19,6 +19,7 @@ pub mod api;
 pub mod client;
 pub mod data;
 pub mod db;
+pub mod firewall;
 pub mod model;
 pub mod openapi;
 pub mod resources;

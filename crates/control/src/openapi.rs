@@ -367,6 +367,53 @@ pub fn document() -> Value {
                        "responses": responses(no_content(), &[MISSING])},
         }),
     );
+    // Network ACLs as the seed cloud's v3 firewalls.
+    let fw = wrapped(
+        "firewall",
+        json!({"type": "object", "additionalProperties": true}),
+    );
+    let fw_body = json_content(wrapped("firewall", json!({"type": "object"})));
+    let one_fw = [path_param("project_id"), path_param("firewall_id")];
+    let mut fw_list = vec![path_param("project_id")];
+    for f in ["id", "name", "status", "enterprise_project_id"] {
+        fw_list.push(query_param(f, json!({"type": "string"})));
+    }
+    fw_list.push(query_param("admin_state_up", json!({"type": "boolean"})));
+    fw_list.extend(page_params());
+    paths.insert(
+        "/v3/{project_id}/vpc/firewalls".into(),
+        json!({
+            "get": {"summary": "List network ACLs in the seed cloud's firewall shape", "parameters": fw_list,
+                    "responses": responses(ok_json(wrapped("firewalls", json!({"type": "array"}))), &[BAD])},
+            "post": {"summary": "Create a network ACL (firewall)", "parameters": [path_param("project_id")],
+                     "requestBody": {"required": true, "content": fw_body.clone()},
+                     "responses": responses(ok_json(fw.clone()), &[BAD, OVER_QUOTA])},
+        }),
+    );
+    paths.insert(
+        "/v3/{project_id}/vpc/firewalls/{firewall_id}".into(),
+        json!({
+            "get": {"summary": "Show a network ACL (firewall)", "parameters": one_fw,
+                    "responses": responses(ok_json(fw.clone()), &[MISSING])},
+            "put": {"summary": "Rename or describe a network ACL (firewall)", "parameters": one_fw,
+                    "requestBody": {"required": true, "content": fw_body.clone()},
+                    "responses": responses(ok_json(fw.clone()), &[BAD, MISSING])},
+            "delete": {"summary": "Delete a network ACL (firewall)", "parameters": one_fw,
+                       "responses": responses(no_content(), &[MISSING, IN_USE])},
+        }),
+    );
+    let fw_call = [
+        path_param("project_id"),
+        path_param("firewall_id"),
+        json!({"name": "action", "in": "path", "required": true, "schema": {"type": "string",
+               "enum": ["insert-rules", "remove-rules", "update-rules", "associate-subnets", "disassociate-subnets"]}}),
+    ];
+    paths.insert(
+        "/v3/{project_id}/vpc/firewalls/{firewall_id}/{action}".into(),
+        json!({"put": {"summary": "Insert, remove or update a network ACL's rules, or (dis)associate subnets",
+            "parameters": fw_call, "requestBody": {"required": true, "content": json_content(json!({"type": "object"}))},
+            "responses": responses(ok_json(fw), &[BAD, MISSING])}}),
+    );
     let mut record_params = vec![
         path_param("project_id"),
         path_param("log_group_id"),

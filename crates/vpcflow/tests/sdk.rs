@@ -66,6 +66,21 @@ fn the_seed_clouds_python_sdk_works_unchanged_with_an_access_key() {
         "{out}{}",
         String::from_utf8_lossy(&o.stderr)
     );
+    // Network ACLs on the cloud's v3 path, through its v3 client; the
+    // example VPC's subnet-db has no ACL of its own.
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/sdk/firewalls.py");
+    let o = Command::new(common::test_python())
+        .arg(script)
+        .arg(format!("http://{}", server.addr))
+        .args([PROJECT, &ak, &sk, "c1e4a0b2-7d5f-4e8a-b3c6-9f0a1d2e3b4c"])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success() && out.contains("all checks passed"),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     // The secret is in the database only sealed.
     let db = std::fs::read(data.join("control.db")).unwrap_or_default();
     let wal = std::fs::read(data.join("control.db-wal")).unwrap_or_default();
