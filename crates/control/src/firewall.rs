@@ -11,6 +11,8 @@
 
 use serde_json::{Map, Value, json};
 
+use vpcflow_core::inventory::acl_rule_id;
+
 use crate::ControlError;
 
 /// Body and list keys.
@@ -23,6 +25,26 @@ const LISTS: [(&str, &str); 2] = [
     ("ingress_rules", "ingress_rule"),
     ("egress_rules", "egress_rule"),
 ];
+
+/// The direction of a stored list (`ingress_rule`), as rule ids name it.
+fn direction(stored: &str) -> &str {
+    stored.trim_end_matches("_rule")
+}
+
+/// Gives every rule of a stored list the id the model knows it by
+/// ([`acl_rule_id`] for one written without), so that ids stay what they
+/// were shown as when rules are added, moved or renamed.
+fn freeze_ids(stored: &str, rules: &mut [Value]) {
+    for (n, r) in rules.iter_mut().enumerate() {
+        if let Value::Object(m) = r
+            && !m.contains_key("id")
+        {
+            let name = m.get("name").and_then(Value::as_str);
+            let id = acl_rule_id(name, direction(stored), n);
+            m.insert("id".into(), Value::from(id));
+        }
+    }
+}
 
 /// The rule fields the cloud's firewall rules have (all stored as is).
 const RULE_FIELDS: [&str; 11] = [
@@ -139,6 +161,7 @@ fn with_list<R>(
         Some(Value::Array(rules)) => rules,
         _ => Vec::new(),
     };
+    freeze_ids(stored, &mut rules);
     let out = f(&mut rules);
     item.insert(stored.into(), Value::Array(rules));
     out
@@ -279,16 +302,19 @@ fn cloud_rule(r: &Value) -> Value {
 }
 
 /// A network ACL (its API view) as the cloud's firewall, with the
-/// subnets it is associated with.
+/// subnets it is associated with. Rules written without an id show the
+/// one the model (and so the records' `rule-id`) knows them by.
 pub fn view(acl: &Value, subnets: &[String]) -> Value {
     let text = |k: &str| acl.get(k).cloned().unwrap_or(Value::from(""));
     let rules = |k: &str| {
-        Value::Array(
-            acl.get(k)
-                .and_then(Value::as_array)
-                .map(|rs| rs.iter().map(cloud_rule).collect())
-                .unwrap_or_default(),
-        )
+        let mut rs = acl
+            .get(k)
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let stored = LISTS.iter().find(|(c, _)| *c == k).map_or(k, |(_, s)| *s);
+        freeze_ids(stored, &mut rs);
+        Value::Array(rs.iter().map(cloud_rule).collect())
     };
     json!({
         "id": text("id"),
@@ -372,6 +398,12 @@ mod tests {
                          "source_ip_address": "::/0", "destination_port": 22}]});
         let v = view(&acl, &["s1".to_string()]);
         assert_eq!(v["associations"][0]["virsubnet_id"], "s1");
+        // Ids as the model gives rules written without one.
+        let acl2 =
+            json!({"egress_rules": [{"action": "allow"}, {"name": "out", "action": "allow"}]});
+        let v2 = view(&acl2, &[]);
+        assert_eq!(v2["egress_rules"][0]["id"], "egress-1");
+        assert_eq!(v2["egress_rules"][1]["id"], "out");
         let r = &v["ingress_rules"][0];
         assert_eq!(
             (r["ip_version"].as_i64(), r["destination_port"].as_str()),

@@ -330,8 +330,22 @@ pub fn document() -> Value {
             "port_range_max": {"type": "integer", "minimum": 0, "maximum": 65535},
             "remote_ip_prefix": {"type": "string"}, "remote_group_id": {"type": "string"}}});
     schemas.insert("SecurityGroupRuleCreate".into(), rule_schema.clone());
+    // A rule read back says null for what it does not have.
     let mut rule_view = rule_schema;
     if let Some(p) = rule_view["properties"].as_object_mut() {
+        for k in [
+            "protocol",
+            "port_range_min",
+            "port_range_max",
+            "remote_ip_prefix",
+            "remote_group_id",
+        ] {
+            if let Some(t) = p.get_mut(k)
+                && let Some(ty) = t.get("type").cloned()
+            {
+                t["type"] = json!([ty, "null"]);
+            }
+        }
         p.insert("id".into(), json!({"type": "string"}));
         p.insert("tenant_id".into(), json!({"type": "string"}));
     }

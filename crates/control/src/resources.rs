@@ -747,6 +747,7 @@ fn cloud_fields(
             );
             add("routes", Value::Array(Vec::new()));
             add("enterprise_project_id", Value::from("0"));
+            add("enable_network_address_usage_metrics", Value::from(false));
         }
         Kind::Subnet => {
             add("status", Value::from("ACTIVE"));
@@ -755,6 +756,10 @@ fn cloud_fields(
                 Value::from(text("description").unwrap_or_default()),
             );
             add("dhcp_enable", Value::from(true));
+            add("scope", Value::from("center"));
+            add("dns_list", Value::Array(Vec::new()));
+            add("extra_dhcp_opts", Value::Array(Vec::new()));
+            add("enable_network_address_usage_metrics", Value::from(false));
             add("neutron_network_id", Value::from(id));
             add("neutron_subnet_id", Value::from(id));
             if let Some(az) = text("az") {
@@ -792,6 +797,11 @@ fn cloud_fields(
             add("fixed_ips", Value::Array(fixed));
             add("device_id", Value::from(""));
             add("device_owner", Value::from(""));
+            // Its security groups are always applied; it has no extra
+            // address pairs or DHCP options.
+            add("port_security_enabled", Value::from(true));
+            add("allowed_address_pairs", Value::Array(Vec::new()));
+            add("extra_dhcp_opts", Value::Array(Vec::new()));
         }
         Kind::SecurityGroup => {
             add(

@@ -1097,8 +1097,7 @@ fn acl_rules(
         let destination_ports = port_range(&r.destination_port, "destination_port")?;
         let id =
             r.id.clone()
-                .or_else(|| r.name.clone())
-                .unwrap_or_else(|| format!("{dir}-{}", n + 1));
+                .unwrap_or_else(|| acl_rule_id(r.name.as_deref(), dir, n));
         if !valid_id(&id) {
             return Err(c.err(&item, "id", format!("`{id}` is not a valid rule id")));
         }
@@ -1122,6 +1121,12 @@ fn acl_rules(
         });
     }
     Ok(out)
+}
+
+/// The id of a network ACL's rule written without one: its name, else
+/// its direction and place in that direction's list, from 1 (`ingress-2`).
+pub fn acl_rule_id(name: Option<&str>, direction: &str, index: usize) -> String {
+    name.map_or_else(|| format!("{direction}-{}", index + 1), str::to_string)
 }
 
 /// The id of a security group's rule written without one: the group's
