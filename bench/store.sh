@@ -13,7 +13,8 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 target/release/vpcflow-tools bench store --store "$work/store" --records "$records"
 top10="SELECT srcaddr, sum(bytes) AS bytes FROM records WHERE log_status = 'OK' GROUP BY srcaddr ORDER BY bytes DESC, srcaddr LIMIT 10"
-python3 - "$work/store" "$top10" <<'PY'
+# DuckDB from the tests' venv (scripts/setup.sh test makes it).
+"${VPCFLOW_TEST_VENV:-/var/tmp/vpcflow-test-venv}/bin/python" - "$work/store" "$top10" <<'PY'
 import sys, time, duckdb
 store, sql = sys.argv[1], sys.argv[2]
 con = duckdb.connect()

@@ -49,8 +49,11 @@ pub trait Sink {
     /// Hourly upkeep (retention), at `now`.
     fn upkeep(&mut self, _now: Timestamp) {}
 
-    /// The run is over: everything written is final.
-    fn finish(&mut self) {}
+    /// The run is over: everything taken is written and final (a sink
+    /// that holds windows back writes them now).
+    fn finish(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
 }
 
 macro_rules! forward_sink {
@@ -70,8 +73,8 @@ macro_rules! forward_sink {
             fn upkeep(&mut self, now: Timestamp) {
                 (**self).upkeep(now);
             }
-            fn finish(&mut self) {
-                (**self).finish();
+            fn finish(&mut self) -> Result<(), SinkError> {
+                (**self).finish()
             }
         }
     };
@@ -528,8 +531,7 @@ impl Driver {
     pub fn end_of_input(&mut self, sink: &mut dyn Sink) -> Result<(), SinkError> {
         self.close_all();
         self.drain(sink)?;
-        sink.finish();
-        Ok(())
+        sink.finish()
     }
 
     /// Closes every open window (whole), to be taken or drained.
@@ -640,8 +642,7 @@ impl Driver {
             g.pipeline.finish();
             self.write(gi, now.secs(), sink)?;
         }
-        sink.finish();
-        Ok(())
+        sink.finish()
     }
 
     /// Writes generation `gi`'s closed windows; those ending after

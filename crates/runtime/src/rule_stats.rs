@@ -101,7 +101,7 @@ impl<S: Sink> Sink for Tallied<S> {
     fn upkeep(&mut self, now: Timestamp) {
         self.sink.upkeep(now);
     }
-    fn finish(&mut self) {
-        self.sink.finish();
+    fn finish(&mut self) -> Result<(), SinkError> {
+        self.sink.finish()
     }
 }

@@ -382,6 +382,18 @@ pub(crate) fn read<W: SummaryView>(path: &Path) -> Result<SummaryFile<W>, StoreE
 /// Writes `s` durably as the summary of `dir/records_name` (a temporary
 /// name, fsync, rename; the caller fsyncs `dir`).
 pub(crate) fn write(dir: &Path, records_name: &str, s: &SummaryFile) -> Result<(), StoreError> {
+    let (f, tmp, path) = write_tmp(dir, records_name, s)?;
+    f.sync_all().map_err(|e| StoreError::io(&tmp, e))?;
+    fs::rename(&tmp, &path).map_err(|e| StoreError::io(&path, e))
+}
+
+/// Writes `s` under a temporary name in `dir`, not synced: the file, its
+/// temporary path and the path it is to have.
+pub(crate) fn write_tmp(
+    dir: &Path,
+    records_name: &str,
+    s: &SummaryFile,
+) -> Result<(fs::File, PathBuf, PathBuf), StoreError> {
     use std::io::Write;
     fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
     let path = dir.join(summary_name(records_name));
@@ -394,8 +406,7 @@ pub(crate) fn write(dir: &Path, records_name: &str, s: &SummaryFile) -> Result<(
     let body = zstd::encode_all(body.as_slice(), 3).map_err(|e| encode(&e))?;
     let mut f = fs::File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
     f.write_all(&body).map_err(|e| StoreError::io(&tmp, e))?;
-    f.sync_all().map_err(|e| StoreError::io(&tmp, e))?;
-    fs::rename(&tmp, &path).map_err(|e| StoreError::io(&path, e))
+    Ok((f, tmp, path))
 }
 
 /// A group's key within a window: indexes into the topology, so the

@@ -47,6 +47,25 @@ pub(crate) fn lock_hour_dirs(m: &Mutex<()>) -> MutexGuard<'_, ()> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// A window's records of one log topic, encoded, with their summary
+/// ([`Store::prepare_window`]).
+#[derive(Debug)]
+pub struct PreparedWindow {
+    group: String,
+    topic: String,
+    start: u64,
+    end: u64,
+    batch: RecordBatch,
+    summary: crate::summary::WindowSummary,
+}
+
+impl PreparedWindow {
+    /// Records in it.
+    pub fn records(&self) -> usize {
+        self.batch.num_rows()
+    }
+}
+
 /// A file a window was written to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WrittenFile {
@@ -205,6 +224,100 @@ impl Store {
         self.write_window_named(topology, w, "-partial")
     }
 
+    /// A closed window's records, encoded per log topic with their
+    /// summaries, to be written later by [`Store::write_prepared`]:
+    /// encoding needs the window's topology, writing does not.
+    pub fn prepare_window(
+        topology: &Topology,
+        w: &ClosedWindow,
+    ) -> Result<Vec<PreparedWindow>, StoreError> {
+        let mut by_topic: BTreeMap<(&str, &str), Vec<(usize, &FlowRecord)>> = BTreeMap::new();
+        for (i, r) in w.records.iter().enumerate() {
+            let fl = &topology.flow_logs[r.flow_log as usize];
+            by_topic
+                .entry((fl.log_group_id.as_str(), fl.log_topic_id.as_str()))
+                .or_default()
+                .push((i, r));
+        }
+        by_topic
+            .into_iter()
+            .map(|((group, topic), records)| {
+                let batch = batch(topology, &records).map_err(|message| StoreError::Encode {
+                    path: format!("log_group={group}/log_topic={topic}"),
+                    message,
+                })?;
+                Ok(PreparedWindow {
+                    group: group.to_string(),
+                    topic: topic.to_string(),
+                    start: w.start,
+                    end: w.end,
+                    summary: crate::summary::summarize(topology, w.start, w.end, &records),
+                    batch,
+                })
+            })
+            .collect()
+    }
+
+    /// Writes prepared windows (in time order) in one go, for offline
+    /// ingest: one file per log topic and hour partition holding all of
+    /// its windows (their summaries beside it), made durable by two syncs
+    /// of the file system (the files, then their names) instead of an
+    /// fsync per window and topic. When it returns, every file it reports
+    /// is durable; a crash before that leaves temporary files, which
+    /// [`Store::open`] removes.
+    pub fn write_prepared(
+        &mut self,
+        windows: Vec<PreparedWindow>,
+    ) -> Result<Vec<WrittenFile>, StoreError> {
+        let mut parts: BTreeMap<(String, String, u64), Vec<PreparedWindow>> = BTreeMap::new();
+        for w in windows {
+            parts
+                .entry((w.group.clone(), w.topic.clone(), w.start / 3600))
+                .or_default()
+                .push(w);
+        }
+        // Held throughout: a compaction swapping an hour directory away
+        // must not take a temporary file with it.
+        let hour_dirs = Arc::clone(&self.hour_dirs);
+        let _hour = lock_hour_dirs(&hour_dirs);
+        let mut pending = Vec::with_capacity(parts.len());
+        for ((group, topic, hour), part) in parts {
+            let (start, end) = (part[0].start, part[part.len() - 1].end);
+            let dir = partition(&self.root, &group, &topic, start);
+            self.seq += 1;
+            let name = format!("{start}-{end}-{}-{}.parquet", std::process::id(), self.seq);
+            let records = part.iter().map(|w| w.batch.num_rows()).sum();
+            let (batches, windows): (Vec<_>, Vec<_>) =
+                part.into_iter().map(|w| (Ok(w.batch), w.summary)).unzip();
+            let summary = crate::summary::SummaryFile { windows };
+            let (_, summary_tmp, summary_path) = crate::summary::write_tmp(&dir, &name, &summary)?;
+            let (_, tmp, path) = write_tmp(&dir, &name, batches)?;
+            pending.push((
+                dir,
+                (hour + 1) * 3600,
+                [(summary_tmp, summary_path), (tmp, path)],
+                records,
+            ));
+        }
+        if pending.is_empty() {
+            return Ok(Vec::new());
+        }
+        sync_file_system(&self.root)?;
+        // Each summary before its records file, as in write_window.
+        for (_, _, renames, _) in &pending {
+            for (from, to) in renames {
+                fs::rename(from, to).map_err(|e| StoreError::io(to, e))?;
+            }
+        }
+        sync_file_system(&self.root)?;
+        let mut written = Vec::with_capacity(pending.len());
+        for (dir, hour_end, [_, (_, path)], records) in pending {
+            self.touched.insert(dir, hour_end);
+            written.push(WrittenFile { path, records });
+        }
+        Ok(written)
+    }
+
     fn write_window_named(
         &mut self,
         topology: &Topology,
@@ -264,6 +377,28 @@ pub(crate) fn write_file(
     name: &str,
     batches: impl IntoIterator<Item = Result<RecordBatch, StoreError>>,
 ) -> Result<PathBuf, StoreError> {
+    let (file, tmp, path) = write_tmp(dir, name, batches)?;
+    file.sync_all().map_err(|e| StoreError::io(&tmp, e))?;
+    fs::rename(&tmp, &path).map_err(|e| StoreError::io(&path, e))?;
+    // The rename, and any directory created for it, must survive a crash too.
+    let mut d = Some(dir);
+    while let Some(p) = d {
+        fsync_dir(p)?;
+        if p == root {
+            break;
+        }
+        d = p.parent();
+    }
+    Ok(path)
+}
+
+/// Writes `batches` as Parquet under a temporary name in `dir`, not
+/// synced: the file, its temporary path and the path it is to have.
+fn write_tmp(
+    dir: &Path,
+    name: &str,
+    batches: impl IntoIterator<Item = Result<RecordBatch, StoreError>>,
+) -> Result<(File, PathBuf, PathBuf), StoreError> {
     fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
     let tmp = dir.join(format!(".{name}{TMP}"));
     let path = dir.join(name);
@@ -277,18 +412,15 @@ pub(crate) fn write_file(
         w.write(&b?).map_err(|e| encode(&e))?;
     }
     let file = w.into_inner().map_err(|e| encode(&e))?;
-    file.sync_all().map_err(|e| StoreError::io(&tmp, e))?;
-    fs::rename(&tmp, &path).map_err(|e| StoreError::io(&path, e))?;
-    // The rename, and any directory created for it, must survive a crash too.
-    let mut d = Some(dir);
-    while let Some(p) = d {
-        fsync_dir(p)?;
-        if p == root {
-            break;
-        }
-        d = p.parent();
-    }
-    Ok(path)
+    Ok((file, tmp, path))
+}
+
+/// Makes everything written to the file system that holds `root` durable
+/// (`syncfs(2)`): one flush for many files, where an fsync each costs a
+/// journal commit each.
+fn sync_file_system(root: &Path) -> Result<(), StoreError> {
+    let dir = File::open(root).map_err(|e| StoreError::io(root, e))?;
+    rustix::fs::syncfs(&dir).map_err(|e| StoreError::io(root, e.into()))
 }
 
 /// Reads a store file whole and returns its number of rows: a check that

@@ -53,9 +53,73 @@ fn stored_records_read_back_equal_the_printed_ones() {
         "zeek/traces/wikipedia.pcap",
         "zeek/traces/ftp_ipv6.pcap",
         "zeek/traces/tcp_ctu-64702-888.pcap",
+        // Sparse: 1,122 days, 1,058 windows.
+        "zeek/traces/ssh_ssh.pcap",
     ] {
         round_trip(&all, &shared_data().join(trace));
     }
+}
+
+#[test]
+fn an_offline_ingest_writes_one_file_per_topic_and_hour() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("s");
+    let said = out(vpcflow()
+        .args([
+            "ingest",
+            "--ports-from",
+            "0.0.0.0/0",
+            "--ports-from",
+            "::/0",
+            "--store",
+        ])
+        .arg(&store)
+        .arg(shared_data().join("zeek/traces/ssh_ssh.pcap")));
+    // Every file it said is there, durable and whole, with the records it said.
+    let mut said_records = 0;
+    for line in said.lines() {
+        let (path, records) = line.rsplit_once(' ').unwrap();
+        let records: usize = records.parse().unwrap();
+        assert_eq!(
+            vpcflow_store::read_rows(Path::new(path)).unwrap(),
+            records,
+            "{path}"
+        );
+        said_records += records;
+    }
+    let files: Vec<String> = walk(&store)
+        .into_iter()
+        .filter(|f| f.ends_with(".parquet"))
+        .collect();
+    assert_eq!(files.len(), said.lines().count());
+    // One file per hour partition: windows held back and written together,
+    // not a file per window (1,058 windows here) merged afterwards.
+    let mut hours: Vec<&str> = files
+        .iter()
+        .map(|f| f.rsplit_once('/').unwrap().0)
+        .collect();
+    hours.sort_unstable();
+    hours.dedup();
+    assert_eq!(hours.len(), files.len());
+    assert!(files.len() > 100 && files.len() < 1058, "{}", files.len());
+    for f in &files {
+        let name = f.rsplit_once('/').unwrap().1;
+        assert!(
+            !name.contains("compact"),
+            "{f} was merged, not written whole"
+        );
+        assert!(
+            vpcflow_store::summary::summary_path(Path::new(f)).exists(),
+            "{f}"
+        );
+    }
+    let count = out(vpcflow().args(["query", "--store"]).arg(&store).args([
+        "--format",
+        "csv",
+        "--sql",
+        "SELECT count(*) AS n FROM records",
+    ]));
+    assert_eq!(count, format!("n\n{said_records}\n"));
 }
 
 #[test]

@@ -14,7 +14,7 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 use vpcflow_core::aggregate::ClosedWindow;
 use vpcflow_core::record::RecordBody;
 use vpcflow_core::{Inventory, Timestamp, Topology};
-use vpcflow_store::{CatalogGroup, CatalogTopic, Store, StoreError, WrittenFile};
+use vpcflow_store::{CatalogGroup, CatalogTopic, PreparedWindow, Store, StoreError, WrittenFile};
 
 use crate::driver::{Sink, SinkError};
 
@@ -89,8 +89,25 @@ impl SharedStore {
                 store.write_window(topology, w)?
             }
         };
-        self.windows.fetch_add(1, Ordering::Relaxed);
         self.files.fetch_add(files.len() as u64, Ordering::Relaxed);
+        self.counted(topology, w);
+        Ok(files)
+    }
+
+    /// Writes prepared windows (in time order) in one go, one file per
+    /// log topic and hour ([`vpcflow_store::Store::write_prepared`]).
+    pub fn write_prepared(
+        &self,
+        windows: Vec<PreparedWindow>,
+    ) -> Result<Vec<WrittenFile>, StoreError> {
+        let files = self.store().write_prepared(windows)?;
+        self.files.fetch_add(files.len() as u64, Ordering::Relaxed);
+        Ok(files)
+    }
+
+    /// Counts a window taken for writing and tells the listener.
+    fn counted(&self, topology: &Topology, w: &ClosedWindow) {
+        self.windows.fetch_add(1, Ordering::Relaxed);
         for r in &w.records {
             let status = match r.body {
                 RecordBody::Flow(_) => 0,
@@ -102,7 +119,6 @@ impl SharedStore {
         if let Some(l) = self.listener.get() {
             l.window(topology, w);
         }
-        Ok(files)
     }
 
     /// Prometheus text of the counters.
@@ -182,9 +198,21 @@ pub enum Compaction {
     ByCaller,
 }
 
+/// Closed windows held back, encoded, to be written together
+/// ([`StoreSink::batched`]).
+struct Held {
+    windows: Vec<PreparedWindow>,
+    /// Closed windows in `windows`, and the last one's start.
+    closed: u64,
+    last_start: u64,
+    records: usize,
+    max_records: usize,
+}
+
 /// The driver's sink into a [`SharedStore`].
 pub struct StoreSink {
     store: Arc<SharedStore>,
+    held: Option<Held>,
     /// Each durable file, `PATH RECORDS` per line (for scripts).
     files_out: Option<Box<dyn Write + Send>>,
     compaction: Compaction,
@@ -207,6 +235,7 @@ impl StoreSink {
     ) -> StoreSink {
         StoreSink {
             store,
+            held: None,
             files_out,
             compaction,
             files: 0,
@@ -220,6 +249,64 @@ impl StoreSink {
     pub fn store(&self) -> &SharedStore {
         &self.store
     }
+
+    /// Holds closed windows back and writes them together, one file per
+    /// log topic and hour: when a window of a later hour comes, when
+    /// `max_records` records are held, and at the end. For offline ingest,
+    /// where a file and an fsync per window cost more than the records. A
+    /// file is said on `files_out` once it is durable, as before; what is
+    /// held is not written yet.
+    pub fn batched(mut self, max_records: usize) -> StoreSink {
+        self.held = Some(Held {
+            windows: Vec::new(),
+            closed: 0,
+            last_start: 0,
+            records: 0,
+            max_records: max_records.max(1),
+        });
+        self
+    }
+
+    /// Writes what is held.
+    fn flush(&mut self) -> Result<(), SinkError> {
+        let Some(held) = &mut self.held else {
+            return Ok(());
+        };
+        if held.closed == 0 {
+            return Ok(());
+        }
+        let windows = std::mem::take(&mut held.windows);
+        let (closed, last_start) = (held.closed, held.last_start);
+        (held.closed, held.records) = (0, 0);
+        let files = self.store.write_prepared(windows)?;
+        self.said(&files)?;
+        self.windows += closed;
+        self.compact_before(last_start);
+        Ok(())
+    }
+
+    /// Says durable files on `files_out` and counts them.
+    fn said(&mut self, files: &[WrittenFile]) -> Result<(), SinkError> {
+        for f in files {
+            if let Some(out) = &mut self.files_out {
+                writeln!(out, "{} {}", f.path.display(), f.records)?;
+                out.flush()?;
+            }
+            self.files += 1;
+            self.records += f.records as u64;
+        }
+        Ok(())
+    }
+
+    /// Merges the hours before `start`, when this sink compacts.
+    fn compact_before(&mut self, start: u64) {
+        // A failed compaction leaves the hour as it was: whole, just not merged.
+        if self.compaction == Compaction::AsWritten
+            && let Err(e) = self.store.store().compact_before(start)
+        {
+            eprintln!("vpcflow: warning: compaction: {e}");
+        }
+    }
 }
 
 impl Sink for StoreSink {
@@ -229,21 +316,33 @@ impl Sink for StoreSink {
         window: &ClosedWindow,
         partial: bool,
     ) -> Result<(), SinkError> {
-        for f in &self.store.write(topology, window, partial)? {
-            if let Some(out) = &mut self.files_out {
-                writeln!(out, "{} {}", f.path.display(), f.records)?;
-                out.flush()?;
-            }
-            self.files += 1;
-            self.records += f.records as u64;
-        }
-        self.windows += 1;
-        // A failed compaction leaves the hour as it was: whole, just not merged.
-        if self.compaction == Compaction::AsWritten
-            && let Err(e) = self.store.store().compact_before(window.start)
+        // A window of a later hour: the held hour is complete, write it.
+        if self
+            .held
+            .as_ref()
+            .is_some_and(|h| h.closed > 0 && h.last_start / 3600 != window.start / 3600)
         {
-            eprintln!("vpcflow: warning: compaction: {e}");
+            self.flush()?;
         }
+        if let Some(held) = &mut self.held
+            && !partial
+        {
+            held.windows
+                .extend(Store::prepare_window(topology, window)?);
+            self.store.counted(topology, window);
+            held.records += window.records.len();
+            held.closed += 1;
+            held.last_start = window.start;
+            if held.records >= held.max_records {
+                self.flush()?;
+            }
+            return Ok(());
+        }
+        self.flush()?;
+        let files = self.store.write(topology, window, partial)?;
+        self.said(&files)?;
+        self.windows += 1;
+        self.compact_before(window.start);
         Ok(())
     }
 
@@ -262,9 +361,10 @@ impl Sink for StoreSink {
         }
     }
 
-    fn finish(&mut self) {
+    fn finish(&mut self) -> Result<(), SinkError> {
+        self.flush()?;
         if self.compaction == Compaction::ByCaller {
-            return;
+            return Ok(());
         }
         // The run is over: no window can land in its hours any more.
         let mut store = self.store.store();
@@ -276,5 +376,6 @@ impl Sink for StoreSink {
             Ok(c) => self.compacted = c.len(),
             Err(e) => eprintln!("vpcflow: warning: compaction: {e}"),
         }
+        Ok(())
     }
 }
