@@ -14,8 +14,9 @@ packets=${1:-5000000}
 flows=${2:-500000}
 ./scripts/setup.sh bench
 cargo build --release -q -p vpcflow -p vpcflow-tools
-bin=target/release/vpcflow
-tools=target/release/vpcflow-tools
+target=${CARGO_TARGET_DIR:-target}
+bin=$target/release/vpcflow
+tools=$target/release/vpcflow-tools
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cap="$work/bench.pcap"
@@ -37,12 +38,17 @@ read_s=$(cpu "$tools" bench read "$cap")
 parse_s=$(cpu "$tools" bench parse "$cap")
 ingest_s=$(cpu "$bin" ingest --ports-from 0.0.0.0/0 --format v1 -o /dev/null "$cap")
 "$bin" ingest --ports-from 0.0.0.0/0 --format v1 -o /dev/null "$cap" 2>"$work/stats"
+# The same into the log store (a fresh one each run): Parquet, summaries,
+# syncfs; the target is within 1.3x of the text output's CPU.
+store_s=$(cpu bash -c 'rm -rf "$1" && exec "$2" ingest --ports-from 0.0.0.0/0 --store "$1" "$3" >/dev/null' \
+    st "$work/store" "$bin" "$cap")
 # softflowd cuts the -r path to 15 characters (and then waits forever), and
 # refuses to start while a previous run's control socket exists: run it in
 # the capture's directory with a short relative name, after a clean-up.
 sf_s=$(cpu bash -c 'cd "$1" && rm -f sf.ctl sf.pid && exec softflowd -r bench.pcap -n 127.0.0.1:9995 -m 4000000 -d -c sf.ctl -p sf.pid' \
     sf "$work")
 read_pps=$(pps "$read_s"); parse_pps=$(pps "$parse_s"); ingest_pps=$(pps "$ingest_s"); sf_pps=$(pps "$sf_s")
+store_pps=$(pps "$store_s")
 
 echo
 echo "capture: $packets packets, >= $flows flows per 600 s window (two windows)"
@@ -50,7 +56,9 @@ cat "$work/stats" | sed 's/^/  /'
 printf '%-42s %12s pps\n' "read frames (baseline)" "$read_pps"
 printf '%-42s %12s pps\n' "read + parse (baseline)" "$parse_pps"
 printf '%-42s %12s pps\n' "vpcflow ingest (every address a port)" "$ingest_pps"
+printf '%-42s %12s pps\n' "vpcflow ingest --store (same)" "$store_pps"
 printf '%-42s %12s pps\n' "softflowd -r (same file)" "$sf_pps"
 echo "ratio vpcflow / softflowd:        $(echo "scale=2; $ingest_pps / $sf_pps" | bc)"
+echo "ratio --store CPU / text CPU:     $(echo "scale=2; $store_s / $ingest_s" | bc)"
 echo "ratio vpcflow / read+parse:       $(echo "scale=3; $ingest_pps / $parse_pps" | bc)"
 echo "ratio read+parse / softflowd:     $(echo "scale=2; $parse_pps / $sf_pps" | bc)"

@@ -44,7 +44,7 @@ pub use retention::GcReport;
 pub use schema::{
     Column, ColumnType, END_TIME, PARTITIONS, RECORD_INDEX, START_TIME, columns, schema,
 };
-pub use writer::{PreparedWindow, Store, WrittenFile, read_rows};
+pub use writer::{HourFiles, Store, WrittenFile, read_rows};
 
 /// What went wrong in the store.
 #[derive(Debug, thiserror::Error)]

@@ -47,23 +47,40 @@ pub(crate) fn lock_hour_dirs(m: &Mutex<()>) -> MutexGuard<'_, ()> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// A window's records of one log topic, encoded, with their summary
-/// ([`Store::prepare_window`]).
-#[derive(Debug)]
-pub struct PreparedWindow {
-    group: String,
-    topic: String,
-    start: u64,
-    end: u64,
-    batch: RecordBatch,
-    summary: crate::summary::WindowSummary,
+/// The files of one hour being written by [`Store::append_window`], one
+/// per log topic, until [`Store::close_hour`].
+#[derive(Default)]
+pub struct HourFiles {
+    hour: Option<u64>,
+    files: BTreeMap<(String, String), OpenFile>,
 }
 
-impl PreparedWindow {
-    /// Records in it.
-    pub fn records(&self) -> usize {
-        self.batch.num_rows()
+impl HourFiles {
+    /// The hour (its start, Unix seconds) these files hold, if any window
+    /// was appended.
+    pub fn hour_start(&self) -> Option<u64> {
+        self.hour.map(|h| h * 3600)
     }
+}
+
+impl std::fmt::Debug for HourFiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HourFiles")
+            .field("hour", &self.hour)
+            .field("files", &self.files.len())
+            .finish()
+    }
+}
+
+struct OpenFile {
+    dir: PathBuf,
+    tmp: PathBuf,
+    seq: u64,
+    writer: ArrowWriter<File>,
+    first_start: u64,
+    last_end: u64,
+    summaries: Vec<crate::summary::WindowSummary>,
+    records: usize,
 }
 
 /// A file a window was written to.
@@ -224,13 +241,27 @@ impl Store {
         self.write_window_named(topology, w, "-partial")
     }
 
-    /// A closed window's records, encoded per log topic with their
-    /// summaries, to be written later by [`Store::write_prepared`]:
-    /// encoding needs the window's topology, writing does not.
-    pub fn prepare_window(
+    /// Appends a closed window to `hour`'s files, one per log topic: its
+    /// records encoded into the topic's file, its summary beside.
+    /// Windows go in time order; a window of another hour than the one
+    /// `hour` holds is an error (close that one first). Nothing is durable
+    /// or visible until [`Store::close_hour`].
+    pub fn append_window(
+        &mut self,
+        hour: &mut HourFiles,
         topology: &Topology,
         w: &ClosedWindow,
-    ) -> Result<Vec<PreparedWindow>, StoreError> {
+    ) -> Result<(), StoreError> {
+        let this = w.start / 3600;
+        match hour.hour {
+            Some(h) if h != this => {
+                return Err(StoreError::Encode {
+                    path: self.root.display().to_string(),
+                    message: format!("window {} is not of hour {}", w.start, h * 3600),
+                });
+            }
+            _ => hour.hour = Some(this),
+        }
         let mut by_topic: BTreeMap<(&str, &str), Vec<(usize, &FlowRecord)>> = BTreeMap::new();
         for (i, r) in w.records.iter().enumerate() {
             let fl = &topology.flow_logs[r.flow_log as usize];
@@ -239,74 +270,92 @@ impl Store {
                 .or_default()
                 .push((i, r));
         }
-        by_topic
-            .into_iter()
-            .map(|((group, topic), records)| {
-                let batch = batch(topology, &records).map_err(|message| StoreError::Encode {
-                    path: format!("log_group={group}/log_topic={topic}"),
-                    message,
-                })?;
-                Ok(PreparedWindow {
-                    group: group.to_string(),
-                    topic: topic.to_string(),
-                    start: w.start,
-                    end: w.end,
-                    summary: crate::summary::summarize(topology, w.start, w.end, &records),
-                    batch,
-                })
-            })
-            .collect()
+        for ((group, topic), records) in by_topic {
+            let key = (group.to_string(), topic.to_string());
+            if !hour.files.contains_key(&key) {
+                let dir = partition(&self.root, group, topic, w.start);
+                self.seq += 1;
+                let tmp_name = format!("{}-{}-hour", std::process::id(), self.seq);
+                let (writer, tmp) = open_tmp(&dir, &tmp_name)?;
+                hour.files.insert(
+                    key.clone(),
+                    OpenFile {
+                        dir,
+                        tmp,
+                        seq: self.seq,
+                        writer,
+                        first_start: w.start,
+                        last_end: w.end,
+                        summaries: Vec::new(),
+                        records: 0,
+                    },
+                );
+            }
+            let Some(f) = hour.files.get_mut(&key) else {
+                continue;
+            };
+            let encode = |message: String| StoreError::Encode {
+                path: f.tmp.display().to_string(),
+                message,
+            };
+            let b = batch(topology, &records).map_err(encode)?;
+            // Encoded into the open row group now (the batch's memory goes);
+            // row groups are cut at the writer's row-group size, not per
+            // window: a sparse hour's windows of a few records each would
+            // otherwise be row groups of a few rows.
+            f.writer.write(&b).map_err(|e| encode(e.to_string()))?;
+            f.summaries.push(crate::summary::summarize(
+                topology, w.start, w.end, &records,
+            ));
+            f.last_end = w.end;
+            f.records += records.len();
+        }
+        Ok(())
     }
 
-    /// Writes prepared windows (in time order) in one go, for offline
-    /// ingest: one file per log topic and hour partition holding all of
-    /// its windows (their summaries beside it), made durable by two syncs
-    /// of the file system (the files, then their names) instead of an
-    /// fsync per window and topic. When it returns, every file it reports
-    /// is durable; a crash before that leaves temporary files, which
-    /// [`Store::open`] removes.
-    pub fn write_prepared(
-        &mut self,
-        windows: Vec<PreparedWindow>,
-    ) -> Result<Vec<WrittenFile>, StoreError> {
-        let mut parts: BTreeMap<(String, String, u64), Vec<PreparedWindow>> = BTreeMap::new();
-        for w in windows {
-            parts
-                .entry((w.group.clone(), w.topic.clone(), w.start / 3600))
-                .or_default()
-                .push(w);
-        }
-        // Held throughout: a compaction swapping an hour directory away
-        // must not take a temporary file with it.
-        let hour_dirs = Arc::clone(&self.hour_dirs);
-        let _hour = lock_hour_dirs(&hour_dirs);
-        let mut pending = Vec::with_capacity(parts.len());
-        for ((group, topic, hour), part) in parts {
-            let (start, end) = (part[0].start, part[part.len() - 1].end);
-            let dir = partition(&self.root, &group, &topic, start);
-            self.seq += 1;
-            let name = format!("{start}-{end}-{}-{}.parquet", std::process::id(), self.seq);
-            let records = part.iter().map(|w| w.batch.num_rows()).sum();
-            let (batches, windows): (Vec<_>, Vec<_>) =
-                part.into_iter().map(|w| (Ok(w.batch), w.summary)).unzip();
-            let summary = crate::summary::SummaryFile { windows };
-            let (_, summary_tmp, summary_path) = crate::summary::write_tmp(&dir, &name, &summary)?;
-            let (_, tmp, path) = write_tmp(&dir, &name, batches)?;
+    /// Finishes `hour`'s files and makes them durable and visible: their
+    /// summaries written, one `syncfs` for the files, the renames (each
+    /// summary before its records file), one `syncfs` for the names. When
+    /// it returns, every file it reports is durable; a crash before leaves
+    /// temporary files, which [`Store::open`] removes.
+    pub fn close_hour(&mut self, hour: HourFiles) -> Result<Vec<WrittenFile>, StoreError> {
+        let mut pending = Vec::with_capacity(hour.files.len());
+        for f in hour.files.into_values() {
+            let name = format!(
+                "{}-{}-{}-{}.parquet",
+                f.first_start,
+                f.last_end,
+                std::process::id(),
+                f.seq
+            );
+            f.writer.close().map_err(|e| StoreError::Encode {
+                path: f.tmp.display().to_string(),
+                message: e.to_string(),
+            })?;
+            let summary = crate::summary::SummaryFile {
+                windows: f.summaries,
+            };
+            let (_, summary_tmp, summary_path) =
+                crate::summary::write_tmp(&f.dir, &name, &summary)?;
+            let path = f.dir.join(&name);
+            let hour_end = (f.first_start / 3600 + 1) * 3600;
             pending.push((
-                dir,
-                (hour + 1) * 3600,
-                [(summary_tmp, summary_path), (tmp, path)],
-                records,
+                f.dir,
+                hour_end,
+                [(summary_tmp, summary_path), (f.tmp, path)],
+                f.records,
             ));
         }
         if pending.is_empty() {
             return Ok(Vec::new());
         }
         sync_file_system(&self.root)?;
-        // Each summary before its records file, as in write_window.
-        for (_, _, renames, _) in &pending {
-            for (from, to) in renames {
-                fs::rename(from, to).map_err(|e| StoreError::io(to, e))?;
+        {
+            let _hour = lock_hour_dirs(&self.hour_dirs);
+            for (_, _, renames, _) in &pending {
+                for (from, to) in renames {
+                    fs::rename(from, to).map_err(|e| StoreError::io(to, e))?;
+                }
             }
         }
         sync_file_system(&self.root)?;
@@ -377,7 +426,16 @@ pub(crate) fn write_file(
     name: &str,
     batches: impl IntoIterator<Item = Result<RecordBatch, StoreError>>,
 ) -> Result<PathBuf, StoreError> {
-    let (file, tmp, path) = write_tmp(dir, name, batches)?;
+    let (mut w, tmp) = open_tmp(dir, name)?;
+    let path = dir.join(name);
+    let encode = |e: &dyn std::fmt::Display| StoreError::Encode {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    };
+    for b in batches {
+        w.write(&b?).map_err(|e| encode(&e))?;
+    }
+    let file = w.into_inner().map_err(|e| encode(&e))?;
     file.sync_all().map_err(|e| StoreError::io(&tmp, e))?;
     fs::rename(&tmp, &path).map_err(|e| StoreError::io(&path, e))?;
     // The rename, and any directory created for it, must survive a crash too.
@@ -392,27 +450,18 @@ pub(crate) fn write_file(
     Ok(path)
 }
 
-/// Writes `batches` as Parquet under a temporary name in `dir`, not
-/// synced: the file, its temporary path and the path it is to have.
-fn write_tmp(
-    dir: &Path,
-    name: &str,
-    batches: impl IntoIterator<Item = Result<RecordBatch, StoreError>>,
-) -> Result<(File, PathBuf, PathBuf), StoreError> {
+/// A Parquet writer on a new temporary file `dir/.<name>.tmp`.
+fn open_tmp(dir: &Path, name: &str) -> Result<(ArrowWriter<File>, PathBuf), StoreError> {
     fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
     let tmp = dir.join(format!(".{name}{TMP}"));
-    let path = dir.join(name);
-    let encode = |e: &dyn std::fmt::Display| StoreError::Encode {
-        path: path.display().to_string(),
-        message: e.to_string(),
-    };
     let file = File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
-    let mut w = ArrowWriter::try_new(file, schema(), Some(properties())).map_err(|e| encode(&e))?;
-    for b in batches {
-        w.write(&b?).map_err(|e| encode(&e))?;
-    }
-    let file = w.into_inner().map_err(|e| encode(&e))?;
-    Ok((file, tmp, path))
+    let w = ArrowWriter::try_new(file, schema(), Some(properties())).map_err(|e| {
+        StoreError::Encode {
+            path: tmp.display().to_string(),
+            message: e.to_string(),
+        }
+    })?;
+    Ok((w, tmp))
 }
 
 /// Makes everything written to the file system that holds `root` durable

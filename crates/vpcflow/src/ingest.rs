@@ -370,12 +370,6 @@ fn stream(
     })
 }
 
-/// Records an offline ingest holds back, encoded, before writing them as
-/// one file per log topic and hour (tens of MB of Arrow): a file and an
-/// fsync per window cost more than the records in a sparse capture.
-#[cfg(feature = "store")]
-const HOLD_RECORDS: usize = 200_000;
-
 /// The log store at `dir` as the records' sink, each durable file said on
 /// `out` once it is durable.
 #[cfg(feature = "store")]
@@ -390,5 +384,5 @@ pub(crate) fn into_store(
         store.register(inv)?;
     }
     store.store().compact_in_background();
-    Ok(StoreSink::new(store, Some(Box::new(out)), Compaction::AsWritten).batched(HOLD_RECORDS))
+    Ok(StoreSink::new(store, Some(Box::new(out)), Compaction::AsWritten).hourly())
 }

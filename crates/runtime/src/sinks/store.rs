@@ -14,7 +14,7 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 use vpcflow_core::aggregate::ClosedWindow;
 use vpcflow_core::record::RecordBody;
 use vpcflow_core::{Inventory, Timestamp, Topology};
-use vpcflow_store::{CatalogGroup, CatalogTopic, PreparedWindow, Store, StoreError, WrittenFile};
+use vpcflow_store::{CatalogGroup, CatalogTopic, HourFiles, Store, StoreError, WrittenFile};
 
 use crate::driver::{Sink, SinkError};
 
@@ -94,13 +94,23 @@ impl SharedStore {
         Ok(files)
     }
 
-    /// Writes prepared windows (in time order) in one go, one file per
-    /// log topic and hour ([`vpcflow_store::Store::write_prepared`]).
-    pub fn write_prepared(
+    /// Appends a closed window to an hour's files
+    /// ([`vpcflow_store::Store::append_window`]) and counts it.
+    pub fn append(
         &self,
-        windows: Vec<PreparedWindow>,
-    ) -> Result<Vec<WrittenFile>, StoreError> {
-        let files = self.store().write_prepared(windows)?;
+        hour: &mut HourFiles,
+        topology: &Topology,
+        w: &ClosedWindow,
+    ) -> Result<(), StoreError> {
+        self.store().append_window(hour, topology, w)?;
+        self.counted(topology, w);
+        Ok(())
+    }
+
+    /// Makes an hour's files durable and visible
+    /// ([`vpcflow_store::Store::close_hour`]).
+    pub fn close_hour(&self, hour: HourFiles) -> Result<Vec<WrittenFile>, StoreError> {
+        let files = self.store().close_hour(hour)?;
         self.files.fetch_add(files.len() as u64, Ordering::Relaxed);
         Ok(files)
     }
@@ -198,21 +208,17 @@ pub enum Compaction {
     ByCaller,
 }
 
-/// Closed windows held back, encoded, to be written together
-/// ([`StoreSink::batched`]).
-struct Held {
-    windows: Vec<PreparedWindow>,
-    /// Closed windows in `windows`, and the last one's start.
-    closed: u64,
-    last_start: u64,
-    records: usize,
-    max_records: usize,
+/// The hour an hourly [`StoreSink`] is writing ([`StoreSink::hourly`]).
+struct Hourly {
+    files: HourFiles,
+    /// Windows appended to `files`.
+    windows: u64,
 }
 
 /// The driver's sink into a [`SharedStore`].
 pub struct StoreSink {
     store: Arc<SharedStore>,
-    held: Option<Held>,
+    hourly: Option<Hourly>,
     /// Each durable file, `PATH RECORDS` per line (for scripts).
     files_out: Option<Box<dyn Write + Send>>,
     compaction: Compaction,
@@ -235,7 +241,7 @@ impl StoreSink {
     ) -> StoreSink {
         StoreSink {
             store,
-            held: None,
+            hourly: None,
             files_out,
             compaction,
             files: 0,
@@ -250,38 +256,34 @@ impl StoreSink {
         &self.store
     }
 
-    /// Holds closed windows back and writes them together, one file per
-    /// log topic and hour: when a window of a later hour comes, when
-    /// `max_records` records are held, and at the end. For offline ingest,
-    /// where a file and an fsync per window cost more than the records. A
-    /// file is said on `files_out` once it is durable, as before; what is
-    /// held is not written yet.
-    pub fn batched(mut self, max_records: usize) -> StoreSink {
-        self.held = Some(Held {
-            windows: Vec::new(),
-            closed: 0,
-            last_start: 0,
-            records: 0,
-            max_records: max_records.max(1),
+    /// Writes each log topic's hour as one file, encoded as windows come,
+    /// made visible and durable when the hour is over (a window of a later
+    /// hour comes, or the run ends): for offline ingest, where a file and
+    /// an fsync per window cost more than the records, and merging them
+    /// afterwards costs their encoding twice. A file is said on
+    /// `files_out` once it is durable, as before.
+    pub fn hourly(mut self) -> StoreSink {
+        self.hourly = Some(Hourly {
+            files: HourFiles::default(),
+            windows: 0,
         });
         self
     }
 
-    /// Writes what is held.
-    fn flush(&mut self) -> Result<(), SinkError> {
-        let Some(held) = &mut self.held else {
+    /// Closes the hour being written, if any.
+    fn close_hour(&mut self) -> Result<(), SinkError> {
+        let Some(h) = &mut self.hourly else {
             return Ok(());
         };
-        if held.closed == 0 {
+        let Some(start) = h.files.hour_start() else {
             return Ok(());
-        }
-        let windows = std::mem::take(&mut held.windows);
-        let (closed, last_start) = (held.closed, held.last_start);
-        (held.closed, held.records) = (0, 0);
-        let files = self.store.write_prepared(windows)?;
-        self.said(&files)?;
-        self.windows += closed;
-        self.compact_before(last_start);
+        };
+        let files = std::mem::take(&mut h.files);
+        let windows = std::mem::take(&mut h.windows);
+        let written = self.store.close_hour(files)?;
+        self.said(&written)?;
+        self.windows += windows;
+        self.compact_before(start + 3600);
         Ok(())
     }
 
@@ -316,29 +318,23 @@ impl Sink for StoreSink {
         window: &ClosedWindow,
         partial: bool,
     ) -> Result<(), SinkError> {
-        // A window of a later hour: the held hour is complete, write it.
+        // A window of a later hour: the one being written is complete.
         if self
-            .held
+            .hourly
             .as_ref()
-            .is_some_and(|h| h.closed > 0 && h.last_start / 3600 != window.start / 3600)
+            .and_then(|h| h.files.hour_start())
+            .is_some_and(|s| s / 3600 != window.start / 3600)
         {
-            self.flush()?;
+            self.close_hour()?;
         }
-        if let Some(held) = &mut self.held
+        if let Some(h) = &mut self.hourly
             && !partial
         {
-            held.windows
-                .extend(Store::prepare_window(topology, window)?);
-            self.store.counted(topology, window);
-            held.records += window.records.len();
-            held.closed += 1;
-            held.last_start = window.start;
-            if held.records >= held.max_records {
-                self.flush()?;
-            }
+            self.store.append(&mut h.files, topology, window)?;
+            h.windows += 1;
             return Ok(());
         }
-        self.flush()?;
+        self.close_hour()?;
         let files = self.store.write(topology, window, partial)?;
         self.said(&files)?;
         self.windows += 1;
@@ -362,7 +358,7 @@ impl Sink for StoreSink {
     }
 
     fn finish(&mut self) -> Result<(), SinkError> {
-        self.flush()?;
+        self.close_hour()?;
         if self.compaction == Compaction::ByCaller {
             return Ok(());
         }
