@@ -8,20 +8,11 @@ every object read, in K of N (where the resource has it), in none.
 """
 import sys
 
-from huaweicloudsdkcore.auth.credentials import BasicCredentials
 from huaweicloudsdkvpc import v2, v3
+from sdk_checks import client
 
 endpoint, project, ak, sk = sys.argv[1:5]
-
-
-def client(kind):
-    return (kind.new_builder()
-            .with_credentials(BasicCredentials(ak, sk, project))
-            .with_endpoints([endpoint])
-            .build())
-
-
-c2, c3 = client(v2.VpcClient), client(v3.VpcClient)
+c2, c3 = (client(k, endpoint, ak, sk, project) for k in (v2.VpcClient, v3.VpcClient))
 groups = c2.list_security_groups(v2.ListSecurityGroupsRequest()).security_groups
 firewalls = [c3.show_firewall(v3.ShowFirewallRequest(firewall_id=f.id)).firewall
              for f in c3.list_firewall(v3.ListFirewallRequest()).firewalls]

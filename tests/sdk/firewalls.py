@@ -10,8 +10,8 @@ Prints one line per check; exits non-zero at the first that fails.
 """
 import sys
 
-from huaweicloudsdkcore.auth.credentials import BasicCredentials
-from huaweicloudsdkcore.exceptions.exceptions import ClientRequestException
+from sdk_checks import check, filled, refused
+from sdk_checks import client as sdk_client
 from huaweicloudsdkvpc.v3 import (
     AddFirewallRulesRequest, AddFirewallRulesRequestBody, AssociateSubnetFirewallRequest,
     AssociateSubnetFirewallRequestBody, CreateFirewallOption, CreateFirewallRequest,
@@ -27,39 +27,11 @@ from huaweicloudsdkvpc.v3 import (
 endpoint, project, ak, sk, subnet = sys.argv[1:6]
 
 
-def client(kind):
-    return (kind.new_builder()
-            .with_credentials(BasicCredentials(ak, sk, project))
-            .with_endpoints([endpoint])
-            .build())
-
-
-def check(what, ok):
-    print(("ok   " if ok else "FAIL ") + what, flush=True)
-    if not ok:
-        sys.exit(1)
-
-
-def refused(what, call, status, code):
-    try:
-        call()
-    except ClientRequestException as e:
-        check(f"{what}: {e.status_code} {e.error_code} {e.error_msg}",
-              e.status_code == status and e.error_code == code)
-        return
-    check(f"{what}: not refused", False)
-
-
-def filled(what, objects, fields):
-    empty = sorted({f for o in objects for f in fields if getattr(o, f) in (None, "")})
-    check(f"{what}: {len(objects)}, {', '.join(fields)} filled; empty: {empty}", objects and not empty)
-
-
-c = client(VpcClient)
+c = sdk_client(VpcClient, endpoint, ak, sk, project)
 listed = c.list_firewall(ListFirewallRequest()).firewalls
 filled("the inventory's ACLs", listed, ["id", "name", "project_id", "created_at", "updated_at",
                                         "admin_state_up", "status", "enterprise_project_id",
-                                        "associations", "type"])
+                                        "associations", "type"], nothing=(None, ""))
 fw = c.create_firewall(CreateFirewallRequest(body=CreateFirewallRequestBody(
     firewall=CreateFirewallOption(name="sdk-acl", description="made by the SDK")))).firewall
 check(f"created: {fw.id} {fw.status}", fw.name == "sdk-acl" and fw.ingress_rules == []
@@ -80,7 +52,7 @@ fw = c.add_firewall_rules(AddFirewallRulesRequest(firewall_id=fw.id, body=AddFir
                                       egress_rules=[FirewallInsertRuleItemOption(
                                           name="out", action="allow", destination_ip_address="0.0.0.0/0")])))).firewall
 filled("rules inserted", fw.ingress_rules + fw.egress_rules,
-       ["id", "name", "action", "protocol", "ip_version", "enabled"])
+       ["id", "name", "action", "protocol", "ip_version", "enabled"], nothing=(None, ""))
 check(f"in order: {[r.name for r in fw.ingress_rules]}",
       [r.name for r in fw.ingress_rules] == ["no-telnet", "web"]
       and fw.ingress_rules[1].destination_port == "80-443")

@@ -9,8 +9,8 @@ Prints one line per check; exits non-zero at the first that fails.
 """
 import sys
 
-from huaweicloudsdkcore.auth.credentials import BasicCredentials
-from huaweicloudsdkcore.exceptions.exceptions import ClientRequestException
+from sdk_checks import check, filled, refused
+from sdk_checks import client as sdk_client
 from huaweicloudsdkvpc.v2 import (
     CreateFlowLogReq, CreateFlowLogReqBody, CreateFlowLogRequest, DeleteFlowLogRequest,
     ListFlowLogsRequest, ListPortsRequest, ListSecurityGroupsRequest, ListSubnetsRequest,
@@ -33,26 +33,7 @@ TOPIC = "a1b2c3d4-0000-4000-8000-000000000002"
 
 
 def client(key, secret, project_id, kind=VpcClient):
-    return (kind.new_builder()
-            .with_credentials(BasicCredentials(key, secret, project_id))
-            .with_endpoints([endpoint])
-            .build())
-
-
-def check(what, ok):
-    print(("ok   " if ok else "FAIL ") + what, flush=True)
-    if not ok:
-        sys.exit(1)
-
-
-def refused(what, call, status, code):
-    try:
-        call()
-    except ClientRequestException as e:
-        check(f"{what}: {e.status_code} {e.error_code} {e.error_msg}",
-              e.status_code == status and e.error_code == code)
-        return
-    check(f"{what}: not refused", False)
+    return sdk_client(kind, endpoint, key, secret, project_id)
 
 
 c = client(ak, sk, project)
@@ -120,10 +101,6 @@ refused("another project's key", lambda: client(other_ak, other_sk, project)
         .list_flow_logs(ListFlowLogsRequest()), 403, "APIGW.0302")
 # The model, read through the SDK's own models: the fields vpcflow knows
 # are filled under the cloud's names.
-def filled(what, objects, fields):
-    empty = sorted({f for o in objects for f in fields if getattr(o, f) in (None, "", [])})
-    check(f"{what}: {len(objects)}, {', '.join(fields)} filled; empty: {empty}", objects and not empty)
-
 
 filled("vpcs", c.list_vpcs(ListVpcsRequest()).vpcs,
        ["id", "name", "cidr", "status", "tenant_id", "created_at", "updated_at"])

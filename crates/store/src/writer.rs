@@ -262,14 +262,7 @@ impl Store {
             }
             _ => hour.hour = Some(this),
         }
-        let mut by_topic: BTreeMap<(&str, &str), Vec<(usize, &FlowRecord)>> = BTreeMap::new();
-        for (i, r) in w.records.iter().enumerate() {
-            let fl = &topology.flow_logs[r.flow_log as usize];
-            by_topic
-                .entry((fl.log_group_id.as_str(), fl.log_topic_id.as_str()))
-                .or_default()
-                .push((i, r));
-        }
+        let by_topic = records_by_topic(topology, w);
         for ((group, topic), records) in by_topic {
             let key = (group.to_string(), topic.to_string());
             if !hour.files.contains_key(&key) {
@@ -373,14 +366,7 @@ impl Store {
         w: &ClosedWindow,
         suffix: &str,
     ) -> Result<Vec<WrittenFile>, StoreError> {
-        let mut by_topic: BTreeMap<(&str, &str), Vec<(usize, &FlowRecord)>> = BTreeMap::new();
-        for (i, r) in w.records.iter().enumerate() {
-            let fl = &topology.flow_logs[r.flow_log as usize];
-            by_topic
-                .entry((fl.log_group_id.as_str(), fl.log_topic_id.as_str()))
-                .or_default()
-                .push((i, r));
-        }
+        let by_topic = records_by_topic(topology, w);
         let mut written = Vec::new();
         for ((group, topic), records) in by_topic {
             let dir = partition(&self.root, group, topic, w.start);
@@ -448,6 +434,23 @@ pub(crate) fn write_file(
         d = p.parent();
     }
     Ok(path)
+}
+
+/// A window's records by log topic (group and topic ids), each with its
+/// index in the window's output order.
+fn records_by_topic<'a>(
+    topology: &'a Topology,
+    w: &'a ClosedWindow,
+) -> BTreeMap<(&'a str, &'a str), Vec<(usize, &'a FlowRecord)>> {
+    let mut by_topic: BTreeMap<(&str, &str), Vec<(usize, &FlowRecord)>> = BTreeMap::new();
+    for (i, r) in w.records.iter().enumerate() {
+        let fl = &topology.flow_logs[r.flow_log as usize];
+        by_topic
+            .entry((fl.log_group_id.as_str(), fl.log_topic_id.as_str()))
+            .or_default()
+            .push((i, r));
+    }
+    by_topic
 }
 
 /// A Parquet writer on a new temporary file `dir/.<name>.tmp`.

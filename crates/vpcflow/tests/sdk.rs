@@ -46,6 +46,24 @@ fn access_key(data: &Path, project: &str) -> (String, String) {
     (field("access_key "), field("secret_key "))
 }
 
+/// Runs `tests/sdk/NAME` in the tests' venv; it must pass every check.
+fn sdk_script(name: &str, args: &[&str]) {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/sdk")
+        .join(name);
+    let o = Command::new(common::test_python())
+        .arg(script)
+        .args(args)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success() && out.contains("all checks passed"),
+        "{name}: {out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
 #[test]
 fn the_seed_clouds_python_sdk_works_unchanged_with_an_access_key() {
     let dir = tempfile::tempdir().unwrap();
@@ -53,33 +71,30 @@ fn the_seed_clouds_python_sdk_works_unchanged_with_an_access_key() {
     let server = Server::start(&data);
     let (ak, sk) = access_key(&data, PROJECT);
     let (other_ak, other_sk) = access_key(&data, "other-project");
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/sdk/flow_logs.py");
-    let o = Command::new(common::test_python())
-        .arg(script)
-        .arg(format!("http://{}", server.addr))
-        .args([PROJECT, &ak, &sk, "other-project", &other_ak, &other_sk])
-        .output()
-        .unwrap();
-    let out = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        o.status.success() && out.contains("all checks passed"),
-        "{out}{}",
-        String::from_utf8_lossy(&o.stderr)
+    let endpoint = format!("http://{}", server.addr);
+    sdk_script(
+        "flow_logs.py",
+        &[
+            &endpoint,
+            PROJECT,
+            &ak,
+            &sk,
+            "other-project",
+            &other_ak,
+            &other_sk,
+        ],
     );
     // Network ACLs on the cloud's v3 path, through its v3 client; the
     // example VPC's subnet-db has no ACL of its own.
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/sdk/firewalls.py");
-    let o = Command::new(common::test_python())
-        .arg(script)
-        .arg(format!("http://{}", server.addr))
-        .args([PROJECT, &ak, &sk, "c1e4a0b2-7d5f-4e8a-b3c6-9f0a1d2e3b4c"])
-        .output()
-        .unwrap();
-    let out = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        o.status.success() && out.contains("all checks passed"),
-        "{out}{}",
-        String::from_utf8_lossy(&o.stderr)
+    sdk_script(
+        "firewalls.py",
+        &[
+            &endpoint,
+            PROJECT,
+            &ak,
+            &sk,
+            "c1e4a0b2-7d5f-4e8a-b3c6-9f0a1d2e3b4c",
+        ],
     );
     // The secret is in the database only sealed.
     let db = std::fs::read(data.join("control.db")).unwrap_or_default();

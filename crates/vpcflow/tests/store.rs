@@ -48,7 +48,7 @@ fn stored_records_read_back_equal_the_printed_ones() {
         &["--config", inv.to_str().unwrap()],
         &examples().join("vpc-demo.pcap"),
     );
-    let all = ["--ports-from", "0.0.0.0/0", "--ports-from", "::/0"];
+    let all = common::EVERY_ADDRESS;
     for trace in [
         "zeek/traces/wikipedia.pcap",
         "zeek/traces/ftp_ipv6.pcap",
@@ -65,14 +65,9 @@ fn an_offline_ingest_writes_one_file_per_topic_and_hour() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("s");
     let said = out(vpcflow()
-        .args([
-            "ingest",
-            "--ports-from",
-            "0.0.0.0/0",
-            "--ports-from",
-            "::/0",
-            "--store",
-        ])
+        .arg("ingest")
+        .args(common::EVERY_ADDRESS)
+        .arg("--store")
         .arg(&store)
         .arg(shared_data().join("zeek/traces/ssh_ssh.pcap")));
     // Every file it said is there, durable and whole, with the records it said.
@@ -423,13 +418,8 @@ fn every_engine_reads_the_store_alike() {
     let store = dir.path().join("s");
     for trace in ["zeek/traces/wikipedia.pcap", "zeek/traces/ftp_ipv4.pcap"] {
         out(vpcflow()
-            .args([
-                "ingest",
-                "--ports-from",
-                "0.0.0.0/0",
-                "--ports-from",
-                "::/0",
-            ])
+            .arg("ingest")
+            .args(common::EVERY_ADDRESS)
             .arg("--store")
             .arg(&store)
             .arg(shared_data().join(trace)));

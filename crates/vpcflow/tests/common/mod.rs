@@ -43,19 +43,16 @@ pub fn write_pcap(path: &std::path::Path, frames: &[(u64, Vec<u8>)]) {
     w.finish().unwrap();
 }
 
+/// The flags that make every address a port.
+pub const EVERY_ADDRESS: [&str; 4] = ["--ports-from", "0.0.0.0/0", "--ports-from", "::/0"];
+
 /// `vpcflow ingest` with every address a port: the OK egress records of a
 /// capture as JSON values (one per unidirectional flow and window).
 pub fn egress_records(capture: &std::path::Path) -> Vec<serde_json::Value> {
     let out = vpcflow()
-        .args([
-            "ingest",
-            "--ports-from",
-            "0.0.0.0/0",
-            "--ports-from",
-            "::/0",
-            "--format",
-            "json",
-        ])
+        .arg("ingest")
+        .args(EVERY_ADDRESS)
+        .args(["--format", "json"])
         .arg(capture)
         .output()
         .unwrap();
