@@ -62,3 +62,7 @@ echo "ratio vpcflow / softflowd:        $(echo "scale=2; $ingest_pps / $sf_pps" 
 echo "ratio --store CPU / text CPU:     $(echo "scale=2; $store_s / $ingest_s" | bc)"
 echo "ratio vpcflow / read+parse:       $(echo "scale=3; $ingest_pps / $parse_pps" | bc)"
 echo "ratio read+parse / softflowd:     $(echo "scale=2; $parse_pps / $sf_pps" | bc)"
+echo
+# The same comparisons in instructions per packet, which the machine's
+# load does not move (valgrind's callgrind, on smaller captures).
+bench/instructions.sh
