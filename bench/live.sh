@@ -10,7 +10,12 @@
 # and UDP request/response round trips A<->B (p50, p99). The modes take
 # turns for ROUNDS rounds (so drift on a shared machine hits them alike);
 # each figure is the median over rounds, printed as a ratio to "none", with
-# the agent's CPU time per million packets.
+# the agent's CPU time per million packets, and the throughput ratios' 95%
+# confidence intervals over the rounds (each round's ratio to that round's
+# "none"). For ebpf it also reports what the kernel itself measures of the
+# TC programs (kernel.bpf_stats_enabled: run_time_ns / run_cnt of each
+# program, read from the agent's /proc/PID/fdinfo), the cost paid per
+# packet where it is paid.
 #
 #   bench/live.sh [SECONDS_PER_TEST [ROUNDS]]     (default 5 and 3; root)
 set -euo pipefail
@@ -21,12 +26,16 @@ rounds=${2:-3}
 ./scripts/setup.sh build
 ./scripts/setup.sh bench
 cargo build --release -q -p vpcflow -p vpcflow-tools --features vpcflow/ebpf
-bin=$PWD/target/release/vpcflow
-tools=$PWD/target/release/vpcflow-tools
+target=${CARGO_TARGET_DIR:-$PWD/target}
+bin=$target/release/vpcflow
+tools=$target/release/vpcflow-tools
 inv=$PWD/tests/live/testbed.toml
 prefix=vbench
 work=$(mktemp -d)
+stats_before=$(sysctl -n kernel.bpf_stats_enabled)
+sysctl -qw kernel.bpf_stats_enabled=1
 cleanup() {
+    sysctl -qw kernel.bpf_stats_enabled="$stats_before" || true
     [ -n "${capture_pid:-}" ] && kill "$capture_pid" 2>/dev/null || true
     "$tools" testbed --prefix $prefix down >/dev/null 2>&1 || true
     rm -rf "$work"
@@ -74,6 +83,15 @@ e = json.load(sys.stdin)["end"]["sum"]
 print(e["packets"] * (1 - e["lost_percent"] / 100) / e["seconds"])'
 }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# "prog_tag run_time_ns run_cnt" of each BPF program the process holds
+# (the tag names the program's code, the same in every round).
+bpf_stats() {
+    local f
+    for f in /proc/"$1"/fdinfo/*; do
+        awk '/^prog_tag:/ {id=$2} /^run_time_ns:/ {ns=$2} /^run_cnt:/ {n=$2}
+             END {if (id != "") print id, ns + 0, n + 0}' "$f" 2>/dev/null
+    done | sort -u
+}
 rx_packets() {
     local n=0
     for i in vfbtap-a vfbtap-b; do
@@ -99,10 +117,17 @@ for mode in "${modes[@]}"; do
     esac
     p0=$(rx_packets)
     [ -n "$capture_pid" ] && c0=$(cpu_ticks "$capture_pid")
+    [ "$mode" = ebpf ] && bpf_stats "$capture_pid" > "$work/bpf0"
     t=$(tcp); u=$(udp); r=$(rr); cpu=-
     if [ -n "$capture_pid" ]; then
         c1=$(cpu_ticks "$capture_pid"); p1=$(rx_packets)
         cpu=$(python3 -c "print('%.4f' % (($c1 - $c0) / $(getconf CLK_TCK) / max(1, ($p1 - $p0)) * 1e6))")
+    fi
+    if [ "$mode" = ebpf ]; then
+        bpf_stats "$capture_pid" > "$work/bpf1"
+        # Per program: nanoseconds per run over this round's tests.
+        join "$work/bpf0" "$work/bpf1" | awk -v r="$round" \
+            '$5 > $3 {printf "%s %s %.1f %d\n", r, $1, ($4 - $2) / ($5 - $3), $5 - $3}' >> "$work/bpf"
     fi
     [ -n "$capture_pid" ] && kill -INT "$capture_pid" && wait "$capture_pid" 2>/dev/null || true
     [ "$mode" = tcpdump ] && kill "$tcpdump_b" 2>/dev/null || true
@@ -113,8 +138,8 @@ for mode in "${modes[@]}"; do
 done
 done
 kill $echo_pid 2>/dev/null || true
-python3 - "$results" <<'PY'
-import statistics, sys
+python3 - "$results" "$work/bpf" <<'PY'
+import os, statistics, sys
 rows = {}
 for line in open(sys.argv[1]):
     m, t, u, p50, p99, cpu = line.split()
@@ -128,4 +153,29 @@ for m in ("ebpf", "af-packet", "tcpdump"):
     cpu = f", capture process CPU {statistics.median(cpus):.4f} s per million packets" if cpus else ""
     print(f"{m:10} / none: tcp {x[0] / n[0]:.3f}, udp64 {x[1] / n[1]:.3f}, "
           f"rr p50 {x[2] - n[2]:+.1f} us, p99 {x[3] - n[3]:+.1f} us{cpu}")
+    # Each round's ratio to that round's "none": mean and its 95% interval
+    # (Student's t; wide with few rounds, as it should be).
+    t95 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26}
+    for i, name in ((0, "tcp"), (1, "udp64")):
+        ratios = [r[i] / base[i] for r, base in zip(rows[m], rows["none"])]
+        if len(ratios) > 1:
+            mean, sd = statistics.mean(ratios), statistics.stdev(ratios)
+            half = t95.get(len(ratios) - 1, 1.96) * sd / len(ratios) ** 0.5
+            print(f"{'':10}   {name} ratio {mean:.3f} +- {half:.3f} (95%, {len(ratios)} rounds)")
+if os.path.exists(sys.argv[2]) and os.path.getsize(sys.argv[2]) > 0:
+    progs = {}
+    for line in open(sys.argv[2]):
+        _, prog, ns, runs = line.split()
+        progs.setdefault(prog, []).append((float(ns), int(runs)))
+    for prog, v in sorted(progs.items()):
+        print(f"ebpf program tag {prog}: {statistics.median(x[0] for x in v):.1f} ns per run "
+              f"(kernel's BPF statistics, median of {len(v)} rounds, {sum(x[1] for x in v)} runs)")
+    # A datagram between the two ports passes both hooks; without capture
+    # the path takes 1 / (udp64 rate) per datagram (sender-bound).
+    total = sum(statistics.median(x[0] for x in v) for v in progs.values())
+    path_ns = 1e9 / n[1]
+    print(f"ebpf programs together: {total:.0f} ns per datagram, {100 * total / path_ns:.1f}% of "
+          f"the {path_ns / 1e3:.2f} us a 64-byte datagram takes without capture")
+else:
+    print("ebpf programs: the agent held no BPF program fds to read statistics from")
 PY
