@@ -27,7 +27,16 @@ struct Client<'a> {
     token: String,
 }
 
-impl Client<'_> {
+impl<'a> Client<'a> {
+    /// A client of `project` on `server`, with a token made in `data`.
+    fn of(server: &'a Server, data: &std::path::Path, project: &'a str) -> Client<'a> {
+        Client {
+            server,
+            project,
+            token: token(data, project),
+        }
+    }
+
     fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
         self.server.request(
             method,
@@ -65,11 +74,7 @@ impl Client<'_> {
 fn the_model_is_managed_through_the_api_with_every_change_checked() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());
-    let a = Client {
-        server: &server,
-        project: PROJECT,
-        token: token(dir.path(), PROJECT),
-    };
+    let a = Client::of(&server, dir.path(), PROJECT);
 
     // The imported inventory is there, in API names.
     let (s, v) = a.call("GET", "subnets", None);
@@ -274,11 +279,7 @@ fn the_model_is_managed_through_the_api_with_every_change_checked() {
     a.fails("GET", "vpcs?colour=red", None, 400);
 
     // Another project sees and touches none of it.
-    let b = Client {
-        server: &server,
-        project: OTHER,
-        token: token(dir.path(), OTHER),
-    };
+    let b = Client::of(&server, dir.path(), OTHER);
     for path in [
         format!("vpcs/{vpc}"),
         format!("subnets/{subnet}"),
@@ -349,11 +350,7 @@ fn the_model_is_managed_through_the_api_with_every_change_checked() {
     drop(b);
     drop(server);
     let server = Server::start(dir.path());
-    let a = Client {
-        server: &server,
-        project: PROJECT,
-        token: token(dir.path(), PROJECT),
-    };
+    let a = Client::of(&server, dir.path(), PROJECT);
     let (s, v) = a.call("GET", &format!("vpcs/{kept}"), None);
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["vpc"]["name"], "kept");
@@ -368,11 +365,7 @@ fn the_model_is_managed_through_the_api_with_every_change_checked() {
 fn a_project_is_held_to_its_quota_of_each_kind() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());
-    let a = Client {
-        server: &server,
-        project: OTHER,
-        token: token(dir.path(), OTHER),
-    };
+    let a = Client::of(&server, dir.path(), OTHER);
     let (s, v) = a.call("GET", "quotas", None);
     assert_eq!(s, 200, "{v}");
     let quotas = v["quotas"]["resources"].as_array().unwrap();
@@ -412,11 +405,7 @@ fn a_project_is_held_to_its_quota_of_each_kind() {
     let (_, v) = a.call("GET", "quotas?type=vpc", None);
     assert_eq!(v["quotas"]["resources"][0]["used"], quota);
     // Another project is not held to this one's count.
-    let b = Client {
-        server: &server,
-        project: PROJECT,
-        token: token(dir.path(), PROJECT),
-    };
+    let b = Client::of(&server, dir.path(), PROJECT);
     b.create("vpcs", "vpc", json!({"name": "b", "cidr": "10.9.0.0/16"}));
     // A deleted one frees its place.
     let (s, _) = a.call("DELETE", &format!("vpcs/{first}"), None);
@@ -429,11 +418,7 @@ fn a_project_is_held_to_its_quota_of_each_kind() {
 fn rules_on_the_clouds_own_path_land_together_and_keep_the_others_ids() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());
-    let a = Client {
-        server: &server,
-        project: PROJECT,
-        token: token(dir.path(), PROJECT),
-    };
+    let a = Client::of(&server, dir.path(), PROJECT);
     // A group of the imported inventory: its rules have positional ids.
     let group = "6c5b4a39-8e7f-4d21-b0a9-c8d7e6f5a4b3";
     let rules_of = |a: &Client<'_>| -> Vec<String> {
@@ -529,11 +514,7 @@ fn rules_on_the_clouds_own_path_land_together_and_keep_the_others_ids() {
     }
     assert_eq!(rules_of(&a), after[1..]);
     // Another project sees none of them.
-    let b = Client {
-        server: &server,
-        project: OTHER,
-        token: token(dir.path(), OTHER),
-    };
+    let b = Client::of(&server, dir.path(), OTHER);
     let (s, v) = b.call("GET", "security-group-rules", None);
     assert_eq!(
         (s, v["security_group_rules"].as_array().map(Vec::len)),

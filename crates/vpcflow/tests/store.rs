@@ -175,6 +175,17 @@ fn search_sql_and_time_range() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("dstport takes a whole number"));
 }
 
+/// `ingest` of the long capture below into a store: 60-second windows,
+/// every address of 10.0.0.0/16 a port.
+const INGEST_LONG: [&str; 6] = [
+    "ingest",
+    "--ports-from",
+    "10.0.0.0/16",
+    "--window",
+    "60",
+    "--store",
+];
+
 #[test]
 fn a_writer_killed_at_random_moments_leaves_only_whole_files() {
     // A capture of many 60-second windows, so the writer is killed mid-stream.
@@ -196,14 +207,7 @@ fn a_writer_killed_at_random_moments_leaves_only_whole_files() {
     let mut reported: Vec<(String, usize)> = Vec::new();
     for _ in 0..12 {
         let mut child = vpcflow()
-            .args([
-                "ingest",
-                "--ports-from",
-                "10.0.0.0/16",
-                "--window",
-                "60",
-                "--store",
-            ])
+            .args(INGEST_LONG)
             .arg(&store)
             .arg(&cap)
             .stdout(Stdio::piped())
@@ -281,17 +285,7 @@ fn a_writer_killed_at_random_moments_leaves_only_whole_files() {
     }
     // A run to the end merges each hour it wrote with what the killed runs
     // left there (one file per hour and run, until then).
-    out(vpcflow()
-        .args([
-            "ingest",
-            "--ports-from",
-            "10.0.0.0/16",
-            "--window",
-            "60",
-            "--store",
-        ])
-        .arg(&store)
-        .arg(&cap));
+    out(vpcflow().args(INGEST_LONG).arg(&store).arg(&cap));
     let files = walk(&store);
     assert!(
         files.iter().any(|f| f.contains("-compact-")),
