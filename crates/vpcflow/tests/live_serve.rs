@@ -47,24 +47,26 @@ fn flow_logs_changed_through_the_api_drive_live_capture_from_the_next_window() {
         c.args(["netns", "exec", &host_ns, program]);
         c
     };
-    let mut server = in_host(env!("CARGO_BIN_EXE_vpcflow"))
-        .args([
-            "serve",
-            "--live",
-            "--capture",
-            "af-packet",
-            "--listen",
-            "127.0.0.1:0",
-            "--config",
-        ])
-        .arg(inventory())
-        .arg("--data")
-        .arg(&data)
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(server.stderr.take().unwrap()).lines();
+    let mut server = common::Running(Some(
+        in_host(env!("CARGO_BIN_EXE_vpcflow"))
+            .args([
+                "serve",
+                "--live",
+                "--capture",
+                "af-packet",
+                "--listen",
+                "127.0.0.1:0",
+                "--config",
+            ])
+            .arg(inventory())
+            .arg("--data")
+            .arg(&data)
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    ));
+    let mut lines = BufReader::new(server.child().stderr.take().unwrap()).lines();
     let mut addr = None;
     let mut log = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -133,7 +135,7 @@ fn flow_logs_changed_through_the_api_drive_live_capture_from_the_next_window() {
     let w1 = (now() / 60.0).ceil() * 60.0;
 
     // The tail of the new topic, listening from before its first window.
-    let tail = in_host("python3")
+    let mut tail = common::Running(Some(in_host("python3")
         .arg("-c")
         .arg(format!(
             "import socket\nhost,port='{}'.split(':')\ns=socket.create_connection((host,int(port)))\n\
@@ -147,7 +149,7 @@ fn flow_logs_changed_through_the_api_drive_live_capture_from_the_next_window() {
         ))
         .stdout(Stdio::piped())
         .spawn()
-        .unwrap();
+        .unwrap()));
 
     let send_25 = || {
         let listener = bed.serve_on_b(&format!("import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind(('0.0.0.0',5000))\n{BOUND}\ns.settimeout(8)\nn=0\ntry:\n  while n<25:\n    s.recv(2000); n+=1\nexcept Exception: pass\nprint(n)"));
@@ -209,7 +211,7 @@ fn flow_logs_changed_through_the_api_drive_live_capture_from_the_next_window() {
     assert!(theirs.contains(&(w2, "OK".to_string(), 25)), "{theirs:?}");
 
     // The tail delivered window 1 of the new topic as it closed.
-    let tailed = tail.wait_with_output().unwrap();
+    let tailed = tail.take().wait_with_output().unwrap();
     let event: Value = serde_json::from_slice(&tailed.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&tailed.stdout)));
     assert_eq!(event["start"], w1);
@@ -222,6 +224,7 @@ fn flow_logs_changed_through_the_api_drive_live_capture_from_the_next_window() {
         .sum();
     assert_eq!(packets, 25, "{event}");
 
+    let mut server = server.take();
     let _ = Command::new("kill").arg(server.id().to_string()).status();
     assert!(server.wait().unwrap().success());
 }

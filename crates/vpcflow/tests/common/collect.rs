@@ -3,22 +3,10 @@
 //! windows then), and killed if a test fails before that.
 
 use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use super::vpcflow;
-
-/// Kills the collector if the test ends without stopping it.
-struct Running(Option<Child>);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(c) = &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
+use super::{Running, vpcflow};
 
 /// The records `vpcflow collect --listen 127.0.0.1:0 ARGS --format FORMAT`
 /// makes of what `export` sends to the addresses it is given (UDP, then
@@ -38,7 +26,7 @@ pub fn collect_with(
             .spawn()
             .unwrap(),
     ));
-    let child = running.0.as_mut().unwrap();
+    let child = running.child();
     let mut err = BufReader::new(child.stderr.take().unwrap());
     let listeners = if args.iter().any(|a| a == "--listen-tcp") {
         2
@@ -64,7 +52,7 @@ pub fn collect_with(
         .status()
         .unwrap();
     assert!(killed.success());
-    let out = running.0.take().unwrap().wait_with_output().unwrap();
+    let out = running.take().wait_with_output().unwrap();
     let mut rest = String::new();
     err.read_to_string(&mut rest).unwrap();
     assert!(out.status.success(), "collect: {rest}");

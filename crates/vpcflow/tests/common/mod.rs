@@ -43,6 +43,31 @@ pub fn write_pcap(path: &std::path::Path, frames: &[(u64, Vec<u8>)]) {
     w.finish().unwrap();
 }
 
+/// A process a test started, killed if the test ends without stopping it
+/// (a failed assertion must not leave a server or collector behind).
+pub struct Running(pub Option<std::process::Child>);
+
+impl Running {
+    /// The process, to stop it the way the test means to.
+    pub fn take(&mut self) -> std::process::Child {
+        self.0.take().expect("a running process")
+    }
+
+    /// The process, still guarded.
+    pub fn child(&mut self) -> &mut std::process::Child {
+        self.0.as_mut().expect("a running process")
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 /// The flags that make every address a port.
 pub const EVERY_ADDRESS: [&str; 4] = ["--ports-from", "0.0.0.0/0", "--ports-from", "::/0"];
 
