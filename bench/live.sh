@@ -179,3 +179,7 @@ if os.path.exists(sys.argv[2]) and os.path.getsize(sys.argv[2]) > 0:
 else:
     print("ebpf programs: the agent held no BPF program fds to read statistics from")
 PY
+# The programs' own cost without the network around them: each hook's
+# program run inside the kernel on real frames, beside an empty program.
+echo
+cargo bench -q -p vpcflow-live --features ebpf 2>/dev/null | sed -n '/^eBPF program cost/,$p'

@@ -11,7 +11,10 @@
 //! - packets that found the table full come back as [`KernelLoss`] for
 //!   their interface (they become SKIPDATA);
 //! - kernel memory is fixed at load time (`max_flows` per table, two
-//!   tables, preallocated).
+//!   tables, preallocated);
+//! - first and last packet times are the kernel's coarse monotonic clock
+//!   (its last tick, a few ms, where a record keeps seconds; the precise
+//!   clock on kernels before 5.11).
 //!
 //! The filters are attached with netlink (clsact qdisc, direct action), so
 //! they work on any kernel since 4.x. [`FlowCounter`] detaches them when
@@ -288,6 +291,55 @@ impl FlowCounter {
     }
 }
 
+/// Which of an interface's two hooks a program runs at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hook {
+    /// Packets arriving on the interface.
+    Ingress,
+    /// Packets leaving it.
+    Egress,
+    /// Neither: a program that returns at once, whose time is the cost of
+    /// running any program (the zero the others are measured from).
+    Baseline,
+}
+
+impl FlowCounter {
+    /// Runs the program of `hook` `repeat` times on `frame` (an Ethernet
+    /// frame) inside the kernel (`BPF_PROG_TEST_RUN`), counting it like any
+    /// packet, and returns the kernel's average time per run: the program's
+    /// own cost, without the network around it (the benchmark's figure).
+    /// The packets are counted on the interface the kernel runs tests on
+    /// (the loopback of the caller's network namespace).
+    pub fn run_in_kernel(
+        &self,
+        hook: Hook,
+        frame: &[u8],
+        repeat: u32,
+    ) -> Result<Duration, LiveError> {
+        let prog = match hook {
+            Hook::Ingress => &self.skel.progs.count_ingress,
+            Hook::Egress => &self.skel.progs.count_egress,
+            Hook::Baseline => &self.skel.progs.baseline,
+        };
+        let input = libbpf_rs::ProgramInput {
+            data_in: Some(frame),
+            repeat,
+            ..Default::default()
+        };
+        let output = prog
+            .test_run(input)
+            .map_err(|e| bpf_error("running the program in the kernel", "lo", e))?;
+        // TC_ACT_UNSPEC: the program never decides a packet's fate.
+        if output.return_value != u32::MAX {
+            return Err(LiveError::Config(format!(
+                "the program returned {} where it always lets packets continue",
+                output.return_value as i32
+            )));
+        }
+        Ok(output.duration)
+    }
+}
+
 impl Drop for FlowCounter {
     fn drop(&mut self) {
         for mut a in self.attached.drain(..) {
@@ -472,10 +524,10 @@ mod tests {
     /// A network namespace of the test's own, entered by the calling thread
     /// only (so the flows counted on its `lo` are the test's alone), deleted
     /// when dropped.
-    struct PrivateNetns(String);
+    pub(super) struct PrivateNetns(String);
 
     impl PrivateNetns {
-        fn enter(tag: &str) -> PrivateNetns {
+        pub(super) fn enter(tag: &str) -> PrivateNetns {
             let name = format!("vfl-{tag}-{}", std::process::id());
             let run = |args: &[&str]| {
                 let s = std::process::Command::new("ip")
@@ -508,7 +560,7 @@ mod tests {
         }
     }
 
-    fn as_root() {
+    pub(super) fn as_root() {
         assert!(
             rustix::process::geteuid().is_root(),
             "the eBPF tests need root (CAP_BPF, CAP_NET_ADMIN)"
@@ -618,5 +670,154 @@ mod tests {
         assert!(lost >= 400 - 16, "lost {lost}");
         assert_eq!(counted + lost, 400, "counted {counted} + lost {lost}");
         assert_eq!(lost_bytes, lost * 100);
+    }
+}
+
+#[cfg(test)]
+mod in_kernel {
+    use super::*;
+
+    /// An Ethernet frame of an IPv4 UDP datagram 10.0.0.1:4000 -> 10.0.0.2:53
+    /// with `payload` bytes of data.
+    fn udp_frame(payload: usize) -> Vec<u8> {
+        let mut f = vec![0u8; 14 + 28 + payload];
+        f[..6].copy_from_slice(&[2, 0, 0, 0, 0, 2]);
+        f[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+        f[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+        let ip = &mut f[14..];
+        ip[0] = 0x45;
+        ip[2..4].copy_from_slice(&(28 + payload as u16).to_be_bytes());
+        ip[8] = 64;
+        ip[9] = 17;
+        ip[12..16].copy_from_slice(&[10, 0, 0, 1]);
+        ip[16..20].copy_from_slice(&[10, 0, 0, 2]);
+        ip[20..22].copy_from_slice(&4000u16.to_be_bytes());
+        ip[22..24].copy_from_slice(&53u16.to_be_bytes());
+        ip[24..26].copy_from_slice(&(8 + payload as u16).to_be_bytes());
+        f
+    }
+
+    #[test]
+    #[ignore = "needs root and a kernel with BPF: scripts/test.sh runs it as root"]
+    fn a_run_in_the_kernel_counts_each_repetition_once() {
+        tests::as_root();
+        let _ns = tests::PrivateNetns::enter("testrun");
+        let mut counter = FlowCounter::load(EbpfConfig::default()).unwrap();
+        let frame = udp_frame(100);
+        let mut i = vec![];
+        let mut b = vec![];
+        for _ in 0..7 {
+            i.push(
+                counter
+                    .run_in_kernel(Hook::Ingress, &frame, 100_000)
+                    .unwrap(),
+            );
+            b.push(
+                counter
+                    .run_in_kernel(Hook::Baseline, &frame, 100_000)
+                    .unwrap(),
+            );
+        }
+        i.sort();
+        b.sort();
+        let egress = counter.run_in_kernel(Hook::Egress, &frame, 500).unwrap();
+        eprintln!(
+            "per run: ingress {:?}, baseline {:?}, egress {egress:?}",
+            i[3], b[3]
+        );
+        let (mut flows, mut losses) = (Vec::new(), Vec::new());
+        counter.collect(&mut flows, &mut losses).unwrap();
+        assert!(losses.is_empty(), "{losses:?}");
+        flows.sort_by_key(|f| f.egress);
+        let seen: Vec<_> = flows
+            .iter()
+            .map(|f| {
+                (
+                    f.egress, f.src_port, f.dst_port, f.protocol, f.packets, f.bytes,
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (false, 4000, 53, 17, 700_000, 700_000 * 128),
+                (true, 4000, 53, 17, 500, 500 * 128)
+            ]
+        );
+        assert_eq!(flows[0].src, IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)));
+    }
+
+    /// The kernel program and the user-space parser (`vpcflow_wire`) read
+    /// the same flows, packets, bytes and TCP flags from every frame of
+    /// shared captures (Ethernet, VLAN and QinQ tags, IPv4 and IPv6, TCP,
+    /// UDP, ICMPv6): the program's fast path (headers read in place) and
+    /// its slow path agree with the parser the offline ingest uses.
+    #[test]
+    #[ignore = "needs root and a kernel with BPF: scripts/test.sh runs it as root"]
+    fn the_program_reads_what_the_parser_reads_on_shared_captures() {
+        use std::collections::BTreeMap;
+        use vpcflow_wire::{LinkType, parse_frame};
+        tests::as_root();
+        let _ns = tests::PrivateNetns::enter("parity");
+        let traces = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../../shared/data/zeek/traces");
+        type Flow = (IpAddr, IpAddr, u16, u16, u8, u8);
+        for name in [
+            "echo-connections.pcap.gz",
+            "communityid_tcp.pcap",
+            "communityid_udp.pcap",
+            "communityid_ipv6.pcap",
+            "icmp_icmp6-ping.pcap",
+            "ftp_ipv6.pcap",
+            "http-vlan-0.pcap",
+            "http-qinq-0.pcap",
+        ] {
+            let mut counter = FlowCounter::load(EbpfConfig::default()).unwrap();
+            let frames = vpcflow_capture::CaptureFile::read_all(&traces.join(name)).unwrap();
+            let mut expected: BTreeMap<Flow, (u64, u64, u8)> = BTreeMap::new();
+            for (_, link, data, wire_len) in &frames {
+                assert_eq!(*link, LinkType::Ethernet, "{name}");
+                counter.run_in_kernel(Hook::Ingress, data, 1).unwrap();
+                // The kernel sees what was captured, the IP header's length
+                // telling what was sent, as the parser counts a cut frame.
+                let Ok(ip) = parse_frame(*link, data, *wire_len) else {
+                    continue;
+                };
+                let icmp6 = if ip.protocol.0 == 58 {
+                    ip.icmp_type.unwrap_or(0)
+                } else {
+                    0
+                };
+                let e = expected
+                    .entry((
+                        ip.src,
+                        ip.dst,
+                        ip.src_port,
+                        ip.dst_port,
+                        ip.protocol.0,
+                        icmp6,
+                    ))
+                    .or_default();
+                e.0 += 1;
+                e.1 += u64::from(ip.ip_bytes);
+                e.2 |= ip.tcp_flags.0;
+            }
+            let (mut flows, mut losses) = (Vec::new(), Vec::new());
+            counter.collect(&mut flows, &mut losses).unwrap();
+            assert!(losses.is_empty(), "{name}: {losses:?}");
+            let counted: BTreeMap<Flow, (u64, u64, u8)> = flows
+                .iter()
+                .map(|f| {
+                    let key = (f.src, f.dst, f.src_port, f.dst_port, f.protocol);
+                    let icmp6 = f.icmp_type.unwrap_or(0);
+                    (
+                        (key.0, key.1, key.2, key.3, key.4, icmp6),
+                        (f.packets, f.bytes, f.flags_any),
+                    )
+                })
+                .collect();
+            assert!(!expected.is_empty(), "{name}");
+            assert_eq!(counted, expected, "{name}");
+        }
     }
 }

@@ -21,7 +21,7 @@ mod ring;
 mod system;
 
 #[cfg(feature = "ebpf")]
-pub use ebpf::{EbpfConfig, FlowCounter, KernelFlow, KernelLoss};
+pub use ebpf::{EbpfConfig, FlowCounter, Hook, KernelFlow, KernelLoss};
 pub use ring::{PacketRing, RingConfig, RingPacket, RingStats, setsockopt, wait_readable};
 pub use system::{CaptureRing, CaptureSystem, Linux};
 
