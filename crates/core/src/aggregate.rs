@@ -14,13 +14,12 @@
 //! - memory is bounded by the caps: a flow that no flow log keeps is stored
 //!   only while the port has fewer than `max_records` such flows;
 //! - no allocation per packet once the tables have grown: flows live in
-//!   fixed-size chunks in first-seen order, indexed by a `hashbrown` table of
-//!   `u32`, and closed windows' tables are cleared and reused.
+//!   fixed-size chunks in first-seen order, indexed by an open-addressing
+//!   array of hash tags and entry numbers, and closed windows' tables are
+//!   cleared and reused.
 
 use std::hash::BuildHasher;
 use std::net::IpAddr;
-
-use hashbrown::HashTable;
 
 use crate::flow::{Action, Direction, FiveTuple, FlowDelta, TrafficType};
 use crate::policy::{Decision, FlowQuery, Policy, RuleRef};
@@ -213,17 +212,34 @@ fn identity_bits(d: &FlowDelta) -> u8 {
         }
 }
 
+/// A window's flows of one address family: entries in first-seen order,
+/// found through an open-addressing index.
+///
+/// The index is one array of slots, each a flow's hash tag (the hash's
+/// high 32 bits) beside its entry's number, probed linearly from the
+/// hash's low bits: finding a flow reads one slot's cache line, then the
+/// entry only when the tag matches (a hashbrown table reads its control
+/// bytes, then a bucket elsewhere, then the entry). At most 3/4 full, so
+/// probes stay short; memory is 8 bytes per slot.
 #[derive(Debug)]
 struct FlowTable<A> {
-    index: HashTable<u32>,
+    slots: Vec<u64>,
     chunks: Vec<Vec<Entry<A>>>,
     len: usize,
+}
+
+/// A slot no flow uses (no entry has number `u32::MAX`: a window holds
+/// fewer flows than that).
+const EMPTY_SLOT: u64 = u64::MAX;
+
+fn slot_of(hash: u64, entry: u32) -> u64 {
+    (hash & !0xffff_ffff) | u64::from(entry)
 }
 
 impl<A: Addr> FlowTable<A> {
     fn new() -> Self {
         FlowTable {
-            index: HashTable::new(),
+            slots: Vec::new(),
             chunks: Vec::new(),
             len: 0,
         }
@@ -234,19 +250,62 @@ impl<A: Addr> FlowTable<A> {
         &chunks[i / CHUNK][i % CHUNK]
     }
 
-    fn push(&mut self, e: Entry<A>) -> u32 {
+    /// The number of `key`'s entry, if stored.
+    fn find(&self, hash: u64, key: &Key<A>) -> Option<u32> {
+        if self.slots.is_empty() {
+            return None;
+        }
+        let mask = self.slots.len() - 1;
+        let tag = hash & !0xffff_ffff;
+        let mut at = hash as usize & mask;
+        loop {
+            let slot = self.slots[at];
+            if slot == EMPTY_SLOT {
+                return None;
+            }
+            let entry = slot as u32;
+            if slot & !0xffff_ffff == tag && Self::get(&self.chunks, entry).key() == *key {
+                return Some(entry);
+            }
+            at = (at + 1) & mask;
+        }
+    }
+
+    /// Stores `e` (not yet in the table, with this `hash`); returns its number.
+    fn insert(&mut self, hash: u64, e: Entry<A>, hasher: &foldhash::fast::RandomState) -> u32 {
+        self.reserve(self.len + 1, hasher);
         let c = self.len / CHUNK;
         if c == self.chunks.len() {
             self.chunks.push(Vec::with_capacity(CHUNK));
         }
         self.chunks[c].push(e);
+        let entry = self.len as u32;
         self.len += 1;
-        (self.len - 1) as u32
+        Self::place(&mut self.slots, slot_of(hash, entry), hash);
+        entry
     }
 
+    fn place(slots: &mut [u64], slot: u64, hash: u64) {
+        let mask = slots.len() - 1;
+        let mut at = hash as usize & mask;
+        while slots[at] != EMPTY_SLOT {
+            at = (at + 1) & mask;
+        }
+        slots[at] = slot;
+    }
+
+    /// Room for `flows` flows without growing the index.
     fn reserve(&mut self, flows: usize, hasher: &foldhash::fast::RandomState) {
-        let FlowTable { index, chunks, .. } = self;
-        index.reserve(flows, |&j| hasher.hash_one(Self::get(chunks, j).key()));
+        if flows * 4 <= self.slots.len() * 3 {
+            return;
+        }
+        let size = (flows * 4 / 3 + 1).next_power_of_two().max(16);
+        self.slots.clear();
+        self.slots.resize(size, EMPTY_SLOT);
+        for (entry, e) in self.chunks.iter().flatten().enumerate() {
+            let hash = hasher.hash_one(e.key());
+            Self::place(&mut self.slots, slot_of(hash, entry as u32), hash);
+        }
     }
 
     fn iter(&self) -> impl Iterator<Item = &Entry<A>> {
@@ -254,7 +313,7 @@ impl<A: Addr> FlowTable<A> {
     }
 
     fn clear(&mut self) {
-        self.index.clear();
+        self.slots.fill(EMPTY_SLOT);
         for c in &mut self.chunks {
             c.clear();
         }
@@ -262,8 +321,7 @@ impl<A: Addr> FlowTable<A> {
     }
 
     fn memory_bytes(&self) -> usize {
-        self.index.capacity() * (size_of::<u32>() + 1)
-            + self.chunks.len() * CHUNK * size_of::<Entry<A>>()
+        self.slots.capacity() * size_of::<u64>() + self.chunks.len() * CHUNK * size_of::<Entry<A>>()
     }
 }
 
@@ -846,10 +904,9 @@ fn observe_in<A: Addr>(
         identity_bits(d),
     );
     let hash = hasher.hash_one(key);
-    let FlowTable { index, chunks, .. } = table;
-    if let Some(&i) = index.find(hash, |&i| FlowTable::get(chunks, i).key() == key) {
+    if let Some(i) = table.find(hash, &key) {
         let i = i as usize;
-        let e = &mut chunks[i / CHUNK][i % CHUNK];
+        let e = &mut table.chunks[i / CHUNK][i % CHUNK];
         // Counts from outside (an exporter's) may be anything: never wrap.
         e.packets = e.packets.saturating_add(d.packets);
         e.bytes = e.bytes.saturating_add(d.bytes);
@@ -892,33 +949,33 @@ fn observe_in<A: Addr>(
     } else {
         0
     };
-    let i = table.push(Entry {
-        src,
-        dst,
-        port: d.port,
-        src_port: d.tuple.src_port,
-        dst_port: d.tuple.dst_port,
-        rule: decision.rule,
-        also: decision.also,
-        protocol: d.tuple.protocol.0,
-        meta: identity_bits(d)
-            | if decision.action == Action::Reject {
-                META_REJECT
-            } else {
-                0
-            }
-            | kept << META_KEPT_SHIFT
-            | sampled
-            | syn_ack_bit(d),
-        flags_any: d.flags_any,
-        flags_all: d.flags_all,
-        packets: d.packets,
-        bytes: d.bytes,
-    });
-    let FlowTable { index, chunks, .. } = table;
-    index.insert_unique(hash, i, |&j| {
-        hasher.hash_one(FlowTable::get(chunks, j).key())
-    });
+    table.insert(
+        hash,
+        Entry {
+            src,
+            dst,
+            port: d.port,
+            src_port: d.tuple.src_port,
+            dst_port: d.tuple.dst_port,
+            rule: decision.rule,
+            also: decision.also,
+            protocol: d.tuple.protocol.0,
+            meta: identity_bits(d)
+                | if decision.action == Action::Reject {
+                    META_REJECT
+                } else {
+                    0
+                }
+                | kept << META_KEPT_SHIFT
+                | sampled
+                | syn_ack_bit(d),
+            flags_any: d.flags_any,
+            flags_all: d.flags_all,
+            packets: d.packets,
+            bytes: d.bytes,
+        },
+        hasher,
+    );
     true
 }
 
