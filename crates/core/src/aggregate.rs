@@ -409,6 +409,65 @@ pub struct Aggregator {
     /// The window of the last timestamp seen, as [start ns, end ns) and start
     /// seconds: most packets fall in it, and this spares a division.
     cached: (u64, u64, u64),
+    shard: Shard,
+}
+
+/// Which ports an aggregator keeps flows of: a port belongs to one of
+/// [`Shard::SLOTS`] slots (its number hashed, so that a few ports spread
+/// too), and a shard owns a range of slots. Every shard sees every
+/// packet's time, so all open and close the same windows; each emits the
+/// records of its own ports only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    /// The first slot owned.
+    pub from: u32,
+    /// The slot after the last owned.
+    pub to: u32,
+}
+
+impl Shard {
+    /// Slots the ports are spread over.
+    pub const SLOTS: u32 = 64;
+
+    /// The one shard that owns every port.
+    pub const ALL: Shard = Shard {
+        from: 0,
+        to: Shard::SLOTS,
+    };
+
+    /// `count` shards owning every port between them, the first with
+    /// `first_weight` of another's share (the thread that also reads the
+    /// input takes less).
+    pub fn split(count: u32, first_weight: f64) -> Vec<Shard> {
+        let count = count.max(1);
+        let total = first_weight + f64::from(count - 1);
+        let mut bounds = vec![0u32];
+        for i in 1..count {
+            let at = (first_weight + f64::from(i - 1)) / total * f64::from(Shard::SLOTS);
+            let at = (at.round() as u32)
+                .max(bounds[bounds.len() - 1] + 1)
+                .min(Shard::SLOTS);
+            bounds.push(at);
+        }
+        bounds.push(Shard::SLOTS);
+        bounds
+            .windows(2)
+            .map(|b| Shard {
+                from: b[0],
+                to: b[1].max(b[0]),
+            })
+            .collect()
+    }
+
+    /// Whether this shard keeps `port`'s flows.
+    pub fn owns(self, port: u32) -> bool {
+        if self == Shard::ALL {
+            return true;
+        }
+        // Fibonacci hashing: the top bits of the product.
+        let slot = port.wrapping_mul(0x9E37_79B9) >> (32 - Shard::SLOTS.trailing_zeros());
+        self.from <= slot && slot < self.to
+    }
 }
 
 impl Aggregator {
@@ -426,7 +485,13 @@ impl Aggregator {
             port_order: Vec::new(),
             stats: AggregatorStats::default(),
             cached: (1, 0, 0),
+            shard: Shard::ALL,
         }
+    }
+
+    /// Keeps only the flows of `shard`'s ports (see [`Shard`]).
+    pub fn set_shard(&mut self, shard: Shard) {
+        self.shard = shard;
     }
 
     /// The settings.
@@ -523,6 +588,11 @@ impl Aggregator {
             Some(w) if w.start == start => self.open.len() - 1,
             _ => self.window_index(start),
         };
+        // Another shard's port: the window is open here too (so that every
+        // shard reports the same windows), the flow is the other's.
+        if !self.shard.owns(d.port) {
+            return true;
+        }
         let cap = self.config.max_records;
         let w = &mut self.open[wi];
         let p = d.port as usize;
@@ -598,7 +668,8 @@ impl Aggregator {
     ) -> bool {
         let bits = topology.ports.get(port as usize).map_or(0, |pi| pi.filters);
         let Some(pw) = self.port_window(topology, port, at) else {
-            return false;
+            // Late, or another shard's port (counted there, in time here).
+            return !self.shard.owns(port) && self.note_time(at).is_some();
         };
         for t in 0..3 {
             if bits & (1 << t) != 0 {
@@ -619,6 +690,9 @@ impl Aggregator {
     ) -> Option<&mut PortWindow> {
         let start = self.note_time(at)?;
         let wi = self.window_index(start);
+        if !self.shard.owns(port) {
+            return None;
+        }
         let w = &mut self.open[wi];
         let p = port as usize;
         if w.ports.len() <= p {
@@ -639,7 +713,7 @@ impl Aggregator {
                 pw.lost_unknown = true;
                 true
             }
-            None => false,
+            None => !self.shard.owns(port) && self.note_time(at).is_some(),
         }
     }
 
@@ -771,7 +845,7 @@ impl Aggregator {
         }
         for &p in &self.port_order {
             let port = &topology.ports[p as usize];
-            if port.first_window.is_some_and(|f| start < f) {
+            if port.first_window.is_some_and(|f| start < f) || !self.shard.owns(p) {
                 continue;
             }
             let pw = w.and_then(|w| w.ports.get(p as usize));

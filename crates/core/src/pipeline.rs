@@ -8,7 +8,7 @@
 
 use vpcflow_wire::{Frame, IpProtocol, IpSummary, Skip, TcpFlags, parse_frame};
 
-use crate::aggregate::{Aggregator, AggregatorConfig, ClosedWindow};
+use crate::aggregate::{Aggregator, AggregatorConfig, ClosedWindow, Shard};
 use crate::attribute::Attributor;
 use crate::flow::{Direction, ExportedDelta, FiveTuple, FlowDelta};
 use crate::fragments::FragmentTracker;
@@ -166,6 +166,14 @@ impl<P: Policy> Pipeline<P> {
     /// Takes frames only at `times` (see [`PlausibleTimes`]).
     pub fn with_plausible_times(mut self, times: PlausibleTimes) -> Pipeline<P> {
         self.plausible = times;
+        self
+    }
+
+    /// Keeps only the flows of `shard`'s ports: every shard of a run takes
+    /// every frame (so all attribute alike and close the same windows), and
+    /// each writes its own ports' records (see [`Shard`]).
+    pub fn into_shard(mut self, shard: Shard) -> Pipeline<P> {
+        self.aggregator.set_shard(shard);
         self
     }
 

@@ -10,11 +10,10 @@
 use std::io::{self, Write};
 
 use vpcflow_capture::{CaptureFile, Ending, MergedCaptures};
-use vpcflow_core::Pipeline;
 use vpcflow_core::pipeline::status_counts;
 
 use crate::driver::{Driver, Sink, SinkError};
-use crate::verdicts::Verdicts;
+use crate::shards::ShardTotals;
 
 /// Frames between two calls of the progress callback.
 pub const PROGRESS_EVERY: u64 = 65_536;
@@ -42,17 +41,17 @@ pub fn replay(
     Ok(frames)
 }
 
-/// Writes what a replay through `pipeline` of `files` saw in `elapsed`
+/// Writes what a replay (`totals`, over its shards) of `files` saw in `elapsed`
 /// seconds (packets, attribution, skips, records, policy, flow table, how
 /// each capture ended) to `err`. Whether every capture was whole or merely
 /// cut (a corrupt one is an error).
 pub fn write_summary(
     err: &mut impl Write,
-    pipeline: &Pipeline<Verdicts>,
+    totals: &ShardTotals,
     files: &[CaptureFile],
     elapsed: f64,
 ) -> io::Result<bool> {
-    let (stats, policy) = (pipeline.stats(), pipeline.policy());
+    let stats = &totals.stats;
     writeln!(
         err,
         "vpcflow: read {} packets from {} capture(s) in {:.3} s ({:.0} packets/s)",
@@ -95,15 +94,11 @@ pub fn write_summary(
         counts.join(", "),
         stats.windows
     )?;
-    if let Verdicts::Engine(e) = policy {
-        let s = e.stats();
+    if let Some((s, evicted)) = &totals.policy {
         writeln!(
             err,
             "  policy: {} flows evaluated, {} return traffic of accepted connections, {} of connections already decided; {} connections evicted",
-            s.evaluated,
-            s.stateful_returns,
-            s.tracked,
-            e.evicted()
+            s.evaluated, s.stateful_returns, s.tracked, evicted
         )?;
     }
     let (flows, bytes) = stats.peak_flows;

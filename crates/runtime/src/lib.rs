@@ -18,7 +18,8 @@
 //!   long-running mode; [`capture::replay`] its counterpart for files
 //!   (`ingest`, uploads, the benchmarks); `agent` (with the `store`
 //!   feature) is the live loop into the log store that `vpcflow agent` and
-//!   `vpcflow serve --live` run.
+//!   `vpcflow serve --live` run; [`shards::replay_sharded`] replays on
+//!   every core.
 //!
 //! Guarantees: nothing here reads the wall clock but [`SystemClock`];
 //! a window is handed to the sink once, by the generation whose inventory
@@ -33,6 +34,7 @@ pub mod driver;
 pub mod live;
 pub mod rule_stats;
 pub mod run;
+pub mod shards;
 pub mod sinks;
 pub mod source;
 pub mod verdicts;
@@ -45,6 +47,7 @@ pub use collector::{CollectReport, Collector, EXPORT_GRACE};
 pub use driver::{Driver, DriverStats, Interface, Sink, SinkError, TapConflict, TapFlow};
 pub use live::{CaptureKind, LiveConfig, LiveSource, LiveSourceError};
 pub use run::{RunError, RunLimits, run};
+pub use shards::{Replayed, ShardTotals, replay_sharded};
 #[cfg(feature = "store")]
 pub use sinks::{Compaction, SharedStore, StoreSink, WindowListener};
 pub use sinks::{FormatSink, IPFIX_MTU, IpfixSink};

@@ -4,11 +4,8 @@
 use std::io::{self, Write};
 
 use serde::Serialize;
-use vpcflow_core::Inventory;
-use vpcflow_core::Timestamp;
-use vpcflow_core::Topology;
 use vpcflow_core::aggregate::ClosedWindow;
-use vpcflow_policy::PolicyEngine;
+use vpcflow_core::{Inventory, RuleRef, Timestamp, Topology};
 
 use crate::driver::{Sink, SinkError};
 
@@ -46,11 +43,14 @@ impl RuleStats {
         }
     }
 
-    /// One JSON line per rule of the topology, in table order.
+    /// One JSON line per rule of the topology, in table order;
+    /// `last_decided` says when a rule last decided a flow (the rules'
+    /// engines know: [`PolicyEngine::last_decided`], or the latest over a
+    /// run's shards, [`crate::ShardTotals::last_decided`]).
     pub fn write(
         &self,
         topology: &Topology,
-        engine: &PolicyEngine,
+        last_decided: impl Fn(RuleRef) -> Option<Timestamp>,
         out: &mut impl Write,
     ) -> io::Result<()> {
         for (r, info) in topology.rules.iter() {
@@ -59,7 +59,7 @@ impl RuleStats {
                 .get(usize::from(r.0))
                 .copied()
                 .unwrap_or_default();
-            let last = engine.last_decided(r);
+            let last = last_decided(r);
             let line = Line {
                 decided_by: info.stage.as_str(),
                 policy_id: &info.owner,

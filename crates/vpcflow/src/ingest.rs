@@ -19,9 +19,11 @@ use vpcflow_core::attribute::{Attributor, AutoPorts};
 use vpcflow_core::format::Format;
 use vpcflow_core::{AcceptAll, Inventory, Pipeline, TrafficType, WindowLength};
 use vpcflow_policy::DEFAULT_CONNECTIONS;
-use vpcflow_runtime::capture::{self, replay};
+use vpcflow_runtime::capture;
 use vpcflow_runtime::rule_stats::{RuleStats, Tallied};
-use vpcflow_runtime::{Driver, FormatSink, Verdicts, inventory_pipeline, whatif};
+use vpcflow_runtime::{
+    Driver, FormatSink, ShardTotals, Verdicts, inventory_pipeline, replay_sharded, whatif,
+};
 
 /// Captures larger than this get a progress bar (when stderr is a terminal).
 const PROGRESS_BYTES: u64 = 64 << 20;
@@ -117,16 +119,23 @@ impl PortsArgs {
         inventory: Option<&Inventory>,
         config: AggregatorConfig,
     ) -> Pipeline<Verdicts> {
+        let p = self.pipeline_quietly(inventory, config);
+        if inventory.is_some() && p.topology().ports.is_empty() {
+            eprintln!(
+                "vpcflow: warning: the inventory has no port under an enabled flow log, so no records will be written"
+            );
+        }
+        p
+    }
+
+    /// [`Self::pipeline`], without warnings (another shard's).
+    fn pipeline_quietly(
+        &self,
+        inventory: Option<&Inventory>,
+        config: AggregatorConfig,
+    ) -> Pipeline<Verdicts> {
         match inventory {
-            Some(inv) => {
-                let p = inventory_pipeline(inv, config, self.traffic_type(), self.max_connections);
-                if p.topology().ports.is_empty() {
-                    eprintln!(
-                        "vpcflow: warning: the inventory has no port under an enabled flow log, so no records will be written"
-                    );
-                }
-                p
-            }
+            Some(inv) => inventory_pipeline(inv, config, self.traffic_type(), self.max_connections),
             None => {
                 let (attributor, topology) = Attributor::automatic(&AutoPorts {
                     cidrs: self.ports_from.clone(),
@@ -176,6 +185,10 @@ pub struct IngestArgs {
     // (`store` names this one: it exists only with the store feature.)
     #[arg(long, value_name = "URL", conflicts_with_all = ["compare", "output"])]
     export: Option<String>,
+    /// Aggregate on N threads, each keeping the flows of its share of the
+    /// ports (the records are the same for any N); default: one per core.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
+    threads: Option<u32>,
     /// Capture files (pcap or pcapng, optionally gzip-compressed), read as one timeline.
     #[arg(required = true, value_name = "CAPTURE")]
     captures: Vec<PathBuf>,
@@ -184,6 +197,8 @@ pub struct IngestArgs {
 /// Everything `run` needs, checked.
 struct Settings {
     pipeline: Pipeline<Verdicts>,
+    /// With more than one thread: the other shards' pipelines, built alike.
+    shards: Vec<Pipeline<Verdicts>>,
     /// `--compare`: the proposed inventory's pipeline.
     proposed: Option<Pipeline<Verdicts>>,
     format: Format,
@@ -213,12 +228,25 @@ impl Settings {
             }
             _ => (args.ports.pipeline(inventory.as_ref(), config), None),
         };
+        let threads = args.threads.map_or_else(
+            || std::thread::available_parallelism().map_or(1, |n| n.get()),
+            |n| n as usize,
+        );
+        // What-if runs both inventories side by side on one thread.
+        let shards = if proposed.is_none() {
+            (1..threads)
+                .map(|_| args.ports.pipeline_quietly(inventory.as_ref(), config))
+                .collect()
+        } else {
+            Vec::new()
+        };
         let mut captures = Vec::new();
         for path in &args.captures {
             captures.push(CaptureFile::open(path)?);
         }
         Ok(Settings {
             pipeline,
+            shards,
             proposed,
             format,
             captures,
@@ -262,6 +290,7 @@ fn stream(
 ) -> Result<ExitCode> {
     let Settings {
         pipeline,
+        shards,
         proposed,
         format,
         captures,
@@ -285,10 +314,12 @@ fn stream(
         }
     };
     let mut captures = MergedCaptures::new(captures);
-    let mut driver = Driver::from_pipeline(pipeline);
     let started = Instant::now();
     let mut rule_totals = None;
-    if let Some(proposed) = proposed {
+    let mut pipelines = vec![pipeline];
+    pipelines.extend(shards);
+    let (driver, totals) = if let Some(proposed) = proposed {
+        let mut driver = Driver::from_pipeline(pipelines.swap_remove(0));
         let mut theirs = Driver::from_pipeline(proposed);
         let comparison = whatif::compare(&mut driver, &mut theirs, &mut captures);
         comparison.report(
@@ -297,28 +328,37 @@ fn stream(
             &mut out,
         )?;
         out.flush()?;
+        let totals = ShardTotals::of(driver.pipeline());
+        (driver, totals)
     } else {
         #[cfg(feature = "store")]
         let stored = args.store.as_deref();
         #[cfg(not(feature = "store"))]
         let stored: Option<&std::path::Path> = None;
-        let mut stats = RuleStats::default();
-        if let Some(url) = &args.export {
+        let stats = RuleStats::default();
+        let mut replay = |sink: &mut dyn vpcflow_runtime::Sink| {
+            replay_sharded(
+                std::mem::take(&mut pipelines),
+                &mut captures,
+                sink,
+                &mut progress,
+            )
+            .map_err(sink_error)
+        };
+        let (replayed, stats) = if let Some(url) = &args.export {
             let ipfix = vpcflow_runtime::IpfixSink::connect(url)
                 .with_context(|| format!("--export {url}"))?;
             let mut sink = Tallied { sink: ipfix, stats };
-            replay(&mut driver, &mut captures, &mut sink, &mut progress).map_err(sink_error)?;
+            let replayed = replay(&mut sink)?;
             eprintln!("vpcflow: exported {} records to {url}", sink.sink.records);
-            stats = sink.stats;
-            rule_totals = Some(stats);
+            (replayed, sink.stats)
         } else {
             match stored {
                 #[cfg(feature = "store")]
                 Some(dir) => {
                     let files = into_store(dir, inventory.as_ref(), out)?;
                     let mut sink = Tallied { sink: files, stats };
-                    replay(&mut driver, &mut captures, &mut sink, &mut progress)
-                        .map_err(sink_error)?;
+                    let replayed = replay(&mut sink)?;
                     let s = &sink.sink;
                     eprintln!(
                         "vpcflow: stored {} records in {} files under {} ({} hours compacted)",
@@ -327,42 +367,38 @@ fn stream(
                         dir.display(),
                         s.compacted
                     );
-                    stats = sink.stats;
+                    (replayed, sink.stats)
                 }
                 _ => {
                     let mut sink = Tallied {
                         sink: FormatSink::new(format, args.header, out)?,
                         stats,
                     };
-                    replay(&mut driver, &mut captures, &mut sink, &mut progress)
-                        .map_err(sink_error)?;
+                    let replayed = replay(&mut sink)?;
                     sink.sink.into_inner()?;
-                    stats = sink.stats;
+                    (replayed, sink.stats)
                 }
             }
-            rule_totals = Some(stats);
-        }
-    }
+        };
+        rule_totals = Some(stats);
+        (replayed.driver, replayed.totals)
+    };
     if let Some(b) = bar {
         b.finish_and_clear();
     }
     let elapsed = started.elapsed().as_secs_f64();
     let pipeline = driver.pipeline();
-    if let (Some(path), Some(totals), Verdicts::Engine(engine)) =
+    if let (Some(path), Some(rule_totals), Verdicts::Engine(_)) =
         (&args.rule_stats, &rule_totals, pipeline.policy())
     {
         let mut f = BufWriter::new(
             File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
         );
-        totals.write(pipeline.topology(), engine, &mut f)?;
+        rule_totals.write(pipeline.topology(), |r| totals.last_decided(r), &mut f)?;
         f.flush()?;
     }
-    let clean = capture::write_summary(
-        &mut io::stderr().lock(),
-        pipeline,
-        captures.files(),
-        elapsed,
-    )?;
+    let clean =
+        capture::write_summary(&mut io::stderr().lock(), &totals, captures.files(), elapsed)?;
     Ok(if clean {
         ExitCode::SUCCESS
     } else {

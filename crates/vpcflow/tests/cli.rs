@@ -63,6 +63,88 @@ fn every_shared_capture_is_ingested_without_a_panic() {
     assert!(n > 200, "only {n} files");
 }
 
+/// The summary without what depends on the machine (time, table memory).
+fn summary_facts(stderr: &str) -> String {
+    stderr
+        .lines()
+        .filter(|l| !l.starts_with("vpcflow: read ") && !l.contains("flow table: peak"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `--threads`: records, their order and the summary are the same on one
+/// thread and on three, for every shared capture (automatic ports) and for
+/// the example inventory's rules (verdicts, conntrack, rule statistics).
+#[test]
+fn every_shared_capture_gives_the_same_records_on_one_thread_and_on_three() {
+    let mut stack = vec![shared_data()];
+    let mut compared = 0;
+    while let Some(p) = stack.pop() {
+        if p.is_dir() {
+            stack.extend(std::fs::read_dir(&p).unwrap().flatten().map(|e| e.path()));
+            continue;
+        }
+        let s = p.display().to_string();
+        if !(s.contains(".pcap") || s.ends_with(".cap")) {
+            continue;
+        }
+        let on = |threads: &str| {
+            run(&[
+                "ingest",
+                "--threads",
+                threads,
+                "--ports-from",
+                "0.0.0.0/0",
+                "--ports-from",
+                "::/0",
+                "--format",
+                "custom:version,interface-id,srcaddr,dstaddr,srcport,dstport,protocol,packets,bytes,start,end,action,log-status,direction,tcp-flags,decided-by",
+                &s,
+            ])
+        };
+        let (one, three) = (on("1"), on("3"));
+        assert_eq!(one.0, three.0, "{s}: exit codes");
+        assert_eq!(one.1, three.1, "{s}: records");
+        assert_eq!(
+            summary_facts(&one.2),
+            summary_facts(&three.2),
+            "{s}: summary"
+        );
+        compared += usize::from(!one.1.is_empty());
+    }
+    assert!(compared > 100, "only {compared} captures with records");
+
+    let dir = tempfile::tempdir().unwrap();
+    let cap = example_capture(dir.path());
+    let inv = inventory();
+    let on = |threads: &str| {
+        let stats = dir.path().join(format!("rules-{threads}.jsonl"));
+        let out = run(&[
+            "ingest",
+            "--threads",
+            threads,
+            "--config",
+            &inv,
+            "--format",
+            "custom:interface-id,srcaddr,dstaddr,srcport,dstport,protocol,packets,action,log-status,decided-by,rule-id",
+            "--rule-stats",
+            &stats.display().to_string(),
+            &cap,
+        ]);
+        (out, std::fs::read_to_string(stats).unwrap())
+    };
+    let ((one, rules_one), (three, rules_three)) = (on("1"), on("3"));
+    assert_eq!(one.0, 0, "{}", one.2);
+    assert!(
+        one.1.contains("sg-ingress") && one.1.contains("stateful-return"),
+        "{}",
+        one.1
+    );
+    assert_eq!(one.1, three.1);
+    assert_eq!(summary_facts(&one.2), summary_facts(&three.2));
+    assert_eq!(rules_one, rules_three);
+}
+
 /// Traffic between the example VPC's ports and the outside.
 fn example_capture(dir: &std::path::Path) -> String {
     let t0 = 1_548_752_136_000_000u64; // the seed's example time

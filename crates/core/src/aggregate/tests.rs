@@ -586,3 +586,74 @@ fn records_of_sampled_flows_say_their_sampling_rate_and_counted_ones_do_not() {
         ]
     );
 }
+
+#[test]
+fn shards_split_every_slot_once_the_first_lighter() {
+    for count in 1..=70 {
+        let shards = Shard::split(count, 0.6);
+        assert_eq!(shards.len(), count as usize);
+        for port in 0..10_000u32 {
+            let owners = shards.iter().filter(|s| s.owns(port)).count();
+            assert_eq!(owners, 1, "port {port} with {count} shards: {shards:?}");
+        }
+    }
+    let two = Shard::split(2, 0.6);
+    assert_eq!(two[0].to - two[0].from, 24, "{two:?}");
+    // A few ports spread over the shards too.
+    assert!((0..8).any(|p| two[0].owns(p)) && (0..8).any(|p| two[1].owns(p)));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(100))]
+    /// Shards fed the same deltas close the same windows, and their pieces
+    /// merged by interface-id are the one aggregator's records.
+    #[test]
+    fn shards_together_write_what_one_aggregator_writes(
+        raw in proptest::collection::vec((0u32..8, 0u8..4, 0u16..3, 0u64..1500, any::<bool>()), 0..200),
+        count in 2u32..4,
+        cap in 1u32..4,
+    ) {
+        let topo = topology(8, &[TrafficType::All, TrafficType::Reject]);
+        let mut t = 0u64;
+        let deltas: Vec<FlowDelta> = raw.iter().map(|&(port, host, dport, dt, egress)| {
+            t += dt;
+            let mut d = delta(port, &format!("10.0.0.{host}"), dport, t, 100);
+            d.direction = if egress { Direction::Egress } else { Direction::Ingress };
+            d
+        }).collect();
+        let mut policy = ScriptedPolicy { reject_port: 3, asked: 0 };
+        let (whole, _) = run(&topo, &mut policy, cap, &deltas);
+        let mut rank: Vec<usize> = (0..topo.ports.len()).collect();
+        rank.sort_by(|&a, &b| topo.ports[a].id.cmp(&topo.ports[b].id));
+        let mut place = vec![0; rank.len()];
+        for (r, p) in rank.into_iter().enumerate() {
+            place[p] = r;
+        }
+        let mut pieces = Vec::new();
+        for shard in Shard::split(count, 0.6) {
+            let mut agg = Aggregator::new(config(cap));
+            agg.set_shard(shard);
+            let mut policy = ScriptedPolicy { reject_port: 3, asked: 0 };
+            let mut out = Vec::new();
+            for d in &deltas {
+                agg.observe(&topo, &mut policy, d);
+                agg.close_until(&topo, d.first, &mut out);
+            }
+            agg.finish(&topo, &mut out);
+            pieces.push(out);
+        }
+        for p in &pieces {
+            prop_assert_eq!(
+                p.iter().map(|w| w.start).collect::<Vec<_>>(),
+                whole.iter().map(|w| w.start).collect::<Vec<_>>()
+            );
+        }
+        for (i, w) in whole.iter().enumerate() {
+            let mut merged: Vec<_> = pieces.iter().flat_map(|p| p[i].records.iter().copied()).collect();
+            merged.sort_by_key(|r| place[r.port as usize]);
+            prop_assert_eq!(&merged, &w.records);
+            let hits: u64 = pieces.iter().flat_map(|p| &p[i].rule_hits).map(|h| h.flows).sum();
+            prop_assert_eq!(hits, w.rule_hits.iter().map(|h| h.flows).sum::<u64>());
+        }
+    }
+}
