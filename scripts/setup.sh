@@ -26,7 +26,7 @@ set -euo pipefail
 case "${1:-test}" in
     build) want=(clang:clang pkg-config:pkg-config /usr/include/libelf.h:libelf-dev /usr/include/zlib.h:zlib1g-dev) ;;
     test) want=(tshark:tshark ip:iproute2 nft:nftables tcpdump:tcpdump python3:python3 ping:iputils-ping softflowd:softflowd nfcapd:nfdump pmacctd:pmacct ovs-vswitchd:openvswitch-switch java:openjdk-17-jre-headless) ;;
-    bench) want=(softflowd:softflowd bc:bc taskset:util-linux iperf3:iperf3 tcpdump:tcpdump ip:iproute2 nft:nftables ping:iputils-ping valgrind:valgrind) ;;
+    bench) want=(softflowd:softflowd nfpcapd:nfdump argus:argus-server /usr/bin/time:time bc:bc taskset:util-linux iperf3:iperf3 tcpdump:tcpdump ip:iproute2 nft:nftables ping:iputils-ping valgrind:valgrind) ;;
     fuzz) want=(python3:python3) ;;
     postgres) want=('/usr/lib/postgresql/*/bin/initdb:postgresql' pg_dump:postgresql-client runuser:util-linux) ;;
     *) echo "usage: $0 build|test|bench|fuzz|postgres" >&2; exit 2 ;;

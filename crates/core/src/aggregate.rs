@@ -108,7 +108,7 @@ pub struct AggregatorStats {
 /// A live source closes one window per tick and is never cut.
 pub const MAX_GAP_NODATA_SECS: u64 = 86_400;
 
-trait Addr: Copy + Eq + std::hash::Hash {
+trait Addr: Copy + Ord + std::hash::Hash {
     fn to_ip(self) -> IpAddr;
 }
 impl Addr for [u8; 4] {
@@ -217,8 +217,8 @@ fn identity_bits(d: &FlowDelta) -> u8 {
 ///
 /// The index is one array of slots, each a flow's hash tag (the hash's
 /// high 32 bits) beside its entry's number, probed linearly from the
-/// hash's low bits: finding a flow reads one slot's cache line, then the
-/// entry only when the tag matches (a hashbrown table reads its control
+/// hash's low bits ([`flow_hash`]): finding a flow reads one slot's cache
+/// line, then the entry only when the tag matches (a hashbrown table reads its control
 /// bytes, then a bucket elsewhere, then the entry). At most 3/4 full, so
 /// probes stay short; memory is 8 bytes per slot.
 #[derive(Debug)]
@@ -231,6 +231,25 @@ struct FlowTable<A> {
 /// A slot no flow uses (no entry has number `u32::MAX`: a window holds
 /// fewer flows than that).
 const EMPTY_SLOT: u64 = u64::MAX;
+
+/// A flow's place in the index: the low 32 bits (where probing starts)
+/// hash its conversation, the same for both directions and for every port
+/// that sees it, so that the flows of one packet between two monitored
+/// ports (egress at one, ingress at the other), stored one after the other
+/// when it was first seen, are found in one cache line of slots and one
+/// or two of entries; the high 32 bits (the tag) also mix in the port and
+/// direction, so that probing reads only the entry it is after.
+fn flow_hash<A: Addr>(hasher: &foldhash::fast::RandomState, key: &Key<A>) -> u64 {
+    let &(src, dst, port, src_port, dst_port, protocol, bits) = key;
+    let conversation = if (src, src_port) <= (dst, dst_port) {
+        (src, src_port, dst, dst_port, protocol)
+    } else {
+        (dst, dst_port, src, src_port, protocol)
+    };
+    let h = hasher.hash_one(conversation);
+    let tag = (h ^ ((u64::from(port) << 8) | u64::from(bits))).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    (tag & !0xffff_ffff) | (h & 0xffff_ffff)
+}
 
 fn slot_of(hash: u64, entry: u32) -> u64 {
     (hash & !0xffff_ffff) | u64::from(entry)
@@ -303,7 +322,7 @@ impl<A: Addr> FlowTable<A> {
         self.slots.clear();
         self.slots.resize(size, EMPTY_SLOT);
         for (entry, e) in self.chunks.iter().flatten().enumerate() {
-            let hash = hasher.hash_one(e.key());
+            let hash = flow_hash(hasher, &e.key());
             Self::place(&mut self.slots, slot_of(hash, entry as u32), hash);
         }
     }
@@ -977,7 +996,7 @@ fn observe_in<A: Addr>(
         d.tuple.protocol.0,
         identity_bits(d),
     );
-    let hash = hasher.hash_one(key);
+    let hash = flow_hash(hasher, &key);
     if let Some(i) = table.find(hash, &key) {
         let i = i as usize;
         let e = &mut table.chunks[i / CHUNK][i % CHUNK];

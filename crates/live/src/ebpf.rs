@@ -12,9 +12,10 @@
 //!   their interface (they become SKIPDATA);
 //! - kernel memory is fixed at load time (`max_flows` per table, two
 //!   tables, preallocated);
-//! - first and last packet times are the kernel's coarse monotonic clock
-//!   (its last tick, a few ms, where a record keeps seconds; the precise
-//!   clock on kernels before 5.11).
+//! - a flow's first packet time is the precise monotonic clock (flows are
+//!   ordered by it: a request before its reply); its last packet time is
+//!   the coarse one (the kernel's last tick, a few ms, where a record keeps
+//!   seconds; precise on kernels before 5.11), never before the first.
 //!
 //! The filters are attached with netlink (clsact qdisc, direct action), so
 //! they work on any kernel since 4.x. [`FlowCounter`] detaches them when

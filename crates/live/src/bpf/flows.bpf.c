@@ -16,9 +16,9 @@
  *
  * Cost (bench: `cargo bench -p vpcflow-live --features ebpf`): headers are
  * read straight from the packet's linear part (a helper call only when they
- * are not in it), one flow-table lookup per packet, the clock read once
- * and coarsely (the kernel tick, a few ms, where the record keeps
- * seconds), the fragment table only for fragments.
+ * are not in it), one flow-table lookup per packet, the clock read
+ * coarsely (the kernel tick, a few ms, where the record keeps seconds)
+ * but for a flow's first packet, the fragment table only for fragments.
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -78,11 +78,14 @@ static __always_inline int load(struct __sk_buff *skb, __u32 off, void *dst, __u
 	return bpf_skb_load_bytes(skb, off, dst, len);
 }
 
-/* CLOCK_MONOTONIC: the coarse clock (the last tick, no clock-source read:
- * a fifth of the program's time otherwise) on kernels that have it
- * (5.11+), the precise one before. The check is a CO-RE relocation, so the
- * verifier sees only the branch the running kernel supports. */
-static __always_inline __u64 now_ns(void)
+/* CLOCK_MONOTONIC for a flow's last packet: the coarse clock (the last
+ * tick, no clock-source read: a fifth of the program's time otherwise) on
+ * kernels that have it (5.11+), the precise one before. The check is a
+ * CO-RE relocation, so the verifier sees only the branch the running
+ * kernel supports. A flow's first packet reads the precise clock (once per
+ * flow): the agent orders flows by it, and a request and its reply a few
+ * microseconds apart must not tie (stateful verdicts). */
+static __always_inline __u64 coarse_now_ns(void)
 {
 	if (bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_ktime_get_coarse_ns))
 		return bpf_ktime_get_coarse_ns();
@@ -125,10 +128,11 @@ static __always_inline void add_lost(void *lost, __u32 ifindex, __u64 bytes)
 }
 
 static __always_inline void add(void *flows, void *lost, struct flow_key *key, __u64 bytes,
-				__u8 flags, __u64 now)
+				__u8 flags)
 {
 	struct flow_counts *c = bpf_map_lookup_elem(flows, key);
 	if (!c) {
+		__u64 now = bpf_ktime_get_ns();
 		struct flow_counts fresh = {
 			.packets = 1,
 			.bytes = bytes,
@@ -148,12 +152,16 @@ static __always_inline void add(void *flows, void *lost, struct flow_key *key, _
 		}
 	}
 	if (c->packets == 0) {
-		c->first_ns = now;
+		c->first_ns = bpf_ktime_get_ns();
+		c->last_ns = c->first_ns;
 		c->flags_all = flags;
 	}
 	c->packets += 1;
 	c->bytes += bytes;
-	c->last_ns = now;
+	/* The coarse clock may lag the precise one the flow started with. */
+	__u64 now = coarse_now_ns();
+	if (now > c->last_ns)
+		c->last_ns = now;
 	c->flags_any |= flags;
 	c->flags_all &= flags;
 }
@@ -244,9 +252,9 @@ static __always_inline int count(struct __sk_buff *skb, __u8 egress)
 	if (bytes == 0)
 		bytes = skb->len > off ? skb->len - off : 0;
 
-	__u64 now = now_ns();
 	__u8 flags = 0;
 	if (frag_offset != 0) {
+		__u64 now = bpf_ktime_get_ns();
 		struct frag_key fk;
 		fragment_of(&fk, &key, frag_id);
 		struct frag_ports *fp = bpf_map_lookup_elem(&fragments, &fk);
@@ -263,6 +271,7 @@ static __always_inline int count(struct __sk_buff *skb, __u8 egress)
 				flags = l4h[13];
 		}
 		if (more_fragments) {
+			__u64 now = bpf_ktime_get_ns();
 			struct frag_key fk;
 			fragment_of(&fk, &key, frag_id);
 			struct frag_ports fp = {
@@ -278,9 +287,9 @@ static __always_inline int count(struct __sk_buff *skb, __u8 egress)
 	}
 
 	if (generation & 1)
-		add(&flows_1, &lost_1, &key, bytes, flags, now);
+		add(&flows_1, &lost_1, &key, bytes, flags);
 	else
-		add(&flows_0, &lost_0, &key, bytes, flags, now);
+		add(&flows_0, &lost_0, &key, bytes, flags);
 	return TC_ACT_UNSPEC;
 }
 
