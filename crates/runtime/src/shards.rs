@@ -37,7 +37,7 @@ const BATCH_FRAMES: usize = 4096;
 /// The reading thread's share of the ports beside another shard's: it
 /// also reads and copies every frame (measured best on the benchmark's
 /// capture, `bench/run.sh`).
-const READER_SHARE: f64 = 0.6;
+const READER_SHARE: f64 = 0.3;
 /// Batches in flight to a shard before the reader waits.
 const BATCHES_AHEAD: usize = 4;
 
