@@ -8,6 +8,7 @@ import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 
 def main() -> int:
@@ -15,8 +16,11 @@ def main() -> int:
     args = sys.argv[1:]
     if args[:1] == ["--idle"]:
         idle, args = float(args[1]), args[2:]
+    # stderr goes to a file: a pipe nobody reads until the end would stop a
+    # tool that writes much there (nfpcapd warns once per odd frame).
+    err = tempfile.TemporaryFile()
     proc = subprocess.Popen(["taskset", "-c", "0", *args], stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            stdout=subprocess.DEVNULL, stderr=err)
     last_cpu, last_change = -1.0, time.monotonic()
     while proc.poll() is None:
         time.sleep(0.05)
@@ -32,7 +36,8 @@ def main() -> int:
             proc.kill()
     proc.wait()
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    sys.stderr.write(proc.stderr.read().decode(errors="replace"))
+    err.seek(0)
+    sys.stderr.write(err.read().decode(errors="replace"))
     print(f"{usage.ru_utime + usage.ru_stime:.3f}")
     return 0
 

@@ -43,8 +43,8 @@ per_packet() {
 }
 read_i=$(per_packet "$tools" bench read CAP)
 parse_i=$(per_packet "$tools" bench parse CAP)
-ingest_i=$(per_packet "$bin" ingest --ports-from 0.0.0.0/0 --format v1 -o /dev/null CAP)
-store_i=$(per_packet "$bin" ingest --ports-from 0.0.0.0/0 --store "$work/store" CAP)
+ingest_i=$(per_packet "$bin" ingest --threads 1 --ports-from 0.0.0.0/0 --format v1 -o /dev/null CAP)
+store_i=$(per_packet "$bin" ingest --threads 1 --ports-from 0.0.0.0/0 --store "$work/store" CAP)
 
 echo "instructions per packet ($packets packets of >= $flows flows per window, and twice that; callgrind):"
 printf '  %-40s %8s\n' "read frames (baseline)" "$read_i"
