@@ -100,6 +100,15 @@ impl Attributor {
         self.max_auto_ports = n;
     }
 
+    /// Takes note of `port` (number `index`), added to this attributor's
+    /// topology by another's attribution (see
+    /// [`crate::Pipeline::apply`]): the overflow port is known by its id.
+    pub fn adopt(&mut self, port: &PortInfo, index: u32) {
+        if port.id == OVERFLOW_PORT_ID {
+            self.overflow = Some(index);
+        }
+    }
+
     /// The overflow port, if the bound on automatic ports was reached:
     /// its traffic is SKIPDATA, not flows.
     pub fn overflow_port(&self) -> Option<u32> {

@@ -30,7 +30,7 @@ pub mod topology;
 pub use aggregate::{Aggregator, ClosedWindow};
 pub use flow::{Action, Direction, FlowDelta, TrafficType};
 pub use inventory::{Inventory, InventoryError};
-pub use pipeline::{Pipeline, PipelineStats, PlausibleTimes, SkipReason};
+pub use pipeline::{Pipeline, PipelineStats, PlausibleTimes, SharedFrame, SkipReason};
 pub use policy::{AcceptAll, Decision, Policy, RuleRef};
 pub use record::{FlowRecord, LogStatus, RecordBody};
 pub use time::{Timestamp, WindowLength};

@@ -15,7 +15,7 @@ use crate::fragments::FragmentTracker;
 use crate::policy::Policy;
 use crate::record::LogStatus;
 use crate::time::Timestamp;
-use crate::topology::Topology;
+use crate::topology::{PortInfo, Topology};
 
 /// Why a packet did not reach any record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +84,27 @@ impl PipelineStats {
         v.retain(|(_, n)| *n > 0);
         v
     }
+}
+
+/// What a pipeline read of one frame, for another to count
+/// ([`Pipeline::observe_sharing`], [`Pipeline::apply`]).
+#[derive(Debug, Clone)]
+pub enum SharedFrame {
+    /// A frame that counts for no port; its time if that was plausible
+    /// (it still moves the clock).
+    Uncounted(Option<Timestamp>),
+    /// A port the reading pipeline's attribution added, before the packet
+    /// that made it.
+    NewPort(Box<PortInfo>),
+    /// A packet, and the ports it counts for.
+    Packet {
+        /// What the frame said.
+        summary: IpSummary,
+        /// Its time.
+        now: Timestamp,
+        /// Its ports and directions.
+        targets: [Option<(u32, Direction)>; 2],
+    },
 }
 
 /// Frames in, closed windows out.
@@ -210,7 +231,7 @@ impl<P: Policy> Pipeline<P> {
     /// Processes one frame, attributed to ports by its addresses (a capture
     /// that sees many ports' traffic, e.g. on a bridge or a trunk).
     pub fn observe(&mut self, frame: &Frame<'_>) {
-        let Some((s, now)) = self.parse(frame) else {
+        let Ok((s, now)) = self.parse(frame) else {
             return;
         };
         let window = self.aggregator.config().window;
@@ -220,12 +241,69 @@ impl<P: Policy> Pipeline<P> {
         self.count_packet(&s, now, targets);
     }
 
+    /// [`Pipeline::observe`], also telling `out` what it read, for the
+    /// other shards of the run to [`apply`](Pipeline::apply) without
+    /// parsing or attributing the frame again.
+    pub fn observe_sharing(&mut self, frame: &Frame<'_>, out: &mut Vec<SharedFrame>) {
+        let (s, now) = match self.parse(frame) {
+            Ok(p) => p,
+            Err(time) => {
+                out.push(SharedFrame::Uncounted(time));
+                return;
+            }
+        };
+        let window = self.aggregator.config().window;
+        let ports = self.topology.ports.len();
+        let targets = self
+            .attributor
+            .attribute(&s.src, &s.dst, now, window, &mut self.topology);
+        for p in &self.topology.ports[ports..] {
+            out.push(SharedFrame::NewPort(Box::new(p.clone())));
+        }
+        out.push(SharedFrame::Packet {
+            summary: s,
+            now,
+            targets,
+        });
+        self.count_packet(&s, now, targets);
+    }
+
+    /// Counts what another pipeline of the same run (same inventory or
+    /// automatic ports) read of a frame: the same windows open and close
+    /// here, and ports are added at the same point.
+    pub fn apply(&mut self, shared: &SharedFrame) {
+        match shared {
+            SharedFrame::Uncounted(time) => {
+                self.stats.packets += 1;
+                match time {
+                    Some(t) => {
+                        self.aggregator.note_time(*t);
+                    }
+                    None => self.stats.implausible_timestamp += 1,
+                }
+            }
+            SharedFrame::NewPort(port) => {
+                let p = self.topology.push_port(PortInfo::clone(port));
+                self.attributor.adopt(&self.topology.ports[p as usize], p);
+            }
+            SharedFrame::Packet {
+                summary,
+                now,
+                targets,
+            } => {
+                self.stats.packets += 1;
+                self.aggregator.note_time(*now);
+                self.count_packet(summary, *now, *targets);
+            }
+        }
+    }
+
     /// Processes one frame captured on a port's own interface: it counts
     /// for that port only, in `direction` (the capture knows which way it
     /// went), so traffic between two monitored ports, seen on both their
     /// interfaces, is counted once for each.
     pub fn observe_on_port(&mut self, frame: &Frame<'_>, port: u32, direction: Direction) {
-        let Some((s, now)) = self.parse(frame) else {
+        let Ok((s, now)) = self.parse(frame) else {
             return;
         };
         let target = ((port as usize) < self.topology.ports.len()).then_some((port, direction));
@@ -356,12 +434,14 @@ impl<P: Policy> Pipeline<P> {
         }
     }
 
-    fn parse(&mut self, frame: &Frame<'_>) -> Option<(IpSummary, Timestamp)> {
+    /// The frame's packet and time; or, when it counts for nothing, its
+    /// time if that was plausible (it still moved the clock).
+    fn parse(&mut self, frame: &Frame<'_>) -> Result<(IpSummary, Timestamp), Option<Timestamp>> {
         self.stats.packets += 1;
         let now = Timestamp(frame.timestamp_ns);
         if !self.plausible.contains(now) {
             self.stats.implausible_timestamp += 1;
-            return None;
+            return Err(None);
         }
         // Every frame, decodable or not, extends the span of reported windows.
         self.aggregator.note_time(now);
@@ -369,7 +449,7 @@ impl<P: Policy> Pipeline<P> {
             Ok(s) => s,
             Err(skip) => {
                 self.stats.skipped_wire[skip.index()] += 1;
-                return None;
+                return Err(Some(now));
             }
         };
         if s.transport_truncated {
@@ -379,7 +459,7 @@ impl<P: Policy> Pipeline<P> {
             self.fragments.resolve(now, &mut s);
             self.stats.unmatched_fragments = self.fragments.unmatched;
         }
-        Some((s, now))
+        Ok((s, now))
     }
 
     fn count_packet(

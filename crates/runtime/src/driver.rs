@@ -20,7 +20,7 @@ use std::net::{IpAddr, SocketAddr};
 use vpcflow_core::aggregate::{AggregatorConfig, ClosedWindow};
 use vpcflow_core::flow::{Direction, ExportedDelta, FiveTuple, FlowDelta};
 use vpcflow_core::pipeline::PipelineStats;
-use vpcflow_core::{Inventory, Pipeline, Timestamp, Topology};
+use vpcflow_core::{Inventory, Pipeline, SharedFrame, Timestamp, Topology};
 use vpcflow_flowexport::{ExportedFlow, Observation};
 use vpcflow_policy::DEFAULT_CONNECTIONS;
 use vpcflow_wire::{Frame, IpProtocol};
@@ -81,6 +81,23 @@ macro_rules! forward_sink {
 }
 forward_sink!(&mut S);
 forward_sink!(Box<S>);
+
+/// The rest of [`Sink`] for a sink that wraps another in `self.$inner`
+/// and changes only what is written.
+macro_rules! forward_sink_upkeep {
+    ($inner:ident) => {
+        fn register(&mut self, inventory: &Inventory) -> Result<(), SinkError> {
+            self.$inner.register(inventory)
+        }
+        fn upkeep(&mut self, now: Timestamp) {
+            self.$inner.upkeep(now);
+        }
+        fn finish(&mut self) -> Result<(), SinkError> {
+            self.$inner.finish()
+        }
+    };
+}
+pub(crate) use forward_sink_upkeep;
 
 /// A monitored interface: the port's capture point.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -435,6 +452,21 @@ impl Driver {
             .find(|g| g.until.is_none_or(|u| at < u))
         {
             g.pipeline.observe(frame);
+        }
+    }
+
+    /// [`Driver::observe`], also telling `out` what the pipeline read of
+    /// the frame, for the other shards of a run to apply
+    /// ([`vpcflow_core::Pipeline::observe_sharing`]).
+    pub fn observe_sharing(&mut self, frame: &Frame<'_>, out: &mut Vec<SharedFrame>) {
+        self.stats.frames += 1;
+        let at = Timestamp(frame.timestamp_ns);
+        if let Some(g) = self
+            .generations
+            .iter_mut()
+            .find(|g| g.until.is_none_or(|u| at < u))
+        {
+            g.pipeline.observe_sharing(frame, out);
         }
     }
 

@@ -7,7 +7,7 @@ use serde::Serialize;
 use vpcflow_core::aggregate::ClosedWindow;
 use vpcflow_core::{Inventory, RuleRef, Timestamp, Topology};
 
-use crate::driver::{Sink, SinkError};
+use crate::driver::{Sink, SinkError, forward_sink_upkeep};
 
 /// Totals per rule, indexed by `RuleRef`.
 #[derive(Debug, Default)]
@@ -95,13 +95,5 @@ impl<S: Sink> Sink for Tallied<S> {
         self.stats.add(window);
         self.sink.write(topology, window, partial)
     }
-    fn register(&mut self, inventory: &Inventory) -> Result<(), SinkError> {
-        self.sink.register(inventory)
-    }
-    fn upkeep(&mut self, now: Timestamp) {
-        self.sink.upkeep(now);
-    }
-    fn finish(&mut self) -> Result<(), SinkError> {
-        self.sink.finish()
-    }
+    forward_sink_upkeep!(sink);
 }

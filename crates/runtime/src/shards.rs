@@ -2,14 +2,16 @@
 //! flows of its share of the ports ([`Shard`]), their closed windows merged
 //! back into the records one pipeline would have written.
 //!
-//! The calling thread reads the captures into batches of frames (copied
-//! once into a reused buffer, so nothing is allocated per frame) and hands
-//! every batch to every shard; it runs shard 0 itself. Every shard sees
-//! every frame, so all parse, attribute (automatic ports are numbered
-//! alike) and open and close the same windows; each aggregates, asks its
-//! rules about and writes only its own ports' flows. The windows that
-//! shard 0 closes are completed with the other shards' pieces of the same
-//! window before they reach the sink.
+//! The calling thread reads the captures and runs shard 0: it parses,
+//! reassembles and attributes each frame once
+//! ([`Pipeline::observe_sharing`]) and hands what it read (the packet's
+//! summary, its ports, the ports its attribution added) in batches to
+//! every other shard ([`Pipeline::apply`]), nothing allocated per frame.
+//! So every shard sees every packet's time and every port in the same
+//! order, and opens and closes the same windows; each aggregates, asks its
+//! rules about and writes only its own ports' flows. The windows shard 0
+//! closes are completed with the other shards' pieces of the same window
+//! before they reach the sink.
 //!
 //! Guarantees: the sink receives the same windows, with the same records
 //! in the same order (interface-id, flow log, first packet) and the same
@@ -24,58 +26,28 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 use vpcflow_capture::MergedCaptures;
 use vpcflow_core::aggregate::{ClosedWindow, RuleHits, Shard};
-use vpcflow_core::{Inventory, Pipeline, PipelineStats, RuleRef, Timestamp, Topology};
+use vpcflow_core::{Inventory, Pipeline, PipelineStats, RuleRef, SharedFrame, Timestamp, Topology};
 use vpcflow_policy::EngineStats;
-use vpcflow_wire::{Frame, LinkType};
 
 use crate::capture::PROGRESS_EVERY;
-use crate::driver::{Driver, Sink, SinkError};
+use crate::driver::{Driver, Sink, SinkError, forward_sink_upkeep};
 use crate::verdicts::Verdicts;
 
-/// Frames handed to the shards at once.
+/// Frames' worth of what the reader read, handed to the shards at once.
 const BATCH_FRAMES: usize = 4096;
-/// The reading thread's share of the ports beside another shard's: it
-/// also reads and copies every frame (measured best on the benchmark's
-/// capture, `bench/run.sh`).
-const READER_SHARE: f64 = 0.3;
+/// The reading thread's share of the ports beside another shard's: it also
+/// reads, parses and attributes every frame, about what aggregating the
+/// rest costs on two cores, so it keeps the least (one slot; measured best
+/// on the benchmark's capture, `bench/run.sh`, against 0.1, 0.3 and 0.6).
+const READER_SHARE: f64 = 0.0;
 /// Batches in flight to a shard before the reader waits.
 const BATCHES_AHEAD: usize = 4;
 
-/// Frames copied out of the captures, back to back.
+/// What the reader read of a run of frames, in order. A vector of its own
+/// (not a shared slice) because it goes back to the reader to be refilled
+/// once every shard is done with it.
 #[derive(Debug, Default)]
-struct FrameBatch {
-    data: Vec<u8>,
-    frames: Vec<(u64, LinkType, usize, u32)>,
-}
-
-impl FrameBatch {
-    fn push(&mut self, f: &Frame<'_>) {
-        self.data.extend_from_slice(f.data);
-        self.frames
-            .push((f.timestamp_ns, f.link, self.data.len(), f.wire_len));
-    }
-
-    fn clear(&mut self) {
-        self.data.clear();
-        self.frames.clear();
-    }
-
-    fn iter(&self) -> impl Iterator<Item = Frame<'_>> {
-        let mut start = 0;
-        self.frames
-            .iter()
-            .map(move |&(timestamp_ns, link, end, wire_len)| {
-                let data = &self.data[start..end];
-                start = end;
-                Frame {
-                    timestamp_ns,
-                    link,
-                    data,
-                    wire_len,
-                }
-            })
-    }
-}
+struct Batch(Vec<SharedFrame>);
 
 /// What a shard thread sends back.
 enum Piece {
@@ -255,44 +227,32 @@ impl Sink for MergingSink<'_> {
         let merged = self.merge(topology, window)?;
         self.sink.write(topology, &merged, partial)
     }
-
-    fn register(&mut self, inventory: &Inventory) -> Result<(), SinkError> {
-        self.sink.register(inventory)
-    }
-
-    fn upkeep(&mut self, now: Timestamp) {
-        self.sink.upkeep(now);
-    }
-
-    fn finish(&mut self) -> Result<(), SinkError> {
-        self.sink.finish()
-    }
+    forward_sink_upkeep!(sink);
 }
 
-/// Runs shard `pipeline` over every batch it is sent, sending back the
-/// windows it closes, then its counters.
+/// Runs shard `pipeline` over every batch of what the reading shard read,
+/// sending back the windows it closes, then its counters.
 fn shard_thread(
-    pipeline: Pipeline<Verdicts>,
-    batches: Receiver<Arc<FrameBatch>>,
+    mut pipeline: Pipeline<Verdicts>,
+    batches: Receiver<Arc<Batch>>,
     out: SyncSender<Piece>,
 ) {
-    let mut driver = Driver::from_pipeline(pipeline);
     for batch in batches {
-        for f in batch.iter() {
-            driver.observe(&f);
+        for f in &batch.0 {
+            pipeline.apply(f);
         }
         drop(batch);
-        let closed = driver.take_closed();
+        let closed = std::mem::take(pipeline.closed());
         if !closed.is_empty() && out.send(Piece::Windows(closed)).is_err() {
             return;
         }
     }
-    driver.close_all();
-    let closed = driver.take_closed();
+    pipeline.finish();
+    let closed = std::mem::take(pipeline.closed());
     if !closed.is_empty() && out.send(Piece::Windows(closed)).is_err() {
         return;
     }
-    let _ = out.send(Piece::Done(Box::new(ShardTotals::of(driver.pipeline()))));
+    let _ = out.send(Piece::Done(Box::new(ShardTotals::of(&pipeline))));
 }
 
 /// What a replay leaves: the first shard's driver (its topology and rules'
@@ -340,7 +300,7 @@ pub fn replay_sharded(
         let mut to_shards = Vec::new();
         let mut from_shards = Vec::new();
         for (i, p) in pipelines.enumerate() {
-            let (tx, rx) = sync_channel::<Arc<FrameBatch>>(BATCHES_AHEAD);
+            let (tx, rx) = sync_channel::<Arc<Batch>>(BATCHES_AHEAD);
             let (back_tx, back_rx) = sync_channel::<Piece>(BATCHES_AHEAD);
             std::thread::Builder::new()
                 .name(format!("vpcflow-shard-{}", i + 1))
@@ -355,45 +315,49 @@ pub fn replay_sharded(
             rank: Vec::new(),
         };
         let mut driver = Driver::from_pipeline(first);
-        let mut in_flight: VecDeque<Arc<FrameBatch>> = VecDeque::new();
+        let mut in_flight: VecDeque<Arc<Batch>> = VecDeque::new();
+        let mut batch = Batch(Vec::with_capacity(BATCH_FRAMES + 2));
         let mut frames: u64 = 0;
-        loop {
-            // A batch the shards are done with is reused.
-            let mut batch = match in_flight.front().map(Arc::strong_count) {
+        // Hands the batch to every shard and starts the next, reusing one
+        // the shards are done with.
+        let mut send = |batch: &mut Batch| -> Result<(), SinkError> {
+            let next = match in_flight.front().map(Arc::strong_count) {
                 Some(1) => in_flight
                     .pop_front()
                     .and_then(|b| Arc::try_unwrap(b).ok())
-                    .unwrap_or_default(),
-                _ => FrameBatch::default(),
-            };
-            batch.clear();
-            while batch.frames.len() < BATCH_FRAMES {
-                let Some(f) = captures.next_frame() else {
-                    break;
-                };
-                batch.push(&f);
-                frames += 1;
-                if frames.is_multiple_of(PROGRESS_EVERY) {
-                    progress(captures);
-                }
+                    .map(|mut b| {
+                        b.0.clear();
+                        b
+                    }),
+                _ => None,
             }
-            if batch.frames.is_empty() {
-                break;
-            }
-            let batch = Arc::new(batch);
+            .unwrap_or_else(|| Batch(Vec::with_capacity(BATCH_FRAMES + 2)));
+            let full = Arc::new(std::mem::replace(batch, next));
             for tx in &to_shards {
-                tx.send(Arc::clone(&batch)).map_err(|_| stopped())?;
+                tx.send(Arc::clone(&full)).map_err(|_| stopped())?;
             }
-            for f in batch.iter() {
-                driver.observe(&f);
-                if driver.has_closed() {
-                    driver.drain(&mut merging)?;
-                }
-            }
-            in_flight.push_back(batch);
+            in_flight.push_back(full);
             if in_flight.len() > BATCHES_AHEAD + 2 {
                 in_flight.pop_front();
             }
+            Ok(())
+        };
+        while let Some(f) = captures.next_frame() {
+            driver.observe_sharing(&f, &mut batch.0);
+            frames += 1;
+            if driver.has_closed() {
+                // The others need what closed the window to close it too.
+                send(&mut batch)?;
+                driver.drain(&mut merging)?;
+            } else if batch.0.len() >= BATCH_FRAMES {
+                send(&mut batch)?;
+            }
+            if frames.is_multiple_of(PROGRESS_EVERY) {
+                progress(captures);
+            }
+        }
+        if !batch.0.is_empty() {
+            send(&mut batch)?;
         }
         drop(to_shards);
         driver.end_of_input(&mut merging)?;

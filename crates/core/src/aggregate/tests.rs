@@ -589,14 +589,17 @@ fn records_of_sampled_flows_say_their_sampling_rate_and_counted_ones_do_not() {
 
 #[test]
 fn shards_split_every_slot_once_the_first_lighter() {
-    for count in 1..=70 {
-        let shards = Shard::split(count, 0.6);
-        assert_eq!(shards.len(), count as usize);
-        for port in 0..10_000u32 {
-            let owners = shards.iter().filter(|s| s.owns(port)).count();
-            assert_eq!(owners, 1, "port {port} with {count} shards: {shards:?}");
+    for weight in [0.0, 0.6, 1.0] {
+        for count in 1..=70 {
+            let shards = Shard::split(count, weight);
+            assert_eq!(shards.len(), count as usize);
+            for port in 0..10_000u32 {
+                let owners = shards.iter().filter(|s| s.owns(port)).count();
+                assert_eq!(owners, 1, "port {port} with {count} shards: {shards:?}");
+            }
         }
     }
+    assert_eq!(Shard::split(2, 0.0)[0], Shard { from: 0, to: 1 });
     let two = Shard::split(2, 0.6);
     assert_eq!(two[0].to - two[0].from, 24, "{two:?}");
     // A few ports spread over the shards too.
