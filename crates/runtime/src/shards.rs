@@ -172,26 +172,22 @@ impl MergingSink<'_> {
             }
             pieces.push(w);
         }
+        // The largest piece's records become the window's (no second copy
+        // of a million records), the others appended, then a stable sort
+        // by interface-id: each piece is already in that order (a port's
+        // records are all in one piece), so the sort only merges the runs.
         let total = window.records.len() + pieces.iter().map(|w| w.records.len()).sum::<usize>();
-        let mut records = Vec::with_capacity(total);
-        let mut heads: Vec<_> = std::iter::once(&window.records)
-            .chain(pieces.iter().map(|w| &w.records))
-            .map(|r| r.iter().peekable())
-            .collect();
-        // A k-way merge by interface-id; a port's records are all in one
-        // piece, already in order.
-        loop {
-            let next = heads
-                .iter_mut()
-                .enumerate()
-                .filter_map(|(i, h)| h.peek().map(|r| (self.rank[r.port as usize], i)))
-                .min();
-            let Some((rank, i)) = next else { break };
-            while let Some(r) = heads[i].next_if(|r| self.rank[r.port as usize] == rank) {
-                records.push(*r);
-            }
+        let biggest = (0..pieces.len()).max_by_key(|&i| pieces[i].records.len());
+        let mut records = biggest
+            .map(|i| std::mem::take(&mut pieces[i].records))
+            .unwrap_or_default();
+        records.reserve_exact(total - records.len());
+        records.extend_from_slice(&window.records);
+        for p in &mut pieces {
+            records.append(&mut p.records);
         }
-        drop(heads);
+        let rank = &self.rank;
+        records.sort_by_key(|r| rank[r.port as usize]);
         let mut hits: Vec<RuleHits> = Vec::new();
         for h in window
             .rule_hits
