@@ -190,9 +190,10 @@ impl<P: Policy> Pipeline<P> {
         self
     }
 
-    /// Keeps only the flows of `shard`'s ports: every shard of a run takes
-    /// every frame (so all attribute alike and close the same windows), and
-    /// each writes its own ports' records (see [`Shard`]).
+    /// Keeps only the flows of `shard`'s ports: every shard of a run sees
+    /// every packet and port (one reads them, the others
+    /// [`apply`](Pipeline::apply) what it read), so all close the same
+    /// windows, and each writes its own ports' records (see [`Shard`]).
     pub fn into_shard(mut self, shard: Shard) -> Pipeline<P> {
         self.aggregator.set_shard(shard);
         self
@@ -231,24 +232,23 @@ impl<P: Policy> Pipeline<P> {
     /// Processes one frame, attributed to ports by its addresses (a capture
     /// that sees many ports' traffic, e.g. on a bridge or a trunk).
     pub fn observe(&mut self, frame: &Frame<'_>) {
-        let Ok((s, now)) = self.parse(frame) else {
-            return;
-        };
-        let window = self.aggregator.config().window;
-        let targets = self
-            .attributor
-            .attribute(&s.src, &s.dst, now, window, &mut self.topology);
-        self.count_packet(&s, now, targets);
+        self.observe_telling(frame, None);
     }
 
     /// [`Pipeline::observe`], also telling `out` what it read, for the
     /// other shards of the run to [`apply`](Pipeline::apply) without
     /// parsing or attributing the frame again.
     pub fn observe_sharing(&mut self, frame: &Frame<'_>, out: &mut Vec<SharedFrame>) {
+        self.observe_telling(frame, Some(out));
+    }
+
+    fn observe_telling(&mut self, frame: &Frame<'_>, out: Option<&mut Vec<SharedFrame>>) {
         let (s, now) = match self.parse(frame) {
             Ok(p) => p,
             Err(time) => {
-                out.push(SharedFrame::Uncounted(time));
+                if let Some(out) = out {
+                    out.push(SharedFrame::Uncounted(time));
+                }
                 return;
             }
         };
@@ -257,14 +257,16 @@ impl<P: Policy> Pipeline<P> {
         let targets = self
             .attributor
             .attribute(&s.src, &s.dst, now, window, &mut self.topology);
-        for p in &self.topology.ports[ports..] {
-            out.push(SharedFrame::NewPort(Box::new(p.clone())));
+        if let Some(out) = out {
+            for p in &self.topology.ports[ports..] {
+                out.push(SharedFrame::NewPort(Box::new(p.clone())));
+            }
+            out.push(SharedFrame::Packet {
+                summary: s,
+                now,
+                targets,
+            });
         }
-        out.push(SharedFrame::Packet {
-            summary: s,
-            now,
-            targets,
-        });
         self.count_packet(&s, now, targets);
     }
 
