@@ -432,10 +432,7 @@ impl Driver {
     /// The pipeline that takes traffic of tap `tap` seen at `at`, and the
     /// tap's port in it.
     fn route(&mut self, tap: usize, at: Timestamp) -> Option<(&mut Pipeline<Verdicts>, u32)> {
-        let g = self
-            .generations
-            .iter_mut()
-            .find(|g| g.until.is_none_or(|u| at < u))?;
+        let g = self.generation_at(at)?;
         let port = (*g.ports.get(tap)?)?;
         Some((&mut g.pipeline, port))
     }
@@ -445,12 +442,7 @@ impl Driver {
     /// windows it passes are closed, to be written by [`Driver::drain`].
     pub fn observe(&mut self, frame: &Frame<'_>) {
         self.stats.frames += 1;
-        let at = Timestamp(frame.timestamp_ns);
-        if let Some(g) = self
-            .generations
-            .iter_mut()
-            .find(|g| g.until.is_none_or(|u| at < u))
-        {
+        if let Some(g) = self.generation_at(Timestamp(frame.timestamp_ns)) {
             g.pipeline.observe(frame);
         }
     }
@@ -460,14 +452,16 @@ impl Driver {
     /// ([`vpcflow_core::Pipeline::observe_sharing`]).
     pub fn observe_sharing(&mut self, frame: &Frame<'_>, out: &mut Vec<SharedFrame>) {
         self.stats.frames += 1;
-        let at = Timestamp(frame.timestamp_ns);
-        if let Some(g) = self
-            .generations
-            .iter_mut()
-            .find(|g| g.until.is_none_or(|u| at < u))
-        {
+        if let Some(g) = self.generation_at(Timestamp(frame.timestamp_ns)) {
             g.pipeline.observe_sharing(frame, out);
         }
+    }
+
+    /// The generation that takes traffic seen at `at`.
+    fn generation_at(&mut self, at: Timestamp) -> Option<&mut Generation> {
+        self.generations
+            .iter_mut()
+            .find(|g| g.until.is_none_or(|u| at < u))
     }
 
     /// A flow `exporter` exported (NetFlow, IPFIX, sFlow); its first
@@ -482,11 +476,7 @@ impl Driver {
     pub fn exported(&mut self, exporter: SocketAddr, f: &ExportedFlow) {
         let first = Timestamp(f.first_ns);
         self.stats.frames += 1;
-        if let Some(g) = self
-            .generations
-            .iter_mut()
-            .find(|g| g.until.is_none_or(|u| first < u))
-        {
+        if let Some(g) = self.generation_at(first) {
             let on = g.mapped_exporters.contains(&exporter.ip()).then(|| {
                 let port = |index: Option<u32>, direction| {
                     let p = g.exporter_interfaces.get(&(exporter.ip(), index?))?;
@@ -527,10 +517,7 @@ impl Driver {
     /// went missing before `at` (its clock): every port its flows have
     /// reached gets a SKIPDATA record in the window of `at`.
     pub fn exported_lost(&mut self, exporter: SocketAddr, at: Timestamp) {
-        if let Some(g) = self
-            .generations
-            .iter_mut()
-            .find(|g| g.until.is_none_or(|u| at < u))
+        if let Some(g) = self.generation_at(at)
             && let Some(bits) = g.exporter_ports.get(&exporter)
         {
             for (word, &w) in bits.iter().enumerate() {
