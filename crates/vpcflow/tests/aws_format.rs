@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 mod common;
-use common::{examples, shared_data, test_python, vpcflow};
+use common::{examples, shared_files, test_python, vpcflow};
 
 /// Every AWS field vpcflow has a value for, and some it has not.
 const EVERY: &str = "version account-id interface-id srcaddr dstaddr srcport dstport protocol \
@@ -57,17 +57,10 @@ fn read_back(fields: &str, lines: &str) -> String {
 }
 
 fn captures() -> Vec<PathBuf> {
-    let mut stack = vec![shared_data()];
-    let mut out = Vec::new();
-    while let Some(p) = stack.pop() {
-        if p.is_dir() {
-            stack.extend(std::fs::read_dir(&p).unwrap().flatten().map(|e| e.path()));
-        } else if p.extension().is_some_and(|e| e == "pcap" || e == "pcapng") {
-            out.push(p);
-        }
-    }
-    out.sort();
-    out
+    shared_files()
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "pcap" || e == "pcapng"))
+        .collect()
 }
 
 #[test]

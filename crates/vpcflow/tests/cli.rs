@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 mod common;
-use common::{demo_frames, examples, ip_frame, shared_data, vpcflow, write_pcap};
+use common::{demo_frames, examples, ip_frame, shared_data, shared_files, vpcflow, write_pcap};
 
 fn run(args: &[&str]) -> (i32, String, String) {
     let out = vpcflow().args(args).output().unwrap();
@@ -31,13 +31,8 @@ fn the_fixture_is_the_shared_example_byte_for_byte() {
 
 #[test]
 fn every_shared_capture_is_ingested_without_a_panic() {
-    let mut stack = vec![shared_data()];
     let mut n = 0;
-    while let Some(p) = stack.pop() {
-        if p.is_dir() {
-            stack.extend(std::fs::read_dir(&p).unwrap().flatten().map(|e| e.path()));
-            continue;
-        }
+    for p in shared_files() {
         let s = p.display().to_string();
         let (code, _, err) = run(&[
             "ingest",
@@ -77,13 +72,8 @@ fn summary_facts(stderr: &str) -> String {
 /// the example inventory's rules (verdicts, conntrack, rule statistics).
 #[test]
 fn every_shared_capture_gives_the_same_records_on_one_thread_and_on_three() {
-    let mut stack = vec![shared_data()];
     let mut compared = 0;
-    while let Some(p) = stack.pop() {
-        if p.is_dir() {
-            stack.extend(std::fs::read_dir(&p).unwrap().flatten().map(|e| e.path()));
-            continue;
-        }
+    for p in shared_files() {
         let s = p.display().to_string();
         if !(s.contains(".pcap") || s.ends_with(".cap")) {
             continue;

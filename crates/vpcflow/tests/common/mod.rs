@@ -15,6 +15,21 @@ pub fn shared_data() -> PathBuf {
     p
 }
 
+/// Every file under `../shared/data`, sorted.
+pub fn shared_files() -> Vec<PathBuf> {
+    let mut stack = vec![shared_data()];
+    let mut out = Vec::new();
+    while let Some(p) = stack.pop() {
+        if p.is_dir() {
+            stack.extend(std::fs::read_dir(&p).unwrap().flatten().map(|e| e.path()));
+        } else {
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
+
 /// The workspace's test fixtures.
 pub fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
