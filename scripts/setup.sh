@@ -13,7 +13,9 @@
 #                            engines that read the store (DuckDB, Polars, pyarrow,
 #                            chDB, PySpark), pinned in
 #                            tests/python-requirements.txt, in a venv (VPCFLOW_TEST_VENV,
-#                            default /var/tmp/vpcflow-test-venv)
+#                            default /var/tmp/vpcflow-test-venv); Chromium and its
+#                            WebDriver (the web console's browser tests, with
+#                            selenium from the same pins)
 #   scripts/setup.sh bench   softflowd, bc (the pipeline benchmark), iperf3 (the live one),
 #                            valgrind (instructions per packet, bench/instructions.sh)
 #   scripts/setup.sh fuzz    python3 with venv (schemathesis, scripts/api-fuzz.sh)
@@ -25,7 +27,7 @@ set -euo pipefail
 # Each entry is what shows a package is there (a command, or a file or glob) : the package.
 case "${1:-test}" in
     build) want=(clang:clang pkg-config:pkg-config /usr/include/libelf.h:libelf-dev /usr/include/zlib.h:zlib1g-dev) ;;
-    test) want=(tshark:tshark ip:iproute2 nft:nftables tcpdump:tcpdump python3:python3 ping:iputils-ping softflowd:softflowd nfcapd:nfdump pmacctd:pmacct ovs-vswitchd:openvswitch-switch java:openjdk-17-jre-headless) ;;
+    test) want=(tshark:tshark ip:iproute2 nft:nftables tcpdump:tcpdump python3:python3 ping:iputils-ping softflowd:softflowd nfcapd:nfdump pmacctd:pmacct ovs-vswitchd:openvswitch-switch java:openjdk-17-jre-headless chromium:chromium chromedriver:chromium-driver) ;;
     bench) want=(softflowd:softflowd nfpcapd:nfdump argus:argus-server /usr/bin/time:time bc:bc taskset:util-linux iperf3:iperf3 tcpdump:tcpdump ip:iproute2 nft:nftables ping:iputils-ping valgrind:valgrind) ;;
     fuzz) want=(python3:python3) ;;
     postgres) want=('/usr/lib/postgresql/*/bin/initdb:postgresql' pg_dump:postgresql-client runuser:util-linux) ;;

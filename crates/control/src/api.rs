@@ -341,6 +341,11 @@ pub fn collection_path(kind: Kind) -> &'static str {
 /// The API.
 pub fn router(state: AppState) -> Router {
     let counters = Arc::new(Metrics::default());
+    let gate = Gate {
+        db: state.db.clone(),
+        throttle: state.throttle.clone(),
+        sealing_key: state.sealing_key.clone(),
+    };
     let mut v1 = Router::new()
         .route(
             "/v1/{project_id}/fl/flow_logs",
@@ -412,14 +417,11 @@ pub fn router(state: AppState) -> Router {
             "/v1/{project_id}/captures",
             post(upload_capture).layer(DefaultBodyLimit::disable()),
         )
-        .route_layer(middleware::from_fn_with_state(
-            Gate {
-                db: state.db.clone(),
-                throttle: state.throttle.clone(),
-                sealing_key: state.sealing_key.clone(),
-            },
-            authenticate,
-        ));
+        .route_layer(middleware::from_fn_with_state(gate.clone(), authenticate));
+    // Outside any project's path: whose token this is.
+    let identity = Router::new()
+        .route("/v1/auth/token", get(token_project))
+        .route_layer(middleware::from_fn_with_state(gate, identified));
     Router::new()
         .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/metrics", get(metrics))
@@ -428,6 +430,7 @@ pub fn router(state: AppState) -> Router {
             get(|| async { Json(crate::openapi::document()) }),
         )
         .merge(v1)
+        .merge(identity)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "VPC.0404", "no such API path") })
         .with_state(state)
         .layer(middleware::from_fn(refuse_nul))
@@ -1015,6 +1018,7 @@ struct AnalysisParams {
     bucket: Option<String>,
     top: Option<u64>,
     by: Option<String>,
+    hits: Option<bool>,
 }
 
 /// `vpcflow analyze` of one log topic, against the project's model.
@@ -1068,6 +1072,7 @@ async fn analysis(
         bucket: p.bucket,
         top: p.top,
         by: p.by,
+        hits: p.hits.unwrap_or(false),
     };
     let data = state.data.clone();
     let report = tokio::task::spawn_blocking(move || data.analyze(kind, &inventory, &query))
@@ -1318,7 +1323,9 @@ async fn check_signature(
 /// 401 without a known token or a valid signature, 403 with another
 /// project's; 429 for a client address that sent too many unknown tokens
 /// or bad signatures ([`crate::throttle`]).
-async fn authenticate(State(gate): State<Gate>, req: Request, next: Next) -> Response {
+/// The project whose token or access key signs `req` (throttled by the
+/// client's address), or the answer refusing it.
+async fn identify(gate: &Gate, req: Request) -> Result<(String, Request), Response> {
     let client = req.extensions().get::<ClientAddr>().map(|c| c.0);
     let now = std::time::Instant::now();
     if let Some(wait) = client.and_then(|c| gate.throttle.wait(c, now)) {
@@ -1337,7 +1344,7 @@ async fn authenticate(State(gate): State<Gate>, req: Request, next: Next) -> Res
             axum::http::header::RETRY_AFTER,
             axum::http::HeaderValue::from(wait.as_secs() + 1),
         );
-        return r;
+        return Err(r);
     }
     let signed = req
         .headers()
@@ -1354,7 +1361,7 @@ async fn authenticate(State(gate): State<Gate>, req: Request, next: Next) -> Res
                 {
                     gate.throttle.failed(c, now);
                 }
-                return refused;
+                return Err(refused);
             }
         }
     } else {
@@ -1363,12 +1370,12 @@ async fn authenticate(State(gate): State<Gate>, req: Request, next: Next) -> Res
             .get("x-auth-token")
             .and_then(|v| v.to_str().ok())
         else {
-            return ApiError::new(
+            return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "APIGW.0301",
                 "an X-Auth-Token header or an SDK-HMAC-SHA256 signature is required",
             )
-            .into_response();
+            .into_response());
         };
         match gate.db.project_of_token(token).await {
             Ok(Some(p)) => (p, req),
@@ -1376,11 +1383,44 @@ async fn authenticate(State(gate): State<Gate>, req: Request, next: Next) -> Res
                 if let Some(c) = client {
                     gate.throttle.failed(c, now);
                 }
-                return ApiError::new(StatusCode::UNAUTHORIZED, "APIGW.0301", "unknown token")
-                    .into_response();
+                return Err(
+                    ApiError::new(StatusCode::UNAUTHORIZED, "APIGW.0301", "unknown token")
+                        .into_response(),
+                );
             }
-            Err(e) => return ApiError::from(e).into_response(),
+            Err(e) => return Err(ApiError::from(e).into_response()),
         }
+    };
+    Ok((project, req))
+}
+
+/// The project a token or access key belongs to, once [`identified`].
+#[derive(Clone)]
+struct Caller(String);
+
+/// `/v1/auth/token`: any valid token or access key, whatever its project.
+async fn identified(State(gate): State<Gate>, req: Request, next: Next) -> Response {
+    match identify(&gate, req).await {
+        Ok((project, mut req)) => {
+            req.extensions_mut().insert(Caller(project));
+            next.run(req).await
+        }
+        Err(refused) => refused,
+    }
+}
+
+/// `GET /v1/auth/token`: the project of the caller's token, in the shape
+/// of Keystone's token read, so that a client holding only a token (the
+/// web console) learns the project id its paths need.
+async fn token_project(axum::Extension(Caller(project)): axum::Extension<Caller>) -> Json<Value> {
+    Json(json!({ "token": { "project": { "id": project } } }))
+}
+
+/// Every `/v1/{project_id}/...` call: the caller must be that project's.
+async fn authenticate(State(gate): State<Gate>, req: Request, next: Next) -> Response {
+    let (project, req) = match identify(&gate, req).await {
+        Ok(identified) => identified,
+        Err(refused) => return refused,
     };
     let path_project = req.uri().path().split('/').nth(2).unwrap_or_default();
     if path_project != project {
@@ -1550,14 +1590,18 @@ impl Drop for ClientSlot {
     }
 }
 
-/// Serves the API on `listener` until SIGINT or SIGTERM; then stops
+/// Serves the API, and `pages` beside it (the web console), on `listener` until SIGINT or SIGTERM; then stops
 /// taking connections, lets open requests finish for [`SHUTDOWN_GRACE`]
 /// and returns (a live tail never finishes by itself, so waiting for all
 /// of them would never stop). Each connection must send its headers
 /// within [`HEADER_READ_TIMEOUT`]; at most [`CONNECTIONS_PER_CLIENT`] per
 /// client address and [`MAX_CONNECTIONS`] in all are open at once.
-pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> std::io::Result<()> {
-    let app = router(state);
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    pages: Router,
+) -> std::io::Result<()> {
+    let app = router(state).merge(pages);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let clients = Arc::new(Mutex::new(HashMap::new()));
     let total = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));

@@ -117,6 +117,9 @@ pub struct AnalysisQuery {
     pub top: Option<u64>,
     /// Traffic: rank by `bytes` or `packets`.
     pub by: Option<String>,
+    /// Rules: every rule's hit counters (`analyze rules --hits`) instead
+    /// of the findings.
+    pub hits: bool,
     /// Set when the answer is no longer wanted (the client went away).
     pub cancel: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }

@@ -464,13 +464,14 @@ pub fn document() -> Value {
         "top",
         json!({"type": "integer", "minimum": 1, "maximum": crate::api::ANALYSIS_TOP_MAX}),
     ));
+    analysis_params.push(query_param("hits", json!({"type": "boolean"})));
     analysis_params.push(query_param(
         "by",
         json!({"type": "string", "enum": ["bytes", "packets"]}),
     ));
     paths.insert(
         format!("{project}/log-groups/{{log_group_id}}/log-topics/{{id}}/analysis/{{kind}}"),
-        json!({"get": {"summary": "Analyze a log topic's records: `rules` (unused, shadowed, broad rules, deny hits), `attacks` (scans, sweeps, brute force, floods, reflection, denied bursts; `thresholds` as NAME=VALUE,...), `traffic` (direction split, top talkers and conversations per `bucket`)",
+        json!({"get": {"summary": "Analyze a log topic's records: `rules` (unused, shadowed, broad rules, deny hits; with `hits=true`, every rule's hit counters instead), `attacks` (scans, sweeps, brute force, floods, reflection, denied bursts; `thresholds` as NAME=VALUE,...), `traffic` (direction split, top talkers and conversations per `bucket`)",
             "parameters": analysis_params,
             "responses": responses(ok_json(reference("AnalysisReport")), &[BAD, MISSING, BUSY])}}),
     );
@@ -487,6 +488,12 @@ pub fn document() -> Value {
             "parameters": [path_param("project_id")],
             "requestBody": {"required": true, "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
             "responses": responses(ok_json(wrapped("capture", reference("IngestReport"))), &[BAD])}}),
+    );
+    paths.insert(
+        "/v1/auth/token".into(),
+        json!({"get": {"summary": "The project of the caller's token (what a client holding only a token needs)",
+            "responses": responses(ok_json(wrapped("token", wrapped("project", json!({"type": "object", "required": ["id"],
+                "properties": {"id": {"type": "string"}}})))), &[])}}),
     );
     paths.insert(
         "/health".into(),

@@ -195,6 +195,7 @@ impl DataPlane for StoreDataPlane {
             ..Records::of(self.store.root())
         };
         let found = match kind {
+            AnalysisKind::Rules if q.hits => rules::hits(&records, inventory),
             AnalysisKind::Rules => rules::find(&records, inventory, &Default::default()),
             AnalysisKind::Attacks => {
                 let mut t = attacks::Thresholds::default();

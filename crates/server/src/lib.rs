@@ -216,11 +216,12 @@ pub fn serve(settings: ServerSettings) -> Result<(), ServerError> {
         };
         let addr = listener.local_addr().map_err(io_error("the listener"))?;
         eprintln!("vpcflow: serving the API on http://{addr}");
+        eprintln!("vpcflow: the web console is at http://{addr}/");
         let state = AppState::new(db, Arc::new(data), uploads)
             .with_access_keys(sealing_key(&settings.data)?)
             .with_upload_limit(settings.max_upload)
             .with_auth_failure_limit(settings.auth_failures);
-        let served = vpcflow_control::api::serve(listener, state)
+        let served = vpcflow_control::api::serve(listener, state, vpcflow_console::router())
             .await
             .map_err(io_error("serving the API"));
         // The live capture flushes its open window as a partial one.
