@@ -321,6 +321,19 @@ def see_the_findings_of_an_attack():
         per_policy[f["policy-id"]] = per_policy.get(f["policy-id"], 0) + f["connections"]
     charts = {c.get_attribute("data-policy"): c.get_attribute("data-total") for c in els("#rule-hits .chart")}
     assert charts == {p: str(n) for p, n in per_policy.items()}, (charts, per_policy)
+    # The least-privilege suggestion and its replay, as the API makes it.
+    suggested = ok("GET", f"{path}/suggest")
+    section = el("#suggestion")
+    changes = [f for f in suggested["findings"] if f["kind"] == "suggested-change"]
+    assert changes, suggested
+    assert section.get_attribute("data-changes") == str(len(changes))
+    assert section.get_attribute("data-checked") == str(suggested["suggestion"]["checked"])
+    assert f"Replayed {suggested['suggestion']['checked']} accepted flows" in text_of("#replay")
+    rows = els("#suggestion .finding[data-kind='suggested-change'] tbody tr")
+    assert len(rows) == len(changes)
+    el("#suggestion summary").click()
+    assert text_of("#suggested-inventory") == suggested["suggestion"]["inventory"].strip()
+    shot("security-findings")
     # A finding's records: its window and its source, in the explorer.
     scan = next(f for f in attacks if f["kind"] == "port-scan")
     row = el("#attacks .finding[data-kind='port-scan'] tbody tr")

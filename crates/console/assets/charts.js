@@ -131,6 +131,7 @@ const Charts = (() => {
       const label = document.createElement(r.href ? "a" : "span");
       label.className = "label";
       label.textContent = r.label;
+      label.title = r.label;
       if (r.href) label.href = r.href;
       const bar = document.createElement("span");
       bar.className = "meter";

@@ -482,9 +482,14 @@
 
   // The seed's v2 fields and the deciding rule; not the version and the
   // project, which are the same on every row a project sees.
+  // What a reader looks at first leads; the rest follow in record order.
+  const LEADING = ["start", "interface-id", "srcaddr", "srcport", "dstaddr", "dstport", "protocol", "action",
+    "packets", "bytes", "direction", "log-status", "decided-by", "policy-id", "rule-id"];
   function recordColumns() {
-    return fields.filter(f => !["version", "project-id"].includes(f.name)
-      && (f.tier !== "extension" || ["decided-by", "policy-id", "rule-id"].includes(f.name)));
+    const shown = fields.filter(f => !["version", "project-id"].includes(f.name)
+      && (f.tier !== "extension" || LEADING.includes(f.name)));
+    const rank = f => (LEADING.includes(f.name) ? LEADING.indexOf(f.name) : LEADING.length);
+    return shown.map((f, i) => [rank(f), i, f]).sort((a, b) => a[0] - b[0] || a[1] - b[1]).map(x => x[2]);
   }
 
   async function recordsView(params, signal) {
@@ -535,7 +540,8 @@
       const v = r[f.column];
       if (v == null) return h("td", { class: "null" }, "-");
       if (f.name === "start" || f.name === "end") return h("td", { title: String(v) }, when(v));
-      const td = h("td", { class: f.number ? "num" : null }, v);
+      const td = h("td", { class: f.number ? "num" : null, title: f.name.endsWith("-id") ? String(v) : null }, v);
+      if (f.name.endsWith("-id")) td.className = "id";
       if (f.name === "action") td.className = `action ${String(v).toLowerCase()}`;
       return td;
     };
@@ -545,6 +551,8 @@
         h("thead", {}, h("tr", {}, cols.map(f => h("th", { scope: "col" }, f.name)))),
         h("tbody", {}, rows.map(r => h("tr", {}, cols.map(f => cell(f, r))))))));
   }
+
+  const title = word => word.charAt(0).toUpperCase() + word.slice(1);
 
   function withParam(params, k, v) {
     const next = new URLSearchParams(params);
@@ -633,10 +641,10 @@
       h("div", {}, h("dt", {}, "Records"), h("dd", {}, totals.records.toLocaleString("en"))),
       h("div", {}, h("dt", {}, "Bytes"), h("dd", {}, Charts.human(totals.bytes, "B"))),
       h("div", {}, h("dt", {}, "Packets"), h("dd", {}, totals.packets.toLocaleString("en"))));
-    const byAction = Charts.stackedBars(`${metric} over time by action`, over("action"),
+    const byAction = Charts.stackedBars(`${title(metric)} over time by action`, over("action"),
       [{ key: "ACCEPT", label: "ACCEPT", cls: "accept" }, { key: "REJECT", label: "REJECT", cls: "reject" }], unit);
     byAction.id = "by-action";
-    const byDirection = Charts.stackedBars(`${metric} over time by direction`, over("direction"),
+    const byDirection = Charts.stackedBars(`${title(metric)} over time by direction`, over("direction"),
       [{ key: "ingress", label: "ingress", cls: "ingress" }, { key: "egress", label: "egress", cls: "egress" }], unit);
     byDirection.id = "by-direction";
     const talkersChart = Charts.barList(`Top talkers (sources) by ${metric}`, talkers.map(r => ({
@@ -649,6 +657,7 @@
       href: records(`srcaddr:${r.srcaddr} dstaddr:${r.dstaddr}${r.dstport != null ? " dstport:" + r.dstport : ""}`),
     })), unit);
     conversationsChart.id = "top-conversations";
+    conversationsChart.classList.add("long-labels");
     const rejectedSourcesChart = Charts.barList("Top rejected sources (packets)", rejectedSources.map(r => ({
       label: r.srcaddr || "-", value: r.packets, cls: "reject", href: records(`action:REJECT srcaddr:${r.srcaddr}`),
     })));
@@ -684,7 +693,7 @@
       cells[key] = (cells[key] || 0) + (r.n || 0);
     }
     const names = [...new Set(nets.map(s => s.name)), "outside"];
-    const m = Charts.matrix(`${metric} between subnets and the outside`, names, cells, unit);
+    const m = Charts.matrix(`${title(metric)} between subnets and the outside`, names, cells, unit);
     m.id = "subnet-matrix";
     m.append(h("p", { class: "muted" }, "Counted once per flow: the sender's egress record, and ingress records from outside the subnets."));
     return m;
@@ -736,6 +745,8 @@
     "shadowed-rule": "Rules that can never decide: an earlier rule always does.",
     "broad-rule": "Allow rules wider than the traffic they let in.",
     "denied-hits": "Traffic the rules rejected, by rule.",
+    "suggested-change": "A rule removed or narrowed to what the range used.",
+    "newly-rejected": "An accepted flow of the range the suggestion would reject.",
   };
   const ATTACKS = ["port-scan", "host-sweep", "brute-force", "syn-flood", "udp-flood", "udp-reflection", "denied-burst"];
 
@@ -749,12 +760,38 @@
     const attackList = h("section", { id: "attacks" }, h("h2", {}, "Attacks"),
       attacks.length ? findingTables(attacks, params) : h("p", { class: "muted", id: "no-attacks" }, "No attacks found in this range."));
     const other = rules;
+    const [groups, acls] = await Promise.all([
+      call(`${base()}/security-groups`), call(`${base()}/network-acls`)]);
+    const policies = new Map([
+      ...groups.security_groups.map(g => [g.id, `Security group ${g.name || g.id}`]),
+      ...acls.network_acls.map(a => [a.id, `Network ACL ${a.name || a.id}`]),
+      ["-", "Built-in decisions (return traffic, defaults)"]]);
     const ruleList = h("section", { id: "rules" }, h("h2", {}, "Rules"),
       other.length ? findingTables(other, params) : h("p", { class: "muted" }, "No rule findings in this range."));
+    const suggested = await call(`${path}/analysis/suggest?${q}`);
+    const advice = suggestionSection(suggested, params);
     const counters = h("section", { id: "rule-hits" }, h("h2", {}, "Rule hit counters"),
-      hits.length ? hitCounters(hits, params) : h("p", { class: "muted" }, "No rule decided traffic in this range."));
+      hits.length ? hitCounters(hits, policies, params) : h("p", { class: "muted" }, "No rule decided traffic in this range."));
     return [bar, h("p", { class: "summary", id: "security-summary", "data-attacks": attacks.length },
-      `${attacks.length} attack findings, ${other.length} rule findings.`), attackList, ruleList, counters];
+      `${attacks.length} attack findings, ${other.length} rule findings.`), attackList, ruleList, advice, counters];
+  }
+
+  // The least-privilege model the range's traffic suggests: its changes,
+  // the replay of the range's accepted flows through it, and the model.
+  function suggestionSection(report, params) {
+    const s = report.suggestion;
+    const changes = report.findings.filter(f => f.kind === "suggested-change");
+    const rejected = report.findings.filter(f => f.kind === "newly-rejected");
+    const verdict = s.newly_rejected === 0
+      ? `Replayed ${s.checked} accepted flows of the range through it: all still accepted.`
+      : `Replayed ${s.checked} accepted flows of the range through it: ${s.newly_rejected} would be rejected (below). Do not apply it as it is.`;
+    return h("section", { id: "suggestion", "data-changes": changes.length, "data-checked": s.checked, "data-newly-rejected": s.newly_rejected },
+      h("h2", {}, "Suggested least-privilege rules"),
+      h("p", { class: s.newly_rejected === 0 ? "verdict ok" : "verdict bad", id: "replay" }, verdict),
+      changes.length ? findingTables(changes, params) : h("p", { class: "muted" }, "Nothing to tighten: every rule is used as narrowly as it is written."),
+      rejected.length ? findingTables(rejected, params) : null,
+      changes.length ? h("details", {}, h("summary", {}, "The suggested model, as an inventory file"),
+        h("pre", { id: "suggested-inventory" }, s.inventory)) : null);
   }
 
   // One table per kind of finding, with the columns that kind has, and a
@@ -768,11 +805,11 @@
       return h("div", { class: "finding", "data-kind": kind },
         h("h3", {}, kind), h("p", { class: "muted" }, FINDINGS[kind] || ""),
         h("div", { class: "scroll" }, h("table", { class: "findings" },
-          h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "window"), cols.map(c => h("th", { scope: "col" }, c)), h("th", {}, ""))),
+          h("thead", {}, h("tr", {}, h("th", {}, ""), h("th", { scope: "col" }, "window"), cols.map(c => h("th", { scope: "col" }, c)))),
           h("tbody", {}, rows.map(f => h("tr", {},
+            h("td", {}, h("a", { href: findingLink(f, params) }, "Records")),
             h("td", {}, `${when(f.start)} to ${when(f.end)}`),
-            cols.map(c => h("td", { class: typeof f[c] === "number" ? "num" : null }, f[c] ?? "")),
-            h("td", {}, h("a", { href: findingLink(f, params) }, "Records"))))))));
+            cols.map(c => h("td", { class: typeof f[c] === "number" ? "num" : null }, f[c] ?? ""))))))));
     });
   }
 
@@ -799,7 +836,7 @@
     return link("records", next);
   }
 
-  function hitCounters(hits, params) {
+  function hitCounters(hits, policies, params) {
     const byPolicy = new Map();
     for (const f of hits) {
       const key = f["policy-id"] || "-";
@@ -813,7 +850,7 @@
       rules.set(rule, n);
     }
     return [...byPolicy].map(([policy, rules]) => {
-      const chart = Charts.barList(`${policy}: flows decided per rule`,
+      const chart = Charts.barList(`${policies.get(policy) || policy}: flows decided per rule`,
         [...rules].sort((a, b) => b[1].connections - a[1].connections).map(([rule, n]) => ({
           label: rule, value: n.connections, href: findingLink({ ...n.f, start: 0, end: 0 }, params),
         })));

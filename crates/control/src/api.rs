@@ -1060,6 +1060,10 @@ async fn analysis(
     }
     topic_of(&state.db, &project, &group, &topic).await?;
     let inventory = state.db.project_inventory(&project).await?;
+    let inventory_toml = match kind {
+        AnalysisKind::Suggest => Some(state.db.project_inventory_toml(&project).await?),
+        _ => None,
+    };
     let running = RunningQuery::start(&state, &project)?;
     let query = AnalysisQuery {
         cancel: running.cancel.clone(),
@@ -1073,6 +1077,7 @@ async fn analysis(
         top: p.top,
         by: p.by,
         hits: p.hits.unwrap_or(false),
+        inventory_toml,
     };
     let data = state.data.clone();
     let report = tokio::task::spawn_blocking(move || data.analyze(kind, &inventory, &query))

@@ -79,11 +79,14 @@ pub enum AnalysisKind {
     Attacks,
     /// Direction split, top talkers and conversations.
     Traffic,
+    /// A least-privilege model from the traffic (`analyze rules
+    /// --suggest`), replayed against that traffic.
+    Suggest,
 }
 
 impl AnalysisKind {
     /// Every kind's path segment.
-    pub const NAMES: [&'static str; 3] = ["rules", "attacks", "traffic"];
+    pub const NAMES: [&'static str; 4] = ["rules", "attacks", "traffic", "suggest"];
 
     /// The kind of a path segment.
     pub fn parse(s: &str) -> Option<AnalysisKind> {
@@ -91,6 +94,7 @@ impl AnalysisKind {
             "rules" => Some(AnalysisKind::Rules),
             "attacks" => Some(AnalysisKind::Attacks),
             "traffic" => Some(AnalysisKind::Traffic),
+            "suggest" => Some(AnalysisKind::Suggest),
             _ => None,
         }
     }
@@ -120,6 +124,9 @@ pub struct AnalysisQuery {
     /// Rules: every rule's hit counters (`analyze rules --hits`) instead
     /// of the findings.
     pub hits: bool,
+    /// Suggest: the project's model as an inventory file, which the
+    /// suggestion edits.
+    pub inventory_toml: Option<String>,
     /// Set when the answer is no longer wanted (the client went away).
     pub cancel: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
@@ -130,6 +137,23 @@ pub struct AnalysisReport {
     /// Findings, as `vpcflow analyze --format json` writes them.
     #[schema(value_type = Vec<Object>)]
     pub findings: Vec<serde_json::Value>,
+    /// Suggest only: the suggested model and its replay.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub suggestion: Option<SuggestionReport>,
+}
+
+/// A suggested least-privilege model, and what replaying the range's
+/// traffic through it showed (its changes and any flow it would newly
+/// reject are the report's findings).
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
+pub struct SuggestionReport {
+    /// The project's model with the changes, as an inventory file.
+    pub inventory: String,
+    /// Accepted flows of the range replayed through it.
+    pub checked: u64,
+    /// How many of them it would reject (`newly-rejected` findings); the
+    /// suggestion is sound only when none.
+    pub newly_rejected: u64,
 }
 
 /// One page of a records query.

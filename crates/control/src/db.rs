@@ -893,6 +893,14 @@ impl ControlDb {
         Ok(())
     }
 
+    /// The project's model as an inventory file (TOML), as
+    /// [`ControlDb::project_inventory`] reads it: what a suggestion edits.
+    pub async fn project_inventory_toml(&self, project: &str) -> Result<String, ControlError> {
+        let mut conn = self.pool.acquire().await?;
+        let doc = without_nulls(project_document(&mut conn, project).await?);
+        toml::to_string(&doc).map_err(|e| ControlError::Invalid(format!("project {project}: {e}")))
+    }
+
     /// The project's model as a checked inventory: its resources, and its
     /// flow logs that are not `ERROR` (disabled ones included, with
     /// `admin_state` false).
@@ -1306,6 +1314,21 @@ fn inventory_message(e: InventoryError) -> String {
 }
 
 /// The project's model as an inventory document.
+/// `v` without its null members: an inventory file leaves out what is not
+/// set, and TOML has no null.
+fn without_nulls(v: Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.into_iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k, without_nulls(v)))
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.into_iter().map(without_nulls).collect()),
+        other => other,
+    }
+}
+
 async fn project_document(conn: &mut AnyConnection, project: &str) -> Result<Value, ControlError> {
     let settings: Option<String> =
         sqlx::query_scalar("SELECT value FROM meta WHERE key = 'settings'")

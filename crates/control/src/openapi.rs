@@ -10,7 +10,9 @@ use serde_json::{Map, Value, json};
 use utoipa::PartialSchema;
 
 use crate::api::{RESOURCE_KINDS, collection_path};
-use crate::data::{AnalysisKind, AnalysisReport, IngestReport, RecordsPage, TailWindow};
+use crate::data::{
+    AnalysisKind, AnalysisReport, IngestReport, RecordsPage, SuggestionReport, TailWindow,
+};
 use crate::model::{CreateFields, FlowLog, MAX_PAGE, UpdateFields};
 use crate::resources::Kind;
 
@@ -237,6 +239,7 @@ pub fn document() -> Value {
     schemas.insert("IngestReport".into(), schema_of::<IngestReport>());
     schemas.insert("RecordsPage".into(), schema_of::<RecordsPage>());
     schemas.insert("AnalysisReport".into(), schema_of::<AnalysisReport>());
+    schemas.insert("SuggestionReport".into(), schema_of::<SuggestionReport>());
     schemas.insert("TailWindow".into(), schema_of::<TailWindow>());
 
     let project = "/v1/{project_id}";
@@ -471,7 +474,7 @@ pub fn document() -> Value {
     ));
     paths.insert(
         format!("{project}/log-groups/{{log_group_id}}/log-topics/{{id}}/analysis/{{kind}}"),
-        json!({"get": {"summary": "Analyze a log topic's records: `rules` (unused, shadowed, broad rules, deny hits; with `hits=true`, every rule's hit counters instead), `attacks` (scans, sweeps, brute force, floods, reflection, denied bursts; `thresholds` as NAME=VALUE,...), `traffic` (direction split, top talkers and conversations per `bucket`)",
+        json!({"get": {"summary": "Analyze a log topic's records: `rules` (unused, shadowed, broad rules, deny hits; with `hits=true`, every rule's hit counters instead), `suggest` (a least-privilege model from the traffic, with its changes and the replay of the range's accepted flows through it), `attacks` (scans, sweeps, brute force, floods, reflection, denied bursts; `thresholds` as NAME=VALUE,...), `traffic` (direction split, top talkers and conversations per `bucket`)",
             "parameters": analysis_params,
             "responses": responses(ok_json(reference("AnalysisReport")), &[BAD, MISSING, BUSY])}}),
     );

@@ -16,7 +16,7 @@ use tokio::sync::broadcast;
 use vpcflow_capture::{CaptureFile, Ending, MergedCaptures};
 use vpcflow_control::data::{
     AnalysisKind, AnalysisQuery, AnalysisReport, DataError, DataPlane, IngestReport, RecordsPage,
-    RecordsQuery, TailWindow,
+    RecordsQuery, SuggestionReport, TailWindow,
 };
 use vpcflow_core::aggregate::{AggregatorConfig, ClosedWindow};
 use vpcflow_core::format::{self, Format};
@@ -184,7 +184,7 @@ impl DataPlane for StoreDataPlane {
         inventory: &Inventory,
         q: &AnalysisQuery,
     ) -> Result<AnalysisReport, DataError> {
-        use vpcflow_analysis::{AnalysisError, Records, attacks, rules, traffic};
+        use vpcflow_analysis::{AnalysisError, Records, attacks, rules, suggest, traffic};
         let records = Records {
             group: Some(q.log_group_id.clone()),
             topic: Some(q.log_topic_id.clone()),
@@ -194,6 +194,7 @@ impl DataPlane for StoreDataPlane {
             cancel: Some(q.cancel.clone()),
             ..Records::of(self.store.root())
         };
+        let mut suggestion = None;
         let found = match kind {
             AnalysisKind::Rules if q.hits => rules::hits(&records, inventory),
             AnalysisKind::Rules => rules::find(&records, inventory, &Default::default()),
@@ -221,6 +222,19 @@ impl DataPlane for StoreDataPlane {
                 };
                 traffic::find(&records, inventory, &o)
             }
+            AnalysisKind::Suggest => {
+                let text = q.inventory_toml.as_deref().unwrap_or_default();
+                suggest::suggest(&records, "the project's model", text, &Default::default()).map(
+                    |s| {
+                        suggestion = Some(SuggestionReport {
+                            inventory: s.toml,
+                            checked: s.checked,
+                            newly_rejected: s.newly_rejected.len() as u64,
+                        });
+                        s.changes.into_iter().chain(s.newly_rejected).collect()
+                    },
+                )
+            }
         };
         let findings = match found {
             Ok(f) => f,
@@ -238,6 +252,7 @@ impl DataPlane for StoreDataPlane {
                 .map(serde_json::to_value)
                 .collect::<Result<_, _>>()
                 .map_err(|e| failed(&e))?,
+            suggestion,
         })
     }
 

@@ -401,8 +401,11 @@ pub struct RecordsArgs {
 pub struct AnalysisArgs {
     #[command(flatten)]
     endpoint: Endpoint,
-    /// `rules`, `attacks` or `traffic` (as `vpcflow analyze`).
-    #[arg(value_parser = ["rules", "attacks", "traffic"])]
+    /// `rules`, `attacks`, `traffic` (as `vpcflow analyze`) or `suggest`
+    /// (as `analyze rules --suggest`, the model the server holds).
+    #[arg(value_parser = clap::builder::PossibleValuesParser::new(
+        vpcflow_control::data::AnalysisKind::NAMES
+    ))]
     kind: String,
     /// The log group.
     #[arg(long)]
@@ -431,6 +434,9 @@ pub struct AnalysisArgs {
     /// Traffic: rank by `bytes` or `packets`.
     #[arg(long)]
     by: Option<String>,
+    /// Rules: every rule's hit counters instead of the findings.
+    #[arg(long)]
+    hits: bool,
 }
 
 /// Runs `vpcflow analysis`.
@@ -444,6 +450,7 @@ pub fn run_analysis(args: AnalysisArgs) -> Result<ExitCode> {
         ("bucket", args.bucket),
         ("top", args.top.map(|n| n.to_string())),
         ("by", args.by),
+        ("hits", args.hits.then(|| "true".to_string())),
     ] {
         if let Some(v) = v {
             q.push((k, v));

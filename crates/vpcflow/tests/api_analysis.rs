@@ -80,6 +80,35 @@ fn a_topics_rules_attacks_and_traffic_through_the_api() {
     assert!(kinds(&v).contains(&"denied-hits"), "{v:#}");
     assert!(kinds(&v).contains(&"unused-rule"), "{v:#}");
 
+    // Every rule's hit counters: one row per rule of the model, the
+    // flows they decided adding up to the records the rules decided.
+    let (s, v) = server.request("GET", &format!("{analysis}/rules?hits=true"), t, None);
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(kinds(&v), ["rule-hits"]);
+    let hits = v["findings"].as_array().unwrap();
+    assert!(hits.iter().any(|f| f["connections"].as_u64() > Some(0)));
+    assert!(hits.iter().any(|f| f["rule-id"] == "no-telnet"), "{v:#}");
+
+    // A least-privilege model from the traffic, replayed through it: the
+    // changes, and a model that `vpcflow ingest` takes as an inventory.
+    let (s, v) = server.request("GET", &format!("{analysis}/suggest"), t, None);
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(kinds(&v), ["suggested-change"], "{v:#}");
+    let suggestion = &v["suggestion"];
+    assert!(suggestion["checked"].as_u64() > Some(0), "{suggestion}");
+    assert_eq!(suggestion["newly_rejected"], 0);
+    let suggested = dir.path().join("suggested.toml");
+    std::fs::write(&suggested, suggestion["inventory"].as_str().unwrap()).unwrap();
+    let o = vpcflow()
+        .arg("ingest")
+        .arg("--config")
+        .arg(&suggested)
+        .arg(&capture)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!o.stdout.is_empty());
+
     let (s, v) = server.request(
         "GET",
         &format!("{analysis}/traffic?bucket=1h&top=2&by=packets"),
@@ -112,7 +141,7 @@ fn a_topics_rules_attacks_and_traffic_through_the_api() {
     for (query, says) in [
         (
             "/nothing",
-            "'nothing' is not one of rules, attacks, traffic",
+            "'nothing' is not one of rules, attacks, traffic, suggest",
         ),
         (
             "/attacks?thresholds=port-scan%3D5",
