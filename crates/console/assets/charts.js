@@ -74,11 +74,18 @@ const Charts = (() => {
       chart.append(svg("line", { x1: left, x2: width - 8, y1: y, y2: y, class: "grid" }));
       chart.append(svg("text", { x: left - 6, y: y + 4, class: "axis", "text-anchor": "end" }, human((max * i) / 2, unit)));
     }
-    const slot = plotW / Math.max(1, points.length);
+    // Bars stand at their window's time, so a gap in the traffic shows
+    // as one; a window is as wide as the shortest step between two.
+    const times = points.map(p => p.t);
+    const steps = times.slice(1).map((t, i) => t - times[i]).filter(d => d > 0);
+    const step = steps.length ? Math.min(...steps) : 600;
+    const t0 = times.length ? times[0] : 0;
+    const span = times.length ? times[times.length - 1] + step - t0 : step;
+    const slot = (plotW * step) / span;
     const barW = Math.max(1, Math.min(40, slot * 0.8));
-    points.forEach((p, i) => {
+    points.forEach(p => {
       let y = top + plotH;
-      const x = left + i * slot + (slot - barW) / 2;
+      const x = left + (plotW * (p.t - t0)) / span + (slot - barW) / 2;
       for (const s of series) {
         const v = p.values[s.key] || 0;
         if (!v) continue;

@@ -1358,7 +1358,7 @@ async fn identify(gate: &Gate, req: Request) -> Result<(String, Request), Respon
         .filter(|v| v.starts_with(signing::ALGORITHM))
         .map(str::to_string);
     let (project, req) = if let Some(authorization) = signed {
-        match check_signature(&gate, req, &authorization).await {
+        match check_signature(gate, req, &authorization).await {
             Ok(checked) => checked,
             Err(refused) => {
                 if refused.status() == StatusCode::UNAUTHORIZED
