@@ -216,7 +216,8 @@ pub fn serve(settings: ServerSettings) -> Result<(), ServerError> {
         };
         let addr = listener.local_addr().map_err(io_error("the listener"))?;
         eprintln!("vpcflow: serving the API on http://{addr}");
-        eprintln!("vpcflow: the web console is at http://{addr}/");
+        // Not a second URL: tools take the address from the line above.
+        eprintln!("vpcflow: the web console is at / (sign in with a project token)");
         let state = AppState::new(db, Arc::new(data), uploads)
             .with_access_keys(sealing_key(&settings.data)?)
             .with_upload_limit(settings.max_upload)
