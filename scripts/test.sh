@@ -24,7 +24,7 @@ if command -v cargo-nextest >/dev/null 2>&1; then
     tests() { cargo nextest run "${build[@]}" --no-fail-fast "$@"; }
     ignored_too=(--run-ignored all)
     ignored_only=(--run-ignored only)
-    api_suites='package(vpcflow) & (binary(api) | binary(api_model) | binary(api_records) | binary(api_cli) | binary(hardening))'
+    api_suites='package(vpcflow) & (binary(api) | binary(api_model) | binary(api_records) | binary(api_cli) | binary(hardening) | binary(fleet))'
     postgres_tests='test(postgres)'
 else
     echo "test.sh: cargo-nextest not found, so test binaries run one after another (cargo install cargo-nextest for a faster run)" >&2
@@ -64,7 +64,7 @@ if [ -n "$api_suites" ]; then
     VPCFLOW_TEST_CONTROL_DB=postgres tests -E "$api_suites"
 else
     VPCFLOW_TEST_CONTROL_DB=postgres cargo test "${build[@]}" \
-        --test api --test api_model --test api_records --test api_cli --test hardening
+        --test api --test api_model --test api_records --test api_cli --test hardening --test fleet
 fi
 # Every parser of outside input fuzzed a little (cargo-fuzz, 15 s a
 # target); the inputs it ever kept are replayed by the workspace's tests

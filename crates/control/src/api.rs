@@ -49,7 +49,11 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+    pub(crate) fn new(
+        status: StatusCode,
+        code: &'static str,
+        message: impl Into<String>,
+    ) -> ApiError {
         ApiError {
             status,
             code,
@@ -118,6 +122,8 @@ pub struct AppState {
     /// What access keys' secrets are sealed with; `None`: signed requests
     /// are refused.
     sealing_key: Option<Arc<SealingKey>>,
+    /// The fleet's agents heard from.
+    agents: crate::agents::Registry,
 }
 
 /// The default of [`AppState::with_upload_limit`]: 1 GiB.
@@ -134,7 +140,16 @@ impl AppState {
             max_upload_bytes: MAX_UPLOAD_BYTES,
             throttle: Arc::default(),
             sealing_key: None,
+            agents: Arc::default(),
         }
+    }
+
+    pub(crate) fn db(&self) -> &ControlDb {
+        &self.db
+    }
+
+    pub(crate) fn agents(&self) -> &crate::agents::AgentRegistry {
+        &self.agents
     }
 
     /// Throttles a client address after `limit` unknown tokens within
@@ -305,6 +320,7 @@ async fn metrics(
     let (flow_logs, projects) = state.db.totals().await?;
     let mut text = metrics.render(flow_logs, projects);
     text.push_str(&state.data.metrics());
+    text.push_str(&state.agents.metrics());
     Ok((
         [(
             axum::http::header::CONTENT_TYPE,
@@ -418,10 +434,19 @@ pub fn router(state: AppState) -> Router {
             post(upload_capture).layer(DefaultBodyLimit::disable()),
         )
         .route_layer(middleware::from_fn_with_state(gate.clone(), authenticate));
-    // Outside any project's path: whose token this is.
+    // Outside any project's path: whose token this is, and the agents of
+    // the caller's hosts.
     let identity = Router::new()
         .route("/v1/auth/token", get(token_project))
-        .route_layer(middleware::from_fn_with_state(gate, identified));
+        .route("/v1/agents", get(crate::agents::list))
+        .route_layer(middleware::from_fn_with_state(gate.clone(), identified));
+    // The fleet's agents, with agent tokens only.
+    let agent = Router::new()
+        .route("/v1/agent/model", get(crate::agents::model))
+        .route_layer(middleware::from_fn_with_state(
+            (gate, state.agents.clone()),
+            agent_gate,
+        ));
     Router::new()
         .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/metrics", get(metrics))
@@ -431,6 +456,7 @@ pub fn router(state: AppState) -> Router {
         )
         .merge(v1)
         .merge(identity)
+        .merge(agent)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "VPC.0404", "no such API path") })
         .with_state(state)
         .layer(middleware::from_fn(refuse_nul))
@@ -456,7 +482,7 @@ fn wrap(key: &str, v: Value) -> Json<Value> {
 }
 
 /// A request's query parameters, or a 400 naming what is wrong with them.
-fn params<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+pub(crate) fn params<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
     q.map(|Query(p)| p).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -1384,6 +1410,14 @@ async fn identify(gate: &Gate, req: Request) -> Result<(String, Request), Respon
         };
         match gate.db.project_of_token(token).await {
             Ok(Some(p)) => (p, req),
+            Ok(None) if matches!(gate.db.host_of_agent_token(token).await, Ok(Some(_))) => {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "APIGW.0302",
+                    "an agent token opens only the agent paths (/v1/agent/...)",
+                )
+                .into_response());
+            }
             Ok(None) => {
                 if let Some(c) = client {
                     gate.throttle.failed(c, now);
@@ -1399,9 +1433,69 @@ async fn identify(gate: &Gate, req: Request) -> Result<(String, Request), Respon
     Ok((project, req))
 }
 
+/// Every `/v1/agent/` call: an agent token, whose host the handler gets
+/// ([`crate::agents::AgentHost`]); what the agent reports in its headers is
+/// noted.
+async fn agent_gate(
+    State((gate, agents)): State<(Gate, crate::agents::Registry)>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let client = req.extensions().get::<ClientAddr>().map(|c| c.0);
+    let now = std::time::Instant::now();
+    if let Some(wait) = client.and_then(|c| gate.throttle.wait(c, now)) {
+        return ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "APIGW.0429",
+            format!(
+                "too many unknown tokens from this address; retry in {} s",
+                wait.as_secs() + 1
+            ),
+        )
+        .into_response();
+    }
+    let Some(token) = req
+        .headers()
+        .get("x-auth-token")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+    else {
+        return ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "APIGW.0301",
+            "an agent's X-Auth-Token header is required",
+        )
+        .into_response();
+    };
+    match gate.db.host_of_agent_token(&token).await {
+        Ok(Some(host)) => {
+            agents.heard(&host, req.headers());
+            req.extensions_mut().insert(crate::agents::AgentHost(host));
+            next.run(req).await
+        }
+        Ok(None) => match gate.db.project_of_token(&token).await {
+            Ok(Some(_)) => ApiError::new(
+                StatusCode::FORBIDDEN,
+                "APIGW.0302",
+                "a project token cannot act as an agent (vpcflow token create --agent HOST makes an agent's)",
+            )
+            .into_response(),
+            Ok(None) => {
+                if let Some(c) = client {
+                    gate.throttle.failed(c, now);
+                }
+                ApiError::new(StatusCode::UNAUTHORIZED, "APIGW.0301", "unknown token")
+                    .into_response()
+            }
+            Err(e) => ApiError::from(e).into_response(),
+        },
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
 /// The project a token or access key belongs to, once [`identified`].
 #[derive(Clone)]
-struct Caller(String);
+pub(crate) struct Caller(pub(crate) String);
 
 /// `/v1/auth/token`: any valid token or access key, whatever its project.
 async fn identified(State(gate): State<Gate>, req: Request, next: Next) -> Response {

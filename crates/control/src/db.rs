@@ -25,7 +25,6 @@
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
@@ -73,6 +72,8 @@ const SCHEMA: &[&str] = &[
     // One row: the number of committed writes, for followers.
     "CREATE TABLE IF NOT EXISTS changes (id INTEGER PRIMARY KEY, generation BIGINT NOT NULL)",
     "INSERT INTO changes (id, generation) VALUES (1, 0) ON CONFLICT DO NOTHING",
+    // Agents' tokens: each bound to one host, not to a project.
+    "CREATE TABLE IF NOT EXISTS agent_tokens (hash TEXT PRIMARY KEY, host TEXT NOT NULL, created_at TEXT NOT NULL)",
 ];
 
 /// Flow-log columns with the derived status, for every read.
@@ -244,8 +245,22 @@ impl WriteTx {
 pub struct LiveInventory {
     /// The projects' models and flow logs combined.
     pub inventory: Inventory,
+    /// The same as an inventory document (what an agent of the fleet is
+    /// sent, and reads with [`Inventory::from_json_scoped`]).
+    pub document: Value,
     /// Projects left out, with what is wrong in each.
     pub skipped: Vec<(String, String)>,
+}
+
+/// Whether an inventory document has a port bound to `host`.
+fn binds_a_port_to(doc: &Value, host: &str) -> bool {
+    doc.get("port")
+        .and_then(Value::as_array)
+        .is_some_and(|ports| {
+            ports
+                .iter()
+                .any(|p| p.get("host").and_then(Value::as_str) == Some(host))
+        })
 }
 
 /// The control plane's database.
@@ -257,8 +272,9 @@ pub struct ControlDb {
     /// lock (SQLite's busy handler would otherwise poll for it).
     writes: Arc<tokio::sync::Mutex<()>>,
     /// The newest change counter this process has seen (its own commits,
-    /// and the database's as [`ControlDb::refresh_generation`] reads it).
-    generation: AtomicU64,
+    /// and the database's as [`ControlDb::refresh_generation`] reads it),
+    /// watched by the agents' long polls.
+    generation: tokio::sync::watch::Sender<u64>,
 }
 
 impl ControlDb {
@@ -302,7 +318,7 @@ impl ControlDb {
             pool,
             dialect,
             writes: Arc::new(tokio::sync::Mutex::new(())),
-            generation: AtomicU64::new(0),
+            generation: tokio::sync::watch::channel(0).0,
         };
         // Under the write lock, so servers starting together on one
         // PostgreSQL database do not race to create the same tables.
@@ -345,9 +361,27 @@ impl ControlDb {
         .fetch_one(&mut *w.tx)
         .await?;
         w.tx.commit().await?;
-        self.generation
-            .fetch_max(generation as u64, Ordering::AcqRel);
+        self.saw_generation(generation as u64);
         Ok(())
+    }
+
+    /// Takes `g` as the newest change counter if it is newer; returns the
+    /// newest.
+    fn saw_generation(&self, g: u64) -> u64 {
+        self.generation.send_if_modified(|newest| {
+            let newer = g > *newest;
+            if newer {
+                *newest = g;
+            }
+            newer
+        });
+        *self.generation.borrow()
+    }
+
+    /// Follows the change counter: the receiver sees every newer value
+    /// [`ControlDb::generation`] will return.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.generation.subscribe()
     }
 
     /// Reads the database's change counter (other processes' writes
@@ -356,17 +390,14 @@ impl ControlDb {
         let g: i64 = sqlx::query_scalar("SELECT generation FROM changes WHERE id = 1")
             .fetch_one(&self.pool)
             .await?;
-        Ok(self
-            .generation
-            .fetch_max(g as u64, Ordering::AcqRel)
-            .max(g as u64))
+        Ok(self.saw_generation(g as u64))
     }
 
     /// Changes seen so far: differs from an earlier value when anything was
     /// written since (by this process, or by another one once
     /// [`ControlDb::refresh_generation`] has run).
     pub fn generation(&self) -> u64 {
-        self.generation.load(Ordering::Acquire)
+        *self.generation.borrow()
     }
 
     /// Every project's model and flow logs as one inventory, for the live
@@ -377,6 +408,23 @@ impl ControlDb {
     /// named in [`LiveInventory::skipped`], so it never stops the others'
     /// capture.
     pub async fn live_inventory(&self) -> Result<LiveInventory, ControlError> {
+        self.combined_inventory(|_| true).await
+    }
+
+    /// What an agent of the fleet on `host` monitors: the projects with a
+    /// port bound to `host`, combined as [`ControlDb::live_inventory`]
+    /// combines them (their other ports stay in, for the rules that name
+    /// their groups; the agent monitors only its own, see
+    /// [`Inventory::local_host`]). An agent sees no other project.
+    pub async fn host_inventory(&self, host: &str) -> Result<LiveInventory, ControlError> {
+        self.combined_inventory(|doc| binds_a_port_to(doc, host))
+            .await
+    }
+
+    async fn combined_inventory(
+        &self,
+        wanted: impl Fn(&Value) -> bool,
+    ) -> Result<LiveInventory, ControlError> {
         let mut conn = self.pool.acquire().await?;
         let projects: Vec<String> = sqlx::query_scalar("SELECT id FROM projects ORDER BY id")
             .fetch_all(&mut *conn)
@@ -385,6 +433,9 @@ impl ControlDb {
         let mut skipped = Vec::new();
         for p in &projects {
             let doc = project_document(&mut conn, p).await?;
+            if !wanted(&doc) {
+                continue;
+            }
             match Inventory::from_json(&format!("project {p}"), &doc) {
                 Ok(_) => documents.push((p.clone(), doc)),
                 Err(e) => skipped.push((p.clone(), inventory_message(e))),
@@ -405,31 +456,37 @@ impl ControlDb {
                     }
                 }
             }
-            Inventory::from_json_scoped(
-                "the control plane",
-                &Value::Object(all),
-                AddressScope::Project,
-            )
+            let document = Value::Object(all);
+            Inventory::from_json_scoped("the control plane", &document, AddressScope::Project)
+                .map(|inventory| (inventory, document))
         };
-        if let Ok(inventory) = combined(&documents) {
-            return Ok(LiveInventory { inventory, skipped });
+        if let Ok((inventory, document)) = combined(&documents) {
+            return Ok(LiveInventory {
+                inventory,
+                document,
+                skipped,
+            });
         }
         // Projects that check alone but not together (an id two of them
         // use): add them one by one, leaving out each that breaks the rest.
         let mut kept: Vec<(String, Value)> = Vec::new();
-        let mut inventory =
+        let (mut inventory, mut document) =
             combined(&kept).map_err(|e| ControlError::Invalid(inventory_message(e)))?;
         for (p, doc) in documents {
             kept.push((p, doc));
             match combined(&kept) {
-                Ok(inv) => inventory = inv,
+                Ok((inv, doc)) => (inventory, document) = (inv, doc),
                 Err(e) => {
                     let (p, _) = kept.pop().expect("just pushed");
                     skipped.push((p, inventory_message(e)));
                 }
             }
         }
-        Ok(LiveInventory { inventory, skipped })
+        Ok(LiveInventory {
+            inventory,
+            document,
+            skipped,
+        })
     }
 
     /// Creates a token for `project` (creating the project if it is new)
@@ -494,6 +551,42 @@ impl ControlDb {
         .fetch_optional(&self.pool)
         .await?;
         Ok(row.and_then(|(project, sealed)| Some((project, key.open(access_key, &sealed)?))))
+    }
+
+    /// Creates a token for the agent on `host` and returns it; only its
+    /// hash is stored. It opens the agent paths for that host only (its
+    /// ports' model, windows of its ports), and no project's API.
+    pub async fn create_agent_token(&self, host: &str) -> Result<String, ControlError> {
+        if !vpcflow_core::inventory::valid_host_name(host) {
+            return Err(ControlError::Invalid(format!(
+                "--agent: `{host}` is not a host name ({})",
+                vpcflow_core::inventory::HOST_NAME_RULE
+            )));
+        }
+        let token = format!(
+            "vfa_{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        );
+        let mut w = self.write().await?;
+        sqlx::query("INSERT INTO agent_tokens (hash, host, created_at) VALUES ($1, $2, $3)")
+            .bind(hash_token(&token))
+            .bind(host)
+            .bind(now_utc())
+            .execute(&mut *w.tx)
+            .await?;
+        w.tx.commit().await?;
+        Ok(token)
+    }
+
+    /// The host an agent token is for, if it is one.
+    pub async fn host_of_agent_token(&self, token: &str) -> Result<Option<String>, ControlError> {
+        Ok(
+            sqlx::query_scalar("SELECT host FROM agent_tokens WHERE hash = $1")
+                .bind(hash_token(token))
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 
     /// The project a token is for, if it is a token.

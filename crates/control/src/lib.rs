@@ -11,10 +11,13 @@
 //!   rules, and the token check in front of every `/v1/` route.
 //! - [`model`]: request bodies parsed into typed values at the edge, so the
 //!   database only ever sees valid flow logs.
+//! - [`agents`]: the fleet's agents: what an agent token (bound to a host)
+//!   may fetch, and what the server knows of each agent.
 //! - [`resources`]: the other resources, kept as inventory items so every
 //!   change is checked by the inventory's own checker against the whole
 //!   project before it commits.
 
+pub mod agents;
 pub mod api;
 pub mod client;
 pub mod data;

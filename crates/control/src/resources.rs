@@ -184,6 +184,7 @@ impl Kind {
                 "host_side",
                 "exporter",
                 "if_index",
+                "host",
             ],
             Kind::SecurityGroup => &["name", "description", "rules"],
             Kind::NetworkAcl => &["name", "description", "ingress_rules", "egress_rules"],

@@ -87,6 +87,9 @@ impl Topology {
             });
         }
         for (p, port) in inv.ports.iter().enumerate() {
+            if !inv.is_local(p) {
+                continue;
+            }
             let flow_logs: Vec<u32> = inv
                 .flow_logs
                 .iter()

@@ -140,6 +140,18 @@ pub fn create_token(url: Option<&str>, data: &Path, project: &str) -> Result<Str
     })
 }
 
+/// A new token for the fleet's agent on `host` in the control database.
+pub fn create_agent_token(
+    url: Option<&str>,
+    data: &Path,
+    host: &str,
+) -> Result<String, ServerError> {
+    runtime()?.block_on(async {
+        let (db, _) = open_database(url, data).await?;
+        Ok(db.create_agent_token(host).await?)
+    })
+}
+
 /// The key access keys' secrets are sealed with: `DATA/access-keys.key`,
 /// made at first use (servers sharing a database must share it).
 fn sealing_key(data: &Path) -> Result<SealingKey, ServerError> {
@@ -203,9 +215,9 @@ pub fn serve(settings: ServerSettings) -> Result<(), ServerError> {
             .await
             .map_err(io_error(format!("--listen {}", settings.listen)))?;
         let stop = Arc::new(AtomicBool::new(false));
-        if settings.live.is_some() || settings.collect.is_some() {
-            tokio::spawn(follow_database(db.clone()));
-        }
+        // Writes through other servers on the database reach the live
+        // capture and the agents' long polls within the follow interval.
+        tokio::spawn(follow_database(db.clone()));
         let live = match settings.live {
             Some(agent) => Some(start_live(agent, &db, &store, &stop)?),
             None => None,

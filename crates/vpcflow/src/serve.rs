@@ -82,11 +82,16 @@ pub struct TokenArgs {
 enum TokenCommand {
     /// Print a new API token for a project (created if new), or with
     /// --access-key an access key and its secret key (shown only now) for
-    /// the seed cloud's SDKs, which sign requests with them.
+    /// the seed cloud's SDKs, which sign requests with them, or with
+    /// --agent HOST a token for the fleet's agent on that host.
     Create {
         /// The project.
-        #[arg(long)]
-        project: String,
+        #[arg(long, required_unless_present = "agent", conflicts_with = "agent")]
+        project: Option<String>,
+        /// A token for the agent on this host: it may fetch only the model
+        /// of the ports bound to the host, and opens no project's API.
+        #[arg(long, value_name = "HOST", conflicts_with = "access_key")]
+        agent: Option<String>,
         /// An access key and secret key (AK/SK) instead of a token.
         #[arg(long)]
         access_key: bool,
@@ -146,10 +151,19 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
 pub fn run_token(args: TokenArgs) -> Result<ExitCode> {
     let TokenCommand::Create {
         project,
+        agent,
         access_key,
         data,
         database,
     } = args.command;
+    if let Some(host) = agent {
+        println!(
+            "{}",
+            vpcflow_server::create_agent_token(database.url.as_deref(), &data, &host)?
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let project = project.unwrap_or_default();
     if access_key {
         let (ak, sk) = vpcflow_server::create_access_key(database.url.as_deref(), &data, &project)?;
         println!("access_key {ak}\nsecret_key {sk}");

@@ -139,6 +139,10 @@ pub struct Port {
     /// port's egress, flows that left there its ingress. An exporter with
     /// such ports has its flows attributed by interface only.
     pub exporter_interface: Option<(IpAddr, u32)>,
+    /// The host (hypervisor) the port is bound to, as Neutron binds a port
+    /// to one: an agent told its host name monitors only its host's ports
+    /// ([`Inventory::local_host`]).
+    pub host: Option<String>,
 }
 
 /// A security group.
@@ -254,6 +258,24 @@ pub struct Inventory {
     pub log_topics: Vec<LogTopic>,
     /// Flow logs.
     pub flow_logs: Vec<FlowLog>,
+    /// The host this inventory is monitored on, when an agent of a fleet
+    /// runs it: only ports bound to that host are monitored (the others
+    /// stay in the model, for rules that name their groups). `None`: every
+    /// port its flow logs cover, wherever it is bound.
+    pub local_host: Option<String>,
+}
+
+/// What a host name may be, for error messages.
+pub const HOST_NAME_RULE: &str = "1-255 letters, digits, `.`, `-` or `_`";
+
+/// A host name: 1-255 letters, digits, `.`, `-`, `_` (a DNS name or a
+/// hypervisor's id).
+pub fn valid_host_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 255
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
 }
 
 /// What a flow log's name may be (SPEC §1), for error messages.
@@ -452,6 +474,20 @@ impl Inventory {
         (0..self.ports.len())
             .filter(|&p| self.monitors(flow_log, p))
             .collect()
+    }
+
+    /// This inventory as monitored on `host`: see [`Inventory::local_host`].
+    pub fn on_host(mut self, host: &str) -> Inventory {
+        self.local_host = Some(host.to_string());
+        self
+    }
+
+    /// Whether port `p` is monitored here: on its own host when this
+    /// inventory has one ([`Inventory::local_host`]), else anywhere.
+    pub fn is_local(&self, p: usize) -> bool {
+        self.local_host
+            .as_ref()
+            .is_none_or(|h| self.ports[p].host.as_ref() == Some(h))
     }
 
     /// Whether `flow_log` monitors port `p`.
@@ -753,6 +789,15 @@ fn build(c: &Checker<'_>, f: raw::File) -> Result<Inventory, InventoryError> {
                 Some((exporter, index))
             }
         };
+        if let Some(host) = &p.host
+            && !valid_host_name(host)
+        {
+            return Err(c.err(
+                &item,
+                "host",
+                format!("`{host}` is not a host name ({HOST_NAME_RULE})"),
+            ));
+        }
         ports.push(Port {
             id: p.id.clone(),
             subnet,
@@ -763,6 +808,7 @@ fn build(c: &Checker<'_>, f: raw::File) -> Result<Inventory, InventoryError> {
             interface: p.interface.clone(),
             host_side: p.host_side,
             exporter_interface,
+            host: p.host.clone(),
         });
     }
 
@@ -921,6 +967,7 @@ fn build(c: &Checker<'_>, f: raw::File) -> Result<Inventory, InventoryError> {
         log_groups,
         log_topics,
         flow_logs,
+        local_host: None,
     };
     let rules = crate::rules::count(&inv);
     if rules > crate::rules::MAX_RULES {

@@ -85,6 +85,7 @@ pub(super) struct Port {
     pub host_side: Option<bool>,
     pub exporter: Option<String>,
     pub if_index: Option<u32>,
+    pub host: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

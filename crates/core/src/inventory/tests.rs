@@ -360,3 +360,50 @@ fn exporter_interfaces_are_both_given_valid_and_one_port_each() {
         "{e}"
     );
 }
+
+#[test]
+fn an_agent_on_a_host_monitors_only_the_ports_bound_to_it() {
+    // The web port on hv-1, the db port on hv-2, the third unbound.
+    let text = EXAMPLE
+        .replacen(
+            "interface = \"tap1d515d18-1b\"",
+            "host = \"hv-1\"\ninterface = \"tap1d515d18-1b\"",
+            1,
+        )
+        .replacen(
+            "mac = \"fa:16:3e:5a:03:25\"",
+            "mac = \"fa:16:3e:5a:03:25\"\nhost = \"hv-2\"",
+            1,
+        );
+    let inv = Inventory::from_toml("vpc.toml", &text).unwrap();
+    assert_eq!(inv.ports[0].host.as_deref(), Some("hv-1"));
+    assert_eq!(inv.ports[1].host, None);
+    let monitored = |inv: &Inventory| -> Vec<String> {
+        crate::Topology::from_inventory(inv)
+            .ports
+            .into_iter()
+            .map(|p| p.id)
+            .collect()
+    };
+    // Without a local host: every port its flow logs cover.
+    assert_eq!(monitored(&inv).len(), 3);
+    assert_eq!(
+        monitored(&inv.clone().on_host("hv-1")),
+        [inv.ports[0].id.clone()]
+    );
+    assert_eq!(
+        monitored(&inv.clone().on_host("hv-2")),
+        [inv.ports[2].id.clone()]
+    );
+    assert!(monitored(&inv.clone().on_host("hv-3")).is_empty());
+    // The rules still see every port: the db group's rule names the web group.
+    let on_hv2 = inv.clone().on_host("hv-2");
+    assert_eq!(on_hv2.security_groups[1].rules[0].remote, Remote::Group(0));
+    assert_eq!(on_hv2.ports.len(), 3);
+
+    let e = err(&text.replacen("host = \"hv-1\"", "host = \"hv 1\"", 1));
+    assert!(
+        e.contains("host") && e.contains("`hv 1` is not a host name"),
+        "{e}"
+    );
+}

@@ -1,0 +1,215 @@
+//! The fleet's control plane, on a real `vpcflow serve`: ports bound to
+//! hosts through the API, agent tokens bound to a host, the model an agent
+//! fetches (its host's projects only) and its long poll answering a change
+//! at once, the agents' list and metrics, and every refusal between agent
+//! and project tokens.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+mod common;
+use common::server::{Server, database_args, token};
+use common::vpcflow;
+
+const PROJECT: &str = "5f67944957444bd6bb4fe3b367de8f3d";
+const WEB: &str = "1d515d18-1b36-47dc-a983-bd6512aed4bd";
+const DB: &str = "e3f1b2c4-d5a6-4b7c-8d9e-0f1a2b3c4d5e";
+const VPC_ALL: &str = "f49f2c7a-1d3e-4b5c-9a8b-7c6d5e4f3a21";
+
+fn agent_token(data: &std::path::Path, host: &str) -> String {
+    let out = vpcflow()
+        .args(["token", "create", "--agent", host, "--data"])
+        .arg(data)
+        .args(database_args(data))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// A `GET` with extra headers; status and JSON body.
+fn get_with(addr: &str, path: &str, headers: &[(&str, &str)]) -> (u16, Value) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    let mut head = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes()).unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let status = raw[9..12].parse().unwrap();
+    let body = raw.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+fn hosts_of(model: &Value) -> Vec<(String, Option<String>)> {
+    model["inventory"]["port"]
+        .as_array()
+        .map(|ports| {
+            ports
+                .iter()
+                .map(|p| {
+                    (
+                        p["id"].as_str().unwrap().to_string(),
+                        p["host"].as_str().map(str::to_string),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn agents_fetch_their_hosts_model_and_follow_its_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let t = token(dir.path(), PROJECT);
+    let t = Some(t.as_str());
+
+    // Ports bound to hosts through the API, as Neutron binds them.
+    for (port, host) in [(WEB, "hv-1"), (DB, "hv-2")] {
+        let (s, v) = server.request(
+            "PUT",
+            &format!("/v1/{PROJECT}/ports/{port}"),
+            t,
+            Some(&json!({"port": {"host": host}})),
+        );
+        assert_eq!(s, 200, "{v}");
+        assert_eq!(v["port"]["host"], host, "{v}");
+    }
+    let (s, v) = server.request(
+        "PUT",
+        &format!("/v1/{PROJECT}/ports/{WEB}"),
+        t,
+        Some(&json!({"port": {"host": "hv 1"}})),
+    );
+    assert_eq!(s, 400, "{v}");
+    assert!(
+        v["message"].as_str().unwrap().contains("not a host name"),
+        "{v}"
+    );
+
+    let hv1 = agent_token(dir.path(), "hv-1");
+    let idle = agent_token(dir.path(), "hv-9");
+    let agent = |token: &str, path: &str| {
+        get_with(
+            &server.addr,
+            path,
+            &[("X-Auth-Token", token), ("X-Agent-Version", "test-1.2")],
+        )
+    };
+
+    // The model of hv-1: the project (it has a port there), with every
+    // port of it (for the rules), hv-1's bound to it.
+    let (s, model) = agent(&hv1, "/v1/agent/model");
+    assert_eq!(s, 200, "{model}");
+    assert_eq!(model["host"], "hv-1");
+    let hosts = hosts_of(&model);
+    assert_eq!(hosts.len(), 3, "{hosts:?}");
+    assert!(hosts.contains(&(WEB.to_string(), Some("hv-1".to_string()))));
+    assert!(hosts.contains(&(DB.to_string(), Some("hv-2".to_string()))));
+    assert_eq!(model["inventory"]["project"][0]["id"], PROJECT);
+    let generation = model["generation"].as_u64().unwrap();
+    assert!(generation >= 2, "{model}");
+    // A host without ports sees no project at all.
+    let (s, empty) = agent(&idle, "/v1/agent/model");
+    assert_eq!(s, 200, "{empty}");
+    assert!(hosts_of(&empty).is_empty(), "{empty}");
+    assert!(empty["inventory"].get("project").is_none(), "{empty}");
+
+    // Unchanged: the long poll answers after its wait, same generation.
+    let started = Instant::now();
+    let (s, same) = agent(&hv1, &format!("/v1/agent/model?after={generation}&wait=1"));
+    assert_eq!((s, same["generation"].as_u64()), (200, Some(generation)));
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    // A change answers a waiting poll at once, with the new model.
+    let addr = server.addr.clone();
+    let token = hv1.clone();
+    let waiting = std::thread::spawn(move || {
+        let (s, v) = get_with(
+            &addr,
+            &format!("/v1/agent/model?after={generation}&wait=30"),
+            &[("X-Auth-Token", &token)],
+        );
+        (s, v, Instant::now())
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let (s, v) = server.request(
+        "PUT",
+        &format!("/v1/{PROJECT}/fl/flow_logs/{VPC_ALL}"),
+        t,
+        Some(&json!({"flow_log": {"admin_state": false}})),
+    );
+    assert_eq!(s, 200, "{v}");
+    let changed_at = Instant::now();
+    let (s, newer, answered_at) = waiting.join().unwrap();
+    assert_eq!(s, 200, "{newer}");
+    assert!(
+        newer["generation"].as_u64().unwrap() > generation,
+        "{newer}"
+    );
+    assert!(
+        answered_at.duration_since(changed_at) < Duration::from_secs(1),
+        "the poll answered {:?} after the change",
+        answered_at.duration_since(changed_at)
+    );
+    let flow_log = newer["inventory"]["flow_log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == VPC_ALL)
+        .unwrap();
+    assert_eq!(flow_log["admin_state"], false, "{flow_log}");
+
+    // The agents of the project's hosts: hv-1 heard from, hv-2 never.
+    let (s, v) = server.request("GET", "/v1/agents", t, None);
+    assert_eq!(s, 200, "{v}");
+    let agents = v["agents"].as_array().unwrap();
+    let names: Vec<&str> = agents.iter().map(|a| a["host"].as_str().unwrap()).collect();
+    assert_eq!(names, ["hv-1", "hv-2"], "{v}");
+    assert_eq!(agents[0]["version"], "test-1.2");
+    assert_eq!(agents[0]["silent"], false);
+    assert!(agents[0]["last_seen"].as_u64().is_some());
+    assert_eq!(agents[1]["silent"], true);
+    assert!(agents[1]["last_seen"].is_null());
+    let metrics = common::server::raw_get(&server.addr, "/metrics");
+    assert!(
+        metrics.contains("vpcflow_agent_last_seen_seconds{host=\"hv-1\"}"),
+        "{metrics}"
+    );
+
+    // Each token on its own paths only.
+    let (s, v) = server.request("GET", "/v1/agent/model", t, None);
+    assert_eq!((s, v["code"].as_str()), (403, Some("APIGW.0302")), "{v}");
+    let (s, v) = agent(&hv1, &format!("/v1/{PROJECT}/ports"));
+    assert_eq!((s, v["code"].as_str()), (403, Some("APIGW.0302")), "{v}");
+    let (s, v) = agent("vfa_nonsense", "/v1/agent/model");
+    assert_eq!((s, v["code"].as_str()), (401, Some("APIGW.0301")), "{v}");
+    let (s, v) = get_with(&server.addr, "/v1/agent/model", &[]);
+    assert_eq!((s, v["code"].as_str()), (401, Some("APIGW.0301")), "{v}");
+    let (s, v) = agent(&hv1, "/v1/agent/model?wait=61");
+    assert_eq!(s, 400, "{v}");
+    assert!(v["message"].as_str().unwrap().contains("wait"), "{v}");
+
+    // A host name that is not one is refused when the token is made.
+    let out = vpcflow()
+        .args(["token", "create", "--agent", "hv/1", "--data"])
+        .arg(dir.path())
+        .args(database_args(dir.path()))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not a host name"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
