@@ -237,7 +237,7 @@ pub(crate) async fn list(
     hosts.sort();
     hosts.dedup();
     // Silent: not heard from for two capture windows.
-    let silent_after = Duration::from_secs(2 * u64::from(inventory.window.secs()));
+    let silent_after = Duration::from_secs(2 * inventory.window.secs());
     Ok(Json(json!({
         "agents": state.agents().statuses(&hosts, silent_after),
     })))
