@@ -166,3 +166,111 @@ impl Client {
         Ok(Answer { status, text, json })
     }
 }
+
+/// The model an agent of the fleet fetched (`GET /v1/agent/model`).
+#[derive(Debug, Clone)]
+pub struct AgentModel {
+    /// The host its token is bound to.
+    pub host: String,
+    /// The change counter it was read at.
+    pub generation: u64,
+    /// The projects with a port bound to the host, as one inventory
+    /// document.
+    pub inventory: Value,
+    /// Projects left out (their model does not check), with why.
+    pub skipped: Vec<(String, String)>,
+}
+
+/// An agent's calls to the server, with its agent token.
+pub struct AgentClient {
+    agent: ureq::Agent,
+    base: String,
+    token: String,
+    /// Sent with every request: the agent's version.
+    pub version: String,
+}
+
+impl AgentClient {
+    /// Calls to the server at `base` with the agent token `token`.
+    pub fn new(base: &str, token: &str) -> AgentClient {
+        AgentClient {
+            agent: ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                // Past the longest long poll.
+                .timeout_global(Some(
+                    crate::agents::MODEL_WAIT_MAX + std::time::Duration::from_secs(15),
+                ))
+                .build()
+                .into(),
+            base: base.trim_end_matches('/').to_string(),
+            token: token.to_string(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        }
+    }
+
+    /// The host's model once it is newer than `after` (at once when
+    /// `after` is `None`), waiting at most `wait` for a change. A refusal
+    /// (a bad token, another host's) is an error naming the server's words.
+    pub fn model(
+        &self,
+        after: Option<u64>,
+        wait: std::time::Duration,
+    ) -> Result<AgentModel, ClientError> {
+        let url = format!("{}/v1/agent/model", self.base);
+        let failed = |message: String| ClientError::Request {
+            method: "GET".to_string(),
+            url: url.clone(),
+            message,
+        };
+        let mut r = self
+            .agent
+            .get(&url)
+            .header("X-Auth-Token", &self.token)
+            .header(crate::agents::VERSION_HEADER, &self.version)
+            .query("wait", wait.as_secs().to_string());
+        if let Some(g) = after {
+            r = r.query("after", g.to_string());
+        }
+        let mut answer = r.call().map_err(|e| failed(e.to_string()))?;
+        let status = answer.status().as_u16();
+        let text = answer
+            .body_mut()
+            .with_config()
+            .limit(MAX_ANSWER_BYTES)
+            .read_to_string()
+            .map_err(|e| failed(e.to_string()))?;
+        let v: Value = serde_json::from_str(&text)
+            .map_err(|e| failed(format!("{status}: not JSON ({e}): {text:.200}")))?;
+        if !(200..300).contains(&status) {
+            return Err(failed(format!(
+                "{status} {}: {}",
+                v["code"].as_str().unwrap_or_default(),
+                v["message"].as_str().unwrap_or_default()
+            )));
+        }
+        let (Some(host), Some(generation)) = (v["host"].as_str(), v["generation"].as_u64()) else {
+            return Err(failed(format!(
+                "an answer without host and generation: {text:.200}"
+            )));
+        };
+        let skipped = v["skipped"]
+            .as_array()
+            .map(|s| {
+                s.iter()
+                    .map(|x| {
+                        (
+                            x["project"].as_str().unwrap_or_default().to_string(),
+                            x["reason"].as_str().unwrap_or_default().to_string(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(AgentModel {
+            host: host.to_string(),
+            generation,
+            inventory: v["inventory"].clone(),
+            skipped,
+        })
+    }
+}

@@ -4,8 +4,9 @@
 //! comes back, losses as SKIPDATA) is [`vpcflow_runtime::LiveSource`];
 //! inventory generations and windows are [`vpcflow_runtime::Driver`]'s.
 //!
-//! The inventory (a file, or the control plane's database under `vpcflow
-//! serve --live`) is re-read when it changes; the new one applies from the
+//! The inventory (a file; the model of this host from the fleet's server,
+//! `--server URL --token TOKEN`; or the control plane's database under
+//! `vpcflow serve --live`) is re-read when it changes; the new one applies from the
 //! next capture window. SIGINT/SIGTERM flush the open window as a partial
 //! one: its records keep the window's `end`, and its store file names carry
 //! `-partial`.
@@ -37,8 +38,34 @@ enum CaptureArg {
 #[derive(Debug, Args)]
 pub struct AgentArgs {
     /// The inventory (re-read when it changes).
-    #[arg(long, value_name = "FILE")]
-    config: PathBuf,
+    #[cfg_attr(
+        feature = "server",
+        arg(
+            long,
+            value_name = "FILE",
+            required_unless_present = "server",
+            conflicts_with = "server"
+        )
+    )]
+    #[cfg_attr(
+        not(feature = "server"),
+        arg(long, value_name = "FILE", required = true)
+    )]
+    config: Option<PathBuf>,
+    /// The fleet's server (`http://HOST:PORT`): the model of this host's
+    /// ports is fetched from it and followed as it changes, instead of
+    /// an inventory file.
+    #[cfg(feature = "server")]
+    #[arg(long, value_name = "URL", requires = "token")]
+    server: Option<String>,
+    /// The agent token (`vpcflow token create --agent HOST`).
+    #[cfg(feature = "server")]
+    #[arg(long, env = "VPCFLOW_AGENT_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// This host's name: checked against the one the token is bound to.
+    #[cfg(feature = "server")]
+    #[arg(long, value_name = "NAME")]
+    host: Option<String>,
     /// The log store.
     #[arg(long, value_name = "DIR", default_value = "vpcflow-store")]
     store: PathBuf,
@@ -128,14 +155,140 @@ pub fn run(args: AgentArgs) -> Result<ExitCode> {
         signal_hook::flag::register(sig, Arc::clone(&stop))
             .context("installing signal handlers")?;
     }
-    let inventory = FileInventory {
-        path: args.config,
-        mtime: None,
+    let inventory: Box<dyn InventorySource> = match &args.config {
+        Some(path) => Box::new(FileInventory {
+            path: path.clone(),
+            mtime: None,
+        }),
+        #[cfg(feature = "server")]
+        None => Box::new(from_server::ServerInventory::connect(
+            args.server.as_deref().unwrap_or_default(),
+            args.token.as_deref().unwrap_or_default(),
+            args.host.as_deref(),
+        )?),
+        #[cfg(not(feature = "server"))]
+        None => anyhow::bail!("--config FILE is required"),
     };
     let out: Box<dyn std::io::Write + Send> = Box::new(std::io::stdout());
-    let agent = Agent::start(settings, Box::new(inventory), store, Some(out))?;
+    let agent = Agent::start(settings, inventory, store, Some(out))?;
     eprintln!("vpcflow: {}", agent.describe());
     let report = agent.run(&stop)?;
     eprintln!("vpcflow: {report}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The model of this host from the fleet's server, as the agent's
+/// inventory: fetched at start (a refusal stops the agent, naming the
+/// server's words), then followed by a long poll on a thread of its own,
+/// so a change applies from the next capture window without a restart;
+/// while the server cannot be reached, the last model stays in force.
+#[cfg(feature = "server")]
+mod from_server {
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use anyhow::{Result, bail};
+    use vpcflow_control::client::{AgentClient, AgentModel};
+    use vpcflow_core::Inventory;
+    use vpcflow_core::inventory::AddressScope;
+    use vpcflow_runtime::{InventorySource, SourceError};
+
+    /// How long one poll waits for a change.
+    const POLL_WAIT: Duration = Duration::from_secs(25);
+    /// The longest pause between failed polls.
+    const RETRY_MAX: Duration = Duration::from_secs(5);
+
+    pub struct ServerInventory {
+        server: String,
+        newest: Arc<Mutex<AgentModel>>,
+        loaded: Option<u64>,
+    }
+
+    impl ServerInventory {
+        pub fn connect(server: &str, token: &str, host: Option<&str>) -> Result<ServerInventory> {
+            let client = AgentClient::new(server, token);
+            let first = client.model(None, Duration::ZERO)?;
+            if let Some(h) = host
+                && h != first.host
+            {
+                bail!("--host {h}: the agent token is for host {}", first.host);
+            }
+            let newest = Arc::new(Mutex::new(first));
+            let following = Arc::clone(&newest);
+            std::thread::Builder::new()
+                .name("model-follower".into())
+                .spawn(move || follow(&client, &following))?;
+            Ok(ServerInventory {
+                server: server.to_string(),
+                newest,
+                loaded: None,
+            })
+        }
+
+        fn newest(&self) -> AgentModel {
+            self.newest
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
+        }
+    }
+
+    /// Polls for newer models for as long as the process lives.
+    fn follow(client: &AgentClient, newest: &Mutex<AgentModel>) {
+        let mut pause = Duration::from_millis(250);
+        let mut failing = false;
+        loop {
+            let after = newest.lock().unwrap_or_else(|e| e.into_inner()).generation;
+            match client.model(Some(after), POLL_WAIT) {
+                Ok(model) => {
+                    if failing {
+                        eprintln!("vpcflow: the server answers again");
+                        failing = false;
+                    }
+                    pause = Duration::from_millis(250);
+                    if model.generation != after {
+                        *newest.lock().unwrap_or_else(|e| e.into_inner()) = model;
+                    }
+                }
+                Err(e) => {
+                    if !failing {
+                        eprintln!(
+                            "vpcflow: warning: cannot fetch the model, capturing under the last one: {e}"
+                        );
+                        failing = true;
+                    }
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(RETRY_MAX);
+                }
+            }
+        }
+    }
+
+    impl InventorySource for ServerInventory {
+        fn describe(&self) -> String {
+            format!(
+                "the model of host {} from {}",
+                self.newest().host,
+                self.server
+            )
+        }
+        fn load(&mut self) -> Result<Inventory, SourceError> {
+            let model = self.newest();
+            self.loaded = Some(model.generation);
+            for (project, why) in &model.skipped {
+                eprintln!(
+                    "vpcflow: warning: the server leaves out project {project} until its model is fixed: {why}"
+                );
+            }
+            let inv = Inventory::from_json_scoped(
+                &format!("the model of host {}", model.host),
+                &model.inventory,
+                AddressScope::Project,
+            )?;
+            Ok(inv.on_host(&model.host))
+        }
+        fn changed(&mut self) -> bool {
+            self.loaded != Some(self.newest().generation)
+        }
+    }
 }

@@ -71,8 +71,8 @@ fn hosts_of(model: &Value) -> Vec<(String, Option<String>)> {
 fn agents_fetch_their_hosts_model_and_follow_its_changes() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());
-    let t = token(dir.path(), PROJECT);
-    let t = Some(t.as_str());
+    let project_token = token(dir.path(), PROJECT);
+    let t = Some(project_token.as_str());
 
     // Ports bound to hosts through the API, as Neutron binds them.
     for (port, host) in [(WEB, "hv-1"), (DB, "hv-2")] {
@@ -198,6 +198,30 @@ fn agents_fetch_their_hosts_model_and_follow_its_changes() {
     let (s, v) = agent(&hv1, "/v1/agent/model?wait=61");
     assert_eq!(s, 400, "{v}");
     assert!(v["message"].as_str().unwrap().contains("wait"), "{v}");
+
+    // The agent refuses to start on a project token, or as another host.
+    let agent_run = |token: &str, extra: &[&str]| {
+        let out = vpcflow()
+            .args(["agent", "--server"])
+            .arg(format!("http://{}", server.addr))
+            .args(["--token", token, "--store"])
+            .arg(dir.path().join("agent-store"))
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    let said = agent_run(&project_token, &[]);
+    assert!(
+        said.contains("a project token cannot act as an agent"),
+        "{said}"
+    );
+    let said = agent_run(&hv1, &["--host", "hv-2"]);
+    assert!(
+        said.contains("--host hv-2: the agent token is for host hv-1"),
+        "{said}"
+    );
 
     // A host name that is not one is refused when the token is made.
     let out = vpcflow()
