@@ -222,6 +222,122 @@ pub(crate) async fn model(
     })))
 }
 
+/// The largest window body taken (records and summary).
+pub const MAX_WINDOW_BYTES: usize = 256 << 20;
+
+/// `POST /v1/agent/windows` parameters: the window's log topic and its
+/// file's name in the agent's store (its id, with the host).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct WindowParams {
+    log_group_id: String,
+    log_topic_id: String,
+    name: String,
+}
+
+/// The body of a shipped window: the summary's length (4 bytes, big
+/// endian), the summary, then the records file.
+pub fn window_body(summary: &[u8], records: &[u8]) -> Vec<u8> {
+    let mut body = Vec::with_capacity(4 + summary.len() + records.len());
+    body.extend_from_slice(
+        &u32::try_from(summary.len())
+            .unwrap_or(u32::MAX)
+            .to_be_bytes(),
+    );
+    body.extend_from_slice(summary);
+    body.extend_from_slice(records);
+    body
+}
+
+fn split_body(body: &[u8]) -> Option<(&[u8], &[u8])> {
+    let len = u32::from_be_bytes(body.get(..4)?.try_into().ok()?) as usize;
+    let summary = body.get(4..4usize.checked_add(len)?)?;
+    Some((summary, &body[4 + len..]))
+}
+
+/// `POST /v1/agent/windows`: one closed window of one log topic from the
+/// agent's store. Checked (whole, this store's columns), authorized (every
+/// record of a port bound to the agent's host, the topic one of its
+/// projects'), then written once: a retry of a window already written is
+/// answered as a duplicate and not written again.
+pub(crate) async fn receive(
+    State(state): State<AppState>,
+    axum::Extension(AgentHost(host)): axum::Extension<AgentHost>,
+    q: Result<Query<WindowParams>, axum::extract::rejection::QueryRejection>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let p = crate::api::params(q)?;
+    let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, "VPC.3001", m);
+    let (summary, records) = split_body(&body)
+        .ok_or_else(|| bad("body: not a window (summary length, summary, records)".into()))?;
+    let (summary, records) = (summary.to_vec(), records.to_vec());
+    let model = Arc::new(state.db().host_inventory(&host).await?.inventory);
+    let data = state.data();
+    let (group, topic, name) = (
+        p.log_group_id.clone(),
+        p.log_topic_id.clone(),
+        p.name.clone(),
+    );
+    let inventory = model.clone();
+    let pending = tokio::task::spawn_blocking(move || {
+        data.check_window(&inventory, &group, &topic, &name, records, &summary)
+    })
+    .await
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "VPC.3000", e.to_string()))??;
+    // Only its own ports, in a log topic of its host's projects.
+    let own: std::collections::HashSet<&str> = model
+        .ports
+        .iter()
+        .filter(|p| p.host.as_deref() == Some(host.as_str()))
+        .map(|p| p.id.as_str())
+        .collect();
+    let forbidden = |m: String| ApiError::new(StatusCode::FORBIDDEN, "APIGW.0302", m);
+    if let Some(other) = pending
+        .info()
+        .interface_ids
+        .iter()
+        .find(|i| !own.contains(i.as_str()))
+    {
+        return Err(forbidden(format!(
+            "port {other} is not bound to host {host}: its records are not this agent's to send"
+        )));
+    }
+    let known_topic = model
+        .log_topics
+        .iter()
+        .any(|t| t.id == p.log_topic_id && model.log_groups[t.log_group].id == p.log_group_id);
+    if !known_topic {
+        return Err(forbidden(format!(
+            "log topic {}/{} is not one of host {host}'s projects'",
+            p.log_group_id, p.log_topic_id
+        )));
+    }
+    let records = pending.info().records;
+    let db = state.db();
+    let duplicate = match db
+        .begin_window(&host, &p.log_group_id, &p.log_topic_id, &p.name, records)
+        .await?
+    {
+        crate::db::WindowState::Done => true,
+        crate::db::WindowState::New => {
+            let h = host.clone();
+            tokio::task::spawn_blocking(move || pending.write(&h))
+                .await
+                .map_err(|e| {
+                    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "VPC.3000", e.to_string())
+                })??;
+            db.finish_window(&host, &p.log_group_id, &p.log_topic_id, &p.name)
+                .await?;
+            false
+        }
+    };
+    Ok(Json(json!({
+        "window": p.name,
+        "records": records,
+        "duplicate": duplicate,
+    })))
+}
+
 /// `GET /v1/agents`: the agents of the hosts the caller's project's ports
 /// are bound to.
 pub(crate) async fn list(
@@ -238,9 +354,23 @@ pub(crate) async fn list(
     hosts.dedup();
     // Silent: not heard from for two capture windows.
     let silent_after = Duration::from_secs(2 * inventory.window.secs());
-    Ok(Json(json!({
-        "agents": state.agents().statuses(&hosts, silent_after),
-    })))
+    let received = state.db().windows_received().await?;
+    let agents: Vec<Value> = state
+        .agents()
+        .statuses(&hosts, silent_after)
+        .into_iter()
+        .map(|s| {
+            let (windows, records) = received
+                .iter()
+                .find(|(h, _, _)| *h == s.host)
+                .map_or((0, 0), |(_, w, r)| (*w, *r));
+            let mut v = serde_json::to_value(&s).unwrap_or_default();
+            v["windows_received"] = json!(windows);
+            v["records_received"] = json!(records);
+            v
+        })
+        .collect();
+    Ok(Json(json!({ "agents": agents })))
 }
 
 /// The agent gate's registry, shared by every request.

@@ -152,6 +152,10 @@ impl AppState {
         &self.agents
     }
 
+    pub(crate) fn data(&self) -> Arc<dyn DataPlane> {
+        self.data.clone()
+    }
+
     /// Throttles a client address after `limit` unknown tokens within
     /// [`FAILED_AUTH_WINDOW`] (0: never; default [`FAILED_AUTH_LIMIT`]).
     pub fn with_auth_failure_limit(mut self, limit: u32) -> AppState {
@@ -443,6 +447,11 @@ pub fn router(state: AppState) -> Router {
     // The fleet's agents, with agent tokens only.
     let agent = Router::new()
         .route("/v1/agent/model", get(crate::agents::model))
+        .route(
+            "/v1/agent/windows",
+            post(crate::agents::receive)
+                .layer(DefaultBodyLimit::max(crate::agents::MAX_WINDOW_BYTES)),
+        )
         .route_layer(middleware::from_fn_with_state(
             (gate, state.agents.clone()),
             agent_gate,

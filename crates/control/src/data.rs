@@ -184,8 +184,45 @@ pub struct TailWindow {
     pub records: Vec<serde_json::Value>,
 }
 
+/// A window a fleet's agent shipped, checked, waiting to be written.
+#[derive(Debug, Clone)]
+pub struct ShippedInfo {
+    /// Log group.
+    pub log_group_id: String,
+    /// Log topic.
+    pub log_topic_id: String,
+    /// Its file's name in the agent's store (with the host, its id).
+    pub name: String,
+    /// The ports its records are of.
+    pub interface_ids: Vec<String>,
+    /// Its records.
+    pub records: u64,
+}
+
+/// A checked shipped window: written once the caller has authorized it.
+pub trait PendingWindow: Send {
+    /// What it holds.
+    fn info(&self) -> &ShippedInfo;
+    /// Writes it durably into the log store as the window of `host`.
+    fn write(self: Box<Self>, host: &str) -> Result<(), DataError>;
+}
+
 /// The pipeline and the log store, as `vpcflow serve` runs them.
 pub trait DataPlane: Send + Sync + 'static {
+    /// Checks a window an agent shipped: its log topic, its file's name in
+    /// the agent's store, the file (Parquet) and its summary. `inventory`
+    /// is the model of the agent's host (its log groups and topics).
+    fn check_window(
+        &self,
+        inventory: &Inventory,
+        log_group_id: &str,
+        log_topic_id: &str,
+        name: &str,
+        records: Vec<u8>,
+        summary: &[u8],
+    ) -> Result<Box<dyn PendingWindow>, DataError>;
+    /// Whether the window `name` of `host` is in the log store.
+    fn has_window(&self, host: &str, log_group_id: &str, log_topic_id: &str, name: &str) -> bool;
     /// Ingests the capture at `path` as the traffic of `inventory` (one
     /// project's model and flow logs) and writes the closed windows to the
     /// log store.

@@ -74,7 +74,22 @@ const SCHEMA: &[&str] = &[
     "INSERT INTO changes (id, generation) VALUES (1, 0) ON CONFLICT DO NOTHING",
     // Agents' tokens: each bound to one host, not to a project.
     "CREATE TABLE IF NOT EXISTS agent_tokens (hash TEXT PRIMARY KEY, host TEXT NOT NULL, created_at TEXT NOT NULL)",
+    // Windows agents shipped: `writing` from before the store write until
+    // after it, then `done`; a retry of a done one is not written again.
+    "CREATE TABLE IF NOT EXISTS agent_windows (
+        host TEXT NOT NULL, log_group_id TEXT NOT NULL, log_topic_id TEXT NOT NULL, name TEXT NOT NULL,
+        state TEXT NOT NULL, records BIGINT NOT NULL, received_at TEXT NOT NULL,
+        PRIMARY KEY (host, log_group_id, log_topic_id, name))",
 ];
+
+/// Where a shipped window stands ([`ControlDb::begin_window`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowState {
+    /// Not received before: write it, then [`ControlDb::finish_window`].
+    New,
+    /// Received and written before: a retry, not to be written again.
+    Done,
+}
 
 /// Flow-log columns with the derived status, for every read.
 const FLOW_LOG_SELECT: &str = "SELECT f.id, f.project_id, f.name, f.description, f.resource_type,
@@ -577,6 +592,110 @@ impl ControlDb {
             .await?;
         w.tx.commit().await?;
         Ok(token)
+    }
+
+    /// Notes that the window `name` of `host` is about to be written, or
+    /// says it was written before. A window left `writing` by a crash is
+    /// settled at the next start ([`ControlDb::unsettled_windows`]) before
+    /// anything else can touch the store.
+    pub async fn begin_window(
+        &self,
+        host: &str,
+        group: &str,
+        topic: &str,
+        name: &str,
+        records: u64,
+    ) -> Result<WindowState, ControlError> {
+        let mut w = self.write().await?;
+        let state: Option<String> = sqlx::query_scalar(
+            "SELECT state FROM agent_windows WHERE host = $1 AND log_group_id = $2 AND log_topic_id = $3 AND name = $4",
+        )
+        .bind(host)
+        .bind(group)
+        .bind(topic)
+        .bind(name)
+        .fetch_optional(&mut *w.tx)
+        .await?;
+        if state.as_deref() == Some("done") {
+            return Ok(WindowState::Done);
+        }
+        sqlx::query(
+            "INSERT INTO agent_windows (host, log_group_id, log_topic_id, name, state, records, received_at)
+             VALUES ($1, $2, $3, $4, 'writing', $5, $6) ON CONFLICT (host, log_group_id, log_topic_id, name) DO NOTHING",
+        )
+        .bind(host)
+        .bind(group)
+        .bind(topic)
+        .bind(name)
+        .bind(i64::try_from(records).unwrap_or(i64::MAX))
+        .bind(now_utc())
+        .execute(&mut *w.tx)
+        .await?;
+        w.tx.commit().await?;
+        Ok(WindowState::New)
+    }
+
+    /// The window is durably in the store.
+    pub async fn finish_window(
+        &self,
+        host: &str,
+        group: &str,
+        topic: &str,
+        name: &str,
+    ) -> Result<(), ControlError> {
+        sqlx::query(
+            "UPDATE agent_windows SET state = 'done' WHERE host = $1 AND log_group_id = $2 AND log_topic_id = $3 AND name = $4",
+        )
+        .bind(host)
+        .bind(group)
+        .bind(topic)
+        .bind(name)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Windows left `writing` (a crash between their `begin_window` and
+    /// `finish_window`): `(host, group, topic, name)`.
+    pub async fn unsettled_windows(
+        &self,
+    ) -> Result<Vec<(String, String, String, String)>, ControlError> {
+        Ok(sqlx::query_as(
+            "SELECT host, log_group_id, log_topic_id, name FROM agent_windows WHERE state = 'writing'",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Settles a window left `writing`: `done` if its file is in the store
+    /// (it was written), else forgotten (the agent sends it again).
+    pub async fn settle_window(
+        &self,
+        (host, group, topic, name): &(String, String, String, String),
+        in_store: bool,
+    ) -> Result<(), ControlError> {
+        let q = if in_store {
+            "UPDATE agent_windows SET state = 'done' WHERE host = $1 AND log_group_id = $2 AND log_topic_id = $3 AND name = $4"
+        } else {
+            "DELETE FROM agent_windows WHERE host = $1 AND log_group_id = $2 AND log_topic_id = $3 AND name = $4"
+        };
+        sqlx::query(q)
+            .bind(host)
+            .bind(group)
+            .bind(topic)
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Windows received (and written) from each host, and their records.
+    pub async fn windows_received(&self) -> Result<Vec<(String, i64, i64)>, ControlError> {
+        Ok(sqlx::query_as(
+            "SELECT host, COUNT(*), CAST(COALESCE(SUM(records), 0) AS BIGINT) FROM agent_windows WHERE state = 'done' GROUP BY host ORDER BY host",
+        )
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     /// The host an agent token is for, if it is one.

@@ -15,8 +15,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::broadcast;
 use vpcflow_capture::{CaptureFile, Ending, MergedCaptures};
 use vpcflow_control::data::{
-    AnalysisKind, AnalysisQuery, AnalysisReport, DataError, DataPlane, IngestReport, RecordsPage,
-    RecordsQuery, SuggestionReport, TailWindow,
+    AnalysisKind, AnalysisQuery, AnalysisReport, DataError, DataPlane, IngestReport, PendingWindow,
+    RecordsPage, RecordsQuery, ShippedInfo, SuggestionReport, TailWindow,
 };
 use vpcflow_core::aggregate::{AggregatorConfig, ClosedWindow};
 use vpcflow_core::format::{self, Format};
@@ -28,6 +28,7 @@ use vpcflow_runtime::{
     Clock, Compaction, Driver, SharedStore, Sink, StoreSink, SystemClock, WindowListener,
     inventory_pipeline,
 };
+use vpcflow_store::shipped::ShippedWindow;
 use vpcflow_store::{QueryLimits, StoreError, TimeRange};
 
 /// Windows a slow tail listener may fall behind before it misses some.
@@ -127,7 +128,68 @@ fn time_range(
     Ok(time)
 }
 
+/// A shipped window checked by [`StoreDataPlane::check_window`].
+struct Pending {
+    store: Arc<SharedStore>,
+    window: ShippedWindow,
+    info: ShippedInfo,
+}
+
+impl PendingWindow for Pending {
+    fn info(&self) -> &ShippedInfo {
+        &self.info
+    }
+
+    fn write(self: Box<Self>, host: &str) -> Result<(), DataError> {
+        self.store
+            .store()
+            .write_shipped(host, &self.window)
+            .map_err(|e| failed(&e))?;
+        Ok(())
+    }
+}
+
 impl DataPlane for StoreDataPlane {
+    fn check_window(
+        &self,
+        inventory: &Inventory,
+        log_group_id: &str,
+        log_topic_id: &str,
+        name: &str,
+        records: Vec<u8>,
+        summary: &[u8],
+    ) -> Result<Box<dyn PendingWindow>, DataError> {
+        let window = ShippedWindow::parse(
+            log_group_id,
+            log_topic_id,
+            name,
+            bytes::Bytes::from(records),
+            summary,
+        )
+        .map_err(|e| DataError::Invalid(e.to_string()))?;
+        // Its log group and topic in the store's catalog, as an upload's.
+        self.store.register(inventory).map_err(|e| failed(&e))?;
+        let info = ShippedInfo {
+            log_group_id: window.group.clone(),
+            log_topic_id: window.topic.clone(),
+            name: window.name.clone(),
+            interface_ids: window.interface_ids.iter().cloned().collect(),
+            records: window.records as u64,
+        };
+        Ok(Box::new(Pending {
+            store: self.store.clone(),
+            window,
+            info,
+        }))
+    }
+
+    fn has_window(&self, host: &str, log_group_id: &str, log_topic_id: &str, name: &str) -> bool {
+        self.store
+            .store()
+            .shipped_path(host, log_group_id, log_topic_id, name)
+            .is_some_and(|p| p.exists())
+    }
+
     fn check_capture_head(&self, head: &[u8]) -> Result<(), DataError> {
         vpcflow_capture::check_head("the uploaded capture", head)
             .map_err(|e| DataError::Invalid(e.to_string()))

@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use vpcflow_control::ControlError;
 use vpcflow_control::api::AppState;
+use vpcflow_control::data::DataPlane;
 use vpcflow_control::db::{ControlDb, DatabaseLocation};
 use vpcflow_control::signing::{SEALING_KEY_FILE, SealingKey};
 use vpcflow_core::aggregate::AggregatorConfig;
@@ -195,12 +196,19 @@ fn harden_process() {
 pub fn serve(settings: ServerSettings) -> Result<(), ServerError> {
     harden_process();
     let store = Arc::new(SharedStore::open(&settings.data.join("store"))?);
-    store.store().compact_in_background();
     let data = StoreDataPlane::new(store.clone(), settings.query_limits);
     let runtime = runtime()?;
     let served = runtime.block_on(async {
         let (db, location) = open_database(settings.database.as_deref(), &settings.data).await?;
         let db = Arc::new(db);
+        // Agents' windows a crash left half-received: settled by whether
+        // their file is in the store, before compaction may merge it away
+        // (then a retry would be written twice).
+        for w in db.unsettled_windows().await? {
+            let in_store = data.has_window(&w.0, &w.1, &w.2, &w.3);
+            db.settle_window(&w, in_store).await?;
+        }
+        store.store().compact_in_background();
         if let Some((name, text)) = &settings.import
             && db.import_inventory(name, text).await?
         {

@@ -28,6 +28,7 @@ pub mod limits;
 mod query;
 mod retention;
 mod schema;
+pub mod shipped;
 mod skipping;
 pub mod summary;
 pub mod worker;

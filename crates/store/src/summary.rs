@@ -370,13 +370,17 @@ pub(crate) fn renamed_legacy(p: &Path) -> Option<PathBuf> {
 }
 
 pub(crate) fn read<W: SummaryView>(path: &Path) -> Result<SummaryFile<W>, StoreError> {
-    let bad = |e: &dyn std::fmt::Display| StoreError::Encode {
-        path: path.display().to_string(),
-        message: format!("not a window summary: {e}"),
-    };
     let packed = fs::read(path).map_err(|e| StoreError::io(path, e))?;
-    let text = zstd::decode_all(packed.as_slice()).map_err(|e| bad(&e))?;
-    serde_json::from_slice(&text).map_err(|e| bad(&e))
+    decode(&packed).map_err(|message| StoreError::Encode {
+        path: path.display().to_string(),
+        message,
+    })
+}
+
+/// A summary file's bytes, decoded; the error says what is wrong.
+pub(crate) fn decode<W: SummaryView>(packed: &[u8]) -> Result<SummaryFile<W>, String> {
+    let text = zstd::decode_all(packed).map_err(|e| format!("not a window summary: {e}"))?;
+    serde_json::from_slice(&text).map_err(|e| format!("not a window summary: {e}"))
 }
 
 /// Writes `s` durably as the summary of `dir/records_name` (a temporary

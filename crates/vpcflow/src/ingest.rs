@@ -65,13 +65,25 @@ pub struct PortsArgs {
     /// Region printed in v2 records of automatic ports.
     #[arg(long, value_name = "NAME", default_value = "-")]
     pub region: String,
+    /// With --config: only the ports bound to this host (`host` of a
+    /// port), as the fleet's agent on it monitors them.
+    #[arg(long, value_name = "NAME", requires = "config")]
+    pub host: Option<String>,
 }
 
 impl PortsArgs {
     /// The inventory, if given, and the aggregator's settings (`grace_ns`:
     /// how long a window stays open past its end).
     pub fn resolve(&self, grace_ns: u64) -> Result<(Option<Inventory>, AggregatorConfig)> {
-        let inventory = self.config.as_deref().map(Inventory::read).transpose()?;
+        let inventory = self
+            .config
+            .as_deref()
+            .map(Inventory::read)
+            .transpose()?
+            .map(|inv| match &self.host {
+                Some(h) => inv.on_host(h),
+                None => inv,
+            });
         if inventory.is_none() && self.ports_from.is_empty() {
             bail!(
                 "say which addresses are ports: --config FILE (an inventory) or --ports-from CIDR"

@@ -237,3 +237,196 @@ fn agents_fetch_their_hosts_model_and_follow_its_changes() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `POST /v1/agent/windows` with `token`; status and JSON answer.
+fn post_window(addr: &str, token: &str, query: &str, body: &[u8]) -> (u16, Value) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "POST /v1/agent/windows?{query} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nX-Auth-Token: {token}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    s.write_all(body).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let raw = String::from_utf8_lossy(&raw);
+    let status = raw[9..12].parse().unwrap();
+    let body = raw.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+/// A window file of a store: (group, topic, name, summary, records).
+type WindowFile = (String, String, String, Vec<u8>, Vec<u8>);
+
+/// Every window file of a store.
+fn window_files(store: &std::path::Path) -> Vec<WindowFile> {
+    let mut found = Vec::new();
+    let mut dirs = vec![store.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).unwrap().map(Result::unwrap) {
+            let p = e.path();
+            let name = e.file_name().to_string_lossy().to_string();
+            if p.is_dir() && !name.starts_with('.') {
+                dirs.push(p);
+            } else if name.ends_with(".parquet") && !name.starts_with(['.', '_']) {
+                let part = |key: &str| {
+                    p.ancestors()
+                        .find_map(|a| {
+                            a.file_name()?
+                                .to_str()?
+                                .strip_prefix(key)
+                                .map(str::to_string)
+                        })
+                        .unwrap()
+                };
+                let summary =
+                    std::fs::read(p.with_file_name(format!("_{name}.summary.json.zst"))).unwrap();
+                found.push((
+                    part("log_group="),
+                    part("log_topic="),
+                    name,
+                    summary,
+                    std::fs::read(&p).unwrap(),
+                ));
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+#[test]
+fn an_agents_windows_are_stored_once_and_only_for_its_own_ports() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let project_token = token(dir.path(), PROJECT);
+    let t = Some(project_token.as_str());
+    for (port, host) in [(WEB, "hv-1"), (DB, "hv-2")] {
+        let (s, v) = server.request(
+            "PUT",
+            &format!("/v1/{PROJECT}/ports/{port}"),
+            t,
+            Some(&json!({"port": {"host": host}})),
+        );
+        assert_eq!(s, 200, "{v}");
+    }
+    let hv1 = agent_token(dir.path(), "hv-1");
+    let hv2 = agent_token(dir.path(), "hv-2");
+
+    // What the agent on hv-1 would have in its store: the demo capture's
+    // windows of hv-1's port only.
+    let inventory = dir.path().join("vpc-hv1.toml");
+    let text = std::fs::read_to_string(common::examples().join("vpc.toml"))
+        .unwrap()
+        .replacen(
+            "interface = \"tap1d515d18-1b\"",
+            "host = \"hv-1\"\ninterface = \"tap1d515d18-1b\"",
+            1,
+        );
+    std::fs::write(&inventory, text).unwrap();
+    let agent_store = dir.path().join("agent-store");
+    let out = vpcflow()
+        .args(["ingest", "--host", "hv-1", "--config"])
+        .arg(&inventory)
+        .arg("--store")
+        .arg(&agent_store)
+        .arg(common::examples().join("vpc-demo.pcap"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let files = window_files(&agent_store);
+    assert!(!files.is_empty());
+
+    let body =
+        |summary: &[u8], records: &[u8]| vpcflow_control::agents::window_body(summary, records);
+    let mut sent = 0;
+    for (group, topic, name, summary, records) in &files {
+        let q = format!("log_group_id={group}&log_topic_id={topic}&name={name}");
+        let (s, v) = post_window(&server.addr, &hv1, &q, &body(summary, records));
+        assert_eq!(s, 200, "{v}");
+        assert_eq!(v["duplicate"], false, "{v}");
+        sent += v["records"].as_u64().unwrap();
+        // Another host's agent may not send hv-1's port's records.
+        let (s, v) = post_window(&server.addr, &hv2, &q, &body(summary, records));
+        assert_eq!((s, v["code"].as_str()), (403, Some("APIGW.0302")), "{v}");
+        assert!(v["message"].as_str().unwrap().contains(WEB), "{v}");
+        // Nor a project token.
+        let (s, _) = post_window(&server.addr, &project_token, &q, &body(summary, records));
+        assert_eq!(s, 403);
+    }
+    assert!(sent > 0);
+    let topics: std::collections::BTreeSet<(&String, &String)> =
+        files.iter().map(|(g, t, ..)| (g, t)).collect();
+    let count = |server: &Server| -> u64 {
+        let mut n = 0;
+        for (group, topic) in &topics {
+            let (s, v) = server.request(
+                "GET",
+                &format!("/v1/{PROJECT}/log-groups/{group}/log-topics/{topic}/records?limit=10000"),
+                t,
+                None,
+            );
+            assert_eq!(s, 200, "{v}");
+            let records = v["records"].as_array().unwrap();
+            assert!(records.iter().all(|r| r["interface_id"] == WEB), "{v}");
+            n += records.len() as u64;
+        }
+        n
+    };
+    assert_eq!(count(&server), sent);
+
+    // Sent again (a retry: the agent did not hear the answer): a
+    // duplicate, not counted twice.
+    for (group, topic, name, summary, records) in &files {
+        let q = format!("log_group_id={group}&log_topic_id={topic}&name={name}");
+        let (s, v) = post_window(&server.addr, &hv1, &q, &body(summary, records));
+        assert_eq!((s, v["duplicate"].as_bool()), (200, Some(true)), "{v}");
+    }
+    assert_eq!(count(&server), sent);
+    let (s, v) = server.request("GET", "/v1/agents", t, None);
+    assert_eq!(s, 200, "{v}");
+    let hv1_status = &v["agents"][0];
+    assert_eq!(hv1_status["host"], "hv-1");
+    assert_eq!(hv1_status["windows_received"], files.len());
+    assert_eq!(hv1_status["records_received"], sent);
+
+    // Bad windows are refused, naming what is wrong.
+    let (group, topic, name, summary, records) = &files[0];
+    for (query, body, says) in [
+        (
+            format!("log_group_id={group}&log_topic_id={topic}&name={name}"),
+            b"xy".to_vec(),
+            "not a window",
+        ),
+        (
+            format!("log_group_id={group}&log_topic_id={topic}&name={name}"),
+            vpcflow_control::agents::window_body(summary, b"PAR1 not really"),
+            "not Parquet",
+        ),
+        (
+            format!("log_group_id={group}&log_topic_id={topic}&name={name}"),
+            vpcflow_control::agents::window_body(b"nope", records),
+            "not a window summary",
+        ),
+        (
+            format!("log_group_id={group}&log_topic_id={topic}&name=..%2Fx.parquet"),
+            body(summary, records),
+            "is not a window file's name",
+        ),
+        (
+            format!("log_group_id=..&log_topic_id={topic}&name={name}"),
+            body(summary, records),
+            "is not an id",
+        ),
+    ] {
+        let (s, v) = post_window(&server.addr, &hv1, &query, &body);
+        assert_eq!(s, 400, "{query}: {v}");
+        assert!(v["message"].as_str().unwrap().contains(says), "{says}: {v}");
+    }
+    assert_eq!(count(&server), sent);
+}
