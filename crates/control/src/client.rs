@@ -274,3 +274,73 @@ impl AgentClient {
         })
     }
 }
+
+/// How the server answered a shipped window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Shipped {
+    /// Taken (or taken before: a duplicate): it may leave the spool.
+    Taken {
+        /// It was a retry of one taken before.
+        duplicate: bool,
+    },
+    /// Refused for good (a 4xx: the window is not this agent's to send,
+    /// or not a window); the server's words.
+    Refused(String),
+}
+
+impl AgentClient {
+    /// Ships one window (its records file and summary, as its store wrote
+    /// them), saying the spool's depth and the windows lost so far. A
+    /// server that cannot be reached or fails (5xx) is an error: the
+    /// window stays, to be sent again.
+    pub fn ship(
+        &self,
+        group: &str,
+        topic: &str,
+        name: &str,
+        summary: &[u8],
+        records: &[u8],
+        (spool_depth, lost): (u64, u64),
+    ) -> Result<Shipped, ClientError> {
+        let url = format!("{}/v1/agent/windows", self.base);
+        let failed = |message: String| ClientError::Request {
+            method: "POST".to_string(),
+            url: url.clone(),
+            message,
+        };
+        let body = crate::agents::window_body(summary, records);
+        let mut answer = self
+            .agent
+            .post(&url)
+            .header("X-Auth-Token", &self.token)
+            .header(crate::agents::VERSION_HEADER, &self.version)
+            .header(crate::agents::SPOOL_HEADER, spool_depth.to_string())
+            .header(crate::agents::LOST_HEADER, lost.to_string())
+            .header("Content-Type", "application/octet-stream")
+            .query("log_group_id", group)
+            .query("log_topic_id", topic)
+            .query("name", name)
+            .send(&body[..])
+            .map_err(|e| failed(e.to_string()))?;
+        let status = answer.status().as_u16();
+        let text = answer
+            .body_mut()
+            .with_config()
+            .limit(MAX_ANSWER_BYTES)
+            .read_to_string()
+            .map_err(|e| failed(e.to_string()))?;
+        let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        match status {
+            200..=299 => Ok(Shipped::Taken {
+                duplicate: v["duplicate"].as_bool().unwrap_or(false),
+            }),
+            // Too many requests and timeouts pass; the rest will not.
+            400..=499 if status != 408 && status != 429 => Ok(Shipped::Refused(format!(
+                "{status} {}: {}",
+                v["code"].as_str().unwrap_or_default(),
+                v["message"].as_str().unwrap_or(&text)
+            ))),
+            _ => Err(failed(format!("{status}: {text:.200}"))),
+        }
+    }
+}

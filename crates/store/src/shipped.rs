@@ -189,6 +189,93 @@ impl Store {
     }
 }
 
+/// A window file waiting in an agent's store, to be shipped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Spooled {
+    /// Log group id (its partition).
+    pub group: String,
+    /// Log topic id.
+    pub topic: String,
+    /// The file's name.
+    pub name: String,
+    /// The records file.
+    pub path: PathBuf,
+    /// Its summary.
+    pub summary: PathBuf,
+    /// Their bytes together.
+    pub bytes: u64,
+    start: u64,
+}
+
+/// The window files under `root` (an agent's store), oldest window first;
+/// files being written and anything else are left out.
+pub fn spooled(root: &std::path::Path) -> Result<Vec<Spooled>, StoreError> {
+    use crate::layout::{name as file_name, subdirs};
+    let mut found = Vec::new();
+    if !root.exists() {
+        return Ok(found);
+    }
+    for group in subdirs(root)? {
+        let Some(g) = file_name(&group)
+            .strip_prefix("log_group=")
+            .map(str::to_string)
+        else {
+            continue;
+        };
+        for topic in subdirs(&group)? {
+            let Some(t) = file_name(&topic)
+                .strip_prefix("log_topic=")
+                .map(str::to_string)
+            else {
+                continue;
+            };
+            for date in subdirs(&topic)? {
+                for hour in subdirs(&date)? {
+                    for e in std::fs::read_dir(&hour).map_err(|e| StoreError::io(&hour, e))? {
+                        let e = e.map_err(|e| StoreError::io(&hour, e))?;
+                        let name = e.file_name().to_string_lossy().into_owned();
+                        let Some((start, _, _)) = parse_name(&name) else {
+                            continue;
+                        };
+                        let path = e.path();
+                        let summary = summary::summary_path(&path);
+                        let size =
+                            |p: &std::path::Path| std::fs::metadata(p).map_or(0, |m| m.len());
+                        found.push(Spooled {
+                            group: g.clone(),
+                            topic: t.clone(),
+                            bytes: size(&path) + size(&summary),
+                            name,
+                            path,
+                            summary,
+                            start,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    found.sort_by(|a, b| (a.start, &a.name, &a.path).cmp(&(b.start, &b.name, &b.path)));
+    Ok(found)
+}
+
+impl Spooled {
+    /// Removes it (summary, then records), once the server has it.
+    pub fn remove(&self) -> Result<(), StoreError> {
+        for p in [&self.summary, &self.path] {
+            match std::fs::remove_file(p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(StoreError::io(p, e)),
+            }
+        }
+        if let Some(dir) = self.path.parent() {
+            crate::writer::fsync_dir(dir)?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -66,6 +66,12 @@ pub struct AgentArgs {
     #[cfg(feature = "server")]
     #[arg(long, value_name = "NAME")]
     host: Option<String>,
+    /// With --server: the most the store (then the spool of windows not
+    /// yet sent) holds, in MiB; past it, the newest windows are dropped and
+    /// counted as lost.
+    #[cfg(feature = "server")]
+    #[arg(long, value_name = "MIB", default_value_t = 1024, requires = "server")]
+    spool_limit: u64,
     /// The log store.
     #[arg(long, value_name = "DIR", default_value = "vpcflow-store")]
     store: PathBuf,
@@ -149,7 +155,11 @@ impl InventorySource for FileInventory {
 pub fn run(args: AgentArgs) -> Result<ExitCode> {
     let settings = args.capture.settings()?;
     let store = Arc::new(SharedStore::open(&args.store)?);
-    store.store().compact_in_background();
+    // With a server the store is the spool: its files leave as they are
+    // sent, so they are not merged.
+    if args.config.is_some() {
+        store.store().compact_in_background();
+    }
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, Arc::clone(&stop))
@@ -169,11 +179,26 @@ pub fn run(args: AgentArgs) -> Result<ExitCode> {
         #[cfg(not(feature = "server"))]
         None => anyhow::bail!("--config FILE is required"),
     };
+    #[cfg(feature = "server")]
+    let shipper = args.server.as_deref().map(|server| {
+        from_server::Shipper::start(
+            server,
+            args.token.as_deref().unwrap_or_default(),
+            args.store.clone(),
+            args.spool_limit << 20,
+        )
+    });
     let out: Box<dyn std::io::Write + Send> = Box::new(std::io::stdout());
     let agent = Agent::start(settings, inventory, store, Some(out))?;
     eprintln!("vpcflow: {}", agent.describe());
     let report = agent.run(&stop)?;
     eprintln!("vpcflow: {report}");
+    // The last windows (the open one, flushed as partial) get a few
+    // seconds to reach the server; what does not stays in the spool.
+    #[cfg(feature = "server")]
+    if let Some(s) = shipper {
+        s.finish(Duration::from_secs(5));
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -188,7 +213,7 @@ mod from_server {
     use std::time::Duration;
 
     use anyhow::{Result, bail};
-    use vpcflow_control::client::{AgentClient, AgentModel};
+    use vpcflow_control::client::{AgentClient, AgentModel, Shipped};
     use vpcflow_core::Inventory;
     use vpcflow_core::inventory::AddressScope;
     use vpcflow_runtime::{InventorySource, SourceError};
@@ -261,6 +286,150 @@ mod from_server {
                     pause = (pause * 2).min(RETRY_MAX);
                 }
             }
+        }
+    }
+
+    /// Sends the store's window files to the server, oldest first, each
+    /// removed once the server has it (taken, or taken before); a server
+    /// that cannot be reached leaves them, in order, for the next pass (a
+    /// restart included: the spool is the store's directory). Past the
+    /// spool's limit the newest windows are dropped and counted as lost;
+    /// a window the server refuses for good is set aside in `.refused/`.
+    pub struct Shipper {
+        stop: Arc<std::sync::atomic::AtomicBool>,
+        thread: std::thread::JoinHandle<()>,
+    }
+
+    /// Between passes over the spool.
+    const PASS_EVERY: Duration = Duration::from_millis(500);
+
+    impl Shipper {
+        pub fn start(server: &str, token: &str, root: std::path::PathBuf, limit: u64) -> Shipper {
+            let client = AgentClient::new(server, token);
+            let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let stopping = Arc::clone(&stop);
+            let thread = std::thread::spawn(move || {
+                let mut spool = Spool {
+                    client,
+                    root,
+                    limit,
+                    lost: 0,
+                    failing: false,
+                };
+                loop {
+                    let sent_all = spool.pass();
+                    if stopping.load(std::sync::atomic::Ordering::Relaxed) && sent_all {
+                        break;
+                    }
+                    std::thread::sleep(PASS_EVERY);
+                }
+            });
+            Shipper { stop, thread }
+        }
+
+        /// Lets the last windows go for at most `grace`, then returns.
+        pub fn finish(self, grace: Duration) {
+            self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            let deadline = std::time::Instant::now() + grace;
+            while !self.thread.is_finished() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            if !self.thread.is_finished() {
+                eprintln!("vpcflow: windows not yet sent stay in the spool for the next start");
+            }
+        }
+    }
+
+    struct Spool {
+        client: AgentClient,
+        root: std::path::PathBuf,
+        limit: u64,
+        lost: u64,
+        failing: bool,
+    }
+
+    impl Spool {
+        /// One pass; whether the spool is empty after it.
+        fn pass(&mut self) -> bool {
+            let mut waiting = match vpcflow_store::shipped::spooled(&self.root) {
+                Ok(w) => w,
+                Err(e) => {
+                    eprintln!("vpcflow: warning: reading the spool: {e}");
+                    return false;
+                }
+            };
+            let mut total: u64 = waiting.iter().map(|w| w.bytes).sum();
+            while total > self.limit {
+                let Some(w) = waiting.pop() else { break };
+                total -= w.bytes;
+                self.lost += 1;
+                eprintln!(
+                    "vpcflow: warning: the spool is past its limit ({} MiB): window {} of log topic {} dropped ({} lost so far)",
+                    self.limit >> 20,
+                    w.name,
+                    w.topic,
+                    self.lost
+                );
+                if let Err(e) = w.remove() {
+                    eprintln!("vpcflow: warning: {e}");
+                }
+            }
+            let depth = waiting.len() as u64;
+            for (i, w) in waiting.iter().enumerate() {
+                let read = std::fs::read(&w.summary).and_then(|s| Ok((s, std::fs::read(&w.path)?)));
+                let Ok((summary, records)) = read else {
+                    // Written meanwhile or removed: the next pass sees it whole.
+                    return false;
+                };
+                let shipped = self.client.ship(
+                    &w.group,
+                    &w.topic,
+                    &w.name,
+                    &summary,
+                    &records,
+                    (depth - i as u64, self.lost),
+                );
+                match shipped {
+                    Ok(Shipped::Taken { .. }) => {
+                        if self.failing {
+                            eprintln!("vpcflow: the server takes windows again");
+                            self.failing = false;
+                        }
+                        if let Err(e) = w.remove() {
+                            eprintln!("vpcflow: warning: {e}");
+                            return false;
+                        }
+                    }
+                    Ok(Shipped::Refused(why)) => {
+                        let aside = self.root.join(".refused");
+                        eprintln!(
+                            "vpcflow: warning: the server refused window {} of log topic {}: {why}; kept in {}",
+                            w.name,
+                            w.topic,
+                            aside.display()
+                        );
+                        let moved = std::fs::create_dir_all(&aside)
+                            .and_then(|()| {
+                                std::fs::rename(&w.summary, aside.join(format!("_{}", w.name)))
+                            })
+                            .and_then(|()| std::fs::rename(&w.path, aside.join(&w.name)));
+                        if let Err(e) = moved {
+                            eprintln!("vpcflow: warning: {e}");
+                            return false;
+                        }
+                    }
+                    Err(e) => {
+                        if !self.failing {
+                            eprintln!(
+                                "vpcflow: warning: cannot send windows, keeping them in the spool: {e}"
+                            );
+                            self.failing = true;
+                        }
+                        return false;
+                    }
+                }
+            }
+            true
         }
     }
 

@@ -259,41 +259,21 @@ fn post_window(addr: &str, token: &str, query: &str, body: &[u8]) -> (u16, Value
 /// A window file of a store: (group, topic, name, summary, records).
 type WindowFile = (String, String, String, Vec<u8>, Vec<u8>);
 
-/// Every window file of a store.
+/// Every window file of a store, as an agent's spool sends them.
 fn window_files(store: &std::path::Path) -> Vec<WindowFile> {
-    let mut found = Vec::new();
-    let mut dirs = vec![store.to_path_buf()];
-    while let Some(d) = dirs.pop() {
-        for e in std::fs::read_dir(&d).unwrap().map(Result::unwrap) {
-            let p = e.path();
-            let name = e.file_name().to_string_lossy().to_string();
-            if p.is_dir() && !name.starts_with('.') {
-                dirs.push(p);
-            } else if name.ends_with(".parquet") && !name.starts_with(['.', '_']) {
-                let part = |key: &str| {
-                    p.ancestors()
-                        .find_map(|a| {
-                            a.file_name()?
-                                .to_str()?
-                                .strip_prefix(key)
-                                .map(str::to_string)
-                        })
-                        .unwrap()
-                };
-                let summary =
-                    std::fs::read(p.with_file_name(format!("_{name}.summary.json.zst"))).unwrap();
-                found.push((
-                    part("log_group="),
-                    part("log_topic="),
-                    name,
-                    summary,
-                    std::fs::read(&p).unwrap(),
-                ));
-            }
-        }
-    }
-    found.sort();
-    found
+    vpcflow_store::shipped::spooled(store)
+        .unwrap()
+        .into_iter()
+        .map(|w| {
+            (
+                w.group,
+                w.topic,
+                w.name,
+                std::fs::read(&w.summary).unwrap(),
+                std::fs::read(&w.path).unwrap(),
+            )
+        })
+        .collect()
 }
 
 #[test]

@@ -1,9 +1,13 @@
 //! An agent of the fleet on the testbed: `vpcflow serve` holds the model,
 //! ports A and B are bound to hosts hv-a and hv-b through the API, and
 //! `vpcflow agent --server URL --token TOKEN --host hv-a` captures live
-//! under the model it fetched: only hv-a's port (A) has records, though B
-//! saw the same traffic; a port bound to hv-a through the API is picked up
-//! without a restart (the agent reloads within a second of the write).
+//! under the model it fetched and ships its windows to the server: only
+//! hv-a's port (A) has records, though B saw the same traffic; a port
+//! bound to hv-a through the API is picked up without a restart (the agent
+//! reloads within a second of the write); the server killed before the
+//! window closes leaves the window in the agent's spool, and once it is
+//! back the spool empties into its store with every window once (the
+//! pings counted exactly), the partial window of the agent's stop too.
 //!
 //! Needs root, iproute2 and ping: `#[ignore]`d so a plain `cargo test` says
 //! it did not run; `scripts/test.sh` (and CI, as root) runs it.
@@ -74,33 +78,33 @@ fn an_agent_captures_its_hosts_ports_under_the_servers_model() {
         c
     };
     // The server, in the testbed's host namespace (the agent reaches it on
-    // that namespace's loopback).
-    let mut server = common::Running(Some(
-        in_host(env!("CARGO_BIN_EXE_vpcflow"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
-            .arg(inventory())
-            .arg("--data")
-            .arg(&data)
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    ));
-    let served = lines_of(server.child().stderr.take().unwrap());
-    let mut log = Vec::new();
-    wait_for(
-        &served,
-        "serving the API on",
-        Duration::from_secs(20),
-        &mut log,
-    );
-    let addr = log
-        .iter()
-        .find_map(|l| l.split("http://").nth(1))
-        .unwrap()
-        .trim()
-        .to_string();
-    std::thread::spawn(move || for _ in served {});
+    // that namespace's loopback), on a fixed port so that it can come back
+    // where the agent looks for it.
+    let addr = "127.0.0.1:39696".to_string();
+    let start_server = || {
+        let mut server = common::Running(Some(
+            in_host(env!("CARGO_BIN_EXE_vpcflow"))
+                .args(["serve", "--listen", &addr, "--config"])
+                .arg(inventory())
+                .arg("--data")
+                .arg(&data)
+                .stderr(Stdio::piped())
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap(),
+        ));
+        let served = lines_of(server.child().stderr.take().unwrap());
+        let mut log = Vec::new();
+        wait_for(
+            &served,
+            "serving the API on",
+            Duration::from_secs(20),
+            &mut log,
+        );
+        std::thread::spawn(move || for _ in served {});
+        server
+    };
+    let mut server = start_server();
     let token = |args: &[&str]| {
         ok(vpcflow()
             .args(["token", "create"])
@@ -175,7 +179,11 @@ fn an_agent_captures_its_hosts_ports_under_the_servers_model() {
         reloaded - changed
     );
 
-    // The window's file, then a stop.
+    // The server goes down before the window closes: the window waits in
+    // the agent's spool.
+    let mut killed = server.take();
+    killed.kill().unwrap();
+    killed.wait().unwrap();
     let window_end = (traffic_start / 60.0).floor() * 60.0 + 60.0;
     let mut written = Vec::new();
     let deadline = Instant::now() + Duration::from_secs_f64(window_end - now() + 15.0);
@@ -185,12 +193,36 @@ fn an_agent_captures_its_hosts_ports_under_the_servers_model() {
         }
     }
     assert!(!written.is_empty(), "no window was written: {agent_log:#?}");
+    std::thread::sleep(Duration::from_secs(2));
+    let waiting = vpcflow_store::shipped::spooled(&store).unwrap();
+    assert!(
+        !waiting.is_empty(),
+        "the window left the spool with the server down"
+    );
+    // Back: the spool empties into the server's store, each window once.
+    let _server = start_server();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !vpcflow_store::shipped::spooled(&store).unwrap().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the spool did not empty: {agent_log:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     ok(Command::new("kill").args(["-TERM", &agent.id().to_string()]));
     assert!(agent.wait().unwrap().success());
+    while let Ok((_, line)) = said.recv_timeout(Duration::from_millis(200)) {
+        agent_log.push(line);
+    }
+    assert!(
+        vpcflow_store::shipped::spooled(&store).unwrap().is_empty(),
+        "the partial window did not reach the server: {agent_log:#?}"
+    );
 
+    // The server's store: hv-a's port only, its pings counted once.
     let rows = ok(vpcflow()
         .args(["query", "--format", "json", "--store"])
-        .arg(&store));
+        .arg(data.join("store")));
     let records: Vec<Value> = rows
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -215,5 +247,4 @@ fn an_agent_captures_its_hosts_ports_under_the_servers_model() {
         !records.iter().any(|r| r["interface_id"] == B),
         "B is hv-b's: {records:#?}"
     );
-    drop(server.take());
 }
