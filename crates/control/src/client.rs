@@ -10,6 +10,19 @@ use serde_json::Value;
 /// Largest answer read.
 const MAX_ANSWER_BYTES: u64 = 1 << 30;
 
+/// An answer's status and body text (at most [`MAX_ANSWER_BYTES`]).
+fn status_and_text(
+    answer: &mut ureq::http::Response<ureq::Body>,
+) -> Result<(u16, String), ureq::Error> {
+    let status = answer.status().as_u16();
+    let text = answer
+        .body_mut()
+        .with_config()
+        .limit(MAX_ANSWER_BYTES)
+        .read_to_string()?;
+    Ok((status, text))
+}
+
 /// Why a call got no answer.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -154,14 +167,7 @@ impl Client {
             }
             (m, None) => return Err(ClientError::NoBody(m.to_string())),
         };
-        let mut answer = sent.map_err(failed)?;
-        let status = answer.status().as_u16();
-        let text = answer
-            .body_mut()
-            .with_config()
-            .limit(MAX_ANSWER_BYTES)
-            .read_to_string()
-            .map_err(failed)?;
+        let (status, text) = status_and_text(&mut sent.map_err(failed)?).map_err(failed)?;
         let json = serde_json::from_str(&text).ok();
         Ok(Answer { status, text, json })
     }
@@ -231,13 +237,9 @@ impl AgentClient {
         if let Some(g) = after {
             r = r.query("after", g.to_string());
         }
-        let mut answer = r.call().map_err(|e| failed(e.to_string()))?;
-        let status = answer.status().as_u16();
-        let text = answer
-            .body_mut()
-            .with_config()
-            .limit(MAX_ANSWER_BYTES)
-            .read_to_string()
+        let (status, text) = r
+            .call()
+            .and_then(|mut a| status_and_text(&mut a))
             .map_err(|e| failed(e.to_string()))?;
         let v: Value = serde_json::from_str(&text)
             .map_err(|e| failed(format!("{status}: not JSON ({e}): {text:.200}")))?;
@@ -309,7 +311,7 @@ impl AgentClient {
             message,
         };
         let body = crate::agents::window_body(summary, records);
-        let mut answer = self
+        let (status, text) = self
             .agent
             .post(&url)
             .header("X-Auth-Token", &self.token)
@@ -321,13 +323,7 @@ impl AgentClient {
             .query("log_topic_id", topic)
             .query("name", name)
             .send(&body[..])
-            .map_err(|e| failed(e.to_string()))?;
-        let status = answer.status().as_u16();
-        let text = answer
-            .body_mut()
-            .with_config()
-            .limit(MAX_ANSWER_BYTES)
-            .read_to_string()
+            .and_then(|mut a| status_and_text(&mut a))
             .map_err(|e| failed(e.to_string()))?;
         let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
         match status {

@@ -267,6 +267,16 @@ pub struct LiveInventory {
     pub skipped: Vec<(String, String)>,
 }
 
+/// A new token's text: `prefix` (`vft_` a project's, `vfa_` an agent's)
+/// and 256 random bits.
+fn new_token(prefix: &str) -> String {
+    format!(
+        "{prefix}{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
 /// Whether an inventory document has a port bound to `host`.
 fn binds_a_port_to(doc: &Value, host: &str) -> bool {
     doc.get("port")
@@ -508,11 +518,7 @@ impl ControlDb {
     /// and returns it; only its hash is stored.
     pub async fn create_token(&self, project: &str) -> Result<String, ControlError> {
         check_project_id(project)?;
-        let token = format!(
-            "vft_{}{}",
-            uuid::Uuid::new_v4().simple(),
-            uuid::Uuid::new_v4().simple()
-        );
+        let token = new_token("vft_");
         let now = now_utc();
         let mut w = self.write().await?;
         w.add_project(project, &now).await?;
@@ -578,11 +584,7 @@ impl ControlDb {
                 vpcflow_core::inventory::HOST_NAME_RULE
             )));
         }
-        let token = format!(
-            "vfa_{}{}",
-            uuid::Uuid::new_v4().simple(),
-            uuid::Uuid::new_v4().simple()
-        );
+        let token = new_token("vfa_");
         let mut w = self.write().await?;
         sqlx::query("INSERT INTO agent_tokens (hash, host, created_at) VALUES ($1, $2, $3)")
             .bind(hash_token(&token))
@@ -643,15 +645,20 @@ impl ControlDb {
         topic: &str,
         name: &str,
     ) -> Result<(), ControlError> {
-        sqlx::query(
-            "UPDATE agent_windows SET state = 'done' WHERE host = $1 AND log_group_id = $2 AND log_topic_id = $3 AND name = $4",
-        )
-        .bind(host)
-        .bind(group)
-        .bind(topic)
-        .bind(name)
-        .execute(&self.pool)
-        .await?;
+        self.end_window([host, group, topic, name], true).await
+    }
+
+    /// A window left `writing` becomes `done`, or is forgotten.
+    async fn end_window(&self, key: [&str; 4], done: bool) -> Result<(), ControlError> {
+        let q = if done {
+            "UPDATE agent_windows SET state = 'done' WHERE host = $1 AND log_group_id = $2 AND log_topic_id = $3 AND name = $4"
+        } else {
+            "DELETE FROM agent_windows WHERE host = $1 AND log_group_id = $2 AND log_topic_id = $3 AND name = $4"
+        };
+        key.iter()
+            .fold(sqlx::query(q), |q, k| q.bind(*k))
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -674,19 +681,7 @@ impl ControlDb {
         (host, group, topic, name): &(String, String, String, String),
         in_store: bool,
     ) -> Result<(), ControlError> {
-        let q = if in_store {
-            "UPDATE agent_windows SET state = 'done' WHERE host = $1 AND log_group_id = $2 AND log_topic_id = $3 AND name = $4"
-        } else {
-            "DELETE FROM agent_windows WHERE host = $1 AND log_group_id = $2 AND log_topic_id = $3 AND name = $4"
-        };
-        sqlx::query(q)
-            .bind(host)
-            .bind(group)
-            .bind(topic)
-            .bind(name)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        self.end_window([host, group, topic, name], in_store).await
     }
 
     /// Windows received (and written) from each host, and their records.

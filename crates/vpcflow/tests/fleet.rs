@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 mod common;
-use common::server::{Server, database_args, token};
+use common::server::{Server, agent_token, database_args, token};
 use common::vpcflow;
 
 const PROJECT: &str = "5f67944957444bd6bb4fe3b367de8f3d";
@@ -19,35 +19,36 @@ const WEB: &str = "1d515d18-1b36-47dc-a983-bd6512aed4bd";
 const DB: &str = "e3f1b2c4-d5a6-4b7c-8d9e-0f1a2b3c4d5e";
 const VPC_ALL: &str = "f49f2c7a-1d3e-4b5c-9a8b-7c6d5e4f3a21";
 
-fn agent_token(data: &std::path::Path, host: &str) -> String {
-    let out = vpcflow()
-        .args(["token", "create", "--agent", host, "--data"])
-        .arg(data)
-        .args(database_args(data))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
-/// A `GET` with extra headers; status and JSON body.
-fn get_with(addr: &str, path: &str, headers: &[(&str, &str)]) -> (u16, Value) {
+/// A request with extra headers and a body; status and JSON answer.
+fn send(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, Value) {
     let mut s = TcpStream::connect(addr).unwrap();
-    let mut head = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
     for (k, v) in headers {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
     head.push_str("\r\n");
     s.write_all(head.as_bytes()).unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).unwrap();
+    s.write_all(body).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let raw = String::from_utf8_lossy(&raw);
     let status = raw[9..12].parse().unwrap();
-    let body = raw.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+    let answer = raw.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    (status, serde_json::from_str(answer).unwrap_or(Value::Null))
+}
+
+/// A `GET` with extra headers.
+fn get_with(addr: &str, path: &str, headers: &[(&str, &str)]) -> (u16, Value) {
+    send(addr, "GET", path, headers, b"")
 }
 
 fn hosts_of(model: &Value) -> Vec<(String, Option<String>)> {
@@ -238,22 +239,10 @@ fn agents_fetch_their_hosts_model_and_follow_its_changes() {
     );
 }
 
-/// `POST /v1/agent/windows` with `token`; status and JSON answer.
+/// `POST /v1/agent/windows` with `token`.
 fn post_window(addr: &str, token: &str, query: &str, body: &[u8]) -> (u16, Value) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    write!(
-        s,
-        "POST /v1/agent/windows?{query} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nX-Auth-Token: {token}\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    )
-    .unwrap();
-    s.write_all(body).unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
-    let raw = String::from_utf8_lossy(&raw);
-    let status = raw[9..12].parse().unwrap();
-    let body = raw.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+    let path = format!("/v1/agent/windows?{query}");
+    send(addr, "POST", &path, &[("X-Auth-Token", token)], body)
 }
 
 /// A window file of a store: (group, topic, name, summary, records).

@@ -148,8 +148,20 @@ pub fn token(data: &Path, project: &str) -> String {
 
 /// A token from `vpcflow token create` with extra flags (`--database URL`).
 pub fn token_on(data: &Path, project: &str, extra: &[String]) -> String {
+    token_made(data, &["--project", project], extra)
+}
+
+/// The token for the fleet's agent on `host` (`token create --agent`).
+pub fn agent_token(data: &Path, host: &str) -> String {
+    token_made(data, &["--agent", host], &database_args(data))
+}
+
+/// What `vpcflow token create WHO --data DATA EXTRA` prints.
+fn token_made(data: &Path, who: &[&str], extra: &[String]) -> String {
     let out = vpcflow()
-        .args(["token", "create", "--project", project, "--data"])
+        .args(["token", "create"])
+        .args(who)
+        .arg("--data")
         .arg(data)
         .args(extra)
         .output()
