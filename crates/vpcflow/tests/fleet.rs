@@ -4,8 +4,6 @@
 //! at once, the agents' list and metrics, and every refusal between agent
 //! and project tokens.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -19,7 +17,8 @@ const WEB: &str = "1d515d18-1b36-47dc-a983-bd6512aed4bd";
 const DB: &str = "e3f1b2c4-d5a6-4b7c-8d9e-0f1a2b3c4d5e";
 const VPC_ALL: &str = "f49f2c7a-1d3e-4b5c-9a8b-7c6d5e4f3a21";
 
-/// A request with extra headers and a body; status and JSON answer.
+/// A request with extra headers and a body; status and JSON answer (Null
+/// if none).
 fn send(
     addr: &str,
     method: &str,
@@ -27,21 +26,7 @@ fn send(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> (u16, Value) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    head.push_str("\r\n");
-    s.write_all(head.as_bytes()).unwrap();
-    s.write_all(body).unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
-    let raw = String::from_utf8_lossy(&raw);
-    let status = raw[9..12].parse().unwrap();
+    let (status, raw) = common::server::send(addr, method, path, headers, body);
     let answer = raw.split_once("\r\n\r\n").map_or("", |(_, b)| b);
     (status, serde_json::from_str(answer).unwrap_or(Value::Null))
 }
@@ -68,24 +53,29 @@ fn hosts_of(model: &Value) -> Vec<(String, Option<String>)> {
         .unwrap_or_default()
 }
 
-#[test]
-fn agents_fetch_their_hosts_model_and_follow_its_changes() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path());
-    let project_token = token(dir.path(), PROJECT);
-    let t = Some(project_token.as_str());
-
-    // Ports bound to hosts through the API, as Neutron binds them.
+/// A server of the example VPC, a project token, and the web port bound
+/// to hv-1 and the db port to hv-2 through the API, as Neutron binds them.
+fn server_with_hosts(dir: &std::path::Path) -> (Server, String) {
+    let server = Server::start(dir);
+    let project_token = token(dir, PROJECT);
     for (port, host) in [(WEB, "hv-1"), (DB, "hv-2")] {
         let (s, v) = server.request(
             "PUT",
             &format!("/v1/{PROJECT}/ports/{port}"),
-            t,
+            Some(&project_token),
             Some(&json!({"port": {"host": host}})),
         );
         assert_eq!(s, 200, "{v}");
         assert_eq!(v["port"]["host"], host, "{v}");
     }
+    (server, project_token)
+}
+
+#[test]
+fn agents_fetch_their_hosts_model_and_follow_its_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, project_token) = server_with_hosts(dir.path());
+    let t = Some(project_token.as_str());
     let (s, v) = server.request(
         "PUT",
         &format!("/v1/{PROJECT}/ports/{WEB}"),
@@ -268,18 +258,8 @@ fn window_files(store: &std::path::Path) -> Vec<WindowFile> {
 #[test]
 fn an_agents_windows_are_stored_once_and_only_for_its_own_ports() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path());
-    let project_token = token(dir.path(), PROJECT);
+    let (server, project_token) = server_with_hosts(dir.path());
     let t = Some(project_token.as_str());
-    for (port, host) in [(WEB, "hv-1"), (DB, "hv-2")] {
-        let (s, v) = server.request(
-            "PUT",
-            &format!("/v1/{PROJECT}/ports/{port}"),
-            t,
-            Some(&json!({"port": {"host": host}})),
-        );
-        assert_eq!(s, 200, "{v}");
-    }
     let hv1 = agent_token(dir.path(), "hv-1");
     let hv2 = agent_token(dir.path(), "hv-2");
 

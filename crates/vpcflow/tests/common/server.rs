@@ -118,21 +118,11 @@ pub fn request(
     token: Option<&str>,
     body: Option<&[u8]>,
 ) -> (u16, Value) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    let body = body.unwrap_or(b"");
-    let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
-        body.len()
-    );
+    let mut headers = vec![("Content-Type", "application/json")];
     if let Some(t) = token {
-        head.push_str(&format!("X-Auth-Token: {t}\r\n"));
+        headers.push(("X-Auth-Token", t));
     }
-    head.push_str("\r\n");
-    s.write_all(head.as_bytes()).unwrap();
-    s.write_all(body).unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).unwrap();
-    let status: u16 = raw[9..12].parse().unwrap();
+    let (status, raw) = send(addr, method, path, &headers, body.unwrap_or(b""));
     let payload = raw.split_once("\r\n\r\n").map_or("", |(_, b)| b);
     let json = if payload.is_empty() {
         Value::Null
@@ -140,6 +130,32 @@ pub fn request(
         serde_json::from_str(payload).unwrap_or_else(|e| panic!("{e}: {raw}"))
     };
     (status, json)
+}
+
+/// One HTTP/1.1 request with `headers` on a fresh connection: the status
+/// and the whole raw answer.
+pub fn send(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let raw = String::from_utf8_lossy(&raw).into_owned();
+    (raw[9..12].parse().unwrap(), raw)
 }
 
 pub fn token(data: &Path, project: &str) -> String {
