@@ -275,18 +275,13 @@ fn an_agents_windows_are_stored_once_and_only_for_its_own_ports() {
         );
     std::fs::write(&inventory, text).unwrap();
     let agent_store = dir.path().join("agent-store");
-    let out = vpcflow()
-        .args(["ingest", "--host", "hv-1", "--config"])
-        .arg(&inventory)
-        .arg("--store")
-        .arg(&agent_store)
-        .arg(common::examples().join("vpc-demo.pcap"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    common::testbed::ok(
+        vpcflow()
+            .args(["ingest", "--host", "hv-1", "--config"])
+            .arg(&inventory)
+            .arg("--store")
+            .arg(&agent_store)
+            .arg(common::examples().join("vpc-demo.pcap")),
     );
     let files = window_files(&agent_store);
     assert!(!files.is_empty());

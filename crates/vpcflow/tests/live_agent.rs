@@ -61,9 +61,8 @@ fn the_agent_counts_live_traffic_exactly(capture: &str) {
     while now() % 60.0 > 40.0 {
         std::thread::sleep(Duration::from_millis(200));
     }
-    let mut agent = Command::new("ip")
-        .args(["netns", "exec", &format!("{}-host", bed.0)])
-        .arg(env!("CARGO_BIN_EXE_vpcflow"))
+    let mut agent = bed
+        .in_host(env!("CARGO_BIN_EXE_vpcflow"))
         .args(["agent", "--capture", capture, "--window", "60", "--config"])
         .arg(inventory())
         .arg("--store")

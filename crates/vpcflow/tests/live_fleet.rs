@@ -71,12 +71,7 @@ fn an_agent_captures_its_hosts_ports_under_the_servers_model() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let store = dir.path().join("store");
-    let host_ns = format!("{}-host", bed.0);
-    let in_host = |program: &str| {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &host_ns, program]);
-        c
-    };
+    let in_host = |program: &str| bed.in_host(program);
     // The server, in the testbed's host namespace (the agent reaches it on
     // that namespace's loopback), on a fixed port so that it can come back
     // where the agent looks for it.

@@ -72,9 +72,8 @@ fn infrastructure_traffic_is_recorded_as_the_kernel_passed_it(capture: &str) {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
     let started = now();
-    let mut agent = Command::new("ip")
-        .args(["netns", "exec", &format!("{}-host", bed.0)])
-        .arg(env!("CARGO_BIN_EXE_vpcflow"))
+    let mut agent = bed
+        .in_host(env!("CARGO_BIN_EXE_vpcflow"))
         .args(["agent", "--capture", capture, "--window", "60", "--config"])
         .arg(inventory())
         .arg("--store")

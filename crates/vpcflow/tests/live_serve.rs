@@ -41,12 +41,7 @@ fn flow_logs_changed_through_the_api_drive_live_capture_from_the_next_window() {
     std::thread::sleep(Duration::from_secs(4));
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let host_ns = format!("{}-host", bed.0);
-    let in_host = |program: &str| {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &host_ns, program]);
-        c
-    };
+    let in_host = |program: &str| bed.in_host(program);
     let mut server = common::Running(Some(
         in_host(env!("CARGO_BIN_EXE_vpcflow"))
             .args([

@@ -38,10 +38,17 @@ impl Testbed {
             .unwrap_or_else(|e| panic!("testbed {prefix}: {e:#}"));
         Testbed(prefix, inventory)
     }
+    /// `program` run in the testbed's host namespace (where the ports'
+    /// host-side interfaces are, as on a hypervisor).
+    pub fn in_host(&self, program: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &format!("{}-host", self.0), program]);
+        c
+    }
     /// A host-side veth's kernel counter (`rx_bytes`, `tx_packets`, ...).
     pub fn counter(&self, interface: &str, name: &str) -> u64 {
-        ok(Command::new("ip")
-            .args(["netns", "exec", &format!("{}-host", self.0), "cat"])
+        ok(self
+            .in_host("cat")
             .arg(format!("/sys/class/net/{interface}/statistics/{name}")))
         .trim()
         .parse()
