@@ -462,6 +462,34 @@ impl Field {
     pub fn parse(name: &str) -> Option<Field> {
         FIELDS.iter().find(|s| s.name == name).map(|s| s.field)
     }
+
+    /// Whether the field is one flow's own (its addresses, ports,
+    /// protocol, action, direction, TCP state, the rules that judged it,
+    /// its sampling): an OK record may have it, a NODATA or SKIPDATA
+    /// record never does. The rest are the port's, the flow log's and the
+    /// window's, which every record has, and the counts (a SKIPDATA
+    /// record's are the totals it stands for).
+    pub const fn of_one_flow(self) -> bool {
+        matches!(
+            self,
+            Field::SrcAddr
+                | Field::DstAddr
+                | Field::SrcPort
+                | Field::DstPort
+                | Field::Protocol
+                | Field::Action
+                | Field::Direction
+                | Field::TcpFlag
+                | Field::DecidedBy
+                | Field::PolicyId
+                | Field::RuleId
+                | Field::PassedBy
+                | Field::PassedPolicyId
+                | Field::PassedRuleId
+                | Field::SamplingRate
+                | Field::TcpFlags
+        )
+    }
 }
 
 const fn tier_len(last: Tier) -> usize {
@@ -572,6 +600,39 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), FIELDS.len());
+    }
+
+    #[test]
+    fn one_flows_fields_are_what_nodata_and_skipdata_records_lack() {
+        let inv =
+            crate::Inventory::from_toml("vpc.toml", include_str!("../../../examples/vpc.toml"))
+                .unwrap();
+        let topology = Topology::from_inventory(&inv);
+        for body in [
+            RecordBody::NoData,
+            RecordBody::SkipData {
+                packets: 3,
+                bytes: 120,
+            },
+        ] {
+            let r = FlowRecord {
+                flow_log: 0,
+                port: 0,
+                start: 60,
+                end: 120,
+                body,
+            };
+            for f in Field::ALL.iter() {
+                let absent = value(*f, &topology, &r) == Value::Absent;
+                let counts = matches!(f, Field::Packets | Field::Bytes);
+                assert_eq!(
+                    absent,
+                    f.of_one_flow() || (counts && body == RecordBody::NoData),
+                    "{} of {body:?}",
+                    f.name()
+                );
+            }
+        }
     }
 
     #[test]

@@ -276,9 +276,222 @@ impl Spooled {
     }
 }
 
+/// One window, port and flow log of a window file being reduced: its
+/// first row, and the packets and bytes of its OK and SKIPDATA records
+/// (`None`: NODATA only).
+struct Reduced {
+    first: u32,
+    totals: Option<(u64, u64)>,
+}
+
+impl Spooled {
+    /// Makes the window what a lost window leaves behind: its records
+    /// replaced by one SKIPDATA record per window, port and flow log,
+    /// whose packets and bytes are the totals of that port's records (a
+    /// port with only NODATA keeps it); its summary keeps each window's
+    /// ports and nothing else. Written as the store writes (summary
+    /// first, each under a temporary name, synced, renamed). Returns how
+    /// many OK records were dropped: 0 when there were none, as in a
+    /// window reduced before, which is left as it is.
+    pub fn reduce_to_skipdata(&mut self) -> Result<usize, StoreError> {
+        use datafusion::arrow::array::{ArrayRef, UInt32Array, UInt64Array, new_null_array};
+        use datafusion::arrow::compute::{concat_batches, take};
+        use foldhash::{HashMap, HashMapExt};
+        use std::sync::Arc;
+        use vpcflow_core::record::LogStatus;
+        use vpcflow_core::schema::Field;
+
+        use crate::schema::{Column, columns, data_type};
+
+        let bad = |e: &dyn std::fmt::Display| refused(&self.path.display().to_string(), e);
+        let file = std::fs::File::open(&self.path).map_err(|e| StoreError::io(&self.path, e))?;
+        let batches = ParquetRecordBatchReaderBuilder::try_new(file)
+            .and_then(|b| b.build())
+            .map_err(|e| bad(&e))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| bad(&e))?;
+        let all = concat_batches(&schema(), &batches).map_err(|e| bad(&e))?;
+        let numbers = |name: &str| {
+            all.column_by_name(name)
+                .and_then(|c| c.as_any().downcast_ref::<UInt64Array>())
+                .ok_or_else(|| bad(&format!("no {name} column")))
+        };
+        let texts = |name: &str| {
+            all.column_by_name(name)
+                .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+                .ok_or_else(|| bad(&format!("no {name} column")))
+        };
+        let column = |f: Field| f.spec().column;
+        let (starts, ends) = (numbers(column(Field::Start))?, numbers(column(Field::End))?);
+        let (packets, bytes) = (
+            numbers(column(Field::Packets))?,
+            numbers(column(Field::Bytes))?,
+        );
+        let (ports, flow_logs, status) = (
+            texts(column(Field::InterfaceId))?,
+            texts(column(Field::FlowLogId))?,
+            texts(column(Field::LogStatus))?,
+        );
+        let mut dropped = 0;
+        let mut reduced: Vec<Reduced> = Vec::new();
+        let mut seen = HashMap::new();
+        for i in 0..all.num_rows() {
+            let key = (
+                starts.value(i),
+                ends.value(i),
+                ports.value(i),
+                flow_logs.value(i),
+            );
+            let this = match status.value(i) {
+                s if s == LogStatus::NoData.as_str() => None,
+                s => {
+                    if s == LogStatus::Ok.as_str() {
+                        dropped += 1;
+                    }
+                    Some((packets.value(i), bytes.value(i)))
+                }
+            };
+            let at = *seen.entry(key).or_insert_with(|| {
+                reduced.push(Reduced {
+                    first: i as u32,
+                    totals: None,
+                });
+                reduced.len() - 1
+            });
+            let r = &mut reduced[at];
+            r.totals = match (r.totals, this) {
+                (Some((p, b)), Some((q, c))) => Some((p + q, b + c)),
+                (t, None) | (None, t) => t,
+            };
+        }
+        if dropped == 0 {
+            return Ok(0);
+        }
+        let rows = UInt32Array::from_iter_values(reduced.iter().map(|r| r.first));
+        let mut in_window: HashMap<(u64, u64), u64> = HashMap::new();
+        let mut arrays: Vec<ArrayRef> = Vec::new();
+        for (c, original) in columns().zip(all.columns()) {
+            let array: ArrayRef = match c {
+                Column::Field(f) if f.field.of_one_flow() => {
+                    new_null_array(&data_type(c), reduced.len())
+                }
+                Column::Field(f) if matches!(f.field, Field::Packets | Field::Bytes) => {
+                    let packets = f.field == Field::Packets;
+                    Arc::new(UInt64Array::from_iter(
+                        reduced
+                            .iter()
+                            .map(|r| r.totals.map(|(p, b)| if packets { p } else { b })),
+                    ))
+                }
+                Column::Field(f) if f.field == Field::LogStatus => Arc::new(
+                    StringArray::from_iter_values(reduced.iter().map(|r| match r.totals {
+                        Some(_) => LogStatus::SkipData.as_str(),
+                        None => LogStatus::NoData.as_str(),
+                    })),
+                ),
+                Column::RecordIndex => {
+                    Arc::new(UInt64Array::from_iter_values(reduced.iter().map(|r| {
+                        let i = r.first as usize;
+                        let n = in_window
+                            .entry((starts.value(i), ends.value(i)))
+                            .or_insert(0);
+                        *n += 1;
+                        *n - 1
+                    })))
+                }
+                _ => take(original, &rows, None).map_err(|e| bad(&e))?,
+            };
+            arrays.push(array);
+        }
+        let batch = RecordBatch::try_new(schema(), arrays).map_err(|e| bad(&e))?;
+        let mut summary: SummaryFile = summary::read(&self.summary)?;
+        for w in &mut summary.windows {
+            w.groups.clear();
+            w.rules.clear();
+            w.denied.clear();
+            for p in &mut w.ports {
+                p.rejects = None;
+            }
+        }
+        let dir = self
+            .path
+            .parent()
+            .ok_or_else(|| bad(&"a window file outside a partition"))?;
+        summary::write(dir, &self.name, &summary)?;
+        write_file(dir, dir, &self.name, [Ok(batch)])?;
+        let size = |p: &std::path::Path| std::fs::metadata(p).map_or(0, |m| m.len());
+        self.bytes = size(&self.path) + size(&self.summary);
+        Ok(dropped)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lost_window_leaves_one_skipdata_record_per_port_with_its_totals() {
+        use datafusion::arrow::array::UInt64Array;
+
+        let dir = tempfile::tempdir().unwrap();
+        let t = crate::compact::tests::topology();
+        let mut store = Store::open(dir.path()).unwrap();
+        let busy = summary::tests::window();
+        store.write_window(&t, &busy).unwrap();
+        store
+            .write_window(&t, &crate::compact::tests::window(busy.end))
+            .unwrap();
+        let mut files = spooled(dir.path()).unwrap();
+        assert_eq!(files.len(), 2);
+        let before = files[0].bytes;
+        assert_eq!(files[0].reduce_to_skipdata().unwrap(), busy.records.len());
+        assert!(files[0].bytes < before, "{} !< {before}", files[0].bytes);
+        // NODATA only, or reduced before: nothing to drop, left alone.
+        assert_eq!(files[1].reduce_to_skipdata().unwrap(), 0);
+        assert_eq!(files[0].reduce_to_skipdata().unwrap(), 0);
+
+        let file = std::fs::File::open(&files[0].path).unwrap();
+        let rows: Vec<RecordBatch> = ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap()
+            .build()
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let b = &rows[0];
+        assert_eq!((rows.len(), b.num_rows()), (1, 3));
+        let text = |c: &str, i: usize| {
+            let a = b.column_by_name(c).unwrap();
+            let a = a.as_any().downcast_ref::<StringArray>().unwrap();
+            a.is_valid(i).then(|| a.value(i).to_string())
+        };
+        let number = |c: &str, i: usize| {
+            let a = b.column_by_name(c).unwrap();
+            let a = a.as_any().downcast_ref::<UInt64Array>().unwrap();
+            a.is_valid(i).then(|| a.value(i))
+        };
+        // Port 0: 30 one-packet flows; port 1: 100 of 10; port 2: 4 of 2.
+        for (i, (port, packets)) in [("port-0", 30), ("port-1", 1000), ("port-2", 8)]
+            .into_iter()
+            .enumerate()
+        {
+            assert_eq!(text("interface_id", i).as_deref(), Some(port));
+            assert_eq!(text("log_status", i).as_deref(), Some("SKIPDATA"));
+            assert_eq!(number("packets", i), Some(packets));
+            assert_eq!(number("bytes", i), Some(packets * 60));
+            assert_eq!(number("start", i), Some(busy.start));
+            assert_eq!(number("record_index", i), Some(i as u64));
+            assert_eq!(text("flow_log_id", i).as_deref(), Some("fl"));
+            for gone in ["srcaddr", "action", "direction", "rule_id"] {
+                assert_eq!(text(gone, i), None, "{gone}");
+            }
+            assert_eq!(number("dstport", i), None);
+        }
+        let summary: SummaryFile = summary::read(&files[0].summary).unwrap();
+        let w = &summary.windows[0];
+        assert_eq!(w.ports.len(), 3);
+        assert!(w.groups.is_empty() && w.rules.is_empty() && w.denied.is_empty());
+        assert!(w.ports.iter().all(|p| p.rejects.is_none()));
+    }
 
     #[test]
     fn window_names_are_parsed_and_others_refused() {

@@ -820,7 +820,7 @@ pub fn summarize(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::net::Ipv4Addr;
 
     use vpcflow_core::aggregate::ClosedWindow;
@@ -865,7 +865,7 @@ mod tests {
 
     /// One scanner (30 ports of port 0), 100 distinct clients of port 1's
     /// port 443 (ACCEPT) and a few REJECTs on port 2.
-    fn window() -> ClosedWindow {
+    pub(crate) fn window() -> ClosedWindow {
         let mut records: Vec<FlowRecord> = (0..30)
             .map(|i| flow(0, 0xcb00_7101, 1000 + i, Action::Accept, 1))
             .collect();
