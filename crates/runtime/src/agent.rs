@@ -31,6 +31,9 @@ pub struct AgentSettings {
     pub window: Option<WindowLength>,
     /// Stop after this long, as on a stop signal.
     pub duration: Option<Duration>,
+    /// The store is a spool that windows leave as they are sent to the
+    /// fleet's server: never merged, no retention ([`Compaction::Spool`]).
+    pub spool: bool,
 }
 
 /// Why an agent could not start or stopped early.
@@ -82,7 +85,12 @@ impl Agent {
             error,
         })?;
         let config = AggregatorConfig::of(&inv, settings.window);
-        let mut sink = StoreSink::new(store, files_out, Compaction::AsWritten);
+        let compaction = if settings.spool {
+            Compaction::Spool
+        } else {
+            Compaction::AsWritten
+        };
+        let mut sink = StoreSink::new(store, files_out, compaction);
         sink.register(&inv).map_err(AgentError::Register)?;
         let mut driver = Driver::new(&inv, config);
         source.maintain(&mut driver, clock.now());

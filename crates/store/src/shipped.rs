@@ -9,6 +9,13 @@
 //! `START-END-HOST-PID-SEQ[-partial].parquet`, so the same window shipped
 //! twice is the same file (written again, it replaces itself), and windows
 //! of different hosts never collide.
+//!
+//! On the agent's side, [`spooled`] lists the windows waiting to be sent,
+//! and a window the spool has no room for is reduced in place to what a
+//! lost window leaves, SKIPDATA records with its totals
+//! ([`Spooled::reduce_to_skipdata`]), under the same name: a server that
+//! already has the window keeps the whole one and takes the reduced one
+//! as the duplicate it is.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -276,6 +283,20 @@ impl Spooled {
     }
 }
 
+/// What [`Spooled::reduce_to_skipdata`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reduction {
+    /// Its OK records (this many) became SKIPDATA: the window is lost.
+    Reduced {
+        /// The OK records dropped.
+        dropped: usize,
+    },
+    /// Reduced before (SKIPDATA and NODATA only): left as it is.
+    WasReduced,
+    /// NODATA only: nothing to drop, left as it is.
+    NoData,
+}
+
 /// One window, port and flow log of a window file being reduced: its
 /// first row, and the packets and bytes of its OK and SKIPDATA records
 /// (`None`: NODATA only).
@@ -290,10 +311,11 @@ impl Spooled {
     /// whose packets and bytes are the totals of that port's records (a
     /// port with only NODATA keeps it); its summary keeps each window's
     /// ports and nothing else. Written as the store writes (summary
-    /// first, each under a temporary name, synced, renamed). Returns how
-    /// many OK records were dropped: 0 when there were none, as in a
-    /// window reduced before, which is left as it is.
-    pub fn reduce_to_skipdata(&mut self) -> Result<usize, StoreError> {
+    /// first, each under a temporary name, synced, renamed). A window
+    /// without OK records (reduced before, or NODATA only) is left as it
+    /// is: an original window has SKIPDATA only beside OK records (the cap
+    /// discards past the records it keeps), so the two are told apart.
+    pub fn reduce_to_skipdata(&mut self) -> Result<Reduction, StoreError> {
         use datafusion::arrow::array::{ArrayRef, UInt32Array, UInt64Array, new_null_array};
         use datafusion::arrow::compute::{concat_batches, take};
         use foldhash::{HashMap, HashMapExt};
@@ -332,7 +354,7 @@ impl Spooled {
             texts(column(Field::FlowLogId))?,
             texts(column(Field::LogStatus))?,
         );
-        let mut dropped = 0;
+        let (mut dropped, mut skipped) = (0, false);
         let mut reduced: Vec<Reduced> = Vec::new();
         let mut seen = HashMap::new();
         for i in 0..all.num_rows() {
@@ -347,6 +369,8 @@ impl Spooled {
                 s => {
                     if s == LogStatus::Ok.as_str() {
                         dropped += 1;
+                    } else {
+                        skipped = true;
                     }
                     Some((packets.value(i), bytes.value(i)))
                 }
@@ -365,7 +389,11 @@ impl Spooled {
             };
         }
         if dropped == 0 {
-            return Ok(0);
+            return Ok(if skipped {
+                Reduction::WasReduced
+            } else {
+                Reduction::NoData
+            });
         }
         let rows = UInt32Array::from_iter_values(reduced.iter().map(|r| r.first));
         let mut in_window: HashMap<(u64, u64), u64> = HashMap::new();
@@ -421,7 +449,7 @@ impl Spooled {
         write_file(dir, dir, &self.name, [Ok(batch)])?;
         let size = |p: &std::path::Path| std::fs::metadata(p).map_or(0, |m| m.len());
         self.bytes = size(&self.path) + size(&self.summary);
-        Ok(dropped)
+        Ok(Reduction::Reduced { dropped })
     }
 }
 
@@ -444,11 +472,21 @@ mod tests {
         let mut files = spooled(dir.path()).unwrap();
         assert_eq!(files.len(), 2);
         let before = files[0].bytes;
-        assert_eq!(files[0].reduce_to_skipdata().unwrap(), busy.records.len());
+        assert_eq!(
+            files[0].reduce_to_skipdata().unwrap(),
+            Reduction::Reduced {
+                dropped: busy.records.len()
+            }
+        );
         assert!(files[0].bytes < before, "{} !< {before}", files[0].bytes);
         // NODATA only, or reduced before: nothing to drop, left alone.
-        assert_eq!(files[1].reduce_to_skipdata().unwrap(), 0);
-        assert_eq!(files[0].reduce_to_skipdata().unwrap(), 0);
+        let reduced = std::fs::read(&files[0].path).unwrap();
+        assert_eq!(files[1].reduce_to_skipdata().unwrap(), Reduction::NoData);
+        assert_eq!(
+            files[0].reduce_to_skipdata().unwrap(),
+            Reduction::WasReduced
+        );
+        assert_eq!(std::fs::read(&files[0].path).unwrap(), reduced);
 
         let file = std::fs::File::open(&files[0].path).unwrap();
         let rows: Vec<RecordBatch> = ParquetRecordBatchReaderBuilder::try_new(file)

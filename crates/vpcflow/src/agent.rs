@@ -67,10 +67,13 @@ pub struct AgentArgs {
     #[arg(long, value_name = "NAME")]
     host: Option<String>,
     /// With --server: the most the store (then the spool of windows not
-    /// yet sent) holds, in MiB; past it, the newest windows are dropped and
-    /// counted as lost.
+    /// yet sent) holds: bytes, or with KiB, MiB or GiB after the number.
+    /// The oldest windows that fit stay; each newer one is counted as
+    /// lost and reduced to SKIPDATA records with its totals (kept in an
+    /// eighth more, at least 1 MiB), sent once the server answers;
+    /// capture goes on.
     #[cfg(feature = "server")]
-    #[arg(long, value_name = "MIB", default_value_t = 1024, requires = "server")]
+    #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = parse_size, requires = "server")]
     spool_limit: u64,
     /// The log store.
     #[arg(long, value_name = "DIR", default_value = "vpcflow-store")]
@@ -124,8 +127,23 @@ impl CaptureOptions {
             },
             window,
             duration: self.duration.map(Duration::from_secs),
+            spool: false,
         })
     }
+}
+
+/// A size in bytes: a number, with `KiB`, `MiB` or `GiB` after it or not.
+fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let (digits, shift) = [("KiB", 10), ("MiB", 20), ("GiB", 30), ("B", 0)]
+        .into_iter()
+        .find_map(|(unit, shift)| t.strip_suffix(unit).map(|d| (d.trim(), shift)))
+        .unwrap_or((t, 0));
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(1 << shift))
+        .ok_or_else(|| format!("`{text}` is not a size (bytes, or a number and KiB, MiB or GiB)"))
 }
 
 /// An inventory file, re-read when its modification time changes.
@@ -153,11 +171,12 @@ impl InventorySource for FileInventory {
 
 /// Runs `vpcflow agent`.
 pub fn run(args: AgentArgs) -> Result<ExitCode> {
-    let settings = args.capture.settings()?;
+    let mut settings = args.capture.settings()?;
     let store = Arc::new(SharedStore::open(&args.store)?);
     // With a server the store is the spool: its files leave as they are
-    // sent, so they are not merged.
-    if args.config.is_some() {
+    // sent, so they are neither merged nor aged out here.
+    settings.spool = args.config.is_none();
+    if !settings.spool {
         store.store().compact_in_background();
     }
     let stop = Arc::new(AtomicBool::new(false));
@@ -185,7 +204,7 @@ pub fn run(args: AgentArgs) -> Result<ExitCode> {
             server,
             args.token.as_deref().unwrap_or_default(),
             args.store.clone(),
-            args.spool_limit << 20,
+            args.spool_limit,
         )
     });
     let out: Box<dyn std::io::Write + Send> = Box::new(std::io::stdout());
@@ -217,6 +236,7 @@ mod from_server {
     use vpcflow_core::Inventory;
     use vpcflow_core::inventory::AddressScope;
     use vpcflow_runtime::{InventorySource, SourceError};
+    use vpcflow_store::shipped::{Reduction, Spooled};
 
     /// How long one poll waits for a change.
     const POLL_WAIT: Duration = Duration::from_secs(25);
@@ -303,6 +323,13 @@ mod from_server {
     /// Between passes over the spool.
     const PASS_EVERY: Duration = Duration::from_millis(500);
 
+    /// Room for lost windows' SKIPDATA notes beyond the spool's limit: an
+    /// eighth of it, at least 1 MiB (a note is one record per port and
+    /// flow log, so even a long outage's fit).
+    fn notes_room(limit: u64) -> u64 {
+        (limit / 8).max(1 << 20)
+    }
+
     impl Shipper {
         pub fn start(server: &str, token: &str, root: std::path::PathBuf, limit: u64) -> Shipper {
             let client = AgentClient::new(server, token);
@@ -311,9 +338,9 @@ mod from_server {
             let thread = std::thread::spawn(move || {
                 let mut spool = Spool {
                     client,
+                    lost: LostWindows::load(&root),
                     root,
                     limit,
-                    lost: 0,
                     failing: false,
                 };
                 loop {
@@ -344,11 +371,105 @@ mod from_server {
         client: AgentClient,
         root: std::path::PathBuf,
         limit: u64,
-        lost: u64,
+        lost: LostWindows,
         failing: bool,
     }
 
+    /// How many windows this agent lost, kept in the spool (`.lost`) so
+    /// that a restart goes on counting: each counted once, when it is
+    /// reduced to SKIPDATA (or removed whole, if it had only NODATA).
+    struct LostWindows {
+        path: std::path::PathBuf,
+        count: u64,
+    }
+
+    impl LostWindows {
+        fn load(root: &std::path::Path) -> LostWindows {
+            let path = root.join(".lost");
+            let count = std::fs::read_to_string(&path)
+                .ok()
+                .and_then(|t| t.trim().parse().ok())
+                .unwrap_or(0);
+            LostWindows { path, count }
+        }
+
+        fn add(&mut self, what: &Spooled, limit: u64, how: &str) {
+            self.count += 1;
+            eprintln!(
+                "vpcflow: warning: the spool is past its limit ({limit} bytes): window {} of log topic {} lost, {how} ({} lost so far)",
+                what.name, what.topic, self.count
+            );
+            let tmp = self.path.with_extension("tmp");
+            let kept = std::fs::File::create(&tmp)
+                .and_then(|mut f| {
+                    use std::io::Write;
+                    writeln!(f, "{}", self.count)?;
+                    f.sync_all()
+                })
+                .and_then(|()| std::fs::rename(&tmp, &self.path));
+            if let Err(e) = kept {
+                eprintln!(
+                    "vpcflow: warning: cannot keep the lost windows' count in {}: {e}",
+                    self.path.display()
+                );
+            }
+        }
+    }
+
     impl Spool {
+        /// Brings the spool within its limit: the oldest windows that
+        /// fit in it stay as they are; every newer one is lost, reduced
+        /// to its SKIPDATA records (counted once, when reduced). Those
+        /// notes have a room of their own ([`notes_room`]); past it, the
+        /// newest are removed whole.
+        fn make_room(&mut self, waiting: &mut Vec<Spooled>) {
+            let mut used = 0;
+            let kept = waiting
+                .iter()
+                .take_while(|w| {
+                    used += w.bytes;
+                    used <= self.limit
+                })
+                .count();
+            let mut notes = 0;
+            let mut states = Vec::with_capacity(waiting.len() - kept);
+            for w in &mut waiting[kept..] {
+                let state = match w.reduce_to_skipdata() {
+                    Ok(r) => {
+                        if let Reduction::Reduced { dropped } = r {
+                            let how = format!(
+                                "its {dropped} records kept as SKIPDATA totals, sent once the server answers"
+                            );
+                            self.lost.add(w, self.limit, &how);
+                        }
+                        Some(r)
+                    }
+                    Err(e) => {
+                        eprintln!("vpcflow: warning: {e}");
+                        None
+                    }
+                };
+                states.push(state);
+                notes += w.bytes;
+            }
+            while notes > notes_room(self.limit) {
+                let (Some(w), Some(state)) = (waiting.pop(), states.pop()) else {
+                    return;
+                };
+                notes -= w.bytes;
+                // Counted once: when reduced, now or before.
+                if !matches!(
+                    state,
+                    Some(Reduction::Reduced { .. } | Reduction::WasReduced)
+                ) {
+                    self.lost.add(&w, self.limit, "removed whole");
+                }
+                if let Err(e) = w.remove() {
+                    eprintln!("vpcflow: warning: {e}");
+                }
+            }
+        }
+
         /// One pass; whether the spool is empty after it.
         fn pass(&mut self) -> bool {
             let mut waiting = match vpcflow_store::shipped::spooled(&self.root) {
@@ -358,22 +479,7 @@ mod from_server {
                     return false;
                 }
             };
-            let mut total: u64 = waiting.iter().map(|w| w.bytes).sum();
-            while total > self.limit {
-                let Some(w) = waiting.pop() else { break };
-                total -= w.bytes;
-                self.lost += 1;
-                eprintln!(
-                    "vpcflow: warning: the spool is past its limit ({} MiB): window {} of log topic {} dropped ({} lost so far)",
-                    self.limit >> 20,
-                    w.name,
-                    w.topic,
-                    self.lost
-                );
-                if let Err(e) = w.remove() {
-                    eprintln!("vpcflow: warning: {e}");
-                }
-            }
+            self.make_room(&mut waiting);
             let depth = waiting.len() as u64;
             for (i, w) in waiting.iter().enumerate() {
                 let read = std::fs::read(&w.summary).and_then(|s| Ok((s, std::fs::read(&w.path)?)));
@@ -387,7 +493,7 @@ mod from_server {
                     &w.name,
                     &summary,
                     &records,
-                    (depth - i as u64, self.lost),
+                    (depth - i as u64, self.lost.count),
                 );
                 match shipped {
                     Ok(Shipped::Taken { .. }) => {
@@ -458,6 +564,23 @@ mod from_server {
         }
         fn changed(&mut self) -> bool {
             self.loaded != Some(self.newest().generation)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes_are_bytes_or_binary_units() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("64KiB"), Ok(64 << 10));
+        assert_eq!(parse_size("512 MiB"), Ok(512 << 20));
+        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
+        for bad in ["", "MiB", "1.5GiB", "-1", "1TB", "99999999999GiB"] {
+            let e = parse_size(bad).unwrap_err();
+            assert!(e.contains("is not a size"), "{bad}: {e}");
         }
     }
 }

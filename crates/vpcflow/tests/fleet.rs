@@ -4,6 +4,7 @@
 //! at once, the agents' list and metrics, and every refusal between agent
 //! and project tokens.
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -55,7 +56,7 @@ fn hosts_of(model: &Value) -> Vec<(String, Option<String>)> {
 
 /// A server of the example VPC, a project token, and the web port bound
 /// to hv-1 and the db port to hv-2 through the API, as Neutron binds them.
-fn server_with_hosts(dir: &std::path::Path) -> (Server, String) {
+fn server_with_hosts(dir: &Path) -> (Server, String) {
     let server = Server::start(dir);
     let project_token = token(dir, PROJECT);
     for (port, host) in [(WEB, "hv-1"), (DB, "hv-2")] {
@@ -239,7 +240,7 @@ fn post_window(addr: &str, token: &str, query: &str, body: &[u8]) -> (u16, Value
 type WindowFile = (String, String, String, Vec<u8>, Vec<u8>);
 
 /// Every window file of a store, as an agent's spool sends them.
-fn window_files(store: &std::path::Path) -> Vec<WindowFile> {
+fn window_files(store: &Path) -> Vec<WindowFile> {
     vpcflow_store::shipped::spooled(store)
         .unwrap()
         .into_iter()
@@ -255,6 +256,277 @@ fn window_files(store: &std::path::Path) -> Vec<WindowFile> {
         .collect()
 }
 
+/// Fills `spool` as the agent on hv-1 would have during an outage: the
+/// demo capture's windows of hv-1's port (two per copy), each copy an hour
+/// after the one before, so that every window has a start of its own.
+fn spool_windows(dir: &Path, spool: &Path, copies: u32) {
+    let inventory = dir.join("vpc-hv1.toml");
+    let text = std::fs::read_to_string(common::examples().join("vpc.toml"))
+        .unwrap()
+        .replacen(
+            "interface = \"tap1d515d18-1b\"",
+            "host = \"hv-1\"\ninterface = \"tap1d515d18-1b\"",
+            1,
+        );
+    std::fs::write(&inventory, text).unwrap();
+    let capture = std::fs::read(common::examples().join("vpc-demo.pcap")).unwrap();
+    for copy in 0..copies {
+        // A classic little-endian pcap: each packet header's seconds moved.
+        let mut shifted = capture.clone();
+        let mut at = 24;
+        while at + 16 <= shifted.len() {
+            let field = |i: usize| u32::from_le_bytes(shifted[i..i + 4].try_into().unwrap());
+            let (seconds, length) = (field(at), field(at + 8) as usize);
+            shifted[at..at + 4].copy_from_slice(&(seconds + copy * 3600).to_le_bytes());
+            at += 16 + length;
+        }
+        let path = dir.join(format!("demo-{copy}.pcap"));
+        std::fs::write(&path, shifted).unwrap();
+        // Each copy in a store of its own, its window files then moved
+        // into the spool: `ingest` merges the hours of one store, which
+        // an agent's spool never does.
+        let store = dir.join(format!("demo-{copy}"));
+        common::testbed::ok(
+            vpcflow()
+                .args(["ingest", "--host", "hv-1", "--config"])
+                .arg(&inventory)
+                .arg("--store")
+                .arg(&store)
+                .arg(&path),
+        );
+        for w in vpcflow_store::shipped::spooled(&store).unwrap() {
+            for file in [&w.summary, &w.path] {
+                let to = spool.join(file.strip_prefix(&store).unwrap());
+                std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+                std::fs::rename(file, to).unwrap();
+            }
+        }
+    }
+}
+
+/// Per window start: (OK records, SKIPDATA records, packets of both).
+type Windows = std::collections::BTreeMap<u64, (u64, u64, u64)>;
+
+/// The windows of JSON records (one per line, or an array), of the demo
+/// capture's time only (the agent's live windows left out).
+fn windows_of(records: &[Value]) -> Windows {
+    let mut w = Windows::new();
+    for r in records {
+        let start = r["start"].as_u64().unwrap();
+        if start > 1_600_000_000 {
+            continue;
+        }
+        let e = w.entry(start).or_default();
+        match r["log_status"].as_str().unwrap() {
+            "OK" => e.0 += 1,
+            "SKIPDATA" => e.1 += 1,
+            other => panic!("{other} in {r}"),
+        }
+        e.2 += r["packets"].as_u64().unwrap_or(0);
+    }
+    w
+}
+
+/// The windows in an agent's spool, read with `vpcflow query`.
+fn spooled_windows(spool: &Path) -> Windows {
+    let out = common::testbed::ok(
+        vpcflow()
+            .args(["query", "--format", "json", "--store"])
+            .arg(spool),
+    );
+    let records: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    windows_of(&records)
+}
+
+/// The log group and topic of a spool's windows.
+fn topic_of(spool: &Path) -> (String, String) {
+    let w = &vpcflow_store::shipped::spooled(spool).unwrap()[0];
+    (w.group.clone(), w.topic.clone())
+}
+
+/// The windows the server holds of a log topic.
+fn server_windows(server: &Server, token: &str, (group, topic): &(String, String)) -> Windows {
+    let (s, v) = server.request(
+        "GET",
+        &format!("/v1/{PROJECT}/log-groups/{group}/log-topics/{topic}/records?limit=10000"),
+        Some(token),
+        None,
+    );
+    assert_eq!(s, 200, "{v}");
+    windows_of(v["records"].as_array().unwrap())
+}
+
+/// `vpcflow agent` of hv-1 on `spool`, sending to `server`.
+fn start_agent(server: &Server, token: &str, spool: &Path, extra: &[&str]) -> std::process::Child {
+    vpcflow()
+        .args(["agent", "--capture", "af-packet", "--server"])
+        .arg(format!("http://{}", server.addr))
+        .args(["--token", token, "--host", "hv-1", "--store"])
+        .arg(spool)
+        .args(extra)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits until no window of the demo capture's time is left in `spool`.
+fn wait_for_empty_spool(spool: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let left = vpcflow_store::shipped::spooled(spool)
+            .unwrap()
+            .into_iter()
+            .filter(|w| {
+                w.name
+                    .split('-')
+                    .next()
+                    .and_then(|s| s.parse::<u64>().ok())
+                    .is_some_and(|s| s < 1_600_000_000)
+            })
+            .count();
+        if left == 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{left} windows still in the spool"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Stops an agent with SIGTERM; what it said.
+fn stop_agent(agent: std::process::Child) -> String {
+    common::testbed::ok(
+        std::process::Command::new("kill").args(["-TERM", &agent.id().to_string()]),
+    );
+    let out = agent.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{said}");
+    said
+}
+
+/// The agent's line in `GET /v1/agents`.
+fn agent_status(server: &Server, token: &str, host: &str) -> Value {
+    let (s, v) = server.request("GET", "/v1/agents", Some(token), None);
+    assert_eq!(s, 200, "{v}");
+    v["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["host"] == host)
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+#[test]
+fn a_full_spool_keeps_the_oldest_windows_and_counts_the_others_lost_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, project_token) = server_with_hosts(dir.path());
+    let hv1 = agent_token(dir.path(), "hv-1");
+    let spool = dir.path().join("spool");
+    spool_windows(dir.path(), &spool, 4);
+    let before = spooled_windows(&spool);
+    assert_eq!(before.len(), 8, "{before:?}");
+    let topic = topic_of(&spool);
+    // Room for about half of them: the oldest that fit stay whole, the
+    // rest are lost (their SKIPDATA totals sent).
+    let sizes: Vec<u64> = vpcflow_store::shipped::spooled(&spool)
+        .unwrap()
+        .iter()
+        .map(|w| w.bytes)
+        .collect();
+    let limit = sizes.iter().sum::<u64>() / 2;
+    let kept = sizes
+        .iter()
+        .scan(0, |used, b| {
+            *used += b;
+            Some(*used)
+        })
+        .take_while(|used| *used <= limit)
+        .count();
+    let lost = before.len() - kept;
+    assert!(0 < kept && kept < before.len(), "{sizes:?}");
+    let agent = start_agent(
+        &server,
+        &hv1,
+        &spool,
+        &["--spool-limit", &limit.to_string()],
+    );
+    wait_for_empty_spool(&spool);
+    let said = stop_agent(agent);
+
+    let after = server_windows(&server, &project_token, &topic);
+    assert_eq!(
+        after.keys().collect::<Vec<_>>(),
+        before.keys().collect::<Vec<_>>(),
+        "{said}"
+    );
+    for (i, ((start, was), now)) in before.iter().zip(after.values()).enumerate() {
+        let want = if i < kept { *was } else { (0, 1, was.2) };
+        assert_eq!(*now, want, "window {start} (was {was:?})\n{said}");
+    }
+    // Counted exactly: by the agent, as the server lists it, and in its log.
+    let status = agent_status(&server, &project_token, "hv-1");
+    assert_eq!(status["lost_windows"], lost as u64, "{status}\n{said}");
+    assert_eq!(said.matches("lost, its").count(), lost, "{said}");
+    assert_eq!(
+        std::fs::read_to_string(spool.join(".lost")).unwrap().trim(),
+        lost.to_string()
+    );
+}
+
+#[test]
+fn an_agent_killed_mid_send_loses_and_doubles_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, project_token) = server_with_hosts(dir.path());
+    let hv1 = agent_token(dir.path(), "hv-1");
+    let spool = dir.path().join("spool");
+    spool_windows(dir.path(), &spool, 12);
+    let before = spooled_windows(&spool);
+    assert_eq!(before.len(), 24);
+    let topic = topic_of(&spool);
+    // Killed each time the server has taken another window, so that some
+    // are on the wire (taken, not yet removed from the spool) when it
+    // dies: those are sent again by the next start, and taken once.
+    let received = || {
+        agent_status(&server, &project_token, "hv-1")["windows_received"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    let mut kills = 0;
+    while received() < 20 {
+        let seen = received();
+        let mut agent = start_agent(&server, &hv1, &spool, &[]);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while received() == seen {
+            assert!(Instant::now() < deadline, "no window arrived");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        agent.kill().unwrap();
+        agent.wait().unwrap();
+        kills += 1;
+    }
+    let left = vpcflow_store::shipped::spooled(&spool).unwrap().len();
+    eprintln!("killed {kills} times; {left} windows in the spool");
+    assert!(kills > 1);
+
+    let agent = start_agent(&server, &hv1, &spool, &[]);
+    wait_for_empty_spool(&spool);
+    let said = stop_agent(agent);
+    assert_eq!(
+        server_windows(&server, &project_token, &topic),
+        before,
+        "{said}"
+    );
+    let status = agent_status(&server, &project_token, "hv-1");
+    assert_eq!(status["lost_windows"], 0, "{status}");
+}
+
 #[test]
 fn an_agents_windows_are_stored_once_and_only_for_its_own_ports() {
     let dir = tempfile::tempdir().unwrap();
@@ -265,24 +537,8 @@ fn an_agents_windows_are_stored_once_and_only_for_its_own_ports() {
 
     // What the agent on hv-1 would have in its store: the demo capture's
     // windows of hv-1's port only.
-    let inventory = dir.path().join("vpc-hv1.toml");
-    let text = std::fs::read_to_string(common::examples().join("vpc.toml"))
-        .unwrap()
-        .replacen(
-            "interface = \"tap1d515d18-1b\"",
-            "host = \"hv-1\"\ninterface = \"tap1d515d18-1b\"",
-            1,
-        );
-    std::fs::write(&inventory, text).unwrap();
     let agent_store = dir.path().join("agent-store");
-    common::testbed::ok(
-        vpcflow()
-            .args(["ingest", "--host", "hv-1", "--config"])
-            .arg(&inventory)
-            .arg("--store")
-            .arg(&agent_store)
-            .arg(common::examples().join("vpc-demo.pcap")),
-    );
+    spool_windows(dir.path(), &agent_store, 1);
     let files = window_files(&agent_store);
     assert!(!files.is_empty());
 

@@ -206,6 +206,11 @@ pub enum Compaction {
     /// Never (the caller compacts: uploads, whose windows may fall in hours
     /// the live capture still writes).
     ByCaller,
+    /// Never, and no retention either: the store is a fleet agent's spool,
+    /// whose files leave as they are sent. Merging would give windows the
+    /// server may have already a new name, so it would take them twice;
+    /// retention is the server's.
+    Spool,
 }
 
 /// The hour an hourly [`StoreSink`] is writing ([`StoreSink::hourly`]).
@@ -347,6 +352,9 @@ impl Sink for StoreSink {
     }
 
     fn upkeep(&mut self, now: Timestamp) {
+        if self.compaction == Compaction::Spool {
+            return;
+        }
         match self.store.store().gc(|_| None, now.secs()) {
             Ok(r) => {
                 for p in &r.partitions {
@@ -359,7 +367,7 @@ impl Sink for StoreSink {
 
     fn finish(&mut self) -> Result<(), SinkError> {
         self.close_hour()?;
-        if self.compaction == Compaction::ByCaller {
+        if self.compaction != Compaction::AsWritten {
             return Ok(());
         }
         // The run is over: no window can land in its hours any more.
