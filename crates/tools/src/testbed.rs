@@ -15,8 +15,26 @@
 //!   subnet's bridge. That is the host side of the port, as a tap is on a
 //!   hypervisor: set `host_side = true` on such ports for the agent.
 //!
+//! Ports bound to a host (`host = "hv1"`) are a fleet's: each such host is
+//! a namespace of its own, `<prefix>-h<K>` (K: the host's position among
+//! the ports' hosts), standing for a hypervisor. It holds its ports'
+//! host-side interfaces on a bridge per subnet, each bridge linked by a
+//! veth (`up<S>` there, `h<K>s<S>` on the subnet's bridge in
+//! `<prefix>-host`, which stays the router and the ACLs) as a provider
+//! network links hypervisors; and `mgmt`, its address on the management
+//! network ([`MANAGEMENT`]) where `<prefix>-host` is [`SERVER_ADDRESS`],
+//! so that each host's agent reaches the fleet's server there.
+//!
 //! `down` removes every namespace with the prefix (and with them every veth,
 //! bridge and ruleset).
+
+/// The fleet's management network: the hosts' namespaces and
+/// `<prefix>-host` on one bridge there (link-local, so never a VPC's).
+pub const MANAGEMENT: &str = "169.254.77.0/24";
+
+/// `<prefix>-host`'s address on [`MANAGEMENT`], where a fleet's server
+/// listens for the hosts' agents; host K is `169.254.77.(K + 2)`.
+pub const SERVER_ADDRESS: std::net::Ipv4Addr = std::net::Ipv4Addr::new(169, 254, 77, 1);
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -46,12 +64,13 @@ enum TestbedCommand {
     },
     /// Remove everything `up` built.
     Down,
-    /// Run a command in a port's namespace (`host` for the host side).
+    /// Run a command in a port's namespace (`host` for the router's host
+    /// side, `host:NAME` for host NAME's).
     Exec {
         /// The inventory (to find the port).
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
-        /// A port id (or `host`).
+        /// A port id, `host` or `host:NAME`.
         port: String,
         /// The command.
         #[arg(last = true, required = true)]
@@ -83,6 +102,30 @@ fn bed_ports(inv: &Inventory) -> Vec<usize> {
     (0..inv.ports.len())
         .filter(|&i| inv.ports[i].interface.is_some())
         .collect()
+}
+
+/// The hosts the built ports are bound to, in order of first mention.
+fn bed_hosts(inv: &Inventory) -> Vec<&str> {
+    let mut hosts = Vec::new();
+    for p in bed_ports(inv) {
+        if let Some(h) = inv.ports[p].host.as_deref()
+            && !hosts.contains(&h)
+        {
+            hosts.push(h);
+        }
+    }
+    hosts
+}
+
+/// The namespace of the port's host side: its host's, or `<prefix>-host`.
+fn host_namespace_of(prefix: &str, inv: &Inventory, port: usize) -> String {
+    match inv.ports[port].host.as_deref() {
+        Some(h) => {
+            let k = bed_hosts(inv).iter().position(|x| *x == h).unwrap_or(0);
+            format!("{prefix}-h{k}")
+        }
+        None => format!("{prefix}-host"),
+    }
 }
 
 /// The namespace of a port (by inventory index).
@@ -155,6 +198,62 @@ fn up(prefix: &str, inv: &Inventory, config: &Path) -> Result<()> {
         run_cmd(&["ip", "-n", &host, "link", "set", &br, "up"])?;
         bridges.push((si, br));
     }
+    // The fleet's hosts: a bridge per subnet linked to the router's, and
+    // the management network.
+    let hosts = bed_hosts(inv);
+    if !hosts.is_empty() {
+        let mgmt: ipnet::Ipv4Net = MANAGEMENT.parse()?;
+        if let Some(s) = inv
+            .subnets
+            .iter()
+            .find(|s| s.cidr.contains(&std::net::IpAddr::V4(mgmt.network())))
+        {
+            bail!(
+                "subnet {} ({}) overlaps the testbed's management network {MANAGEMENT}",
+                s.id,
+                s.cidr
+            );
+        }
+        run_cmd(&["ip", "-n", &host, "link", "add", "mgmt", "type", "bridge"])?;
+        let server = format!("{SERVER_ADDRESS}/{}", mgmt.prefix_len());
+        run_cmd(&["ip", "-n", &host, "addr", "add", &server, "dev", "mgmt"])?;
+        run_cmd(&["ip", "-n", &host, "link", "set", "mgmt", "up"])?;
+    }
+    for (k, name) in hosts.iter().enumerate() {
+        let hns = format!("{prefix}-h{k}");
+        ns(&hns)?;
+        let link = |inside: &str, outside: &str, bridge: &str| -> Result<()> {
+            run_cmd(&[
+                "ip", "link", "add", inside, "netns", &hns, "type", "veth", "peer", "name",
+                outside, "netns", &host,
+            ])?;
+            run_cmd(&["ip", "-n", &host, "link", "set", outside, "master", bridge])?;
+            run_cmd(&["ip", "-n", &host, "link", "set", outside, "up"])?;
+            run_cmd(&["ip", "-n", &hns, "link", "set", inside, "up"])?;
+            Ok(())
+        };
+        for (si, br) in &bridges {
+            let local = format!("br{si}");
+            run_cmd(&["ip", "-n", &hns, "link", "add", &local, "type", "bridge"])?;
+            run_cmd(&["ip", "-n", &hns, "link", "set", &local, "up"])?;
+            let up = format!("up{si}");
+            link(&up, &format!("h{k}s{si}"), br)?;
+            run_cmd(&["ip", "-n", &hns, "link", "set", &up, "master", &local])?;
+        }
+        link("mgmt", &format!("h{k}m"), "mgmt")?;
+        let address = std::net::Ipv4Addr::from(u32::from(SERVER_ADDRESS) + 1 + k as u32);
+        run_cmd(&[
+            "ip",
+            "-n",
+            &hns,
+            "addr",
+            "add",
+            &format!("{address}/24"),
+            "dev",
+            "mgmt",
+        ])?;
+        println!("host {name} -> namespace {hns}, management address {address}");
+    }
     let nft = |netns: &str, ruleset: &str, name: &str| -> Result<()> {
         use std::io::Write;
         let mut c = Command::new("ip")
@@ -180,10 +279,12 @@ fn up(prefix: &str, inv: &Inventory, config: &Path) -> Result<()> {
         let p = &inv.ports[pi];
         let pns = format!("{prefix}-p{n}");
         let ifname = p.interface.as_deref().unwrap_or_default();
+        // Its host side: on its host's bridge of its subnet, or the router's.
+        let side = host_namespace_of(prefix, inv, pi);
         ns(&pns)?;
         run_cmd(&[
             "ip", "link", "add", "eth0", "netns", &pns, "type", "veth", "peer", "name", ifname,
-            "netns", &host,
+            "netns", &side,
         ])?;
         if let Some(mac) = &p.mac {
             run_cmd(&["ip", "-n", &pns, "link", "set", "eth0", "address", mac])?;
@@ -192,14 +293,14 @@ fn up(prefix: &str, inv: &Inventory, config: &Path) -> Result<()> {
         run_cmd(&[
             "ip",
             "-n",
-            &host,
+            &side,
             "link",
             "set",
             ifname,
             "master",
             &bridges[p.subnet].1,
         ])?;
-        run_cmd(&["ip", "-n", &host, "link", "set", ifname, "up"])?;
+        run_cmd(&["ip", "-n", &side, "link", "set", ifname, "up"])?;
         let s = &inv.subnets[p.subnet];
         for ip in &p.ips {
             let net = if ip.is_ipv4() {
@@ -240,7 +341,10 @@ fn up(prefix: &str, inv: &Inventory, config: &Path) -> Result<()> {
             &vpcflow_policy::nft::port_ruleset(inv, pi),
             &format!("p{n}"),
         )?;
-        println!("port {} -> namespace {pns}, host interface {ifname}", p.id);
+        println!(
+            "port {} -> namespace {pns}, host interface {ifname} in {side}",
+            p.id
+        );
     }
     let acl = vpcflow_policy::nft::acl_ruleset(inv, &bridges);
     if !acl.trim().is_empty() {
@@ -261,11 +365,11 @@ pub fn down(prefix: &str) -> Result<usize> {
         let Some(name) = line.split_whitespace().next() else {
             continue;
         };
-        if name == format!("{prefix}-host")
-            || name
-                .strip_prefix(&format!("{prefix}-p"))
+        let numbered = |kind: &str| {
+            name.strip_prefix(&format!("{prefix}-{kind}"))
                 .is_some_and(|r| !r.is_empty() && r.bytes().all(|b| b.is_ascii_digit()))
-        {
+        };
+        if name == format!("{prefix}-host") || numbered("p") || numbered("h") {
             run_cmd(&["ip", "netns", "del", name])?;
             n += 1;
         }
@@ -314,13 +418,25 @@ pub fn build(prefix: &str, config: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The namespace of port `port` (an id of the inventory at `config`, or
-/// `host` for the host side) in testbed `prefix`.
+/// The namespace of port `port` (an id of the inventory at `config`;
+/// `host` for the host side, the router's; `host:NAME` for host NAME's) in
+/// testbed `prefix`.
 pub fn namespace(prefix: &str, config: &Path, port: &str) -> Result<String> {
     if port == "host" {
         return Ok(format!("{prefix}-host"));
     }
     let inv = Inventory::read(config)?;
+    if let Some(name) = port.strip_prefix("host:") {
+        let hosts = bed_hosts(&inv);
+        let k = hosts.iter().position(|h| *h == name).with_context(|| {
+            format!(
+                "no built port is bound to host '{name}' in {} (hosts: {})",
+                config.display(),
+                hosts.join(", ")
+            )
+        })?;
+        return Ok(format!("{prefix}-h{k}"));
+    }
     let pi = inv
         .ports
         .iter()
