@@ -657,7 +657,13 @@ impl Driver {
         }
         for gi in 0..self.generations.len() {
             let g = &mut self.generations[gi];
-            g.pipeline.note_clock(now);
+            // A generation replaced at a boundary already passed (its
+            // close grace not over yet) has no window from there on: the
+            // clock would open one, a second set of records for a window
+            // its successor writes.
+            if g.until.is_none_or(|until| now < until) {
+                g.pipeline.note_clock(now);
+            }
             g.pipeline.finish();
             self.write(gi, now.secs(), sink)?;
         }

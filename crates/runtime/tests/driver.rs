@@ -463,3 +463,38 @@ fn an_exporter_with_mapped_interfaces_has_its_flows_attributed_by_interface() {
         ]]
     );
 }
+
+#[test]
+fn a_flow_log_deleted_has_no_records_from_the_next_window_even_on_a_stop_just_after_it() {
+    let start = INVENTORY.find("[[flow_log]]").unwrap();
+    let without = &INVENTORY[..start];
+    let events = vec![
+        (
+            at(T + 10),
+            Event::Flow("vpb", tcp(false, 40000, 5432, 0x02, T + 10)),
+        ),
+        (
+            at(T + 61),
+            Event::Flow("vpb", tcp(false, 40001, 5432, 0x02, T + 61)),
+        ),
+    ];
+    let versions = vec![
+        (at(T), inventory(INVENTORY)),
+        (at(T + 30), inventory(without)),
+    ];
+    // Stopped a second after the boundary, before the deleted flow log's
+    // generation is retired (the close grace): it writes window T whole,
+    // and nothing of window T+60.
+    let got = run(versions, events, 61);
+    assert_eq!(
+        got.windows,
+        vec![
+            (
+                T,
+                false,
+                vec!["pb 40000 5432 ingress 2 ACCEPT OK pg".to_string()]
+            ),
+            (T + 60, true, vec![]),
+        ]
+    );
+}

@@ -9,10 +9,18 @@
 //! back the spool empties into its store with every window once (the
 //! pings counted exactly), the partial window of the agent's stop too.
 //!
+//! And a fleet of three: the testbed's ports on three hosts (namespaces),
+//! an agent on each reaching the server over the management network, a
+//! VPC flow log created through the API; every port's pings arrive
+//! centrally, counted exactly; a port added to one host through the API
+//! has records from the next window without a restart; the flow log
+//! deleted, no agent writes its records from the next window on.
+//!
 //! Needs root, iproute2 and ping: `#[ignore]`d so a plain `cargo test` says
 //! it did not run; `scripts/test.sh` (and CI, as root) runs it.
 
 use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -242,4 +250,264 @@ fn an_agent_captures_its_hosts_ports_under_the_servers_model() {
         !records.iter().any(|r| r["interface_id"] == B),
         "B is hv-b's: {records:#?}"
     );
+}
+
+/// Port D: on host hv1 in the testbed from the start, in the server's
+/// model only once the test adds it through the API.
+const PORT_D: &str = r#"
+[[port]]
+id = "33333333-0000-4000-8000-00000000000d"
+subnet = "22222222-0000-4000-8000-000000000001"
+ips = ["10.77.1.40"]
+security_groups = ["44444444-0000-4000-8000-000000000001"]
+interface = "vfbtap-d"
+host_side = true
+host = "hv1"
+"#;
+
+/// Seconds into the current capture window of `window` seconds.
+fn into_window(window: f64) -> f64 {
+    now() % window
+}
+
+/// Sleeps until `at` (Unix seconds).
+fn sleep_until(at: f64) {
+    let d = at - now();
+    if d > 0.0 {
+        std::thread::sleep(Duration::from_secs_f64(d));
+    }
+}
+
+#[test]
+#[ignore = "needs root, network namespaces and ping: scripts/test.sh runs it as root"]
+fn a_fleet_of_three_agents_reports_every_port_to_one_server() {
+    assert_eq!(ok(Command::new("id").arg("-u")).trim(), "0", "needs root");
+    let dir = tempfile::tempdir().unwrap();
+    let fleet = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/live/fleet.toml");
+    let bed_inventory = dir.path().join("fleet-and-d.toml");
+    std::fs::write(
+        &bed_inventory,
+        std::fs::read_to_string(&fleet).unwrap() + PORT_D,
+    )
+    .unwrap();
+    let bed = Testbed::up_with("f", bed_inventory);
+    let data = dir.path().join("data");
+    let api = format!("http://{}:39697", vpcflow_tools::testbed::SERVER_ADDRESS);
+    // The server in the router's namespace, on the management network.
+    let mut server = common::Running(Some(
+        bed.in_host(env!("CARGO_BIN_EXE_vpcflow"))
+            .args(["serve", "--listen"])
+            .arg(api.trim_start_matches("http://"))
+            .arg("--config")
+            .arg(&fleet)
+            .arg("--data")
+            .arg(&data)
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    ));
+    let served = lines_of(server.child().stderr.take().unwrap());
+    let mut server_log = Vec::new();
+    wait_for(
+        &served,
+        "serving the API on",
+        Duration::from_secs(20),
+        &mut server_log,
+    );
+    std::thread::spawn(move || for _ in served {});
+    let token = |args: &[&str]| {
+        ok(vpcflow()
+            .args(["token", "create"])
+            .args(args)
+            .arg("--data")
+            .arg(&data))
+        .trim()
+        .to_string()
+    };
+    let project_token = token(&["--project", PROJECT]);
+    // The CLI client, from the router's namespace.
+    let cli = |args: &[&str]| -> Value {
+        let out = ok(bed
+            .in_host(env!("CARGO_BIN_EXE_vpcflow"))
+            .args(args)
+            .env("VPCFLOW_API", &api)
+            .env("VPCFLOW_TOKEN", &project_token)
+            .env("VPCFLOW_PROJECT", PROJECT));
+        serde_json::from_str(&out).unwrap_or(Value::Null)
+    };
+    let flow_log = cli(&[
+        "flow-log",
+        "create",
+        "--name",
+        "fl-fleet",
+        "--resource-type",
+        "vpc",
+        "--resource-id",
+        "11111111-0000-4000-8000-000000000001",
+        "--log-group-id",
+        "66666666-0000-4000-8000-000000000001",
+        "--log-topic-id",
+        "77777777-0000-4000-8000-000000000001",
+    ]);
+    let flow_log = flow_log["flow_log"]["id"].as_str().unwrap().to_string();
+
+    // Enough of the window left for the first traffic.
+    const WINDOW: f64 = 60.0;
+    while into_window(WINDOW) > 40.0 {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let hosts = ["hv1", "hv2", "hv3"];
+    let mut agents = Vec::new();
+    let mut said = Vec::new();
+    for host in hosts {
+        let mut agent = bed
+            .in_namespace(&format!("host:{host}"), env!("CARGO_BIN_EXE_vpcflow"))
+            .args(["agent", "--capture", "af-packet", "--window", "60"])
+            .args(["--server", &api, "--host", host, "--store"])
+            .arg(dir.path().join(format!("spool-{host}")))
+            .env("VPCFLOW_AGENT_TOKEN", token(&["--agent", host]))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        said.push(lines_of(agent.stderr.take().unwrap()));
+        agents.push(agent);
+    }
+    let mut logs = vec![Vec::new(), Vec::new(), Vec::new()];
+    for (rx, log) in said.iter().zip(&mut logs) {
+        wait_for(rx, "agent running", Duration::from_secs(15), log);
+    }
+    let w1 = (now() / WINDOW).floor() * WINDOW;
+
+    // Window 1: A pings B (hv1 to hv2, routed), B pings C (hv2 to hv3,
+    // one subnet), C pings A: each port 8 ICMP packets each way.
+    for (from, to) in [(A, "10.77.2.20"), (B, "10.77.2.30"), (C, "10.77.1.10")] {
+        bed.exec(from, &["ping", "-c", "4", "-i", "0.2", to]);
+    }
+    // Port D added to hv1 through the API: hv1's agent takes it within a
+    // second, from the next window on.
+    let d = json!({
+        "subnet_id": "22222222-0000-4000-8000-000000000001",
+        "ips": ["10.77.1.40"],
+        "security_groups": ["44444444-0000-4000-8000-000000000001"],
+        "interface": "vfbtap-d",
+        "host_side": true,
+        "host": "hv1",
+    });
+    let d = cli(&["resource", "port", "create", &d.to_string()]);
+    let port_d = d["port"]["id"].as_str().unwrap().to_string();
+    let added = now();
+    let reloaded = wait_for(
+        &said[0],
+        "inventory reloaded",
+        Duration::from_secs(5),
+        &mut logs[0],
+    );
+    assert!(
+        reloaded - added < 1.5,
+        "hv1 reloaded {:.2} s after",
+        reloaded - added
+    );
+    assert!(
+        now() < w1 + WINDOW,
+        "window 1 ended before port D was added"
+    );
+
+    // Window 2: D pings B.
+    sleep_until(w1 + WINDOW + 1.0);
+    bed.exec(
+        "33333333-0000-4000-8000-00000000000d",
+        &["ping", "-c", "3", "-i", "0.2", "10.77.2.20"],
+    );
+    // The flow log deleted: from window 3 on, no agent writes its records.
+    cli(&["flow-log", "delete", &flow_log]);
+    for (rx, log) in said.iter().zip(&mut logs) {
+        wait_for(rx, "inventory reloaded", Duration::from_secs(5), log);
+    }
+    assert!(
+        now() < w1 + 2.0 * WINDOW,
+        "window 2 ended before the flow log was deleted"
+    );
+
+    // Window 3: traffic, then every agent stopped: their partial windows
+    // (no flow log, so no records) and window 2's reach the server.
+    sleep_until(w1 + 2.0 * WINDOW + 1.0);
+    bed.exec(A, &["ping", "-c", "4", "-i", "0.2", "10.77.2.20"]);
+    for (mut agent, (rx, log)) in agents.into_iter().zip(said.iter().zip(&mut logs)) {
+        ok(Command::new("kill").args(["-TERM", &agent.id().to_string()]));
+        assert!(agent.wait().unwrap().success());
+        while let Ok((_, line)) = rx.recv_timeout(Duration::from_millis(200)) {
+            log.push(line);
+        }
+    }
+    for host in hosts {
+        let left =
+            vpcflow_store::shipped::spooled(&dir.path().join(format!("spool-{host}"))).unwrap();
+        assert!(left.is_empty(), "{host} kept {left:?}: {logs:#?}");
+    }
+
+    // The server's store: (window, port, direction) -> ICMP packets, bytes.
+    let rows = ok(vpcflow()
+        .args(["query", "--format", "json", "--store"])
+        .arg(data.join("store")));
+    let mut icmp = std::collections::BTreeMap::new();
+    for r in rows
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+    {
+        let start = r["start"].as_f64().unwrap();
+        if r["protocol"] == 1 {
+            let key = (
+                ((start - w1) / WINDOW) as u64 + 1,
+                r["interface_id"].as_str().unwrap().to_string(),
+                r["direction"].as_str().unwrap().to_string(),
+            );
+            let e = icmp.entry(key).or_insert((0, 0));
+            e.0 += r["packets"].as_u64().unwrap();
+            e.1 += r["bytes"].as_u64().unwrap();
+        }
+    }
+    let mut want = std::collections::BTreeMap::new();
+    for port in [A, B, C] {
+        for dir in ["ingress", "egress"] {
+            want.insert((1, port.to_string(), dir.to_string()), (8, 8 * 84));
+        }
+    }
+    for dir in ["ingress", "egress"] {
+        want.insert((2, port_d.clone(), dir.to_string()), (3, 3 * 84));
+        want.insert((2, B.to_string(), dir.to_string()), (3, 3 * 84));
+    }
+    assert_eq!(icmp, want, "{logs:#?}");
+    let w3: Vec<&str> = rows
+        .lines()
+        .filter(|l| l.contains(&format!("\"start\":{}", (w1 + 2.0 * WINDOW) as u64)))
+        .collect();
+    assert!(
+        w3.is_empty(),
+        "records of window 3, after the flow log was deleted: {w3:#?}\n{logs:#?}"
+    );
+
+    // The server lists the three agents, each with its windows.
+    let listed = ok(bed.in_host("python3").args([
+        "-c",
+        "import sys,urllib.request as u;r=u.Request(sys.argv[1]+'/v1/agents',headers={'X-Auth-Token':sys.argv[2]});print(u.urlopen(r).read().decode())",
+        &api,
+        &project_token,
+    ]));
+    let listed: Value = serde_json::from_str(&listed).unwrap();
+    let agents = listed["agents"].as_array().unwrap();
+    assert_eq!(
+        agents
+            .iter()
+            .map(|a| a["host"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        hosts,
+        "{listed}"
+    );
+    for a in agents {
+        assert!(a["windows_received"].as_u64().unwrap() >= 2, "{a}");
+        assert_eq!(a["lost_windows"], 0, "{a}");
+    }
+    drop(server);
 }

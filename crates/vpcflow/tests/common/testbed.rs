@@ -45,6 +45,15 @@ impl Testbed {
         c.args(["netns", "exec", &format!("{}-host", self.0), program]);
         c
     }
+    /// `program` run in the namespace of `what`: a port id, `host` (the
+    /// router's host side) or `host:NAME` (a fleet host's).
+    pub fn in_namespace(&self, what: &str, program: &str) -> Command {
+        let ns = vpcflow_tools::testbed::namespace(&self.0, &self.1, what)
+            .unwrap_or_else(|e| panic!("testbed {}: {e:#}", self.0));
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &ns, program]);
+        c
+    }
     /// A host-side veth's kernel counter (`rx_bytes`, `tx_packets`, ...).
     pub fn counter(&self, interface: &str, name: &str) -> u64 {
         ok(self
@@ -95,9 +104,7 @@ impl Testbed {
     /// Runs `args` in port `port`'s namespace (`host`: the host side),
     /// which must succeed; its stdout.
     pub fn exec(&self, port: &str, args: &[&str]) -> String {
-        let ns = vpcflow_tools::testbed::namespace(&self.0, &self.1, port)
-            .unwrap_or_else(|e| panic!("testbed {}: {e:#}", self.0));
-        ok(Command::new("ip").args(["netns", "exec", &ns]).args(args))
+        ok(self.in_namespace(port, args[0]).args(&args[1..]))
     }
 }
 
