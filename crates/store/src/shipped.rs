@@ -20,7 +20,7 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use bytes::Bytes;
+pub use bytes::Bytes;
 use datafusion::arrow::array::{Array, RecordBatch, StringArray};
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 

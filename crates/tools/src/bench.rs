@@ -60,6 +60,20 @@ enum BenchCommand {
     },
     /// Load a running `vpcflow serve`: flow-log creates and lists.
     Api(crate::bench_api::ApiBenchArgs),
+    /// Write a fleet's model: hosts, ports bound to them, a VPC flow log.
+    FleetInventory {
+        /// The inventory (TOML, created).
+        #[arg(long)]
+        out: PathBuf,
+        /// Hosts.
+        #[arg(long, default_value_t = 1_000)]
+        hosts: u32,
+        /// Ports on each host.
+        #[arg(long, default_value_t = 10)]
+        ports_per_host: u32,
+    },
+    /// Load a running `vpcflow serve` with a fleet's agents' windows.
+    Fleet(crate::bench_fleet::FleetBenchArgs),
     /// Write a stream of IPFIX messages (vpcflow's encoder) to a file.
     IpfixStream {
         /// The stream file (created).
@@ -133,6 +147,12 @@ pub fn run(args: BenchArgs) -> Result<()> {
             Ok(())
         }
         BenchCommand::Api(args) => crate::bench_api::run(args),
+        BenchCommand::FleetInventory {
+            out,
+            hosts,
+            ports_per_host,
+        } => crate::bench_fleet::write_inventory(&out, hosts, ports_per_host),
+        BenchCommand::Fleet(args) => crate::bench_fleet::run(args),
         BenchCommand::IpfixStream { out, flows } => crate::bench_export::write_stream(&out, flows),
         BenchCommand::Replay { stream, to, rate } => crate::bench_export::replay(&stream, to, rate),
         BenchCommand::Store {
