@@ -271,20 +271,21 @@ pub(crate) async fn receive(
     let (summary, records) = split_body(&body)
         .ok_or_else(|| bad("body: not a window (summary length, summary, records)".into()))?;
     let (summary, records) = (summary.to_vec(), records.to_vec());
-    let model = Arc::new(state.db().host_inventory(&host).await?.inventory);
+    let live = state.db().host_inventory(&host).await?;
     let data = state.data();
     let (group, topic, name) = (
         p.log_group_id.clone(),
         p.log_topic_id.clone(),
         p.name.clone(),
     );
-    let inventory = model.clone();
+    let checked = Arc::clone(&live);
     let pending = tokio::task::spawn_blocking(move || {
-        data.check_window(&inventory, &group, &topic, &name, records, &summary)
+        data.check_window(&checked.inventory, &group, &topic, &name, records, &summary)
     })
     .await
     .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "VPC.3000", e.to_string()))??;
     // Only its own ports, in a log topic of its host's projects.
+    let model = &live.inventory;
     let own: std::collections::HashSet<&str> = model
         .ports
         .iter()
@@ -313,24 +314,38 @@ pub(crate) async fn receive(
         )));
     }
     let records = pending.info().records;
-    let db = state.db();
-    let duplicate = match db
-        .begin_window(&host, &p.log_group_id, &p.log_topic_id, &p.name, records)
-        .await?
-    {
-        crate::db::WindowState::Done => true,
-        crate::db::WindowState::New => {
-            let h = host.clone();
-            tokio::task::spawn_blocking(move || pending.write(&h))
-                .await
-                .map_err(|e| {
-                    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "VPC.3000", e.to_string())
-                })??;
-            db.finish_window(&host, &p.log_group_id, &p.log_topic_id, &p.name)
-                .await?;
-            false
-        }
+    // Carried to its end on a task of its own, so an agent that hangs up
+    // (killed, timed out) cannot cut the ledger's transaction or the
+    // write off half way: the window is written and noted done, or not
+    // written at all, and its retry is answered accordingly.
+    let (group, topic, name) = (
+        p.log_group_id.clone(),
+        p.log_topic_id.clone(),
+        p.name.clone(),
+    );
+    let taken = state.clone();
+    let internal = |e: tokio::task::JoinError| {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "VPC.3000", e.to_string())
     };
+    let duplicate = tokio::spawn(async move {
+        let db = taken.db();
+        match db
+            .begin_window(&host, &group, &topic, &name, records)
+            .await?
+        {
+            crate::db::WindowState::Done => Ok::<bool, ApiError>(true),
+            crate::db::WindowState::New => {
+                let h = host.clone();
+                tokio::task::spawn_blocking(move || pending.write(&h))
+                    .await
+                    .map_err(internal)??;
+                db.finish_window(&host, &group, &topic, &name).await?;
+                Ok(false)
+            }
+        }
+    })
+    .await
+    .map_err(internal)??;
     Ok(Json(json!({
         "window": p.name,
         "records": records,

@@ -300,6 +300,27 @@ pub struct ControlDb {
     /// and the database's as [`ControlDb::refresh_generation`] reads it),
     /// watched by the agents' long polls.
     generation: tokio::sync::watch::Sender<u64>,
+    /// The models read at the newest generation, so that a fleet's
+    /// agents (each window they post is checked against its host's
+    /// model, and every agent fetches its model after a change) do not
+    /// read and check every project's model again each time.
+    models: std::sync::Mutex<ModelCache>,
+}
+
+/// A project's id, its model as an inventory document, and what is wrong
+/// with it if it does not check on its own.
+type ProjectModel = (String, Value, Option<String>);
+
+/// The projects' models and their combinations, read at one generation.
+#[derive(Debug, Default)]
+struct ModelCache {
+    generation: Option<u64>,
+    /// Every project's document, and what is wrong with it if it does not
+    /// check on its own.
+    projects: Option<Arc<[ProjectModel]>>,
+    /// Combined inventories by the projects they hold: hosts whose ports
+    /// are in the same projects share one.
+    combined: HashMap<Vec<String>, Arc<LiveInventory>>,
 }
 
 impl ControlDb {
@@ -344,6 +365,7 @@ impl ControlDb {
             dialect,
             writes: Arc::new(tokio::sync::Mutex::new(())),
             generation: tokio::sync::watch::channel(0).0,
+            models: std::sync::Mutex::default(),
         };
         // Under the write lock, so servers starting together on one
         // PostgreSQL database do not race to create the same tables.
@@ -432,7 +454,7 @@ impl ControlDb {
     /// addresses. A project whose model does not check is left out and
     /// named in [`LiveInventory::skipped`], so it never stops the others'
     /// capture.
-    pub async fn live_inventory(&self) -> Result<LiveInventory, ControlError> {
+    pub async fn live_inventory(&self) -> Result<Arc<LiveInventory>, ControlError> {
         self.combined_inventory(|_| true).await
     }
 
@@ -441,32 +463,97 @@ impl ControlDb {
     /// combines them (their other ports stay in, for the rules that name
     /// their groups; the agent monitors only its own, see
     /// [`Inventory::local_host`]). An agent sees no other project.
-    pub async fn host_inventory(&self, host: &str) -> Result<LiveInventory, ControlError> {
+    pub async fn host_inventory(&self, host: &str) -> Result<Arc<LiveInventory>, ControlError> {
         self.combined_inventory(|doc| binds_a_port_to(doc, host))
             .await
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, ModelCache> {
+        self.models.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Every project's document at generation `generation` (read once per
+    /// generation), with what is wrong with each that does not check.
+    async fn project_models(&self, generation: u64) -> Result<Arc<[ProjectModel]>, ControlError> {
+        {
+            let cache = self.cache();
+            if cache.generation == Some(generation)
+                && let Some(p) = &cache.projects
+            {
+                return Ok(Arc::clone(p));
+            }
+        }
+        let mut conn = self.pool.acquire().await?;
+        let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM projects ORDER BY id")
+            .fetch_all(&mut *conn)
+            .await?;
+        let mut projects = Vec::with_capacity(ids.len());
+        for p in ids {
+            let doc = project_document(&mut conn, &p).await?;
+            let error = Inventory::from_json(&format!("project {p}"), &doc)
+                .err()
+                .map(inventory_message);
+            projects.push((p, doc, error));
+        }
+        drop(conn);
+        let projects: Arc<[ProjectModel]> = projects.into();
+        let mut cache = self.cache();
+        // Read at `generation` or later: newer than what the cache holds,
+        // or the same. A write meanwhile has bumped the generation, so the
+        // next caller reads again.
+        if cache.generation.is_none_or(|g| g <= generation) {
+            if cache.generation != Some(generation) {
+                cache.combined.clear();
+            }
+            cache.generation = Some(generation);
+            cache.projects = Some(Arc::clone(&projects));
+        }
+        Ok(projects)
     }
 
     async fn combined_inventory(
         &self,
         wanted: impl Fn(&Value) -> bool,
-    ) -> Result<LiveInventory, ControlError> {
-        let mut conn = self.pool.acquire().await?;
-        let projects: Vec<String> = sqlx::query_scalar("SELECT id FROM projects ORDER BY id")
-            .fetch_all(&mut *conn)
-            .await?;
-        let mut documents = Vec::new();
+    ) -> Result<Arc<LiveInventory>, ControlError> {
+        let generation = self.generation();
+        let projects = self.project_models(generation).await?;
         let mut skipped = Vec::new();
-        for p in &projects {
-            let doc = project_document(&mut conn, p).await?;
-            if !wanted(&doc) {
+        let mut documents = Vec::new();
+        for (p, doc, error) in projects.iter() {
+            if !wanted(doc) {
                 continue;
             }
-            match Inventory::from_json(&format!("project {p}"), &doc) {
-                Ok(_) => documents.push((p.clone(), doc)),
-                Err(e) => skipped.push((p.clone(), inventory_message(e))),
+            match error {
+                None => documents.push((p.clone(), doc.clone())),
+                Some(e) => skipped.push((p.clone(), e.clone())),
             }
         }
-        drop(conn);
+        let key: Vec<String> = documents.iter().map(|(p, _)| p.clone()).collect();
+        {
+            let cache = self.cache();
+            if cache.generation == Some(generation)
+                && let Some(live) = cache.combined.get(&key)
+            {
+                return Ok(Arc::clone(live));
+            }
+        }
+        let live = Arc::new(combine(documents, skipped)?);
+        let mut cache = self.cache();
+        if cache.generation == Some(generation) {
+            cache.combined.insert(key, Arc::clone(&live));
+        }
+        Ok(live)
+    }
+}
+
+/// Projects' documents (each checks on its own) as one inventory; a
+/// project that breaks the others (an id two of them use) is left out and
+/// added to `skipped`.
+fn combine(
+    documents: Vec<(String, Value)>,
+    mut skipped: Vec<(String, String)>,
+) -> Result<LiveInventory, ControlError> {
+    {
         let combined = |docs: &[(String, Value)]| {
             let mut all = Map::new();
             for (_, doc) in docs {
@@ -513,7 +600,9 @@ impl ControlDb {
             skipped,
         })
     }
+}
 
+impl ControlDb {
     /// Creates a token for `project` (creating the project if it is new)
     /// and returns it; only its hash is stored.
     pub async fn create_token(&self, project: &str) -> Result<String, ControlError> {
@@ -1747,8 +1836,18 @@ mod tests {
                 .await
                 .unwrap();
         }
+        // Counted as a change, as every write through the API is (the
+        // models are read once per change).
+        let again = db.live_inventory().await.unwrap();
+        assert!(Arc::ptr_eq(&again, &db.live_inventory().await.unwrap()));
+        sqlx::query("UPDATE changes SET generation = generation + 1 WHERE id = 1")
+            .execute(&mut *conn)
+            .await
+            .unwrap();
         drop(conn);
+        db.refresh_generation().await.unwrap();
         let live = db.live_inventory().await.unwrap();
+        assert!(!Arc::ptr_eq(&again, &live));
         assert_eq!(live.skipped.len(), 1, "{:?}", live.skipped);
         assert_eq!(live.skipped[0].0, c);
         assert!(
@@ -1855,7 +1954,7 @@ mod tests {
             b.get_flow_log(PROJECT, disabled).await.unwrap().status,
             "DOWN"
         );
-        let inventory = b.live_inventory().await.unwrap().inventory;
+        let inventory = b.live_inventory().await.unwrap().inventory.clone();
         assert_eq!(inventory.flow_logs.len(), 10);
         assert!(
             inventory

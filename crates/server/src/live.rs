@@ -48,7 +48,7 @@ impl InventorySource for DatabaseInventory {
                 "vpcflow: warning: live capture leaves out project {project} until its model is fixed: {why}"
             );
         }
-        Ok(live.inventory)
+        Ok(live.inventory.clone())
     }
     fn changed(&mut self) -> bool {
         self.db.generation() != self.seen

@@ -267,9 +267,12 @@ pub fn spooled(root: &std::path::Path) -> Result<Vec<Spooled>, StoreError> {
 }
 
 impl Spooled {
-    /// Removes it (summary, then records), once the server has it.
+    /// Removes it once the server has it: records, then summary, so that
+    /// a crash in between leaves a summary without records, which no
+    /// listing sees (and [`Store::open`] removes), never records without
+    /// their summary, which could not be sent.
     pub fn remove(&self) -> Result<(), StoreError> {
-        for p in [&self.summary, &self.path] {
+        for p in [&self.path, &self.summary] {
             match std::fs::remove_file(p) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

@@ -483,9 +483,24 @@ mod from_server {
             let depth = waiting.len() as u64;
             for (i, w) in waiting.iter().enumerate() {
                 let read = std::fs::read(&w.summary).and_then(|s| Ok((s, std::fs::read(&w.path)?)));
-                let Ok((summary, records)) = read else {
-                    // Written meanwhile or removed: the next pass sees it whole.
-                    return false;
+                let (summary, records) = match read {
+                    Ok(r) => r,
+                    // Records without their summary: only an agent of
+                    // before removing records first leaves them, cut off
+                    // between the two removals of a window the server had.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound && w.path.exists() => {
+                        eprintln!(
+                            "vpcflow: window {} lost its summary after it was sent; removed",
+                            w.name
+                        );
+                        if let Err(e) = w.remove() {
+                            eprintln!("vpcflow: warning: {e}");
+                            return false;
+                        }
+                        continue;
+                    }
+                    // Removed meanwhile: the next pass sees the spool anew.
+                    Err(_) => return false,
                 };
                 let shipped = self.client.ship(
                     &w.group,
@@ -514,11 +529,12 @@ mod from_server {
                             w.topic,
                             aside.display()
                         );
+                        // Records first, as a removal goes.
                         let moved = std::fs::create_dir_all(&aside)
+                            .and_then(|()| std::fs::rename(&w.path, aside.join(&w.name)))
                             .and_then(|()| {
                                 std::fs::rename(&w.summary, aside.join(format!("_{}", w.name)))
-                            })
-                            .and_then(|()| std::fs::rename(&w.path, aside.join(&w.name)));
+                            });
                         if let Err(e) = moved {
                             eprintln!("vpcflow: warning: {e}");
                             return false;
