@@ -518,17 +518,17 @@ impl ControlDb {
         let generation = self.generation();
         let projects = self.project_models(generation).await?;
         let mut skipped = Vec::new();
-        let mut documents = Vec::new();
-        for (p, doc, error) in projects.iter() {
+        let mut chosen = Vec::new();
+        for (i, (p, doc, error)) in projects.iter().enumerate() {
             if !wanted(doc) {
                 continue;
             }
             match error {
-                None => documents.push((p.clone(), doc.clone())),
+                None => chosen.push(i),
                 Some(e) => skipped.push((p.clone(), e.clone())),
             }
         }
-        let key: Vec<String> = documents.iter().map(|(p, _)| p.clone()).collect();
+        let key: Vec<String> = chosen.iter().map(|&i| projects[i].0.clone()).collect();
         {
             let cache = self.cache();
             if cache.generation == Some(generation)
@@ -537,6 +537,10 @@ impl ControlDb {
                 return Ok(Arc::clone(live));
             }
         }
+        let documents = chosen
+            .iter()
+            .map(|&i| (projects[i].0.clone(), projects[i].1.clone()))
+            .collect();
         let live = Arc::new(combine(documents, skipped)?);
         let mut cache = self.cache();
         if cache.generation == Some(generation) {

@@ -5,9 +5,10 @@
 //! hv-a's port (A) has records, though B saw the same traffic; a port
 //! bound to hv-a through the API is picked up without a restart (the agent
 //! reloads within a second of the write); the server killed before the
-//! window closes leaves the window in the agent's spool, and once it is
-//! back the spool empties into its store with every window once (the
-//! pings counted exactly), the partial window of the agent's stop too.
+//! window closes and kept down for three windows of traffic leaves them in
+//! the agent's spool, and once it is back the spool empties into its store
+//! with every window once (each window's pings counted exactly), the
+//! partial window of the agent's stop too.
 //!
 //! And a fleet of three: the testbed's ports on three hosts (namespaces),
 //! an agent on each reaching the server over the management network, a
@@ -182,25 +183,32 @@ fn an_agent_captures_its_hosts_ports_under_the_servers_model() {
         reloaded - changed
     );
 
-    // The server goes down before the window closes: the window waits in
-    // the agent's spool.
+    // The server goes down before the window closes, for three windows
+    // of traffic: they wait in the agent's spool.
     let mut killed = server.take();
     killed.kill().unwrap();
     killed.wait().unwrap();
-    let window_end = (traffic_start / 60.0).floor() * 60.0 + 60.0;
+    let first = (traffic_start / 60.0).floor() * 60.0;
+    for w in 1..3 {
+        while now() < first + 60.0 * w as f64 + 1.0 {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        bed.exec(A, &["ping", "-c", "4", "-i", "0.2", "10.77.2.20"]);
+    }
     let mut written = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs_f64(window_end - now() + 15.0);
-    while written.is_empty() && Instant::now() < deadline {
+    let deadline = Instant::now() + Duration::from_secs_f64(first + 180.0 - now() + 15.0);
+    while written.len() < 3 && Instant::now() < deadline {
         if let Ok((_, line)) = files.recv_timeout(Duration::from_millis(200)) {
             written.push(line);
         }
     }
-    assert!(!written.is_empty(), "no window was written: {agent_log:#?}");
+    assert_eq!(written.len(), 3, "{written:#?}\n{agent_log:#?}");
     std::thread::sleep(Duration::from_secs(2));
     let waiting = vpcflow_store::shipped::spooled(&store).unwrap();
-    assert!(
-        !waiting.is_empty(),
-        "the window left the spool with the server down"
+    assert_eq!(
+        waiting.len(),
+        3,
+        "the windows left the spool with the server down: {waiting:#?}"
     );
     // Back: the spool empties into the server's store, each window once.
     let _server = start_server();
@@ -240,12 +248,21 @@ fn an_agent_captures_its_hosts_ports_under_the_servers_model() {
         [A].into_iter().collect(),
         "only hv-a's port: {records:#?}"
     );
-    let pings: u64 = records
+    let mut pings = std::collections::BTreeMap::new();
+    for r in records
         .iter()
         .filter(|r| r["interface_id"] == A && r["protocol"] == 1 && r["direction"] == "egress")
-        .map(|r| r["packets"].as_u64().unwrap())
-        .sum();
-    assert_eq!(pings, 4, "{records:#?}");
+    {
+        *pings.entry(r["start"].as_u64().unwrap()).or_insert(0) += r["packets"].as_u64().unwrap();
+    }
+    let first = first as u64;
+    assert_eq!(
+        pings,
+        [(first, 4), (first + 60, 4), (first + 120, 4)]
+            .into_iter()
+            .collect(),
+        "{records:#?}"
+    );
     assert!(
         !records.iter().any(|r| r["interface_id"] == B),
         "B is hv-b's: {records:#?}"
