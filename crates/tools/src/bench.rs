@@ -269,14 +269,89 @@ fn make_capture(
 
 /// Generated traffic of 2,000 ports talking to a pool of 50,000 remote
 /// addresses, written window by window through the real writer.
+/// A flow record of `port` (whose address is `local`) in the window of
+/// `seconds` from `start`, drawn from the random `r`: a client's ephemeral
+/// port towards a service, either way, TCP or UDP; with `rules` rules in
+/// the topology, one decided it and another it passed.
+pub(crate) fn random_record(
+    r: u64,
+    port: u32,
+    local: std::net::IpAddr,
+    start: u64,
+    seconds: u64,
+    rules: u64,
+) -> vpcflow_core::record::FlowRecord {
+    use std::net::{IpAddr, Ipv4Addr};
+    use vpcflow_core::flow::FiveTuple;
+    use vpcflow_core::record::{FlowFields, FlowRecord, RecordBody, TcpFlag};
+    use vpcflow_core::{Action, Direction, RuleRef};
+    use vpcflow_wire::IpProtocol;
+
+    let remote = IpAddr::V4(Ipv4Addr::from(0xc633_6400 + ((r >> 11) % 50_000) as u32));
+    let egress = r & (1 << 40) != 0;
+    let (src, dst) = if egress {
+        (local, remote)
+    } else {
+        (remote, local)
+    };
+    let proto = if r & (1 << 41) != 0 {
+        IpProtocol::UDP
+    } else {
+        IpProtocol::TCP
+    };
+    let service = [22u16, 53, 80, 443, 3306, 5432][((r >> 42) % 6) as usize];
+    let ephemeral = 32_768 + ((r >> 20) % 28_000) as u16;
+    let packets = 1 + (r >> 50) % 200;
+    let (rule, passed) = if rules == 0 {
+        (RuleRef::NONE, RuleRef::NONE)
+    } else {
+        (
+            RuleRef(1 + ((r >> 8) % rules) as u16),
+            RuleRef(((r >> 16) % (rules + 1)) as u16),
+        )
+    };
+    FlowRecord {
+        flow_log: 0,
+        port,
+        start,
+        end: start + seconds,
+        body: RecordBody::Flow(FlowFields {
+            tuple: FiveTuple {
+                src,
+                dst,
+                // Clients use ephemeral ports towards services, in both directions.
+                src_port: ephemeral,
+                dst_port: service,
+                protocol: proto,
+                infrastructure: false,
+            },
+            packets,
+            bytes: packets * (40 + (r >> 30) % 1400),
+            action: if r.is_multiple_of(17) {
+                Action::Reject
+            } else {
+                Action::Accept
+            },
+            direction: if egress {
+                Direction::Egress
+            } else {
+                Direction::Ingress
+            },
+            tcp_flag: (proto == IpProtocol::TCP).then_some(TcpFlag::Established),
+            rule,
+            passed,
+            sampling_rate: 1,
+            tcp_flags: 0,
+        }),
+    }
+}
+
 fn bench_store(dir: &std::path::Path, records: u64, per_window: u64) -> Result<()> {
     use std::net::{IpAddr, Ipv4Addr};
     use vpcflow_core::aggregate::ClosedWindow;
-    use vpcflow_core::flow::FiveTuple;
-    use vpcflow_core::record::{FlowFields, FlowRecord, RecordBody, TcpFlag};
+    use vpcflow_core::record::FlowRecord;
     use vpcflow_core::topology::{FlowLogInfo, PortInfo};
-    use vpcflow_core::{Action, Direction, RuleRef, Topology, TrafficType};
-    use vpcflow_wire::IpProtocol;
+    use vpcflow_core::{Topology, TrafficType};
 
     let mut topology = Topology {
         region: "ab-cdef-3".into(),
@@ -326,57 +401,8 @@ fn bench_store(dir: &std::path::Path, records: u64, per_window: u64) -> Result<(
         for _ in 0..n {
             let r = next();
             let port = (r % 2_000) as u32;
-            let remote = IpAddr::V4(Ipv4Addr::from(0xc633_6400 + ((r >> 11) % 50_000) as u32));
             let local = topology.ports[port as usize].ips[0];
-            let egress = r & (1 << 40) != 0;
-            let (src, dst) = if egress {
-                (local, remote)
-            } else {
-                (remote, local)
-            };
-            let proto = if r & (1 << 41) != 0 {
-                IpProtocol::UDP
-            } else {
-                IpProtocol::TCP
-            };
-            let service = [22u16, 53, 80, 443, 3306, 5432][((r >> 42) % 6) as usize];
-            let ephemeral = 32_768 + ((r >> 20) % 28_000) as u16;
-            // Clients use ephemeral ports towards services, in both directions.
-            let (sp, dp) = (ephemeral, service);
-            let packets = 1 + (r >> 50) % 200;
-            recs.push(FlowRecord {
-                flow_log: 0,
-                port,
-                start,
-                end: start + 600,
-                body: RecordBody::Flow(FlowFields {
-                    tuple: FiveTuple {
-                        src,
-                        dst,
-                        src_port: sp,
-                        dst_port: dp,
-                        protocol: proto,
-                        infrastructure: false,
-                    },
-                    packets,
-                    bytes: packets * (40 + (r >> 30) % 1400),
-                    action: if r.is_multiple_of(17) {
-                        Action::Reject
-                    } else {
-                        Action::Accept
-                    },
-                    direction: if egress {
-                        Direction::Egress
-                    } else {
-                        Direction::Ingress
-                    },
-                    tcp_flag: (proto == IpProtocol::TCP).then_some(TcpFlag::Established),
-                    rule: RuleRef(1 + ((r >> 8) % rule_count) as u16),
-                    passed: RuleRef(((r >> 16) % (rule_count + 1)) as u16),
-                    sampling_rate: 1,
-                    tcp_flags: 0,
-                }),
-            });
+            recs.push(random_record(r, port, local, start, 600, rule_count));
         }
         // A closed window lists its records port by port (interface-id order).
         recs.sort_by_key(|r| r.port);

@@ -16,7 +16,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -24,12 +24,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use vpcflow_core::aggregate::ClosedWindow;
-use vpcflow_core::flow::FiveTuple;
-use vpcflow_core::record::{FlowFields, FlowRecord, RecordBody, TcpFlag};
-use vpcflow_core::{Action, Direction, Inventory, RuleRef, Topology};
-use vpcflow_wire::IpProtocol;
+use vpcflow_core::record::FlowRecord;
+use vpcflow_core::{Inventory, Topology};
 
-use crate::bench::xorshift;
+use crate::bench::{random_record, xorshift};
 
 /// The fleet's project.
 const PROJECT: &str = "f1ee7000000000000000000000000001";
@@ -152,44 +150,7 @@ fn records(
     for &port in ports {
         let local = topology.ports[port as usize].ips[0];
         for _ in 0..flows {
-            let r = next();
-            let remote = IpAddr::V4(Ipv4Addr::from(0xc633_6400 + ((r >> 11) % 50_000) as u32));
-            let egress = r & (1 << 40) != 0;
-            let (src, dst) = if egress {
-                (local, remote)
-            } else {
-                (remote, local)
-            };
-            let packets = 1 + (r >> 50) % 200;
-            out.push(FlowRecord {
-                flow_log: 0,
-                port,
-                start,
-                end: start + 600,
-                body: RecordBody::Flow(FlowFields {
-                    tuple: FiveTuple {
-                        src,
-                        dst,
-                        src_port: 32_768 + ((r >> 20) % 28_000) as u16,
-                        dst_port: [22u16, 53, 80, 443, 5432][((r >> 42) % 5) as usize],
-                        protocol: IpProtocol::TCP,
-                        infrastructure: false,
-                    },
-                    packets,
-                    bytes: packets * (40 + (r >> 30) % 1400),
-                    action: Action::Accept,
-                    direction: if egress {
-                        Direction::Egress
-                    } else {
-                        Direction::Ingress
-                    },
-                    tcp_flag: Some(TcpFlag::Established),
-                    rule: RuleRef::NONE,
-                    passed: RuleRef::NONE,
-                    sampling_rate: 1,
-                    tcp_flags: 0,
-                }),
-            });
+            out.push(random_record(next(), port, local, start, 600, 0));
         }
     }
     out

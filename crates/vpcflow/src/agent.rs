@@ -133,6 +133,7 @@ impl CaptureOptions {
 }
 
 /// A size in bytes: a number, with `KiB`, `MiB` or `GiB` after it or not.
+#[cfg(feature = "server")]
 fn parse_size(text: &str) -> Result<u64, String> {
     let t = text.trim();
     let (digits, shift) = [("KiB", 10), ("MiB", 20), ("GiB", 30), ("B", 0)]
@@ -584,7 +585,7 @@ mod from_server {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "server"))]
 mod tests {
     use super::parse_size;
 

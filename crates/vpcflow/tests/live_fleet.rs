@@ -21,7 +21,7 @@
 //! it did not run; `scripts/test.sh` (and CI, as root) runs it.
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 mod common;
-use common::testbed::{Testbed, inventory, now, ok};
+use common::testbed::{Testbed, inventory, now, ok, sleep_until};
 use common::vpcflow;
 
 const PROJECT: &str = "0c0ffee0000000000000000000000001";
@@ -46,6 +46,43 @@ fn lines_of(pipe: impl std::io::Read + Send + 'static) -> mpsc::Receiver<(f64, S
         }
     });
     rx
+}
+
+/// `vpcflow serve` of `config` in the testbed's router namespace on
+/// `listen`, once it serves.
+fn serve(bed: &Testbed, listen: &str, config: &Path, data: &Path) -> common::Running {
+    let mut server = common::Running(Some(
+        bed.in_host(env!("CARGO_BIN_EXE_vpcflow"))
+            .args(["serve", "--listen", listen, "--config"])
+            .arg(config)
+            .arg("--data")
+            .arg(data)
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    ));
+    let served = lines_of(server.child().stderr.take().unwrap());
+    let mut log = Vec::new();
+    wait_for(
+        &served,
+        "serving the API on",
+        Duration::from_secs(20),
+        &mut log,
+    );
+    std::thread::spawn(move || for _ in served {});
+    server
+}
+
+/// A token made with `vpcflow token create ARGS` on the data directory.
+fn token_in(data: &Path, args: &[&str]) -> String {
+    ok(vpcflow()
+        .args(["token", "create"])
+        .args(args)
+        .arg("--data")
+        .arg(data))
+    .trim()
+    .to_string()
 }
 
 /// Waits for a line containing `what`; every line seen goes to `log`.
@@ -85,39 +122,9 @@ fn an_agent_captures_its_hosts_ports_under_the_servers_model() {
     // that namespace's loopback), on a fixed port so that it can come back
     // where the agent looks for it.
     let addr = "127.0.0.1:39696".to_string();
-    let start_server = || {
-        let mut server = common::Running(Some(
-            in_host(env!("CARGO_BIN_EXE_vpcflow"))
-                .args(["serve", "--listen", &addr, "--config"])
-                .arg(inventory())
-                .arg("--data")
-                .arg(&data)
-                .stderr(Stdio::piped())
-                .stdout(Stdio::null())
-                .spawn()
-                .unwrap(),
-        ));
-        let served = lines_of(server.child().stderr.take().unwrap());
-        let mut log = Vec::new();
-        wait_for(
-            &served,
-            "serving the API on",
-            Duration::from_secs(20),
-            &mut log,
-        );
-        std::thread::spawn(move || for _ in served {});
-        server
-    };
+    let start_server = || serve(&bed, &addr, &inventory(), &data);
     let mut server = start_server();
-    let token = |args: &[&str]| {
-        ok(vpcflow()
-            .args(["token", "create"])
-            .args(args)
-            .arg("--data")
-            .arg(&data))
-        .trim()
-        .to_string()
-    };
+    let token = |args: &[&str]| token_in(&data, args);
     let project_token = token(&["--project", PROJECT]);
     let agent_token = token(&["--agent", "hv-a"]);
     // The API listens in the host namespace: bind ports from there, with
@@ -287,14 +294,6 @@ fn into_window(window: f64) -> f64 {
     now() % window
 }
 
-/// Sleeps until `at` (Unix seconds).
-fn sleep_until(at: f64) {
-    let d = at - now();
-    if d > 0.0 {
-        std::thread::sleep(Duration::from_secs_f64(d));
-    }
-}
-
 #[test]
 #[ignore = "needs root, network namespaces and ping: scripts/test.sh runs it as root"]
 fn a_fleet_of_three_agents_reports_every_port_to_one_server() {
@@ -311,37 +310,8 @@ fn a_fleet_of_three_agents_reports_every_port_to_one_server() {
     let data = dir.path().join("data");
     let api = format!("http://{}:39697", vpcflow_tools::testbed::SERVER_ADDRESS);
     // The server in the router's namespace, on the management network.
-    let mut server = common::Running(Some(
-        bed.in_host(env!("CARGO_BIN_EXE_vpcflow"))
-            .args(["serve", "--listen"])
-            .arg(api.trim_start_matches("http://"))
-            .arg("--config")
-            .arg(&fleet)
-            .arg("--data")
-            .arg(&data)
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    ));
-    let served = lines_of(server.child().stderr.take().unwrap());
-    let mut server_log = Vec::new();
-    wait_for(
-        &served,
-        "serving the API on",
-        Duration::from_secs(20),
-        &mut server_log,
-    );
-    std::thread::spawn(move || for _ in served {});
-    let token = |args: &[&str]| {
-        ok(vpcflow()
-            .args(["token", "create"])
-            .args(args)
-            .arg("--data")
-            .arg(&data))
-        .trim()
-        .to_string()
-    };
+    let server = serve(&bed, api.trim_start_matches("http://"), &fleet, &data);
+    let token = |args: &[&str]| token_in(&data, args);
     let project_token = token(&["--project", PROJECT]);
     // The CLI client, from the router's namespace.
     let cli = |args: &[&str]| -> Value {

@@ -17,21 +17,13 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 mod common;
-use common::testbed::{BOUND, Testbed, inventory, now, ok};
+use common::testbed::{BOUND, Testbed, inventory, now, ok, sleep_until};
 
 const PROJECT: &str = "0c0ffee0000000000000000000000001";
 const PORT_A: &str = "33333333-0000-4000-8000-00000000000a";
 const GROUP: &str = "66666666-0000-4000-8000-000000000001";
 /// The inventory's VPC flow log writes here.
 const INVENTORY_TOPIC: &str = "77777777-0000-4000-8000-000000000001";
-
-/// Sleeps until `t` (Unix seconds).
-fn sleep_until(t: f64) {
-    let d = t - now();
-    if d > 0.0 {
-        std::thread::sleep(Duration::from_secs_f64(d));
-    }
-}
 
 #[test]
 #[ignore = "needs root, network namespaces, nftables and python3: scripts/test.sh runs it as root"]

@@ -126,3 +126,11 @@ pub fn now() -> f64 {
         .unwrap()
         .as_secs_f64()
 }
+
+/// Sleeps until `at` (Unix seconds).
+pub fn sleep_until(at: f64) {
+    let d = at - now();
+    if d > 0.0 {
+        std::thread::sleep(Duration::from_secs_f64(d));
+    }
+}
