@@ -359,18 +359,21 @@ fn server_windows(server: &Server, token: &str, (group, topic): &(String, String
     windows_of(v["records"].as_array().unwrap())
 }
 
-/// `vpcflow agent` of hv-1 on `spool`, sending to `server`.
-fn start_agent(server: &Server, token: &str, spool: &Path, extra: &[&str]) -> std::process::Child {
-    vpcflow()
-        .args(["agent", "--capture", "af-packet", "--server"])
-        .arg(format!("http://{}", server.addr))
-        .args(["--token", token, "--host", "hv-1", "--store"])
-        .arg(spool)
-        .args(extra)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap()
+/// `vpcflow agent` of hv-1 on `spool`, sending to `server` (killed if the
+/// test fails first).
+fn start_agent(server: &Server, token: &str, spool: &Path, extra: &[&str]) -> common::Running {
+    common::Running(Some(
+        vpcflow()
+            .args(["agent", "--capture", "af-packet", "--server"])
+            .arg(format!("http://{}", server.addr))
+            .args(["--token", token, "--host", "hv-1", "--store"])
+            .arg(spool)
+            .args(extra)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    ))
 }
 
 /// Waits until no window of the demo capture's time is left in `spool`.
@@ -400,7 +403,8 @@ fn wait_for_empty_spool(spool: &Path) {
 }
 
 /// Stops an agent with SIGTERM; what it said.
-fn stop_agent(agent: std::process::Child) -> String {
+fn stop_agent(mut agent: common::Running) -> String {
+    let agent = agent.take();
     common::testbed::ok(
         std::process::Command::new("kill").args(["-TERM", &agent.id().to_string()]),
     );
@@ -505,6 +509,7 @@ fn an_agent_killed_mid_send_loses_and_doubles_nothing() {
         let deadline = Instant::now() + Duration::from_secs(30);
         while received() == seen {
             if Instant::now() > deadline {
+                let mut agent = agent.take();
                 agent.kill().unwrap();
                 let out = agent.wait_with_output().unwrap();
                 panic!(
@@ -514,8 +519,7 @@ fn an_agent_killed_mid_send_loses_and_doubles_nothing() {
             }
             std::thread::sleep(Duration::from_millis(2));
         }
-        agent.kill().unwrap();
-        agent.wait().unwrap();
+        drop(agent); // SIGKILL
         kills += 1;
     }
     let left = vpcflow_store::shipped::spooled(&spool).unwrap().len();

@@ -146,24 +146,26 @@ fn an_agent_captures_its_hosts_ports_under_the_servers_model() {
     while now() % 60.0 > 40.0 {
         std::thread::sleep(Duration::from_millis(200));
     }
-    let mut agent = in_host(env!("CARGO_BIN_EXE_vpcflow"))
-        .args([
-            "agent",
-            "--capture",
-            "af-packet",
-            "--window",
-            "60",
-            "--server",
-        ])
-        .arg(format!("http://{addr}"))
-        .args(["--token", &agent_token, "--host", "hv-a", "--store"])
-        .arg(&store)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let files = lines_of(agent.stdout.take().unwrap());
-    let said = lines_of(agent.stderr.take().unwrap());
+    let mut agent = common::Running(Some(
+        in_host(env!("CARGO_BIN_EXE_vpcflow"))
+            .args([
+                "agent",
+                "--capture",
+                "af-packet",
+                "--window",
+                "60",
+                "--server",
+            ])
+            .arg(format!("http://{addr}"))
+            .args(["--token", &agent_token, "--host", "hv-a", "--store"])
+            .arg(&store)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    ));
+    let files = lines_of(agent.child().stdout.take().unwrap());
+    let said = lines_of(agent.child().stderr.take().unwrap());
     let mut agent_log = Vec::new();
     wait_for(
         &said,
@@ -227,6 +229,7 @@ fn an_agent_captures_its_hosts_ports_under_the_servers_model() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+    let mut agent = agent.take();
     ok(Command::new("kill").args(["-TERM", &agent.id().to_string()]));
     assert!(agent.wait().unwrap().success());
     while let Ok((_, line)) = said.recv_timeout(Duration::from_millis(200)) {
@@ -359,7 +362,7 @@ fn a_fleet_of_three_agents_reports_every_port_to_one_server() {
             .spawn()
             .unwrap();
         said.push(lines_of(agent.stderr.take().unwrap()));
-        agents.push(agent);
+        agents.push(common::Running(Some(agent)));
     }
     let mut logs = vec![Vec::new(), Vec::new(), Vec::new()];
     for (rx, log) in said.iter().zip(&mut logs) {
@@ -422,6 +425,7 @@ fn a_fleet_of_three_agents_reports_every_port_to_one_server() {
     sleep_until(w1 + 2.0 * WINDOW + 1.0);
     bed.exec(A, &["ping", "-c", "4", "-i", "0.2", "10.77.2.20"]);
     for (mut agent, (rx, log)) in agents.into_iter().zip(said.iter().zip(&mut logs)) {
+        let mut agent = agent.take();
         ok(Command::new("kill").args(["-TERM", &agent.id().to_string()]));
         assert!(agent.wait().unwrap().success());
         while let Ok((_, line)) = rx.recv_timeout(Duration::from_millis(200)) {
