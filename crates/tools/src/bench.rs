@@ -269,6 +269,21 @@ fn make_capture(
 
 /// Generated traffic of 2,000 ports talking to a pool of 50,000 remote
 /// addresses, written window by window through the real writer.
+/// The 600-second window from `start` closed with `records`, listed port
+/// by port (interface-id order) as a closed window lists them.
+pub(crate) fn closed_window(
+    start: u64,
+    mut records: Vec<vpcflow_core::record::FlowRecord>,
+) -> vpcflow_core::aggregate::ClosedWindow {
+    records.sort_by_key(|r| r.port);
+    vpcflow_core::aggregate::ClosedWindow {
+        start,
+        end: start + 600,
+        records,
+        rule_hits: Vec::new(),
+    }
+}
+
 /// A flow record of `port` (whose address is `local`) in the window of
 /// `seconds` from `start`, drawn from the random `r`: a client's ephemeral
 /// port towards a service, either way, TCP or UDP; with `rules` rules in
@@ -348,7 +363,6 @@ pub(crate) fn random_record(
 
 fn bench_store(dir: &std::path::Path, records: u64, per_window: u64) -> Result<()> {
     use std::net::{IpAddr, Ipv4Addr};
-    use vpcflow_core::aggregate::ClosedWindow;
     use vpcflow_core::record::FlowRecord;
     use vpcflow_core::topology::{FlowLogInfo, PortInfo};
     use vpcflow_core::{Topology, TrafficType};
@@ -404,14 +418,7 @@ fn bench_store(dir: &std::path::Path, records: u64, per_window: u64) -> Result<(
             let local = topology.ports[port as usize].ips[0];
             recs.push(random_record(r, port, local, start, 600, rule_count));
         }
-        // A closed window lists its records port by port (interface-id order).
-        recs.sort_by_key(|r| r.port);
-        let closed = ClosedWindow {
-            start,
-            end: start + 600,
-            records: recs,
-            rule_hits: Vec::new(),
-        };
+        let closed = closed_window(start, recs);
         for f in store.write_window(&topology, &closed)? {
             as_written += std::fs::metadata(&f.path)?.len();
         }

@@ -23,11 +23,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use vpcflow_core::aggregate::ClosedWindow;
 use vpcflow_core::record::FlowRecord;
 use vpcflow_core::{Inventory, Topology};
 
-use crate::bench::{random_record, xorshift};
+use crate::bench::{closed_window, random_record, xorshift};
 
 /// The fleet's project.
 const PROJECT: &str = "f1ee7000000000000000000000000001";
@@ -179,14 +178,10 @@ fn make_windows(args: &FleetBenchArgs, hosts: &[String], now: u64) -> Result<Vec
             let ports = by_host
                 .get(host.as_str())
                 .with_context(|| format!("host {host}: no port of the model is bound to it"))?;
-            let mut recs = records(&topology, ports, start, args.flows, &mut next);
-            recs.sort_by_key(|r| r.port);
-            let closed = ClosedWindow {
+            let closed = closed_window(
                 start,
-                end: start + 600,
-                records: recs,
-                rule_hits: Vec::new(),
-            };
+                records(&topology, ports, start, args.flows, &mut next),
+            );
             for f in store.write_window(&topology, &closed)? {
                 let summary = std::fs::read(vpcflow_store::summary::summary_path(&f.path))?;
                 let parquet = std::fs::read(&f.path)?;
