@@ -19,6 +19,8 @@
 #   scripts/setup.sh bench   softflowd, bc (the pipeline benchmark), iperf3 (the live one),
 #                            valgrind (instructions per packet, bench/instructions.sh)
 #   scripts/setup.sh fuzz    python3 with venv (schemathesis, scripts/api-fuzz.sh)
+#   scripts/setup.sh clickhouse a ClickHouse server (Debian 12: 18.16; the store on
+#                            ClickHouse, scripts/clickhouse.sh)
 #   scripts/setup.sh postgres a PostgreSQL server and its client tools (the
 #                            control plane's tests on PostgreSQL, scripts/postgres.sh)
 #
@@ -30,8 +32,9 @@ case "${1:-test}" in
     test) want=(tshark:tshark ip:iproute2 nft:nftables tcpdump:tcpdump python3:python3 ping:iputils-ping softflowd:softflowd nfcapd:nfdump pmacctd:pmacct ovs-vswitchd:openvswitch-switch java:openjdk-17-jre-headless chromium:chromium chromedriver:chromium-driver) ;;
     bench) want=(softflowd:softflowd nfpcapd:nfdump argus:argus-server /usr/bin/time:time bc:bc taskset:util-linux iperf3:iperf3 tcpdump:tcpdump ip:iproute2 nft:nftables ping:iputils-ping valgrind:valgrind) ;;
     fuzz) want=(python3:python3) ;;
+    clickhouse) want=(/usr/sbin/clickhouse-server:clickhouse-server) ;;
     postgres) want=('/usr/lib/postgresql/*/bin/initdb:postgresql' pg_dump:postgresql-client runuser:util-linux) ;;
-    *) echo "usage: $0 build|test|bench|fuzz|postgres" >&2; exit 2 ;;
+    *) echo "usage: $0 build|test|bench|fuzz|postgres|clickhouse" >&2; exit 2 ;;
 esac
 missing=()
 for w in "${want[@]}"; do

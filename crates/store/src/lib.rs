@@ -22,6 +22,7 @@
 //! This is the only crate that pulls in DataFusion.
 
 mod catalog;
+pub mod clickhouse;
 mod compact;
 mod layout;
 pub mod limits;
@@ -80,6 +81,14 @@ pub enum StoreError {
     Locked {
         /// The store.
         dir: String,
+    },
+    /// A ClickHouse server refused a statement or could not be reached.
+    #[error("ClickHouse at {at}: {message}")]
+    ClickHouse {
+        /// The server (`clickhouse://HOST:PORT/DATABASE`).
+        at: String,
+        /// What it said, or why it could not be asked.
+        message: String,
     },
     /// A log group or topic that has no records in the store.
     #[error("no {kind} '{name}' in the store at {dir}")]

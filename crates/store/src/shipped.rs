@@ -47,7 +47,7 @@ pub struct ShippedWindow {
     pub interface_ids: BTreeSet<String>,
     /// Its records.
     pub records: usize,
-    batches: Vec<RecordBatch>,
+    pub(crate) batches: Vec<RecordBatch>,
     summary: SummaryFile,
 }
 

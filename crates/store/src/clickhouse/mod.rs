@@ -1,0 +1,310 @@
+//! The log store on ClickHouse: the same records, queries, searches and
+//! retention as the Parquet directory, in a ClickHouse database (one
+//! server, or a cluster of shards), spoken to over its HTTP interface.
+//!
+//! A store URL is `clickhouse://HOST:PORT[,HOST:PORT...]/DATABASE[?cluster=NAME]`
+//! ([`ClickHouseUrl`]). With `cluster=NAME`, every shard holds a local
+//! `MergeTree` table and a `Distributed` table over them spreads records
+//! by a hash of `interface_id` (one port's records stay on one shard);
+//! the tables are made on every host the URL lists (ClickHouse without
+//! ZooKeeper has no `ON CLUSTER`), and with fewer hosts than shards they
+//! must already be there. Reads and writes go to the first host that
+//! answers.
+//!
+//! Guarantees:
+//! - the schema is made when missing and its version recorded
+//!   (`vpcflow_schema`); a database of a newer vpcflow is refused;
+//! - a window is written once: its id goes into a ledger (`windows`) after
+//!   its records, and a retry finds it there, or finds the records of a
+//!   cut-off attempt and replaces them ([`ClickHouse::insert_window`]);
+//! - queries run in ClickHouse: the scope, search and SQL are pushed down,
+//!   and only the answer comes back ([`ClickHouse::run`]);
+//! - DDL and queries are those Debian 12's ClickHouse (18.16) accepts, and
+//!   so every later release.
+
+mod ddl;
+mod insert;
+mod read;
+mod retention;
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::StoreError;
+
+pub use insert::Inserted;
+
+/// The URL scheme of a ClickHouse store.
+pub const SCHEME: &str = "clickhouse://";
+
+/// Where a ClickHouse store is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClickHouseUrl {
+    /// `HOST:PORT` of each server's HTTP interface, in the order tried.
+    pub hosts: Vec<String>,
+    /// The database (made when missing).
+    pub database: String,
+    /// The cluster of the servers' `remote_servers` to spread records over.
+    pub cluster: Option<String>,
+}
+
+/// A name ClickHouse takes unquoted: a database or cluster.
+fn plain_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && !s.as_bytes()[0].is_ascii_digit()
+}
+
+impl ClickHouseUrl {
+    /// Parses `clickhouse://HOST:PORT[,HOST:PORT...]/DATABASE[?cluster=NAME]`.
+    pub fn parse(url: &str) -> Result<ClickHouseUrl, StoreError> {
+        let bad = |why: &str| {
+            StoreError::Query(format!(
+                "{url}: {why} (a ClickHouse store is clickhouse://HOST:PORT[,HOST:PORT...]/DATABASE[?cluster=NAME])"
+            ))
+        };
+        let rest = url
+            .strip_prefix(SCHEME)
+            .ok_or_else(|| bad("not a clickhouse:// URL"))?;
+        let (rest, query) = match rest.split_once('?') {
+            Some((r, q)) => (r, Some(q)),
+            None => (rest, None),
+        };
+        let (hosts, database) = rest
+            .split_once('/')
+            .ok_or_else(|| bad("no database after the hosts"))?;
+        if !plain_name(database) {
+            return Err(bad(&format!(
+                "`{database}` is not a database name (letters, digits and _)"
+            )));
+        }
+        let mut list = Vec::new();
+        for h in hosts.split(',') {
+            let (host, port) = h
+                .rsplit_once(':')
+                .ok_or_else(|| bad(&format!("`{h}` has no :PORT")))?;
+            let port_ok = port.parse::<u16>().is_ok_and(|p| p > 0);
+            let host_ok = !host.is_empty()
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'[' | b']' | b':'));
+            if !port_ok || !host_ok {
+                return Err(bad(&format!("`{h}` is not HOST:PORT")));
+            }
+            list.push(h.to_string());
+        }
+        let mut cluster = None;
+        for pair in query.into_iter().flat_map(|q| q.split('&')) {
+            match pair.split_once('=') {
+                Some(("cluster", name)) if plain_name(name) => cluster = Some(name.to_string()),
+                Some(("cluster", name)) => {
+                    return Err(bad(&format!("`{name}` is not a cluster name")));
+                }
+                _ => return Err(bad(&format!("unknown parameter `{pair}` (only cluster=NAME)"))),
+            }
+        }
+        Ok(ClickHouseUrl {
+            hosts: list,
+            database: database.to_string(),
+            cluster,
+        })
+    }
+}
+
+impl fmt::Display for ClickHouseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{SCHEME}{}/{}", self.hosts.join(","), self.database)?;
+        if let Some(c) = &self.cluster {
+            write!(f, "?cluster={c}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Largest answer read from a server.
+const MAX_ANSWER_BYTES: u64 = 1 << 31;
+
+/// A connection to a ClickHouse store whose schema is in place.
+pub struct ClickHouse {
+    url: ClickHouseUrl,
+    agent: ureq::Agent,
+    /// The server's `version()`, major and minor.
+    version: (u32, u32),
+}
+
+impl fmt::Debug for ClickHouse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ClickHouse({})", self.url)
+    }
+}
+
+/// Which host a statement goes to.
+#[derive(Clone, Copy)]
+enum Target {
+    /// The first that answers.
+    Any,
+    /// This one of the URL's.
+    Host(usize),
+}
+
+impl ClickHouse {
+    /// Connects to the store at `url` and makes its schema where missing.
+    pub fn open(url: &ClickHouseUrl) -> Result<ClickHouse, StoreError> {
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(Duration::from_secs(5)))
+            .timeout_global(Some(Duration::from_secs(3600)))
+            .build()
+            .into();
+        let mut ch = ClickHouse {
+            url: url.clone(),
+            agent,
+            version: (0, 0),
+        };
+        let v = ch.statement(Target::Any, "SELECT version()", None, &[])?;
+        let mut parts = v.trim().split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+        ch.version = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+        ddl::migrate(&ch)?;
+        Ok(ch)
+    }
+
+    /// The store's URL.
+    pub fn url(&self) -> &ClickHouseUrl {
+        &self.url
+    }
+
+    /// The database, quoted for SQL.
+    fn db(&self) -> String {
+        format!("\"{}\"", self.url.database)
+    }
+
+    /// The table reads and writes go through: the `Distributed` one on a
+    /// cluster, else the table itself.
+    fn table(&self, name: &str) -> String {
+        format!("{}.\"{name}\"", self.db())
+    }
+
+    /// The table each shard holds.
+    fn local_table(&self, name: &str) -> String {
+        match &self.url.cluster {
+            Some(_) => format!("{}.\"{name}_local\"", self.db()),
+            None => self.table(name),
+        }
+    }
+
+    fn failed(&self, host: &str, message: impl fmt::Display) -> StoreError {
+        StoreError::ClickHouse {
+            at: format!("{SCHEME}{host}/{}", self.url.database),
+            message: message.to_string(),
+        }
+    }
+
+    /// Sends `sql` (and `body`, the data of an `INSERT ... FORMAT`), with
+    /// settings, and returns the answer. A host that cannot be reached is
+    /// passed over for the next; an answer with an error status is the
+    /// server's word on the statement, returned as the error.
+    fn statement(
+        &self,
+        target: Target,
+        sql: &str,
+        body: Option<&[u8]>,
+        settings: &[(&str, String)],
+    ) -> Result<String, StoreError> {
+        let hosts: Vec<usize> = match target {
+            Target::Any => (0..self.url.hosts.len()).collect(),
+            Target::Host(i) => vec![i],
+        };
+        let mut last = None;
+        for i in hosts {
+            let host = &self.url.hosts[i];
+            let mut req = self.agent.post(format!("http://{host}/"));
+            for (k, v) in settings {
+                req = req.query(*k, v);
+            }
+            let sent = match body {
+                Some(data) => req.query("query", sql).send(data),
+                None => req.send(sql.as_bytes()),
+            };
+            let mut answer = match sent {
+                Ok(a) => a,
+                Err(e) => {
+                    last = Some(self.failed(host, e));
+                    continue;
+                }
+            };
+            let status = answer.status().as_u16();
+            let text = answer
+                .body_mut()
+                .with_config()
+                .limit(MAX_ANSWER_BYTES)
+                .read_to_string()
+                .map_err(|e| self.failed(host, e))?;
+            if status != 200 {
+                return Err(self.failed(host, text.trim()));
+            }
+            return Ok(text);
+        }
+        Err(last.unwrap_or_else(|| self.failed("", "no host in the URL")))
+    }
+
+    /// The first row's first value of a `SELECT`, as a number.
+    fn count(&self, target: Target, sql: &str) -> Result<u64, StoreError> {
+        let text = self.statement(target, sql, None, &[])?;
+        text.trim()
+            .parse()
+            .map_err(|_| self.failed("", format!("`{sql}` answered `{}`", text.trim())))
+    }
+}
+
+/// `s` as an SQL string literal (ClickHouse's escapes).
+fn literal(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('\'');
+    for c in s.chars() {
+        match c {
+            '\'' => out.push_str("\\'"),
+            '\\' => out.push_str("\\\\"),
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_urls_name_hosts_database_and_cluster() {
+        let u = ClickHouseUrl::parse("clickhouse://127.0.0.1:8123,127.0.0.1:8124/flows?cluster=two")
+            .unwrap();
+        assert_eq!(u.hosts, ["127.0.0.1:8123", "127.0.0.1:8124"]);
+        assert_eq!(u.database, "flows");
+        assert_eq!(u.cluster.as_deref(), Some("two"));
+        assert_eq!(
+            u.to_string(),
+            "clickhouse://127.0.0.1:8123,127.0.0.1:8124/flows?cluster=two"
+        );
+        let one = ClickHouseUrl::parse("clickhouse://db.example:8123/vpcflow").unwrap();
+        assert_eq!(one.cluster, None);
+        for (bad, why) in [
+            ("http://h:1/db", "not a clickhouse:// URL"),
+            ("clickhouse://h:1", "no database"),
+            ("clickhouse://h/db", "has no :PORT"),
+            ("clickhouse://h:0/db", "is not HOST:PORT"),
+            ("clickhouse://h:1/db;drop", "is not a database name"),
+            ("clickhouse://h:1/db?cluster=a'b", "is not a cluster name"),
+            ("clickhouse://h:1/db?user=x", "unknown parameter"),
+        ] {
+            let e = ClickHouseUrl::parse(bad).unwrap_err().to_string();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn literals_escape_quotes_and_backslashes() {
+        assert_eq!(literal(r"a'b\c"), r"'a\'b\\c'");
+    }
+}
