@@ -20,13 +20,12 @@ pub mod rules;
 pub mod suggest;
 pub mod traffic;
 
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 pub use finding::{Finding, write_json, write_table};
 use vpcflow_store::summary::{SummaryView, TopicWindow};
-use vpcflow_store::{Query, QueryLimits, StoreError, TimeRange};
+use vpcflow_store::{Query, QueryLimits, StoreError, StoreRef, TimeRange};
 
 /// What went wrong in an analysis.
 #[derive(Debug, thiserror::Error)]
@@ -48,8 +47,8 @@ pub enum AnalysisError {
 /// The records an analysis reads: a store, narrowed like `vpcflow query`.
 #[derive(Debug, Clone)]
 pub struct Records<'a> {
-    /// The store's directory.
-    pub store: &'a Path,
+    /// The store (a directory, or ClickHouse).
+    pub store: StoreRef<'a>,
     /// Only this log group (id or name).
     pub group: Option<String>,
     /// Only this log topic (id or name).
@@ -71,9 +70,9 @@ pub struct Records<'a> {
 impl<'a> Records<'a> {
     /// Every record of the store at `store`, unconfined, with the default
     /// limits.
-    pub fn of(store: &'a Path) -> Records<'a> {
+    pub fn of(store: impl Into<StoreRef<'a>>) -> Records<'a> {
         Records {
-            store,
+            store: store.into(),
             group: None,
             topic: None,
             time: TimeRange::default(),
@@ -130,7 +129,7 @@ impl Records<'_> {
             confined: self.confined,
             ..Query::default()
         };
-        Ok(q.fold_summaries(self.store, init, f)?)
+        Ok(q.fold_summaries_at(self.store, init, f)?)
     }
 
     fn sql(&self, sql: String) -> Result<Vec<Row>, AnalysisError> {
@@ -144,7 +143,7 @@ impl Records<'_> {
             cancel: self.cancel.clone(),
             ..Query::default()
         };
-        let result = q.run(self.store)?;
+        let result = q.run_at(self.store)?;
         Ok(result.text_rows()?.into_iter().map(Row).collect())
     }
 }

@@ -49,7 +49,10 @@ pub use live::{CaptureKind, LiveConfig, LiveSource, LiveSourceError};
 pub use run::{RunError, RunLimits, run};
 pub use shards::{Replayed, ShardTotals, replay_sharded};
 #[cfg(feature = "store")]
-pub use sinks::{Compaction, SharedStore, StoreSink, WindowListener};
+pub use sinks::{
+    Backlog, ClickHouseHop, Compaction, Delivery, NextHop, SharedStore, Shipper, StoreSink,
+    WindowListener,
+};
 pub use sinks::{FormatSink, IPFIX_MTU, IpfixSink};
 pub use source::{InventorySource, Source, SourceError};
 pub use verdicts::{Verdicts, inventory_pipeline};

@@ -48,6 +48,7 @@ pub use schema::{
 };
 pub use writer::{HourFiles, Store, WrittenFile, read_rows};
 
+
 /// What went wrong in the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -107,6 +108,66 @@ impl StoreError {
         StoreError::Io {
             path: path.display().to_string(),
             source,
+        }
+    }
+}
+
+/// Where a log store is: a directory of Parquet files, or a ClickHouse
+/// database (`clickhouse://HOST:PORT[,HOST:PORT...]/DATABASE[?cluster=NAME]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreLocation {
+    /// The embedded store's directory.
+    Dir(std::path::PathBuf),
+    /// A ClickHouse store.
+    ClickHouse(clickhouse::ClickHouseUrl),
+}
+
+impl std::str::FromStr for StoreLocation {
+    type Err = StoreError;
+    fn from_str(s: &str) -> Result<StoreLocation, StoreError> {
+        if s.starts_with(clickhouse::SCHEME) {
+            clickhouse::ClickHouseUrl::parse(s).map(StoreLocation::ClickHouse)
+        } else {
+            Ok(StoreLocation::Dir(s.into()))
+        }
+    }
+}
+
+impl std::fmt::Display for StoreLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreLocation::Dir(d) => write!(f, "{}", d.display()),
+            StoreLocation::ClickHouse(u) => write!(f, "{u}"),
+        }
+    }
+}
+
+/// A borrowed [`StoreLocation`]: what queries and analyses read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreRef<'a> {
+    /// The embedded store's directory.
+    Dir(&'a std::path::Path),
+    /// A ClickHouse store.
+    ClickHouse(&'a clickhouse::ClickHouseUrl),
+}
+
+impl<'a> From<&'a std::path::Path> for StoreRef<'a> {
+    fn from(p: &'a std::path::Path) -> StoreRef<'a> {
+        StoreRef::Dir(p)
+    }
+}
+
+impl<'a> From<&'a std::path::PathBuf> for StoreRef<'a> {
+    fn from(p: &'a std::path::PathBuf) -> StoreRef<'a> {
+        StoreRef::Dir(p)
+    }
+}
+
+impl<'a> From<&'a StoreLocation> for StoreRef<'a> {
+    fn from(l: &'a StoreLocation) -> StoreRef<'a> {
+        match l {
+            StoreLocation::Dir(d) => StoreRef::Dir(d),
+            StoreLocation::ClickHouse(u) => StoreRef::ClickHouse(u),
         }
     }
 }

@@ -270,6 +270,29 @@ impl Query {
         }
     }
 
+    /// Runs the query over the store at `at`: [`Query::run`] on a
+    /// directory, in ClickHouse on a ClickHouse store.
+    pub fn run_at<'a>(&self, at: impl Into<crate::StoreRef<'a>>) -> Result<QueryResult, StoreError> {
+        match at.into() {
+            crate::StoreRef::Dir(root) => self.run(root),
+            crate::StoreRef::ClickHouse(url) => crate::clickhouse::ClickHouse::shared(url)?.run(self),
+        }
+    }
+
+    /// [`Query::fold_summaries`] on a directory; a ClickHouse store keeps
+    /// no window summaries (`None`: the caller asks the records).
+    pub fn fold_summaries_at<'a, W: crate::summary::SummaryView, T>(
+        &self,
+        at: impl Into<crate::StoreRef<'a>>,
+        init: impl Fn() -> T,
+        f: impl FnMut(&mut T, crate::summary::TopicWindow<W>),
+    ) -> Result<Option<T>, StoreError> {
+        match at.into() {
+            crate::StoreRef::Dir(root) => self.fold_summaries(root, init, f),
+            crate::StoreRef::ClickHouse(_) => Ok(None),
+        }
+    }
+
     /// Runs the query over the store at `root`. A store file that cannot be
     /// read is skipped and named in [`QueryResult::skipped`]; the rest of
     /// the store is still answered from.

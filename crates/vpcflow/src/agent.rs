@@ -133,8 +133,7 @@ impl CaptureOptions {
 }
 
 /// A size in bytes: a number, with `KiB`, `MiB` or `GiB` after it or not.
-#[cfg(feature = "server")]
-fn parse_size(text: &str) -> Result<u64, String> {
+pub(crate) fn parse_size(text: &str) -> Result<u64, String> {
     let t = text.trim();
     let (digits, shift) = [("KiB", 10), ("MiB", 20), ("GiB", 30), ("B", 0)]
         .into_iter()
@@ -201,12 +200,14 @@ pub fn run(args: AgentArgs) -> Result<ExitCode> {
     };
     #[cfg(feature = "server")]
     let shipper = args.server.as_deref().map(|server| {
-        from_server::Shipper::start(
-            server,
-            args.token.as_deref().unwrap_or_default(),
-            args.store.clone(),
-            args.spool_limit,
-        )
+        let hop = from_server::ServerHop {
+            client: vpcflow_control::client::AgentClient::new(
+                server,
+                args.token.as_deref().unwrap_or_default(),
+            ),
+            server: server.to_string(),
+        };
+        vpcflow_runtime::Shipper::start(Box::new(hop), args.store.clone(), args.spool_limit)
     });
     let out: Box<dyn std::io::Write + Send> = Box::new(std::io::stdout());
     let agent = Agent::start(settings, inventory, store, Some(out))?;
@@ -217,7 +218,10 @@ pub fn run(args: AgentArgs) -> Result<ExitCode> {
     // seconds to reach the server; what does not stays in the spool.
     #[cfg(feature = "server")]
     if let Some(s) = shipper {
-        s.finish(Duration::from_secs(5));
+        let waiting = s.finish(Duration::from_secs(5));
+        if waiting > 0 {
+            eprintln!("vpcflow: {waiting} windows not yet sent stay in the spool for the next start");
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -237,7 +241,8 @@ mod from_server {
     use vpcflow_core::Inventory;
     use vpcflow_core::inventory::AddressScope;
     use vpcflow_runtime::{InventorySource, SourceError};
-    use vpcflow_store::shipped::{Reduction, Spooled};
+    use vpcflow_runtime::{Backlog, Delivery, NextHop};
+    use vpcflow_store::shipped::Spooled;
 
     /// How long one poll waits for a change.
     const POLL_WAIT: Duration = Duration::from_secs(25);
@@ -310,249 +315,37 @@ mod from_server {
         }
     }
 
-    /// Sends the store's window files to the server, oldest first, each
-    /// removed once the server has it (taken, or taken before); a server
-    /// that cannot be reached leaves them, in order, for the next pass (a
-    /// restart included: the spool is the store's directory). Past the
-    /// spool's limit the newest windows are dropped and counted as lost;
-    /// a window the server refuses for good is set aside in `.refused/`.
-    pub struct Shipper {
-        stop: Arc<std::sync::atomic::AtomicBool>,
-        thread: std::thread::JoinHandle<()>,
+    /// The fleet's server as the spool's next hop: a window it has
+    /// (taken now or before) leaves the spool.
+    pub struct ServerHop {
+        pub client: AgentClient,
+        pub server: String,
     }
 
-    /// Between passes over the spool.
-    const PASS_EVERY: Duration = Duration::from_millis(500);
-
-    /// Room for lost windows' SKIPDATA notes beyond the spool's limit: an
-    /// eighth of it, at least 1 MiB (a note is one record per port and
-    /// flow log, so even a long outage's fit).
-    fn notes_room(limit: u64) -> u64 {
-        (limit / 8).max(1 << 20)
-    }
-
-    impl Shipper {
-        pub fn start(server: &str, token: &str, root: std::path::PathBuf, limit: u64) -> Shipper {
-            let client = AgentClient::new(server, token);
-            let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-            let stopping = Arc::clone(&stop);
-            let thread = std::thread::spawn(move || {
-                let mut spool = Spool {
-                    client,
-                    lost: LostWindows::load(&root),
-                    root,
-                    limit,
-                    failing: false,
-                };
-                loop {
-                    let sent_all = spool.pass();
-                    if stopping.load(std::sync::atomic::Ordering::Relaxed) && sent_all {
-                        break;
-                    }
-                    std::thread::sleep(PASS_EVERY);
-                }
-            });
-            Shipper { stop, thread }
+    impl NextHop for ServerHop {
+        fn describe(&self) -> String {
+            format!("the server {}", self.server)
         }
 
-        /// Lets the last windows go for at most `grace`, then returns.
-        pub fn finish(self, grace: Duration) {
-            self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-            let deadline = std::time::Instant::now() + grace;
-            while !self.thread.is_finished() && std::time::Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(50));
+        fn deliver(
+            &mut self,
+            w: &Spooled,
+            summary: &[u8],
+            records: Vec<u8>,
+            backlog: Backlog,
+        ) -> Result<Delivery, String> {
+            match self.client.ship(
+                &w.group,
+                &w.topic,
+                &w.name,
+                summary,
+                &records,
+                (backlog.waiting, backlog.lost),
+            ) {
+                Ok(Shipped::Taken { .. }) => Ok(Delivery::Taken),
+                Ok(Shipped::Refused(why)) => Ok(Delivery::Refused(why)),
+                Err(e) => Err(e.to_string()),
             }
-            if !self.thread.is_finished() {
-                eprintln!("vpcflow: windows not yet sent stay in the spool for the next start");
-            }
-        }
-    }
-
-    struct Spool {
-        client: AgentClient,
-        root: std::path::PathBuf,
-        limit: u64,
-        lost: LostWindows,
-        failing: bool,
-    }
-
-    /// How many windows this agent lost, kept in the spool (`.lost`) so
-    /// that a restart goes on counting: each counted once, when it is
-    /// reduced to SKIPDATA (or removed whole, if it had only NODATA).
-    struct LostWindows {
-        path: std::path::PathBuf,
-        count: u64,
-    }
-
-    impl LostWindows {
-        fn load(root: &std::path::Path) -> LostWindows {
-            let path = root.join(".lost");
-            let count = std::fs::read_to_string(&path)
-                .ok()
-                .and_then(|t| t.trim().parse().ok())
-                .unwrap_or(0);
-            LostWindows { path, count }
-        }
-
-        fn add(&mut self, what: &Spooled, limit: u64, how: &str) {
-            self.count += 1;
-            eprintln!(
-                "vpcflow: warning: the spool is past its limit ({limit} bytes): window {} of log topic {} lost, {how} ({} lost so far)",
-                what.name, what.topic, self.count
-            );
-            let tmp = self.path.with_extension("tmp");
-            let kept = std::fs::File::create(&tmp)
-                .and_then(|mut f| {
-                    use std::io::Write;
-                    writeln!(f, "{}", self.count)?;
-                    f.sync_all()
-                })
-                .and_then(|()| std::fs::rename(&tmp, &self.path));
-            if let Err(e) = kept {
-                eprintln!(
-                    "vpcflow: warning: cannot keep the lost windows' count in {}: {e}",
-                    self.path.display()
-                );
-            }
-        }
-    }
-
-    impl Spool {
-        /// Brings the spool within its limit: the oldest windows that
-        /// fit in it stay as they are; every newer one is lost, reduced
-        /// to its SKIPDATA records (counted once, when reduced). Those
-        /// notes have a room of their own ([`notes_room`]); past it, the
-        /// newest are removed whole.
-        fn make_room(&mut self, waiting: &mut Vec<Spooled>) {
-            let mut used = 0;
-            let kept = waiting
-                .iter()
-                .take_while(|w| {
-                    used += w.bytes;
-                    used <= self.limit
-                })
-                .count();
-            let mut notes = 0;
-            let mut states = Vec::with_capacity(waiting.len() - kept);
-            for w in &mut waiting[kept..] {
-                let state = match w.reduce_to_skipdata() {
-                    Ok(r) => {
-                        if let Reduction::Reduced { dropped } = r {
-                            let how = format!(
-                                "its {dropped} records kept as SKIPDATA totals, sent once the server answers"
-                            );
-                            self.lost.add(w, self.limit, &how);
-                        }
-                        Some(r)
-                    }
-                    Err(e) => {
-                        eprintln!("vpcflow: warning: {e}");
-                        None
-                    }
-                };
-                states.push(state);
-                notes += w.bytes;
-            }
-            while notes > notes_room(self.limit) {
-                let (Some(w), Some(state)) = (waiting.pop(), states.pop()) else {
-                    return;
-                };
-                notes -= w.bytes;
-                // Counted once: when reduced, now or before.
-                if !matches!(
-                    state,
-                    Some(Reduction::Reduced { .. } | Reduction::WasReduced)
-                ) {
-                    self.lost.add(&w, self.limit, "removed whole");
-                }
-                if let Err(e) = w.remove() {
-                    eprintln!("vpcflow: warning: {e}");
-                }
-            }
-        }
-
-        /// One pass; whether the spool is empty after it.
-        fn pass(&mut self) -> bool {
-            let mut waiting = match vpcflow_store::shipped::spooled(&self.root) {
-                Ok(w) => w,
-                Err(e) => {
-                    eprintln!("vpcflow: warning: reading the spool: {e}");
-                    return false;
-                }
-            };
-            self.make_room(&mut waiting);
-            let depth = waiting.len() as u64;
-            for (i, w) in waiting.iter().enumerate() {
-                let read = std::fs::read(&w.summary).and_then(|s| Ok((s, std::fs::read(&w.path)?)));
-                let (summary, records) = match read {
-                    Ok(r) => r,
-                    // Records without their summary: only an agent of
-                    // before removing records first leaves them, cut off
-                    // between the two removals of a window the server had.
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound && w.path.exists() => {
-                        eprintln!(
-                            "vpcflow: window {} lost its summary after it was sent; removed",
-                            w.name
-                        );
-                        if let Err(e) = w.remove() {
-                            eprintln!("vpcflow: warning: {e}");
-                            return false;
-                        }
-                        continue;
-                    }
-                    // Removed meanwhile: the next pass sees the spool anew.
-                    Err(_) => return false,
-                };
-                let shipped = self.client.ship(
-                    &w.group,
-                    &w.topic,
-                    &w.name,
-                    &summary,
-                    &records,
-                    (depth - i as u64, self.lost.count),
-                );
-                match shipped {
-                    Ok(Shipped::Taken { .. }) => {
-                        if self.failing {
-                            eprintln!("vpcflow: the server takes windows again");
-                            self.failing = false;
-                        }
-                        if let Err(e) = w.remove() {
-                            eprintln!("vpcflow: warning: {e}");
-                            return false;
-                        }
-                    }
-                    Ok(Shipped::Refused(why)) => {
-                        let aside = self.root.join(".refused");
-                        eprintln!(
-                            "vpcflow: warning: the server refused window {} of log topic {}: {why}; kept in {}",
-                            w.name,
-                            w.topic,
-                            aside.display()
-                        );
-                        // Records first, as a removal goes.
-                        let moved = std::fs::create_dir_all(&aside)
-                            .and_then(|()| std::fs::rename(&w.path, aside.join(&w.name)))
-                            .and_then(|()| {
-                                std::fs::rename(&w.summary, aside.join(format!("_{}", w.name)))
-                            });
-                        if let Err(e) = moved {
-                            eprintln!("vpcflow: warning: {e}");
-                            return false;
-                        }
-                    }
-                    Err(e) => {
-                        if !self.failing {
-                            eprintln!(
-                                "vpcflow: warning: cannot send windows, keeping them in the spool: {e}"
-                            );
-                            self.failing = true;
-                        }
-                        return false;
-                    }
-                }
-            }
-            true
         }
     }
 
@@ -585,7 +378,7 @@ mod from_server {
     }
 }
 
-#[cfg(all(test, feature = "server"))]
+#[cfg(test)]
 mod tests {
     use super::parse_size;
 

@@ -188,9 +188,23 @@ pub struct IngestArgs {
     #[cfg(feature = "store")]
     /// Write each flow log's records into its log topic in the log store at DIR
     /// (Parquet, see `vpcflow query`) instead of printing them; prints each
-    /// file once it is durable, with its record count.
-    #[arg(long, value_name = "DIR", conflicts_with_all = ["compare", "output", "export"])]
-    store: Option<PathBuf>,
+    /// file once it is durable, with its record count. Or into ClickHouse:
+    /// `clickhouse://HOST:PORT[,HOST:PORT...]/DATABASE[?cluster=NAME]`, each
+    /// closed window one insert, through the spool (--spool).
+    #[arg(long, value_name = "DIR|URL", conflicts_with_all = ["compare", "output", "export"])]
+    store: Option<vpcflow_store::StoreLocation>,
+    #[cfg(feature = "store")]
+    /// With a ClickHouse --store: the directory closed windows wait in until
+    /// ClickHouse has them (an outage included: what is still there at the
+    /// end goes with the next run that names this spool).
+    #[arg(long, value_name = "DIR", default_value = "vpcflow-spool")]
+    spool: PathBuf,
+    #[cfg(feature = "store")]
+    /// With a ClickHouse --store: the most the spool holds (bytes, or with
+    /// KiB, MiB or GiB); past it the newest windows are lost, each reduced
+    /// to SKIPDATA records with its totals.
+    #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = crate::agent::parse_size)]
+    spool_limit: u64,
     /// Export each window's records as IPFIX to a collector, over UDP
     /// (`ipfix://HOST:PORT`: nfcapd, goflow2, Akvorado...) or TCP
     /// (`ipfix+tcp://HOST:PORT`), instead of printing them.
@@ -344,7 +358,7 @@ fn stream(
         (driver, totals)
     } else {
         #[cfg(feature = "store")]
-        let stored = args.store.as_deref();
+        let stored = args.store.as_ref();
         #[cfg(not(feature = "store"))]
         let stored: Option<&std::path::Path> = None;
         let stats = RuleStats::default();
@@ -367,7 +381,48 @@ fn stream(
         } else {
             match stored {
                 #[cfg(feature = "store")]
-                Some(dir) => {
+                Some(vpcflow_store::StoreLocation::ClickHouse(url)) => {
+                    use vpcflow_runtime::{ClickHouseHop, Compaction, SharedStore, StoreSink};
+                    let spool = std::sync::Arc::new(SharedStore::open(&args.spool)?);
+                    // Names and retention, when ClickHouse answers now
+                    // (the records wait in the spool when it does not).
+                    if let Some(inv) = inventory.as_ref() {
+                        let groups = vpcflow_runtime::sinks::catalog_groups(inv);
+                        if let Err(e) = vpcflow_store::clickhouse::ClickHouse::shared(url)
+                            .and_then(|ch| ch.register(&groups))
+                        {
+                            eprintln!(
+                                "vpcflow: warning: the log groups' names and retention are not in the store's catalog: {e}"
+                            );
+                        }
+                    }
+                    let hop = ClickHouseHop::new(url, &args.spool)?;
+                    let shipper = vpcflow_runtime::Shipper::start(
+                        Box::new(hop),
+                        args.spool.clone(),
+                        args.spool_limit,
+                    );
+                    let mut sink = Tallied {
+                        sink: StoreSink::new(spool, None, Compaction::Spool),
+                        stats,
+                    };
+                    let replayed = replay(&mut sink)?;
+                    let waiting = shipper.finish(CLICKHOUSE_GRACE);
+                    eprintln!(
+                        "vpcflow: stored {} records of {} windows into {url}",
+                        sink.sink.records, sink.sink.windows
+                    );
+                    if waiting > 0 {
+                        eprintln!(
+                            "vpcflow: warning: {waiting} window files wait in the spool {} \
+                             (ClickHouse did not take them yet); the next run with this spool sends them",
+                            args.spool.display()
+                        );
+                    }
+                    (replayed, sink.stats)
+                }
+                #[cfg(feature = "store")]
+                Some(vpcflow_store::StoreLocation::Dir(dir)) => {
                     let files = into_store(dir, inventory.as_ref(), out)?;
                     let mut sink = Tallied { sink: files, stats };
                     let replayed = replay(&mut sink)?;
@@ -417,6 +472,11 @@ fn stream(
         ExitCode::from(1)
     })
 }
+
+/// How long the windows of an `ingest` into ClickHouse may take to be
+/// taken after the last one closed, before they are left in the spool.
+#[cfg(feature = "store")]
+const CLICKHOUSE_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The log store at `dir` as the records' sink, each durable file said on
 /// `out` once it is durable.

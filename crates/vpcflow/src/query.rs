@@ -1,7 +1,6 @@
 //! `vpcflow query`: search the log store.
 
 use std::io::{self, BufWriter, Write};
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
@@ -42,9 +41,10 @@ pub struct QueryArgs {
 /// Which records a command that reads the store reads.
 #[derive(Debug, Args)]
 pub struct RecordsScope {
-    /// The log store.
-    #[arg(long, value_name = "DIR", default_value = "vpcflow-store")]
-    pub store: PathBuf,
+    /// The log store: a directory, or ClickHouse
+    /// (`clickhouse://HOST:PORT[,HOST:PORT...]/DATABASE[?cluster=NAME]`).
+    #[arg(long, value_name = "DIR|URL", default_value = "vpcflow-store")]
+    pub store: vpcflow_store::StoreLocation,
     /// Only this log group (id or name).
     #[arg(long, value_name = "ID|NAME")]
     pub group: Option<String>,
@@ -117,7 +117,7 @@ pub fn run(args: QueryArgs) -> Result<ExitCode> {
         limit: args.limit,
         ..Query::default()
     };
-    let result = q.run(&args.scope.store)?;
+    let result = q.run_at(&args.scope.store)?;
     for s in &result.skipped {
         eprintln!("vpcflow: warning: skipped an unreadable store file: {s}");
     }

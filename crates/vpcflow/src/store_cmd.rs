@@ -21,9 +21,10 @@ pub struct StoreArgs {
 enum StoreCommand {
     /// Delete the hour partitions older than their log group's ttl_in_days.
     Gc {
-        /// The log store.
-        #[arg(long, value_name = "DIR", default_value = "vpcflow-store")]
-        store: PathBuf,
+        /// The log store: a directory, or ClickHouse (`clickhouse://...`;
+        /// there, --config gives the retention).
+        #[arg(long, value_name = "DIR|URL", default_value = "vpcflow-store")]
+        store: vpcflow_store::StoreLocation,
         /// An inventory that gives each log group's retention (default: the
         /// retention the store's catalog recorded when the records were written).
         #[arg(long, value_name = "FILE")]
@@ -66,7 +67,12 @@ pub fn run(args: StoreArgs) -> Result<ExitCode> {
                     .find(|g| g.id == group)
                     .map(|g| u32::from(g.ttl_in_days))
             };
-            let report = Store::open(&store)?.gc(ttl, now)?;
+            let report = match &store {
+                vpcflow_store::StoreLocation::Dir(dir) => Store::open(dir)?.gc(ttl, now)?,
+                vpcflow_store::StoreLocation::ClickHouse(url) => {
+                    vpcflow_store::clickhouse::ClickHouse::shared(url)?.gc(ttl, now)?
+                }
+            };
             for p in &report.partitions {
                 println!("removed {}", p.display());
             }

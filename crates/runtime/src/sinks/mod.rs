@@ -7,15 +7,20 @@
 //!   for `/metrics` and a [`WindowListener`] (the live tail); and
 //!   [`StoreSink`]: the [`crate::Sink`] writing into a [`SharedStore`],
 //!   saying each durable file, compacting the hours the windows have left
-//!   behind.
+//!   behind; and [`Shipper`]: a spool's windows sent on to a
+//!   [`NextHop`] (the fleet's server, or ClickHouse: [`ClickHouseHop`]).
 
 mod ipfix;
+#[cfg(feature = "store")]
+mod spool;
 #[cfg(feature = "store")]
 mod store;
 mod text;
 
 pub use ipfix::{IPFIX_MTU, IpfixSink};
 
+#[cfg(feature = "store")]
+pub use spool::{Backlog, ClickHouseHop, Delivery, NextHop, Shipper, notes_room};
 #[cfg(feature = "store")]
 pub use store::{Compaction, SharedStore, StoreSink, WindowListener, catalog_groups};
 pub use text::FormatSink;

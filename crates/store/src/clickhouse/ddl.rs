@@ -7,7 +7,9 @@
 //! `window_id`, the window a row came in with. Partitions are a log
 //! group's days (retention drops them whole); rows are ordered by log
 //! topic, window start and port, the keys of the queries we run.
-//! `windows`: the ledger of windows written.
+//! `windows`: the ledger of windows written. `catalog`: the store's
+//! catalog ([`crate::Catalog`]: log groups' names and retention), a JSON
+//! document a row, the newest in force.
 
 use super::{ClickHouse, Target};
 use crate::StoreError;
@@ -82,14 +84,21 @@ fn tables() -> Vec<(&'static str, String, &'static str, String)> {
             "log_group",
             "\"log_topic\", \"start\", \"id\"".to_string(),
         ),
+        (
+            "catalog",
+            "\"seq\" UInt64, \"doc\" String, \"saved\" DateTime('UTC')".to_string(),
+            "tuple()",
+            "\"seq\"".to_string(),
+        ),
     ]
 }
 
 /// How rows are spread over shards: one port's records on one shard, a
-/// window's ledger entry by its id.
+/// window's ledger entry by its id, a catalog by its sequence.
 fn sharding_key(table: &str) -> &'static str {
     match table {
         "records" => "cityHash64(assumeNotNull(interface_id))",
+        "catalog" => "seq",
         _ => "cityHash64(id)",
     }
 }

@@ -169,6 +169,24 @@ impl ClickHouse {
         Ok(ch)
     }
 
+    /// The connection of this process to the store at `url`, opened (and
+    /// its schema made) on first use.
+    pub fn shared(url: &ClickHouseUrl) -> Result<std::sync::Arc<ClickHouse>, StoreError> {
+        use std::collections::HashMap;
+        use std::sync::{Arc, Mutex, OnceLock};
+        static OPEN: OnceLock<Mutex<HashMap<String, Arc<ClickHouse>>>> = OnceLock::new();
+        let open = OPEN.get_or_init(Mutex::default);
+        let key = url.to_string();
+        if let Some(ch) = open.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+            return Ok(Arc::clone(ch));
+        }
+        let ch = Arc::new(ClickHouse::open(url)?);
+        open.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, Arc::clone(&ch));
+        Ok(ch)
+    }
+
     /// The store's URL.
     pub fn url(&self) -> &ClickHouseUrl {
         &self.url
@@ -254,6 +272,57 @@ impl ClickHouse {
         text.trim()
             .parse()
             .map_err(|_| self.failed("", format!("`{sql}` answered `{}`", text.trim())))
+    }
+}
+
+impl ClickHouse {
+    /// The store's catalog (empty if none was saved).
+    pub fn catalog(&self) -> Result<crate::Catalog, StoreError> {
+        let text = self.statement(
+            Target::Any,
+            &format!(
+                "SELECT doc FROM {} ORDER BY seq DESC LIMIT 1 FORMAT JSONEachRow",
+                self.table("catalog")
+            ),
+            None,
+            &[],
+        )?;
+        if text.trim().is_empty() {
+            return Ok(crate::Catalog::default());
+        }
+        #[derive(serde::Deserialize)]
+        struct Row {
+            doc: String,
+        }
+        serde_json::from_str::<Row>(text.trim())
+            .and_then(|r| serde_json::from_str(&r.doc))
+            .map_err(|e| self.failed(&self.url.hosts[0], format!("not a store catalog: {e}")))
+    }
+
+    /// Adds or updates log groups in the catalog (names, retention, topics).
+    pub fn register(&self, groups: &[crate::CatalogGroup]) -> Result<(), StoreError> {
+        let mut catalog = self.catalog()?;
+        if !catalog.merge(groups) {
+            return Ok(());
+        }
+        let doc = serde_json::to_string(&catalog).map_err(|e| StoreError::Encode {
+            path: "catalog".into(),
+            message: e.to_string(),
+        })?;
+        let seq = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        self.statement(
+            Target::Any,
+            &format!(
+                "INSERT INTO {} VALUES ({seq}, {}, toDateTime(now(), 'UTC'))",
+                self.table("catalog"),
+                literal(&doc)
+            ),
+            None,
+            &[("insert_distributed_sync", "1".into())],
+        )?;
+        Ok(())
     }
 }
 

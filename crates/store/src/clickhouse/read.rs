@@ -364,7 +364,8 @@ pub(super) fn batch_of(text: &str) -> Result<Vec<RecordBatch>, StoreError> {
     let arrays: Vec<ArrayRef> = builders.into_iter().map(Builder::finish).collect();
     let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)
         .map_err(|e| bad(e.to_string()))?;
-    Ok(if batch.num_rows() == 0 && batch.num_columns() == 0 {
+    // As DataFusion answers: no rows, no batch.
+    Ok(if batch.num_rows() == 0 {
         Vec::new()
     } else {
         vec![batch]
@@ -375,37 +376,67 @@ impl ClickHouse {
     /// The SQL of the records `q` may read: its log group, topic, time
     /// range and search, with the Parquet store's columns in its order.
     fn scope(&self, q: &Query) -> Result<String, StoreError> {
-        let mut conds = Vec::new();
         if q.confined && (q.group.is_none() || q.topic.is_none()) {
             return Err(refused("a confined query names its log group and log topic"));
         }
-        for (kind, column, id) in [
-            ("log group", "log_group", &q.group),
-            ("log topic", "log_topic", &q.topic),
-        ] {
-            let Some(id) = id else { continue };
-            let cond = format!("{column} = {}", literal(id));
-            let any = self.count(
+        let not_found = |kind, name: &str| StoreError::NotFound {
+            kind,
+            name: name.to_string(),
+            dir: self.url.to_string(),
+        };
+        let has = |cond: &str| -> Result<bool, StoreError> {
+            Ok(self.count(
                 Target::Any,
                 &format!(
-                    "SELECT count() FROM (SELECT 1 FROM {} WHERE {} LIMIT 1)",
-                    self.table("records"),
-                    conds
-                        .iter()
-                        .chain(std::iter::once(&cond))
-                        .cloned()
-                        .collect::<Vec<_>>()
-                        .join(" AND ")
+                    "SELECT count() FROM (SELECT 1 FROM {} WHERE {cond} LIMIT 1)",
+                    self.table("records")
                 ),
-            )?;
-            if any == 0 {
-                return Err(StoreError::NotFound {
-                    kind,
-                    name: id.clone(),
-                    dir: self.url.to_string(),
-                });
+            )? > 0)
+        };
+        // Ids, or names through the catalog (not for a tenant: a name in
+        // the catalog could be anyone's).
+        let catalog = if q.confined {
+            crate::Catalog::default()
+        } else {
+            self.catalog()?
+        };
+        let mut conds = Vec::new();
+        let group = match &q.group {
+            None => None,
+            Some(key) if has(&format!("log_group = {}", literal(key)))? => Some(key.clone()),
+            Some(key) if q.confined => return Err(not_found("log group", key)),
+            Some(key) => match catalog.group(key).map_err(StoreError::Query)? {
+                Some(g) if has(&format!("log_group = {}", literal(&g.id)))? => Some(g.id.clone()),
+                _ => return Err(not_found("log group", key)),
+            },
+        };
+        if let Some(g) = &group {
+            conds.push(format!("log_group = {}", literal(g)));
+        }
+        if let Some(key) = &q.topic {
+            let mut ids = if q.confined {
+                Vec::new()
+            } else {
+                catalog.topic_ids(
+                    group.as_deref().and_then(|g| catalog.group(g).ok().flatten()),
+                    key,
+                )
+            };
+            ids.push(key.clone());
+            ids.sort();
+            ids.dedup();
+            let mut found = Vec::new();
+            for id in ids {
+                let mut c = conds.clone();
+                c.push(format!("log_topic = {}", literal(&id)));
+                if has(&c.join(" AND "))? {
+                    found.push(literal(&id));
+                }
             }
-            conds.push(cond);
+            if found.is_empty() {
+                return Err(not_found("log topic", key));
+            }
+            conds.push(format!("log_topic IN ({})", found.join(", ")));
         }
         if let Some(s) = q.time.since {
             conds.push(format!("\"end\" > {s}"));
@@ -460,7 +491,6 @@ impl ClickHouse {
             ("max_memory_usage", limits.memory_bytes.to_string()),
             ("max_result_bytes", limits.result_bytes.to_string()),
             ("result_overflow_mode", "throw".to_string()),
-            ("output_format_tsv_crlf_end_of_line", "0".to_string()),
         ];
         let text = self
             .statement(

@@ -35,12 +35,23 @@ fn day_start(date: i64) -> Option<u64> {
 }
 
 impl ClickHouse {
-    /// Removes the records past their log group's retention at `now`.
+    /// Removes the records past their log group's retention at `now`:
+    /// `ttl_days` where it knows the group, else the catalog's.
     pub fn gc(
         &self,
         ttl_days: impl Fn(&str) -> Option<u32>,
         now: u64,
     ) -> Result<GcReport, StoreError> {
+        let catalog = self.catalog()?;
+        let ttl_days = |g: &str| {
+            ttl_days(g).or_else(|| {
+                catalog
+                    .log_groups
+                    .iter()
+                    .find(|c| c.id == g)
+                    .map(|c| c.ttl_in_days)
+            })
+        };
         let mut report = GcReport::default();
         let local = self.local_table("records");
         for i in 0..self.url.hosts.len() {

@@ -1,0 +1,396 @@
+//! A spool of closed windows and the thread that sends them on: a store
+//! directory written as a spool ([`crate::Compaction::Spool`]: window
+//! files neither merged nor aged out) whose files a [`Shipper`] hands to
+//! the next hop (the fleet's server, or ClickHouse: [`ClickHouseHop`]),
+//! oldest first, each removed once the hop has it.
+//!
+//! Guarantees:
+//! - a window leaves the spool only once the hop said it has it (taken
+//!   now, or before: hops answer a retry as a duplicate, so nothing is
+//!   counted twice); a hop that cannot be reached leaves every window,
+//!   in order, for the next pass, a restart included;
+//! - past the spool's limit the newest windows are lost, each reduced to
+//!   its SKIPDATA totals and counted once (in `.lost`, kept across
+//!   restarts); those notes have room of their own ([`notes_room`]);
+//! - a window the hop refuses for good is set aside in `.refused/`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use vpcflow_store::StoreError;
+use vpcflow_store::clickhouse::{ClickHouse, ClickHouseUrl};
+use vpcflow_store::shipped::{Reduction, Spooled};
+
+/// What a hop said of a window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    /// It has the window (now, or from an earlier try).
+    Taken,
+    /// It never will: why.
+    Refused(String),
+}
+
+/// How far behind the spool is, told to a hop with each window.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Backlog {
+    /// Windows waiting, this one included.
+    pub waiting: u64,
+    /// Windows lost so far.
+    pub lost: u64,
+}
+
+/// Where spooled windows go next.
+pub trait NextHop: Send {
+    /// For messages: the hop.
+    fn describe(&self) -> String;
+    /// Sends one window: its summary and records files' bytes. An error
+    /// is a failure to deliver (tried again later), with why.
+    fn deliver(
+        &mut self,
+        window: &Spooled,
+        summary: &[u8],
+        records: Vec<u8>,
+        backlog: Backlog,
+    ) -> Result<Delivery, String>;
+}
+
+/// Sends a spool's windows on a thread of its own (see the module).
+pub struct Shipper {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+    root: PathBuf,
+}
+
+/// Between passes over the spool.
+const PASS_EVERY: Duration = Duration::from_millis(500);
+
+/// Room for lost windows' SKIPDATA notes beyond the spool's limit: an
+/// eighth of it, at least 1 MiB (a note is one record per port and
+/// flow log, so even a long outage's fit).
+pub fn notes_room(limit: u64) -> u64 {
+    (limit / 8).max(1 << 20)
+}
+
+impl Shipper {
+    /// Starts sending the windows of the spool at `root` (at most `limit`
+    /// bytes) to `hop`.
+    pub fn start(hop: Box<dyn NextHop>, root: PathBuf, limit: u64) -> Shipper {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = Arc::clone(&stop);
+        let spool_root = root.clone();
+        let thread = std::thread::Builder::new()
+            .name("shipper".into())
+            .spawn(move || {
+                let mut spool = Spool {
+                    hop,
+                    lost: LostWindows::load(&spool_root),
+                    root: spool_root,
+                    limit,
+                    failing: false,
+                };
+                loop {
+                    let sent_all = spool.pass();
+                    if stopping.load(Ordering::Relaxed) && sent_all {
+                        break;
+                    }
+                    std::thread::sleep(PASS_EVERY);
+                }
+            })
+            .expect("spawning the shipper thread");
+        Shipper { stop, thread, root }
+    }
+
+    /// Lets the last windows go for at most `grace`, then returns how
+    /// many windows are still waiting (they go with the next start).
+    pub fn finish(self, grace: Duration) -> usize {
+        self.stop.store(true, Ordering::Relaxed);
+        let deadline = Instant::now() + grace;
+        while !self.thread.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        vpcflow_store::shipped::spooled(&self.root).map_or(0, |w| w.len())
+    }
+}
+
+struct Spool {
+    hop: Box<dyn NextHop>,
+    root: PathBuf,
+    limit: u64,
+    lost: LostWindows,
+    failing: bool,
+}
+
+/// How many windows this spool lost, kept in it (`.lost`) so that a
+/// restart goes on counting: each counted once, when it is reduced to
+/// SKIPDATA (or removed whole, if it had only NODATA).
+struct LostWindows {
+    path: PathBuf,
+    count: u64,
+}
+
+impl LostWindows {
+    fn load(root: &Path) -> LostWindows {
+        let path = root.join(".lost");
+        let count = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(0);
+        LostWindows { path, count }
+    }
+
+    fn add(&mut self, what: &Spooled, limit: u64, how: &str) {
+        self.count += 1;
+        eprintln!(
+            "vpcflow: warning: the spool is past its limit ({limit} bytes): window {} of log topic {} lost, {how} ({} lost so far)",
+            what.name, what.topic, self.count
+        );
+        let tmp = self.path.with_extension("tmp");
+        let kept = std::fs::File::create(&tmp)
+            .and_then(|mut f| {
+                use std::io::Write;
+                writeln!(f, "{}", self.count)?;
+                f.sync_all()
+            })
+            .and_then(|()| std::fs::rename(&tmp, &self.path));
+        if let Err(e) = kept {
+            eprintln!(
+                "vpcflow: warning: cannot keep the lost windows' count in {}: {e}",
+                self.path.display()
+            );
+        }
+    }
+}
+
+impl Spool {
+    /// Brings the spool within its limit: the oldest windows that fit in
+    /// it stay as they are; every newer one is lost, reduced to its
+    /// SKIPDATA records (counted once, when reduced). Those notes have a
+    /// room of their own ([`notes_room`]); past it, the newest are
+    /// removed whole.
+    fn make_room(&mut self, waiting: &mut Vec<Spooled>) {
+        let mut used = 0;
+        let kept = waiting
+            .iter()
+            .take_while(|w| {
+                used += w.bytes;
+                used <= self.limit
+            })
+            .count();
+        let mut notes = 0;
+        let mut states = Vec::with_capacity(waiting.len() - kept);
+        for w in &mut waiting[kept..] {
+            let state = match w.reduce_to_skipdata() {
+                Ok(r) => {
+                    if let Reduction::Reduced { dropped } = r {
+                        let how = format!(
+                            "its {dropped} records kept as SKIPDATA totals, sent once {} answers",
+                            self.hop.describe()
+                        );
+                        self.lost.add(w, self.limit, &how);
+                    }
+                    Some(r)
+                }
+                Err(e) => {
+                    eprintln!("vpcflow: warning: {e}");
+                    None
+                }
+            };
+            states.push(state);
+            notes += w.bytes;
+        }
+        while notes > notes_room(self.limit) {
+            let (Some(w), Some(state)) = (waiting.pop(), states.pop()) else {
+                return;
+            };
+            notes -= w.bytes;
+            // Counted once: when reduced, now or before.
+            if !matches!(
+                state,
+                Some(Reduction::Reduced { .. } | Reduction::WasReduced)
+            ) {
+                self.lost.add(&w, self.limit, "removed whole");
+            }
+            if let Err(e) = w.remove() {
+                eprintln!("vpcflow: warning: {e}");
+            }
+        }
+    }
+
+    /// One pass; whether the spool is empty after it.
+    fn pass(&mut self) -> bool {
+        let mut waiting = match vpcflow_store::shipped::spooled(&self.root) {
+            Ok(w) => w,
+            Err(e) => {
+                eprintln!("vpcflow: warning: reading the spool: {e}");
+                return false;
+            }
+        };
+        self.make_room(&mut waiting);
+        let depth = waiting.len() as u64;
+        for (i, w) in waiting.iter().enumerate() {
+            let read = std::fs::read(&w.summary).and_then(|s| Ok((s, std::fs::read(&w.path)?)));
+            let (summary, records) = match read {
+                Ok(r) => r,
+                // Records without their summary: only an agent of before
+                // removing records first leaves them, cut off between the
+                // two removals of a window the hop had.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && w.path.exists() => {
+                    eprintln!(
+                        "vpcflow: window {} lost its summary after it was sent; removed",
+                        w.name
+                    );
+                    if let Err(e) = w.remove() {
+                        eprintln!("vpcflow: warning: {e}");
+                        return false;
+                    }
+                    continue;
+                }
+                // Removed meanwhile: the next pass sees the spool anew.
+                Err(_) => return false,
+            };
+            let backlog = Backlog {
+                waiting: depth - i as u64,
+                lost: self.lost.count,
+            };
+            match self.hop.deliver(w, &summary, records, backlog) {
+                Ok(Delivery::Taken) => {
+                    if self.failing {
+                        eprintln!("vpcflow: {} takes windows again", self.hop.describe());
+                        self.failing = false;
+                    }
+                    if let Err(e) = w.remove() {
+                        eprintln!("vpcflow: warning: {e}");
+                        return false;
+                    }
+                }
+                Ok(Delivery::Refused(why)) => {
+                    let aside = self.root.join(".refused");
+                    eprintln!(
+                        "vpcflow: warning: {} refused window {} of log topic {}: {why}; kept in {}",
+                        self.hop.describe(),
+                        w.name,
+                        w.topic,
+                        aside.display()
+                    );
+                    // Records first, as a removal goes.
+                    let moved = std::fs::create_dir_all(&aside)
+                        .and_then(|()| std::fs::rename(&w.path, aside.join(&w.name)))
+                        .and_then(|()| {
+                            std::fs::rename(&w.summary, aside.join(format!("_{}", w.name)))
+                        });
+                    if let Err(e) = moved {
+                        eprintln!("vpcflow: warning: {e}");
+                        return false;
+                    }
+                }
+                Err(e) => {
+                    if !self.failing {
+                        eprintln!(
+                            "vpcflow: warning: cannot send windows to {}, keeping them in the spool: {e}",
+                            self.hop.describe()
+                        );
+                        self.failing = true;
+                    }
+                    return false;
+                }
+            }
+        }
+        true
+    }
+}
+
+/// ClickHouse as the next hop: each window one insert, under an id of
+/// this spool and the window's name, so a retry is a duplicate.
+/// Connected on first use, and again after a failure: ClickHouse may be
+/// down when the spool starts.
+pub struct ClickHouseHop {
+    url: ClickHouseUrl,
+    store: Option<Arc<ClickHouse>>,
+    /// This spool's id (`.id` in it, made once).
+    spool_id: String,
+}
+
+impl ClickHouseHop {
+    /// ClickHouse at `url` for the spool at `root`.
+    pub fn new(url: &ClickHouseUrl, root: &Path) -> Result<ClickHouseHop, StoreError> {
+        Ok(ClickHouseHop {
+            url: url.clone(),
+            store: None,
+            spool_id: spool_id(root)?,
+        })
+    }
+}
+
+/// The spool's id: random, made once and kept in `.id`, so windows of
+/// different spools (hosts, runs of `ingest`) never share one.
+fn spool_id(root: &Path) -> Result<String, StoreError> {
+    let path = root.join(".id");
+    let io = |e| StoreError::Io {
+        path: path.display().to_string(),
+        source: e,
+    };
+    if let Ok(id) = std::fs::read_to_string(&path)
+        && id.trim().len() == 32
+    {
+        return Ok(id.trim().to_string());
+    }
+    std::fs::create_dir_all(root).map_err(io)?;
+    let mut bytes = [0u8; 16];
+    getrandom(&mut bytes).map_err(io)?;
+    let id: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let tmp = root.join(".id.tmp");
+    std::fs::File::create(&tmp)
+        .and_then(|mut f| {
+            use std::io::Write;
+            writeln!(f, "{id}")?;
+            f.sync_all()
+        })
+        .and_then(|()| std::fs::rename(&tmp, &path))
+        .map_err(io)?;
+    Ok(id)
+}
+
+fn getrandom(out: &mut [u8]) -> std::io::Result<()> {
+    use std::io::Read;
+    std::fs::File::open("/dev/urandom")?.read_exact(out)
+}
+
+impl NextHop for ClickHouseHop {
+    fn describe(&self) -> String {
+        self.url.to_string()
+    }
+
+    fn deliver(
+        &mut self,
+        w: &Spooled,
+        summary: &[u8],
+        records: Vec<u8>,
+        _backlog: Backlog,
+    ) -> Result<Delivery, String> {
+        let window = match vpcflow_store::shipped::ShippedWindow::parse(
+            &w.group,
+            &w.topic,
+            &w.name,
+            records.into(),
+            summary,
+        ) {
+            Ok(window) => window,
+            Err(e) => return Ok(Delivery::Refused(e.to_string())),
+        };
+        let id = format!("{}/{}", self.spool_id, w.name);
+        let store = match &self.store {
+            Some(s) => Arc::clone(s),
+            None => {
+                let s = ClickHouse::shared(&self.url).map_err(|e| e.to_string())?;
+                self.store = Some(Arc::clone(&s));
+                s
+            }
+        };
+        match store.insert_window(&id, &window) {
+            Ok(_) => Ok(Delivery::Taken),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
