@@ -9,6 +9,8 @@
 #         clickhouse://127.0.0.1:H1,127.0.0.1:H2/vpcflow?cluster=vpcflow
 #       (each shard's HTTP address, so vpcflow makes its tables on every
 #       shard; `cluster=vpcflow` is the cluster in every server's config)
+#       Started again on a DIR whose servers were stopped, it starts the same
+#       servers (same ports, same data) and prints the same URL.
 #   scripts/clickhouse.sh stop DIR                 stops them (DIR can then go)
 #
 # ClickHouse comes from Debian (scripts/setup.sh clickhouse: 18.16).
@@ -29,29 +31,11 @@ server=/usr/sbin/clickhouse-server
 free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 answers() { (exec 3<>"/dev/tcp/127.0.0.1/$1" && printf 'GET /ping HTTP/1.0\r\n\r\n' >&3 && tail -c 4 <&3) 2>/dev/null; }
 
-case "$cmd" in
-start)
-    [ -x "$server" ] || { echo "clickhouse.sh: no ClickHouse server installed (scripts/setup.sh clickhouse installs it)" >&2; exit 1; }
-    mkdir -p "$dir"
-    dir=$(cd "$dir" && pwd)
-    # Three free ports a shard: HTTP, native TCP (the Distributed tables'
-    # traffic between shards) and interserver HTTP.
-    ports=()
-    p=18123
-    while [ ${#ports[@]} -lt $((shards * 3)) ]; do
-        [ $p -lt 19999 ] || { echo "clickhouse.sh: no free ports from 18123 to 19999" >&2; exit 1; }
-        free $p && ports+=("$p")
-        p=$((p + 1))
-    done
-    remote=""
-    for k in $(seq 0 $((shards - 1))); do
-        remote+="<shard><replica><host>127.0.0.1</host><port>${ports[k * 3 + 1]}</port></replica></shard>"
-    done
-    url=""
-    for k in $(seq 0 $((shards - 1))); do
-        s="$dir/shard$k"
-        mkdir -p "$s/data" "$s/tmp" "$s/user_files" "$s/log"
-        cat >"$s/users.xml" <<EOF
+# write_config DIR HTTP TCP INTERSERVER REMOTE_SERVERS: one shard's server.
+write_config() {
+    local s=$1 http=$2 tcp=$3 interserver=$4 remote=$5
+    mkdir -p "$s/data" "$s/tmp" "$s/user_files" "$s/log"
+    cat >"$s/users.xml" <<EOF
 <?xml version="1.0"?>
 <yandex>
   <profiles><default><max_memory_usage>4000000000</max_memory_usage></default></profiles>
@@ -61,14 +45,14 @@ start)
     <result_rows>0</result_rows><read_rows>0</read_rows><execution_time>0</execution_time></interval></default></quotas>
 </yandex>
 EOF
-        cat >"$s/config.xml" <<EOF
+    cat >"$s/config.xml" <<EOF
 <?xml version="1.0"?>
 <yandex>
   <logger><level>warning</level><log>$s/log/server.log</log><errorlog>$s/log/error.log</errorlog><size>10M</size><count>2</count></logger>
   <listen_host>127.0.0.1</listen_host>
-  <http_port>${ports[k * 3]}</http_port>
-  <tcp_port>${ports[k * 3 + 1]}</tcp_port>
-  <interserver_http_port>${ports[k * 3 + 2]}</interserver_http_port>
+  <http_port>$http</http_port>
+  <tcp_port>$tcp</tcp_port>
+  <interserver_http_port>$interserver</interserver_http_port>
   <interserver_http_host>127.0.0.1</interserver_http_host>
   <max_connections>256</max_connections>
   <keep_alive_timeout>3</keep_alive_timeout>
@@ -89,6 +73,43 @@ EOF
   <default_session_timeout>60</default_session_timeout>
 </yandex>
 EOF
+}
+
+case "$cmd" in
+start)
+    [ -x "$server" ] || { echo "clickhouse.sh: no ClickHouse server installed (scripts/setup.sh clickhouse installs it)" >&2; exit 1; }
+    mkdir -p "$dir"
+    dir=$(cd "$dir" && pwd)
+    if [ -f "$dir/shard0/config.xml" ]; then
+        # The servers of an earlier start: the same again.
+        shards=$(compgen -G "$dir/shard*/config.xml" | wc -l)
+        ports=()
+        for k in $(seq 0 $((shards - 1))); do
+            for tag in http_port tcp_port interserver_http_port; do
+                ports+=("$(sed -n "s|.*<$tag>\([0-9]*\)</$tag>.*|\1|p" "$dir/shard$k/config.xml")")
+            done
+        done
+    else
+        # Three free ports a shard: HTTP, native TCP (the Distributed
+        # tables' traffic between shards) and interserver HTTP.
+        ports=()
+        p=18123
+        while [ ${#ports[@]} -lt $((shards * 3)) ]; do
+            [ $p -lt 19999 ] || { echo "clickhouse.sh: no free ports from 18123 to 19999" >&2; exit 1; }
+            free $p && ports+=("$p")
+            p=$((p + 1))
+        done
+        remote=""
+        for k in $(seq 0 $((shards - 1))); do
+            remote+="<shard><replica><host>127.0.0.1</host><port>${ports[k * 3 + 1]}</port></replica></shard>"
+        done
+        for k in $(seq 0 $((shards - 1))); do
+            write_config "$dir/shard$k" "${ports[k * 3]}" "${ports[k * 3 + 1]}" "${ports[k * 3 + 2]}" "$remote"
+        done
+    fi
+    url=""
+    for k in $(seq 0 $((shards - 1))); do
+        s="$dir/shard$k"
         (cd "$s" && exec "$server" --config-file="$s/config.xml" --pid-file="$s/server.pid" --daemon) \
             >"$s/log/start.log" 2>&1 || true
         url+="${url:+,}127.0.0.1:${ports[k * 3]}"

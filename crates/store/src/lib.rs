@@ -48,7 +48,6 @@ pub use schema::{
 };
 pub use writer::{HourFiles, Store, WrittenFile, read_rows};
 
-
 /// What went wrong in the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

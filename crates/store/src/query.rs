@@ -272,10 +272,15 @@ impl Query {
 
     /// Runs the query over the store at `at`: [`Query::run`] on a
     /// directory, in ClickHouse on a ClickHouse store.
-    pub fn run_at<'a>(&self, at: impl Into<crate::StoreRef<'a>>) -> Result<QueryResult, StoreError> {
+    pub fn run_at<'a>(
+        &self,
+        at: impl Into<crate::StoreRef<'a>>,
+    ) -> Result<QueryResult, StoreError> {
         match at.into() {
             crate::StoreRef::Dir(root) => self.run(root),
-            crate::StoreRef::ClickHouse(url) => crate::clickhouse::ClickHouse::shared(url)?.run(self),
+            crate::StoreRef::ClickHouse(url) => {
+                crate::clickhouse::ClickHouse::shared(url)?.run(self)
+            }
         }
     }
 

@@ -220,7 +220,9 @@ pub fn run(args: AgentArgs) -> Result<ExitCode> {
     if let Some(s) = shipper {
         let waiting = s.finish(Duration::from_secs(5));
         if waiting > 0 {
-            eprintln!("vpcflow: {waiting} windows not yet sent stay in the spool for the next start");
+            eprintln!(
+                "vpcflow: {waiting} windows not yet sent stay in the spool for the next start"
+            );
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -240,8 +242,8 @@ mod from_server {
     use vpcflow_control::client::{AgentClient, AgentModel, Shipped};
     use vpcflow_core::Inventory;
     use vpcflow_core::inventory::AddressScope;
-    use vpcflow_runtime::{InventorySource, SourceError};
     use vpcflow_runtime::{Backlog, Delivery, NextHop};
+    use vpcflow_runtime::{InventorySource, SourceError};
     use vpcflow_store::shipped::Spooled;
 
     /// How long one poll waits for a change.

@@ -384,17 +384,10 @@ fn stream(
                 Some(vpcflow_store::StoreLocation::ClickHouse(url)) => {
                     use vpcflow_runtime::{ClickHouseHop, Compaction, SharedStore, StoreSink};
                     let spool = std::sync::Arc::new(SharedStore::open(&args.spool)?);
-                    // Names and retention, when ClickHouse answers now
-                    // (the records wait in the spool when it does not).
+                    // Names and retention: in the spool's catalog, which
+                    // goes to ClickHouse with the windows.
                     if let Some(inv) = inventory.as_ref() {
-                        let groups = vpcflow_runtime::sinks::catalog_groups(inv);
-                        if let Err(e) = vpcflow_store::clickhouse::ClickHouse::shared(url)
-                            .and_then(|ch| ch.register(&groups))
-                        {
-                            eprintln!(
-                                "vpcflow: warning: the log groups' names and retention are not in the store's catalog: {e}"
-                            );
-                        }
+                        spool.register(inv)?;
                     }
                     let hop = ClickHouseHop::new(url, &args.spool)?;
                     let shipper = vpcflow_runtime::Shipper::start(
@@ -409,8 +402,10 @@ fn stream(
                     let replayed = replay(&mut sink)?;
                     let waiting = shipper.finish(CLICKHOUSE_GRACE);
                     eprintln!(
-                        "vpcflow: stored {} records of {} windows into {url}",
-                        sink.sink.records, sink.sink.windows
+                        "vpcflow: {} records of {} windows closed for {url}{}",
+                        sink.sink.records,
+                        sink.sink.windows,
+                        if waiting == 0 { ", all taken" } else { "" }
                     );
                     if waiting > 0 {
                         eprintln!(
@@ -474,9 +469,10 @@ fn stream(
 }
 
 /// How long the windows of an `ingest` into ClickHouse may take to be
-/// taken after the last one closed, before they are left in the spool.
+/// taken after the last one closed, before they are left in the spool
+/// (at once when ClickHouse does not answer).
 #[cfg(feature = "store")]
-const CLICKHOUSE_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
+const CLICKHOUSE_GRACE: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// The log store at `dir` as the records' sink, each durable file said on
 /// `out` once it is durable.

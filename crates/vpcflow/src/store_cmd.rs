@@ -33,6 +33,20 @@ enum StoreCommand {
         #[arg(long, value_name = "T")]
         now: Option<String>,
     },
+    /// Send the windows waiting in a spool (an `ingest --store clickhouse://`
+    /// cut short, or left while ClickHouse was down) to the store, each once.
+    Flush {
+        /// The ClickHouse store (`clickhouse://HOST:PORT[,...]/DATABASE[?cluster=NAME]`).
+        #[arg(long, value_name = "URL")]
+        store: vpcflow_store::StoreLocation,
+        /// The spool.
+        #[arg(long, value_name = "DIR", default_value = "vpcflow-spool")]
+        spool: PathBuf,
+        /// Give up after this many seconds in all (at once when ClickHouse
+        /// does not answer).
+        #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
+        timeout: u64,
+    },
     /// Merge the files of each finished hour partition into one.
     Compact {
         /// The log store.
@@ -90,6 +104,36 @@ pub fn run(args: StoreArgs) -> Result<ExitCode> {
                 report.partitions.len()
             );
             Ok(ExitCode::SUCCESS)
+        }
+        StoreCommand::Flush {
+            store,
+            spool,
+            timeout,
+        } => {
+            let vpcflow_store::StoreLocation::ClickHouse(url) = &store else {
+                anyhow::bail!(
+                    "--store {store}: a spool is flushed into ClickHouse (clickhouse://...)"
+                );
+            };
+            anyhow::ensure!(
+                spool.is_dir(),
+                "--spool {}: no spool there",
+                spool.display()
+            );
+            let before = vpcflow_store::shipped::spooled(&spool)?.len();
+            let hop = vpcflow_runtime::ClickHouseHop::new(url, &spool)?;
+            let shipper = vpcflow_runtime::Shipper::start(Box::new(hop), spool.clone(), u64::MAX);
+            let waiting = shipper.finish(std::time::Duration::from_secs(timeout));
+            eprintln!(
+                "vpcflow: sent {} window files to {url}; {waiting} wait in {}",
+                before.saturating_sub(waiting),
+                spool.display()
+            );
+            Ok(if waiting == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
         StoreCommand::Compact { store, now } => {
             let now = now_or(now)?;

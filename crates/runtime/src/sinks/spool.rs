@@ -59,6 +59,8 @@ pub trait NextHop: Send {
 /// Sends a spool's windows on a thread of its own (see the module).
 pub struct Shipper {
     stop: Arc<AtomicBool>,
+    /// Set while the hop cannot be reached.
+    failing: Arc<AtomicBool>,
     thread: std::thread::JoinHandle<()>,
     root: PathBuf,
 }
@@ -79,6 +81,8 @@ impl Shipper {
     pub fn start(hop: Box<dyn NextHop>, root: PathBuf, limit: u64) -> Shipper {
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = Arc::clone(&stop);
+        let failing = Arc::new(AtomicBool::new(false));
+        let failing_now = Arc::clone(&failing);
         let spool_root = root.clone();
         let thread = std::thread::Builder::new()
             .name("shipper".into())
@@ -91,24 +95,44 @@ impl Shipper {
                     failing: false,
                 };
                 loop {
+                    // Read before the pass: a pass that began before the
+                    // stop may not have seen the last windows.
+                    let last = stopping.load(Ordering::Relaxed);
                     let sent_all = spool.pass();
-                    if stopping.load(Ordering::Relaxed) && sent_all {
+                    failing_now.store(spool.failing, Ordering::Relaxed);
+                    if last && sent_all {
                         break;
                     }
                     std::thread::sleep(PASS_EVERY);
                 }
             })
             .expect("spawning the shipper thread");
-        Shipper { stop, thread, root }
+        Shipper {
+            stop,
+            failing,
+            thread,
+            root,
+        }
     }
 
-    /// Lets the last windows go for at most `grace`, then returns how
-    /// many windows are still waiting (they go with the next start).
+    /// Lets the last windows go for at most `grace` (less when the hop
+    /// cannot be reached: they would not go), then returns how many
+    /// window files are still waiting (they go with the next start).
     pub fn finish(self, grace: Duration) -> usize {
         self.stop.store(true, Ordering::Relaxed);
         let deadline = Instant::now() + grace;
+        let mut failed_passes = 0;
         while !self.thread.is_finished() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(50));
+            if self.failing.load(Ordering::Relaxed) {
+                failed_passes += 1;
+                // About three passes' time with the hop failing.
+                if failed_passes * 50 > 3 * PASS_EVERY.as_millis() {
+                    break;
+                }
+            } else {
+                failed_passes = 0;
+            }
         }
         vpcflow_store::shipped::spooled(&self.root).map_or(0, |w| w.len())
     }
@@ -307,6 +331,8 @@ impl Spool {
 /// down when the spool starts.
 pub struct ClickHouseHop {
     url: ClickHouseUrl,
+    /// The spool: its catalog goes to the store on connecting.
+    root: PathBuf,
     store: Option<Arc<ClickHouse>>,
     /// This spool's id (`.id` in it, made once).
     spool_id: String,
@@ -317,6 +343,7 @@ impl ClickHouseHop {
     pub fn new(url: &ClickHouseUrl, root: &Path) -> Result<ClickHouseHop, StoreError> {
         Ok(ClickHouseHop {
             url: url.clone(),
+            root: root.to_path_buf(),
             store: None,
             spool_id: spool_id(root)?,
         })
@@ -384,6 +411,11 @@ impl NextHop for ClickHouseHop {
             Some(s) => Arc::clone(s),
             None => {
                 let s = ClickHouse::shared(&self.url).map_err(|e| e.to_string())?;
+                // The log groups' names and retention, as the spool's
+                // writer registered them.
+                let catalog =
+                    vpcflow_store::Catalog::load(&self.root).map_err(|e| e.to_string())?;
+                s.register(&catalog.log_groups).map_err(|e| e.to_string())?;
                 self.store = Some(Arc::clone(&s));
                 s
             }

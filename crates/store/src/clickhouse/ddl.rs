@@ -109,7 +109,12 @@ pub(super) fn migrate(ch: &ClickHouse) -> Result<(), StoreError> {
     let db = ch.db();
     for i in 0..ch.url.hosts.len() {
         let host = Target::Host(i);
-        ch.statement(host, &format!("CREATE DATABASE IF NOT EXISTS {db}"), None, &[])?;
+        ch.statement(
+            host,
+            &format!("CREATE DATABASE IF NOT EXISTS {db}"),
+            None,
+            &[],
+        )?;
         ch.statement(
             host,
             &format!(
@@ -218,6 +223,10 @@ mod tests {
         assert_eq!(ty("start"), "UInt64");
         assert_eq!(ty("start_time"), "DateTime('UTC')");
         assert_eq!(ty("date"), "Int32");
-        assert!(ty("srcaddr").starts_with("Nullable(String"), "{}", ty("srcaddr"));
+        assert!(
+            ty("srcaddr").starts_with("Nullable(String"),
+            "{}",
+            ty("srcaddr")
+        );
     }
 }

@@ -86,9 +86,9 @@ impl ClickHouseUrl {
                 .ok_or_else(|| bad(&format!("`{h}` has no :PORT")))?;
             let port_ok = port.parse::<u16>().is_ok_and(|p| p > 0);
             let host_ok = !host.is_empty()
-                && host
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'[' | b']' | b':'));
+                && host.bytes().all(|b| {
+                    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'[' | b']' | b':')
+                });
             if !port_ok || !host_ok {
                 return Err(bad(&format!("`{h}` is not HOST:PORT")));
             }
@@ -101,7 +101,11 @@ impl ClickHouseUrl {
                 Some(("cluster", name)) => {
                     return Err(bad(&format!("`{name}` is not a cluster name")));
                 }
-                _ => return Err(bad(&format!("unknown parameter `{pair}` (only cluster=NAME)"))),
+                _ => {
+                    return Err(bad(&format!(
+                        "unknown parameter `{pair}` (only cluster=NAME)"
+                    )));
+                }
             }
         }
         Ok(ClickHouseUrl {
@@ -347,8 +351,9 @@ mod tests {
 
     #[test]
     fn store_urls_name_hosts_database_and_cluster() {
-        let u = ClickHouseUrl::parse("clickhouse://127.0.0.1:8123,127.0.0.1:8124/flows?cluster=two")
-            .unwrap();
+        let u =
+            ClickHouseUrl::parse("clickhouse://127.0.0.1:8123,127.0.0.1:8124/flows?cluster=two")
+                .unwrap();
         assert_eq!(u.hosts, ["127.0.0.1:8123", "127.0.0.1:8124"]);
         assert_eq!(u.database, "flows");
         assert_eq!(u.cluster.as_deref(), Some("two"));

@@ -19,8 +19,8 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use datafusion::sql::sqlparser::ast::{
-    Expr, FunctionArg, FunctionArgExpr, FunctionArguments, SetExpr, Statement, TableFactor,
-    Value, VisitMut, VisitorMut,
+    Expr, FunctionArg, FunctionArgExpr, FunctionArguments, SetExpr, Statement, TableFactor, Value,
+    VisitMut, VisitorMut,
 };
 use datafusion::sql::sqlparser::dialect::ClickHouseDialect;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -34,8 +34,20 @@ use crate::schema::{PARTITIONS, columns};
 /// Functions that read something other than the records (dictionaries,
 /// other tables, files, the network), refused in a query's SQL.
 const READS_ELSEWHERE: [&str; 14] = [
-    "dictget", "dicthas", "dictisin", "dictgethierarchy", "joinget", "file", "url", "remote",
-    "remotesecure", "cluster", "mysql", "jdbc", "odbc", "hdfs",
+    "dictget",
+    "dicthas",
+    "dictisin",
+    "dictgethierarchy",
+    "joinget",
+    "file",
+    "url",
+    "remote",
+    "remotesecure",
+    "cluster",
+    "mysql",
+    "jdbc",
+    "odbc",
+    "hdfs",
 ];
 
 fn refused(why: impl std::fmt::Display) -> StoreError {
@@ -46,7 +58,11 @@ fn refused(why: impl std::fmt::Display) -> StoreError {
 /// in the functions ClickHouse 18.16 has: the address text as a number
 /// between the prefix's first and last.
 fn cidr_condition(address: &str, prefix: &str) -> Result<String, StoreError> {
-    let bad = || refused(format!("cidr_contains: `{prefix}` is not an address or prefix"));
+    let bad = || {
+        refused(format!(
+            "cidr_contains: `{prefix}` is not an address or prefix"
+        ))
+    };
     let (addr, len) = match prefix.split_once('/') {
         Some((a, l)) => (
             a.parse::<std::net::IpAddr>().map_err(|_| bad())?,
@@ -104,6 +120,26 @@ fn is_records(factor: &TableFactor) -> bool {
 
 impl VisitorMut for Rewrite {
     type Break = ();
+
+    /// NULLs sort as the Parquet store's engine sorts them (DataFusion:
+    /// as the largest value), not as ClickHouse does (last either way),
+    /// where the SQL does not say.
+    fn pre_visit_query(
+        &mut self,
+        query: &mut datafusion::sql::sqlparser::ast::Query,
+    ) -> ControlFlow<()> {
+        use datafusion::sql::sqlparser::ast::OrderByKind;
+        if let Some(order) = &mut query.order_by
+            && let OrderByKind::Expressions(exprs) = &mut order.kind
+        {
+            for e in exprs {
+                if e.options.nulls_first.is_none() {
+                    e.options.nulls_first = Some(e.options.asc == Some(false));
+                }
+            }
+        }
+        ControlFlow::Continue(())
+    }
 
     fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
         match factor {
@@ -185,9 +221,8 @@ impl VisitorMut for Rewrite {
 /// the records it may read.
 pub(super) fn rewrite(sql: &str, scope: &str) -> Result<String, StoreError> {
     let dialect = ClickHouseDialect {};
-    let parse = |text: &str| {
-        Parser::parse_sql(&dialect, text).map_err(|e| refused(format!("SQL: {e}")))
-    };
+    let parse =
+        |text: &str| Parser::parse_sql(&dialect, text).map_err(|e| refused(format!("SQL: {e}")));
     let mut wrapper = parse(&format!("SELECT * FROM ({scope}) AS records"))?;
     let records = match wrapper.pop() {
         Some(Statement::Query(q)) => match *q.body {
@@ -223,7 +258,10 @@ enum Builder {
 
 impl Builder {
     fn of(ty: &str) -> (Builder, DataType, bool) {
-        let (inner, nullable) = match ty.strip_prefix("Nullable(").and_then(|t| t.strip_suffix(')')) {
+        let (inner, nullable) = match ty
+            .strip_prefix("Nullable(")
+            .and_then(|t| t.strip_suffix(')'))
+        {
             Some(t) => (t, true),
             None => (ty, false),
         };
@@ -235,7 +273,9 @@ impl Builder {
             "UInt8" | "UInt16" | "UInt32" | "UInt64" => {
                 (Builder::UInt(UInt64Builder::new()), DataType::UInt64)
             }
-            "Int8" | "Int16" | "Int32" | "Int64" => (Builder::Int(Int64Builder::new()), DataType::Int64),
+            "Int8" | "Int16" | "Int32" | "Int64" => {
+                (Builder::Int(Int64Builder::new()), DataType::Int64)
+            }
             "Float32" | "Float64" => (Builder::Float(Float64Builder::new()), DataType::Float64),
             t if t == "DateTime" || t.starts_with("DateTime(") => (
                 Builder::Time(TimestampMillisecondBuilder::new().with_timezone("UTC")),
@@ -284,7 +324,13 @@ impl Builder {
 /// `YYYY-MM-DD hh:mm:ss` (UTC) as Unix seconds.
 fn date_time_secs(v: &str) -> Option<i64> {
     let b = v.as_bytes();
-    if b.len() != 19 || b[4] != b'-' || b[7] != b'-' || b[10] != b' ' || b[13] != b':' || b[16] != b':' {
+    if b.len() != 19
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b' '
+        || b[13] != b':'
+        || b[16] != b':'
+    {
         return None;
     }
     let n = |r: std::ops::Range<usize>| v.get(r)?.parse::<i64>().ok();
@@ -377,7 +423,9 @@ impl ClickHouse {
     /// range and search, with the Parquet store's columns in its order.
     fn scope(&self, q: &Query) -> Result<String, StoreError> {
         if q.confined && (q.group.is_none() || q.topic.is_none()) {
-            return Err(refused("a confined query names its log group and log topic"));
+            return Err(refused(
+                "a confined query names its log group and log topic",
+            ));
         }
         let not_found = |kind, name: &str| StoreError::NotFound {
             kind,
@@ -418,7 +466,9 @@ impl ClickHouse {
                 Vec::new()
             } else {
                 catalog.topic_ids(
-                    group.as_deref().and_then(|g| catalog.group(g).ok().flatten()),
+                    group
+                        .as_deref()
+                        .and_then(|g| catalog.group(g).ok().flatten()),
                     key,
                 )
             };
@@ -473,9 +523,10 @@ impl ClickHouse {
             check_sql(text)?;
         }
         let scope = self.scope(q)?;
-        let sql = q.sql.as_deref().unwrap_or(
-            "SELECT * FROM records ORDER BY start, record_index, log_group, log_topic",
-        );
+        let sql = q
+            .sql
+            .as_deref()
+            .unwrap_or("SELECT * FROM records ORDER BY start, record_index, log_group, log_topic");
         let mut sql = rewrite(sql, &scope)?;
         if q.limit.is_some() || q.offset > 0 {
             sql = format!(
@@ -487,7 +538,10 @@ impl ClickHouse {
         let limits = &q.limits;
         let settings = [
             ("readonly", "2".to_string()),
-            ("max_execution_time", limits.deadline.as_secs().max(1).to_string()),
+            (
+                "max_execution_time",
+                limits.deadline.as_secs().max(1).to_string(),
+            ),
             ("max_memory_usage", limits.memory_bytes.to_string()),
             ("max_result_bytes", limits.result_bytes.to_string()),
             ("result_overflow_mode", "throw".to_string()),
@@ -544,7 +598,9 @@ mod tests {
             let e = rewrite(bad, scope).unwrap_err().to_string();
             assert!(e.contains("only the table `records`"), "{bad}: {e}");
         }
-        let e = rewrite("DROP TABLE records", scope).unwrap_err().to_string();
+        let e = rewrite("DROP TABLE records", scope)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("one SELECT"), "{e}");
     }
 
@@ -557,8 +613,14 @@ mod tests {
         .unwrap();
         assert!(sql.contains("BETWEEN 167772160 AND 184549375"), "{sql}");
         let v6 = cidr_condition("a", "2001:db8::/32").unwrap();
-        assert!(v6.contains("unhex('20010db8000000000000000000000000')"), "{v6}");
-        assert!(v6.contains("unhex('20010db8ffffffffffffffffffffffff')"), "{v6}");
+        assert!(
+            v6.contains("unhex('20010db8000000000000000000000000')"),
+            "{v6}"
+        );
+        assert!(
+            v6.contains("unhex('20010db8ffffffffffffffffffffffff')"),
+            "{v6}"
+        );
         assert!(cidr_condition("a", "10.0.0.0/33").is_err());
     }
 

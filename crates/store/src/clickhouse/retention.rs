@@ -60,9 +60,15 @@ impl ClickHouse {
                 host,
                 &format!(
                     "SELECT DISTINCT partition FROM system.parts WHERE active AND database = {} \
-                     AND table = {} ORDER BY partition",
+                     AND table = {} ORDER BY partition FORMAT TabSeparatedRaw",
                     literal(&self.url.database),
-                    literal(local.rsplit('.').next().unwrap_or_default().trim_matches('"'))
+                    literal(
+                        local
+                            .rsplit('.')
+                            .next()
+                            .unwrap_or_default()
+                            .trim_matches('"')
+                    )
                 ),
                 None,
                 &[],
@@ -87,7 +93,10 @@ impl ClickHouse {
                 if first + 86_400 <= cut {
                     self.statement(
                         host,
-                        &format!("ALTER TABLE {local} DROP PARTITION ({}, {date})", literal(&group)),
+                        &format!(
+                            "ALTER TABLE {local} DROP PARTITION ({}, {date})",
+                            literal(&group)
+                        ),
                         None,
                         &[],
                     )?;
@@ -99,7 +108,8 @@ impl ClickHouse {
                         "log_group = {} AND date = {date} AND start < {cut}",
                         literal(&group)
                     );
-                    let n = self.count(host, &format!("SELECT count() FROM {local} WHERE {which}"))?;
+                    let n =
+                        self.count(host, &format!("SELECT count() FROM {local} WHERE {which}"))?;
                     if n > 0 {
                         self.statement(
                             host,

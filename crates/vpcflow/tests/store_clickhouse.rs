@@ -1,0 +1,431 @@
+//! The log store on ClickHouse against the store on a directory: the same
+//! captures ingested into both, then every query (each output format,
+//! searches, SQL, time ranges, names), every analysis and retention must
+//! answer byte for byte alike. Then outages: windows closed while
+//! ClickHouse is down wait in the spool and arrive once it is back, and a
+//! writer killed mid-send neither loses nor doubles a window.
+//!
+//! ClickHouse: a two-shard cluster of Debian's server (18.16), started by
+//! scripts/test.sh (`VPCFLOW_TEST_CLICKHOUSE`, each test a database of its
+//! own), and for the outage tests one of their own (scripts/clickhouse.sh).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+mod common;
+use common::{EVERY_ADDRESS, examples, shared_data, vpcflow};
+
+const NEEDS: &str =
+    "needs a ClickHouse cluster (VPCFLOW_TEST_CLICKHOUSE): scripts/test.sh starts one";
+
+/// The test cluster's URL with a database of the caller's.
+fn clickhouse(database: &str) -> String {
+    let url = std::env::var("VPCFLOW_TEST_CLICKHOUSE").expect(
+        "this test needs a ClickHouse cluster: set VPCFLOW_TEST_CLICKHOUSE to the URL \
+         `scripts/clickhouse.sh start DIR` prints (scripts/test.sh does)",
+    );
+    with_database(&url, &format!("{database}_{}", std::process::id()))
+}
+
+fn with_database(url: &str, database: &str) -> String {
+    let (hosts, rest) = url
+        .strip_prefix("clickhouse://")
+        .and_then(|u| u.split_once('/'))
+        .expect("a clickhouse:// URL");
+    let query = rest
+        .split_once('?')
+        .map_or(String::new(), |(_, q)| format!("?{q}"));
+    format!("clickhouse://{hosts}/{database}{query}")
+}
+
+/// Runs `vpcflow` with `args`: its stdout, or its stderr as the error.
+fn run<S: AsRef<std::ffi::OsStr>>(args: impl IntoIterator<Item = S>) -> Result<String, String> {
+    let o = vpcflow().args(args).output().unwrap();
+    if o.status.success() {
+        Ok(String::from_utf8(o.stdout).unwrap())
+    } else {
+        Err(String::from_utf8_lossy(&o.stderr).into_owned())
+    }
+}
+
+fn run_ok<S: AsRef<std::ffi::OsStr>>(args: impl IntoIterator<Item = S>) -> String {
+    run(args).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Ingests `capture` with `extra` flags into the directory `dir` and into
+/// ClickHouse at `url` (through the spool `spool`).
+fn ingest_both(dir: &Path, url: &str, spool: &Path, extra: &[&str], capture: &Path) {
+    let mut args: Vec<&std::ffi::OsStr> = vec!["ingest".as_ref()];
+    args.extend(extra.iter().map(std::ffi::OsStr::new));
+    args.push(capture.as_os_str());
+    let mut to_dir = args.clone();
+    to_dir.extend(["--store".as_ref(), dir.as_os_str()]);
+    run_ok(&to_dir);
+    let mut to_ch = args;
+    to_ch.extend([
+        "--store".as_ref(),
+        url.as_ref(),
+        "--spool".as_ref(),
+        spool.as_os_str(),
+    ]);
+    let o = vpcflow().args(&to_ch).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains(", all taken"), "{err}");
+}
+
+/// `vpcflow ARGS --store STORE` on both stores must answer alike (the
+/// answer, or the error less the store's name).
+fn same(dir: &Path, url: &str, args: &[&str]) -> String {
+    let ask = |store: &str| {
+        let mut a: Vec<&str> = args.to_vec();
+        a.extend(["--store", store]);
+        run(&a).map_err(|e| e.replace(store, "STORE"))
+    };
+    let on_dir = ask(dir.to_str().unwrap());
+    let on_ch = ask(url);
+    assert_eq!(on_ch, on_dir, "{args:?}");
+    on_dir.unwrap_or_default()
+}
+
+#[test]
+#[ignore = "needs a ClickHouse cluster (VPCFLOW_TEST_CLICKHOUSE): scripts/test.sh starts one"]
+fn every_query_and_analysis_answers_alike_on_a_directory_and_on_clickhouse() {
+    let _ = NEEDS;
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, spool) = (tmp.path().join("store"), tmp.path().join("spool"));
+    let url = clickhouse("alike");
+    let config = examples().join("vpc.toml");
+    let config = config.to_str().unwrap();
+    let attacks = tmp.path().join("attacks.pcap");
+    vpcflow_tools::attacks::write_capture(&attacks, true).unwrap();
+    ingest_both(
+        &dir,
+        &url,
+        &spool,
+        &["--config", config],
+        &examples().join("vpc-demo.pcap"),
+    );
+    ingest_both(
+        &dir,
+        &url,
+        &spool,
+        &["--config", config, "--window", "60"],
+        &attacks,
+    );
+    // The spool is empty once ClickHouse has every window.
+    assert_eq!(vpcflow_store::shipped::spooled(&spool).unwrap(), []);
+
+    let mut answered = 0;
+    for format in ["v1", "v2", "json", "csv", "table"] {
+        for search in [
+            &[][..],
+            &["action:REJECT"],
+            &["srcaddr:198.51.100.0/24"],
+            &["dstport:22", "OR", "dstport:3389"],
+            &["interface_id:1d5*", "AND", "NOT", "protocol:17"],
+            &["bytes>1000"],
+        ] {
+            let mut args = vec!["query", "--format", format];
+            args.extend(search);
+            answered += same(&dir, &url, &args).lines().count();
+        }
+    }
+    assert!(
+        answered > 1000,
+        "{answered} lines: the queries must find records"
+    );
+    for scope in [
+        &["--group", "lg-vpc"][..],
+        &["--topic", "lt-rejected"],
+        &["--group", "a1b2c3d4-0000-4000-8000-000000000001"],
+        &["--since", "2019-01-29T09:00:30Z"],
+        &["--until", "2019-01-29T09:00:00Z"],
+        &["--group", "nope"],
+        &["--limit", "5"],
+    ] {
+        let mut args = vec!["query", "--format", "csv"];
+        args.extend(scope);
+        same(&dir, &url, &args);
+    }
+    for sql in [
+        "SELECT action, count(*) AS n, sum(bytes) AS b FROM records GROUP BY action ORDER BY action",
+        "SELECT srcaddr, sum(bytes) AS b FROM records GROUP BY srcaddr ORDER BY b DESC, srcaddr LIMIT 10",
+        "SELECT log_topic, direction, count(*) AS n FROM records GROUP BY log_topic, direction \
+         ORDER BY log_topic, direction",
+        "SELECT start_time, end_time, date, hour FROM records ORDER BY start, record_index LIMIT 3",
+        "SELECT r.interface_id, count(*) AS n FROM records r WHERE r.log_status = 'OK' \
+         GROUP BY r.interface_id ORDER BY n DESC, r.interface_id",
+    ] {
+        let answer = same(&dir, &url, &["query", "--format", "csv", "--sql", sql]);
+        assert!(answer.lines().count() > 1, "{sql}: {answer}");
+    }
+    // What SQL may read: only the records.
+    for sql in [
+        "SELECT * FROM system.tables",
+        "SELECT * FROM records_local",
+        "SELECT count(*) FROM records WHERE srcaddr IN (SELECT name FROM system.users)",
+    ] {
+        let e = run(["query", "--store", &url, "--sql", sql]).unwrap_err();
+        assert!(e.contains("only the table `records`"), "{sql}: {e}");
+    }
+
+    for (kind, extra) in [
+        ("attacks", &[][..]),
+        ("rules", &["--config", config][..]),
+        ("rules", &["--config", config, "--hits"][..]),
+        ("traffic", &["--config", config][..]),
+    ] {
+        let mut args = vec!["analyze", kind, "--format", "json"];
+        args.extend(extra);
+        let found = same(&dir, &url, &args);
+        assert!(!found.is_empty(), "analyze {kind} {extra:?} found nothing");
+    }
+}
+
+#[test]
+#[ignore = "needs a ClickHouse cluster (VPCFLOW_TEST_CLICKHOUSE): scripts/test.sh starts one"]
+fn captures_of_every_kind_read_back_alike_and_equal_the_printed_records() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, spool) = (tmp.path().join("store"), tmp.path().join("spool"));
+    let url = clickhouse("captures");
+    for trace in [
+        "zeek/traces/wikipedia.pcap",
+        "zeek/traces/ftp_ipv6.pcap",
+        // Sparse: 1,122 days, 1,058 windows, each one insert.
+        "zeek/traces/ssh_ssh.pcap",
+    ] {
+        ingest_both(
+            &dir,
+            &url,
+            &spool,
+            &EVERY_ADDRESS,
+            &shared_data().join(trace),
+        );
+    }
+    let printed: usize = [
+        "zeek/traces/wikipedia.pcap",
+        "zeek/traces/ftp_ipv6.pcap",
+        "zeek/traces/ssh_ssh.pcap",
+    ]
+    .iter()
+    .map(|t| {
+        let mut a: Vec<std::ffi::OsString> = vec!["ingest".into(), "--format".into(), "v2".into()];
+        a.extend(EVERY_ADDRESS.iter().map(Into::into));
+        a.push(shared_data().join(t).into());
+        run_ok(a).lines().count()
+    })
+    .sum();
+    let v2 = same(&dir, &url, &["query", "--format", "v2"]);
+    assert_eq!(v2.lines().count(), printed);
+    same(
+        &dir,
+        &url,
+        &["query", "--format", "json", "srcaddr:2001:470:1f11::/48"],
+    );
+    let v6 = same(
+        &dir,
+        &url,
+        &["query", "--format", "csv", "dstaddr:2001::/16"],
+    );
+    assert!(v6.lines().count() > 1, "{v6}");
+}
+
+#[test]
+#[ignore = "needs a ClickHouse cluster (VPCFLOW_TEST_CLICKHOUSE): scripts/test.sh starts one"]
+fn retention_removes_the_same_hours_from_both() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, spool) = (tmp.path().join("store"), tmp.path().join("spool"));
+    let url = clickhouse("retention");
+    let config = examples().join("vpc.toml");
+    let config = config.to_str().unwrap();
+    ingest_both(
+        &dir,
+        &url,
+        &spool,
+        &["--config", config],
+        &examples().join("vpc-demo.pcap"),
+    );
+    let count = |store: &str| {
+        run_ok([
+            "query",
+            "--store",
+            store,
+            "--format",
+            "csv",
+            "--sql",
+            "SELECT count(*) AS n FROM records",
+        ])
+    };
+    // The demo's windows end at 09:00 and 09:10 on 2019-01-29; lg-vpc
+    // keeps 7 days: instants that remove nothing, hour 8, and all.
+    let mut seen = Vec::new();
+    for at in [
+        "2019-02-05T08:59:59Z",
+        "2019-02-05T09:00:00Z",
+        "2019-02-06T00:00:00Z",
+    ] {
+        for store in [dir.to_str().unwrap(), url.as_str()] {
+            // The catalog's retention (no --config): ClickHouse keeps one too.
+            run_ok(["store", "gc", "--store", store, "--now", at]);
+        }
+        let n = count(dir.to_str().unwrap());
+        // A removal in ClickHouse may be a mutation: wait for it.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while count(&url) != n && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        assert_eq!(count(&url), n, "after gc at {at}");
+        seen.push(n);
+    }
+    let n = |s: &str| s.lines().nth(1).unwrap().parse::<u64>().unwrap();
+    assert_eq!(n(&seen[0]), 21, "{seen:?}");
+    assert!(n(&seen[0]) > n(&seen[1]) && n(&seen[1]) > 0, "{seen:?}");
+    assert_eq!(n(&seen[2]), 0, "{seen:?}");
+}
+
+/// A cluster of this test's own, stopped and started by it.
+struct OwnCluster {
+    dir: tempfile::TempDir,
+    url: String,
+}
+
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/clickhouse.sh")
+}
+
+impl OwnCluster {
+    fn start() -> OwnCluster {
+        let dir = tempfile::tempdir().unwrap();
+        let url = Self::up(dir.path());
+        OwnCluster { dir, url }
+    }
+    fn up(dir: &Path) -> String {
+        let o = Command::new("bash")
+            .arg(script())
+            .arg("start")
+            .arg(dir)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let url = String::from_utf8(o.stdout)
+            .unwrap()
+            .lines()
+            .last()
+            .unwrap()
+            .to_string();
+        with_database(&url, "outage")
+    }
+    fn stop(&self) {
+        let o = Command::new("bash")
+            .arg(script())
+            .arg("stop")
+            .arg(self.dir.path())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    fn restart(&self) {
+        assert_eq!(
+            Self::up(self.dir.path()),
+            self.url,
+            "the same servers again"
+        );
+    }
+}
+
+impl Drop for OwnCluster {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(script())
+            .arg("stop")
+            .arg(self.dir.path())
+            .output();
+    }
+}
+
+#[test]
+#[ignore = "needs Debian's clickhouse-server (scripts/setup.sh clickhouse): scripts/test.sh installs it"]
+fn windows_closed_while_clickhouse_is_down_arrive_once_it_is_back() {
+    let cluster = OwnCluster::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, spool) = (tmp.path().join("store"), tmp.path().join("spool"));
+    let capture = shared_data().join("zeek/traces/ssh_ssh.pcap");
+    let mut args: Vec<std::ffi::OsString> = vec!["ingest".into()];
+    args.extend(EVERY_ADDRESS.iter().map(Into::into));
+    args.push(capture.clone().into());
+    let mut to_dir = args.clone();
+    to_dir.extend(["--store".into(), dir.clone().into()]);
+    run_ok(to_dir);
+
+    cluster.stop();
+    let mut to_ch = args.clone();
+    to_ch.extend([
+        "--store".into(),
+        cluster.url.clone().into(),
+        "--spool".into(),
+        spool.clone().into(),
+    ]);
+    let o = vpcflow().args(&to_ch).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("wait in the spool"), "{err}");
+    let waiting = vpcflow_store::shipped::spooled(&spool).unwrap().len();
+    assert!(waiting > 1000, "{waiting} windows should wait");
+    let flush = || {
+        vpcflow()
+            .args(["store", "flush", "--store", &cluster.url, "--spool"])
+            .arg(&spool)
+            .output()
+            .unwrap()
+    };
+    // Still down: nothing leaves the spool, and the flush says so.
+    let o = flush();
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(
+        vpcflow_store::shipped::spooled(&spool).unwrap().len(),
+        waiting
+    );
+
+    cluster.restart();
+    // A flush killed mid-way, then one to the end: every window once.
+    let mut child = vpcflow()
+        .args(["store", "flush", "--store", &cluster.url, "--spool"])
+        .arg(&spool)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while vpcflow_store::shipped::spooled(&spool).unwrap().len() > waiting / 2
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let left = vpcflow_store::shipped::spooled(&spool).unwrap().len();
+    assert!(
+        left > 0 && left < waiting,
+        "killed with {left} of {waiting} left"
+    );
+    let o = flush();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(vpcflow_store::shipped::spooled(&spool).unwrap(), []);
+    same(&dir, &cluster.url, &["query", "--format", "v2"]);
+    let dup = run_ok([
+        "query",
+        "--store",
+        &cluster.url,
+        "--format",
+        "csv",
+        "--sql",
+        "SELECT log_topic, start, record_index, count(*) AS n FROM records \
+         GROUP BY log_topic, start, record_index HAVING count(*) > 1",
+    ]);
+    assert_eq!(dup, "", "no record twice");
+}
