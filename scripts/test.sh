@@ -7,13 +7,19 @@ cd "$(dirname "$0")/.."
 ./scripts/setup.sh build
 ./scripts/setup.sh test
 ./scripts/setup.sh postgres
+./scripts/setup.sh clickhouse
 # A PostgreSQL server of this run's own on 127.0.0.1 (a directory and a
-# port of its own, removed at the end), for the control plane on PostgreSQL.
+# port of its own, removed at the end), for the control plane on PostgreSQL;
+# and a two-shard ClickHouse cluster alike, for the store on ClickHouse.
 pg=$(mktemp -d)
-trap './scripts/postgres.sh stop "$pg" >/dev/null 2>&1 || true; rm -rf "$pg"' EXIT
+ch=$(mktemp -d)
+trap './scripts/postgres.sh stop "$pg" >/dev/null 2>&1 || true; ./scripts/clickhouse.sh stop "$ch" >/dev/null 2>&1 || true; rm -rf "$pg" "$ch"' EXIT
 VPCFLOW_TEST_POSTGRES=$(./scripts/postgres.sh start "$pg")
 export VPCFLOW_TEST_POSTGRES
 echo "test.sh: PostgreSQL for the tests at $VPCFLOW_TEST_POSTGRES" >&2
+VPCFLOW_TEST_CLICKHOUSE=$(./scripts/clickhouse.sh start "$ch" --shards 2 | tail -1)
+export VPCFLOW_TEST_CLICKHOUSE
+echo "test.sh: ClickHouse for the tests at $VPCFLOW_TEST_CLICKHOUSE" >&2
 # One build serves every run below: the same packages and features each
 # time (`--workspace --features vpcflow/ebpf`), so nothing compiles twice.
 build=(--workspace --locked --features vpcflow/ebpf)
@@ -25,7 +31,7 @@ if command -v cargo-nextest >/dev/null 2>&1; then
     ignored_too=(--run-ignored all)
     ignored_only=(--run-ignored only)
     api_suites='package(vpcflow) & (binary(api) | binary(api_model) | binary(api_records) | binary(api_cli) | binary(hardening) | binary(fleet))'
-    postgres_tests='test(postgres)'
+    postgres_tests='test(postgres) | binary(store_clickhouse)'
 else
     echo "test.sh: cargo-nextest not found, so test binaries run one after another (cargo install cargo-nextest for a faster run)" >&2
     tests() { cargo test "${build[@]}" "$@"; }

@@ -132,6 +132,29 @@ impl Records<'_> {
         Ok(q.fold_summaries_at(self.store, init, f)?)
     }
 
+    /// SQL for the first `n` rows of each group of `grouped` (a `SELECT`
+    /// over `records`) by `partition`, in `order`, as `columns`: a window
+    /// function where the store's engine has them (DataFusion), `LIMIT n
+    /// BY` where it does not (ClickHouse before 21).
+    fn top_per_group(
+        &self,
+        grouped: &str,
+        partition: &str,
+        order: &str,
+        n: u64,
+        columns: &str,
+    ) -> String {
+        match self.store {
+            StoreRef::ClickHouse(_) => format!(
+                "SELECT {columns} FROM ({grouped} ORDER BY {partition}, {order} LIMIT {n} BY {partition})"
+            ),
+            StoreRef::Dir(_) => format!(
+                "SELECT {columns} FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY {partition} \
+                 ORDER BY {order}) AS rank FROM ({grouped})) WHERE rank <= {n}"
+            ),
+        }
+    }
+
     fn sql(&self, sql: String) -> Result<Vec<Row>, AnalysisError> {
         let q = Query {
             group: self.group.clone(),

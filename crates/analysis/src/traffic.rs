@@ -93,10 +93,11 @@ pub fn find(
         "CASE WHEN {} THEN 'east-west' ELSE 'north-south' END",
         east_west(inv)
     );
+    // Over the grouped rows' sums.
     let rank = if o.by_packets {
-        "SUM(packets) DESC, SUM(bytes) DESC"
+        "packets DESC, bytes DESC"
     } else {
-        "SUM(bytes) DESC, SUM(packets) DESC"
+        "bytes DESC, packets DESC"
     };
     let mut out = Vec::new();
     let base = |f: &mut Finding, r: &Row| -> Result<(), AnalysisError> {
@@ -124,16 +125,17 @@ pub fn find(
             counts(&mut f, r, 5)?;
             out.push(f);
         }
-        let rows = records.sql(format!(
-            "SELECT flow_log_id, bucket, {column}, remote, flows, packets, bytes FROM (\
-               SELECT flow_log_id, {bucket} AS bucket, {column}, {REMOTE} AS remote, \
-                 COUNT(*) AS flows, SUM(packets) AS packets, SUM(bytes) AS bytes, \
-                 ROW_NUMBER() OVER (PARTITION BY flow_log_id, {bucket}, {column} \
-                   ORDER BY {rank}, {REMOTE}) AS rank \
-               FROM records WHERE log_status = 'OK' \
-               GROUP BY flow_log_id, bucket, {column}, remote) \
-             WHERE rank <= {}",
-            o.top
+        let rows = records.sql(records.top_per_group(
+            &format!(
+                "SELECT flow_log_id, {bucket} AS bucket, {column}, {REMOTE} AS remote, \
+                   COUNT(*) AS flows, SUM(packets) AS packets, SUM(bytes) AS bytes \
+                 FROM records WHERE log_status = 'OK' \
+                 GROUP BY flow_log_id, bucket, {column}, remote"
+            ),
+            &format!("flow_log_id, bucket, {column}"),
+            &format!("{rank}, remote"),
+            o.top,
+            &format!("flow_log_id, bucket, {column}, remote, flows, packets, bytes"),
         ))?;
         for r in &rows {
             let mut f = Finding {
@@ -147,17 +149,17 @@ pub fn find(
             out.push(f);
         }
     }
-    let rows = records.sql(format!(
-        "SELECT flow_log_id, bucket, interface_id, srcaddr, dstaddr, dstport, protocol, \
-           flows, packets, bytes FROM (\
-           SELECT flow_log_id, {bucket} AS bucket, interface_id, srcaddr, dstaddr, dstport, \
-             protocol, COUNT(*) AS flows, SUM(packets) AS packets, SUM(bytes) AS bytes, \
-             ROW_NUMBER() OVER (PARTITION BY flow_log_id, {bucket}, interface_id \
-               ORDER BY {rank}, srcaddr, dstaddr, dstport, protocol) AS rank \
-           FROM records WHERE log_status = 'OK' \
-           GROUP BY flow_log_id, bucket, interface_id, srcaddr, dstaddr, dstport, protocol) \
-         WHERE rank <= {}",
-        o.top
+    let rows = records.sql(records.top_per_group(
+        &format!(
+            "SELECT flow_log_id, {bucket} AS bucket, interface_id, srcaddr, dstaddr, dstport, \
+               protocol, COUNT(*) AS flows, SUM(packets) AS packets, SUM(bytes) AS bytes \
+             FROM records WHERE log_status = 'OK' \
+             GROUP BY flow_log_id, bucket, interface_id, srcaddr, dstaddr, dstport, protocol"
+        ),
+        "flow_log_id, bucket, interface_id",
+        &format!("{rank}, srcaddr, dstaddr, dstport, protocol"),
+        o.top,
+        "flow_log_id, bucket, interface_id, srcaddr, dstaddr, dstport, protocol, flows, packets, bytes",
     ))?;
     for r in &rows {
         let mut f = Finding {

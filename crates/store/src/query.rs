@@ -284,8 +284,8 @@ impl Query {
         }
     }
 
-    /// [`Query::fold_summaries`] on a directory; a ClickHouse store keeps
-    /// no window summaries (`None`: the caller asks the records).
+    /// [`Query::fold_summaries`] on a directory, or over the window
+    /// summaries a ClickHouse store keeps beside its records.
     pub fn fold_summaries_at<'a, W: crate::summary::SummaryView, T>(
         &self,
         at: impl Into<crate::StoreRef<'a>>,
@@ -294,7 +294,9 @@ impl Query {
     ) -> Result<Option<T>, StoreError> {
         match at.into() {
             crate::StoreRef::Dir(root) => self.fold_summaries(root, init, f),
-            crate::StoreRef::ClickHouse(_) => Ok(None),
+            crate::StoreRef::ClickHouse(url) => {
+                crate::clickhouse::ClickHouse::shared(url)?.fold_summaries(self, init, f)
+            }
         }
     }
 

@@ -420,7 +420,7 @@ impl NextHop for ClickHouseHop {
                 s
             }
         };
-        match store.insert_window(&id, &window) {
+        match store.insert_window(&id, &window, summary) {
             Ok(_) => Ok(Delivery::Taken),
             Err(e) => Err(e.to_string()),
         }

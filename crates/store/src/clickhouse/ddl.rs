@@ -7,7 +7,8 @@
 //! `window_id`, the window a row came in with. Partitions are a log
 //! group's days (retention drops them whole); rows are ordered by log
 //! topic, window start and port, the keys of the queries we run.
-//! `windows`: the ledger of windows written. `catalog`: the store's
+//! `windows`: the ledger of windows written, each with its window summary
+//! ([`crate::summary`]), which analyses read instead of the records. `catalog`: the store's
 //! catalog ([`crate::Catalog`]: log groups' names and retention), a JSON
 //! document a row, the newest in force.
 
@@ -79,7 +80,7 @@ fn tables() -> Vec<(&'static str, String, &'static str, String)> {
         (
             "windows",
             "\"id\" String, \"log_group\" String, \"log_topic\" String, \"start\" UInt64, \
-             \"records\" UInt64, \"written\" DateTime('UTC')"
+             \"records\" UInt64, \"written\" DateTime('UTC'), \"summary\" String"
                 .to_string(),
             "log_group",
             "\"log_topic\", \"start\", \"id\"".to_string(),

@@ -36,6 +36,11 @@ pub enum Inserted {
 const MUTATION_WAIT: Duration = Duration::from_secs(120);
 
 fn put_str(out: &mut Vec<u8>, s: &str) {
+    put_bytes(out, s.as_bytes());
+}
+
+/// A RowBinary `String`: its length as a LEB128 varint, then its bytes.
+pub(super) fn put_bytes(out: &mut Vec<u8>, s: &[u8]) {
     let mut n = s.len() as u64;
     loop {
         let byte = (n & 0x7f) as u8;
@@ -46,7 +51,27 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
         }
         out.push(byte | 0x80);
     }
-    out.extend_from_slice(s.as_bytes());
+    out.extend_from_slice(s);
+}
+
+/// A RowBinary `String` at the front of `input`, and what follows it.
+pub(super) fn take_bytes(input: &[u8]) -> Option<(&[u8], &[u8])> {
+    let (mut n, mut shift, mut i) = (0u64, 0, 0);
+    loop {
+        let b = *input.get(i)?;
+        i += 1;
+        n |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            break;
+        }
+        shift += 7;
+        if shift > 63 {
+            return None;
+        }
+    }
+    let n = usize::try_from(n).ok()?;
+    let end = i.checked_add(n)?;
+    Some((input.get(i..end)?, &input[end..]))
 }
 
 /// A column of a batch, typed once per batch.
@@ -127,10 +152,12 @@ pub(super) fn row_binary(
 impl ClickHouse {
     /// Writes the window `w` under `window_id` (unique to the window: the
     /// same id again is a retry, answered [`Inserted::Duplicate`]).
+    /// `summary` is the window's summary file as the spool keeps it.
     pub fn insert_window(
         &self,
         window_id: &str,
         w: &ShippedWindow,
+        summary: &[u8],
     ) -> Result<Inserted, StoreError> {
         let (topic, id) = (literal(&w.topic), literal(window_id));
         let in_ledger = self.count(
@@ -162,16 +189,21 @@ impl ClickHouse {
                 &[("insert_distributed_sync", "1".into())],
             )?;
         }
+        let mut entry = Vec::with_capacity(summary.len() + 128);
+        for s in [window_id, &w.group, &w.topic] {
+            put_str(&mut entry, s);
+        }
+        entry.extend_from_slice(&w.start.to_le_bytes());
+        entry.extend_from_slice(&(w.records as u64).to_le_bytes());
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as u32);
+        entry.extend_from_slice(&now.to_le_bytes());
+        put_bytes(&mut entry, summary);
         self.statement(
             Target::Any,
-            &format!(
-                "INSERT INTO {} VALUES ({id}, {}, {topic}, {}, {}, toDateTime(now(), 'UTC'))",
-                self.table("windows"),
-                literal(&w.group),
-                w.start,
-                w.records
-            ),
-            None,
+            &format!("INSERT INTO {} FORMAT RowBinary", self.table("windows")),
+            Some(&entry),
             &[("insert_distributed_sync", "1".into())],
         )?;
         Ok(Inserted::Written { records: w.records })
@@ -225,5 +257,9 @@ mod tests {
         put_str(&mut out, &"x".repeat(300));
         assert_eq!(out[..2], [0xac, 0x02]);
         assert_eq!(out.len(), 302);
+        out.push(7);
+        let (s, rest) = take_bytes(&out).unwrap();
+        assert_eq!((s.len(), rest), (300, &[7u8][..]));
+        assert_eq!(take_bytes(&out[..100]), None, "cut short");
     }
 }

@@ -233,6 +233,19 @@ impl ClickHouse {
         body: Option<&[u8]>,
         settings: &[(&str, String)],
     ) -> Result<String, StoreError> {
+        let (host, bytes) = self.statement_bytes(target, sql, body, settings)?;
+        String::from_utf8(bytes).map_err(|_| self.failed(&host, "an answer that is not UTF-8"))
+    }
+
+    /// [`ClickHouse::statement`], the answer as bytes, with the host that
+    /// gave it.
+    fn statement_bytes(
+        &self,
+        target: Target,
+        sql: &str,
+        body: Option<&[u8]>,
+        settings: &[(&str, String)],
+    ) -> Result<(String, Vec<u8>), StoreError> {
         let hosts: Vec<usize> = match target {
             Target::Any => (0..self.url.hosts.len()).collect(),
             Target::Host(i) => vec![i],
@@ -256,16 +269,16 @@ impl ClickHouse {
                 }
             };
             let status = answer.status().as_u16();
-            let text = answer
+            let bytes = answer
                 .body_mut()
                 .with_config()
                 .limit(MAX_ANSWER_BYTES)
-                .read_to_string()
+                .read_to_vec()
                 .map_err(|e| self.failed(host, e))?;
             if status != 200 {
-                return Err(self.failed(host, text.trim()));
+                return Err(self.failed(host, String::from_utf8_lossy(&bytes).trim()));
             }
-            return Ok(text);
+            return Ok((host.clone(), bytes));
         }
         Err(last.unwrap_or_else(|| self.failed("", "no host in the URL")))
     }

@@ -170,6 +170,13 @@ impl VisitorMut for Rewrite {
     }
 
     fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+        // TRUE and FALSE: ClickHouse before 21 knows them as 1 and 0.
+        if let Expr::Value(v) = expr
+            && let Value::Boolean(b) = v.value
+        {
+            v.value = Value::Number(if b { "1" } else { "0" }.into(), false);
+            return ControlFlow::Continue(());
+        }
         let Expr::Function(f) = expr else {
             return ControlFlow::Continue(());
         };
@@ -422,6 +429,40 @@ impl ClickHouse {
     /// The SQL of the records `q` may read: its log group, topic, time
     /// range and search, with the Parquet store's columns in its order.
     fn scope(&self, q: &Query) -> Result<String, StoreError> {
+        let mut conds = self.topics(q)?;
+        if let Some(s) = q.time.since {
+            conds.push(format!("\"end\" > {s}"));
+        }
+        if let Some(u) = q.time.until {
+            conds.push(format!("start < {u}"));
+        }
+        if let Some(f) = &q.filter {
+            // The search's SQL, rewritten as any other (cidr_contains).
+            let probe = rewrite(&format!("SELECT 1 FROM records WHERE {f}"), "SELECT 1")?;
+            let cond = probe
+                .split_once(" WHERE ")
+                .map(|(_, c)| c.to_string())
+                .ok_or_else(|| refused("the search is not a condition"))?;
+            conds.push(format!("({cond})"));
+        }
+        let mut cols: Vec<String> = columns().map(|c| format!("\"{}\"", c.name())).collect();
+        cols.extend(PARTITIONS.iter().map(|p| format!("\"{}\"", p.name)));
+        let where_ = if conds.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", conds.join(" AND "))
+        };
+        Ok(format!(
+            "SELECT {} FROM {}{where_}",
+            cols.join(", "),
+            self.table("records")
+        ))
+    }
+
+    /// Conditions on `log_group` and `log_topic` for the ones `q` names
+    /// (ids, or names through the catalog); a name the store has no
+    /// records of is [`StoreError::NotFound`].
+    fn topics(&self, q: &Query) -> Result<Vec<String>, StoreError> {
         if q.confined && (q.group.is_none() || q.topic.is_none()) {
             return Err(refused(
                 "a confined query names its log group and log topic",
@@ -488,33 +529,72 @@ impl ClickHouse {
             }
             conds.push(format!("log_topic IN ({})", found.join(", ")));
         }
+        Ok(conds)
+    }
+
+    /// Folds `f` over the window summaries of the records `q` would read
+    /// (its log group, topic and time range), as
+    /// [`Query::fold_summaries`] does over a directory's; `None` when a
+    /// window in scope has no summary.
+    pub fn fold_summaries<W: crate::summary::SummaryView, T>(
+        &self,
+        q: &Query,
+        init: impl Fn() -> T,
+        mut f: impl FnMut(&mut T, crate::summary::TopicWindow<W>),
+    ) -> Result<Option<T>, StoreError> {
+        let mut conds = self.topics(q)?;
+        // A window file holds one window, of at most ten minutes.
         if let Some(s) = q.time.since {
-            conds.push(format!("\"end\" > {s}"));
+            conds.push(format!("start + 3600 > {s}"));
         }
         if let Some(u) = q.time.until {
             conds.push(format!("start < {u}"));
         }
-        if let Some(f) = &q.filter {
-            // The search's SQL, rewritten as any other (cidr_contains).
-            let probe = rewrite(&format!("SELECT 1 FROM records WHERE {f}"), "SELECT 1")?;
-            let cond = probe
-                .split_once(" WHERE ")
-                .map(|(_, c)| c.to_string())
-                .ok_or_else(|| refused("the search is not a condition"))?;
-            conds.push(format!("({cond})"));
-        }
-        let mut cols: Vec<String> = columns().map(|c| format!("\"{}\"", c.name())).collect();
-        cols.extend(PARTITIONS.iter().map(|p| format!("\"{}\"", p.name)));
         let where_ = if conds.is_empty() {
             String::new()
         } else {
             format!(" WHERE {}", conds.join(" AND "))
         };
-        Ok(format!(
-            "SELECT {} FROM {}{where_}",
-            cols.join(", "),
-            self.table("records")
-        ))
+        let (host, bytes) = self.statement_bytes(
+            Target::Any,
+            &format!(
+                "SELECT log_group, log_topic, summary FROM {}{where_} \
+                 ORDER BY log_group, log_topic, start, id FORMAT RowBinary",
+                self.table("windows")
+            ),
+            None,
+            &[("readonly", "2".to_string())],
+        )?;
+        let cut = || self.failed(&host, "a window summary cut short in the answer");
+        let mut acc = init();
+        let mut rest = &bytes[..];
+        while !rest.is_empty() {
+            let (group, r) = super::insert::take_bytes(rest).ok_or_else(cut)?;
+            let (topic, r) = super::insert::take_bytes(r).ok_or_else(cut)?;
+            let (packed, r) = super::insert::take_bytes(r).ok_or_else(cut)?;
+            rest = r;
+            if packed.is_empty() {
+                return Ok(None);
+            }
+            let summary = crate::summary::decode::<W>(packed).map_err(|e| self.failed(&host, e))?;
+            for w in summary.windows {
+                let (start, end) = w.window();
+                if q.time.since.is_some_and(|s| end <= s)
+                    || q.time.until.is_some_and(|u| start >= u)
+                {
+                    continue;
+                }
+                f(
+                    &mut acc,
+                    crate::summary::TopicWindow {
+                        log_group: String::from_utf8_lossy(group).into_owned(),
+                        log_topic: String::from_utf8_lossy(topic).into_owned(),
+                        summary: w,
+                    },
+                );
+            }
+        }
+        Ok(Some(acc))
     }
 
     /// Runs `q` in ClickHouse.
