@@ -66,18 +66,24 @@ pub struct AgentArgs {
     #[cfg(feature = "server")]
     #[arg(long, value_name = "NAME")]
     host: Option<String>,
-    /// With --server: the most the store (then the spool of windows not
-    /// yet sent) holds: bytes, or with KiB, MiB or GiB after the number.
-    /// The oldest windows that fit stay; each newer one is counted as
-    /// lost and reduced to SKIPDATA records with its totals (kept in an
-    /// eighth more, at least 1 MiB), sent once the server answers;
-    /// capture goes on.
-    #[cfg(feature = "server")]
-    #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = parse_size, requires = "server")]
+    /// With --server or a ClickHouse --store: the most the spool of
+    /// windows not yet sent holds: bytes, or with KiB, MiB or GiB after
+    /// the number. The oldest windows that fit stay; each newer one is
+    /// counted as lost and reduced to SKIPDATA records with its totals
+    /// (kept in an eighth more, at least 1 MiB), sent once the next hop
+    /// answers; capture goes on.
+    #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = parse_size)]
     spool_limit: u64,
-    /// The log store.
-    #[arg(long, value_name = "DIR", default_value = "vpcflow-store")]
-    store: PathBuf,
+    /// The log store: a directory (with --server, the spool of windows
+    /// not yet sent), or ClickHouse
+    /// (`clickhouse://HOST:PORT[,HOST:PORT...]/DATABASE[?cluster=NAME]`,
+    /// each closed window one insert, through the spool --spool).
+    #[arg(long, value_name = "DIR|URL", default_value = "vpcflow-store")]
+    store: vpcflow_store::StoreLocation,
+    /// With a ClickHouse --store: the directory closed windows wait in
+    /// until ClickHouse has them (across restarts and outages).
+    #[arg(long, value_name = "DIR", default_value = "vpcflow-spool")]
+    spool: PathBuf,
     #[command(flatten)]
     capture: CaptureOptions,
 }
@@ -172,10 +178,22 @@ impl InventorySource for FileInventory {
 /// Runs `vpcflow agent`.
 pub fn run(args: AgentArgs) -> Result<ExitCode> {
     let mut settings = args.capture.settings()?;
-    let store = Arc::new(SharedStore::open(&args.store)?);
-    // With a server the store is the spool: its files leave as they are
-    // sent, so they are neither merged nor aged out here.
-    settings.spool = args.config.is_none();
+    // With a server, or ClickHouse, the store here is the spool: its
+    // files leave as they are sent, so they are neither merged nor aged
+    // out here.
+    let (spool_dir, clickhouse) = match &args.store {
+        vpcflow_store::StoreLocation::Dir(dir) => (dir.clone(), None),
+        vpcflow_store::StoreLocation::ClickHouse(url) => (args.spool.clone(), Some(url.clone())),
+    };
+    #[cfg(feature = "server")]
+    if clickhouse.is_some() && args.server.is_some() {
+        anyhow::bail!(
+            "--store {}: with --server the windows go to the server, which has its own store",
+            args.store
+        );
+    }
+    let store = Arc::new(SharedStore::open(&spool_dir)?);
+    settings.spool = args.config.is_none() || clickhouse.is_some();
     if !settings.spool {
         store.store().compact_in_background();
     }
@@ -207,8 +225,16 @@ pub fn run(args: AgentArgs) -> Result<ExitCode> {
             ),
             server: server.to_string(),
         };
-        vpcflow_runtime::Shipper::start(Box::new(hop), args.store.clone(), args.spool_limit)
+        vpcflow_runtime::Shipper::start(Box::new(hop), spool_dir.clone(), args.spool_limit)
     });
+    let to_clickhouse = match &clickhouse {
+        Some(url) => Some(vpcflow_runtime::Shipper::start(
+            Box::new(vpcflow_runtime::ClickHouseHop::new(url, &spool_dir)?),
+            spool_dir.clone(),
+            args.spool_limit,
+        )),
+        None => None,
+    };
     let out: Box<dyn std::io::Write + Send> = Box::new(std::io::stdout());
     let agent = Agent::start(settings, inventory, store, Some(out))?;
     eprintln!("vpcflow: {}", agent.describe());
@@ -217,6 +243,9 @@ pub fn run(args: AgentArgs) -> Result<ExitCode> {
     // The last windows (the open one, flushed as partial) get a few
     // seconds to reach the server; what does not stays in the spool.
     #[cfg(feature = "server")]
+    let shipper = shipper.or(to_clickhouse);
+    #[cfg(not(feature = "server"))]
+    let shipper = to_clickhouse;
     if let Some(s) = shipper {
         let waiting = s.finish(Duration::from_secs(5));
         if waiting > 0 {

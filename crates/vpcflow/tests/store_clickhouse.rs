@@ -429,3 +429,42 @@ fn windows_closed_while_clickhouse_is_down_arrive_once_it_is_back() {
     ]);
     assert_eq!(dup, "", "no record twice");
 }
+
+#[test]
+#[ignore = "needs a ClickHouse cluster (VPCFLOW_TEST_CLICKHOUSE): scripts/test.sh starts one"]
+fn the_agent_writes_its_windows_into_clickhouse_through_its_spool() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spool = tmp.path().join("spool");
+    let url = clickhouse("agent");
+    // No monitored port's interface is here: each port's window is NODATA,
+    // cut short by the stop, and goes to ClickHouse before the agent exits.
+    let o = vpcflow()
+        .args([
+            "agent",
+            "--capture",
+            "af-packet",
+            "--duration",
+            "2",
+            "--config",
+        ])
+        .arg(examples().join("vpc.toml"))
+        .args(["--store", &url, "--spool"])
+        .arg(&spool)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(vpcflow_store::shipped::spooled(&spool).unwrap(), []);
+    // By the log group's name: the agent's catalog went with its windows.
+    let rows = run_ok([
+        "query",
+        "--store",
+        &url,
+        "--group",
+        "lg-vpc",
+        "--format",
+        "csv",
+        "--sql",
+        "SELECT log_status, count(*) AS n FROM records GROUP BY log_status",
+    ]);
+    assert_eq!(rows, "log_status,n\nNODATA,4\n");
+}

@@ -331,8 +331,11 @@ impl Spool {
 /// down when the spool starts.
 pub struct ClickHouseHop {
     url: ClickHouseUrl,
-    /// The spool: its catalog goes to the store on connecting.
+    /// The spool: its catalog goes to the store on connecting, and again
+    /// when it changes (a new inventory's log groups).
     root: PathBuf,
+    /// When the spool's catalog last went.
+    catalog_sent: Option<std::time::SystemTime>,
     store: Option<Arc<ClickHouse>>,
     /// This spool's id (`.id` in it, made once).
     spool_id: String,
@@ -344,6 +347,7 @@ impl ClickHouseHop {
         Ok(ClickHouseHop {
             url: url.clone(),
             root: root.to_path_buf(),
+            catalog_sent: None,
             store: None,
             spool_id: spool_id(root)?,
         })
@@ -411,15 +415,22 @@ impl NextHop for ClickHouseHop {
             Some(s) => Arc::clone(s),
             None => {
                 let s = ClickHouse::shared(&self.url).map_err(|e| e.to_string())?;
-                // The log groups' names and retention, as the spool's
-                // writer registered them.
-                let catalog =
-                    vpcflow_store::Catalog::load(&self.root).map_err(|e| e.to_string())?;
-                s.register(&catalog.log_groups).map_err(|e| e.to_string())?;
                 self.store = Some(Arc::clone(&s));
                 s
             }
         };
+        // The log groups' names and retention, as the spool's writer
+        // registered them.
+        let changed = std::fs::metadata(self.root.join(vpcflow_store::CATALOG_FILE))
+            .and_then(|m| m.modified())
+            .ok();
+        if changed.is_some() && changed != self.catalog_sent {
+            let catalog = vpcflow_store::Catalog::load(&self.root).map_err(|e| e.to_string())?;
+            store
+                .register(&catalog.log_groups)
+                .map_err(|e| e.to_string())?;
+            self.catalog_sent = changed;
+        }
         match store.insert_window(&id, &window, summary) {
             Ok(_) => Ok(Delivery::Taken),
             Err(e) => Err(e.to_string()),

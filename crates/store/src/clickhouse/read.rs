@@ -212,7 +212,7 @@ impl VisitorMut for Rewrite {
             Parser::new(&ClickHouseDialect {})
                 .try_with_sql(&text)
                 .and_then(|mut p| p.parse_expr())
-                .map_err(|e| refused(e))
+                .map_err(refused)
         });
         match replaced {
             Ok(e) => {
