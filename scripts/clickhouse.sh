@@ -68,6 +68,7 @@ EOF
   <timezone>UTC</timezone>
   <mlock_executable>false</mlock_executable>
   <remote_servers><vpcflow>$remote</vpcflow></remote_servers>
+  <compression><case><min_part_size>0</min_part_size><min_part_size_ratio>0</min_part_size_ratio><method>zstd</method></case></compression>
   <builtin_dictionaries_reload_interval>3600</builtin_dictionaries_reload_interval>
   <max_session_timeout>3600</max_session_timeout>
   <default_session_timeout>60</default_session_timeout>

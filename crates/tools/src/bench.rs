@@ -95,6 +95,25 @@ enum BenchCommand {
         #[arg(long, default_value_t = 10_000)]
         rate: u64,
     },
+    /// Write the store benchmark's records into ClickHouse through the
+    /// spool, against the Parquet store, then time two queries on both.
+    Clickhouse {
+        /// The ClickHouse store (`clickhouse://...`; its database is written).
+        #[arg(long)]
+        store: String,
+        /// Records to write.
+        #[arg(long, default_value_t = 10_000_000)]
+        records: u64,
+        /// Ports the records are of.
+        #[arg(long, default_value_t = 1_000)]
+        ports: u32,
+        /// Records per 600 s window (one insert each).
+        #[arg(long, default_value_t = 70_000)]
+        per_window: u64,
+        /// A directory for the Parquet store and the spool.
+        #[arg(long)]
+        work: PathBuf,
+    },
     /// Write generated records into a log store, then time two queries.
     Store {
         /// The store (created).
@@ -160,6 +179,13 @@ pub fn run(args: BenchArgs) -> Result<()> {
             records,
             per_window,
         } => bench_store(&store, records, per_window),
+        BenchCommand::Clickhouse {
+            store,
+            records,
+            ports,
+            per_window,
+            work,
+        } => crate::bench_clickhouse::run(&store, records, ports, per_window, &work),
         BenchCommand::Parse { capture } => {
             let mut c = CaptureFile::open(&capture)?;
             let t = Instant::now();
@@ -361,9 +387,10 @@ pub(crate) fn random_record(
     }
 }
 
-fn bench_store(dir: &std::path::Path, records: u64, per_window: u64) -> Result<()> {
+/// The store benchmarks' topology: `ports` ports of one VPC flow log
+/// (`lg-bench`/`lt-bench`), the example's rules; and how many rules.
+pub(crate) fn store_topology(ports: u32) -> Result<(vpcflow_core::Topology, u64)> {
     use std::net::{IpAddr, Ipv4Addr};
-    use vpcflow_core::record::FlowRecord;
     use vpcflow_core::topology::{FlowLogInfo, PortInfo};
     use vpcflow_core::{Topology, TrafficType};
 
@@ -385,7 +412,7 @@ fn bench_store(dir: &std::path::Path, records: u64, per_window: u64) -> Result<(
     )?;
     topology.rules = vpcflow_core::rules::RuleTable::from_inventory(&example);
     let rule_count = topology.rules.len() as u64 - 1;
-    for p in 0..2_000u32 {
+    for p in 0..ports {
         topology.push_port(PortInfo {
             id: format!("port-{p:05}"),
             project_id: "5f67944957444bd6bb4fe3b367de8f3d".into(),
@@ -399,33 +426,64 @@ fn bench_store(dir: &std::path::Path, records: u64, per_window: u64) -> Result<(
             first_window: None,
         });
     }
+    Ok((topology, rule_count))
+}
+
+/// The first window's start of the store benchmarks.
+pub(crate) const BENCH_T0: u64 = 1_700_000_400;
+
+/// The store benchmarks' windows: `records` records over the ports of
+/// `topology`, `per_window` a 600-second window, the same in every run.
+pub(crate) fn store_windows(
+    topology: &vpcflow_core::Topology,
+    rule_count: u64,
+    records: u64,
+    per_window: u64,
+) -> impl Iterator<Item = vpcflow_core::aggregate::ClosedWindow> + '_ {
+    let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
+    let ports = topology.ports.len() as u64;
+    let mut written = 0u64;
+    let mut window = 0u64;
+    std::iter::from_fn(move || {
+        if written >= records {
+            return None;
+        }
+        let start = BENCH_T0 + window * 600;
+        let n = per_window.min(records - written);
+        let mut recs = Vec::with_capacity(n as usize);
+        for _ in 0..n {
+            let r = next();
+            let port = (r % ports) as u32;
+            let local = topology.ports[port as usize].ips[0];
+            recs.push(random_record(r, port, local, start, 600, rule_count));
+        }
+        written += n;
+        window += 1;
+        Some(closed_window(start, recs))
+    })
+}
+
+fn bench_store(dir: &std::path::Path, records: u64, per_window: u64) -> Result<()> {
+    use vpcflow_core::record::FlowRecord;
+
+    let (topology, rule_count) = store_topology(2_000)?;
     let mut store = vpcflow_store::Store::open(dir)?;
     store.compact_in_background();
-    let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
-    let t0 = 1_700_000_400u64;
+    let t0 = BENCH_T0;
     let started = Instant::now();
     let mut written = 0u64;
     let mut as_written = 0u64;
     let mut window = 0u64;
     let mut last = None;
-    while written < records {
-        let start = t0 + window * 600;
-        let n = per_window.min(records - written);
-        let mut recs = Vec::with_capacity(n as usize);
-        for _ in 0..n {
-            let r = next();
-            let port = (r % 2_000) as u32;
-            let local = topology.ports[port as usize].ips[0];
-            recs.push(random_record(r, port, local, start, 600, rule_count));
-        }
-        let closed = closed_window(start, recs);
+    for closed in store_windows(&topology, rule_count, records, per_window) {
+        let start = closed.start;
         for f in store.write_window(&topology, &closed)? {
             as_written += std::fs::metadata(&f.path)?.len();
         }
+        written += closed.records.len() as u64;
         last = Some(closed);
         // As ingest and the agent do: an hour is compacted once it is over.
         store.compact_before(start)?;
-        written += n;
         window += 1;
     }
     let secs = started.elapsed().as_secs_f64();

@@ -16,6 +16,7 @@
 pub mod attacks;
 pub mod bench;
 mod bench_api;
+mod bench_clickhouse;
 mod bench_export;
 mod bench_fleet;
 pub mod testbed;

@@ -316,6 +316,30 @@ impl ClickHouse {
             .map_err(|e| self.failed(&self.url.hosts[0], format!("not a store catalog: {e}")))
     }
 
+    /// Bytes on disk of the records, and of the rest (the window ledger
+    /// with its summaries, the catalog), over every shard.
+    pub fn bytes_on_disk(&self) -> Result<(u64, u64), StoreError> {
+        let parts = match &self.url.cluster {
+            Some(c) => format!("cluster({c}, system.parts)"),
+            None => "system.parts".to_string(),
+        };
+        let text = self.statement(
+            Target::Any,
+            &format!(
+                "SELECT sumIf(bytes_on_disk, table IN ('records', 'records_local')), \
+                 sumIf(bytes_on_disk, table NOT IN ('records', 'records_local')) \
+                 FROM {parts} WHERE active AND database = {} FORMAT TabSeparated",
+                literal(&self.url.database)
+            ),
+            None,
+            &[],
+        )?;
+        let mut n = text
+            .split_whitespace()
+            .map(|v| v.parse::<u64>().unwrap_or(0));
+        Ok((n.next().unwrap_or(0), n.next().unwrap_or(0)))
+    }
+
     /// Adds or updates log groups in the catalog (names, retention, topics).
     pub fn register(&self, groups: &[crate::CatalogGroup]) -> Result<(), StoreError> {
         let mut catalog = self.catalog()?;
