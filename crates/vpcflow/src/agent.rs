@@ -229,7 +229,7 @@ pub fn run(args: AgentArgs) -> Result<ExitCode> {
     });
     let to_clickhouse = match &clickhouse {
         Some(url) => Some(vpcflow_runtime::Shipper::start(
-            Box::new(vpcflow_runtime::ClickHouseHop::new(url, &spool_dir)?),
+            Box::new(vpcflow_runtime::ClickHouseHop::new(url, &spool_dir)?.with_retention()),
             spool_dir.clone(),
             args.spool_limit,
         )),

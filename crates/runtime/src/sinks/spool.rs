@@ -336,6 +336,8 @@ pub struct ClickHouseHop {
     root: PathBuf,
     /// When the spool's catalog last went.
     catalog_sent: Option<std::time::SystemTime>,
+    /// With retention (a long-running writer: the agent): when it last ran.
+    retention: Option<Option<Instant>>,
     store: Option<Arc<ClickHouse>>,
     /// This spool's id (`.id` in it, made once).
     spool_id: String,
@@ -348,11 +350,40 @@ impl ClickHouseHop {
             url: url.clone(),
             root: root.to_path_buf(),
             catalog_sent: None,
+            retention: None,
             store: None,
             spool_id: spool_id(root)?,
         })
     }
 }
+
+impl ClickHouseHop {
+    /// Also applies each log group's retention (its catalog's
+    /// `ttl_in_days`) to the store, once an hour, as the agent does to a
+    /// directory (not for `ingest`, whose records may be of any age).
+    pub fn with_retention(mut self) -> ClickHouseHop {
+        self.retention = Some(None);
+        self
+    }
+
+    /// Retention, when it is due.
+    fn upkeep(&mut self, store: &ClickHouse) {
+        let Some(last) = self.retention else { return };
+        if last.is_some_and(|t| t.elapsed() < RETENTION_EVERY) {
+            return;
+        }
+        self.retention = Some(Some(Instant::now()));
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if let Err(e) = store.gc(|_| None, now) {
+            eprintln!("vpcflow: warning: retention in {}: {e}", self.url);
+        }
+    }
+}
+
+/// How often a long-running writer applies retention.
+const RETENTION_EVERY: Duration = Duration::from_secs(3600);
 
 /// The spool's id: random, made once and kept in `.id`, so windows of
 /// different spools (hosts, runs of `ingest`) never share one.
@@ -431,9 +462,11 @@ impl NextHop for ClickHouseHop {
                 .map_err(|e| e.to_string())?;
             self.catalog_sent = changed;
         }
-        match store.insert_window(&id, &window, summary) {
+        let taken = match store.insert_window(&id, &window, summary) {
             Ok(_) => Ok(Delivery::Taken),
             Err(e) => Err(e.to_string()),
-        }
+        };
+        self.upkeep(&store);
+        taken
     }
 }

@@ -104,6 +104,31 @@ fn sharding_key(table: &str) -> &'static str {
     }
 }
 
+/// The statements that make the store's database and tables where
+/// missing, the database first.
+pub(super) fn statements(ch: &ClickHouse) -> Vec<String> {
+    let db = ch.db();
+    let mut out = vec![format!("CREATE DATABASE IF NOT EXISTS {db}")];
+    for (name, cols, partition, order) in tables() {
+        out.push(format!(
+            "CREATE TABLE IF NOT EXISTS {} ({cols}) ENGINE = MergeTree \
+             PARTITION BY {partition} ORDER BY ({order})",
+            ch.local_table(name)
+        ));
+        if let Some(cluster) = &ch.url.cluster {
+            out.push(format!(
+                "CREATE TABLE IF NOT EXISTS {} AS {} ENGINE = Distributed({cluster}, {}, {}, {})",
+                ch.table(name),
+                ch.local_table(name),
+                ch.url.database,
+                format_args!("{name}_local"),
+                sharding_key(name)
+            ));
+        }
+    }
+    out
+}
+
 /// Makes the database and tables where missing, on every host the URL
 /// lists, and checks the cluster's shards have them.
 pub(super) fn migrate(ch: &ClickHouse) -> Result<(), StoreError> {
@@ -137,32 +162,8 @@ pub(super) fn migrate(ch: &ClickHouse) -> Result<(), StoreError> {
                 ),
             ));
         }
-        for (name, cols, partition, order) in tables() {
-            ch.statement(
-                host,
-                &format!(
-                    "CREATE TABLE IF NOT EXISTS {} ({cols}) ENGINE = MergeTree \
-                     PARTITION BY {partition} ORDER BY ({order})",
-                    ch.local_table(name)
-                ),
-                None,
-                &[],
-            )?;
-            if let Some(cluster) = &ch.url.cluster {
-                ch.statement(
-                    host,
-                    &format!(
-                        "CREATE TABLE IF NOT EXISTS {} AS {} ENGINE = Distributed({cluster}, {}, {}, {})",
-                        ch.table(name),
-                        ch.local_table(name),
-                        ch.url.database,
-                        format_args!("{name}_local"),
-                        sharding_key(name)
-                    ),
-                    None,
-                    &[],
-                )?;
-            }
+        for sql in statements(ch).into_iter().skip(1) {
+            ch.statement(host, &sql, None, &[])?;
         }
         if have < u64::from(SCHEMA_VERSION) {
             ch.statement(

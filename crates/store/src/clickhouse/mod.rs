@@ -126,6 +126,24 @@ impl fmt::Display for ClickHouseUrl {
     }
 }
 
+/// What the server's release has, beyond Debian 12's 18.16, that vpcflow
+/// uses where it is there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Features {
+    /// `isIPAddressInRange` (21.4): a current release's `IPv4StringToNum`
+    /// throws on text that is no address, so a prefix test needs it.
+    pub(crate) ip_ranges: bool,
+}
+
+impl Features {
+    /// Of the release `version()` names (major, minor).
+    pub(crate) fn of(version: (u32, u32)) -> Features {
+        Features {
+            ip_ranges: version >= (21, 4),
+        }
+    }
+}
+
 /// Largest answer read from a server.
 const MAX_ANSWER_BYTES: u64 = 1 << 31;
 
@@ -133,8 +151,8 @@ const MAX_ANSWER_BYTES: u64 = 1 << 31;
 pub struct ClickHouse {
     url: ClickHouseUrl,
     agent: ureq::Agent,
-    /// The server's `version()`, major and minor.
-    version: (u32, u32),
+    /// What the server's release has.
+    features: Features,
 }
 
 impl fmt::Debug for ClickHouse {
@@ -164,11 +182,11 @@ impl ClickHouse {
         let mut ch = ClickHouse {
             url: url.clone(),
             agent,
-            version: (0, 0),
+            features: Features::of((0, 0)),
         };
         let v = ch.statement(Target::Any, "SELECT version()", None, &[])?;
         let mut parts = v.trim().split('.').map(|p| p.parse::<u32>().unwrap_or(0));
-        ch.version = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+        ch.features = Features::of((parts.next().unwrap_or(0), parts.next().unwrap_or(0)));
         ddl::migrate(&ch)?;
         Ok(ch)
     }
@@ -364,6 +382,59 @@ impl ClickHouse {
             &[("insert_distributed_sync", "1".into())],
         )?;
         Ok(())
+    }
+}
+
+/// The statements vpcflow sends, made without a server, to be run on
+/// another release of ClickHouse (a test runs them in chDB, a current
+/// one): the tables of a store with no cluster, a window's insert, a
+/// query's SQL.
+#[doc(hidden)]
+pub mod offline {
+    use super::{ClickHouse, ClickHouseUrl, Features};
+    use crate::StoreError;
+    use crate::query::Query;
+    use crate::shipped::ShippedWindow;
+
+    fn of(database: &str, version: (u32, u32)) -> ClickHouse {
+        ClickHouse {
+            url: ClickHouseUrl {
+                hosts: vec!["offline:9".into()],
+                database: database.into(),
+                cluster: None,
+            },
+            agent: ureq::Agent::new_with_defaults(),
+            features: Features::of(version),
+        }
+    }
+
+    /// `CREATE DATABASE` and every `CREATE TABLE`.
+    pub fn tables(database: &str) -> Vec<String> {
+        super::ddl::statements(&of(database, (0, 0)))
+    }
+
+    /// A window's `INSERT ... FORMAT RowBinary` and its data.
+    pub fn insert(
+        database: &str,
+        window_id: &str,
+        w: &ShippedWindow,
+    ) -> Result<(String, Vec<u8>), StoreError> {
+        let ch = of(database, (0, 0));
+        Ok((
+            format!("INSERT INTO {} FORMAT RowBinary", ch.table("records")),
+            super::insert::row_binary(&w.batches, &w.group, &w.topic, w.start, window_id)?,
+        ))
+    }
+
+    /// The SQL of `q` for a server of release `version` (major, minor);
+    /// `q` names no log group or topic (their names are the server's).
+    pub fn query(database: &str, q: &Query, version: (u32, u32)) -> Result<String, StoreError> {
+        if q.group.is_some() || q.topic.is_some() {
+            return Err(StoreError::Query(
+                "offline: a query by log group or topic needs the server".into(),
+            ));
+        }
+        of(database, version).sql_of(q)
     }
 }
 

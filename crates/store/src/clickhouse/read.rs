@@ -25,7 +25,7 @@ use datafusion::sql::sqlparser::ast::{
 use datafusion::sql::sqlparser::dialect::ClickHouseDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 
-use super::{ClickHouse, Target, literal};
+use super::{ClickHouse, Features, Target, literal};
 use crate::StoreError;
 use crate::limits::check_sql;
 use crate::query::{Query, QueryResult};
@@ -57,7 +57,7 @@ fn refused(why: impl std::fmt::Display) -> StoreError {
 /// `cidr_contains(address, 'prefix')` (the search's `srcaddr:10.0.0.0/8`)
 /// in the functions ClickHouse 18.16 has: the address text as a number
 /// between the prefix's first and last.
-fn cidr_condition(address: &str, prefix: &str) -> Result<String, StoreError> {
+fn cidr_condition(address: &str, prefix: &str, f: Features) -> Result<String, StoreError> {
     let bad = || {
         refused(format!(
             "cidr_contains: `{prefix}` is not an address or prefix"
@@ -73,6 +73,18 @@ fn cidr_condition(address: &str, prefix: &str) -> Result<String, StoreError> {
             (a, if a.is_ipv4() { 32 } else { 128 })
         }
     };
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    if len > max {
+        return Err(bad());
+    }
+    if f.ip_ranges {
+        // A current release: its own test, which takes NULL and either
+        // family, and throws on no valid address (IPv4StringToNum does).
+        return Ok(format!(
+            "isIPAddressInRange({address}, {})",
+            literal(prefix)
+        ));
+    }
     Ok(match addr {
         std::net::IpAddr::V4(a) if len <= 32 => {
             let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
@@ -102,6 +114,7 @@ fn cidr_condition(address: &str, prefix: &str) -> Result<String, StoreError> {
 struct Rewrite {
     /// `(scope) AS records`, put where the SQL names `records`.
     records: TableFactor,
+    features: Features,
     error: Option<StoreError>,
 }
 
@@ -208,12 +221,13 @@ impl VisitorMut for Rewrite {
         let Value::SingleQuotedString(prefix) = &prefix.value else {
             return self.fail(refused("cidr_contains: the prefix is a quoted text"));
         };
-        let replaced = cidr_condition(&address.to_string(), prefix).and_then(|text| {
-            Parser::new(&ClickHouseDialect {})
-                .try_with_sql(&text)
-                .and_then(|mut p| p.parse_expr())
-                .map_err(refused)
-        });
+        let replaced =
+            cidr_condition(&address.to_string(), prefix, self.features).and_then(|text| {
+                Parser::new(&ClickHouseDialect {})
+                    .try_with_sql(&text)
+                    .and_then(|mut p| p.parse_expr())
+                    .map_err(refused)
+            });
         match replaced {
             Ok(e) => {
                 *expr = Expr::Nested(Box::new(e));
@@ -226,7 +240,7 @@ impl VisitorMut for Rewrite {
 
 /// Parses `sql` (one `SELECT`) and rewrites it over `scope`, the SQL of
 /// the records it may read.
-pub(super) fn rewrite(sql: &str, scope: &str) -> Result<String, StoreError> {
+pub(super) fn rewrite(sql: &str, scope: &str, features: Features) -> Result<String, StoreError> {
     let dialect = ClickHouseDialect {};
     let parse =
         |text: &str| Parser::parse_sql(&dialect, text).map_err(|e| refused(format!("SQL: {e}")));
@@ -245,6 +259,7 @@ pub(super) fn rewrite(sql: &str, scope: &str) -> Result<String, StoreError> {
     };
     let mut visitor = Rewrite {
         records,
+        features,
         error: None,
     };
     let _ = statements.visit(&mut visitor);
@@ -438,7 +453,11 @@ impl ClickHouse {
         }
         if let Some(f) = &q.filter {
             // The search's SQL, rewritten as any other (cidr_contains).
-            let probe = rewrite(&format!("SELECT 1 FROM records WHERE {f}"), "SELECT 1")?;
+            let probe = rewrite(
+                &format!("SELECT 1 FROM records WHERE {f}"),
+                "SELECT 1",
+                self.features,
+            )?;
             let cond = probe
                 .split_once(" WHERE ")
                 .map(|(_, c)| c.to_string())
@@ -484,7 +503,7 @@ impl ClickHouse {
         };
         // Ids, or names through the catalog (not for a tenant: a name in
         // the catalog could be anyone's).
-        let catalog = if q.confined {
+        let catalog = if q.confined || (q.group.is_none() && q.topic.is_none()) {
             crate::Catalog::default()
         } else {
             self.catalog()?
@@ -597,8 +616,8 @@ impl ClickHouse {
         Ok(Some(acc))
     }
 
-    /// Runs `q` in ClickHouse.
-    pub fn run(&self, q: &Query) -> Result<QueryResult, StoreError> {
+    /// The SQL `q` runs in ClickHouse (without its `FORMAT`).
+    pub(super) fn sql_of(&self, q: &Query) -> Result<String, StoreError> {
         for text in [&q.sql, &q.filter].into_iter().flatten() {
             check_sql(text)?;
         }
@@ -607,7 +626,7 @@ impl ClickHouse {
             .sql
             .as_deref()
             .unwrap_or("SELECT * FROM records ORDER BY start, record_index, log_group, log_topic");
-        let mut sql = rewrite(sql, &scope)?;
+        let mut sql = rewrite(sql, &scope, self.features)?;
         if q.limit.is_some() || q.offset > 0 {
             sql = format!(
                 "SELECT * FROM ({sql}) LIMIT {}, {}",
@@ -615,6 +634,12 @@ impl ClickHouse {
                 q.limit.unwrap_or(usize::MAX >> 1)
             );
         }
+        Ok(sql)
+    }
+
+    /// Runs `q` in ClickHouse.
+    pub fn run(&self, q: &Query) -> Result<QueryResult, StoreError> {
+        let sql = self.sql_of(q)?;
         let limits = &q.limits;
         let settings = [
             ("readonly", "2".to_string()),
@@ -657,15 +682,18 @@ impl ClickHouse {
 mod tests {
     use super::*;
 
+    /// Debian 12's release.
+    const OLD: Features = Features { ip_ranges: false };
+
     #[test]
     fn records_become_the_scope_and_nothing_else_is_read() {
         let scope = "SELECT a FROM \"db\".\"records\" WHERE log_topic = 't'";
-        let sql = rewrite("SELECT count(*) FROM records r WHERE r.a > 1", scope).unwrap();
+        let sql = rewrite("SELECT count(*) FROM records r WHERE r.a > 1", scope, OLD).unwrap();
         assert!(
             sql.contains("FROM (SELECT a FROM \"db\".\"records\" WHERE log_topic = 't') r WHERE"),
             "{sql}"
         );
-        let plain = rewrite("SELECT * FROM records", scope).unwrap();
+        let plain = rewrite("SELECT * FROM records", scope, OLD).unwrap();
         assert!(plain.ends_with(") AS records"), "{plain}");
         for bad in [
             "SELECT * FROM system.tables",
@@ -675,10 +703,10 @@ mod tests {
             "SELECT * FROM records WHERE a IN (SELECT a FROM system.users)",
             "SELECT dictGetString('d', 'a', 1) FROM records",
         ] {
-            let e = rewrite(bad, scope).unwrap_err().to_string();
+            let e = rewrite(bad, scope, OLD).unwrap_err().to_string();
             assert!(e.contains("only the table `records`"), "{bad}: {e}");
         }
-        let e = rewrite("DROP TABLE records", scope)
+        let e = rewrite("DROP TABLE records", scope, OLD)
             .unwrap_err()
             .to_string();
         assert!(e.contains("one SELECT"), "{e}");
@@ -689,10 +717,11 @@ mod tests {
         let sql = rewrite(
             "SELECT 1 FROM records WHERE cidr_contains(\"srcaddr\", '10.0.0.0/8')",
             "SELECT 1",
+            OLD,
         )
         .unwrap();
         assert!(sql.contains("BETWEEN 167772160 AND 184549375"), "{sql}");
-        let v6 = cidr_condition("a", "2001:db8::/32").unwrap();
+        let v6 = cidr_condition("a", "2001:db8::/32", OLD).unwrap();
         assert!(
             v6.contains("unhex('20010db8000000000000000000000000')"),
             "{v6}"
@@ -701,7 +730,13 @@ mod tests {
             v6.contains("unhex('20010db8ffffffffffffffffffffffff')"),
             "{v6}"
         );
-        assert!(cidr_condition("a", "10.0.0.0/33").is_err());
+        assert!(cidr_condition("a", "10.0.0.0/33", OLD).is_err());
+        let new = Features::of((26, 9));
+        assert_eq!(
+            cidr_condition("a", "10.0.0.0/8", new).unwrap(),
+            "isIPAddressInRange(a, '10.0.0.0/8')"
+        );
+        assert!(cidr_condition("a", "2001::/129", new).is_err());
     }
 
     #[test]
