@@ -85,6 +85,15 @@ impl Catalog {
         }
     }
 
+    /// The retention of the log group with id `group`, if the catalog
+    /// knows it.
+    pub fn ttl_in_days(&self, group: &str) -> Option<u32> {
+        self.log_groups
+            .iter()
+            .find(|g| g.id == group)
+            .map(|g| g.ttl_in_days)
+    }
+
     /// Adds or updates `groups` (names, retention, new topics); reports
     /// whether anything changed.
     pub fn merge(&mut self, groups: &[CatalogGroup]) -> bool {

@@ -203,15 +203,7 @@ impl Store {
         let catalog = Catalog::load(&self.root)?;
         let report = crate::retention::gc(
             &self.root,
-            |g| {
-                ttl_days(g).or_else(|| {
-                    catalog
-                        .log_groups
-                        .iter()
-                        .find(|c| c.id == g)
-                        .map(|c| c.ttl_in_days)
-                })
-            },
+            |g| ttl_days(g).or_else(|| catalog.ttl_in_days(g)),
             now,
         )?;
         for p in &report.partitions {

@@ -469,7 +469,6 @@ fn bench_store(dir: &std::path::Path, records: u64, per_window: u64) -> Result<(
     let (topology, rule_count) = store_topology(2_000)?;
     let mut store = vpcflow_store::Store::open(dir)?;
     store.compact_in_background();
-    let t0 = BENCH_T0;
     let started = Instant::now();
     let mut written = 0u64;
     let mut as_written = 0u64;
@@ -539,30 +538,7 @@ fn bench_store(dir: &std::path::Path, records: u64, per_window: u64) -> Result<(
             w.records.len()
         );
     }
-    let day_end = t0 + 86_400;
-    for (name, q) in [
-        (
-            "top10",
-            vpcflow_store::Query {
-                sql: Some(TOP10.to_string()),
-                ..Default::default()
-            },
-        ),
-        (
-            "search-one-day",
-            vpcflow_store::Query {
-                time: vpcflow_store::TimeRange {
-                    since: Some(t0),
-                    until: Some(day_end),
-                },
-                filter: Some(vpcflow_store::search::to_sql(
-                    "action:REJECT AND dstport:22",
-                )?),
-                sql: Some("SELECT count(*) AS n, sum(bytes) AS bytes FROM records".to_string()),
-                ..Default::default()
-            },
-        ),
-    ] {
+    for (name, q) in store_queries()? {
         // Best of three, as the DuckDB side of bench/store.sh measures.
         let mut best = f64::MAX;
         let mut rows = 0;
@@ -574,6 +550,34 @@ fn bench_store(dir: &std::path::Path, records: u64, per_window: u64) -> Result<(
         println!("query {name}: {best:.3} s ({rows} rows, best of 3)");
     }
     Ok(())
+}
+
+/// The store benchmarks' two queries, by name: the top-10 talkers, and a
+/// filtered search over the first day.
+pub(crate) fn store_queries() -> Result<[(&'static str, vpcflow_store::Query); 2]> {
+    Ok([
+        (
+            "top10",
+            vpcflow_store::Query {
+                sql: Some(TOP10.to_string()),
+                ..Default::default()
+            },
+        ),
+        (
+            "search-one-day",
+            vpcflow_store::Query {
+                time: vpcflow_store::TimeRange {
+                    since: Some(BENCH_T0),
+                    until: Some(BENCH_T0 + 86_400),
+                },
+                filter: Some(vpcflow_store::search::to_sql(
+                    "action:REJECT AND dstport:22",
+                )?),
+                sql: Some("SELECT count(*) AS n, sum(bytes) AS bytes FROM records".to_string()),
+                ..Default::default()
+            },
+        ),
+    ])
 }
 
 /// The top-10 talkers query of the store benchmark (also run in DuckDB).

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use vpcflow_store::clickhouse::{ClickHouse, ClickHouseUrl};
 
-use crate::bench::{BENCH_T0, TOP10, store_topology, store_windows};
+use crate::bench::{store_queries, store_topology, store_windows};
 
 /// Runs the benchmark: `records` records of `ports` ports, `per_window`
 /// a window, into ClickHouse at `url` (a database of its own, dropped
@@ -90,30 +90,7 @@ pub fn run(url: &str, records: u64, ports: u32, per_window: u64, work: &Path) ->
         on_disk.1,
         parquet_bytes as f64 / records as f64
     );
-    let day_end = BENCH_T0 + 86_400;
-    for (name, q) in [
-        (
-            "top10",
-            vpcflow_store::Query {
-                sql: Some(TOP10.to_string()),
-                ..Default::default()
-            },
-        ),
-        (
-            "search-one-day",
-            vpcflow_store::Query {
-                time: vpcflow_store::TimeRange {
-                    since: Some(BENCH_T0),
-                    until: Some(day_end),
-                },
-                filter: Some(vpcflow_store::search::to_sql(
-                    "action:REJECT AND dstport:22",
-                )?),
-                sql: Some("SELECT count(*) AS n, sum(bytes) AS bytes FROM records".to_string()),
-                ..Default::default()
-            },
-        ),
-    ] {
+    for (name, q) in store_queries()? {
         let best = |at: vpcflow_store::StoreRef<'_>| -> Result<(f64, usize)> {
             let mut best = f64::MAX;
             let mut rows = 0;

@@ -26,12 +26,7 @@ fn day_start(date: i64) -> Option<u64> {
     if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
         return None;
     }
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * ((m + 9) % 12) + 2) / 5 + d - 1;
-    let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
-    u64::try_from(days * 86_400).ok()
+    u64::try_from(vpcflow_core::time::days_from_civil(y, m, d) * 86_400).ok()
 }
 
 impl ClickHouse {
@@ -43,15 +38,7 @@ impl ClickHouse {
         now: u64,
     ) -> Result<GcReport, StoreError> {
         let catalog = self.catalog()?;
-        let ttl_days = |g: &str| {
-            ttl_days(g).or_else(|| {
-                catalog
-                    .log_groups
-                    .iter()
-                    .find(|c| c.id == g)
-                    .map(|c| c.ttl_in_days)
-            })
-        };
+        let ttl_days = |g: &str| ttl_days(g).or_else(|| catalog.ttl_in_days(g));
         let mut report = GcReport::default();
         let local = self.local_table("records");
         for i in 0..self.url.hosts.len() {
