@@ -489,23 +489,7 @@ fn bench_store(dir: &std::path::Path, records: u64, per_window: u64) -> Result<(
     store.compact_before(u64::MAX)?;
     store.finish_compaction()?;
     let drained = started.elapsed().as_secs_f64();
-    let (mut bytes, mut summaries) = (0u64, 0u64);
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d)?.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                bytes += e.metadata()?.len();
-                if p.to_string_lossy()
-                    .ends_with(vpcflow_store::summary::SUMMARY_SUFFIX)
-                {
-                    summaries += e.metadata()?.len();
-                }
-            }
-        }
-    }
+    let (bytes, summaries) = store_bytes(dir)?;
     println!(
         "write: {written} records in {secs:.3} s = {:.0} records/s durable \
          ({drained:.3} s = {:.0} records/s until every hour was compacted, on a second thread); \
@@ -550,6 +534,28 @@ fn bench_store(dir: &std::path::Path, records: u64, per_window: u64) -> Result<(
         println!("query {name}: {best:.3} s ({rows} rows, best of 3)");
     }
     Ok(())
+}
+
+/// Bytes of every file of the store at `dir`, and of its window summaries.
+pub(crate) fn store_bytes(dir: &std::path::Path) -> Result<(u64, u64)> {
+    let (mut bytes, mut summaries) = (0u64, 0u64);
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d)?.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                bytes += e.metadata()?.len();
+                if p.to_string_lossy()
+                    .ends_with(vpcflow_store::summary::SUMMARY_SUFFIX)
+                {
+                    summaries += e.metadata()?.len();
+                }
+            }
+        }
+    }
+    Ok((bytes, summaries))
 }
 
 /// The store benchmarks' two queries, by name: the top-10 talkers, and a

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use vpcflow_store::clickhouse::{ClickHouse, ClickHouseUrl};
 
-use crate::bench::{store_queries, store_topology, store_windows};
+use crate::bench::{store_bytes, store_queries, store_topology, store_windows};
 
 /// Runs the benchmark: `records` records of `ports` ports, `per_window`
 /// a window, into ClickHouse at `url` (a database of its own, dropped
@@ -81,7 +81,7 @@ pub fn run(url: &str, records: u64, ports: u32, per_window: u64, work: &Path) ->
         ch_secs / parquet_secs
     );
     let on_disk = ch.bytes_on_disk()?;
-    let parquet_bytes = dir_bytes(&dir)?;
+    let (parquet_bytes, _) = store_bytes(&dir)?;
     println!(
         "on disk: clickhouse {:.2} bytes/record (records {}, window ledger and summaries {}), \
          parquet {:.2} bytes/record",
@@ -126,20 +126,4 @@ fn ch_count(url: &ClickHouseUrl, sql: &str) -> Result<u64> {
         .and_then(|r| r.first().cloned().flatten())
         .and_then(|n| n.parse().ok())
         .context("a count")
-}
-
-fn dir_bytes(dir: &Path) -> Result<u64> {
-    let mut bytes = 0;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d)?.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                bytes += e.metadata()?.len();
-            }
-        }
-    }
-    Ok(bytes)
 }
