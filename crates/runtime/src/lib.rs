@@ -50,8 +50,8 @@ pub use run::{RunError, RunLimits, run};
 pub use shards::{Replayed, ShardTotals, replay_sharded};
 #[cfg(feature = "store")]
 pub use sinks::{
-    Backlog, ClickHouseHop, Compaction, Delivery, NextHop, SharedStore, Shipper, StoreSink,
-    WindowListener,
+    Backlog, ClickHouseHop, Compaction, Delivery, NextHop, SentWaiter, SharedStore, Shipper,
+    SpoolIds, StoreSink, WindowListener,
 };
 pub use sinks::{FormatSink, IPFIX_MTU, IpfixSink};
 pub use source::{InventorySource, Source, SourceError};

@@ -2,9 +2,18 @@
 //! driver into the log store, records queries in an isolated worker
 //! process, `/metrics`, and the live tail of every window the store takes.
 //!
-//! Guarantees: an upload's windows are in the store before its answer; a
-//! records query never runs in the server's own process, so no query can
-//! take the server down; the tail shows a window only once it is durable.
+//! With a ClickHouse store, the server's own store is the spool in front
+//! of it: uploads, live capture, collected exports and agents' windows
+//! are written there and a [`vpcflow_runtime::Shipper`] sends them on;
+//! queries and analyses read ClickHouse.
+//!
+//! Guarantees: an upload's windows are in the store before its answer
+//! (with ClickHouse: durable in the spool, and in ClickHouse unless it is
+//! failing or slower than [`UPLOAD_SENT_WAIT`]); a records query never
+//! runs in the server's own process, so no query can take the server
+//! down; the tail shows a window only once it is durable; an agent's
+//! window is settled against the store that has it (the spool, or
+//! ClickHouse's ledger).
 
 use std::collections::BTreeMap;
 use std::fmt::Display;
@@ -28,11 +37,27 @@ use vpcflow_runtime::{
     Clock, Compaction, Driver, SharedStore, Sink, StoreSink, SystemClock, WindowListener,
     inventory_pipeline,
 };
+use vpcflow_runtime::{SentWaiter, SpoolIds};
+use vpcflow_store::clickhouse::{ClickHouse, ClickHouseUrl};
 use vpcflow_store::shipped::ShippedWindow;
-use vpcflow_store::{QueryLimits, StoreError, TimeRange};
+use vpcflow_store::{QueryLimits, StoreError, StoreRef, TimeRange};
 
 /// Windows a slow tail listener may fall behind before it misses some.
 pub const TAIL_BACKLOG: usize = 256;
+
+/// How long an upload's answer waits for its windows to reach ClickHouse
+/// (they are durable in the spool already, and go on after it).
+pub const UPLOAD_SENT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The ClickHouse store behind a server whose own store is its spool.
+pub struct ClickHouseStore {
+    /// Where it is.
+    pub url: ClickHouseUrl,
+    /// The ids the spool's windows go by there.
+    pub ids: SpoolIds,
+    /// Waits for the spool to be sent.
+    pub sent: SentWaiter,
+}
 
 /// The live tail: every window the store takes, per log topic, as JSON
 /// records, to whoever listens.
@@ -74,6 +99,8 @@ impl WindowListener for Tail {
 /// and `--live` capture writes into the same store.
 pub struct StoreDataPlane {
     store: Arc<SharedStore>,
+    /// With ClickHouse: `store` is its spool.
+    clickhouse: Option<ClickHouseStore>,
     tail: broadcast::Sender<Arc<TailWindow>>,
     captures: AtomicU64,
     query_limits: QueryLimits,
@@ -89,10 +116,40 @@ impl StoreDataPlane {
         }
         StoreDataPlane {
             store,
+            clickhouse: None,
             tail,
             captures: AtomicU64::new(0),
             query_limits,
         }
+    }
+
+    /// Reads and settles windows in ClickHouse, `store` being its spool.
+    pub fn with_clickhouse(mut self, clickhouse: ClickHouseStore) -> StoreDataPlane {
+        self.clickhouse = Some(clickhouse);
+        self
+    }
+
+    /// The store queries and analyses read.
+    fn reads(&self) -> StoreRef<'_> {
+        match &self.clickhouse {
+            Some(c) => StoreRef::ClickHouse(&c.url),
+            None => StoreRef::Dir(self.store.root()),
+        }
+    }
+
+    /// Whether ClickHouse's ledger has the window stored as `stored` in
+    /// the spool (false when ClickHouse cannot say: the agent sends it
+    /// again, and the ledger takes that as the duplicate it is).
+    fn in_clickhouse(&self, topic: &str, start: u64, stored: &str) -> bool {
+        let Some(c) = &self.clickhouse else {
+            return false;
+        };
+        let found = ClickHouse::shared(&c.url)
+            .and_then(|ch| ch.has_window(topic, start, &c.ids.window(stored)));
+        found.unwrap_or_else(|e| {
+            eprintln!("vpcflow: warning: cannot look up window {stored} in ClickHouse: {e}");
+            false
+        })
     }
 }
 
@@ -184,10 +241,14 @@ impl DataPlane for StoreDataPlane {
     }
 
     fn has_window(&self, host: &str, log_group_id: &str, log_topic_id: &str, name: &str) -> bool {
-        self.store
+        let in_store = self
+            .store
             .store()
             .shipped_path(host, log_group_id, log_topic_id, name)
-            .is_some_and(|p| p.exists())
+            .is_some_and(|p| p.exists());
+        in_store
+            || vpcflow_store::shipped::shipped_name(host, name)
+                .is_some_and(|(start, stored)| self.in_clickhouse(log_topic_id, start, &stored))
     }
 
     fn check_capture_head(&self, head: &[u8]) -> Result<(), DataError> {
@@ -209,11 +270,20 @@ impl DataPlane for StoreDataPlane {
         let mut captures = MergedCaptures::new(vec![capture]);
         let frames =
             replay(&mut driver, &mut captures, &mut sink, &mut |_| {}).map_err(|e| failed(&e))?;
-        // Hours before the current one get no more live windows; an upload
-        // adding to an old hour has it merged again.
-        let hour_now = SystemClock.now().secs() / 3600 * 3600;
-        if let Err(e) = self.store.store().compact_before(hour_now) {
-            eprintln!("vpcflow: warning: compaction: {e}");
+        if let Some(c) = &self.clickhouse {
+            if !c.sent.wait(UPLOAD_SENT_WAIT) {
+                eprintln!(
+                    "vpcflow: warning: an upload's windows wait in the spool: {} has not taken them yet",
+                    c.url
+                );
+            }
+        } else {
+            // Hours before the current one get no more live windows; an
+            // upload adding to an old hour has it merged again.
+            let hour_now = SystemClock.now().secs() / 3600 * 3600;
+            if let Err(e) = self.store.store().compact_before(hour_now) {
+                eprintln!("vpcflow: warning: compaction: {e}");
+            }
         }
         let stats = driver.pipeline_stats();
         let report = IngestReport {
@@ -254,7 +324,7 @@ impl DataPlane for StoreDataPlane {
             confined: true,
             limits: self.query_limits,
             cancel: Some(q.cancel.clone()),
-            ..Records::of(self.store.root())
+            ..Records::of(self.reads())
         };
         let mut suggestion = None;
         let found = match kind {
@@ -340,7 +410,7 @@ impl DataPlane for StoreDataPlane {
             cancel: Some(q.cancel.clone()),
         };
         // In a child process: no query can take the server down.
-        let lines = match vpcflow_store::worker::run_isolated(&query, self.store.root()) {
+        let lines = match vpcflow_store::worker::run_isolated(&query, self.reads()) {
             Ok(lines) => lines,
             // A topic nothing was written to yet.
             Err(StoreError::NotFound { .. }) => return Ok(RecordsPage::default()),

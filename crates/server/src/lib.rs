@@ -29,7 +29,7 @@ use vpcflow_control::signing::{SEALING_KEY_FILE, SealingKey};
 use vpcflow_core::aggregate::AggregatorConfig;
 use vpcflow_runtime::{
     Agent, AgentError, AgentReport, AgentSettings, Collector, Compaction, Driver, InventorySource,
-    SharedStore, Sink, StoreSink, SystemClock,
+    SharedStore, Shipper, Sink, StoreSink, SystemClock,
 };
 use vpcflow_store::{QueryLimits, StoreError};
 
@@ -44,6 +44,12 @@ pub struct ServerSettings {
     /// The data directory: the log store (`store/`), upload spools, and the
     /// SQLite control database unless `database` names another.
     pub data: PathBuf,
+    /// The log store in ClickHouse instead of `store/`: every window
+    /// waits in the spool `spool/` until ClickHouse has it.
+    pub clickhouse: Option<vpcflow_store::clickhouse::ClickHouseUrl>,
+    /// The most the spool holds, in bytes (past it, the newest windows
+    /// are lost as SKIPDATA totals, counted).
+    pub spool_limit: u64,
     /// The control database's URL (`postgres://...`, `sqlite://FILE`).
     pub database: Option<String>,
     /// An inventory imported at the database's first start: its name and
@@ -195,8 +201,31 @@ fn harden_process() {
 /// Runs the server until SIGTERM or SIGINT.
 pub fn serve(settings: ServerSettings) -> Result<(), ServerError> {
     harden_process();
-    let store = Arc::new(SharedStore::open(&settings.data.join("store"))?);
-    let data = StoreDataPlane::new(store.clone(), settings.query_limits);
+    let (store, data, shipper) = match &settings.clickhouse {
+        None => {
+            let store = Arc::new(SharedStore::open(&settings.data.join("store"))?);
+            let data = StoreDataPlane::new(store.clone(), settings.query_limits);
+            (store, data, None)
+        }
+        Some(url) => {
+            let spool = settings.data.join("spool");
+            let store = Arc::new(SharedStore::open_spool(&spool)?);
+            let hop = vpcflow_runtime::ClickHouseHop::new(url, &spool)?.with_retention();
+            let shipper = Shipper::start(Box::new(hop), spool.clone(), settings.spool_limit);
+            let data = StoreDataPlane::new(store.clone(), settings.query_limits).with_clickhouse(
+                data::ClickHouseStore {
+                    url: url.clone(),
+                    ids: vpcflow_runtime::SpoolIds::of(&spool)?,
+                    sent: shipper.waiter(),
+                },
+            );
+            eprintln!(
+                "vpcflow: the log store is {url}; windows wait in {} until it has them",
+                spool.display()
+            );
+            (store, data, Some(shipper))
+        }
+    };
     let runtime = runtime()?;
     let served = runtime.block_on(async {
         let (db, location) = open_database(settings.database.as_deref(), &settings.data).await?;
@@ -208,7 +237,9 @@ pub fn serve(settings: ServerSettings) -> Result<(), ServerError> {
             let in_store = data.has_window(&w.0, &w.1, &w.2, &w.3);
             db.settle_window(&w, in_store).await?;
         }
-        store.store().compact_in_background();
+        if !store.is_spool() {
+            store.store().compact_in_background();
+        }
         if let Some((name, text)) = &settings.import
             && db.import_inventory(name, text).await?
         {
@@ -260,6 +291,10 @@ pub fn serve(settings: ServerSettings) -> Result<(), ServerError> {
     // A query still running on a blocking thread has been cancelled (its
     // request is gone); dropping the runtime would wait for it.
     runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
+    // The last windows (live capture's partial one, the collector's).
+    if let Some(s) = shipper {
+        s.stop();
+    }
     if served.is_ok() {
         eprintln!("vpcflow: stopped");
     }

@@ -70,19 +70,28 @@ fn valid_id(id: &str) -> bool {
 }
 
 /// `(start, end, rest)` of a store's window file name
-/// (`START-END-PID-SEQ[-partial].parquet`; `rest` is `PID-SEQ[-partial]`).
-fn parse_name(name: &str) -> Option<(u64, u64, &str)> {
+/// (`START-END-PID-SEQ[-partial].parquet`; `rest` is `PID-SEQ[-partial]`);
+/// with `hosts`, also of a shipped window's name in a server's store
+/// (`START-END-HOST-PID-SEQ[-partial].parquet`; `rest` is
+/// `HOST-PID-SEQ[-partial]`).
+fn parse_name(name: &str, hosts: bool) -> Option<(u64, u64, &str)> {
     let stem = name.strip_suffix(".parquet")?;
     let mut parts = stem.splitn(3, '-');
     let start: u64 = parts.next()?.parse().ok()?;
     let end: u64 = parts.next()?.parse().ok()?;
     let rest = parts.next()?;
-    let (pid, seq) = rest
-        .strip_suffix("-partial")
-        .unwrap_or(rest)
-        .split_once('-')?;
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    (digits(pid) && digits(seq) && start < end).then_some((start, end, rest))
+    let unmarked = rest.strip_suffix("-partial").unwrap_or(rest);
+    let own = unmarked
+        .split_once('-')
+        .is_some_and(|(pid, seq)| digits(pid) && digits(seq));
+    let shipped = || {
+        let mut back = unmarked.rsplitn(3, '-');
+        let (seq, pid, host) = (back.next(), back.next(), back.next());
+        matches!((seq, pid, host), (Some(seq), Some(pid), Some(host))
+            if digits(seq) && digits(pid) && valid_id(host))
+    };
+    ((own || (hosts && shipped())) && start < end).then_some((start, end, rest))
 }
 
 impl ShippedWindow {
@@ -96,12 +105,36 @@ impl ShippedWindow {
         records: Bytes,
         summary: &[u8],
     ) -> Result<ShippedWindow, StoreError> {
+        ShippedWindow::parse_named(group, topic, name, records, summary, false)
+    }
+
+    /// As [`ShippedWindow::parse`], a window from a spool (see
+    /// [`spooled`]), whose name may also be a shipped window's, with its
+    /// host (a server's spool holds its agents' windows).
+    pub fn parse_spooled(
+        group: &str,
+        topic: &str,
+        name: &str,
+        records: Bytes,
+        summary: &[u8],
+    ) -> Result<ShippedWindow, StoreError> {
+        ShippedWindow::parse_named(group, topic, name, records, summary, true)
+    }
+
+    fn parse_named(
+        group: &str,
+        topic: &str,
+        name: &str,
+        records: Bytes,
+        summary: &[u8],
+        hosts: bool,
+    ) -> Result<ShippedWindow, StoreError> {
         for (what, id) in [("log group", group), ("log topic", topic)] {
             if !valid_id(id) {
                 return Err(refused(what, format!("`{id}` is not an id")));
             }
         }
-        let (start, end, _) = parse_name(name).ok_or_else(|| {
+        let (start, end, _) = parse_name(name, hosts).ok_or_else(|| {
             refused(
                 "name",
                 format!(
@@ -158,9 +191,19 @@ impl ShippedWindow {
 
     /// Its file's name in this store, for the agent on `host`.
     fn stored_name(&self, host: &str) -> String {
-        let (start, end, rest) = parse_name(&self.name).unwrap_or((self.start, self.end, ""));
-        format!("{start}-{end}-{host}-{rest}.parquet")
+        shipped_name(host, &self.name).map_or_else(
+            || format!("{}-{}-{host}-.parquet", self.start, self.end),
+            |(_, name)| name,
+        )
     }
+}
+
+/// The window start and the name a server's store gives the window
+/// named `name` (its name in the agent's store) from the agent on `host`;
+/// `None` if `name` is not a window's.
+pub fn shipped_name(host: &str, name: &str) -> Option<(u64, String)> {
+    let (start, end, rest) = parse_name(name, false)?;
+    Some((start, format!("{start}-{end}-{host}-{rest}.parquet")))
 }
 
 impl Store {
@@ -174,11 +217,9 @@ impl Store {
         topic: &str,
         name: &str,
     ) -> Option<PathBuf> {
-        let (start, end, rest) = parse_name(name)?;
-        (valid_id(group) && valid_id(topic)).then(|| {
-            partition(&self.root, group, topic, start)
-                .join(format!("{start}-{end}-{host}-{rest}.parquet"))
-        })
+        let (start, stored) = shipped_name(host, name)?;
+        (valid_id(group) && valid_id(topic))
+            .then(|| partition(&self.root, group, topic, start).join(stored))
     }
 
     /// Writes the window `w` of the agent on `host` durably (its summary
@@ -214,8 +255,10 @@ pub struct Spooled {
     start: u64,
 }
 
-/// The window files under `root` (an agent's store), oldest window first;
-/// files being written and anything else are left out.
+/// The window files under `root` (a spool: an agent's store, or a
+/// server's before ClickHouse, which holds its agents' windows too),
+/// oldest window first; files being written and anything else are left
+/// out.
 pub fn spooled(root: &std::path::Path) -> Result<Vec<Spooled>, StoreError> {
     use crate::layout::{name as file_name, subdirs};
     let mut found = Vec::new();
@@ -241,7 +284,7 @@ pub fn spooled(root: &std::path::Path) -> Result<Vec<Spooled>, StoreError> {
                     for e in std::fs::read_dir(&hour).map_err(|e| StoreError::io(&hour, e))? {
                         let e = e.map_err(|e| StoreError::io(&hour, e))?;
                         let name = e.file_name().to_string_lossy().into_owned();
-                        let Some((start, _, _)) = parse_name(&name) else {
+                        let Some((start, _, _)) = parse_name(&name, true) else {
                             continue;
                         };
                         let path = e.path();
@@ -461,6 +504,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_window_written_again_by_a_later_writer_of_the_same_process_id_has_a_name_of_its_own() {
+        // A container's agent is the same process id at every start; the
+        // spool's next hop would take a window named as an earlier one
+        // for a retry of it, and drop it.
+        let dir = tempfile::tempdir().unwrap();
+        let t = crate::compact::tests::topology();
+        let w = crate::compact::tests::window(1_700_000_400);
+        for _ in 0..2 {
+            let mut store = Store::open(dir.path()).unwrap();
+            store.write_window(&t, &w).unwrap();
+        }
+        let names: BTreeSet<String> = spooled(dir.path())
+            .unwrap()
+            .into_iter()
+            .map(|w| w.name)
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+    }
+
+    #[test]
     fn a_lost_window_leaves_one_skipdata_record_per_port_with_its_totals() {
         use datafusion::arrow::array::UInt64Array;
 
@@ -537,12 +600,25 @@ mod tests {
     #[test]
     fn window_names_are_parsed_and_others_refused() {
         assert_eq!(
-            parse_name("1700000400-1700001000-4242-7.parquet"),
+            parse_name("1700000400-1700001000-4242-7.parquet", false),
             Some((1_700_000_400, 1_700_001_000, "4242-7"))
         );
         assert_eq!(
-            parse_name("60-120-1-2-partial.parquet"),
+            parse_name("60-120-1-2-partial.parquet", false),
             Some((60, 120, "1-2-partial"))
+        );
+        // A shipped window's name in a server's store (a host may have
+        // dashes and digits), only where hosts are taken.
+        for (name, rest) in [
+            ("60-120-web-1-7-2.parquet", "web-1-7-2"),
+            ("60-120-5-7-2-partial.parquet", "5-7-2-partial"),
+        ] {
+            assert_eq!(parse_name(name, true), Some((60, 120, rest)), "{name}");
+            assert_eq!(parse_name(name, false), None, "{name}");
+        }
+        assert_eq!(
+            parse_name("60-120-1-2.parquet", true),
+            Some((60, 120, "1-2"))
         );
         for bad in [
             "60-120-1-2.csv",
@@ -551,8 +627,11 @@ mod tests {
             "../60-120-1-2.parquet",
             "60-120-1-x.parquet",
             "60-120-1-2-extra.parquet",
+            "60-120-a b-1-2.parquet",
+            "60-120--1-2.parquet",
         ] {
-            assert_eq!(parse_name(bad), None, "{bad}");
+            assert_eq!(parse_name(bad, false), None, "{bad}");
+            assert_eq!(parse_name(bad, true), None, "{bad}");
         }
         assert!(valid_id("a1b2c3d4-0000-4000-8000-000000000001"));
         for bad in ["", "..", "a/b", "a b"] {

@@ -15,13 +15,21 @@
 //! line on stderr and exit status [`FAILED`].
 
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::limits::check_sql;
-use crate::{OutputFormat, Query, QueryLimits, StoreError, TimeRange};
+use crate::{OutputFormat, Query, QueryLimits, StoreError, StoreLocation, StoreRef, TimeRange};
+
+/// For messages: where the store is.
+fn where_(store: StoreRef<'_>) -> String {
+    match store {
+        StoreRef::Dir(d) => d.display().to_string(),
+        StoreRef::ClickHouse(url) => url.to_string(),
+    }
+}
 use serde::{Deserialize, Serialize};
 
 /// The subcommand of the running binary that runs [`worker_main`]: a
@@ -44,6 +52,9 @@ const JSON_PER_ARROW_BYTE: usize = 4;
 #[derive(Debug, Serialize, Deserialize)]
 struct Request {
     root: PathBuf,
+    /// A ClickHouse store's URL, in place of `root`.
+    #[serde(default)]
+    clickhouse: Option<String>,
     group: Option<String>,
     topic: Option<String>,
     since: Option<u64>,
@@ -59,9 +70,14 @@ struct Request {
 }
 
 impl Request {
-    fn of(q: &Query, root: &Path) -> Request {
+    fn of(q: &Query, store: StoreRef<'_>) -> Request {
+        let (root, clickhouse) = match store {
+            StoreRef::Dir(d) => (d.to_path_buf(), None),
+            StoreRef::ClickHouse(url) => (PathBuf::new(), Some(url.to_string())),
+        };
         Request {
-            root: root.to_path_buf(),
+            root,
+            clickhouse,
             group: q.group.clone(),
             topic: q.topic.clone(),
             since: q.time.since,
@@ -85,9 +101,13 @@ impl Request {
         }
     }
 
-    fn query(self) -> (Query, PathBuf) {
+    fn query(self) -> Result<(Query, StoreLocation), StoreError> {
         let limits = self.limits();
-        (
+        let store = match &self.clickhouse {
+            Some(url) => StoreLocation::ClickHouse(crate::clickhouse::ClickHouseUrl::parse(url)?),
+            None => StoreLocation::Dir(self.root.clone()),
+        };
+        Ok((
             Query {
                 group: self.group,
                 topic: self.topic,
@@ -103,14 +123,14 @@ impl Request {
                 limits,
                 cancel: None,
             },
-            self.root,
-        )
+            store,
+        ))
     }
 }
 
-/// Runs `q` over the store at `root` in a child process; its JSON lines.
-/// `q.cancel`, when set, kills the child.
-pub fn run_isolated(q: &Query, root: &Path) -> Result<Vec<u8>, StoreError> {
+/// Runs `q` over `store` in a child process; its JSON lines. `q.cancel`,
+/// when set, kills the child.
+pub fn run_isolated(q: &Query, store: StoreRef<'_>) -> Result<Vec<u8>, StoreError> {
     // Refused text costs no process.
     for text in [&q.sql, &q.filter].into_iter().flatten() {
         check_sql(text)?;
@@ -127,7 +147,7 @@ pub fn run_isolated(q: &Query, root: &Path) -> Result<Vec<u8>, StoreError> {
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| failed("starting the query process", e))?;
-    let request = serde_json::to_vec(&Request::of(q, root)).expect("a request serializes");
+    let request = serde_json::to_vec(&Request::of(q, store)).expect("a request serializes");
     let mut stdin = child.stdin.take().expect("piped");
     let writer = std::thread::spawn(move || stdin.write_all(&request));
     let cap = q.limits.result_bytes.saturating_mul(JSON_PER_ARROW_BYTE) as u64;
@@ -198,11 +218,11 @@ pub fn run_isolated(q: &Query, root: &Path) -> Result<Vec<u8>, StoreError> {
             "not-found" => StoreError::NotFound {
                 kind: "log topic",
                 name: q.topic.clone().unwrap_or_default(),
-                dir: root.display().to_string(),
+                dir: where_(store),
             },
             "query" => StoreError::Query(message),
             _ => StoreError::Io {
-                path: root.display().to_string(),
+                path: where_(store),
                 source: std::io::Error::other(message),
             },
         });
@@ -245,8 +265,10 @@ pub fn worker_main() -> ExitCode {
     if let Err(e) = rustix::process::setrlimit(rustix::process::Resource::Data, limit) {
         return answer("query", &format!("limiting the query's memory: {e}"));
     }
-    let (query, root) = request.query();
-    let result = match query.run(&root) {
+    let result = request
+        .query()
+        .and_then(|(query, store)| query.run_at(StoreRef::from(&store)));
+    let result = match result {
         Ok(r) => r,
         Err(StoreError::Limit(m)) => return answer("limit", &m),
         Err(e @ StoreError::NotFound { .. }) => return answer("not-found", &e.to_string()),

@@ -30,6 +30,11 @@ const LOCK: &str = ".lock";
 #[derive(Debug)]
 pub struct Store {
     pub(crate) root: PathBuf,
+    /// The last number a file name took (`START-END-PID-SEQ`): from the
+    /// microsecond the store was opened, so that a later process with the
+    /// same id (a container's agent is often PID 1 at every start) names
+    /// no window as an earlier one did. A spool's next hop knows a window
+    /// by its name, and takes a name it has seen as a retry.
     pub(crate) seq: u64,
     /// Hour partitions written by this writer and not compacted since,
     /// with the instant each hour ends.
@@ -169,7 +174,9 @@ impl Store {
         }
         Ok(Store {
             root: root.to_path_buf(),
-            seq: 0,
+            seq: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros() as u64),
             touched: BTreeMap::new(),
             compactor: None,
             hour_dirs: Arc::new(Mutex::new(())),

@@ -192,11 +192,14 @@ pub fn run(args: AgentArgs) -> Result<ExitCode> {
             args.store
         );
     }
-    let store = Arc::new(SharedStore::open(&spool_dir)?);
     settings.spool = args.config.is_none() || clickhouse.is_some();
-    if !settings.spool {
+    let store = Arc::new(if settings.spool {
+        SharedStore::open_spool(&spool_dir)?
+    } else {
+        let store = SharedStore::open(&spool_dir)?;
         store.store().compact_in_background();
-    }
+        store
+    });
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, Arc::clone(&stop))
@@ -240,19 +243,13 @@ pub fn run(args: AgentArgs) -> Result<ExitCode> {
     eprintln!("vpcflow: {}", agent.describe());
     let report = agent.run(&stop)?;
     eprintln!("vpcflow: {report}");
-    // The last windows (the open one, flushed as partial) get a few
-    // seconds to reach the server; what does not stays in the spool.
+    // The last windows (the open one, flushed as partial).
     #[cfg(feature = "server")]
     let shipper = shipper.or(to_clickhouse);
     #[cfg(not(feature = "server"))]
     let shipper = to_clickhouse;
     if let Some(s) = shipper {
-        let waiting = s.finish(Duration::from_secs(5));
-        if waiting > 0 {
-            eprintln!(
-                "vpcflow: {waiting} windows not yet sent stay in the spool for the next start"
-            );
-        }
+        s.stop();
     }
     Ok(ExitCode::SUCCESS)
 }

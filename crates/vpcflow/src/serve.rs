@@ -28,6 +28,19 @@ pub struct ServeArgs {
     data: PathBuf,
     #[command(flatten)]
     database: DatabaseArg,
+    /// The log store in ClickHouse
+    /// (`clickhouse://HOST:PORT[,HOST:PORT...]/DATABASE[?cluster=NAME]`)
+    /// instead of `DIR/store`: uploads, live capture, collected exports
+    /// and agents' windows wait in `DIR/spool` until ClickHouse has them;
+    /// the API's records and analyses read ClickHouse.
+    #[arg(long, value_name = "URL", value_parser = clickhouse_url)]
+    store: Option<vpcflow_store::clickhouse::ClickHouseUrl>,
+    /// With a ClickHouse --store: the most the spool holds (bytes, or with
+    /// KiB, MiB or GiB); past it the newest windows are lost, each reduced
+    /// to SKIPDATA records with its totals.
+    #[arg(long, value_name = "SIZE", default_value = "1GiB", requires = "store",
+          value_parser = crate::agent::parse_size)]
+    spool_limit: u64,
     /// An inventory imported at the database's first start.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -113,6 +126,14 @@ struct DatabaseArg {
     url: Option<String>,
 }
 
+/// `serve --store`: only ClickHouse (the directory store is `DIR/store`).
+fn clickhouse_url(text: &str) -> Result<vpcflow_store::clickhouse::ClickHouseUrl, String> {
+    vpcflow_store::clickhouse::ClickHouseUrl::parse(text).map_err(|e| match e {
+        vpcflow_store::StoreError::Query(m) => m,
+        e => e.to_string(),
+    })
+}
+
 /// Runs `vpcflow serve`.
 pub fn run(args: ServeArgs) -> Result<ExitCode> {
     let import = args
@@ -127,6 +148,8 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
     let settings = ServerSettings {
         listen: args.listen,
         data: args.data,
+        clickhouse: args.store,
+        spool_limit: args.spool_limit,
         database: args.database.url,
         import,
         live: args.live.then(|| args.capture.settings()).transpose()?,

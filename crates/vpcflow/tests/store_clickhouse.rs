@@ -618,3 +618,254 @@ fn the_tables_inserts_and_queries_work_on_a_current_clickhouse_release() {
     }
     assert!(expected[0].lines().count() == 21 && expected[2].lines().count() > 0);
 }
+
+const PROJECT: &str = "5f67944957444bd6bb4fe3b367de8f3d";
+const GROUP: &str = "a1b2c3d4-0000-4000-8000-000000000001";
+/// The topic of the example's VPC flow log.
+const TOPIC: &str = "a1b2c3d4-0000-4000-8000-000000000002";
+/// The example's web port, bound to the host hv-1 below.
+const WEB: &str = "1d515d18-1b36-47dc-a983-bd6512aed4bd";
+
+/// A window file of a spool: (group, topic, name, summary, records).
+type WindowFile = (String, String, String, Vec<u8>, Vec<u8>);
+
+/// What the agent on hv-1 has in its spool after the demo capture: the
+/// windows of hv-1's port.
+fn agent_windows(dir: &Path) -> Vec<WindowFile> {
+    let inventory = dir.join("vpc-hv1.toml");
+    let text = std::fs::read_to_string(examples().join("vpc.toml"))
+        .unwrap()
+        .replacen(
+            "interface = \"tap1d515d18-1b\"",
+            "host = \"hv-1\"\ninterface = \"tap1d515d18-1b\"",
+            1,
+        );
+    std::fs::write(&inventory, text).unwrap();
+    let store = dir.join("hv-1");
+    run_ok([
+        "ingest".as_ref(),
+        "--host".as_ref(),
+        "hv-1".as_ref(),
+        "--config".as_ref(),
+        inventory.as_os_str(),
+        "--store".as_ref(),
+        store.as_os_str(),
+        examples().join("vpc-demo.pcap").as_os_str(),
+    ]);
+    vpcflow_store::shipped::spooled(&store)
+        .unwrap()
+        .into_iter()
+        .map(|w| {
+            let summary = std::fs::read(&w.summary).unwrap();
+            let records = std::fs::read(&w.path).unwrap();
+            (w.group, w.topic, w.name, summary, records)
+        })
+        .collect()
+}
+
+/// Two answers of the API must be equal; where they are not, the first
+/// record or finding that differs is said (a whole page is too long).
+fn same_answer(what: &str, on_dir: &(u16, serde_json::Value), on_ch: &(u16, serde_json::Value)) {
+    if on_dir == on_ch {
+        return;
+    }
+    // A refusal: the engines word it each their own way.
+    if on_dir.0 != 200 && on_dir.0 == on_ch.0 && on_dir.1["code"] == on_ch.1["code"] {
+        return;
+    }
+    let items = |v: &serde_json::Value| {
+        ["records", "findings"]
+            .iter()
+            .find_map(|k| v[*k].as_array().cloned())
+            .unwrap_or_default()
+    };
+    let (d, c) = (items(&on_dir.1), items(&on_ch.1));
+    if d.len() != c.len() {
+        let starts = |v: &[serde_json::Value]| {
+            let mut m = std::collections::BTreeMap::<u64, usize>::new();
+            for r in v {
+                *m.entry(r["start"].as_u64().unwrap_or(0)).or_default() += 1;
+            }
+            m
+        };
+        panic!(
+            "{what}: {} items on the directory, {} on ClickHouse; per window start:\n directory:  {:?}\n ClickHouse: {:?}",
+            d.len(),
+            c.len(),
+            starts(&d),
+            starts(&c)
+        );
+    }
+    if let Some(i) = (0..d.len().min(c.len())).find(|&i| d[i] != c[i]) {
+        panic!(
+            "{what}: item {i} differs:\n directory:  {}\n ClickHouse: {}",
+            d[i], c[i]
+        );
+    }
+    let brief = |(s, v): &(u16, serde_json::Value)| {
+        let text = v.to_string();
+        format!("{s} {}", &text[..text.len().min(600)])
+    };
+    panic!(
+        "{what}: {} items on the directory, {} on ClickHouse:\n directory:  {}\n ClickHouse: {}",
+        d.len(),
+        c.len(),
+        brief(on_dir),
+        brief(on_ch)
+    );
+}
+
+/// `vpcflow serve --store URL` against `vpcflow serve` on a directory: the
+/// same uploads, then every records query (pages, search, SQL) and every
+/// analysis of the API answers alike; the server's spool is empty once an
+/// upload is answered; an agent's windows reach ClickHouse once, under
+/// the agent's host, and a window sent again is a duplicate.
+#[test]
+#[ignore = "needs a ClickHouse cluster (VPCFLOW_TEST_CLICKHOUSE): scripts/test.sh starts one"]
+fn serve_on_clickhouse_answers_as_serve_on_a_directory() {
+    use common::server::{Server, agent_token, database_args, token};
+    let tmp = tempfile::tempdir().unwrap();
+    let url = clickhouse("serve");
+    let (dir_data, ch_data) = (tmp.path().join("dir"), tmp.path().join("ch"));
+    let on_dir = Server::start(&dir_data);
+    let mut flags = database_args(&ch_data);
+    flags.extend(["--store".to_string(), url.clone()]);
+    let on_ch = Server::start_on(&ch_data, &flags);
+    let servers = [
+        (&on_dir, token(&dir_data, PROJECT)),
+        (&on_ch, token(&ch_data, PROJECT)),
+    ];
+
+    let attacks = tmp.path().join("attacks.pcap");
+    vpcflow_tools::attacks::write_capture(&attacks, true).unwrap();
+    for capture in [examples().join("vpc-demo.pcap"), attacks] {
+        let bytes = std::fs::read(&capture).unwrap();
+        let uploaded: Vec<_> = servers
+            .iter()
+            .map(|(s, t)| s.upload(&format!("/v1/{PROJECT}/captures"), Some(t), &bytes))
+            .collect();
+        assert_eq!(uploaded[0].0, 200, "{}", uploaded[0].1);
+        same_answer("upload", &uploaded[0], &uploaded[1]);
+        // Answered once ClickHouse has the windows: none waits.
+        assert_eq!(
+            vpcflow_store::shipped::spooled(&ch_data.join("spool")).unwrap(),
+            []
+        );
+    }
+
+    let records = format!("/v1/{PROJECT}/log-groups/{GROUP}/log-topics/{TOPIC}/records");
+    let analysis = format!("/v1/{PROJECT}/log-groups/{GROUP}/log-topics/{TOPIC}/analysis");
+    let ask = |path: &str| -> Vec<(u16, serde_json::Value)> {
+        servers
+            .iter()
+            .map(|(s, t)| s.request("GET", path, Some(t), None))
+            .collect()
+    };
+    let mut asked = 0;
+    for path in [
+        format!("{records}?limit=10000"),
+        format!("{records}?limit=7&offset=5"),
+        format!("{records}?search=action:REJECT&limit=1000"),
+        format!("{records}?search=srcaddr:192.168.0.0/16%20AND%20NOT%20dstport:53&limit=1000"),
+        format!(
+            "{records}?sql=SELECT%20srcaddr,%20sum(packets)%20AS%20p%20FROM%20records%20GROUP%20BY%20srcaddr%20ORDER%20BY%20p%20DESC,%20srcaddr"
+        ),
+        format!("{records}?since=1970-01-01T00:00:00Z&until=2000-01-01T00:00:00Z"),
+        format!("{records}?sql=SELECT%20*%20FROM%20system.tables"),
+        format!("{analysis}/attacks"),
+        format!("{analysis}/rules"),
+        format!("{analysis}/rules?hits=true"),
+        format!("{analysis}/traffic?bucket=1h&top=2&by=packets"),
+    ] {
+        let answers = ask(&path);
+        same_answer(&path, &answers[0], &answers[1]);
+        if answers[0].0 == 200 {
+            asked += 1;
+            let v = &answers[0].1;
+            let n = v["records"]
+                .as_array()
+                .or(v["findings"].as_array())
+                .map_or(0, Vec::len);
+            assert!(n > 0 || path.contains("until="), "{path}: {v}");
+        }
+    }
+    assert_eq!(asked, 10, "every query but the refused one answers");
+
+    // An agent's windows: into ClickHouse under its host, once.
+    let (server, project) = (&servers[1].0, &servers[1].1);
+    let (s, v) = server.request(
+        "PUT",
+        &format!("/v1/{PROJECT}/ports/{WEB}"),
+        Some(project),
+        Some(&serde_json::json!({"port": {"host": "hv-1"}})),
+    );
+    assert_eq!(s, 200, "{v}");
+    let hv1 = agent_token(&ch_data, "hv-1");
+    let windows = agent_windows(tmp.path());
+    assert!(!windows.is_empty());
+    let count = || -> u64 {
+        let n = run_ok([
+            "query",
+            "--store",
+            &url,
+            "--format",
+            "csv",
+            "--sql",
+            "SELECT count(*) AS n FROM records",
+        ]);
+        n.lines().nth(1).unwrap().parse().unwrap()
+    };
+    let before = count();
+    let mut sent = 0;
+    for round in 0..2 {
+        for (group, topic, name, summary, records) in &windows {
+            let path =
+                format!("/v1/agent/windows?log_group_id={group}&log_topic_id={topic}&name={name}");
+            let body = vpcflow_control::agents::window_body(summary, records);
+            let (s, raw) = common::server::send(
+                &server.addr,
+                "POST",
+                &path,
+                &[("X-Auth-Token", hv1.as_str())],
+                &body,
+            );
+            assert_eq!(s, 200, "{raw}");
+            assert_eq!(raw.contains("\"duplicate\":true"), round == 1, "{raw}");
+            if round == 0 {
+                sent += raw
+                    .split("\"records\":")
+                    .nth(1)
+                    .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .unwrap_or_else(|| panic!("{raw}"));
+            }
+        }
+    }
+    assert!(sent > 0);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !vpcflow_store::shipped::spooled(&ch_data.join("spool"))
+        .unwrap()
+        .is_empty()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the spool never emptied"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(count(), before + sent);
+    // In ClickHouse's ledger under the server's spool and the agent's
+    // host, as the server looks windows up when it settles them.
+    let store = vpcflow_store::clickhouse::ClickHouse::open(
+        &vpcflow_store::clickhouse::ClickHouseUrl::parse(&url).unwrap(),
+    )
+    .unwrap();
+    let ids = vpcflow_runtime::SpoolIds::of(&ch_data.join("spool")).unwrap();
+    for (_, topic, name, ..) in &windows {
+        for (host, there) in [("hv-1", true), ("hv-2", false)] {
+            let (start, stored) = vpcflow_store::shipped::shipped_name(host, name).unwrap();
+            let found = store.has_window(topic, start, &ids.window(&stored));
+            assert_eq!(found.unwrap(), there, "{host} {name}");
+        }
+    }
+}

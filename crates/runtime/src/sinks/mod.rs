@@ -20,7 +20,9 @@ mod text;
 pub use ipfix::{IPFIX_MTU, IpfixSink};
 
 #[cfg(feature = "store")]
-pub use spool::{Backlog, ClickHouseHop, Delivery, NextHop, Shipper, notes_room};
+pub use spool::{
+    Backlog, ClickHouseHop, Delivery, NextHop, SentWaiter, Shipper, SpoolIds, notes_room,
+};
 #[cfg(feature = "store")]
 pub use store::{Compaction, SharedStore, StoreSink, WindowListener, catalog_groups};
 pub use text::FormatSink;

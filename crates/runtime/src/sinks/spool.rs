@@ -15,8 +15,8 @@
 //! - a window the hop refuses for good is set aside in `.refused/`.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use vpcflow_store::StoreError;
@@ -61,9 +61,15 @@ pub struct Shipper {
     stop: Arc<AtomicBool>,
     /// Set while the hop cannot be reached.
     failing: Arc<AtomicBool>,
+    /// Passes that sent every window they found, and a wake for whoever
+    /// waits for one ([`SentWaiter`]).
+    emptied: Arc<(Mutex<u64>, Condvar)>,
     thread: std::thread::JoinHandle<()>,
     root: PathBuf,
 }
+
+/// How long the last windows have to go at a stop ([`Shipper::stop`]).
+pub const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// Between passes over the spool.
 const PASS_EVERY: Duration = Duration::from_millis(500);
@@ -83,6 +89,8 @@ impl Shipper {
         let stopping = Arc::clone(&stop);
         let failing = Arc::new(AtomicBool::new(false));
         let failing_now = Arc::clone(&failing);
+        let emptied = Arc::new((Mutex::new(0), Condvar::new()));
+        let emptied_now = Arc::clone(&emptied);
         let spool_root = root.clone();
         let thread = std::thread::Builder::new()
             .name("shipper".into())
@@ -100,6 +108,12 @@ impl Shipper {
                     let last = stopping.load(Ordering::Relaxed);
                     let sent_all = spool.pass();
                     failing_now.store(spool.failing, Ordering::Relaxed);
+                    let (passes, wake) = &*emptied_now;
+                    if sent_all {
+                        *passes.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+                    }
+                    // Also when failing: a waiter gives up then.
+                    wake.notify_all();
                     if last && sent_all {
                         break;
                     }
@@ -110,8 +124,30 @@ impl Shipper {
         Shipper {
             stop,
             failing,
+            emptied,
             thread,
             root,
+        }
+    }
+
+    /// Who may wait for the spool's windows to be sent
+    /// ([`SentWaiter::wait`]).
+    pub fn waiter(&self) -> SentWaiter {
+        SentWaiter {
+            emptied: Arc::clone(&self.emptied),
+            failing: Arc::clone(&self.failing),
+        }
+    }
+
+    /// At a stop: the last windows (a live capture's partial one) get
+    /// [`STOP_GRACE`] to go; the ones left are said, and go at the next
+    /// start.
+    pub fn stop(self) {
+        let waiting = self.finish(STOP_GRACE);
+        if waiting > 0 {
+            eprintln!(
+                "vpcflow: {waiting} windows not yet sent stay in the spool for the next start"
+            );
         }
     }
 
@@ -135,6 +171,43 @@ impl Shipper {
             }
         }
         vpcflow_store::shipped::spooled(&self.root).map_or(0, |w| w.len())
+    }
+}
+
+/// Waits for a [`Shipper`]'s spool to be sent (an upload answered once
+/// its windows are in ClickHouse).
+#[derive(Clone)]
+pub struct SentWaiter {
+    emptied: Arc<(Mutex<u64>, Condvar)>,
+    failing: Arc<AtomicBool>,
+}
+
+impl SentWaiter {
+    /// Waits at most `timeout` for the windows in the spool now to be
+    /// sent: for a pass begun after the call to send every window it
+    /// found. False if the time ran out or the hop is failing (the
+    /// windows wait in the spool, and go once it answers).
+    pub fn wait(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let (passes, wake) = &*self.emptied;
+        let mut done = passes.lock().unwrap_or_else(|e| e.into_inner());
+        // The pass running now may have listed the spool before the
+        // caller's windows; a second one ending began after the call.
+        let want = *done + 2;
+        while *done < want {
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            done = wake
+                .wait_timeout(done, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+            if self.failing.load(Ordering::Relaxed) {
+                return false;
+            }
+        }
+        true
     }
 }
 
@@ -339,8 +412,7 @@ pub struct ClickHouseHop {
     /// With retention (a long-running writer: the agent): when it last ran.
     retention: Option<Option<Instant>>,
     store: Option<Arc<ClickHouse>>,
-    /// This spool's id (`.id` in it, made once).
-    spool_id: String,
+    ids: SpoolIds,
 }
 
 impl ClickHouseHop {
@@ -352,7 +424,7 @@ impl ClickHouseHop {
             catalog_sent: None,
             retention: None,
             store: None,
-            spool_id: spool_id(root)?,
+            ids: SpoolIds::of(root)?,
         })
     }
 }
@@ -385,8 +457,24 @@ impl ClickHouseHop {
 /// How often a long-running writer applies retention.
 const RETENTION_EVERY: Duration = Duration::from_secs(3600);
 
-/// The spool's id: random, made once and kept in `.id`, so windows of
-/// different spools (hosts, runs of `ingest`) never share one.
+/// The ids a spool's windows go by in ClickHouse: the spool's own
+/// (random, made once and kept in `.id`, so windows of different spools,
+/// hosts or runs of `ingest`, never share one) and the window's name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpoolIds(String);
+
+impl SpoolIds {
+    /// The ids of the spool at `root` (its id made now if it has none).
+    pub fn of(root: &Path) -> Result<SpoolIds, StoreError> {
+        spool_id(root).map(SpoolIds)
+    }
+
+    /// The id of the window named `name` (its file's name in the spool).
+    pub fn window(&self, name: &str) -> String {
+        format!("{}/{name}", self.0)
+    }
+}
+
 fn spool_id(root: &Path) -> Result<String, StoreError> {
     let path = root.join(".id");
     let io = |e| StoreError::Io {
@@ -431,7 +519,7 @@ impl NextHop for ClickHouseHop {
         records: Vec<u8>,
         _backlog: Backlog,
     ) -> Result<Delivery, String> {
-        let window = match vpcflow_store::shipped::ShippedWindow::parse(
+        let window = match vpcflow_store::shipped::ShippedWindow::parse_spooled(
             &w.group,
             &w.topic,
             &w.name,
@@ -441,7 +529,7 @@ impl NextHop for ClickHouseHop {
             Ok(window) => window,
             Err(e) => return Ok(Delivery::Refused(e.to_string())),
         };
-        let id = format!("{}/{}", self.spool_id, w.name);
+        let id = self.ids.window(&w.name);
         let store = match &self.store {
             Some(s) => Arc::clone(s),
             None => {
@@ -462,11 +550,13 @@ impl NextHop for ClickHouseHop {
                 .map_err(|e| e.to_string())?;
             self.catalog_sent = changed;
         }
-        let taken = match store.insert_window(&id, &window, summary) {
+        // Before the insert: a window is never removed in the pass that
+        // brought it, only by the next hourly run (an upload of old
+        // records can be read back before it ages out).
+        self.upkeep(&store);
+        match store.insert_window(&id, &window, summary) {
             Ok(_) => Ok(Delivery::Taken),
             Err(e) => Err(e.to_string()),
-        };
-        self.upkeep(&store);
-        taken
+        }
     }
 }

@@ -35,6 +35,8 @@ pub struct SharedStore {
     records: [AtomicU64; 3],
     files: AtomicU64,
     listener: OnceLock<Box<dyn WindowListener>>,
+    /// A spool: every sink into it writes as [`Compaction::Spool`].
+    spool: bool,
 }
 
 impl SharedStore {
@@ -49,7 +51,23 @@ impl SharedStore {
             records: Default::default(),
             files: AtomicU64::new(0),
             listener: OnceLock::new(),
+            spool: false,
         })
+    }
+
+    /// Opens the store at `root` as a spool, whose windows a [`crate::Shipper`]
+    /// sends on: every sink into it writes as [`Compaction::Spool`] (one
+    /// file per window, never merged, no retention), whatever it asks for.
+    pub fn open_spool(root: &Path) -> Result<SharedStore, StoreError> {
+        Ok(SharedStore {
+            spool: true,
+            ..SharedStore::open(root)?
+        })
+    }
+
+    /// Whether it is a spool ([`SharedStore::open_spool`]).
+    pub fn is_spool(&self) -> bool {
+        self.spool
     }
 
     /// Sets the listener told of every window from now on (once; a second
@@ -244,6 +262,11 @@ impl StoreSink {
         files_out: Option<Box<dyn Write + Send>>,
         compaction: Compaction,
     ) -> StoreSink {
+        let compaction = if store.is_spool() {
+            Compaction::Spool
+        } else {
+            compaction
+        };
         StoreSink {
             store,
             hourly: None,
@@ -267,7 +290,11 @@ impl StoreSink {
     /// an fsync per window cost more than the records, and merging them
     /// afterwards costs their encoding twice. A file is said on
     /// `files_out` once it is durable, as before.
+    /// Not into a spool, whose files are one window each.
     pub fn hourly(mut self) -> StoreSink {
+        if self.compaction == Compaction::Spool {
+            return self;
+        }
         self.hourly = Some(Hourly {
             files: HourFiles::default(),
             windows: 0,

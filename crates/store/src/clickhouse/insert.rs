@@ -159,18 +159,10 @@ impl ClickHouse {
         w: &ShippedWindow,
         summary: &[u8],
     ) -> Result<Inserted, StoreError> {
-        let (topic, id) = (literal(&w.topic), literal(window_id));
-        let in_ledger = self.count(
-            Target::Any,
-            &format!(
-                "SELECT count() FROM {} WHERE log_topic = {topic} AND start = {} AND id = {id}",
-                self.table("windows"),
-                w.start
-            ),
-        )?;
-        if in_ledger > 0 {
+        if self.has_window(&w.topic, w.start, window_id)? {
             return Ok(Inserted::Duplicate);
         }
+        let (topic, id) = (literal(&w.topic), literal(window_id));
         let there = format!(
             "FROM {} WHERE log_topic = {topic} AND start = {} AND window_id = {id}",
             self.table("records"),
@@ -207,6 +199,21 @@ impl ClickHouse {
             &[("insert_distributed_sync", "1".into())],
         )?;
         Ok(Inserted::Written { records: w.records })
+    }
+
+    /// Whether the window of log topic `topic` starting at `start` under
+    /// `window_id` is written whole (its ledger row goes in last).
+    pub fn has_window(&self, topic: &str, start: u64, window_id: &str) -> Result<bool, StoreError> {
+        let in_ledger = self.count(
+            Target::Any,
+            &format!(
+                "SELECT count() FROM {} WHERE log_topic = {} AND start = {start} AND id = {}",
+                self.table("windows"),
+                literal(topic),
+                literal(window_id),
+            ),
+        )?;
+        Ok(in_ledger > 0)
     }
 
     /// Removes the rows an attempt cut off left of a window, from every
