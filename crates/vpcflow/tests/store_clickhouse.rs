@@ -115,6 +115,25 @@ fn every_query_and_analysis_answers_alike_on_a_directory_and_on_clickhouse() {
     );
     // The spool is empty once ClickHouse has every window.
     assert_eq!(vpcflow_store::shipped::spooled(&spool).unwrap(), []);
+    // vpcflow inserts each shard's rows into its own table: each port's
+    // on the one shard the Distributed table's key says (the URL lists
+    // the shards in order, as scripts/clickhouse.sh prints them).
+    let store = vpcflow_store::clickhouse::ClickHouse::open(
+        &vpcflow_store::clickhouse::ClickHouseUrl::parse(&url).unwrap(),
+    )
+    .unwrap();
+    let placed = store.ports_on_each_host().unwrap();
+    assert_eq!(placed.len(), 2);
+    for (shard, ports) in placed.iter().enumerate() {
+        let sql = format!(
+            "SELECT DISTINCT interface_id FROM records \
+             WHERE cityHash64(interface_id) % 2 = {shard} ORDER BY interface_id"
+        );
+        let by_key = run_ok(["query", "--store", &url, "--format", "csv", "--sql", &sql]);
+        let by_key: Vec<&str> = by_key.lines().skip(1).collect();
+        assert!(!ports.is_empty(), "{placed:?}");
+        assert_eq!(ports, &by_key, "shard {}", shard + 1);
+    }
 
     let mut answered = 0;
     for format in ["v1", "v2", "json", "csv", "table"] {

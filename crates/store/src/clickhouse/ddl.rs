@@ -34,7 +34,7 @@ pub(super) fn column_type(c: Column) -> String {
 }
 
 /// The columns of `records` with their types, in order.
-fn record_columns() -> Vec<(String, String)> {
+pub(super) fn record_columns() -> Vec<(String, String)> {
     let mut cols: Vec<(String, String)> = columns()
         .map(|c| (c.name().to_string(), column_type(c)))
         .collect();

@@ -14,7 +14,8 @@ use datafusion::arrow::array::{
     Array, RecordBatch, StringArray, TimestampMillisecondArray, UInt64Array,
 };
 
-use super::{ClickHouse, Target, literal};
+use super::ddl::record_columns;
+use super::{ClickHouse, Shards, Target, literal};
 use crate::StoreError;
 use crate::layout::civil_date;
 use crate::schema::{ColumnType, columns};
@@ -39,9 +40,8 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
     put_bytes(out, s.as_bytes());
 }
 
-/// A RowBinary `String`: its length as a LEB128 varint, then its bytes.
-pub(super) fn put_bytes(out: &mut Vec<u8>, s: &[u8]) {
-    let mut n = s.len() as u64;
+/// A LEB128 varint (lengths and counts in RowBinary and Native).
+fn put_varint(out: &mut Vec<u8>, mut n: u64) {
     loop {
         let byte = (n & 0x7f) as u8;
         n >>= 7;
@@ -51,6 +51,12 @@ pub(super) fn put_bytes(out: &mut Vec<u8>, s: &[u8]) {
         }
         out.push(byte | 0x80);
     }
+}
+
+/// A RowBinary (and Native) `String`: its length as a varint, then its
+/// bytes.
+pub(super) fn put_bytes(out: &mut Vec<u8>, s: &[u8]) {
+    put_varint(out, s.len() as u64);
     out.extend_from_slice(s);
 }
 
@@ -81,69 +87,110 @@ enum Values<'a> {
     Time(&'a TimestampMillisecondArray),
 }
 
-/// The rows of `batches` in RowBinary, in the columns of `records`
-/// (the stored ones, then the partitions and the window's id).
-pub(super) fn row_binary(
+impl Values<'_> {
+    fn is_null(&self, row: usize) -> bool {
+        match self {
+            Values::Number(a) => a.is_null(row),
+            Values::Text(a) => a.is_null(row),
+            Values::Time(a) => a.is_null(row),
+        }
+    }
+
+    /// The value at `row` in Native (the type's default where NULL, as a
+    /// `Nullable` column's nested values have one for every row).
+    fn put(&self, row: usize, out: &mut Vec<u8>) {
+        let null = self.is_null(row);
+        match self {
+            Values::Number(a) => {
+                let v = if null { 0 } else { a.value(row) };
+                out.extend_from_slice(&v.to_le_bytes());
+            }
+            Values::Text(a) => put_str(out, if null { "" } else { a.value(row) }),
+            Values::Time(a) => {
+                let ms = if null { 0 } else { a.value(row) };
+                let secs = u32::try_from(ms.div_euclid(1000)).unwrap_or(0);
+                out.extend_from_slice(&secs.to_le_bytes());
+            }
+        }
+    }
+}
+
+/// A row of a window: (batch, row in it).
+pub(super) type RowAt = (usize, usize);
+
+/// Every row of `batches`, in order.
+pub(super) fn every_row(batches: &[RecordBatch]) -> Vec<RowAt> {
+    batches
+        .iter()
+        .enumerate()
+        .flat_map(|(b, batch)| (0..batch.num_rows()).map(move |r| (b, r)))
+        .collect()
+}
+
+/// The `rows` of `batches` as one block of ClickHouse's Native format
+/// (columnar: what its own client sends, and what it parses fastest), in
+/// the columns of `records`: the stored ones, then the partitions and the
+/// window's id, which are the same on every row.
+pub(super) fn native_block(
     batches: &[RecordBatch],
+    rows: &[RowAt],
     group: &str,
     topic: &str,
     start: u64,
     window_id: &str,
 ) -> Result<Vec<u8>, StoreError> {
+    let wrong = |message: String| StoreError::Encode {
+        path: window_id.to_string(),
+        message,
+    };
     let (y, m, d, hour) = civil_date(start);
     let date = (y * 10_000 + i64::from(m) * 100 + i64::from(d)) as i32;
-    let hour = hour as i32;
-    let mut tail = Vec::with_capacity(64);
-    put_str(&mut tail, group);
-    put_str(&mut tail, topic);
-    tail.extend_from_slice(&date.to_le_bytes());
-    tail.extend_from_slice(&hour.to_le_bytes());
-    put_str(&mut tail, window_id);
-    let wrong = |name: &str| StoreError::Encode {
-        path: window_id.to_string(),
-        message: format!("column {name} is not of the store's type"),
-    };
-    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
-    let mut out = Vec::with_capacity(rows * 160);
-    for b in batches {
-        let mut cols = Vec::new();
-        for (i, c) in columns().enumerate() {
-            let a = b.column(i).as_any();
-            let v = match c.ty() {
-                ColumnType::Number => a.downcast_ref().map(Values::Number),
-                ColumnType::Text => a.downcast_ref().map(Values::Text),
-                ColumnType::Timestamp => a.downcast_ref().map(Values::Time),
-            };
-            cols.push((c.nullable(), v.ok_or_else(|| wrong(c.name()))?));
-        }
-        for row in 0..b.num_rows() {
-            for (nullable, v) in &cols {
-                let null = match v {
-                    Values::Number(a) => a.is_null(row),
-                    Values::Text(a) => a.is_null(row),
-                    Values::Time(a) => a.is_null(row),
-                };
-                if *nullable {
-                    out.push(u8::from(null));
-                    if null {
-                        continue;
-                    }
-                } else if null {
-                    return Err(StoreError::Encode {
-                        path: window_id.to_string(),
-                        message: "a value missing from a column that always has one".into(),
-                    });
-                }
-                match v {
-                    Values::Number(a) => out.extend_from_slice(&a.value(row).to_le_bytes()),
-                    Values::Text(a) => put_str(&mut out, a.value(row)),
-                    Values::Time(a) => {
-                        let secs = u32::try_from(a.value(row).div_euclid(1000)).unwrap_or(0);
-                        out.extend_from_slice(&secs.to_le_bytes());
-                    }
-                }
+    let table = record_columns();
+    let mut out = Vec::with_capacity(rows.len() * 200 + 4096);
+    put_varint(&mut out, table.len() as u64);
+    put_varint(&mut out, rows.len() as u64);
+    let stored: Vec<_> = columns().collect();
+    for (i, (name, ty)) in table.iter().enumerate() {
+        put_str(&mut out, name);
+        put_str(&mut out, ty);
+        let Some(c) = stored.get(i) else {
+            // The same value on every row.
+            let mut one = Vec::new();
+            match name.as_str() {
+                "log_group" => put_str(&mut one, group),
+                "log_topic" => put_str(&mut one, topic),
+                "window_id" => put_str(&mut one, window_id),
+                "date" => one.extend_from_slice(&date.to_le_bytes()),
+                "hour" => one.extend_from_slice(&(hour as i32).to_le_bytes()),
+                other => return Err(wrong(format!("no value for column {other}"))),
             }
-            out.extend_from_slice(&tail);
+            for _ in rows {
+                out.extend_from_slice(&one);
+            }
+            continue;
+        };
+        let typed = batches
+            .iter()
+            .map(|b| {
+                let a = b.column(i).as_any();
+                match c.ty() {
+                    ColumnType::Number => a.downcast_ref().map(Values::Number),
+                    ColumnType::Text => a.downcast_ref().map(Values::Text),
+                    ColumnType::Timestamp => a.downcast_ref().map(Values::Time),
+                }
+                .ok_or_else(|| wrong(format!("column {name} is not of the store's type")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if c.nullable() {
+            // The null map, then a value for every row.
+            out.extend(rows.iter().map(|&(b, r)| u8::from(typed[b].is_null(r))));
+        } else if rows.iter().any(|&(b, r)| typed[b].is_null(r)) {
+            return Err(wrong(format!(
+                "a value missing from column {name}, which always has one"
+            )));
+        }
+        for &(b, r) in rows {
+            typed[b].put(r, &mut out);
         }
     }
     Ok(out)
@@ -173,13 +220,7 @@ impl ClickHouse {
             self.remove_window(window_id, &there)?;
         }
         if before != w.records as u64 && w.records > 0 {
-            let body = row_binary(&w.batches, &w.group, &w.topic, w.start, window_id)?;
-            self.statement(
-                Target::Any,
-                &format!("INSERT INTO {} FORMAT RowBinary", self.table("records")),
-                Some(&body),
-                &[("insert_distributed_sync", "1".into())],
-            )?;
+            self.insert_records(w, window_id)?;
         }
         let mut entry = Vec::with_capacity(summary.len() + 128);
         for s in [window_id, &w.group, &w.topic] {
@@ -214,6 +255,76 @@ impl ClickHouse {
             ),
         )?;
         Ok(in_ledger > 0)
+    }
+
+    /// The window's rows in `records`: with every shard of the cluster in
+    /// the URL, each shard's rows (by the `Distributed` table's own key
+    /// and weights, so one port's records stay on one shard) straight
+    /// into its local table, all shards at once; else one insert through
+    /// the `Distributed` table, synchronous. Native format either way.
+    fn insert_records(&self, w: &ShippedWindow, window_id: &str) -> Result<(), StoreError> {
+        let rows = every_row(&w.batches);
+        let block =
+            |rows: &[RowAt]| native_block(&w.batches, rows, &w.group, &w.topic, w.start, window_id);
+        let Some(shards) = self.shards()? else {
+            return self
+                .statement(
+                    Target::Any,
+                    &format!("INSERT INTO {} FORMAT Native", self.table("records")),
+                    Some(&block(&rows)?),
+                    &[("insert_distributed_sync", "1".into())],
+                )
+                .map(drop);
+        };
+        let by_host = self.split_by_shard(&shards, w, &rows)?;
+        let local = format!("INSERT INTO {} FORMAT Native", self.local_table("records"));
+        std::thread::scope(|scope| {
+            let sent: Vec<_> = by_host
+                .iter()
+                .enumerate()
+                .filter(|(_, rows)| !rows.is_empty())
+                .map(|(host, rows)| {
+                    let (local, block) = (&local, &block);
+                    scope.spawn(move || {
+                        self.statement(Target::Host(host), local, Some(&block(rows)?), &[])
+                    })
+                })
+                .collect();
+            for s in sent {
+                s.join()
+                    .map_err(|_| self.failed("", "an insert thread panicked"))??;
+            }
+            Ok(())
+        })
+    }
+
+    /// The rows of `w` for each host of the URL, by the shard the
+    /// `Distributed` table would send them to.
+    fn split_by_shard(
+        &self,
+        shards: &Shards,
+        w: &ShippedWindow,
+        rows: &[RowAt],
+    ) -> Result<Vec<Vec<RowAt>>, StoreError> {
+        let hashes = self.port_hashes(shards, &w.interface_ids)?;
+        let port = columns()
+            .position(|c| c.name() == "interface_id")
+            .expect("records have interface_id");
+        let ids: Vec<&StringArray> = w
+            .batches
+            .iter()
+            .map(|b| b.column(port).as_any().downcast_ref::<StringArray>())
+            .collect::<Option<_>>()
+            .ok_or_else(|| StoreError::Encode {
+                path: w.name.clone(),
+                message: "interface_id is not text".into(),
+            })?;
+        let mut by_host = vec![Vec::new(); self.url.hosts.len()];
+        for &(b, r) in rows {
+            let hash = hashes.get(ids[b].value(r)).copied().unwrap_or(0);
+            by_host[shards.slots[(hash % shards.slots.len() as u64) as usize]].push((b, r));
+        }
+        Ok(by_host)
     }
 
     /// Removes the rows an attempt cut off left of a window, from every

@@ -153,6 +153,20 @@ pub struct ClickHouse {
     agent: ureq::Agent,
     /// What the server's release has.
     features: Features,
+    /// Where the cluster's shards are among the URL's hosts, once known
+    /// (`None` inside: not every shard is listed, or no cluster).
+    shards: std::sync::Mutex<Option<Option<std::sync::Arc<Shards>>>>,
+}
+
+/// The cluster's shards as the `Distributed` table spreads rows over
+/// them, with the URL's host of each.
+pub(super) struct Shards {
+    /// For each slot of the sharding key modulo the shards' total weight,
+    /// the URL's host of its shard (each shard its weight many slots, in
+    /// shard order, as ClickHouse counts them).
+    pub(super) slots: Vec<usize>,
+    /// The sharding key (`cityHash64`) of each port seen, from the server.
+    hashes: std::sync::Mutex<std::collections::HashMap<String, u64>>,
 }
 
 impl fmt::Debug for ClickHouse {
@@ -183,6 +197,7 @@ impl ClickHouse {
             url: url.clone(),
             agent,
             features: Features::of((0, 0)),
+            shards: Default::default(),
         };
         let v = ch.statement(Target::Any, "SELECT version()", None, &[])?;
         let mut parts = v.trim().split('.').map(|p| p.parse::<u32>().unwrap_or(0));
@@ -301,6 +316,127 @@ impl ClickHouse {
         Err(last.unwrap_or_else(|| self.failed("", "no host in the URL")))
     }
 
+    /// Where the cluster's shards are among the URL's hosts: `None` with
+    /// no cluster, or with a shard no listed host is (then inserts go
+    /// through the `Distributed` table).
+    fn shards(&self) -> Result<Option<std::sync::Arc<Shards>>, StoreError> {
+        let mut known = self.shards.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = &*known {
+            return Ok(s.clone());
+        }
+        let Some(cluster) = &self.url.cluster else {
+            *known = Some(None);
+            return Ok(None);
+        };
+        let numbers = |text: &str| -> Vec<Vec<u64>> {
+            text.lines()
+                .map(|l| l.split('\t').filter_map(|n| n.parse().ok()).collect())
+                .collect()
+        };
+        let weights = numbers(&self.statement(
+            Target::Any,
+            &format!(
+                "SELECT shard_num, any(shard_weight) FROM system.clusters WHERE cluster = {} \
+                 GROUP BY shard_num ORDER BY shard_num FORMAT TabSeparated",
+                literal(cluster)
+            ),
+            None,
+            &[],
+        )?);
+        let mut host_of = std::collections::HashMap::new();
+        for i in 0..self.url.hosts.len() {
+            let mine = numbers(&self.statement(
+                Target::Host(i),
+                &format!(
+                    "SELECT shard_num FROM system.clusters WHERE cluster = {} AND is_local \
+                     LIMIT 1 FORMAT TabSeparated",
+                    literal(cluster)
+                ),
+                None,
+                &[],
+            )?);
+            if let Some(&[shard]) = mine.first().map(Vec::as_slice) {
+                host_of.entry(shard).or_insert(i);
+            }
+        }
+        let mut slots = Vec::new();
+        for w in &weights {
+            let &[shard, weight] = w.as_slice() else {
+                return Err(self.failed("", format!("system.clusters answered {w:?}")));
+            };
+            let Some(&host) = host_of.get(&shard) else {
+                *known = Some(None);
+                return Ok(None);
+            };
+            slots.extend(std::iter::repeat_n(host, weight as usize));
+        }
+        let shards = (!slots.is_empty()).then(|| {
+            std::sync::Arc::new(Shards {
+                slots,
+                hashes: Default::default(),
+            })
+        });
+        *known = Some(shards.clone());
+        Ok(shards)
+    }
+
+    /// The sharding key of each of `ports`, asked of the server (its own
+    /// `cityHash64`) for the ones not seen before.
+    fn port_hashes(
+        &self,
+        shards: &Shards,
+        ports: &std::collections::BTreeSet<String>,
+    ) -> Result<std::collections::HashMap<String, u64>, StoreError> {
+        let mut hashes = shards.hashes.lock().unwrap_or_else(|e| e.into_inner());
+        let new: Vec<&String> = ports.iter().filter(|p| !hashes.contains_key(*p)).collect();
+        if !new.is_empty() {
+            let list: Vec<String> = new.iter().map(|p| literal(p)).collect();
+            let text = self.statement(
+                Target::Any,
+                &format!(
+                    "SELECT cityHash64(p) FROM (SELECT [{}] AS a) ARRAY JOIN a AS p FORMAT TabSeparated",
+                    list.join(",")
+                ),
+                None,
+                &[],
+            )?;
+            let got: Vec<u64> = text.lines().filter_map(|l| l.parse().ok()).collect();
+            if got.len() != new.len() {
+                return Err(self.failed(
+                    "",
+                    format!("{} port hashes for {} ports", got.len(), new.len()),
+                ));
+            }
+            for (p, h) in new.into_iter().zip(got) {
+                hashes.insert(p.clone(), h);
+            }
+        }
+        Ok(ports
+            .iter()
+            .filter_map(|p| hashes.get(p).map(|&h| (p.clone(), h)))
+            .collect())
+    }
+
+    /// The ports whose records each of the URL's hosts holds in its own
+    /// table (where the rows went; for tests and diagnosis).
+    #[doc(hidden)]
+    pub fn ports_on_each_host(&self) -> Result<Vec<Vec<String>>, StoreError> {
+        (0..self.url.hosts.len())
+            .map(|i| {
+                let text = self.statement(
+                    Target::Host(i),
+                    &format!(
+                        "SELECT DISTINCT interface_id FROM {} ORDER BY interface_id FORMAT TabSeparated",
+                        self.local_table("records")
+                    ),
+                    None,
+                    &[],
+                )?;
+                Ok(text.lines().map(str::to_string).collect())
+            })
+            .collect()
+    }
+
     /// The first row's first value of a `SELECT`, as a number.
     fn count(&self, target: Target, sql: &str) -> Result<u64, StoreError> {
         let text = self.statement(target, sql, None, &[])?;
@@ -405,6 +541,7 @@ pub mod offline {
             },
             agent: ureq::Agent::new_with_defaults(),
             features: Features::of(version),
+            shards: Default::default(),
         }
     }
 
@@ -413,16 +550,17 @@ pub mod offline {
         super::ddl::statements(&of(database, (0, 0)))
     }
 
-    /// A window's `INSERT ... FORMAT RowBinary` and its data.
+    /// A window's `INSERT ... FORMAT Native` and its data.
     pub fn insert(
         database: &str,
         window_id: &str,
         w: &ShippedWindow,
     ) -> Result<(String, Vec<u8>), StoreError> {
         let ch = of(database, (0, 0));
+        let rows = super::insert::every_row(&w.batches);
         Ok((
-            format!("INSERT INTO {} FORMAT RowBinary", ch.table("records")),
-            super::insert::row_binary(&w.batches, &w.group, &w.topic, w.start, window_id)?,
+            format!("INSERT INTO {} FORMAT Native", ch.table("records")),
+            super::insert::native_block(&w.batches, &rows, &w.group, &w.topic, w.start, window_id)?,
         ))
     }
 
