@@ -50,7 +50,7 @@ pub use run::{RunError, RunLimits, run};
 pub use shards::{Replayed, ShardTotals, replay_sharded};
 #[cfg(feature = "store")]
 pub use sinks::{
-    Backlog, ClickHouseHop, Compaction, Delivery, NextHop, SentWaiter, SharedStore, Shipper,
+    Backlog, ClickHouseHop, Compaction, Delivery, NextHop, Nudge, SentWaiter, SharedStore, Shipper,
     SpoolIds, StoreSink, WindowListener,
 };
 pub use sinks::{FormatSink, IPFIX_MTU, IpfixSink};

@@ -202,6 +202,7 @@ impl PendingWindow for Pending {
             .store()
             .write_shipped(host, &self.window)
             .map_err(|e| failed(&e))?;
+        self.store.written();
         Ok(())
     }
 }

@@ -211,7 +211,7 @@ pub fn serve(settings: ServerSettings) -> Result<(), ServerError> {
             let spool = settings.data.join("spool");
             let store = Arc::new(SharedStore::open_spool(&spool)?);
             let hop = vpcflow_runtime::ClickHouseHop::new(url, &spool)?.with_retention();
-            let shipper = Shipper::start(Box::new(hop), spool.clone(), settings.spool_limit);
+            let shipper = Shipper::start_on(&store, Box::new(hop), settings.spool_limit);
             let data = StoreDataPlane::new(store.clone(), settings.query_limits).with_clickhouse(
                 data::ClickHouseStore {
                     url: url.clone(),

@@ -43,19 +43,20 @@ pub fn run(url: &str, records: u64, ports: u32, per_window: u64, work: &Path) ->
     // land.
     let ch = ClickHouse::shared(&url)?;
     let started = Instant::now();
-    let shipper = vpcflow_runtime::Shipper::start(
-        Box::new(vpcflow_runtime::ClickHouseHop::new(&url, &spool)?),
-        spool.clone(),
-        u64::MAX,
-    );
     let mut windows = 0u64;
-    {
-        let mut store = vpcflow_store::Store::open(&spool)?;
+    let shipper = {
+        let store = vpcflow_runtime::SharedStore::open_spool(&spool)?;
+        let shipper = vpcflow_runtime::Shipper::start_on(
+            &store,
+            Box::new(vpcflow_runtime::ClickHouseHop::new(&url, &spool)?),
+            u64::MAX,
+        );
         for w in store_windows(&topology, rule_count, records, per_window) {
-            store.write_window(&topology, &w)?;
+            store.write(&topology, &w, false)?;
             windows += 1;
         }
-    }
+        shipper
+    };
     let written_secs = started.elapsed().as_secs_f64();
     let waiting = shipper.finish(Duration::from_secs(3600));
     if waiting > 0 {

@@ -228,12 +228,12 @@ pub fn run(args: AgentArgs) -> Result<ExitCode> {
             ),
             server: server.to_string(),
         };
-        vpcflow_runtime::Shipper::start(Box::new(hop), spool_dir.clone(), args.spool_limit)
+        vpcflow_runtime::Shipper::start_on(&store, Box::new(hop), args.spool_limit)
     });
     let to_clickhouse = match &clickhouse {
-        Some(url) => Some(vpcflow_runtime::Shipper::start(
+        Some(url) => Some(vpcflow_runtime::Shipper::start_on(
+            &store,
             Box::new(vpcflow_runtime::ClickHouseHop::new(url, &spool_dir)?.with_retention()),
-            spool_dir.clone(),
             args.spool_limit,
         )),
         None => None,

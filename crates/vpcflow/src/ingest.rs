@@ -383,18 +383,15 @@ fn stream(
                 #[cfg(feature = "store")]
                 Some(vpcflow_store::StoreLocation::ClickHouse(url)) => {
                     use vpcflow_runtime::{ClickHouseHop, Compaction, SharedStore, StoreSink};
-                    let spool = std::sync::Arc::new(SharedStore::open(&args.spool)?);
+                    let spool = std::sync::Arc::new(SharedStore::open_spool(&args.spool)?);
                     // Names and retention: in the spool's catalog, which
                     // goes to ClickHouse with the windows.
                     if let Some(inv) = inventory.as_ref() {
                         spool.register(inv)?;
                     }
                     let hop = ClickHouseHop::new(url, &args.spool)?;
-                    let shipper = vpcflow_runtime::Shipper::start(
-                        Box::new(hop),
-                        args.spool.clone(),
-                        args.spool_limit,
-                    );
+                    let shipper =
+                        vpcflow_runtime::Shipper::start_on(&spool, Box::new(hop), args.spool_limit);
                     let mut sink = Tallied {
                         sink: StoreSink::new(spool, None, Compaction::Spool),
                         stats,

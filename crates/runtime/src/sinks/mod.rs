@@ -21,7 +21,7 @@ pub use ipfix::{IPFIX_MTU, IpfixSink};
 
 #[cfg(feature = "store")]
 pub use spool::{
-    Backlog, ClickHouseHop, Delivery, NextHop, SentWaiter, Shipper, SpoolIds, notes_room,
+    Backlog, ClickHouseHop, Delivery, NextHop, Nudge, SentWaiter, Shipper, SpoolIds, notes_room,
 };
 #[cfg(feature = "store")]
 pub use store::{Compaction, SharedStore, StoreSink, WindowListener, catalog_groups};

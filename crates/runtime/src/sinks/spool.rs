@@ -64,6 +64,7 @@ pub struct Shipper {
     /// Passes that sent every window they found, and a wake for whoever
     /// waits for one ([`SentWaiter`]).
     emptied: Arc<(Mutex<u64>, Condvar)>,
+    nudge: Nudge,
     thread: std::thread::JoinHandle<()>,
     root: PathBuf,
 }
@@ -91,6 +92,8 @@ impl Shipper {
         let failing_now = Arc::clone(&failing);
         let emptied = Arc::new((Mutex::new(0), Condvar::new()));
         let emptied_now = Arc::clone(&emptied);
+        let nudge = Nudge::default();
+        let nudged = nudge.clone();
         let spool_root = root.clone();
         let thread = std::thread::Builder::new()
             .name("shipper".into())
@@ -117,7 +120,10 @@ impl Shipper {
                     if last && sent_all {
                         break;
                     }
-                    std::thread::sleep(PASS_EVERY);
+                    // A window written meanwhile (or a stop) starts the
+                    // next pass at once, unless the hop is failing: then
+                    // a pass a period.
+                    nudged.wait(PASS_EVERY, spool.failing);
                 }
             })
             .expect("spawning the shipper thread");
@@ -125,9 +131,26 @@ impl Shipper {
             stop,
             failing,
             emptied,
+            nudge,
             thread,
             root,
         }
+    }
+
+    /// Starts sending the windows of the spool `store` (at most `limit`
+    /// bytes) to `hop`, each as soon as it is written
+    /// ([`crate::SharedStore::on_write`]).
+    pub fn start_on(store: &crate::SharedStore, hop: Box<dyn NextHop>, limit: u64) -> Shipper {
+        let shipper = Shipper::start(hop, store.root().to_path_buf(), limit);
+        let nudge = shipper.nudge();
+        store.on_write(Box::new(move || nudge.nudge()));
+        shipper
+    }
+
+    /// What to call when a window is written into the spool: the next
+    /// pass starts at once (see [`crate::SharedStore::on_write`]).
+    pub fn nudge(&self) -> Nudge {
+        self.nudge.clone()
     }
 
     /// Who may wait for the spool's windows to be sent
@@ -156,6 +179,7 @@ impl Shipper {
     /// window files are still waiting (they go with the next start).
     pub fn finish(self, grace: Duration) -> usize {
         self.stop.store(true, Ordering::Relaxed);
+        self.nudge.nudge();
         let deadline = Instant::now() + grace;
         let mut failed_passes = 0;
         while !self.thread.is_finished() && Instant::now() < deadline {
@@ -171,6 +195,40 @@ impl Shipper {
             }
         }
         vpcflow_store::shipped::spooled(&self.root).map_or(0, |w| w.len())
+    }
+}
+
+/// Starts a [`Shipper`]'s next pass at once: windows go as they are
+/// written, not at the next period.
+#[derive(Clone, Default)]
+pub struct Nudge(Arc<(Mutex<bool>, Condvar)>);
+
+impl Nudge {
+    /// A window was written (or the shipper is to stop).
+    pub fn nudge(&self) {
+        let (nudged, wake) = &*self.0;
+        *nudged.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        wake.notify_all();
+    }
+
+    /// Waits `period`, or less if nudged (unless `failing`: a failing hop
+    /// is tried once a period).
+    fn wait(&self, period: Duration, failing: bool) {
+        let (nudged, wake) = &*self.0;
+        let mut was = nudged.lock().unwrap_or_else(|e| e.into_inner());
+        if failing {
+            drop(was);
+            std::thread::sleep(period);
+            *nudged.lock().unwrap_or_else(|e| e.into_inner()) = false;
+            return;
+        }
+        if !*was {
+            was = wake
+                .wait_timeout(was, period)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        *was = false;
     }
 }
 
@@ -558,5 +616,106 @@ impl NextHop for ClickHouseHop {
             Ok(_) => Ok(Delivery::Taken),
             Err(e) => Err(e.to_string()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_nudge_starts_the_next_pass_at_once_unless_the_hop_is_failing() {
+        let nudge = Nudge::default();
+        // Nudged before the wait: no hour-long wait (the test would hang).
+        nudge.nudge();
+        nudge.wait(Duration::from_secs(3600), false);
+        // Nudged from another thread during the wait.
+        let other = nudge.clone();
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            other.nudge();
+        });
+        nudge.wait(Duration::from_secs(3600), false);
+        t.join().unwrap();
+        // A failing hop waits its period whatever the nudges, and the
+        // nudge it ignored does not cut the next wait short.
+        nudge.nudge();
+        let started = Instant::now();
+        nudge.wait(Duration::from_millis(300), true);
+        assert!(started.elapsed() >= Duration::from_millis(300));
+        let started = Instant::now();
+        nudge.wait(Duration::from_millis(200), false);
+        assert!(started.elapsed() >= Duration::from_millis(200));
+    }
+
+    #[test]
+    fn a_shipper_on_a_store_sends_its_windows_and_says_when_they_went() {
+        use vpcflow_core::aggregate::ClosedWindow;
+        use vpcflow_core::record::{FlowRecord, RecordBody};
+
+        /// Counts what it takes.
+        struct Counting(Arc<Mutex<Vec<String>>>);
+        impl NextHop for Counting {
+            fn describe(&self) -> String {
+                "a counter".into()
+            }
+            fn deliver(
+                &mut self,
+                w: &Spooled,
+                _: &[u8],
+                _: Vec<u8>,
+                _: Backlog,
+            ) -> Result<Delivery, String> {
+                self.0.lock().unwrap().push(w.name.clone());
+                Ok(Delivery::Taken)
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::SharedStore::open_spool(dir.path()).unwrap();
+        let taken = Arc::new(Mutex::new(Vec::new()));
+        let shipper = Shipper::start_on(&store, Box::new(Counting(Arc::clone(&taken))), u64::MAX);
+        let mut topology = vpcflow_core::Topology::default();
+        topology
+            .flow_logs
+            .push(vpcflow_core::topology::FlowLogInfo {
+                id: "fl".into(),
+                traffic_type: vpcflow_core::flow::TrafficType::All,
+                log_group_id: "g".into(),
+                log_topic_id: "t".into(),
+            });
+        topology.push_port(vpcflow_core::topology::PortInfo {
+            id: "port".into(),
+            project_id: "p".into(),
+            vpc_id: "v".into(),
+            subnet_id: "s".into(),
+            az_id: "-".into(),
+            ips: Vec::new(),
+            inventory_index: None,
+            flow_logs: vec![0],
+            filters: 0,
+            first_window: None,
+        });
+        for start in [600, 1200] {
+            let w = ClosedWindow {
+                start,
+                end: start + 600,
+                records: vec![FlowRecord {
+                    flow_log: 0,
+                    port: 0,
+                    start,
+                    end: start + 600,
+                    body: RecordBody::NoData,
+                }],
+                rule_hits: Vec::new(),
+            };
+            store.write(&topology, &w, false).unwrap();
+            let waiter = shipper.waiter();
+            assert!(
+                waiter.wait(Duration::from_secs(30)),
+                "window {start} not sent"
+            );
+        }
+        assert_eq!(taken.lock().unwrap().len(), 2);
+        assert_eq!(shipper.finish(Duration::from_secs(5)), 0);
     }
 }

@@ -37,6 +37,8 @@ pub struct SharedStore {
     listener: OnceLock<Box<dyn WindowListener>>,
     /// A spool: every sink into it writes as [`Compaction::Spool`].
     spool: bool,
+    /// Called after each window written (a spool's shipper's nudge).
+    on_write: OnceLock<Box<dyn Fn() + Send + Sync>>,
 }
 
 impl SharedStore {
@@ -52,6 +54,7 @@ impl SharedStore {
             files: AtomicU64::new(0),
             listener: OnceLock::new(),
             spool: false,
+            on_write: OnceLock::new(),
         })
     }
 
@@ -63,6 +66,23 @@ impl SharedStore {
             spool: true,
             ..SharedStore::open(root)?
         })
+    }
+
+    /// Sets what is called after each window written (once): a spool's
+    /// [`crate::Shipper::nudge`], so windows leave as they come.
+    pub fn on_write(&self, f: Box<dyn Fn() + Send + Sync>) {
+        if self.on_write.set(f).is_err() {
+            eprintln!("vpcflow: warning: the store has a write hook already");
+        }
+    }
+
+    /// Says a window was written (by [`SharedStore::write`] and
+    /// [`SharedStore::close_hour`], or by whoever wrote into
+    /// [`SharedStore::store`] directly).
+    pub fn written(&self) {
+        if let Some(f) = self.on_write.get() {
+            f();
+        }
     }
 
     /// Whether it is a spool ([`SharedStore::open_spool`]).
@@ -109,6 +129,7 @@ impl SharedStore {
         };
         self.files.fetch_add(files.len() as u64, Ordering::Relaxed);
         self.counted(topology, w);
+        self.written();
         Ok(files)
     }
 
@@ -130,6 +151,7 @@ impl SharedStore {
     pub fn close_hour(&self, hour: HourFiles) -> Result<Vec<WrittenFile>, StoreError> {
         let files = self.store().close_hour(hour)?;
         self.files.fetch_add(files.len() as u64, Ordering::Relaxed);
+        self.written();
         Ok(files)
     }
 
