@@ -11,19 +11,8 @@ records=${1:-10000000}
 cargo build --release -q -p vpcflow-tools
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-target/release/vpcflow-tools bench store --store "$work/store" --records "$records"
-top10="SELECT srcaddr, sum(bytes) AS bytes FROM records WHERE log_status = 'OK' GROUP BY srcaddr ORDER BY bytes DESC, srcaddr LIMIT 10"
-# DuckDB from the tests' venv (scripts/setup.sh test makes it).
-"${VPCFLOW_TEST_VENV:-/var/tmp/vpcflow-test-venv}/bin/python" - "$work/store" "$top10" <<'PY'
-import sys, time, duckdb
-store, sql = sys.argv[1], sys.argv[2]
-con = duckdb.connect()
-con.execute(f"CREATE VIEW records AS SELECT * FROM read_parquet('{store}/**/*.parquet', hive_partitioning = true)")
-best = None
-for _ in range(3):
-    t = time.perf_counter()
-    rows = con.execute(sql).fetchall()
-    d = time.perf_counter() - t
-    best = d if best is None else min(best, d)
-print(f"duckdb top10: {best:.3f} s ({len(rows)} rows)")
-PY
+"${CARGO_TARGET_DIR:-target}"/release/vpcflow-tools bench store --store "$work/store" --records "$records"
+# DuckDB from the tests' venv (scripts/setup.sh test makes it), over the
+# same files.
+"${VPCFLOW_TEST_VENV:-/var/tmp/vpcflow-test-venv}/bin/python" bench/duckdb_queries.py \
+    "$work/store" 1700000400

@@ -1,10 +1,10 @@
 """Runs the statements vpcflow sends ClickHouse in chDB, a current
 release of ClickHouse in process: the store's tables, windows' inserts
-(RowBinary files), then queries; prints the release and each query's
+(Native and RowBinary files), then queries; prints the release and each query's
 answer as TabSeparated text, as JSON.
 
 Input on stdin (JSON): {"statements": [SQL], "inserts": [{"sql":
-"INSERT ... FORMAT RowBinary", "file": PATH}], "queries": [SQL]}.
+"INSERT ... FORMAT Native", "file": PATH}], "queries": [SQL]}.
 """
 import json
 import sys

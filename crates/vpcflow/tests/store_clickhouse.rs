@@ -523,20 +523,37 @@ fn the_tables_inserts_and_queries_work_on_a_current_clickhouse_release() {
         .iter()
         .enumerate()
     {
+        let summary = std::fs::read(&w.summary).unwrap();
         let window = vpcflow_store::shipped::ShippedWindow::parse(
             &w.group,
             &w.topic,
             &w.name,
             std::fs::read(&w.path).unwrap().into(),
-            &std::fs::read(&w.summary).unwrap(),
+            &summary,
         )
         .unwrap();
-        let (sql, data) = offline::insert("current", &format!("w{i}"), &window).unwrap();
-        let file = tmp.path().join(format!("w{i}.rowbinary"));
-        std::fs::write(&file, data).unwrap();
-        inserts.push(serde_json::json!({"sql": sql, "file": file}));
+        // The records, then the ledger row: reads see a window once its
+        // ledger row is in.
+        let mut statements =
+            offline::insert("current", &format!("w{i}"), &window, &summary).unwrap();
+        if i == 0 {
+            // The same window again, cut off before its ledger row (the
+            // writer killed mid-write): its rows are never read, so every
+            // answer below stays the Parquet store's.
+            let cut_off = offline::insert("current", "cut-off", &window, &summary).unwrap();
+            statements.push(cut_off[0].clone());
+        }
+        for (j, (sql, data)) in statements.into_iter().enumerate() {
+            let file = tmp.path().join(format!("w{i}-{j}.data"));
+            std::fs::write(&file, data).unwrap();
+            inserts.push(serde_json::json!({"sql": sql, "file": file}));
+        }
     }
-    assert_eq!(inserts.len(), 4, "two windows of two topics");
+    assert_eq!(
+        inserts.len(),
+        9,
+        "two windows of two topics, records and ledger row, and a cut-off write"
+    );
     let queries: Vec<(Option<&str>, Option<&str>, Option<u64>)> = vec![
         (
             None,

@@ -196,6 +196,23 @@ pub(super) fn native_block(
     Ok(out)
 }
 
+/// The ledger's row of window `w` (`windows`, RowBinary): its id, log
+/// group and topic, start, records, when, and its summary file's bytes.
+pub(super) fn ledger_row(window_id: &str, w: &ShippedWindow, summary: &[u8]) -> Vec<u8> {
+    let mut entry = Vec::with_capacity(summary.len() + 128);
+    for s in [window_id, &w.group, &w.topic] {
+        put_str(&mut entry, s);
+    }
+    entry.extend_from_slice(&w.start.to_le_bytes());
+    entry.extend_from_slice(&(w.records as u64).to_le_bytes());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as u32);
+    entry.extend_from_slice(&now.to_le_bytes());
+    put_bytes(&mut entry, summary);
+    entry
+}
+
 impl ClickHouse {
     /// Writes the window `w` under `window_id` (unique to the window: the
     /// same id again is a retry, answered [`Inserted::Duplicate`]).
@@ -222,21 +239,10 @@ impl ClickHouse {
         if before != w.records as u64 && w.records > 0 {
             self.insert_records(w, window_id)?;
         }
-        let mut entry = Vec::with_capacity(summary.len() + 128);
-        for s in [window_id, &w.group, &w.topic] {
-            put_str(&mut entry, s);
-        }
-        entry.extend_from_slice(&w.start.to_le_bytes());
-        entry.extend_from_slice(&(w.records as u64).to_le_bytes());
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as u32);
-        entry.extend_from_slice(&now.to_le_bytes());
-        put_bytes(&mut entry, summary);
         self.statement(
             Target::Any,
             &format!("INSERT INTO {} FORMAT RowBinary", self.table("windows")),
-            Some(&entry),
+            Some(&ledger_row(window_id, w, summary)),
             &[("insert_distributed_sync", "1".into())],
         )?;
         Ok(Inserted::Written { records: w.records })

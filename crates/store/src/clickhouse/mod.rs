@@ -550,18 +550,29 @@ pub mod offline {
         super::ddl::statements(&of(database, (0, 0)))
     }
 
-    /// A window's `INSERT ... FORMAT Native` and its data.
+    /// A window's inserts and their data: its records (`FORMAT Native`),
+    /// then its ledger row (`FORMAT RowBinary`), `summary` being its
+    /// summary file's bytes.
     pub fn insert(
         database: &str,
         window_id: &str,
         w: &ShippedWindow,
-    ) -> Result<(String, Vec<u8>), StoreError> {
+        summary: &[u8],
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         let ch = of(database, (0, 0));
         let rows = super::insert::every_row(&w.batches);
-        Ok((
-            format!("INSERT INTO {} FORMAT Native", ch.table("records")),
-            super::insert::native_block(&w.batches, &rows, &w.group, &w.topic, w.start, window_id)?,
-        ))
+        Ok(vec![
+            (
+                format!("INSERT INTO {} FORMAT Native", ch.table("records")),
+                super::insert::native_block(
+                    &w.batches, &rows, &w.group, &w.topic, w.start, window_id,
+                )?,
+            ),
+            (
+                format!("INSERT INTO {} FORMAT RowBinary", ch.table("windows")),
+                super::insert::ledger_row(window_id, w, summary),
+            ),
+        ])
     }
 
     /// The SQL of `q` for a server of release `version` (major, minor);

@@ -437,13 +437,32 @@ impl ClickHouse {
     /// The SQL of the records `q` may read: its log group, topic, time
     /// range and search, with the Parquet store's columns in its order.
     fn scope(&self, q: &Query) -> Result<String, StoreError> {
-        let mut conds = self.topics(q)?;
+        let topics = self.topics(q)?;
+        let mut conds = topics.clone();
+        let mut ledger = topics;
         if let Some(s) = q.time.since {
             conds.push(format!("\"end\" > {s}"));
+            // A window is at most ten minutes long.
+            ledger.push(format!("start + 3600 > {s}"));
         }
         if let Some(u) = q.time.until {
             conds.push(format!("start < {u}"));
+            ledger.push(format!("start < {u}"));
         }
+        // Only windows written whole: a window's ledger row goes in after
+        // its records, so rows of a write cut off (until its retry
+        // replaces them) are never read.
+        // (On a cluster, the subquery runs once and goes to every shard:
+        // `distributed_product_mode` in [`ClickHouse::run`].)
+        conds.push(format!(
+            "window_id IN (SELECT id FROM {}{})",
+            self.table("windows"),
+            if ledger.is_empty() {
+                String::new()
+            } else {
+                format!(" WHERE {}", ledger.join(" AND "))
+            }
+        ));
         if let Some(f) = &q.filter {
             // The search's SQL, rewritten as any other (cidr_contains).
             let probe = rewrite(
@@ -643,6 +662,9 @@ impl ClickHouse {
             ("max_memory_usage", limits.memory_bytes.to_string()),
             ("max_result_bytes", limits.result_bytes.to_string()),
             ("result_overflow_mode", "throw".to_string()),
+            // The scope's `IN` over the ledger, a `Distributed` table
+            // too: run once, its answer sent to the shards.
+            ("distributed_product_mode", "global".to_string()),
         ];
         let text = self
             .statement(
