@@ -223,6 +223,7 @@ impl DataPlane for StoreDataPlane {
             name,
             bytes::Bytes::from(records),
             summary,
+            vpcflow_store::shipped::WindowNames::Own,
         )
         .map_err(|e| DataError::Invalid(e.to_string()))?;
         // Its log group and topic in the store's catalog, as an upload's.

@@ -94,46 +94,37 @@ fn parse_name(name: &str, hosts: bool) -> Option<(u64, u64, &str)> {
     ((own || (hosts && shipped())) && start < end).then_some((start, end, rest))
 }
 
+/// Which window file names [`ShippedWindow::parse`] takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowNames {
+    /// A store's own (`START-END-PID-SEQ[-partial].parquet`): what an
+    /// agent sends.
+    Own,
+    /// Those, and a shipped window's in a server's store
+    /// (`START-END-HOST-PID-SEQ[-partial].parquet`): what a spool in front
+    /// of ClickHouse holds ([`spooled`]).
+    OwnOrShipped,
+}
+
 impl ShippedWindow {
-    /// Checks what an agent sent: the log group and topic, the name its
-    /// store gave the window's file, the file (Parquet) and its summary
-    /// (the store's compressed JSON). The error names what is wrong.
+    /// Checks what an agent sent, or what a spool holds: the log group
+    /// and topic, the name the window's file has (`names` says which are
+    /// taken), the file (Parquet) and its summary (the store's compressed
+    /// JSON). The error names what is wrong.
     pub fn parse(
         group: &str,
         topic: &str,
         name: &str,
         records: Bytes,
         summary: &[u8],
-    ) -> Result<ShippedWindow, StoreError> {
-        ShippedWindow::parse_named(group, topic, name, records, summary, false)
-    }
-
-    /// As [`ShippedWindow::parse`], a window from a spool (see
-    /// [`spooled`]), whose name may also be a shipped window's, with its
-    /// host (a server's spool holds its agents' windows).
-    pub fn parse_spooled(
-        group: &str,
-        topic: &str,
-        name: &str,
-        records: Bytes,
-        summary: &[u8],
-    ) -> Result<ShippedWindow, StoreError> {
-        ShippedWindow::parse_named(group, topic, name, records, summary, true)
-    }
-
-    fn parse_named(
-        group: &str,
-        topic: &str,
-        name: &str,
-        records: Bytes,
-        summary: &[u8],
-        hosts: bool,
+        names: WindowNames,
     ) -> Result<ShippedWindow, StoreError> {
         for (what, id) in [("log group", group), ("log topic", topic)] {
             if !valid_id(id) {
                 return Err(refused(what, format!("`{id}` is not an id")));
             }
         }
+        let hosts = names == WindowNames::OwnOrShipped;
         let (start, end, _) = parse_name(name, hosts).ok_or_else(|| {
             refused(
                 "name",

@@ -317,6 +317,7 @@ pub fn run(args: FleetBenchArgs) -> Result<()> {
             &w.name,
             bytes_of(parquet),
             &summary[4..],
+            vpcflow_store::shipped::WindowNames::Own,
         )?;
         local.write_shipped(&w.host, &shipped)?;
     }

@@ -530,6 +530,7 @@ fn the_tables_inserts_and_queries_work_on_a_current_clickhouse_release() {
             &w.name,
             std::fs::read(&w.path).unwrap().into(),
             &summary,
+            vpcflow_store::shipped::WindowNames::Own,
         )
         .unwrap();
         // The records, then the ledger row: reads see a window once its

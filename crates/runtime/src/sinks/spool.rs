@@ -577,12 +577,13 @@ impl NextHop for ClickHouseHop {
         records: Vec<u8>,
         _backlog: Backlog,
     ) -> Result<Delivery, String> {
-        let window = match vpcflow_store::shipped::ShippedWindow::parse_spooled(
+        let window = match vpcflow_store::shipped::ShippedWindow::parse(
             &w.group,
             &w.topic,
             &w.name,
             records.into(),
             summary,
+            vpcflow_store::shipped::WindowNames::OwnOrShipped,
         ) {
             Ok(window) => window,
             Err(e) => return Ok(Delivery::Refused(e.to_string())),
@@ -674,27 +675,12 @@ mod tests {
         let store = crate::SharedStore::open_spool(dir.path()).unwrap();
         let taken = Arc::new(Mutex::new(Vec::new()));
         let shipper = Shipper::start_on(&store, Box::new(Counting(Arc::clone(&taken))), u64::MAX);
-        let mut topology = vpcflow_core::Topology::default();
-        topology
-            .flow_logs
-            .push(vpcflow_core::topology::FlowLogInfo {
-                id: "fl".into(),
-                traffic_type: vpcflow_core::flow::TrafficType::All,
-                log_group_id: "g".into(),
-                log_topic_id: "t".into(),
-            });
-        topology.push_port(vpcflow_core::topology::PortInfo {
-            id: "port".into(),
-            project_id: "p".into(),
-            vpc_id: "v".into(),
-            subnet_id: "s".into(),
-            az_id: "-".into(),
-            ips: Vec::new(),
-            inventory_index: None,
-            flow_logs: vec![0],
-            filters: 0,
-            first_window: None,
-        });
+        let inv = vpcflow_core::Inventory::from_toml(
+            "vpc.toml",
+            include_str!("../../../../examples/vpc.toml"),
+        )
+        .unwrap();
+        let topology = vpcflow_core::Topology::from_inventory(&inv);
         for start in [600, 1200] {
             let w = ClosedWindow {
                 start,
