@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use vpcflow_store::clickhouse::{ClickHouse, ClickHouseUrl};
 
-use crate::bench::{store_bytes, store_queries, store_topology, store_windows};
+use crate::bench::{best_of_three, store_bytes, store_queries, store_topology, store_windows};
 
 /// Runs the benchmark: `records` records of `ports` ports, `per_window`
 /// a window, into ClickHouse at `url` (a database of its own, dropped
@@ -92,18 +92,8 @@ pub fn run(url: &str, records: u64, ports: u32, per_window: u64, work: &Path) ->
         parquet_bytes as f64 / records as f64
     );
     for (name, q) in store_queries()? {
-        let best = |at: vpcflow_store::StoreRef<'_>| -> Result<(f64, usize)> {
-            let mut best = f64::MAX;
-            let mut rows = 0;
-            for _ in 0..3 {
-                let t = Instant::now();
-                rows = q.run_at(at)?.rows();
-                best = best.min(t.elapsed().as_secs_f64());
-            }
-            Ok((best, rows))
-        };
-        let (ch_best, ch_rows) = best(vpcflow_store::StoreRef::ClickHouse(&url))?;
-        let (pq_best, pq_rows) = best(vpcflow_store::StoreRef::Dir(&dir))?;
+        let (ch_best, ch_rows) = best_of_three(&q, vpcflow_store::StoreRef::ClickHouse(&url))?;
+        let (pq_best, pq_rows) = best_of_three(&q, vpcflow_store::StoreRef::Dir(&dir))?;
         if ch_rows != pq_rows {
             bail!("query {name}: {ch_rows} rows from ClickHouse, {pq_rows} from Parquet");
         }
