@@ -216,8 +216,13 @@ fn write_json(topology: &Topology, r: &FlowRecord, out: &mut impl Write) -> io::
 }
 
 /// Writes an address: IPv4 dotted quad without going through `fmt`, IPv6
-/// in its RFC 5952 form (std's `Display`).
-fn write_ip(out: &mut (impl Write + ?Sized), a: IpAddr, n: &mut itoa::Buffer) -> io::Result<()> {
+/// in its RFC 5952 form (std's `Display`). The one text form of an address,
+/// for the text formats, JSON and the log store's columns.
+pub fn write_ip(
+    out: &mut (impl Write + ?Sized),
+    a: IpAddr,
+    n: &mut itoa::Buffer,
+) -> io::Result<()> {
     match a {
         IpAddr::V4(v4) => {
             let [a, b, c, d] = v4.octets();

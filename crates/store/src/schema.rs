@@ -1,5 +1,6 @@
 //! The columns of a stored record, and records turned into Arrow batches.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
@@ -7,6 +8,7 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use vpcflow_core::Topology;
+use vpcflow_core::format::write_ip;
 use vpcflow_core::record::FlowRecord;
 use vpcflow_core::schema::{Value, value};
 pub use vpcflow_querylang::columns::{
@@ -42,61 +44,63 @@ pub fn schema() -> SchemaRef {
     ))
 }
 
-/// A column's values as they are gathered.
-enum Builder {
-    Number(UInt64Builder),
-    Text(StringBuilder),
-    Timestamp(TimestampMillisecondBuilder),
-}
-
-/// One batch of records (all of one log topic).
+/// One batch of records (all of one log topic), built a column at a time:
+/// one pass over the records per column keeps each pass's branch the same
+/// for every row, and an address repeated from the row before (records are
+/// ordered by port) is not formatted again.
 pub fn batch(topology: &Topology, records: &[(usize, &FlowRecord)]) -> Result<RecordBatch, String> {
     let n = records.len();
-    let mut builders: Vec<Builder> = columns()
-        .map(|c| match c.ty() {
-            ColumnType::Number => Builder::Number(UInt64Builder::with_capacity(n)),
-            ColumnType::Text => Builder::Text(StringBuilder::with_capacity(n, n * 16)),
-            ColumnType::Timestamp => Builder::Timestamp(
-                TimestampMillisecondBuilder::with_capacity(n).with_timezone("UTC"),
-            ),
-        })
-        .collect();
-    let mut ip = String::new();
-    for &(index, r) in records {
-        for (c, b) in columns().zip(builders.iter_mut()) {
-            let v = match c {
+    let mut ip = Vec::with_capacity(40);
+    let mut last_ip: Option<IpAddr> = None;
+    let mut digits = itoa::Buffer::new();
+    let arrays: Vec<ArrayRef> = columns()
+        .map(|c| -> ArrayRef {
+            let cell = |index: usize, r| match c {
                 Column::Field(f) | Column::Time(f) => value(f.field, topology, r),
                 Column::RecordIndex => Value::Number(index as u64),
             };
-            match b {
-                Builder::Number(b) => b.append_option(match v {
-                    Value::Number(n) => Some(n),
-                    _ => None,
-                }),
-                Builder::Timestamp(b) => b.append_option(match v {
-                    Value::Number(secs) => i64::try_from(secs).ok().map(|s| s * 1000),
-                    _ => None,
-                }),
-                Builder::Text(b) => b.append_option(match v {
-                    Value::Text(t) => Some(t),
-                    Value::Address(a) => {
-                        use std::fmt::Write;
-                        ip.clear();
-                        let _ = write!(ip, "{a}");
-                        Some(ip.as_str())
+            match c.ty() {
+                ColumnType::Number => {
+                    let mut b = UInt64Builder::with_capacity(n);
+                    for &(index, r) in records {
+                        b.append_option(match cell(index, r) {
+                            Value::Number(n) => Some(n),
+                            _ => None,
+                        });
                     }
-                    Value::Number(_) | Value::Absent => None,
-                }),
-            }
-        }
-    }
-    let arrays: Vec<ArrayRef> = builders
-        .into_iter()
-        .map(|b| -> ArrayRef {
-            match b {
-                Builder::Number(mut b) => Arc::new(b.finish()),
-                Builder::Text(mut b) => Arc::new(b.finish()),
-                Builder::Timestamp(mut b) => Arc::new(b.finish()),
+                    Arc::new(b.finish())
+                }
+                ColumnType::Timestamp => {
+                    let mut b = TimestampMillisecondBuilder::with_capacity(n).with_timezone("UTC");
+                    for &(index, r) in records {
+                        b.append_option(match cell(index, r) {
+                            Value::Number(secs) => i64::try_from(secs).ok().map(|s| s * 1000),
+                            _ => None,
+                        });
+                    }
+                    Arc::new(b.finish())
+                }
+                ColumnType::Text => {
+                    let mut b = StringBuilder::with_capacity(n, n * 16);
+                    last_ip = None;
+                    for &(index, r) in records {
+                        match cell(index, r) {
+                            Value::Text(t) => b.append_value(t),
+                            Value::Address(a) => {
+                                if last_ip != Some(a) {
+                                    ip.clear();
+                                    // Writing into a Vec cannot fail.
+                                    let _ = write_ip(&mut ip, a, &mut digits);
+                                    last_ip = Some(a);
+                                }
+                                // ASCII digits, dots, colons and hex.
+                                b.append_value(std::str::from_utf8(&ip).unwrap_or_default());
+                            }
+                            Value::Number(_) | Value::Absent => b.append_null(),
+                        }
+                    }
+                    Arc::new(b.finish())
+                }
             }
         })
         .collect();

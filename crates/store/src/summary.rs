@@ -833,9 +833,15 @@ pub(crate) mod tests {
     use crate::compact::tests::topology;
     use crate::{Query, Store};
 
-    const START: u64 = 1_700_002_800;
+    pub(crate) const START: u64 = 1_700_002_800;
 
-    fn flow(port: u32, src: u32, dport: u16, action: Action, packets: u64) -> FlowRecord {
+    pub(crate) fn flow(
+        port: u32,
+        src: u32,
+        dport: u16,
+        action: Action,
+        packets: u64,
+    ) -> FlowRecord {
         FlowRecord {
             flow_log: 0,
             port,

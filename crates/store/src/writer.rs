@@ -21,6 +21,12 @@ use crate::schema::{batch, schema};
 /// Suffix of files being written; never read, removed by [`Store::open`].
 pub(crate) const TMP: &str = ".tmp";
 
+/// Records per Arrow batch handed to the Parquet writer: a window's
+/// records are encoded a slice at a time, so the columns being built and
+/// the records they are read from stay in cache, and the buffers are
+/// reused rather than faulted in afresh for every window.
+const BATCH_ROWS: usize = 4096;
+
 /// The lock file that makes a store single-writer.
 const LOCK: &str = ".lock";
 
@@ -290,12 +296,14 @@ impl Store {
                 path: f.tmp.display().to_string(),
                 message,
             };
-            let b = batch(topology, &records).map_err(encode)?;
             // Encoded into the open row group now (the batch's memory goes);
             // row groups are cut at the writer's row-group size, not per
             // window: a sparse hour's windows of a few records each would
             // otherwise be row groups of a few rows.
-            f.writer.write(&b).map_err(|e| encode(e.to_string()))?;
+            for chunk in records.chunks(BATCH_ROWS) {
+                let b = batch(topology, chunk).map_err(encode)?;
+                f.writer.write(&b).map_err(|e| encode(e.to_string()))?;
+            }
             f.summaries.push(crate::summary::summarize(
                 topology, w.start, w.end, &records,
             ));
@@ -377,10 +385,12 @@ impl Store {
                 std::process::id(),
                 self.seq
             );
-            let b = batch(topology, &records).map_err(|message| StoreError::Encode {
-                path: dir.join(&name).display().to_string(),
-                message,
-            })?;
+            let batches = records.chunks(BATCH_ROWS).map(|chunk| {
+                batch(topology, chunk).map_err(|message| StoreError::Encode {
+                    path: dir.join(&name).display().to_string(),
+                    message,
+                })
+            });
             let summary = crate::summary::SummaryFile {
                 windows: vec![crate::summary::summarize(
                     topology, w.start, w.end, &records,
@@ -391,7 +401,7 @@ impl Store {
                 // The summary first: a records file without one is then
                 // always one written before summaries existed.
                 crate::summary::write(&dir, &name, &summary)?;
-                write_file(&self.root, &dir, &name, [Ok(b)])?
+                write_file(&self.root, &dir, &name, batches)?
             };
             self.touched.insert(dir, (w.start / 3600 + 1) * 3600);
             written.push(WrittenFile {
@@ -492,4 +502,104 @@ pub fn read_rows(path: &Path) -> Result<usize, StoreError> {
         rows += b.map_err(|e| bad(&e))?.num_rows();
     }
     Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use datafusion::arrow::array::{Array, AsArray};
+    use datafusion::arrow::datatypes::UInt64Type;
+    use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use vpcflow_core::Action;
+    use vpcflow_core::record::RecordBody;
+
+    use super::*;
+    use crate::compact::tests::topology;
+    use crate::summary::tests::{START, flow};
+
+    /// Every row's record index and source address, in file order.
+    fn index_and_srcaddr(path: &Path) -> Vec<(u64, Option<String>)> {
+        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap())
+            .unwrap()
+            .build()
+            .unwrap();
+        let mut rows = Vec::new();
+        for b in reader {
+            let b = b.unwrap();
+            let index = b
+                .column_by_name("record_index")
+                .unwrap()
+                .as_primitive::<UInt64Type>();
+            let src = b.column_by_name("srcaddr").unwrap().as_string::<i32>();
+            for i in 0..b.num_rows() {
+                let s = (!src.is_null(i)).then(|| src.value(i).to_string());
+                rows.push((index.value(i), s));
+            }
+        }
+        rows
+    }
+
+    /// A window of more records than one Arrow batch holds, with runs of
+    /// one source address broken by records that have none (NODATA).
+    fn big_window() -> ClosedWindow {
+        let records = (0..BATCH_ROWS as u32 * 2 + 500)
+            .map(|i| {
+                if i % 7 == 6 {
+                    FlowRecord {
+                        body: RecordBody::NoData,
+                        ..flow(i % 3, 0, 0, Action::Accept, 0)
+                    }
+                } else {
+                    flow(i % 3, 0x0a00_0000 + i / 3, 443, Action::Accept, 1)
+                }
+            })
+            .collect();
+        ClosedWindow {
+            start: START,
+            end: START + 60,
+            records,
+            rule_hits: Vec::new(),
+        }
+    }
+
+    fn expected(w: &ClosedWindow) -> Vec<(u64, Option<String>)> {
+        w.records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let src = match &r.body {
+                    RecordBody::Flow(f) => Some(f.tuple.src.to_string()),
+                    _ => None,
+                };
+                (i as u64, src)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_window_larger_than_a_batch_is_stored_whole_and_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = topology();
+        let w = big_window();
+        let want = expected(&w);
+        assert!(want.len() > 2 * BATCH_ROWS);
+        assert_eq!(
+            want[1].1.as_deref(),
+            Some(&*Ipv4Addr::new(10, 0, 0, 0).to_string())
+        );
+        let mut s = Store::open(dir.path()).unwrap();
+        let written = s.write_window(&t, &w).unwrap();
+        assert_eq!(written.len(), 1);
+        assert_eq!(written[0].records, want.len());
+        assert_eq!(index_and_srcaddr(&written[0].path), want);
+
+        // The same through an hour's open file.
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(dir.path()).unwrap();
+        let mut hour = HourFiles::default();
+        s.append_window(&mut hour, &t, &w).unwrap();
+        let written = s.close_hour(hour).unwrap();
+        assert_eq!(index_and_srcaddr(&written[0].path), want);
+    }
 }
