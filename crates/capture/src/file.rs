@@ -9,8 +9,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use flate2::read::MultiGzDecoder;
 use pcap_parser::pcapng::Block;
 use pcap_parser::traits::PcapReaderIterator;
-use pcap_parser::{PcapBlockOwned, PcapError, create_reader};
+use pcap_parser::{PcapBlockOwned, PcapError, PcapNGReader};
 use vpcflow_wire::{Frame, LinkType};
+
+mod legacy;
 
 /// The link type proper; the upper bits of the pcap field carry FCS
 /// information (libpcap's `LT_LINKTYPE`).
@@ -100,11 +102,18 @@ enum Next {
     Corrupt(String),
 }
 
+/// How the blocks of a file are read.
+enum Blocks {
+    /// pcapng, through pcap-parser.
+    Ng(Box<PcapNGReader<Box<dyn Read + Send>>>),
+    /// Legacy pcap, walked in place.
+    Legacy(legacy::LegacyReader),
+}
+
 /// A pcap or pcapng file, read frame by frame.
 pub struct CaptureFile {
     name: String,
-    reader: Box<dyn PcapReaderIterator + Send>,
-    legacy: Option<(LinkType, bool)>,
+    reader: Blocks,
     interfaces: Vec<Interface>,
     consume: usize,
     last_ts: u64,
@@ -185,23 +194,30 @@ impl CaptureFile {
             },
         );
         let head = r.fill_buf().map_err(io_err)?.to_vec();
-        let reader: Box<dyn Read + Send> = if head.starts_with(&[0x1f, 0x8b]) {
+        let (reader, pcapng): (Box<dyn Read + Send>, bool) = if head.starts_with(&[0x1f, 0x8b]) {
             let mut z = BufReader::with_capacity(64 * 1024, MultiGzDecoder::new(r));
             let inner = z.fill_buf().map_err(io_err)?;
             check_magic(name, inner)?;
-            Box::new(z)
+            let pcapng = inner.starts_with(PCAPNG_MAGIC);
+            (Box::new(z), pcapng)
         } else {
             check_magic(name, &head)?;
-            Box::new(r)
+            (Box::new(r), head.starts_with(PCAPNG_MAGIC))
         };
-        let reader = create_reader(BUFFER, reader).map_err(|e| CaptureError::BadHeader {
+        let bad_header = |detail| CaptureError::BadHeader {
             name: name.to_string(),
-            detail: describe(&e),
-        })?;
+            detail,
+        };
+        let reader = if pcapng {
+            Blocks::Ng(Box::new(
+                PcapNGReader::new(BUFFER, reader).map_err(|e| bad_header(describe(&e)))?,
+            ))
+        } else {
+            Blocks::Legacy(legacy::LegacyReader::new(reader).map_err(bad_header)?)
+        };
         Ok(CaptureFile {
             name: name.to_string(),
             reader,
-            legacy: None,
             interfaces: Vec::new(),
             consume: 0,
             last_ts: 0,
@@ -237,16 +253,46 @@ impl CaptureFile {
         if self.ending != Ending::Reading {
             return None;
         }
+        if matches!(self.reader, Blocks::Ng(_)) {
+            return self.next_pcapng_frame();
+        }
+        let Blocks::Legacy(r) = &mut self.reader else {
+            return None;
+        };
+        let record = match r.next() {
+            Ok(record) => record,
+            Err(ending) => {
+                self.ending = ending;
+                return None;
+            }
+        };
+        let data = r.data(&record);
+        let timestamp_ns = legacy_timestamp_ns(record.ts_sec, record.ts_frac, r.nanos);
+        self.last_ts = timestamp_ns;
+        self.frames += 1;
+        Some(Frame {
+            timestamp_ns,
+            link: r.link,
+            data,
+            wire_len: record.origlen.max(data.len() as u32),
+        })
+    }
+
+    /// [`CaptureFile::next_frame`] of a pcapng file.
+    fn next_pcapng_frame(&mut self) -> Option<Frame<'_>> {
+        let Blocks::Ng(reader) = &mut self.reader else {
+            return None;
+        };
         loop {
             if self.consume > 0 {
-                self.reader.consume(self.consume);
+                reader.consume(self.consume);
                 self.consume = 0;
             }
-            match self.peek() {
+            match Self::peek(reader, &mut self.interfaces) {
                 Next::Packet => break,
                 Next::Skip(n) => self.consume = n,
                 Next::Refill => {
-                    if let Err(e) = self.reader.refill() {
+                    if let Err(e) = reader.refill() {
                         self.ending = Ending::Corrupt(describe(&e));
                         return None;
                     }
@@ -267,32 +313,7 @@ impl CaptureFile {
         }
         // The block is a packet whose interface is known (checked by `peek`);
         // parse it again, now keeping the borrow.
-        let (offset, frame) = match self.reader.next() {
-            Ok((offset, PcapBlockOwned::Legacy(b))) => {
-                let (link, nanos) = self.legacy.unwrap_or((LinkType::Ethernet, false));
-                // A fraction of a second of one second or more is invalid: keep
-                // the seconds rather than jump the packet into another window.
-                let (unit, limit) = if nanos {
-                    (1, 1_000_000_000)
-                } else {
-                    (1000, 1_000_000)
-                };
-                let frac = if b.ts_usec < limit {
-                    u64::from(b.ts_usec) * unit
-                } else {
-                    0
-                };
-                let ts = u64::from(b.ts_sec) * 1_000_000_000 + frac;
-                (
-                    offset,
-                    Frame {
-                        timestamp_ns: ts,
-                        link,
-                        data: b.data,
-                        wire_len: b.origlen.max(b.caplen),
-                    },
-                )
-            }
+        let (offset, frame) = match reader.next() {
             Ok((offset, PcapBlockOwned::NG(Block::EnhancedPacket(p)))) => {
                 let iface = self.interfaces[p.if_id as usize];
                 let raw = (u64::from(p.ts_high) << 32) | u64::from(p.ts_low);
@@ -331,31 +352,29 @@ impl CaptureFile {
         Some(frame)
     }
 
-    /// Classifies the next block, handling the non-packet ones.
-    fn peek(&mut self) -> Next {
-        match self.reader.next() {
+    /// Classifies the next pcapng block, handling the non-packet ones.
+    fn peek(
+        reader: &mut PcapNGReader<Box<dyn Read + Send>>,
+        interfaces: &mut Vec<Interface>,
+    ) -> Next {
+        match reader.next() {
             Ok((offset, block)) => match block {
-                PcapBlockOwned::LegacyHeader(h) => {
-                    self.legacy = Some((
-                        LinkType::from_number(h.network.0 as u32 & LINKTYPE_MASK),
-                        h.is_nanosecond_precision(),
-                    ));
-                    Next::Skip(offset)
+                PcapBlockOwned::LegacyHeader(_) | PcapBlockOwned::Legacy(_) => {
+                    Next::Corrupt("a legacy pcap block inside a pcapng file".into())
                 }
-                PcapBlockOwned::Legacy(_) => Next::Packet,
                 PcapBlockOwned::NG(Block::SectionHeader(_)) => {
-                    self.interfaces.clear();
+                    interfaces.clear();
                     Next::Skip(offset)
                 }
                 PcapBlockOwned::NG(Block::InterfaceDescription(idb)) => {
                     let Some(units) = units_per_second(idb.if_tsresol) else {
                         return Next::Corrupt(format!(
                             "interface {} has an unusable timestamp resolution ({})",
-                            self.interfaces.len(),
+                            interfaces.len(),
                             idb.if_tsresol
                         ));
                     };
-                    self.interfaces.push(Interface {
+                    interfaces.push(Interface {
                         link: LinkType::from_number(idb.linktype.0 as u32 & LINKTYPE_MASK),
                         units,
                         offset_secs: idb.if_tsoffset,
@@ -363,18 +382,18 @@ impl CaptureFile {
                     Next::Skip(offset)
                 }
                 PcapBlockOwned::NG(Block::EnhancedPacket(p)) => {
-                    if (p.if_id as usize) < self.interfaces.len() {
+                    if (p.if_id as usize) < interfaces.len() {
                         Next::Packet
                     } else {
                         Next::Corrupt(format!(
                             "a packet names interface {} but the section describes {}",
                             p.if_id,
-                            self.interfaces.len()
+                            interfaces.len()
                         ))
                     }
                 }
                 PcapBlockOwned::NG(Block::SimplePacket(_)) => {
-                    if self.interfaces.is_empty() {
+                    if interfaces.is_empty() {
                         Next::Corrupt("a simple packet block comes before any interface".into())
                     } else {
                         Next::Packet
@@ -406,6 +425,26 @@ impl CaptureFile {
         Ok(v)
     }
 }
+
+/// A legacy pcap record's time. A fraction of a second of one second or
+/// more is invalid: the seconds are kept rather than the packet jumped
+/// into another window.
+fn legacy_timestamp_ns(seconds: u32, fraction: u32, nanos: bool) -> u64 {
+    let (unit, limit) = if nanos {
+        (1, 1_000_000_000)
+    } else {
+        (1000, 1_000_000)
+    };
+    let fraction = if fraction < limit {
+        u64::from(fraction) * unit
+    } else {
+        0
+    };
+    u64::from(seconds) * 1_000_000_000 + fraction
+}
+
+/// The first bytes of a pcapng file (a section header block's type).
+const PCAPNG_MAGIC: &[u8] = &[0x0a, 0x0d, 0x0d, 0x0a];
 
 #[cold]
 fn unreachable_block() -> ! {

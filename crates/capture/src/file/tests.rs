@@ -1,4 +1,4 @@
-use std::io::{Cursor, Write};
+use std::io::{self, Cursor, Read, Write};
 
 use super::*;
 
@@ -213,4 +213,89 @@ fn every_shared_capture_opens_or_fails_with_a_named_error() {
     }
     assert!(files > 150, "found only {files} captures");
     assert!(frames > 80_000, "read only {frames} frames");
+}
+
+/// Hands out at most `step` bytes per read, as a pipe or a slow disk may.
+struct Trickle {
+    bytes: Vec<u8>,
+    at: usize,
+    step: usize,
+}
+
+impl Read for Trickle {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = buf.len().min(self.step).min(self.bytes.len() - self.at);
+        buf[..n].copy_from_slice(&self.bytes[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
+#[test]
+fn pcap_records_across_reads_and_past_the_buffer_are_read_whole() {
+    // Records of every size up to 1,500 bytes, three buffers' worth, so
+    // records straddle each refill.
+    let payloads: Vec<Vec<u8>> = (0..4_000u32)
+        .map(|i| vec![i as u8; (i as usize * 37) % 1_500])
+        .collect();
+    let pkts: Vec<(u32, u32, &[u8], u32)> = payloads
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (i as u32, 999_999, p.as_slice(), p.len() as u32 + 4))
+        .collect();
+    let bytes = pcap(true, false, 1, &pkts);
+    assert!(bytes.len() > 2 * BUFFER);
+    let whole = all(&mut open(bytes.clone()).unwrap());
+    assert_eq!(whole.len(), payloads.len());
+    for (i, f) in whole.iter().enumerate() {
+        assert_eq!(f.0, i as u64 * 1_000_000_000 + 999_999_000);
+        assert_eq!(f.2, payloads[i]);
+        assert_eq!(f.3, payloads[i].len() as u32 + 4);
+    }
+    // Four bytes a read at the least: the magic number is checked on
+    // the first read.
+    for step in [4, 7, 4096] {
+        let trickle = Trickle {
+            bytes: bytes.clone(),
+            at: 0,
+            step,
+        };
+        let mut c = CaptureFile::from_reader("trickle.pcap", trickle).unwrap();
+        assert_eq!(all(&mut c), whole, "{step} bytes a read");
+        assert_eq!(c.ending(), &Ending::Clean);
+    }
+}
+
+#[test]
+fn a_pcap_record_longer_than_the_buffer_is_corrupt_or_cut() {
+    let mut f = pcap(false, false, 1, &[(1, 0, b"ok", 2)]);
+    let ok = f.len();
+    // A record header claiming 16 MiB, followed by more than a buffer.
+    f.extend_from_slice(&1u32.to_le_bytes());
+    f.extend_from_slice(&0u32.to_le_bytes());
+    f.extend_from_slice(&(16u32 << 20).to_le_bytes());
+    f.extend_from_slice(&(16u32 << 20).to_le_bytes());
+    f.resize(f.len() + BUFFER + 10, 0);
+    let mut c = open(f.clone()).unwrap();
+    assert_eq!(all(&mut c).len(), 1);
+    assert!(
+        matches!(c.ending(), Ending::Corrupt(m) if m.contains("larger than 1 MiB")),
+        "{:?}",
+        c.ending()
+    );
+    // The same header with the file ending soon after it: a cut.
+    f.truncate(ok + 16 + 100);
+    let mut c = open(f).unwrap();
+    assert_eq!(all(&mut c).len(), 1);
+    assert_eq!(c.ending(), &Ending::Truncated);
+}
+
+#[test]
+fn a_pcap_header_cut_short_is_named() {
+    let f = pcap(false, false, 1, &[]);
+    let e = open(f[..20].to_vec()).unwrap_err().to_string();
+    assert!(
+        e.contains("bad capture header") && e.contains("4 more bytes"),
+        "{e}"
+    );
 }
