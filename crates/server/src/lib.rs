@@ -198,6 +198,25 @@ fn harden_process() {
     }
 }
 
+/// How often a directory store's retention runs (and once at start).
+const RETENTION_EVERY: Duration = Duration::from_secs(3600);
+
+/// Retention on a directory store, at start and then every
+/// [`RETENTION_EVERY`]: uploads and agents' windows are kept only as long as
+/// their log group says, whether or not a live capture (whose sink runs it
+/// too) is on. (On ClickHouse the shipper's hop runs it.)
+async fn apply_retention(store: Arc<SharedStore>) {
+    let mut every = tokio::time::interval(RETENTION_EVERY);
+    loop {
+        every.tick().await;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let store = store.clone();
+        let _ = tokio::task::spawn_blocking(move || store.apply_retention(now)).await;
+    }
+}
+
 /// Runs the server until SIGTERM or SIGINT.
 pub fn serve(settings: ServerSettings) -> Result<(), ServerError> {
     harden_process();
@@ -239,6 +258,7 @@ pub fn serve(settings: ServerSettings) -> Result<(), ServerError> {
         }
         if !store.is_spool() {
             store.store().compact_in_background();
+            tokio::spawn(apply_retention(store.clone()));
         }
         if let Some((name, text)) = &settings.import
             && db.import_inventory(name, text).await?

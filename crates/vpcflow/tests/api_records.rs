@@ -368,3 +368,51 @@ fn records_of_an_uploaded_capture_come_back_through_the_api() {
         "{by_status:?}"
     );
 }
+
+/// Every `.parquet` file under `dir`.
+fn parquet_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "parquet") {
+                found.push(p);
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn the_server_applies_its_store_retention_without_a_live_capture() {
+    // Records of 2019 in the server's store, their log group keeping 7
+    // days (the example inventory's lg-vpc), written by an ingest before
+    // the server starts: only the server's own retention can remove them.
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let ingest = vpcflow()
+        .args(["ingest", "--config"])
+        .arg(examples().join("vpc.toml"))
+        .arg("--store")
+        .arg(&store)
+        .arg(examples().join("vpc-demo.pcap"))
+        .output()
+        .unwrap();
+    assert!(ingest.status.success(), "{ingest:?}");
+    assert!(!parquet_files(&store).is_empty());
+    let server = Server::start(dir.path());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !parquet_files(&store).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still stored: {:?}",
+            parquet_files(&store)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // Still serving.
+    assert!(raw_get(&server.addr, "/health").starts_with("HTTP/1.1 200"));
+}

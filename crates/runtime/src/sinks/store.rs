@@ -101,6 +101,20 @@ impl SharedStore {
         self.store.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Removes the hours past their log group's retention at `now` (Unix
+    /// seconds; the catalog's retention), saying each on stderr; a failure
+    /// is a warning, and the next pass tries again.
+    pub fn apply_retention(&self, now: u64) {
+        match self.store().gc(|_| None, now) {
+            Ok(r) => {
+                for p in &r.partitions {
+                    eprintln!("vpcflow: retention removed {}", p.display());
+                }
+            }
+            Err(e) => eprintln!("vpcflow: warning: retention: {e}"),
+        }
+    }
+
     /// The store's directory.
     pub fn root(&self) -> &Path {
         &self.root
@@ -404,14 +418,7 @@ impl Sink for StoreSink {
         if self.compaction == Compaction::Spool {
             return;
         }
-        match self.store.store().gc(|_| None, now.secs()) {
-            Ok(r) => {
-                for p in &r.partitions {
-                    eprintln!("vpcflow: retention removed {}", p.display());
-                }
-            }
-            Err(e) => eprintln!("vpcflow: warning: retention: {e}"),
-        }
+        self.store.apply_retention(now.secs());
     }
 
     fn finish(&mut self) -> Result<(), SinkError> {
