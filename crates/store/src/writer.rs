@@ -446,20 +446,36 @@ pub(crate) fn write_file(
 }
 
 /// A window's records by log topic (group and topic ids), each with its
-/// index in the window's output order.
+/// index in the window's output order. A record's topic is found by its
+/// flow log's number, each flow log's looked up once per window.
 fn records_by_topic<'a>(
     topology: &'a Topology,
     w: &'a ClosedWindow,
 ) -> BTreeMap<(&'a str, &'a str), Vec<(usize, &'a FlowRecord)>> {
-    let mut by_topic: BTreeMap<(&str, &str), Vec<(usize, &FlowRecord)>> = BTreeMap::new();
+    type Topic<'a> = ((&'a str, &'a str), Vec<(usize, &'a FlowRecord)>);
+    let mut topics: Vec<Topic<'a>> = Vec::new();
+    let mut topic_of_flow_log: Vec<Option<usize>> = vec![None; topology.flow_logs.len()];
     for (i, r) in w.records.iter().enumerate() {
-        let fl = &topology.flow_logs[r.flow_log as usize];
-        by_topic
-            .entry((fl.log_group_id.as_str(), fl.log_topic_id.as_str()))
-            .or_default()
-            .push((i, r));
+        let fl = r.flow_log as usize;
+        let t = match topic_of_flow_log.get(fl).copied().flatten() {
+            Some(t) => t,
+            None => {
+                let info = &topology.flow_logs[fl];
+                let key = (info.log_group_id.as_str(), info.log_topic_id.as_str());
+                let t = topics
+                    .iter()
+                    .position(|(k, _)| *k == key)
+                    .unwrap_or_else(|| {
+                        topics.push((key, Vec::new()));
+                        topics.len() - 1
+                    });
+                topic_of_flow_log[fl] = Some(t);
+                t
+            }
+        };
+        topics[t].1.push((i, r));
     }
-    by_topic
+    topics.into_iter().collect()
 }
 
 /// A Parquet writer on a new temporary file `dir/.<name>.tmp`.
