@@ -51,6 +51,7 @@ pub fn schema() -> SchemaRef {
 pub fn batch(topology: &Topology, records: &[(usize, &FlowRecord)]) -> Result<RecordBatch, String> {
     let n = records.len();
     let mut ip = Vec::with_capacity(40);
+    let mut ip_text = String::with_capacity(40);
     let mut last_ip: Option<IpAddr> = None;
     let mut digits = itoa::Buffer::new();
     let arrays: Vec<ArrayRef> = columns()
@@ -91,10 +92,12 @@ pub fn batch(topology: &Topology, records: &[(usize, &FlowRecord)]) -> Result<Re
                                     ip.clear();
                                     // Writing into a Vec cannot fail.
                                     let _ = write_ip(&mut ip, a, &mut digits);
+                                    ip_text.clear();
+                                    // ASCII digits, dots, colons and hex.
+                                    ip_text.push_str(std::str::from_utf8(&ip).unwrap_or_default());
                                     last_ip = Some(a);
                                 }
-                                // ASCII digits, dots, colons and hex.
-                                b.append_value(std::str::from_utf8(&ip).unwrap_or_default());
+                                b.append_value(&ip_text);
                             }
                             Value::Number(_) | Value::Absent => b.append_null(),
                         }

@@ -589,9 +589,11 @@ struct DenyAcc {
 #[derive(Default)]
 struct RuleAcc {
     tally: Tally,
-    remotes: BTreeSet<IpAddr>,
+    /// The first [`KEPT_VALUES`] seen: a set hashed into, not ordered,
+    /// as every flow of the rule asks it (they are sorted when written).
+    remotes: HashSet<IpAddr>,
     more_remotes: bool,
-    dstports: BTreeSet<u16>,
+    dstports: HashSet<u16>,
     more_dstports: bool,
 }
 

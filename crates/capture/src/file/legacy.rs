@@ -83,13 +83,10 @@ impl LegacyReader {
         Ok(r)
     }
 
+    #[inline]
     fn u32_at(&self, at: usize) -> u32 {
-        let b = [
-            self.buf[at],
-            self.buf[at + 1],
-            self.buf[at + 2],
-            self.buf[at + 3],
-        ];
+        let mut b = [0; 4];
+        b.copy_from_slice(&self.buf[at..at + 4]);
         if self.big_endian {
             u32::from_be_bytes(b)
         } else {
