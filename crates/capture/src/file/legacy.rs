@@ -18,7 +18,11 @@ use std::ops::Range;
 
 use vpcflow_wire::LinkType;
 
-use super::{BUFFER, Ending, LINKTYPE_MASK};
+use pcap_parser::PcapError;
+
+// The messages are pcap-parser's reader's, said once by `describe`, so a
+// damaged file is described alike whichever reader met the damage.
+use super::{BUFFER, Ending, LINKTYPE_MASK, describe};
 
 /// Bytes of the file header and of each record's header.
 const FILE_HEADER: usize = 24;
@@ -65,10 +69,9 @@ impl LegacyReader {
         r.fill(FILE_HEADER)
             .map_err(|e| format!("read error: {e}"))?;
         if r.end < FILE_HEADER {
-            return Err(format!(
-                "incomplete block ({} more bytes needed)",
-                FILE_HEADER - r.end
-            ));
+            return Err(describe(&PcapError::<&[u8]>::Incomplete(
+                FILE_HEADER - r.end,
+            )));
         }
         let magic = u32::from_le_bytes([r.buf[0], r.buf[1], r.buf[2], r.buf[3]]);
         (r.big_endian, r.nanos) = match magic {
@@ -76,7 +79,7 @@ impl LegacyReader {
             0xa1b2_3c4d => (false, true),
             0xd4c3_b2a1 => (true, false),
             0x4d3c_b2a1 => (true, true),
-            _ => return Err("header not recognised".into()),
+            _ => return Err(describe(&PcapError::<&[u8]>::HeaderNotRecognized)),
         };
         r.link = LinkType::from_number(r.u32_at(20) & LINKTYPE_MASK);
         r.start = FILE_HEADER;
@@ -126,9 +129,9 @@ impl LegacyReader {
             if need > self.buf.len() && available == self.buf.len() {
                 // More follows that the record cannot hold (a cut is
                 // told apart by reading up to the end first).
-                return Err(Ending::Corrupt(
-                    "a block is larger than 1 MiB (corrupt length field?)".into(),
-                ));
+                return Err(Ending::Corrupt(describe(
+                    &PcapError::<&[u8]>::BufferTooSmall,
+                )));
             }
             self.fill(need.min(self.buf.len()))
                 .map_err(|e| Ending::Corrupt(format!("read error: {e}")))?;
