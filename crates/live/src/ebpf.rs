@@ -10,8 +10,8 @@
 //!   it: every packet is in exactly one collection;
 //! - packets that found the table full come back as [`KernelLoss`] for
 //!   their interface (they become SKIPDATA);
-//! - kernel memory is fixed at load time (`max_flows` per table, two
-//!   tables, preallocated);
+//! - kernel memory is fixed at load time (`max_flows` per table; two
+//!   tables for IPv4 flows and two for IPv6 ones, preallocated);
 //! - a flow's first packet time is the precise monotonic clock (flows are
 //!   ordered by it: a request before its reply); its last packet time is
 //!   the coarse one (the kernel's last tick, a few ms, where a record keeps
@@ -54,7 +54,7 @@ use crate::LiveError;
 mod skel {
     include!(concat!(env!("OUT_DIR"), "/flows.skel.rs"));
 }
-use skel::types::{flow_counts, flow_key, lost_counts};
+use skel::types::{flow_counts, flow_key, flow_key4, lost_counts};
 use skel::{FlowsSkel, FlowsSkelBuilder};
 
 /// Our filters' handle and priority on the clsact hooks: a fixed pair, so
@@ -69,7 +69,9 @@ const GENERATION_GRACE: Duration = Duration::from_millis(5);
 /// The eBPF source's settings.
 #[derive(Debug, Clone, Copy)]
 pub struct EbpfConfig {
-    /// Flows each of the two kernel tables holds (between two collections).
+    /// Flows each kernel table holds between two collections: IPv4 and
+    /// IPv6 flows have tables of their own (an IPv4 key is less than half
+    /// as long), two of each.
     pub max_flows: u32,
 }
 
@@ -111,6 +113,26 @@ pub struct KernelFlow {
     pub flags_any: u8,
     /// AND of the TCP flags.
     pub flags_all: u8,
+}
+
+impl KernelFlow {
+    /// Nothing counted yet: the start of a sum over CPUs.
+    const EMPTY: KernelFlow = KernelFlow {
+        ifindex: 0,
+        egress: false,
+        src: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        dst: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        src_port: 0,
+        dst_port: 0,
+        protocol: 0,
+        icmp_type: None,
+        packets: 0,
+        bytes: 0,
+        first_ns: u64::MAX,
+        last_ns: 0,
+        flags_any: 0,
+        flags_all: 0xff,
+    };
 }
 
 /// Packets an interface's program could not count (table full).
@@ -172,7 +194,12 @@ impl FlowCounter {
         let mut open = FlowsSkelBuilder::default()
             .open(object)
             .map_err(|e| bpf_error("opening the eBPF object", "-", e))?;
-        for map in [&mut open.maps.flows_0, &mut open.maps.flows_1] {
+        for map in [
+            &mut open.maps.flows4_0,
+            &mut open.maps.flows4_1,
+            &mut open.maps.flows_0,
+            &mut open.maps.flows_1,
+        ] {
             map.set_max_entries(config.max_flows)
                 .map_err(|e| bpf_error("sizing the flow tables", "-", e))?;
         }
@@ -262,17 +289,19 @@ impl FlowCounter {
             )
             .map_err(|e| bpf_error("switching flow tables", "-", e))?;
         std::thread::sleep(GENERATION_GRACE);
-        let (table, lost) = if old == 0 {
-            (&maps.flows_0, &maps.lost_0)
+        let (table4, table6, lost) = if old == 0 {
+            (&maps.flows4_0, &maps.flows_0, &maps.lost_0)
         } else {
-            (&maps.flows_1, &maps.lost_1)
+            (&maps.flows4_1, &maps.flows_1, &maps.lost_1)
         };
         let offset = monotonic_to_unix_ns();
-        drain(table, |key, values| {
-            if let Some(f) = kernel_flow(key, values, offset) {
-                flows.push(f);
-            }
-        })?;
+        for table in [table4, table6] {
+            drain(table, |key, values| {
+                if let Some(f) = kernel_flow(key, values, offset) {
+                    flows.push(f);
+                }
+            })?;
+        }
         drain(lost, |key, values| {
             let ifindex = u32::from_ne_bytes(key[..4].try_into().unwrap_or_default());
             let mut l = KernelLoss {
@@ -388,29 +417,43 @@ fn address(bytes: &[u8], family: u8) -> Option<IpAddr> {
 }
 
 /// A table entry as a flow: the key's fields at the offsets of the shared
-/// `flow_key`, the CPUs' counters summed (a CPU with 0 packets never saw it).
+/// `flow_key4` (an IPv4 table's) or `flow_key` (an IPv6 table's), told
+/// apart by their lengths, the CPUs' counters summed (a CPU with 0 packets
+/// never saw it).
 fn kernel_flow(key: &[u8], values: &[Vec<u8>], unix_offset: i128) -> Option<KernelFlow> {
-    if key.len() < size_of::<flow_key>() {
+    let mut f = if key.len() == size_of::<flow_key4>() {
+        let src: [u8; 4] = key[offset_of!(flow_key4, src)..][..4].try_into().ok()?;
+        let dst: [u8; 4] = key[offset_of!(flow_key4, dst)..][..4].try_into().ok()?;
+        KernelFlow {
+            ifindex: u32::from_ne_bytes(
+                key[offset_of!(flow_key4, ifindex)..][..4].try_into().ok()?,
+            ),
+            egress: key[offset_of!(flow_key4, egress)] != 0,
+            src: IpAddr::from(src),
+            dst: IpAddr::from(dst),
+            src_port: u16_at(key, offset_of!(flow_key4, src_port)),
+            dst_port: u16_at(key, offset_of!(flow_key4, dst_port)),
+            protocol: key[offset_of!(flow_key4, protocol)],
+            icmp_type: None,
+            ..KernelFlow::EMPTY
+        }
+    } else if key.len() == size_of::<flow_key>() {
+        let family = key[offset_of!(flow_key, family)];
+        let src = offset_of!(flow_key, src);
+        let dst = offset_of!(flow_key, dst);
+        KernelFlow {
+            ifindex: u32::from_ne_bytes(key[offset_of!(flow_key, ifindex)..][..4].try_into().ok()?),
+            egress: key[offset_of!(flow_key, egress)] != 0,
+            src: address(&key[src..src + 16], family)?,
+            dst: address(&key[dst..dst + 16], family)?,
+            src_port: u16_at(key, offset_of!(flow_key, src_port)),
+            dst_port: u16_at(key, offset_of!(flow_key, dst_port)),
+            protocol: key[offset_of!(flow_key, protocol)],
+            icmp_type: Some(key[offset_of!(flow_key, icmp_type)]).filter(|&t| t != 0),
+            ..KernelFlow::EMPTY
+        }
+    } else {
         return None;
-    }
-    let family = key[offset_of!(flow_key, family)];
-    let src = offset_of!(flow_key, src);
-    let dst = offset_of!(flow_key, dst);
-    let mut f = KernelFlow {
-        ifindex: u32::from_ne_bytes(key[offset_of!(flow_key, ifindex)..][..4].try_into().ok()?),
-        egress: key[offset_of!(flow_key, egress)] != 0,
-        src: address(&key[src..src + 16], family)?,
-        dst: address(&key[dst..dst + 16], family)?,
-        src_port: u16_at(key, offset_of!(flow_key, src_port)),
-        dst_port: u16_at(key, offset_of!(flow_key, dst_port)),
-        protocol: key[offset_of!(flow_key, protocol)],
-        icmp_type: Some(key[offset_of!(flow_key, icmp_type)]).filter(|&t| t != 0),
-        packets: 0,
-        bytes: 0,
-        first_ns: u64::MAX,
-        last_ns: 0,
-        flags_any: 0,
-        flags_all: 0xff,
     };
     for v in values {
         let packets = u64_at(v, offset_of!(flow_counts, packets));
@@ -472,6 +515,19 @@ mod tests {
         b
     }
 
+    /// An IPv4 table's key: 10.77.1.10:40000 -> 10.77.2.20:5000, UDP.
+    fn key4(ifindex: u32) -> Vec<u8> {
+        let mut b = vec![0u8; size_of::<flow_key4>()];
+        b[offset_of!(flow_key4, src)..][..4].copy_from_slice(&[10, 77, 1, 10]);
+        b[offset_of!(flow_key4, dst)..][..4].copy_from_slice(&[10, 77, 2, 20]);
+        b[offset_of!(flow_key4, ifindex)..][..4].copy_from_slice(&ifindex.to_ne_bytes());
+        b[offset_of!(flow_key4, src_port)..][..2].copy_from_slice(&40000u16.to_ne_bytes());
+        b[offset_of!(flow_key4, dst_port)..][..2].copy_from_slice(&5000u16.to_ne_bytes());
+        b[offset_of!(flow_key4, protocol)] = 17;
+        b[offset_of!(flow_key4, egress)] = 1;
+        b
+    }
+
     fn counts(packets: u64, bytes: u64, first: u64, any: u8, all: u8) -> Vec<u8> {
         let mut v = vec![0u8; size_of::<flow_counts>()];
         let last = first + packets * 10;
@@ -491,24 +547,30 @@ mod tests {
             counts(0, 0, 0, 0, 0), // this CPU never saw the flow
             counts(2, 120, 1_000, 0x11, 0x11),
         ];
-        let f = kernel_flow(&key(7, 4), &values, 5_000).unwrap();
-        assert_eq!(f.ifindex, 7);
-        assert!(f.egress);
-        assert_eq!(f.src, "10.77.1.10".parse::<IpAddr>().unwrap());
-        assert_eq!(f.dst, "10.77.2.20".parse::<IpAddr>().unwrap());
-        assert_eq!((f.src_port, f.dst_port, f.protocol), (40000, 5000, 17));
-        assert_eq!((f.packets, f.bytes), (5, 420));
-        assert_eq!(
-            f.first_ns, 6_000,
-            "earliest CPU's first packet, on the Unix clock"
-        );
-        assert_eq!((f.flags_any, f.flags_all), (0x13, 0x10));
+        // The same flow from an IPv4 table's key and from the long key.
+        for key in [key4(7), key(7, 4)] {
+            let f = kernel_flow(&key, &values, 5_000).unwrap();
+            assert_eq!(f.ifindex, 7);
+            assert!(f.egress);
+            assert_eq!(f.src, "10.77.1.10".parse::<IpAddr>().unwrap());
+            assert_eq!(f.dst, "10.77.2.20".parse::<IpAddr>().unwrap());
+            assert_eq!((f.src_port, f.dst_port, f.protocol), (40000, 5000, 17));
+            assert_eq!(f.icmp_type, None);
+            assert_eq!((f.packets, f.bytes), (5, 420));
+            assert_eq!(
+                f.first_ns, 6_000,
+                "earliest CPU's first packet, on the Unix clock"
+            );
+            assert_eq!(f.last_ns, 2_000 + 30 + 5_000, "latest CPU's last packet");
+            assert_eq!((f.flags_any, f.flags_all), (0x13, 0x10));
+        }
     }
 
     #[test]
     fn entries_without_packets_or_with_a_bad_family_are_no_flows() {
         assert_eq!(kernel_flow(&key(1, 4), &[counts(0, 0, 0, 0, 0)], 0), None);
         assert_eq!(kernel_flow(&key(1, 9), &[counts(1, 60, 0, 0, 0)], 0), None);
+        assert_eq!(kernel_flow(&key4(1), &[counts(0, 0, 0, 0, 0)], 0), None);
         assert_eq!(kernel_flow(&[0u8; 3], &[counts(1, 60, 0, 0, 0)], 0), None);
     }
 

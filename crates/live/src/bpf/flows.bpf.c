@@ -16,9 +16,11 @@
  *
  * Cost (bench: `cargo bench -p vpcflow-live --features ebpf`): headers are
  * read straight from the packet's linear part (a helper call only when they
- * are not in it), one flow-table lookup per packet, the clock read
- * coarsely (the kernel tick, a few ms, where the record keeps seconds)
- * but for a flow's first packet, the fragment table only for fragments.
+ * are not in it), one flow-table lookup per packet (an IPv4 flow's key is
+ * 20 bytes, in tables of its own: the kernel hashes the whole key), the
+ * clock read coarsely (the kernel tick, a few ms, where the record keeps
+ * seconds) but for a flow's first packet, the fragment table only for
+ * fragments.
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -41,6 +43,13 @@ struct flow_table {
 	__type(value, struct flow_counts);
 };
 
+struct flow_table4 {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct flow_key4);
+	__type(value, struct flow_counts);
+};
+
 struct lost_table {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
 	__uint(max_entries, 4096);
@@ -48,6 +57,8 @@ struct lost_table {
 	__type(value, struct lost_counts);
 };
 
+struct flow_table4 flows4_0 SEC(".maps");
+struct flow_table4 flows4_1 SEC(".maps");
 struct flow_table flows_0 SEC(".maps");
 struct flow_table flows_1 SEC(".maps");
 struct lost_table lost_0 SEC(".maps");
@@ -127,7 +138,7 @@ static __always_inline void add_lost(void *lost, __u32 ifindex, __u64 bytes)
 	}
 }
 
-static __always_inline void add(void *flows, void *lost, struct flow_key *key, __u64 bytes,
+static __always_inline void add(void *flows, void *lost, void *key, __u32 ifindex, __u64 bytes,
 				__u8 flags)
 {
 	struct flow_counts *c = bpf_map_lookup_elem(flows, key);
@@ -147,7 +158,7 @@ static __always_inline void add(void *flows, void *lost, struct flow_key *key, _
 		 * CPU's slot exists and is zeroed) or the table is full. */
 		c = bpf_map_lookup_elem(flows, key);
 		if (!c) {
-			add_lost(lost, key->ifindex, bytes);
+			add_lost(lost, ifindex, bytes);
 			return;
 		}
 	}
@@ -286,10 +297,26 @@ static __always_inline int count(struct __sk_buff *skb, __u8 egress)
 		load(skb, l4, &key.icmp_type, 1);
 	}
 
-	if (generation & 1)
-		add(&flows_1, &lost_1, &key, bytes, flags);
-	else
-		add(&flows_0, &lost_0, &key, bytes, flags);
+	__u32 gen = generation & 1;
+	if (key.family == 4) {
+		struct flow_key4 key4 = {
+			.ifindex = key.ifindex,
+			.src_port = key.src_port,
+			.dst_port = key.dst_port,
+			.protocol = key.protocol,
+			.egress = egress,
+		};
+		__builtin_memcpy(key4.src, key.src, 4);
+		__builtin_memcpy(key4.dst, key.dst, 4);
+		if (gen)
+			add(&flows4_1, &lost_1, &key4, key.ifindex, bytes, flags);
+		else
+			add(&flows4_0, &lost_0, &key4, key.ifindex, bytes, flags);
+	} else if (gen) {
+		add(&flows_1, &lost_1, &key, key.ifindex, bytes, flags);
+	} else {
+		add(&flows_0, &lost_0, &key, key.ifindex, bytes, flags);
+	}
 	return TC_ACT_UNSPEC;
 }
 

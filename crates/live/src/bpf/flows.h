@@ -5,7 +5,7 @@
 #ifndef VPCFLOW_FLOWS_H
 #define VPCFLOW_FLOWS_H
 
-/* One unidirectional flow as one interface's hook saw it. */
+/* One unidirectional IPv6 flow as one interface's hook saw it. */
 struct flow_key {
 	__u8 src[16];      /* IPv4 in the first 4 bytes, the rest zero */
 	__u8 dst[16];
@@ -18,6 +18,20 @@ struct flow_key {
 	__u8 icmp_type;    /* ICMPv6 message type (0 otherwise): neighbour
 	                    * discovery and an echo between the same addresses
 	                    * are different flows (SPEC 1, infrastructure) */
+};
+
+/* One unidirectional IPv4 flow: its own tables and a key of 20 bytes,
+ * because the kernel hashes and compares every byte of a key for every
+ * packet (a 44-byte key was a third of the program's time). */
+struct flow_key4 {
+	__u8 src[4];
+	__u8 dst[4];
+	__u32 ifindex;
+	__u16 src_port;    /* host order; 0 for protocols without ports */
+	__u16 dst_port;
+	__u8 protocol;
+	__u8 egress;
+	__u8 pad[2];
 };
 
 /* Counters of a flow on one CPU (a CPU that never saw it has packets 0). */
