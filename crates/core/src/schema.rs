@@ -490,26 +490,6 @@ impl Field {
                 | Field::TcpFlags
         )
     }
-
-    /// Whether the field's value is decided by the record's port and flow
-    /// log alone (the same for every record of one port and flow log, in
-    /// any window): a writer of many records may take it once per run of
-    /// them.
-    pub const fn of_port_and_flow_log(self) -> bool {
-        matches!(
-            self,
-            Field::Version
-                | Field::ProjectId
-                | Field::InterfaceId
-                | Field::RegionId
-                | Field::AzId
-                | Field::VpcId
-                | Field::NetworkId
-                | Field::FlowLogId
-                | Field::LogGroupId
-                | Field::LogTopicId
-        )
-    }
 }
 
 const fn tier_len(last: Tier) -> usize {
@@ -652,75 +632,6 @@ mod tests {
                     f.name()
                 );
             }
-        }
-    }
-
-    #[test]
-    fn a_ports_and_flow_logs_fields_are_the_same_in_every_record_of_them() {
-        let inv =
-            crate::Inventory::from_toml("vpc.toml", include_str!("../../../examples/vpc.toml"))
-                .unwrap();
-        let topology = Topology::from_inventory(&inv);
-        let flow = RecordBody::Flow(crate::record::FlowFields {
-            tuple: crate::flow::FiveTuple {
-                src: "10.0.0.1".parse().unwrap(),
-                dst: "10.0.0.2".parse().unwrap(),
-                src_port: 40000,
-                dst_port: 443,
-                protocol: vpcflow_wire::IpProtocol::TCP,
-                infrastructure: false,
-            },
-            packets: 4,
-            bytes: 400,
-            action: crate::Action::Accept,
-            direction: crate::Direction::Ingress,
-            tcp_flag: None,
-            rule: crate::policy::RuleRef::NONE,
-            passed: crate::policy::RuleRef::NONE,
-            sampling_rate: 1,
-            tcp_flags: 0,
-        });
-        let skip = RecordBody::SkipData {
-            packets: 3,
-            bytes: 120,
-        };
-        let record = |port, flow_log, start, body| FlowRecord {
-            flow_log,
-            port,
-            start,
-            end: start + 60,
-            body,
-        };
-        let pairs = [
-            (
-                record(0, 0, 60, flow),
-                record(0, 0, 600, RecordBody::NoData),
-            ),
-            (record(1, 0, 60, skip), record(1, 0, 60, flow)),
-        ];
-        for f in Field::ALL.iter().filter(|f| f.of_port_and_flow_log()) {
-            for (a, b) in &pairs {
-                assert_eq!(
-                    value(*f, &topology, a),
-                    value(*f, &topology, b),
-                    "{}",
-                    f.name()
-                );
-            }
-        }
-        // The rest that every record has (counts, status, times) are not
-        // among them (a flow's own fields are not, by their definition).
-        for f in Field::ALL
-            .iter()
-            .filter(|f| !f.of_port_and_flow_log() && !f.of_one_flow())
-        {
-            let (a, b) = (record(0, 0, 60, flow), record(0, 0, 600, skip));
-            assert_ne!(
-                value(*f, &topology, &a),
-                value(*f, &topology, &b),
-                "{} differs between a flow's record and a SKIPDATA one",
-                f.name()
-            );
         }
     }
 

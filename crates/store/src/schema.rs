@@ -46,13 +46,9 @@ pub fn schema() -> SchemaRef {
 
 /// One batch of records (all of one log topic), built a column at a time:
 /// one pass over the records per column keeps each pass's branch the same
-/// for every row; a port's and flow log's fields are found once per run of
-/// their records, and an address repeated from the row before (records are
+/// for every row, and an address repeated from the row before (records are
 /// ordered by port) is not formatted again.
-pub fn batch<'r>(
-    topology: &'r Topology,
-    records: &[(usize, &'r FlowRecord)],
-) -> Result<RecordBatch, String> {
+pub fn batch(topology: &Topology, records: &[(usize, &FlowRecord)]) -> Result<RecordBatch, String> {
     let n = records.len();
     let mut ip = Vec::with_capacity(40);
     let mut ip_text = String::with_capacity(40);
@@ -60,19 +56,7 @@ pub fn batch<'r>(
     let mut digits = itoa::Buffer::new();
     let arrays: Vec<ArrayRef> = columns()
         .map(|c| -> ArrayRef {
-            // A port's and flow log's fields are looked up once per run
-            // of their records (records come ordered by port).
-            let of_run = matches!(c, Column::Field(f) if f.field.of_port_and_flow_log());
-            let mut run: Option<((u32, u32), Value<'r>)> = None;
-            let mut cell = |index: usize, r: &'r FlowRecord| match c {
-                Column::Field(f) if of_run => match run {
-                    Some((key, v)) if key == (r.port, r.flow_log) => v,
-                    _ => {
-                        let v = value(f.field, topology, r);
-                        run = Some(((r.port, r.flow_log), v));
-                        v
-                    }
-                },
+            let cell = |index: usize, r| match c {
                 Column::Field(f) | Column::Time(f) => value(f.field, topology, r),
                 Column::RecordIndex => Value::Number(index as u64),
             };
