@@ -15,8 +15,9 @@
 //!   only while the port has fewer than `max_records` such flows;
 //! - no allocation per packet once the tables have grown: flows live in
 //!   fixed-size chunks in first-seen order, indexed by an open-addressing
-//!   array of hash tags and entry numbers, and closed windows' tables are
-//!   cleared and reused.
+//!   array of hash tags and entry numbers, presized from the latest
+//!   window's flows; a closed window's tables are freed once its records
+//!   are out (one window's tables at a time beside them, not two).
 
 use std::hash::BuildHasher;
 use std::net::IpAddr;
@@ -331,14 +332,6 @@ impl<A: Addr> FlowTable<A> {
         self.chunks.iter().flatten()
     }
 
-    fn clear(&mut self) {
-        self.slots.fill(EMPTY_SLOT);
-        for c in &mut self.chunks {
-            c.clear();
-        }
-        self.len = 0;
-    }
-
     fn memory_bytes(&self) -> usize {
         self.slots.capacity() * size_of::<u64>() + self.chunks.len() * CHUNK * size_of::<Entry<A>>()
     }
@@ -392,13 +385,6 @@ impl Window {
             ports: Vec::new(),
         }
     }
-    fn reset(&mut self, start: u64) {
-        self.start = start;
-        self.v4.clear();
-        self.v6.clear();
-        self.v6_order.clear();
-        self.ports.clear();
-    }
 }
 
 /// Filter bits of the flow logs that would keep a record with `action`.
@@ -416,7 +402,6 @@ pub struct Aggregator {
     config: AggregatorConfig,
     /// Open windows, ascending by start.
     open: Vec<Window>,
-    spare: Vec<Window>,
     /// Start of the next window to close; all before it are closed.
     next_close: Option<u64>,
     closed_any: bool,
@@ -495,7 +480,6 @@ impl Aggregator {
         Aggregator {
             config,
             open: Vec::new(),
-            spare: Vec::new(),
             next_close: None,
             closed_any: false,
             last_start: None,
@@ -528,11 +512,10 @@ impl Aggregator {
         self.open.iter().map(|w| w.v4.len + w.v6.len).sum()
     }
 
-    /// Bytes held by flow tables (open and spare), by capacity.
+    /// Bytes held by the open windows' flow tables, by capacity.
     pub fn memory_bytes(&self) -> usize {
         self.open
             .iter()
-            .chain(&self.spare)
             .map(|w| {
                 w.v4.memory_bytes()
                     + w.v6.memory_bytes()
@@ -550,8 +533,7 @@ impl Aggregator {
         // up front rather than rehash a million flows on the way there.
         let hint4 = self.open.iter().map(|o| o.v4.len).max().unwrap_or(0);
         let hint6 = self.open.iter().map(|o| o.v6.len).max().unwrap_or(0);
-        let mut w = self.spare.pop().unwrap_or_else(|| Window::new(start));
-        w.reset(start);
+        let mut w = Window::new(start);
         w.v4.reserve(hint4, &self.hasher);
         w.v6.reserve(hint6, &self.hasher);
         let at = self.open.partition_point(|o| o.start < start);
@@ -799,10 +781,12 @@ impl Aggregator {
                 empty_run = 0;
             }
             out.push(self.emit(topology, s, w.as_ref()));
-            if let Some(mut w) = w {
-                w.reset(0);
-                self.spare.push(w);
-            }
+            // A closed window's tables are freed, not kept for the next
+            // one: that one is already open (the close grace) with tables
+            // of its own, so keeping them would hold two windows' worth
+            // of flows beside the records being emitted. Allocating a
+            // window's tables again costs once per window, not per packet.
+            drop(w);
             s += len;
         }
         self.closed_any = true;
