@@ -229,6 +229,12 @@ impl<P: Policy> Pipeline<P> {
         &mut self.closed
     }
 
+    /// Gives back closed windows once written, so that the next window to
+    /// close reuses their records' memory.
+    pub fn recycle(&mut self, windows: Vec<ClosedWindow>) {
+        self.aggregator.recycle(windows);
+    }
+
     /// Processes one frame, attributed to ports by its addresses (a capture
     /// that sees many ports' traffic, e.g. on a bridge or a trunk).
     pub fn observe(&mut self, frame: &Frame<'_>) {

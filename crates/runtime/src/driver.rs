@@ -685,6 +685,7 @@ impl Driver {
             self.stats.windows += 1;
             self.stats.records += w.records.len() as u64;
         }
+        g.pipeline.recycle(closed);
         Ok(())
     }
 }

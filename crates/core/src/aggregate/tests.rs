@@ -143,6 +143,47 @@ fn cap_of_three_with_five_flows_gives_three_ok_and_one_skipdata() {
 }
 
 #[test]
+fn a_recycled_records_buffer_holds_the_next_window_alone() {
+    let topo = topology(2, &[TrafficType::All]);
+    let mut policy = ScriptedPolicy {
+        reject_port: 0,
+        asked: 0,
+    };
+    let t = 1_548_751_800;
+    let mut deltas = Vec::new();
+    for port in 1000..1100 {
+        deltas.push(delta(0, "192.168.0.154", port, t + 1, 100));
+    }
+    for port in 2000..2003 {
+        deltas.push(delta(1, "192.168.0.9", port, t + 601, 60));
+    }
+    // The windows one at a time, each given back once taken.
+    let mut agg = Aggregator::new(config(1000));
+    let mut taken = Vec::new();
+    let mut out = Vec::new();
+    let mut first_capacity = 0;
+    for d in &deltas {
+        agg.observe(&topo, &mut policy, d);
+        agg.close_until(&topo, d.first, &mut out);
+        if !out.is_empty() {
+            first_capacity = out[0].records.capacity();
+            taken.extend(out.iter().cloned());
+            agg.recycle(std::mem::take(&mut out));
+        }
+    }
+    agg.finish(&topo, &mut out);
+    assert!(first_capacity >= 101, "the first window's records");
+    assert!(
+        out[0].records.capacity() >= first_capacity,
+        "the second window's records reuse the first's buffer"
+    );
+    taken.extend(out);
+    let (whole, _) = run(&topo, &mut policy, 1000, &deltas);
+    assert_eq!(taken, whole, "the same windows as without recycling");
+    assert_eq!(taken[1].records.len(), 4, "3 flows and port 0's NODATA");
+}
+
+#[test]
 fn accepted_filter_with_only_rejected_traffic_is_nodata() {
     // The seed's example, with a reject-filter flow log on the same port.
     let topo = topology(1, &[TrafficType::Accept, TrafficType::Reject]);
