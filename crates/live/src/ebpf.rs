@@ -13,9 +13,8 @@
 //! - kernel memory is fixed at load time (`max_flows` per table; two
 //!   tables for IPv4 flows and two for IPv6 ones, preallocated);
 //! - a flow's first packet time is the precise monotonic clock (flows are
-//!   ordered by it: a request before its reply); its last packet time is
-//!   the coarse one (the kernel's last tick, a few ms, where a record keeps
-//!   seconds; precise on kernels before 5.11), never before the first.
+//!   ordered by it: a request before its reply); no other packet reads a
+//!   clock (a record's times are its window's).
 //!
 //! The filters are attached with netlink (clsact qdisc, direct action), so
 //! they work on any kernel since 4.x. [`FlowCounter`] detaches them when
@@ -107,8 +106,6 @@ pub struct KernelFlow {
     pub bytes: u64,
     /// Unix time of the first packet, ns.
     pub first_ns: u64,
-    /// Unix time of the last packet, ns.
-    pub last_ns: u64,
     /// OR of the TCP flags.
     pub flags_any: u8,
     /// AND of the TCP flags.
@@ -129,7 +126,6 @@ impl KernelFlow {
         packets: 0,
         bytes: 0,
         first_ns: u64::MAX,
-        last_ns: 0,
         flags_any: 0,
         flags_all: 0xff,
     };
@@ -463,7 +459,6 @@ fn kernel_flow(key: &[u8], values: &[Vec<u8>], unix_offset: i128) -> Option<Kern
         f.packets += packets;
         f.bytes += u64_at(v, offset_of!(flow_counts, bytes));
         f.first_ns = f.first_ns.min(u64_at(v, offset_of!(flow_counts, first_ns)));
-        f.last_ns = f.last_ns.max(u64_at(v, offset_of!(flow_counts, last_ns)));
         f.flags_any |= v.get(offset_of!(flow_counts, flags_any)).copied()?;
         f.flags_all &= v.get(offset_of!(flow_counts, flags_all)).copied()?;
     }
@@ -472,7 +467,6 @@ fn kernel_flow(key: &[u8], values: &[Vec<u8>], unix_offset: i128) -> Option<Kern
     }
     let unix = |t: u64| (i128::from(t) + unix_offset).clamp(0, i128::from(u64::MAX)) as u64;
     f.first_ns = unix(f.first_ns);
-    f.last_ns = unix(f.last_ns);
     Some(f)
 }
 
@@ -530,8 +524,6 @@ mod tests {
 
     fn counts(packets: u64, bytes: u64, first: u64, any: u8, all: u8) -> Vec<u8> {
         let mut v = vec![0u8; size_of::<flow_counts>()];
-        let last = first + packets * 10;
-        v[offset_of!(flow_counts, last_ns)..][..8].copy_from_slice(&last.to_ne_bytes());
         v[offset_of!(flow_counts, packets)..][..8].copy_from_slice(&packets.to_ne_bytes());
         v[offset_of!(flow_counts, bytes)..][..8].copy_from_slice(&bytes.to_ne_bytes());
         v[offset_of!(flow_counts, first_ns)..][..8].copy_from_slice(&first.to_ne_bytes());
@@ -561,7 +553,6 @@ mod tests {
                 f.first_ns, 6_000,
                 "earliest CPU's first packet, on the Unix clock"
             );
-            assert_eq!(f.last_ns, 2_000 + 30 + 5_000, "latest CPU's last packet");
             assert_eq!((f.flags_any, f.flags_all), (0x13, 0x10));
         }
     }

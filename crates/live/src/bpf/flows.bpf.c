@@ -18,8 +18,7 @@
  * read straight from the packet's linear part (a helper call only when they
  * are not in it), one flow-table lookup per packet (an IPv4 flow's key is
  * 20 bytes, in tables of its own: the kernel hashes the whole key), the
- * clock read coarsely (the kernel tick, a few ms, where the record keeps
- * seconds) but for a flow's first packet, the fragment table only for
+ * clock read for a flow's first packet only, the fragment table only for
  * fragments.
  */
 #include <linux/bpf.h>
@@ -27,7 +26,6 @@
 #include <linux/pkt_cls.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
-#include <bpf/bpf_core_read.h>
 
 #include "flows.h"
 
@@ -96,20 +94,6 @@ static __always_inline int load(struct __sk_buff *skb, __u32 off, void *dst, __u
 	return bpf_skb_load_bytes(skb, off, dst, len);
 }
 
-/* CLOCK_MONOTONIC for a flow's last packet: the coarse clock (the last
- * tick, no clock-source read: a fifth of the program's time otherwise) on
- * kernels that have it (5.11+), the precise one before. The check is a
- * CO-RE relocation, so the verifier sees only the branch the running
- * kernel supports. A flow's first packet reads the precise clock (once per
- * flow): the agent orders flows by it, and a request and its reply a few
- * microseconds apart must not tie (stateful verdicts). */
-static __always_inline __u64 coarse_now_ns(void)
-{
-	if (bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_ktime_get_coarse_ns))
-		return bpf_ktime_get_coarse_ns();
-	return bpf_ktime_get_ns();
-}
-
 static __always_inline int has_ports(__u8 protocol)
 {
 	return protocol == 6 || protocol == 17 || protocol == 33 || protocol == 132 ||
@@ -150,12 +134,15 @@ static __always_inline void add(void *flows, void *lost, void *key, __u32 ifinde
 {
 	struct flow_counts *c = bpf_map_lookup_elem(flows, key);
 	if (!c) {
-		__u64 now = bpf_ktime_get_ns();
+		/* A flow's first packet reads the precise clock (once per
+		 * flow): the agent orders flows by it, and a request and its
+		 * reply a few microseconds apart must not tie (stateful
+		 * verdicts). Later packets read no clock at all: a record's
+		 * times are its window's. */
 		struct flow_counts fresh = {
 			.packets = 1,
 			.bytes = bytes,
-			.first_ns = now,
-			.last_ns = now,
+			.first_ns = bpf_ktime_get_ns(),
 			.flags_any = flags,
 			.flags_all = flags,
 		};
@@ -171,15 +158,10 @@ static __always_inline void add(void *flows, void *lost, void *key, __u32 ifinde
 	}
 	if (c->packets == 0) {
 		c->first_ns = bpf_ktime_get_ns();
-		c->last_ns = c->first_ns;
 		c->flags_all = flags;
 	}
 	c->packets += 1;
 	c->bytes += bytes;
-	/* The coarse clock may lag the precise one the flow started with. */
-	__u64 now = coarse_now_ns();
-	if (now > c->last_ns)
-		c->last_ns = now;
 	c->flags_any |= flags;
 	c->flags_all &= flags;
 }

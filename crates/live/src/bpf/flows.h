@@ -39,7 +39,6 @@ struct flow_counts {
 	__u64 packets;
 	__u64 bytes;       /* layer-3 bytes (SPEC 2) */
 	__u64 first_ns;    /* CLOCK_MONOTONIC of the first packet on this CPU */
-	__u64 last_ns;     /* and of the last */
 	__u8 flags_any;    /* OR of the TCP flags */
 	__u8 flags_all;    /* AND of the TCP flags */
 	__u8 pad[6];
