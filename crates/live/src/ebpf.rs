@@ -465,8 +465,7 @@ fn kernel_flow(key: &[u8], values: &[Vec<u8>], unix_offset: i128) -> Option<Kern
     if f.packets == 0 {
         return None;
     }
-    let unix = |t: u64| (i128::from(t) + unix_offset).clamp(0, i128::from(u64::MAX)) as u64;
-    f.first_ns = unix(f.first_ns);
+    f.first_ns = (i128::from(f.first_ns) + unix_offset).clamp(0, i128::from(u64::MAX)) as u64;
     Some(f)
 }
 
