@@ -111,15 +111,48 @@ pub const MAX_GAP_NODATA_SECS: u64 = 86_400;
 
 trait Addr: Copy + Ord + std::hash::Hash {
     fn to_ip(self) -> IpAddr;
+    /// The address in 64 bits for the flow hash: the same address, the
+    /// same value (an IPv4 address is itself).
+    fn fold(self) -> u64;
 }
 impl Addr for [u8; 4] {
     fn to_ip(self) -> IpAddr {
         IpAddr::from(self)
     }
+    fn fold(self) -> u64 {
+        u64::from(u32::from_be_bytes(self))
+    }
 }
 impl Addr for [u8; 16] {
     fn to_ip(self) -> IpAddr {
         IpAddr::from(self)
+    }
+    fn fold(self) -> u64 {
+        let v = u128::from_be_bytes(self);
+        // Constants keep an all-zero half from zeroing the product.
+        folded_multiply(
+            (v as u64) ^ 0x243F_6A88_85A3_08D3,
+            ((v >> 64) as u64) ^ 0x1319_8A2E_0370_7344,
+        )
+    }
+}
+
+/// The 128-bit product's halves XORed: one multiplication that mixes every
+/// bit of both operands into both halves (foldhash's and wyhash's core).
+fn folded_multiply(a: u64, b: u64) -> u64 {
+    let p = u128::from(a) * u128::from(b);
+    (p as u64) ^ ((p >> 64) as u64)
+}
+
+/// The flow hash's random seeds, drawn per process so that traffic
+/// crafted to collide in one run's index does not in another's.
+#[derive(Debug, Clone, Copy)]
+struct FlowSeeds([u64; 2]);
+
+impl FlowSeeds {
+    fn random() -> FlowSeeds {
+        let s = foldhash::fast::RandomState::default();
+        FlowSeeds([s.hash_one(0u64), s.hash_one(1u64)])
     }
 }
 
@@ -238,18 +271,35 @@ const EMPTY_SLOT: u64 = u64::MAX;
 /// that sees it, so that the flows of one packet between two monitored
 /// ports (egress at one, ingress at the other), stored one after the other
 /// when it was first seen, are found in one cache line of slots and one
-/// or two of entries; the high 32 bits (the tag) also mix in the port and
-/// direction, so that probing reads only the entry it is after.
-fn flow_hash<A: Addr>(hasher: &foldhash::fast::RandomState, key: &Key<A>) -> u64 {
+/// or two of entries, and so that the line can be fetched ahead of a
+/// packet before its ports are known ([`FlowTable::prefetch`]); the high
+/// 32 bits (the tag) also mix in the port and direction, so that probing
+/// reads only the entry it is after.
+fn flow_hash<A: Addr>(seeds: FlowSeeds, key: &Key<A>) -> u64 {
     let &(src, dst, port, src_port, dst_port, protocol, bits) = key;
-    let conversation = if (src, src_port) <= (dst, dst_port) {
-        (src, src_port, dst, dst_port, protocol)
-    } else {
-        (dst, dst_port, src, src_port, protocol)
-    };
-    let h = hasher.hash_one(conversation);
+    let h = conversation_hash(seeds, src, dst, src_port, dst_port, protocol);
     let tag = (h ^ ((u64::from(port) << 8) | u64::from(bits))).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     (tag & !0xffff_ffff) | (h & 0xffff_ffff)
+}
+
+/// The hash of a conversation: both ends (address and port, in 64 bits
+/// each) in a fixed order, so that either direction hashes alike, and the
+/// protocol; one multiplication.
+fn conversation_hash<A: Addr>(
+    seeds: FlowSeeds,
+    src: A,
+    dst: A,
+    src_port: u16,
+    dst_port: u16,
+    protocol: u8,
+) -> u64 {
+    let a = src.fold().rotate_left(16) ^ u64::from(src_port);
+    let b = dst.fold().rotate_left(16) ^ u64::from(dst_port);
+    let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+    folded_multiply(
+        lo ^ seeds.0[0],
+        hi ^ seeds.0[1] ^ u64::from(protocol).rotate_right(8),
+    )
 }
 
 fn slot_of(hash: u64, entry: u32) -> u64 {
@@ -291,9 +341,17 @@ impl<A: Addr> FlowTable<A> {
         }
     }
 
+    /// Fetches the line of slots where the flows of the conversation
+    /// hashed `conversation` are probed for (see [`flow_hash`]).
+    fn prefetch(&self, conversation: u64) {
+        if !self.slots.is_empty() {
+            crate::hint::prefetch(&self.slots, conversation as usize & (self.slots.len() - 1));
+        }
+    }
+
     /// Stores `e` (not yet in the table, with this `hash`); returns its number.
-    fn insert(&mut self, hash: u64, e: Entry<A>, hasher: &foldhash::fast::RandomState) -> u32 {
-        self.reserve(self.len + 1, hasher);
+    fn insert(&mut self, hash: u64, e: Entry<A>, seeds: FlowSeeds) -> u32 {
+        self.reserve(self.len + 1, seeds);
         let c = self.len / CHUNK;
         if c == self.chunks.len() {
             self.chunks.push(Vec::with_capacity(CHUNK));
@@ -315,7 +373,7 @@ impl<A: Addr> FlowTable<A> {
     }
 
     /// Room for `flows` flows without growing the index.
-    fn reserve(&mut self, flows: usize, hasher: &foldhash::fast::RandomState) {
+    fn reserve(&mut self, flows: usize, seeds: FlowSeeds) {
         if flows * 4 <= self.slots.len() * 3 {
             return;
         }
@@ -323,7 +381,7 @@ impl<A: Addr> FlowTable<A> {
         self.slots.clear();
         self.slots.resize(size, EMPTY_SLOT);
         for (entry, e) in self.chunks.iter().flatten().enumerate() {
-            let hash = flow_hash(hasher, &e.key());
+            let hash = flow_hash(seeds, &e.key());
             Self::place(&mut self.slots, slot_of(hash, entry as u32), hash);
         }
     }
@@ -387,6 +445,14 @@ impl Window {
     }
 }
 
+/// An address as the IPv6 table keeps it (IPv4 mapped).
+fn v6_octets(a: IpAddr) -> [u8; 16] {
+    match a {
+        IpAddr::V4(v) => v.to_ipv6_mapped().octets(),
+        IpAddr::V6(v) => v.octets(),
+    }
+}
+
 /// Filter bits of the flow logs that would keep a record with `action`.
 fn relevant(mask: u8, action: Action) -> u8 {
     let own = match action {
@@ -406,7 +472,7 @@ pub struct Aggregator {
     next_close: Option<u64>,
     closed_any: bool,
     last_start: Option<u64>,
-    hasher: foldhash::fast::RandomState,
+    seeds: FlowSeeds,
     buckets: Vec<(Vec<u32>, Vec<u32>)>,
     port_order: Vec<u32>,
     /// The records buffer of a window already written, emptied, for the
@@ -488,7 +554,7 @@ impl Aggregator {
             next_close: None,
             closed_any: false,
             last_start: None,
-            hasher: foldhash::fast::RandomState::default(),
+            seeds: FlowSeeds::random(),
             buckets: Vec::new(),
             port_order: Vec::new(),
             spare_records: Vec::new(),
@@ -540,8 +606,8 @@ impl Aggregator {
         let hint4 = self.open.iter().map(|o| o.v4.len).max().unwrap_or(0);
         let hint6 = self.open.iter().map(|o| o.v6.len).max().unwrap_or(0);
         let mut w = Window::new(start);
-        w.v4.reserve(hint4, &self.hasher);
-        w.v6.reserve(hint6, &self.hasher);
+        w.v4.reserve(hint4, self.seeds);
+        w.v6.reserve(hint6, self.seeds);
         let at = self.open.partition_point(|o| o.start < start);
         self.open.insert(at, w);
         at
@@ -577,6 +643,37 @@ impl Aggregator {
         }
         self.last_start = Some(self.last_start.map_or(start, |l| l.max(start)));
         Some(start)
+    }
+
+    /// Fetches ahead where a packet of `tuple` seen at `at` will be looked
+    /// up, if its window is the latest one open (almost every packet's):
+    /// called some packets before [`Aggregator::observe`] is for it, so
+    /// that the cache miss overlaps other work. Changes nothing.
+    pub fn prefetch(&self, at: Timestamp, tuple: &FiveTuple) {
+        let (lo, hi, start) = self.cached;
+        let Some(w) = self.open.last() else { return };
+        if !(lo <= at.0 && at.0 < hi && w.start == start) {
+            return;
+        }
+        let (sp, dp, proto) = (tuple.src_port, tuple.dst_port, tuple.protocol.0);
+        match (tuple.src, tuple.dst) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => w.v4.prefetch(conversation_hash(
+                self.seeds,
+                s.octets(),
+                d.octets(),
+                sp,
+                dp,
+                proto,
+            )),
+            (s, d) => w.v6.prefetch(conversation_hash(
+                self.seeds,
+                v6_octets(s),
+                v6_octets(d),
+                sp,
+                dp,
+                proto,
+            )),
+        }
     }
 
     /// Adds a delta. Returns `false` (and counts it) when its window is
@@ -627,7 +724,7 @@ impl Aggregator {
             (IpAddr::V4(s), IpAddr::V4(t)) => {
                 observe_in(
                     &mut w.v4,
-                    &self.hasher,
+                    self.seeds,
                     pw,
                     cap,
                     port.filters,
@@ -638,19 +735,15 @@ impl Aggregator {
                 );
             }
             (s, t) => {
-                let v6 = |a: IpAddr| match a {
-                    IpAddr::V4(v) => v.to_ipv6_mapped().octets(),
-                    IpAddr::V6(v) => v.octets(),
-                };
                 let before = w.v4.len as u32;
                 if observe_in(
                     &mut w.v6,
-                    &self.hasher,
+                    self.seeds,
                     pw,
                     cap,
                     port.filters,
-                    v6(s),
-                    v6(t),
+                    v6_octets(s),
+                    v6_octets(t),
                     d,
                     &mut decide,
                 ) {
@@ -982,7 +1075,7 @@ fn fields<A: Addr>(e: &Entry<A>, pw: Option<&PortWindow>) -> FlowFields {
 )]
 fn observe_in<A: Addr>(
     table: &mut FlowTable<A>,
-    hasher: &foldhash::fast::RandomState,
+    seeds: FlowSeeds,
     pw: &mut PortWindow,
     cap: u32,
     mask: u8,
@@ -1000,7 +1093,7 @@ fn observe_in<A: Addr>(
         d.tuple.protocol.0,
         identity_bits(d),
     );
-    let hash = flow_hash(hasher, &key);
+    let hash = flow_hash(seeds, &key);
     if let Some(i) = table.find(hash, &key) {
         let i = i as usize;
         let e = &mut table.chunks[i / CHUNK][i % CHUNK];
@@ -1071,7 +1164,7 @@ fn observe_in<A: Addr>(
             packets: d.packets,
             bytes: d.bytes,
         },
-        hasher,
+        seeds,
     );
     true
 }

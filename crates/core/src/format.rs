@@ -122,118 +122,176 @@ pub fn write_header(format: &Format, out: &mut impl Write) -> io::Result<()> {
     }
 }
 
-/// Writes one record as one line.
+/// Writes one record as one line (see [`append_record`]).
 pub fn write_record(
     format: &Format,
     topology: &Topology,
     r: &FlowRecord,
     out: &mut impl Write,
 ) -> io::Result<()> {
+    let mut line = Vec::with_capacity(256);
+    append_record(format, topology, r, &mut line);
+    out.write_all(&line)
+}
+
+/// Appends one record as one line to `buf`: the writers' common core, into
+/// memory (which cannot fail), so that a sink hands its output many lines
+/// at a time rather than a field at a time.
+pub fn append_record(format: &Format, topology: &Topology, r: &FlowRecord, buf: &mut Vec<u8>) {
     if let Format::Aws(fields) = format {
-        return write_aws(fields, topology, r, out);
+        return append_aws(fields, topology, r, buf);
     }
     let Some(fields) = format.fields() else {
-        return write_json(topology, r, out);
+        return append_json(topology, r, buf);
     };
-    let mut n = itoa::Buffer::new();
     let version: &[u8] = if *format == Format::V1 { b"1" } else { b"2" };
     for (i, field) in fields.iter().enumerate() {
         if i > 0 {
-            out.write_all(b" ")?;
+            buf.push(b' ');
         }
-        write_field(*field, version, topology, r, out, &mut n)?;
+        append_field(*field, version, topology, r, buf);
     }
-    out.write_all(b"\n")
+    buf.push(b'\n');
 }
 
-fn write_field(
+fn append_field(
     field: Field,
     version: &[u8],
     topology: &Topology,
     r: &FlowRecord,
-    out: &mut impl Write,
-    n: &mut itoa::Buffer,
-) -> io::Result<()> {
+    buf: &mut Vec<u8>,
+) {
     if field == Field::Version {
-        return out.write_all(version);
+        return buf.extend_from_slice(version);
     }
     match value(field, topology, r) {
-        Value::Absent => out.write_all(b"-"),
-        Value::Number(v) => out.write_all(n.format(v).as_bytes()),
-        Value::Text(t) => out.write_all(t.as_bytes()),
-        Value::Address(a) => write_ip(out, a, n),
+        Value::Absent => buf.push(b'-'),
+        Value::Number(v) => push_number(buf, v),
+        Value::Text(t) => buf.extend_from_slice(t.as_bytes()),
+        Value::Address(a) => push_ip(buf, a),
     }
 }
 
 /// One AWS line.
-fn write_aws(
-    fields: &[AwsField],
-    topology: &Topology,
-    r: &FlowRecord,
-    out: &mut impl Write,
-) -> io::Result<()> {
-    let mut n = itoa::Buffer::new();
+fn append_aws(fields: &[AwsField], topology: &Topology, r: &FlowRecord, buf: &mut Vec<u8>) {
     let version = fields.iter().map(|f| f.version).max().unwrap_or(2);
     let version = [b'0' + version];
     for (i, f) in fields.iter().enumerate() {
         if i > 0 {
-            out.write_all(b" ")?;
+            buf.push(b' ');
         }
         match f.value {
-            AwsValue::Version => out.write_all(&version)?,
-            AwsValue::Field(field) => write_field(field, &version, topology, r, out, &mut n)?,
-            AwsValue::Type => out.write_all(match &r.body {
+            AwsValue::Version => buf.extend_from_slice(&version),
+            AwsValue::Field(field) => append_field(field, &version, topology, r, buf),
+            AwsValue::Type => buf.extend_from_slice(match &r.body {
                 RecordBody::Flow(flow) if flow.tuple.src.is_ipv6() => b"IPv6",
                 RecordBody::Flow(_) => b"IPv4",
                 _ => b"-",
-            })?,
-            AwsValue::Absent => out.write_all(b"-")?,
+            }),
+            AwsValue::Absent => buf.push(b'-'),
         }
     }
-    out.write_all(b"\n")
+    buf.push(b'\n');
 }
 
 /// One JSON object: every field under its seed name, numbers as numbers,
 /// absent values as `null`.
-fn write_json(topology: &Topology, r: &FlowRecord, out: &mut impl Write) -> io::Result<()> {
-    let mut n = itoa::Buffer::new();
+fn append_json(topology: &Topology, r: &FlowRecord, buf: &mut Vec<u8>) {
     for (i, spec) in FIELDS.iter().enumerate() {
-        out.write_all(if i == 0 { b"{\"" } else { b",\"" })?;
-        out.write_all(spec.name.as_bytes())?;
-        out.write_all(b"\":")?;
+        buf.extend_from_slice(if i == 0 { b"{\"" } else { b",\"" });
+        buf.extend_from_slice(spec.name.as_bytes());
+        buf.extend_from_slice(b"\":");
         match value(spec.field, topology, r) {
-            Value::Absent => out.write_all(b"null")?,
-            Value::Number(v) => out.write_all(n.format(v).as_bytes())?,
-            Value::Text(t) => serde_json::to_writer(&mut *out, t).map_err(io::Error::other)?,
+            Value::Absent => buf.extend_from_slice(b"null"),
+            Value::Number(v) => push_number(buf, v),
+            Value::Text(t) => {
+                // A string always serialises, into memory.
+                let _ = serde_json::to_writer(&mut *buf, t);
+            }
             Value::Address(a) => {
-                out.write_all(b"\"")?;
-                write_ip(out, a, &mut n)?;
-                out.write_all(b"\"")?;
+                buf.push(b'"');
+                push_ip(buf, a);
+                buf.push(b'"');
             }
         }
     }
-    out.write_all(b"}\n")
+    buf.extend_from_slice(b"}\n");
 }
 
-/// Writes an address: IPv4 dotted quad without going through `fmt`, IPv6
-/// in its RFC 5952 form (std's `Display`). The one text form of an address,
-/// for the text formats, JSON and the log store's columns.
-pub fn write_ip(
-    out: &mut (impl Write + ?Sized),
-    a: IpAddr,
-    n: &mut itoa::Buffer,
-) -> io::Result<()> {
+/// Two decimal digits of every number below 100, in order.
+const DIGIT_PAIRS: &[u8; 200] = b"\
+    0001020304050607080910111213141516171819\
+    2021222324252627282930313233343536373839\
+    4041424344454647484950515253545556575859\
+    6061626364656667686970717273747576777879\
+    8081828384858687888990919293949596979899";
+
+/// Appends `v` in decimal, two digits at a time (itoa's method), with
+/// no formatter and the common small numbers (ports, protocols, packet
+/// counts) in one or two stores.
+pub fn push_number(buf: &mut Vec<u8>, v: u64) {
+    if v < 10 {
+        return buf.push(b'0' + v as u8);
+    }
+    if v < 100 {
+        let i = v as usize * 2;
+        return buf.extend_from_slice(&DIGIT_PAIRS[i..i + 2]);
+    }
+    let mut digits = [0u8; 20];
+    let at = decimal_into(&mut digits, v);
+    buf.extend_from_slice(&digits[at..]);
+}
+
+/// Writes `v` at the end of `out`, returning where its digits start.
+fn decimal_into(out: &mut [u8; 20], mut v: u64) -> usize {
+    let mut at = out.len();
+    while v >= 100 && at >= 2 {
+        let i = (v % 100) as usize * 2;
+        v /= 100;
+        at -= 2;
+        out[at..at + 2].copy_from_slice(&DIGIT_PAIRS[i..i + 2]);
+    }
+    if v >= 10 && at >= 2 {
+        let i = v as usize * 2;
+        at -= 2;
+        out[at..at + 2].copy_from_slice(&DIGIT_PAIRS[i..i + 2]);
+    } else if at >= 1 {
+        at -= 1;
+        out[at] = b'0' + v as u8;
+    }
+    at
+}
+
+/// Appends an address: IPv4 as a dotted quad, IPv6 in its RFC 5952 form
+/// (std's `Display`). The one text form of an address, for the text
+/// formats, JSON and the log store's columns.
+pub fn push_ip(buf: &mut Vec<u8>, a: IpAddr) {
     match a {
         IpAddr::V4(v4) => {
-            let [a, b, c, d] = v4.octets();
-            out.write_all(n.format(a).as_bytes())?;
-            for o in [b, c, d] {
-                out.write_all(b".")?;
-                out.write_all(n.format(o).as_bytes())?;
+            // Built backwards in one buffer, appended in one copy.
+            let mut quad = [0u8; 15];
+            let mut at = quad.len();
+            for (i, o) in v4.octets().into_iter().rev().enumerate() {
+                if i > 0 {
+                    at -= 1;
+                    quad[at] = b'.';
+                }
+                let mut o = o;
+                loop {
+                    at -= 1;
+                    quad[at] = b'0' + o % 10;
+                    o /= 10;
+                    if o == 0 {
+                        break;
+                    }
+                }
             }
-            Ok(())
+            buf.extend_from_slice(&quad[at..]);
         }
-        v6 => write!(out, "{v6}"),
+        // Writing into memory cannot fail.
+        v6 => {
+            let _ = write!(buf, "{v6}");
+        }
     }
 }
 

@@ -18,6 +18,7 @@ pub mod attribute;
 pub mod flow;
 pub mod format;
 pub mod fragments;
+mod hint;
 pub mod inventory;
 pub mod pipeline;
 pub mod policy;
@@ -30,7 +31,9 @@ pub mod topology;
 pub use aggregate::{Aggregator, ClosedWindow};
 pub use flow::{Action, Direction, FlowDelta, TrafficType};
 pub use inventory::{Inventory, InventoryError};
-pub use pipeline::{Pipeline, PipelineStats, PlausibleTimes, SharedFrame, SkipReason};
+pub use pipeline::{
+    Pipeline, PipelineStats, PlausibleTimes, PreparedFrame, SharedFrame, SkipReason,
+};
 pub use policy::{AcceptAll, Decision, Policy, RuleRef};
 pub use record::{FlowRecord, LogStatus, RecordBody};
 pub use time::{Timestamp, WindowLength};

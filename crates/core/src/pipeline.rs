@@ -107,6 +107,28 @@ pub enum SharedFrame {
     },
 }
 
+/// What a frame says by itself, before any state is consulted: its time
+/// and its parsed headers (or why they could not be parsed). Made apart
+/// from [`Pipeline::observe_prepared`] so that a reader can prepare frames
+/// some way ahead and [`Pipeline::prefetch`] what they will look up.
+#[derive(Debug, Clone)]
+pub struct PreparedFrame {
+    /// The frame's timestamp.
+    pub now: Timestamp,
+    /// Its headers.
+    pub parsed: Result<IpSummary, Skip>,
+}
+
+impl PreparedFrame {
+    /// Parses `frame`.
+    pub fn of(frame: &Frame<'_>) -> PreparedFrame {
+        PreparedFrame {
+            now: Timestamp(frame.timestamp_ns),
+            parsed: parse_frame(frame.link, frame.data, frame.wire_len),
+        }
+    }
+}
+
 /// Frames in, closed windows out.
 #[derive(Debug)]
 pub struct Pipeline<P> {
@@ -238,17 +260,53 @@ impl<P: Policy> Pipeline<P> {
     /// Processes one frame, attributed to ports by its addresses (a capture
     /// that sees many ports' traffic, e.g. on a bridge or a trunk).
     pub fn observe(&mut self, frame: &Frame<'_>) {
+        self.observe_prepared(&PreparedFrame::of(frame));
+    }
+
+    /// [`Pipeline::observe`] of a frame prepared beforehand.
+    pub fn observe_prepared(&mut self, frame: &PreparedFrame) {
         self.observe_telling(frame, None);
     }
 
-    /// [`Pipeline::observe`], also telling `out` what it read, for the
-    /// other shards of the run to [`apply`](Pipeline::apply) without
+    /// [`Pipeline::observe_prepared`], also telling `out` what it read, for
+    /// the other shards of the run to [`apply`](Pipeline::apply) without
     /// parsing or attributing the frame again.
-    pub fn observe_sharing(&mut self, frame: &Frame<'_>, out: &mut Vec<SharedFrame>) {
+    pub fn observe_sharing(&mut self, frame: &PreparedFrame, out: &mut Vec<SharedFrame>) {
         self.observe_telling(frame, Some(out));
     }
 
-    fn observe_telling(&mut self, frame: &Frame<'_>, out: Option<&mut Vec<SharedFrame>>) {
+    /// Fetches ahead what observing `frame` will look up in the flow
+    /// tables, when it comes in a few frames' time: only a hint, nothing
+    /// changes (see [`Aggregator::prefetch`]).
+    pub fn prefetch(&self, frame: &PreparedFrame) {
+        if let Ok(s) = &frame.parsed {
+            self.prefetch_packet(s, frame.now);
+        }
+    }
+
+    /// [`Pipeline::prefetch`] for a packet another shard read.
+    pub fn prefetch_shared(&self, shared: &SharedFrame) {
+        if let SharedFrame::Packet { summary, now, .. } = shared {
+            self.prefetch_packet(summary, *now);
+        }
+    }
+
+    fn prefetch_packet(&self, s: &IpSummary, now: Timestamp) {
+        self.aggregator.prefetch(now, &Self::tuple(s));
+    }
+
+    fn tuple(s: &IpSummary) -> FiveTuple {
+        FiveTuple::new(
+            s.src,
+            s.dst,
+            s.src_port,
+            s.dst_port,
+            s.protocol,
+            s.icmp_type,
+        )
+    }
+
+    fn observe_telling(&mut self, frame: &PreparedFrame, out: Option<&mut Vec<SharedFrame>>) {
         let (s, now) = match self.parse(frame) {
             Ok(p) => p,
             Err(time) => {
@@ -311,7 +369,7 @@ impl<P: Policy> Pipeline<P> {
     /// went), so traffic between two monitored ports, seen on both their
     /// interfaces, is counted once for each.
     pub fn observe_on_port(&mut self, frame: &Frame<'_>, port: u32, direction: Direction) {
-        let Ok((s, now)) = self.parse(frame) else {
+        let Ok((s, now)) = self.parse(&PreparedFrame::of(frame)) else {
             return;
         };
         let target = ((port as usize) < self.topology.ports.len()).then_some((port, direction));
@@ -444,16 +502,19 @@ impl<P: Policy> Pipeline<P> {
 
     /// The frame's packet and time; or, when it counts for nothing, its
     /// time if that was plausible (it still moved the clock).
-    fn parse(&mut self, frame: &Frame<'_>) -> Result<(IpSummary, Timestamp), Option<Timestamp>> {
+    fn parse(
+        &mut self,
+        frame: &PreparedFrame,
+    ) -> Result<(IpSummary, Timestamp), Option<Timestamp>> {
         self.stats.packets += 1;
-        let now = Timestamp(frame.timestamp_ns);
+        let now = frame.now;
         if !self.plausible.contains(now) {
             self.stats.implausible_timestamp += 1;
             return Err(None);
         }
         // Every frame, decodable or not, extends the span of reported windows.
         self.aggregator.note_time(now);
-        let mut s = match parse_frame(frame.link, frame.data, frame.wire_len) {
+        let mut s = match frame.parsed {
             Ok(s) => s,
             Err(skip) => {
                 self.stats.skipped_wire[skip.index()] += 1;
@@ -484,14 +545,7 @@ impl<P: Policy> Pipeline<P> {
             } else {
                 0
             };
-            let tuple = FiveTuple::new(
-                s.src,
-                s.dst,
-                s.src_port,
-                s.dst_port,
-                s.protocol,
-                s.icmp_type,
-            );
+            let tuple = Self::tuple(s);
             let mut counted = false;
             for (port, direction) in targets.into_iter().flatten() {
                 if Some(port) == self.attributor.overflow_port() {

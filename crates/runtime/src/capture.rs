@@ -7,9 +7,11 @@
 //! (a capture's last window is not cut short by a stop), and no window
 //! after the last frame is opened.
 
+use std::collections::VecDeque;
 use std::io::{self, Write};
 
 use vpcflow_capture::{CaptureFile, Ending, MergedCaptures};
+use vpcflow_core::PreparedFrame;
 use vpcflow_core::pipeline::status_counts;
 
 use crate::driver::{Driver, Sink, SinkError};
@@ -17,6 +19,12 @@ use crate::shards::ShardTotals;
 
 /// Frames between two calls of the progress callback.
 pub const PROGRESS_EVERY: u64 = 65_536;
+
+/// How many frames ahead of the one observed a replay reads and
+/// prefetches: enough that a frame's cache misses are done by its turn
+/// (a few hundred ns of work each), few enough that the lines are still
+/// in the cache.
+pub const LOOKAHEAD: usize = 8;
 
 /// Replays `captures` through `driver` into `sink`; `progress` is called
 /// every [`PROGRESS_EVERY`] frames. Returns the frames read.
@@ -26,18 +34,47 @@ pub fn replay(
     sink: &mut dyn Sink,
     progress: &mut dyn FnMut(&MergedCaptures),
 ) -> Result<u64, SinkError> {
-    let mut frames: u64 = 0;
-    while let Some(frame) = captures.next_frame() {
-        driver.observe(&frame);
-        frames += 1;
+    let frames = read_ahead(driver, captures, progress, &mut |driver, frame| {
+        driver.observe_prepared(frame);
         if driver.has_closed() {
             driver.drain(sink)?;
+        }
+        Ok(())
+    })?;
+    driver.end_of_input(sink)?;
+    Ok(frames)
+}
+
+/// Reads every frame of `captures` and hands it, prepared, to `observe`
+/// in order, [`LOOKAHEAD`] frames after `driver` was asked to prefetch
+/// for it: what each frame does is what it would do observed at once
+/// (prefetching changes nothing), but its lookups' misses overlap the
+/// frames before it. Returns the frames read.
+pub(crate) fn read_ahead(
+    driver: &mut Driver,
+    captures: &mut MergedCaptures,
+    progress: &mut dyn FnMut(&MergedCaptures),
+    observe: &mut dyn FnMut(&mut Driver, &PreparedFrame) -> Result<(), SinkError>,
+) -> Result<u64, SinkError> {
+    let mut ahead: VecDeque<PreparedFrame> = VecDeque::with_capacity(LOOKAHEAD + 1);
+    let mut frames: u64 = 0;
+    while let Some(frame) = captures.next_frame() {
+        let frame = PreparedFrame::of(&frame);
+        driver.prefetch(&frame);
+        ahead.push_back(frame);
+        frames += 1;
+        if ahead.len() > LOOKAHEAD
+            && let Some(frame) = ahead.pop_front()
+        {
+            observe(driver, &frame)?;
         }
         if frames.is_multiple_of(PROGRESS_EVERY) {
             progress(captures);
         }
     }
-    driver.end_of_input(sink)?;
+    for frame in ahead {
+        observe(driver, &frame)?;
+    }
     Ok(frames)
 }
 

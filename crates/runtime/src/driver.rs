@@ -20,7 +20,7 @@ use std::net::{IpAddr, SocketAddr};
 use vpcflow_core::aggregate::{AggregatorConfig, ClosedWindow};
 use vpcflow_core::flow::{Direction, ExportedDelta, FiveTuple, FlowDelta};
 use vpcflow_core::pipeline::PipelineStats;
-use vpcflow_core::{Inventory, Pipeline, SharedFrame, Timestamp, Topology};
+use vpcflow_core::{Inventory, Pipeline, PreparedFrame, SharedFrame, Timestamp, Topology};
 use vpcflow_flowexport::{ExportedFlow, Observation};
 use vpcflow_policy::DEFAULT_CONNECTIONS;
 use vpcflow_wire::{Frame, IpProtocol};
@@ -441,19 +441,37 @@ impl Driver {
     /// capture file holds no tap). The frame's time is the capture's clock:
     /// windows it passes are closed, to be written by [`Driver::drain`].
     pub fn observe(&mut self, frame: &Frame<'_>) {
+        self.observe_prepared(&PreparedFrame::of(frame));
+    }
+
+    /// [`Driver::observe`] of a frame prepared ahead (see
+    /// [`Driver::prefetch`]).
+    pub fn observe_prepared(&mut self, frame: &PreparedFrame) {
         self.stats.frames += 1;
-        if let Some(g) = self.generation_at(Timestamp(frame.timestamp_ns)) {
-            g.pipeline.observe(frame);
+        if let Some(g) = self.generation_at(frame.now) {
+            g.pipeline.observe_prepared(frame);
         }
     }
 
-    /// [`Driver::observe`], also telling `out` what the pipeline read of
-    /// the frame, for the other shards of a run to apply
+    /// [`Driver::observe_prepared`], also telling `out` what the pipeline
+    /// read of the frame, for the other shards of a run to apply
     /// ([`vpcflow_core::Pipeline::observe_sharing`]).
-    pub fn observe_sharing(&mut self, frame: &Frame<'_>, out: &mut Vec<SharedFrame>) {
+    pub fn observe_sharing(&mut self, frame: &PreparedFrame, out: &mut Vec<SharedFrame>) {
         self.stats.frames += 1;
-        if let Some(g) = self.generation_at(Timestamp(frame.timestamp_ns)) {
+        if let Some(g) = self.generation_at(frame.now) {
             g.pipeline.observe_sharing(frame, out);
+        }
+    }
+
+    /// Fetches ahead what observing `frame` will look up, a few frames
+    /// before it is observed ([`vpcflow_core::Pipeline::prefetch`]).
+    pub fn prefetch(&self, frame: &PreparedFrame) {
+        if let Some(g) = self
+            .generations
+            .iter()
+            .find(|g| g.until.is_none_or(|u| frame.now < u))
+        {
+            g.pipeline.prefetch(frame);
         }
     }
 

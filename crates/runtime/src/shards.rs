@@ -29,7 +29,7 @@ use vpcflow_core::aggregate::{ClosedWindow, RuleHits, Shard};
 use vpcflow_core::{Inventory, Pipeline, PipelineStats, RuleRef, SharedFrame, Timestamp, Topology};
 use vpcflow_policy::EngineStats;
 
-use crate::capture::PROGRESS_EVERY;
+use crate::capture::{LOOKAHEAD, read_ahead};
 use crate::driver::{Driver, Sink, SinkError, forward_sink_upkeep};
 use crate::verdicts::Verdicts;
 
@@ -234,7 +234,10 @@ fn shard_thread(
     out: SyncSender<Piece>,
 ) {
     for batch in batches {
-        for f in &batch.0 {
+        for (i, f) in batch.0.iter().enumerate() {
+            if let Some(ahead) = batch.0.get(i + LOOKAHEAD) {
+                pipeline.prefetch_shared(ahead);
+            }
             pipeline.apply(f);
         }
         drop(batch);
@@ -313,7 +316,6 @@ pub fn replay_sharded(
         let mut driver = Driver::from_pipeline(first);
         let mut in_flight: VecDeque<Arc<Batch>> = VecDeque::new();
         let mut batch = Batch(Vec::with_capacity(BATCH_FRAMES + 2));
-        let mut frames: u64 = 0;
         // Hands the batch to every shard and starts the next, reusing one
         // the shards are done with.
         let mut send = |batch: &mut Batch| -> Result<(), SinkError> {
@@ -338,9 +340,8 @@ pub fn replay_sharded(
             }
             Ok(())
         };
-        while let Some(f) = captures.next_frame() {
-            driver.observe_sharing(&f, &mut batch.0);
-            frames += 1;
+        let frames = read_ahead(&mut driver, captures, progress, &mut |driver, f| {
+            driver.observe_sharing(f, &mut batch.0);
             if driver.has_closed() {
                 // The others need what closed the window to close it too.
                 send(&mut batch)?;
@@ -348,10 +349,8 @@ pub fn replay_sharded(
             } else if batch.0.len() >= BATCH_FRAMES {
                 send(&mut batch)?;
             }
-            if frames.is_multiple_of(PROGRESS_EVERY) {
-                progress(captures);
-            }
-        }
+            Ok(())
+        })?;
         if !batch.0.is_empty() {
             send(&mut batch)?;
         }

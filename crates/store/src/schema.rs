@@ -8,7 +8,7 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use vpcflow_core::Topology;
-use vpcflow_core::format::write_ip;
+use vpcflow_core::format::push_ip;
 use vpcflow_core::record::FlowRecord;
 use vpcflow_core::schema::{Value, value};
 pub use vpcflow_querylang::columns::{
@@ -53,7 +53,6 @@ pub fn batch(topology: &Topology, records: &[(usize, &FlowRecord)]) -> Result<Re
     let mut ip = Vec::with_capacity(40);
     let mut ip_text = String::with_capacity(40);
     let mut last_ip: Option<IpAddr> = None;
-    let mut digits = itoa::Buffer::new();
     let arrays: Vec<ArrayRef> = columns()
         .map(|c| -> ArrayRef {
             let cell = |index: usize, r| match c {
@@ -90,8 +89,7 @@ pub fn batch(topology: &Topology, records: &[(usize, &FlowRecord)]) -> Result<Re
                             Value::Address(a) => {
                                 if last_ip != Some(a) {
                                     ip.clear();
-                                    // Writing into a Vec cannot fail.
-                                    let _ = write_ip(&mut ip, a, &mut digits);
+                                    push_ip(&mut ip, a);
                                     ip_text.clear();
                                     // ASCII digits, dots, colons and hex.
                                     ip_text.push_str(std::str::from_utf8(&ip).unwrap_or_default());

@@ -201,3 +201,32 @@ fn custom_formats_take_any_field_in_any_order() {
     assert_eq!(V1_FIELDS.last(), Some(&Field::LogStatus));
     assert_eq!(V2_FIELDS.last(), Some(&Field::NetworkId));
 }
+
+/// The digits written straight into the line are what `Display` writes,
+/// at every length and at the edges of each.
+#[test]
+fn numbers_and_addresses_are_written_as_display_writes_them() {
+    let mut samples = vec![0u64, 9, 10, 99, 100, 101, u64::MAX, u64::MAX - 1];
+    let mut p = 1u64;
+    while let Some(next) = p.checked_mul(10) {
+        samples.extend([p - 1, p, p + 1, next - 1]);
+        p = next;
+    }
+    for v in samples {
+        let mut buf = b"x".to_vec();
+        push_number(&mut buf, v);
+        assert_eq!(buf, format!("x{v}").into_bytes(), "{v}");
+    }
+    for a in [
+        "0.0.0.0",
+        "255.255.255.255",
+        "10.0.100.9",
+        "2001:db8::1",
+        "::ffff:1.2.3.4",
+    ] {
+        let ip: IpAddr = a.parse().unwrap();
+        let mut buf = Vec::new();
+        push_ip(&mut buf, ip);
+        assert_eq!(buf, ip.to_string().into_bytes());
+    }
+}

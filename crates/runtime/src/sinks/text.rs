@@ -12,7 +12,12 @@ use crate::driver::{Sink, SinkError};
 pub struct FormatSink<W> {
     format: Format,
     out: W,
+    /// Lines not yet handed to `out`: written many at a time.
+    lines: Vec<u8>,
 }
+
+/// Bytes of lines gathered before they are handed to the writer.
+const LINES_BUFFER: usize = 64 * 1024;
 
 impl<W: Write> FormatSink<W> {
     /// Writes `format`'s records to `out` (the header first if `header`).
@@ -20,7 +25,11 @@ impl<W: Write> FormatSink<W> {
         if header {
             format::write_header(&format, &mut out)?;
         }
-        Ok(FormatSink { format, out })
+        Ok(FormatSink {
+            format,
+            out,
+            lines: Vec::with_capacity(LINES_BUFFER + 1024),
+        })
     }
 
     /// Flushes and hands the writer back.
@@ -38,8 +47,14 @@ impl<W: Write> Sink for FormatSink<W> {
         _partial: bool,
     ) -> Result<(), SinkError> {
         for r in &window.records {
-            format::write_record(&self.format, topology, r, &mut self.out)?;
+            format::append_record(&self.format, topology, r, &mut self.lines);
+            if self.lines.len() >= LINES_BUFFER {
+                self.out.write_all(&self.lines)?;
+                self.lines.clear();
+            }
         }
+        self.out.write_all(&self.lines)?;
+        self.lines.clear();
         Ok(())
     }
 }
