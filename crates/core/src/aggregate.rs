@@ -277,9 +277,18 @@ const EMPTY_SLOT: u64 = u64::MAX;
 /// reads only the entry it is after.
 fn flow_hash<A: Addr>(seeds: FlowSeeds, key: &Key<A>) -> u64 {
     let &(src, dst, port, src_port, dst_port, protocol, bits) = key;
-    let h = conversation_hash(seeds, src, dst, src_port, dst_port, protocol);
-    let tag = (h ^ ((u64::from(port) << 8) | u64::from(bits))).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    (tag & !0xffff_ffff) | (h & 0xffff_ffff)
+    tagged(
+        conversation_hash(seeds, src, dst, src_port, dst_port, protocol),
+        port,
+        bits,
+    )
+}
+
+/// [`flow_hash`] from its conversation's hash.
+fn tagged(conversation: u64, port: u32, bits: u8) -> u64 {
+    let tag = (conversation ^ ((u64::from(port) << 8) | u64::from(bits)))
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    (tag & !0xffff_ffff) | (conversation & 0xffff_ffff)
 }
 
 /// The hash of a conversation: both ends (address and port, in 64 bits
@@ -684,70 +693,111 @@ impl Aggregator {
         policy: &mut P,
         d: &FlowDelta,
     ) -> bool {
-        let Some(start) = self.note_time(d.first) else {
-            self.stats.late_packets = self.stats.late_packets.saturating_add(d.packets);
+        self.observe_packet(topology, policy, std::slice::from_ref(d))
+    }
+
+    /// Adds the deltas of one packet (or exported flow), one per port it
+    /// counts for, in that order (the egress port's first: the policy
+    /// sees them so): the same tuple and time in each, so its window,
+    /// address family and conversation hash are found once. Returns
+    /// `false` (and counts them) when their window is already closed.
+    pub fn observe_packet<P: Policy>(
+        &mut self,
+        topology: &Topology,
+        policy: &mut P,
+        deltas: &[FlowDelta],
+    ) -> bool {
+        let Some(first) = deltas.first() else {
+            return false;
+        };
+        debug_assert!(
+            deltas
+                .iter()
+                .all(|d| d.tuple == first.tuple && d.first == first.first)
+        );
+        let Some(start) = self.note_time(first.first) else {
+            for d in deltas {
+                self.stats.late_packets = self.stats.late_packets.saturating_add(d.packets);
+            }
             return false;
         };
         let wi = match self.open.last() {
             Some(w) if w.start == start => self.open.len() - 1,
             _ => self.window_index(start),
         };
-        // Another shard's port: the window is open here too (so that every
-        // shard reports the same windows), the flow is the other's.
-        if !self.shard.owns(d.port) {
-            return true;
-        }
-        let cap = self.config.max_records;
+        let (cap, seeds, shard) = (self.config.max_records, self.seeds, self.shard);
         let w = &mut self.open[wi];
-        let p = d.port as usize;
-        if w.ports.len() <= p {
-            w.ports
-                .resize(topology.ports.len().max(p + 1), PortWindow::default());
-        }
-        let port = &topology.ports[p];
-        let pw = &mut w.ports[p];
         let stats = &mut self.stats;
-        let mut decide = || {
-            stats.policy_evaluations += 1;
-            policy.decide(
-                d.first,
-                &FlowQuery {
-                    port,
-                    port_index: d.port,
-                    direction: d.direction,
-                    tuple: d.tuple,
-                    tcp_flags: d.flags_any,
-                },
-            )
-        };
-        match (d.tuple.src, d.tuple.dst) {
+        let (sp, dp, proto) = (
+            first.tuple.src_port,
+            first.tuple.dst_port,
+            first.tuple.protocol.0,
+        );
+        let family = match (first.tuple.src, first.tuple.dst) {
             (IpAddr::V4(s), IpAddr::V4(t)) => {
-                observe_in(
-                    &mut w.v4,
-                    self.seeds,
-                    pw,
-                    cap,
-                    port.filters,
-                    s.octets(),
-                    t.octets(),
-                    d,
-                    &mut decide,
-                );
+                let (s, t) = (s.octets(), t.octets());
+                Ok((s, t, conversation_hash(seeds, s, t, sp, dp, proto)))
             }
             (s, t) => {
-                let before = w.v4.len as u32;
-                if observe_in(
-                    &mut w.v6,
-                    self.seeds,
-                    pw,
-                    cap,
-                    port.filters,
-                    v6_octets(s),
-                    v6_octets(t),
-                    d,
-                    &mut decide,
-                ) {
-                    w.v6_order.push(before);
+                let (s, t) = (v6_octets(s), v6_octets(t));
+                Err((s, t, conversation_hash(seeds, s, t, sp, dp, proto)))
+            }
+        };
+        for d in deltas {
+            // Another shard's port: the window is open here too (so that
+            // every shard reports the same windows), the flow is the other's.
+            if !shard.owns(d.port) {
+                continue;
+            }
+            let p = d.port as usize;
+            if w.ports.len() <= p {
+                w.ports
+                    .resize(topology.ports.len().max(p + 1), PortWindow::default());
+            }
+            let port = &topology.ports[p];
+            let pw = &mut w.ports[p];
+            let mut decide = || {
+                stats.policy_evaluations += 1;
+                policy.decide(
+                    d.first,
+                    &FlowQuery {
+                        port,
+                        port_index: d.port,
+                        direction: d.direction,
+                        tuple: d.tuple,
+                        tcp_flags: d.flags_any,
+                    },
+                )
+            };
+            match family {
+                Ok((s, t, conversation)) => {
+                    observe_in(
+                        &mut w.v4,
+                        seeds,
+                        conversation,
+                        pw,
+                        cap,
+                        port.filters,
+                        (s, t),
+                        d,
+                        &mut decide,
+                    );
+                }
+                Err((s, t, conversation)) => {
+                    let before = w.v4.len as u32;
+                    if observe_in(
+                        &mut w.v6,
+                        seeds,
+                        conversation,
+                        pw,
+                        cap,
+                        port.filters,
+                        (s, t),
+                        d,
+                        &mut decide,
+                    ) {
+                        w.v6_order.push(before);
+                    }
                 }
             }
         }
@@ -1076,11 +1126,11 @@ fn fields<A: Addr>(e: &Entry<A>, pw: Option<&PortWindow>) -> FlowFields {
 fn observe_in<A: Addr>(
     table: &mut FlowTable<A>,
     seeds: FlowSeeds,
+    conversation: u64,
     pw: &mut PortWindow,
     cap: u32,
     mask: u8,
-    src: A,
-    dst: A,
+    (src, dst): (A, A),
     d: &FlowDelta,
     decide: &mut impl FnMut() -> Decision,
 ) -> bool {
@@ -1093,7 +1143,8 @@ fn observe_in<A: Addr>(
         d.tuple.protocol.0,
         identity_bits(d),
     );
-    let hash = flow_hash(seeds, &key);
+    let hash = tagged(conversation, d.port, identity_bits(d));
+    debug_assert_eq!(hash, flow_hash(seeds, &key));
     if let Some(i) = table.find(hash, &key) {
         let i = i as usize;
         let e = &mut table.chunks[i / CHUNK][i % CHUNK];

@@ -442,17 +442,11 @@ impl<P: Policy> Pipeline<P> {
             } else {
                 0
             };
-            let mut counted = false;
-            for (port, direction) in targets.into_iter().flatten() {
-                if Some(port) == self.attributor.overflow_port() {
-                    counted |=
-                        self.aggregator
-                            .note_lost(&self.topology, port, first, packets, bytes);
-                    continue;
-                }
-                let d = FlowDelta {
-                    port,
-                    direction,
+            let counted = self.count_on(
+                targets,
+                FlowDelta {
+                    port: 0,
+                    direction: Direction::Egress,
                     tuple,
                     packets,
                     bytes,
@@ -467,11 +461,8 @@ impl<P: Policy> Pipeline<P> {
                     },
                     first,
                     sampling_rate,
-                };
-                counted |= self
-                    .aggregator
-                    .observe(&self.topology, &mut self.policy, &d);
-            }
+                },
+            );
             if counted {
                 self.stats.attributed = self.stats.attributed.saturating_add(packets);
             } else {
@@ -546,22 +537,11 @@ impl<P: Policy> Pipeline<P> {
                 0
             };
             let tuple = Self::tuple(s);
-            let mut counted = false;
-            for (port, direction) in targets.into_iter().flatten() {
-                if Some(port) == self.attributor.overflow_port() {
-                    // An address past the bound on automatic ports.
-                    counted |= self.aggregator.note_lost(
-                        &self.topology,
-                        port,
-                        now,
-                        1,
-                        u64::from(s.ip_bytes),
-                    );
-                    continue;
-                }
-                let d = FlowDelta {
-                    port,
-                    direction,
+            let counted = self.count_on(
+                targets,
+                FlowDelta {
+                    port: 0,
+                    direction: Direction::Egress,
                     tuple,
                     packets: 1,
                     bytes: u64::from(s.ip_bytes),
@@ -569,11 +549,8 @@ impl<P: Policy> Pipeline<P> {
                     flags_all: flags,
                     first: now,
                     sampling_rate: 1,
-                };
-                counted |= self
-                    .aggregator
-                    .observe(&self.topology, &mut self.policy, &d);
-            }
+                },
+            );
             if counted {
                 self.stats.attributed += 1;
             } else {
@@ -581,6 +558,36 @@ impl<P: Policy> Pipeline<P> {
             }
         }
         self.tick(now);
+    }
+
+    /// Counts `traffic` (its port and direction aside) on each of
+    /// `targets`, in order: the overflow port's as lost (SKIPDATA), the
+    /// others' as one packet's deltas. Whether it counted anywhere (else
+    /// its window was closed).
+    fn count_on(&mut self, targets: [Option<(u32, Direction)>; 2], traffic: FlowDelta) -> bool {
+        let mut counted = false;
+        let mut deltas = [traffic; 2];
+        let mut n = 0;
+        for (port, direction) in targets.into_iter().flatten() {
+            if Some(port) == self.attributor.overflow_port() {
+                // An address past the bound on automatic ports.
+                counted |= self.aggregator.note_lost(
+                    &self.topology,
+                    port,
+                    traffic.first,
+                    traffic.packets,
+                    traffic.bytes,
+                );
+                continue;
+            }
+            deltas[n].port = port;
+            deltas[n].direction = direction;
+            n += 1;
+        }
+        counted
+            | self
+                .aggregator
+                .observe_packet(&self.topology, &mut self.policy, &deltas[..n])
     }
 
     /// A live source's wall clock: the window holding `now` is one to report
