@@ -654,33 +654,41 @@ impl Aggregator {
         Some(start)
     }
 
-    /// Fetches ahead where a packet of `tuple` seen at `at` will be looked
-    /// up, if its window is the latest one open (almost every packet's):
+    /// Fetches ahead where a packet from `src` to `dst` (`ports`, source's
+    /// first) seen at `at` will be looked up, if its window is the latest
+    /// one open (almost every packet's):
     /// called some packets before [`Aggregator::observe`] is for it, so
     /// that the cache miss overlaps other work. Changes nothing.
-    pub fn prefetch(&self, at: Timestamp, tuple: &FiveTuple) {
+    pub fn prefetch(
+        &self,
+        at: Timestamp,
+        src: &IpAddr,
+        dst: &IpAddr,
+        ports: [u16; 2],
+        protocol: u8,
+    ) {
         let (lo, hi, start) = self.cached;
         let Some(w) = self.open.last() else { return };
         if !(lo <= at.0 && at.0 < hi && w.start == start) {
             return;
         }
-        let (sp, dp, proto) = (tuple.src_port, tuple.dst_port, tuple.protocol.0);
-        match (tuple.src, tuple.dst) {
+        let [sp, dp] = ports;
+        match (src, dst) {
             (IpAddr::V4(s), IpAddr::V4(d)) => w.v4.prefetch(conversation_hash(
                 self.seeds,
                 s.octets(),
                 d.octets(),
                 sp,
                 dp,
-                proto,
+                protocol,
             )),
             (s, d) => w.v6.prefetch(conversation_hash(
                 self.seeds,
-                v6_octets(s),
-                v6_octets(d),
+                v6_octets(*s),
+                v6_octets(*d),
                 sp,
                 dp,
-                proto,
+                protocol,
             )),
         }
     }

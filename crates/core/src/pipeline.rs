@@ -292,7 +292,8 @@ impl<P: Policy> Pipeline<P> {
     }
 
     fn prefetch_packet(&self, s: &IpSummary, now: Timestamp) {
-        self.aggregator.prefetch(now, &Self::tuple(s));
+        self.aggregator
+            .prefetch(now, &s.src, &s.dst, [s.src_port, s.dst_port], s.protocol.0);
     }
 
     fn tuple(s: &IpSummary) -> FiveTuple {
