@@ -262,6 +262,9 @@ struct FlowTable<A> {
     len: usize,
 }
 
+/// How many of a port's entries ahead emitting a window fetches.
+const EMIT_AHEAD: usize = 8;
+
 /// A slot no flow uses (no entry has number `u32::MAX`: a window holds
 /// fewer flows than that).
 const EMPTY_SLOT: u64 = u64::MAX;
@@ -355,6 +358,15 @@ impl<A: Addr> FlowTable<A> {
     fn prefetch(&self, conversation: u64) {
         if !self.slots.is_empty() {
             crate::hint::prefetch(&self.slots, conversation as usize & (self.slots.len() - 1));
+        }
+    }
+
+    /// Fetches entry `i`'s line, if there is one.
+    fn prefetch_entry(&self, i: Option<&u32>) {
+        if let Some(&i) = i
+            && let Some(chunk) = self.chunks.get(i as usize / CHUNK)
+        {
+            crate::hint::prefetch(chunk, i as usize % CHUNK);
         }
     }
 
@@ -1042,13 +1054,17 @@ impl Aggregator {
                     while i < b4.len() || j < b6.len() {
                         let take_v6 =
                             j < b6.len() && (i >= b4.len() || w.v6_order[b6[j] as usize] <= b4[i]);
+                        // A port's entries are scattered over the window's
+                        // first-seen order: fetch a few ahead.
                         if take_v6 {
+                            w.v6.prefetch_entry(b6.get(j + EMIT_AHEAD));
                             let e = FlowTable::get(&w.v6.chunks, b6[j]);
                             j += 1;
                             if e.kept() & bit != 0 {
                                 push(fields(e, pw));
                             }
                         } else {
+                            w.v4.prefetch_entry(b4.get(i + EMIT_AHEAD));
                             let e = FlowTable::get(&w.v4.chunks, b4[i]);
                             i += 1;
                             if e.kept() & bit != 0 {
