@@ -174,7 +174,7 @@ pub struct IngestArgs {
     /// Print the field names first.
     #[arg(long)]
     header: bool,
-    /// Write records to FILE instead of standard output.
+    /// Write records to FILE instead of standard output (`-`: standard output).
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     output: Option<PathBuf>,
     /// Write, for every security-group and ACL rule, the flows, packets and bytes
@@ -286,10 +286,10 @@ impl Settings {
 pub fn run(args: IngestArgs) -> Result<ExitCode> {
     let settings = Settings::resolve(&args)?;
     let out: Box<dyn Write + Send> = match &args.output {
-        Some(p) => {
+        Some(p) if p.as_os_str() != "-" => {
             Box::new(File::create(p).with_context(|| format!("cannot create {}", p.display()))?)
         }
-        None => Box::new(io::stdout()),
+        _ => Box::new(io::stdout()),
     };
     match stream(settings, &args, BufWriter::with_capacity(1 << 16, out)) {
         Err(e) if is_broken_pipe(&e) => Ok(ExitCode::SUCCESS),

@@ -240,6 +240,25 @@ fn v2_and_json_carry_direction_tcp_flag_and_placement() {
     assert!(nodata["srcaddr"].is_null());
 }
 
+/// `-o -` is standard output, as `-` is for most tools, not a file
+/// named `-` in the working directory.
+#[test]
+fn output_dash_is_standard_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let cap = example_capture(dir.path());
+    let (code, to_stdout, _) = run(&["ingest", "--config", &inventory(), &cap]);
+    assert_eq!(code, 0);
+    let out = vpcflow()
+        .current_dir(dir.path())
+        .args(["ingest", "--config", &inventory(), "-o", "-", &cap])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), to_stdout);
+    assert!(!to_stdout.is_empty());
+    assert!(!dir.path().join("-").exists());
+}
+
 #[test]
 fn cap_from_the_command_line_gives_skipdata_with_the_rest() {
     let dir = tempfile::tempdir().unwrap();
