@@ -466,6 +466,31 @@ impl Window {
     }
 }
 
+/// A packet's addresses as its family's table keeps them, and its
+/// conversation's hash: `Ok` for IPv4, `Err` for IPv6 (IPv4 mapped where
+/// the families mix).
+type Conversation = Result<([u8; 4], [u8; 4], u64), ([u8; 16], [u8; 16], u64)>;
+
+/// The [`Conversation`] from `src` to `dst` (`ports`, the source's first).
+fn conversation(
+    seeds: FlowSeeds,
+    src: &IpAddr,
+    dst: &IpAddr,
+    [sp, dp]: [u16; 2],
+    protocol: u8,
+) -> Conversation {
+    match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(t)) => {
+            let (s, t) = (s.octets(), t.octets());
+            Ok((s, t, conversation_hash(seeds, s, t, sp, dp, protocol)))
+        }
+        (s, t) => {
+            let (s, t) = (v6_octets(*s), v6_octets(*t));
+            Err((s, t, conversation_hash(seeds, s, t, sp, dp, protocol)))
+        }
+    }
+}
+
 /// An address as the IPv6 table keeps it (IPv4 mapped).
 fn v6_octets(a: IpAddr) -> [u8; 16] {
     match a {
@@ -684,24 +709,9 @@ impl Aggregator {
         if !(lo <= at.0 && at.0 < hi && w.start == start) {
             return;
         }
-        let [sp, dp] = ports;
-        match (src, dst) {
-            (IpAddr::V4(s), IpAddr::V4(d)) => w.v4.prefetch(conversation_hash(
-                self.seeds,
-                s.octets(),
-                d.octets(),
-                sp,
-                dp,
-                protocol,
-            )),
-            (s, d) => w.v6.prefetch(conversation_hash(
-                self.seeds,
-                v6_octets(*s),
-                v6_octets(*d),
-                sp,
-                dp,
-                protocol,
-            )),
+        match conversation(self.seeds, src, dst, ports, protocol) {
+            Ok((_, _, h)) => w.v4.prefetch(h),
+            Err((_, _, h)) => w.v6.prefetch(h),
         }
     }
 
@@ -748,21 +758,14 @@ impl Aggregator {
         let (cap, seeds, shard) = (self.config.max_records, self.seeds, self.shard);
         let w = &mut self.open[wi];
         let stats = &mut self.stats;
-        let (sp, dp, proto) = (
-            first.tuple.src_port,
-            first.tuple.dst_port,
-            first.tuple.protocol.0,
+        let t = &first.tuple;
+        let family = conversation(
+            seeds,
+            &t.src,
+            &t.dst,
+            [t.src_port, t.dst_port],
+            t.protocol.0,
         );
-        let family = match (first.tuple.src, first.tuple.dst) {
-            (IpAddr::V4(s), IpAddr::V4(t)) => {
-                let (s, t) = (s.octets(), t.octets());
-                Ok((s, t, conversation_hash(seeds, s, t, sp, dp, proto)))
-            }
-            (s, t) => {
-                let (s, t) = (v6_octets(s), v6_octets(t));
-                Err((s, t, conversation_hash(seeds, s, t, sp, dp, proto)))
-            }
-        };
         for d in deltas {
             // Another shard's port: the window is open here too (so that
             // every shard reports the same windows), the flow is the other's.
