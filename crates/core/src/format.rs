@@ -154,6 +154,110 @@ pub fn append_record(format: &Format, topology: &Topology, r: &FlowRecord, buf: 
     buf.push(b'\n');
 }
 
+/// Writes records as lines of one format, byte for byte as
+/// [`append_record`] does, faster for a window's records: those come port
+/// by port, so the fields of a record's port, flow log and window
+/// ([`Field::of_context`]: the interface, project, VPC, times...) are
+/// rendered once per run of records that share them and copied after.
+///
+/// What it remembers is one window's: call [`LineWriter::new_window`]
+/// before each window's records (the topology may have changed since).
+#[derive(Debug, Clone)]
+pub struct LineWriter {
+    format: Format,
+    /// The format's fields as runs: adjacent context fields rendered as one
+    /// text (separators included), or one field of the record's own.
+    plan: Vec<Run>,
+    /// The (port, flow log, start, end) whose context `context` holds.
+    context_of: Option<(u32, u32, u64, u64)>,
+    /// The context runs' texts, one after another, and where each ends.
+    context: Vec<u8>,
+    context_ends: Vec<usize>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Run {
+    /// Fields `from..to` of the format, all of the context.
+    Context(usize, usize),
+    /// A field of the record's own.
+    Own(Field),
+}
+
+impl LineWriter {
+    /// A writer of `format`'s lines.
+    pub fn new(format: Format) -> LineWriter {
+        let mut plan = Vec::new();
+        for (i, f) in format.fields().unwrap_or_default().iter().enumerate() {
+            match plan.last_mut() {
+                Some(Run::Context(_, to)) if f.of_context() => *to = i + 1,
+                _ if f.of_context() => plan.push(Run::Context(i, i + 1)),
+                _ => plan.push(Run::Own(*f)),
+            }
+        }
+        LineWriter {
+            format,
+            plan,
+            context_of: None,
+            context: Vec::new(),
+            context_ends: Vec::new(),
+        }
+    }
+
+    /// The format written.
+    pub fn format(&self) -> &Format {
+        &self.format
+    }
+
+    /// Forgets the last window's context: the next records are another's.
+    pub fn new_window(&mut self) {
+        self.context_of = None;
+    }
+
+    /// Appends `r` as one line to `buf` (see [`append_record`]).
+    pub fn append(&mut self, topology: &Topology, r: &FlowRecord, buf: &mut Vec<u8>) {
+        let Some(fields) = self.format.fields() else {
+            return append_record(&self.format, topology, r, buf);
+        };
+        let version: &[u8] = if self.format == Format::V1 {
+            b"1"
+        } else {
+            b"2"
+        };
+        let key = (r.port, r.flow_log, r.start, r.end);
+        if self.context_of != Some(key) {
+            self.context.clear();
+            self.context_ends.clear();
+            for run in &self.plan {
+                if let Run::Context(from, to) = *run {
+                    for (i, f) in fields[from..to].iter().enumerate() {
+                        if i > 0 {
+                            self.context.push(b' ');
+                        }
+                        append_field(*f, version, topology, r, &mut self.context);
+                    }
+                    self.context_ends.push(self.context.len());
+                }
+            }
+            self.context_of = Some(key);
+        }
+        let (mut begin, mut ends) = (0, self.context_ends.iter());
+        for (i, run) in self.plan.iter().enumerate() {
+            if i > 0 {
+                buf.push(b' ');
+            }
+            match *run {
+                Run::Context(..) => {
+                    let end = ends.next().copied().unwrap_or(begin);
+                    buf.extend_from_slice(&self.context[begin..end]);
+                    begin = end;
+                }
+                Run::Own(f) => append_field(f, version, topology, r, buf),
+            }
+        }
+        buf.push(b'\n');
+    }
+}
+
 fn append_field(
     field: Field,
     version: &[u8],

@@ -490,6 +490,14 @@ impl Field {
                 | Field::TcpFlags
         )
     }
+
+    /// Whether the field's value is the same in every record of one port,
+    /// flow log and window (the port's, the flow log's, the window's and
+    /// the constant `version`): what a writer of a window's records, which
+    /// come port by port, renders once per run of them.
+    pub const fn of_context(self) -> bool {
+        !self.of_one_flow() && !matches!(self, Field::Packets | Field::Bytes | Field::LogStatus)
+    }
 }
 
 const fn tier_len(last: Tier) -> usize {
@@ -631,6 +639,67 @@ mod tests {
                     "{} of {body:?}",
                     f.name()
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn context_fields_are_those_every_record_of_a_port_flow_log_and_window_shares() {
+        let inv =
+            crate::Inventory::from_toml("vpc.toml", include_str!("../../../examples/vpc.toml"))
+                .unwrap();
+        let topology = Topology::from_inventory(&inv);
+        let judged = topology
+            .rules
+            .iter()
+            .find(|(_, r)| r.policy_id().is_some())
+            .map(|(r, _)| r)
+            .unwrap();
+        let flow = |packets: u64, action, direction, sampling_rate, rule| {
+            RecordBody::Flow(crate::record::FlowFields {
+                tuple: crate::flow::FiveTuple {
+                    src: "10.0.0.1".parse().unwrap(),
+                    dst: "2001:db8::1".parse().unwrap(),
+                    src_port: packets as u16,
+                    dst_port: 443,
+                    protocol: vpcflow_wire::IpProtocol(packets as u8),
+                    infrastructure: false,
+                },
+                packets,
+                bytes: packets * 100,
+                action,
+                direction,
+                tcp_flag: Some(crate::record::TcpFlag::Established),
+                rule,
+                passed: rule,
+                sampling_rate,
+                tcp_flags: packets as u8,
+            })
+        };
+        use crate::flow::{Action, Direction};
+        use crate::policy::RuleRef;
+        let bodies = [
+            flow(6, Action::Accept, Direction::Egress, 1, judged),
+            flow(17, Action::Reject, Direction::Ingress, 100, RuleRef::NONE),
+            RecordBody::NoData,
+            RecordBody::SkipData {
+                packets: 3,
+                bytes: 120,
+            },
+        ];
+        for port in 0..topology.ports.len() as u32 {
+            let records = bodies.map(|body| FlowRecord {
+                flow_log: 0,
+                port,
+                start: 600,
+                end: 1200,
+                body,
+            });
+            for f in Field::ALL {
+                let values = records.each_ref().map(|r| value(f, &topology, r));
+                let shared = values.iter().all(|v| *v == values[0]);
+                // Every other field tells some two of these records apart.
+                assert_eq!(shared, f.of_context(), "{}", f.name());
             }
         }
     }

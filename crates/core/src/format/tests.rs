@@ -230,3 +230,62 @@ fn numbers_and_addresses_are_written_as_display_writes_them() {
         assert_eq!(buf, ip.to_string().into_bytes());
     }
 }
+
+#[test]
+fn the_line_writer_writes_what_append_record_writes_as_context_changes() {
+    let t = topology();
+    let formats = [
+        Format::V1,
+        Format::V2,
+        Format::Json,
+        Format::parse("aws").unwrap(),
+        // Context and own fields interleaved, a context field first and last.
+        Format::parse("custom:end,srcaddr,interface-id,vpc-id,packets,log-group-id,start").unwrap(),
+        Format::parse("custom:packets,log-status").unwrap(),
+    ];
+    let bodies = [
+        dns(),
+        RecordBody::NoData,
+        RecordBody::SkipData {
+            packets: 7,
+            bytes: 9000,
+        },
+    ];
+    // Runs of one port, flow log and window, and changes of each.
+    let mut records = Vec::new();
+    for (port, flow_log, start) in [
+        (0, 0, 600),
+        (0, 0, 600),
+        (1, 0, 600),
+        (1, 1, 600),
+        (1, 1, 1200),
+        (0, 0, 1200),
+    ] {
+        for body in bodies {
+            records.push(FlowRecord {
+                flow_log,
+                port,
+                start,
+                end: start + 600,
+                body,
+            });
+        }
+    }
+    assert!(t.ports.len() >= 2 && t.flow_logs.len() >= 2);
+    for format in formats {
+        let mut writer = LineWriter::new(format.clone());
+        let (mut got, mut want) = (Vec::new(), Vec::new());
+        for (i, r) in records.iter().enumerate() {
+            if i == records.len() / 2 {
+                writer.new_window();
+            }
+            writer.append(&t, r, &mut got);
+            append_record(&format, &t, r, &mut want);
+        }
+        assert_eq!(
+            String::from_utf8(got).unwrap(),
+            String::from_utf8(want).unwrap(),
+            "{format:?}"
+        );
+    }
+}

@@ -4,13 +4,13 @@ use std::io::{self, Write};
 
 use vpcflow_core::Topology;
 use vpcflow_core::aggregate::ClosedWindow;
-use vpcflow_core::format::{self, Format};
+use vpcflow_core::format::{self, Format, LineWriter};
 
 use crate::driver::{Sink, SinkError};
 
 /// Records as text into `out`.
 pub struct FormatSink<W> {
-    format: Format,
+    lines_of: LineWriter,
     out: W,
     /// Lines not yet handed to `out`: written many at a time.
     lines: Vec<u8>,
@@ -26,7 +26,7 @@ impl<W: Write> FormatSink<W> {
             format::write_header(&format, &mut out)?;
         }
         Ok(FormatSink {
-            format,
+            lines_of: LineWriter::new(format),
             out,
             lines: Vec::with_capacity(LINES_BUFFER + 1024),
         })
@@ -46,8 +46,9 @@ impl<W: Write> Sink for FormatSink<W> {
         window: &ClosedWindow,
         _partial: bool,
     ) -> Result<(), SinkError> {
+        self.lines_of.new_window();
         for r in &window.records {
-            format::append_record(&self.format, topology, r, &mut self.lines);
+            self.lines_of.append(topology, r, &mut self.lines);
             if self.lines.len() >= LINES_BUFFER {
                 self.out.write_all(&self.lines)?;
                 self.lines.clear();
