@@ -558,16 +558,15 @@ impl Shard {
 
     /// `count` shards owning every port between them, the first with
     /// `first_weight` of another's share (the thread that also reads the
-    /// input takes less).
+    /// input takes less; with a weight of 0, none).
     pub fn split(count: u32, first_weight: f64) -> Vec<Shard> {
         let count = count.max(1);
         let total = first_weight + f64::from(count - 1);
         let mut bounds = vec![0u32];
         for i in 1..count {
             let at = (first_weight + f64::from(i - 1)) / total * f64::from(Shard::SLOTS);
-            let at = (at.round() as u32)
-                .max(bounds[bounds.len() - 1] + 1)
-                .min(Shard::SLOTS);
+            let least = bounds[bounds.len() - 1] + u32::from(i > 1 || first_weight > 0.0);
+            let at = (at.round() as u32).max(least).min(Shard::SLOTS);
             bounds.push(at);
         }
         bounds.push(Shard::SLOTS);
@@ -578,6 +577,11 @@ impl Shard {
                 to: b[1].max(b[0]),
             })
             .collect()
+    }
+
+    /// Whether this shard keeps no port's flows.
+    pub fn is_empty(self) -> bool {
+        self.from >= self.to
     }
 
     /// Whether this shard keeps `port`'s flows.
@@ -705,7 +709,9 @@ impl Aggregator {
         protocol: u8,
     ) {
         let (lo, hi, start) = self.cached;
-        let Some(w) = self.open.last() else { return };
+        let Some(w) = self.open.last().filter(|_| !self.shard.is_empty()) else {
+            return;
+        };
         if !(lo <= at.0 && at.0 < hi && w.start == start) {
             return;
         }
@@ -756,6 +762,12 @@ impl Aggregator {
             _ => self.window_index(start),
         };
         let (cap, seeds, shard) = (self.config.max_records, self.seeds, self.shard);
+        if !deltas.iter().any(|d| shard.owns(d.port)) {
+            // Other shards' ports only: the window is open here too (so
+            // that every shard reports the same windows), the flows are
+            // theirs, and so is the work of hashing them.
+            return true;
+        }
         let w = &mut self.open[wi];
         let stats = &mut self.stats;
         let t = &first.tuple;
@@ -767,8 +779,7 @@ impl Aggregator {
             t.protocol.0,
         );
         for d in deltas {
-            // Another shard's port: the window is open here too (so that
-            // every shard reports the same windows), the flow is the other's.
+            // Another shard's port: the flow is the other's.
             if !shard.owns(d.port) {
                 continue;
             }

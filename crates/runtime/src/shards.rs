@@ -36,9 +36,9 @@ use crate::verdicts::Verdicts;
 /// Frames' worth of what the reader read, handed to the shards at once.
 const BATCH_FRAMES: usize = 4096;
 /// The reading thread's share of the ports beside another shard's: it also
-/// reads, parses and attributes every frame, about what aggregating the
-/// rest costs on two cores, so it keeps the least (one slot; measured best
-/// on the benchmark's capture, `bench/run.sh`, against 0.1, 0.3 and 0.6).
+/// reads, parses and attributes every frame and writes the records, more
+/// than aggregating costs, so it keeps no port (measured best on the
+/// benchmark's capture, `bench/run.sh`, against one slot, 0.1, 0.3 and 0.6).
 const READER_SHARE: f64 = 0.0;
 /// Batches in flight to a shard before the reader waits.
 const BATCHES_AHEAD: usize = 4;

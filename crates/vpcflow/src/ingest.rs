@@ -344,6 +344,8 @@ fn stream(
     let mut rule_totals = None;
     let mut pipelines = vec![pipeline];
     pipelines.extend(shards);
+    // The threads the shards run on also format the lines.
+    let threads = pipelines.len();
     let (driver, totals) = if let Some(proposed) = proposed {
         let mut driver = Driver::from_pipeline(pipelines.swap_remove(0));
         let mut theirs = Driver::from_pipeline(proposed);
@@ -430,7 +432,7 @@ fn stream(
                 }
                 _ => {
                     let mut sink = Tallied {
-                        sink: FormatSink::new(format, args.header, out)?,
+                        sink: FormatSink::new(format, args.header, out)?.with_threads(threads),
                         stats,
                     };
                     let replayed = replay(&mut sink)?;
