@@ -697,9 +697,17 @@ impl Driver {
         sink: &mut dyn Sink,
     ) -> Result<(), SinkError> {
         let g = &mut self.generations[gi];
-        let closed = std::mem::take(g.pipeline.closed());
-        for w in &closed {
-            sink.write(g.pipeline.topology(), w, w.end > partial_after)?;
+        let mut closed = std::mem::take(g.pipeline.closed());
+        for (i, w) in closed.iter().enumerate() {
+            if let Err(e) = sink.write(g.pipeline.topology(), w, w.end > partial_after) {
+                // The windows not taken stay first in line, in order, for
+                // the next write (a retry, or the end of the run) to take:
+                // a sink's outage loses none, and skips none.
+                closed.drain(..i);
+                closed.append(g.pipeline.closed());
+                *g.pipeline.closed() = closed;
+                return Err(e);
+            }
             self.stats.windows += 1;
             self.stats.records += w.records.len() as u64;
         }

@@ -74,6 +74,46 @@ fn replayed_records_equal_a_bare_pipelines() {
     assert_eq!(calls, frames / vpcflow_runtime::capture::PROGRESS_EVERY);
 }
 
+/// A sink whose first write fails (a full disk, a store away).
+struct FailingOnce<S> {
+    sink: S,
+    failed: bool,
+}
+
+impl<S: Sink> Sink for FailingOnce<S> {
+    fn write(
+        &mut self,
+        topology: &vpcflow_core::Topology,
+        window: &vpcflow_core::aggregate::ClosedWindow,
+        partial: bool,
+    ) -> Result<(), vpcflow_runtime::SinkError> {
+        if !self.failed {
+            self.failed = true;
+            return Err("no space left on device".into());
+        }
+        self.sink.write(topology, window, partial)
+    }
+}
+
+#[test]
+fn a_window_a_sink_failed_to_take_is_written_by_the_next_write_in_order() {
+    let mut driver = Driver::from_pipeline(pipeline());
+    let mut sink = FailingOnce {
+        sink: FormatSink::new(Format::V2, false, Vec::new()).unwrap(),
+        failed: false,
+    };
+    let mut captures = demo();
+    let err = replay(&mut driver, &mut captures, &mut sink, &mut |_| {}).unwrap_err();
+    assert!(err.to_string().contains("no space"), "{err}");
+    // The run goes on where it stopped (the caller's retry).
+    replay(&mut driver, &mut captures, &mut sink, &mut |_| {}).unwrap();
+    let out = sink.sink.into_inner().unwrap();
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        String::from_utf8(bare()).unwrap()
+    );
+}
+
 /// A writer whose bytes the test keeps.
 #[derive(Clone, Default)]
 struct Shared(Arc<Mutex<Vec<u8>>>);
