@@ -250,11 +250,14 @@ fn identity_bits(d: &FlowDelta) -> u8 {
 /// found through an open-addressing index.
 ///
 /// The index is one array of slots, each a flow's hash tag (the hash's
-/// high 32 bits) beside its entry's number, probed linearly from the
+/// high 32 bits) beside its entry's number plus one, probed linearly from the
 /// hash's low bits ([`flow_hash`]): finding a flow reads one slot's cache
 /// line, then the entry only when the tag matches (a hashbrown table reads its control
 /// bytes, then a bucket elsewhere, then the entry). At most 3/4 full, so
-/// probes stay short; memory is 8 bytes per slot.
+/// probes stay short; memory is 8 bytes per slot. An empty slot is 0, so
+/// a new index is zeroed memory the system hands over untouched: a window
+/// opened beside a large one (presized like it) costs resident memory only
+/// as its flows arrive.
 #[derive(Debug)]
 struct FlowTable<A> {
     slots: Vec<u64>,
@@ -265,9 +268,8 @@ struct FlowTable<A> {
 /// How many of a port's entries ahead emitting a window fetches.
 const EMIT_AHEAD: usize = 8;
 
-/// A slot no flow uses (no entry has number `u32::MAX`: a window holds
-/// fewer flows than that).
-const EMPTY_SLOT: u64 = u64::MAX;
+/// A slot no flow uses (a used one holds its entry's number plus one).
+const EMPTY_SLOT: u64 = 0;
 
 /// A flow's place in the index: the low 32 bits (where probing starts)
 /// hash its conversation, the same for both directions and for every port
@@ -314,8 +316,10 @@ fn conversation_hash<A: Addr>(
     )
 }
 
+/// Entry `entry`'s slot (a window holds fewer than `u32::MAX` flows, so
+/// the number plus one fits the low half and is never 0).
 fn slot_of(hash: u64, entry: u32) -> u64 {
-    (hash & !0xffff_ffff) | u64::from(entry)
+    (hash & !0xffff_ffff) | (u64::from(entry) + 1)
 }
 
 impl<A: Addr> FlowTable<A> {
@@ -345,7 +349,7 @@ impl<A: Addr> FlowTable<A> {
             if slot == EMPTY_SLOT {
                 return None;
             }
-            let entry = slot as u32;
+            let entry = (slot as u32).wrapping_sub(1);
             if slot & !0xffff_ffff == tag && Self::get(&self.chunks, entry).key() == *key {
                 return Some(entry);
             }
@@ -399,8 +403,8 @@ impl<A: Addr> FlowTable<A> {
             return;
         }
         let size = (flows * 4 / 3 + 1).next_power_of_two().max(16);
-        self.slots.clear();
-        self.slots.resize(size, EMPTY_SLOT);
+        // Fresh zeroed memory (not the old index cleared): see the type.
+        self.slots = vec![EMPTY_SLOT; size];
         for (entry, e) in self.chunks.iter().flatten().enumerate() {
             let hash = flow_hash(seeds, &e.key());
             Self::place(&mut self.slots, slot_of(hash, entry as u32), hash);
@@ -719,6 +723,24 @@ impl Aggregator {
             Ok((_, _, h)) => w.v4.prefetch(h),
             Err((_, _, h)) => w.v6.prefetch(h),
         }
+    }
+
+    /// Whether this aggregator keeps no port's flows (the reading thread's
+    /// of a sharded run: see [`Shard::split`]).
+    pub fn keeps_no_port(&self) -> bool {
+        self.shard.is_empty()
+    }
+
+    /// What [`Aggregator::observe_packet`] does with the `packets` of a
+    /// packet at `at` when this aggregator keeps no port: notes the time.
+    /// Returns `false` (and counts them) when their window is already
+    /// closed.
+    pub fn observe_time(&mut self, at: Timestamp, packets: u64) -> bool {
+        let open = self.note_time(at).is_some();
+        if !open {
+            self.stats.late_packets = self.stats.late_packets.saturating_add(packets);
+        }
+        open
     }
 
     /// Adds a delta. Returns `false` (and counts it) when its window is

@@ -531,6 +531,14 @@ impl<P: Policy> Pipeline<P> {
     ) {
         if targets.iter().all(Option::is_none) {
             self.stats.no_monitored_port += 1;
+        } else if self.aggregator.keeps_no_port() {
+            // The reading thread of a sharded run: the flows are the other
+            // shards', the packet's time opens and closes windows here too.
+            if self.aggregator.observe_time(now, 1) {
+                self.stats.attributed += 1;
+            } else {
+                self.stats.late_for_window += 1;
+            }
         } else {
             let flags = if s.protocol == IpProtocol::TCP {
                 s.tcp_flags.0
