@@ -411,6 +411,12 @@ impl<A: Addr> FlowTable<A> {
         }
     }
 
+    /// Frees the index; the entries stay, in order, and nothing can be
+    /// found or stored any more.
+    fn drop_index(&mut self) {
+        self.slots = Vec::new();
+    }
+
     fn iter(&self) -> impl Iterator<Item = &Entry<A>> {
         self.chunks.iter().flatten()
     }
@@ -978,7 +984,7 @@ impl Aggregator {
         let max_gap = (MAX_GAP_NODATA_SECS / len).max(1);
         let mut empty_run = 0;
         while s <= last {
-            let w = match self.open.first() {
+            let mut w = match self.open.first() {
                 Some(w) if w.start == s => Some(self.open.remove(0)),
                 _ => None,
             };
@@ -998,6 +1004,12 @@ impl Aggregator {
                 empty_run += 1;
             } else {
                 empty_run = 0;
+            }
+            if let Some(w) = &mut w {
+                // Nothing is looked up in a closed window: its index goes
+                // before its records are made, not after.
+                w.v4.drop_index();
+                w.v6.drop_index();
             }
             out.push(self.emit(topology, s, w.as_ref()));
             // A closed window's tables are freed, not kept for the next
