@@ -268,6 +268,12 @@ struct FlowTable<A> {
 /// How many of a port's entries ahead emitting a window fetches.
 const EMIT_AHEAD: usize = 8;
 
+/// Slots of a window's indexes below which packets are not prefetched
+/// for: 256 KiB of index (at most 24,576 flows, about a megabyte of
+/// entries) stays in the cache, and hashing a packet ahead would only
+/// double its hashing.
+const PREFETCH_FROM_SLOTS: usize = 1 << 15;
+
 /// A slot no flow uses (a used one holds its entry's number plus one).
 const EMPTY_SLOT: u64 = 0;
 
@@ -719,7 +725,9 @@ impl Aggregator {
         protocol: u8,
     ) {
         let (lo, hi, start) = self.cached;
-        let Some(w) = self.open.last().filter(|_| !self.shard.is_empty()) else {
+        let Some(w) = self.open.last().filter(|w| {
+            !self.shard.is_empty() && w.v4.slots.len() + w.v6.slots.len() > PREFETCH_FROM_SLOTS
+        }) else {
             return;
         };
         if !(lo <= at.0 && at.0 < hi && w.start == start) {
