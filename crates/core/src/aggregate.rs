@@ -746,15 +746,26 @@ impl Aggregator {
     }
 
     /// What [`Aggregator::observe_packet`] does with the `packets` of a
-    /// packet at `at` when this aggregator keeps no port: notes the time.
-    /// Returns `false` (and counts them) when their window is already
-    /// closed.
+    /// packet at `at` when this aggregator keeps no port: notes the time
+    /// and opens its window (as every shard does, so that all close the
+    /// same windows, gaps included). Returns `false` (and counts them)
+    /// when their window is already closed.
     pub fn observe_time(&mut self, at: Timestamp, packets: u64) -> bool {
-        let open = self.note_time(at).is_some();
-        if !open {
+        let Some(start) = self.note_time(at) else {
             self.stats.late_packets = self.stats.late_packets.saturating_add(packets);
+            return false;
+        };
+        self.open_window(start);
+        true
+    }
+
+    /// The index of the open window starting at `start`, opened if need
+    /// be; most packets fall in the latest one.
+    fn open_window(&mut self, start: u64) -> usize {
+        match self.open.last() {
+            Some(w) if w.start == start => self.open.len() - 1,
+            _ => self.window_index(start),
         }
-        open
     }
 
     /// Adds a delta. Returns `false` (and counts it) when its window is
@@ -793,10 +804,7 @@ impl Aggregator {
             }
             return false;
         };
-        let wi = match self.open.last() {
-            Some(w) if w.start == start => self.open.len() - 1,
-            _ => self.window_index(start),
-        };
+        let wi = self.open_window(start);
         let (cap, seeds, shard) = (self.config.max_records, self.seeds, self.shard);
         if !deltas.iter().any(|d| shard.owns(d.port)) {
             // Other shards' ports only: the window is open here too (so

@@ -704,3 +704,36 @@ proptest! {
         }
     }
 }
+
+/// The reading thread's aggregator keeps no port and only notes packets'
+/// times: it still closes the windows the others close, across a gap
+/// longer than the NODATA a step reports (it opens the windows the
+/// packets fall in, as they do).
+#[test]
+fn an_aggregator_keeping_no_port_closes_the_windows_the_others_close() {
+    let topo = topology(2, &[TrafficType::All]);
+    let mut policy = ScriptedPolicy {
+        reject_port: 9,
+        asked: 0,
+    };
+    let day = MAX_GAP_NODATA_SECS;
+    let deltas = [
+        delta(0, "10.0.0.1", 53, 600, 10),
+        delta(1, "10.0.0.2", 53, 700 + 3 * day, 10),
+        delta(0, "10.0.0.1", 53, 1300 + 3 * day, 10),
+    ];
+    let (whole, _) = run(&topo, &mut policy, 10, &deltas);
+    let mut reader = Aggregator::new(config(10));
+    reader.set_shard(Shard::split(2, 0.0)[0]);
+    assert!(reader.keeps_no_port());
+    let mut out = Vec::new();
+    for d in &deltas {
+        assert!(reader.observe_time(d.first, d.packets));
+        reader.close_until(&topo, d.first, &mut out);
+    }
+    reader.finish(&topo, &mut out);
+    let windows = |ws: &[ClosedWindow]| ws.iter().map(|w| (w.start, w.end)).collect::<Vec<_>>();
+    assert_eq!(windows(&out), windows(&whole));
+    assert!(out.iter().all(|w| w.records.is_empty()));
+    assert!(whole.iter().any(|w| !w.records.is_empty()));
+}
