@@ -203,11 +203,6 @@ impl LineWriter {
         }
     }
 
-    /// The format written.
-    pub fn format(&self) -> &Format {
-        &self.format
-    }
-
     /// Forgets the last window's context: the next records are another's.
     pub fn new_window(&mut self) {
         self.context_of = None;

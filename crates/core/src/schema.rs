@@ -610,12 +610,17 @@ mod tests {
         assert_eq!(names.len(), FIELDS.len());
     }
 
-    #[test]
-    fn one_flows_fields_are_what_nodata_and_skipdata_records_lack() {
+    /// The shared example inventory's topology.
+    fn example_topology() -> Topology {
         let inv =
             crate::Inventory::from_toml("vpc.toml", include_str!("../../../examples/vpc.toml"))
                 .unwrap();
-        let topology = Topology::from_inventory(&inv);
+        Topology::from_inventory(&inv)
+    }
+
+    #[test]
+    fn one_flows_fields_are_what_nodata_and_skipdata_records_lack() {
+        let topology = example_topology();
         for body in [
             RecordBody::NoData,
             RecordBody::SkipData {
@@ -645,10 +650,7 @@ mod tests {
 
     #[test]
     fn context_fields_are_those_every_record_of_a_port_flow_log_and_window_shares() {
-        let inv =
-            crate::Inventory::from_toml("vpc.toml", include_str!("../../../examples/vpc.toml"))
-                .unwrap();
-        let topology = Topology::from_inventory(&inv);
+        let topology = example_topology();
         let judged = topology
             .rules
             .iter()
